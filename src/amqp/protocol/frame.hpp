@@ -1,0 +1,63 @@
+// AMQP 0-9-1 framing: the protocol header, the frame parser (bytes in -> need more | frame | error)
+// and frame writers. No sockets: the connection feeds whatever bytes it has.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "amqp/protocol/methods.hpp"
+
+namespace warren::amqp::protocol {
+
+// "AMQP" 0 0 9 1: the only protocol header Warren speaks.
+inline constexpr std::string_view protocol_header{"AMQP\x00\x00\x09\x01", 8};
+
+enum class header_status { need_more, ok, mismatch };
+// Checks the first bytes a client sends. A mismatch is reported as soon as one byte differs.
+header_status check_protocol_header(std::span<const uint8_t> in);
+
+// Size of the frame header (type, channel, size) and of the frame-end octet.
+inline constexpr size_t frame_header_size = 7;
+inline constexpr size_t frame_overhead = 8;
+
+struct frame_view {
+  uint8_t type = 0;
+  uint16_t channel = 0;
+  std::span<const uint8_t> payload;
+};
+
+enum class parse_status { need_more, frame, error };
+
+struct parse_result {
+  parse_status status = parse_status::need_more;
+  size_t consumed = 0;  // bytes of input the frame took (status == frame)
+  frame_view frame;
+  std::string error_text;  // status == error: always a FRAME_ERROR (501) on the connection
+};
+
+// Parses one frame from the front of `in`. frame_max bounds the whole frame, header and end octet
+// included (0 = no limit); an oversized frame is reported as soon as its header is readable, before
+// its payload is buffered.
+parse_result parse_frame(std::span<const uint8_t> in, uint32_t frame_max);
+
+// Frame writers: append a complete frame to `out`.
+void write_method_frame(std::string& out, uint16_t channel, const method& m);
+template <typename M>
+void write_method(std::string& out, uint16_t channel, const M& m) {
+  common::byte_writer w(out);
+  w.u8(frame_method);
+  w.u16(channel);
+  size_t at = w.size();
+  w.u32(0);
+  encode_method(w, m);
+  w.patch_u32(at, uint32_t(w.size() - at - 4));
+  w.u8(frame_end);
+}
+void write_content_header_frame(std::string& out, uint16_t channel, const content_header& h);
+// Splits body into frames of at most frame_max bytes each (0 = one frame).
+void write_body_frames(std::string& out, uint16_t channel, std::string_view body, uint32_t frame_max);
+void write_heartbeat_frame(std::string& out);
+
+}  // namespace warren::amqp::protocol
