@@ -1,0 +1,27 @@
+// SASL mechanisms offered to AMQP clients: PLAIN (RFC 4616) and RabbitMQ's AMQPLAIN.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace warren::auth {
+
+struct credentials {
+  std::string username;
+  std::string password;
+};
+
+// Space-separated list for connection.start's `mechanisms`.
+inline constexpr std::string_view offered_mechanisms = "PLAIN AMQPLAIN";
+
+bool is_offered_mechanism(std::string_view mechanism);
+
+// PLAIN: [authzid] NUL authcid NUL passwd. An authzid other than empty or the authcid is refused.
+std::optional<credentials> parse_plain(std::string_view response);
+// AMQPLAIN: a field table without its length prefix holding LOGIN and PASSWORD (long strings).
+std::optional<credentials> parse_amqplain(std::string_view response);
+// Dispatches on the mechanism name; nullopt for a malformed response or unknown mechanism.
+std::optional<credentials> parse_response(std::string_view mechanism, std::string_view response);
+
+}  // namespace warren::auth

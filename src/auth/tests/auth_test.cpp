@@ -1,0 +1,121 @@
+// Password hashes, SASL parsing, CIDR matching and the login decision.
+#include <gtest/gtest.h>
+
+#include "auth/password.hpp"
+#include "auth/sasl.hpp"
+#include "auth/user_store.hpp"
+
+namespace warren::auth {
+namespace {
+
+using boost::asio::ip::make_address;
+
+TEST(Password, RabbitMqSha256FormatIsVerified) {
+  // The layout RabbitMQ's rabbit_password_hashing_sha256 uses:
+  // base64(salt[4] ++ sha256(salt[4] ++ password)).
+  std::string salt("\x90\x8d\xc6\x0a", 4);
+  std::string h = hash_password_with_salt("guest", salt);
+  std::string raw;
+  ASSERT_TRUE(base64_decode(h, raw));
+  EXPECT_EQ(raw.size(), 36u);
+  EXPECT_EQ(raw.substr(0, 4), salt);
+  EXPECT_TRUE(verify_password(h, "guest"));
+  EXPECT_FALSE(verify_password(h, "Guest"));
+  EXPECT_FALSE(verify_password("not base64!", "guest"));
+  EXPECT_FALSE(verify_password(base64_encode("short"), "guest"));
+}
+
+TEST(Password, FreshSaltsDiffer) {
+  std::string a = hash_password("pw"), b = hash_password("pw");
+  EXPECT_NE(a, b);
+  EXPECT_TRUE(verify_password(a, "pw"));
+  EXPECT_TRUE(verify_password(b, "pw"));
+}
+
+TEST(Base64, RoundTrip) {
+  for (const std::string& s : std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
+    std::string back;
+    ASSERT_TRUE(base64_decode(base64_encode(s), back));
+    EXPECT_EQ(back, s);
+  }
+}
+
+TEST(Sasl, Plain) {
+  auto c = parse_plain(std::string("\0guest\0secret", 13));
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->username, "guest");
+  EXPECT_EQ(c->password, "secret");
+  EXPECT_TRUE(parse_plain(std::string("guest\0guest\0pw", 14)));
+  EXPECT_FALSE(parse_plain(std::string("other\0guest\0pw", 14)));
+  EXPECT_FALSE(parse_plain("guestsecret"));
+  EXPECT_FALSE(parse_plain(std::string("\0\0pw", 4)));
+}
+
+TEST(Sasl, AmqPlain) {
+  std::string r;
+  auto put = [&](std::string_view k, std::string_view v) {
+    r += char(k.size());
+    r += k;
+    r += 'S';
+    uint32_t n = uint32_t(v.size());
+    r += char(n >> 24);
+    r += char(n >> 16);
+    r += char(n >> 8);
+    r += char(n);
+    r += v;
+  };
+  put("LOGIN", "bob");
+  put("PASSWORD", "pw");
+  auto c = parse_amqplain(r);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->username, "bob");
+  EXPECT_EQ(c->password, "pw");
+  EXPECT_FALSE(parse_amqplain(r.substr(0, r.size() - 1)));
+  EXPECT_FALSE(parse_amqplain(r.substr(0, 10)));
+  EXPECT_TRUE(parse_response("AMQPLAIN", r));
+  EXPECT_FALSE(parse_response("CRAM-MD5", r));
+  EXPECT_TRUE(is_offered_mechanism("PLAIN"));
+  EXPECT_FALSE(is_offered_mechanism("EXTERNAL"));
+}
+
+TEST(IpNetwork, Matching) {
+  auto nets = parse_ip_networks("127.0.0.0/8, ::1/128");
+  ASSERT_TRUE(nets);
+  EXPECT_TRUE(in_any(*nets, make_address("127.0.0.1")));
+  EXPECT_TRUE(in_any(*nets, make_address("127.255.1.2")));
+  EXPECT_TRUE(in_any(*nets, make_address("::ffff:127.0.0.1")));
+  EXPECT_TRUE(in_any(*nets, make_address("::1")));
+  EXPECT_FALSE(in_any(*nets, make_address("128.0.0.1")));
+  EXPECT_FALSE(in_any(*nets, make_address("10.0.0.1")));
+  EXPECT_FALSE(in_any(*nets, make_address("::2")));
+  auto one = parse_ip_networks("127.0.0.1/32");
+  ASSERT_TRUE(one);
+  EXPECT_FALSE(in_any(*one, make_address("127.0.0.2")));
+  EXPECT_FALSE(parse_ip_networks("127.0.0.0/33"));
+  EXPECT_FALSE(parse_ip_networks("nonsense"));
+  EXPECT_FALSE(parse_ip_networks("1.2.3.4/x"));
+}
+
+TEST(UserStore, LoginAndLoopbackRule) {
+  user_store s;
+  user g{"guest", hash_password("guest"), {"administrator"}, {}};
+  g.permissions["/"] = permission{};
+  s.add_user(g);
+  s.add_user(user{"bob", hash_password("pw"), {}, {}});
+  s.set_loopback_networks(*parse_ip_networks("127.0.0.0/8,::1"));
+  const user* who = nullptr;
+  EXPECT_EQ(s.login({"guest", "guest"}, make_address("127.0.0.1"), &who), login_result::ok);
+  EXPECT_EQ(who->name, "guest");
+  EXPECT_EQ(s.login({"guest", "guest"}, make_address("10.1.1.1"), &who),
+            login_result::loopback_only);
+  EXPECT_EQ(s.login({"guest", "nope"}, make_address("10.1.1.1"), &who),
+            login_result::invalid_credentials);
+  EXPECT_EQ(s.login({"bob", "pw"}, make_address("10.1.1.1"), &who), login_result::ok);
+  EXPECT_EQ(s.login({"nobody", "pw"}, make_address("127.0.0.1"), &who),
+            login_result::invalid_credentials);
+  EXPECT_TRUE(user_store::may_access_vhost(*s.find("guest"), "/"));
+  EXPECT_FALSE(user_store::may_access_vhost(*s.find("bob"), "/"));
+}
+
+}  // namespace
+}  // namespace warren::auth

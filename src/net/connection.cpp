@@ -1,0 +1,214 @@
+// TCP connection mechanics. Reads wait for readability and then read into the worker's shared
+// buffer, so an idle connection owns no read buffer; writes are tried synchronously first and
+// fall back to an async write only when the socket buffer is full.
+#include "net/connection.hpp"
+
+#include <boost/asio/write.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include "net/worker.hpp"
+
+namespace warren::net {
+
+namespace {
+// Bytes read per readiness event before yielding to other connections on the worker.
+constexpr size_t read_budget = 256 * 1024;
+// Buffers above this capacity are released once empty, so a burst does not pin memory.
+constexpr size_t keep_capacity = 4096;
+
+void release_if_large(std::string& s) {
+  if (s.empty() && s.capacity() > keep_capacity) std::string().swap(s);
+}
+}  // namespace
+
+void connection_handler::on_shutdown() { conn().close_gracefully(std::chrono::seconds(1)); }
+
+connection::connection(worker& owner, boost::asio::ip::tcp::socket socket)
+    : owner_(owner), socket_(std::move(socket)) {
+  boost::system::error_code ec;
+  auto ep = socket_.remote_endpoint(ec);
+  if (!ec) {
+    peer_address_ = ep.address();
+    peer_port_ = ep.port();
+  }
+  socket_.non_blocking(true, ec);
+  socket_.set_option(boost::asio::ip::tcp::no_delay(true), ec);
+}
+
+connection::~connection() = default;
+
+void connection::start(std::unique_ptr<connection_handler> handler) {
+  handler_ = std::move(handler);
+  handler_->conn_ = this;
+  owner_.adopt(shared_from_this());
+  arm_read();
+}
+
+void connection::arm_read() {
+  if (read_armed_ || state_ == state::closed) return;
+  if (state_ == state::open && (paused_by_handler_ || paused_by_writes_)) return;
+  read_armed_ = true;
+  socket_.async_wait(boost::asio::ip::tcp::socket::wait_read,
+                     [self = shared_from_this()](const boost::system::error_code& ec) {
+                       self->read_armed_ = false;
+                       if (ec || self->state_ == state::closed) return;
+                       self->on_readable();
+                     });
+}
+
+void connection::on_readable() {
+  auto buf = owner_.read_buffer();
+  size_t total = 0;
+  while (state_ != state::closed) {
+    if (state_ == state::open && (paused_by_handler_ || paused_by_writes_)) break;
+    boost::system::error_code ec;
+    size_t n = socket_.read_some(boost::asio::buffer(buf.data(), buf.size()), ec);
+    if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) break;
+    if (ec || n == 0) {  // EOF or error: the peer is gone
+      close_now();
+      return;
+    }
+    if (state_ == state::lingering) continue;  // discard input while closing
+    deliver(buf.subspan(0, n));
+    total += n;
+    if (total >= read_budget) {
+      // Yield to other connections; come back through the loop.
+      if (state_ == state::open) {
+        read_armed_ = true;
+        boost::asio::post(owner_.io(), [self = shared_from_this()] {
+          self->read_armed_ = false;
+          if (self->state_ != state::closed) self->on_readable();
+        });
+      }
+      flush();
+      return;
+    }
+  }
+  flush();
+  arm_read();
+}
+
+void connection::deliver(std::span<const uint8_t> bytes) {
+  if (pending_.empty()) {
+    size_t used = handler_->on_data(bytes);
+    if (state_ == state::open && used < bytes.size())
+      pending_.assign(reinterpret_cast<const char*>(bytes.data()) + used, bytes.size() - used);
+    return;
+  }
+  pending_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  size_t used = handler_->on_data(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(pending_.data()), pending_.size()));
+  if (state_ != state::open) return;
+  pending_.erase(0, used);
+  release_if_large(pending_);
+}
+
+void connection::flush() {
+  if (writing_ || out_.empty() || state_ == state::closed) return;
+  boost::system::error_code ec;
+  size_t n = socket_.write_some(boost::asio::buffer(out_), ec);
+  if (ec && ec != boost::asio::error::would_block && ec != boost::asio::error::try_again) {
+    close_now();
+    return;
+  }
+  if (n == out_.size()) {
+    out_.clear();
+    release_if_large(out_);
+    after_drain();
+    return;
+  }
+  // The socket buffer is full: hand the rest to an async write and queue new output behind it.
+  inflight_.assign(out_, n, std::string::npos);
+  out_.clear();
+  writing_ = true;
+  update_read_state();
+  boost::asio::async_write(socket_, boost::asio::buffer(inflight_),
+                           [self = shared_from_this()](const boost::system::error_code& e, size_t) {
+                             self->on_write_done(e);
+                           });
+}
+
+void connection::on_write_done(const boost::system::error_code& ec) {
+  writing_ = false;
+  inflight_.clear();
+  release_if_large(inflight_);
+  if (state_ == state::closed) return;
+  if (ec) {
+    close_now();
+    return;
+  }
+  if (!out_.empty()) {
+    flush();
+    return;
+  }
+  after_drain();
+}
+
+void connection::after_drain() {
+  if (state_ == state::lingering) {
+    boost::system::error_code ec;
+    socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
+  }
+  update_read_state();
+}
+
+void connection::update_read_state() {
+  bool over = queued_bytes() > write_high_watermark;
+  if (over != paused_by_writes_) {
+    paused_by_writes_ = over;
+    if (!over) pause_reading(paused_by_handler_);
+  }
+}
+
+void connection::pause_reading(bool paused) {
+  paused_by_handler_ = paused;
+  if (paused || state_ != state::open) return;
+  if (!paused_by_writes_ && !pending_.empty()) {
+    // Offer what is already buffered before reading more.
+    boost::asio::post(owner_.io(), [self = shared_from_this()] {
+      if (self->state_ != state::open || self->paused_by_handler_ || self->paused_by_writes_)
+        return;
+      std::string again;
+      again.swap(self->pending_);
+      self->deliver(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(again.data()),
+                                             again.size()));
+      self->flush();
+      self->arm_read();
+    });
+    return;
+  }
+  arm_read();
+}
+
+void connection::close_gracefully(std::chrono::milliseconds linger) {
+  if (state_ != state::open) return;
+  state_ = state::lingering;
+  linger_deadline_ = std::chrono::steady_clock::now() + linger;
+  std::string().swap(pending_);
+  if (!writing_ && out_.empty()) after_drain();
+  else flush();
+  arm_read();  // keep reading (and discarding) so the peer's last bytes do not turn into a reset
+}
+
+void connection::close_now() {
+  if (state_ == state::closed) return;
+  auto self = shared_from_this();
+  state_ = state::closed;
+  boost::system::error_code ec;
+  socket_.close(ec);
+  std::string().swap(pending_);
+  std::string().swap(out_);
+  owner_.release(this);
+  if (handler_) handler_->on_closed();
+}
+
+void connection::tick(std::chrono::steady_clock::time_point now) {
+  if (state_ == state::lingering) {
+    if (now >= linger_deadline_) close_now();
+    return;
+  }
+  if (state_ == state::open && handler_) handler_->on_tick(now);
+}
+
+}  // namespace warren::net

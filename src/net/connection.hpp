@@ -1,0 +1,108 @@
+// A TCP connection owned by one worker: non-blocking reads into the worker's shared buffer, a
+// write queue with backpressure, graceful and immediate close. Protocols plug in as a
+// connection_handler; this file knows no protocol.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <chrono>
+#include <list>
+#include <memory>
+#include <span>
+#include <string>
+
+namespace warren::net {
+
+class worker;
+class connection;
+
+// Implemented by each protocol (AMQP, HTTP). Owned by its connection; every call is made on the
+// owning worker's thread.
+class connection_handler {
+ public:
+  virtual ~connection_handler() = default;
+  // Bytes arrived. Returns how many it consumed; the rest is kept and offered again, in front of
+  // the next bytes (a partial frame).
+  virtual size_t on_data(std::span<const uint8_t> data) = 0;
+  // About every worker::tick_interval while open (heartbeats, time-outs).
+  virtual void on_tick(std::chrono::steady_clock::time_point /*now*/) {}
+  // The broker is shutting down: say goodbye in the protocol's words and close.
+  virtual void on_shutdown();
+  // The socket is closed; no further calls follow.
+  virtual void on_closed() {}
+
+  connection& conn() { return *conn_; }
+
+ private:
+  friend class connection;
+  connection* conn_ = nullptr;
+};
+
+class connection : public std::enable_shared_from_this<connection> {
+ public:
+  // Writes queued beyond this stop reads from the peer until they drain: a peer that does not
+  // read cannot make us buffer without bound.
+  static constexpr size_t write_high_watermark = 4 * 1024 * 1024;
+
+  connection(worker& owner, boost::asio::ip::tcp::socket socket);
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+  ~connection();
+
+  // Adopts the connection into its worker and starts reading.
+  void start(std::unique_ptr<connection_handler> handler);
+
+  // Append bytes to out() and call flush() once per batch.
+  std::string& out() { return out_; }
+  void flush();
+  size_t queued_bytes() const { return out_.size() + inflight_.size(); }
+
+  // Sends what is queued, then half-closes and discards input until the peer closes or `linger`
+  // passes. The handler gets no more data.
+  void close_gracefully(std::chrono::milliseconds linger = std::chrono::seconds(3));
+  // Closes at once; queued output is dropped.
+  void close_now();
+  bool closed() const { return state_ == state::closed; }
+  bool closing() const { return state_ != state::open; }
+
+  // Stops or resumes reading from the peer (flow control). Bytes already received but not
+  // consumed are offered again on resume.
+  void pause_reading(bool paused);
+
+  const boost::asio::ip::address& peer_address() const { return peer_address_; }
+  uint16_t peer_port() const { return peer_port_; }
+  worker& owner() { return owner_; }
+  connection_handler* handler() { return handler_.get(); }
+
+  // Called by the worker's tick.
+  void tick(std::chrono::steady_clock::time_point now);
+
+ private:
+  friend class worker;
+  enum class state : uint8_t { open, lingering, closed };
+
+  void arm_read();
+  void on_readable();
+  void deliver(std::span<const uint8_t> bytes);
+  void on_write_done(const boost::system::error_code& ec);
+  void after_drain();
+  void update_read_state();
+
+  worker& owner_;
+  boost::asio::ip::tcp::socket socket_;
+  std::unique_ptr<connection_handler> handler_;
+  std::string pending_;   // received bytes the handler has not consumed yet (partial frame)
+  std::string out_;       // queued for writing
+  std::string inflight_;  // being written by an async write
+  std::list<std::shared_ptr<connection>>::iterator worker_slot_;
+  std::chrono::steady_clock::time_point linger_deadline_;
+  boost::asio::ip::address peer_address_;
+  uint16_t peer_port_ = 0;
+  state state_ = state::open;
+  bool writing_ = false;
+  bool read_armed_ = false;
+  bool paused_by_handler_ = false;
+  bool paused_by_writes_ = false;
+};
+
+}  // namespace warren::net

@@ -1,0 +1,81 @@
+// A worker's mailbox: a multi-producer, single-consumer queue of tasks (Vyukov's intrusive MPSC
+// queue). Producers never take a lock: one atomic exchange per task. Written by hand because
+// neither Boost nor the standard library has an unbounded MPSC queue; Boost.Lockfree's queue is
+// bounded and multi-consumer, which costs more per operation than this loop needs.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <utility>
+
+namespace warren::net {
+
+class mailbox {
+ public:
+  using task = std::function<void()>;
+
+  mailbox() : head_(&stub_), tail_(&stub_) {}
+  mailbox(const mailbox&) = delete;
+  mailbox& operator=(const mailbox&) = delete;
+  ~mailbox() {
+    while (node* n = pop()) delete n;
+  }
+
+  // Any thread.
+  void push(task t) { push_node(new node{std::move(t)}); }
+
+  // Owner thread only: runs every task that is visible now. Returns how many ran. A task pushed
+  // while draining may run in this call or the next one.
+  size_t drain() {
+    size_t ran = 0;
+    while (node* n = pop()) {
+      n->fn();
+      delete n;
+      ++ran;
+    }
+    return ran;
+  }
+
+ private:
+  struct node {
+    task fn;
+    std::atomic<node*> next{nullptr};
+  };
+
+  void push_node(node* n) {
+    n->next.store(nullptr, std::memory_order_relaxed);
+    node* prev = head_.exchange(n, std::memory_order_acq_rel);
+    prev->next.store(n, std::memory_order_release);
+  }
+
+  // Returns nullptr when empty, or when a producer is between its exchange and its link (the
+  // item becomes visible to a later drain; the producer's wake-up guarantees that drain happens).
+  node* pop() {
+    node* tail = tail_;
+    node* next = tail->next.load(std::memory_order_acquire);
+    if (tail == &stub_) {
+      if (!next) return nullptr;
+      tail_ = next;
+      tail = next;
+      next = next->next.load(std::memory_order_acquire);
+    }
+    if (next) {
+      tail_ = next;
+      return tail;
+    }
+    if (tail != head_.load(std::memory_order_acquire)) return nullptr;
+    push_node(&stub_);
+    next = tail->next.load(std::memory_order_acquire);
+    if (next) {
+      tail_ = next;
+      return tail;
+    }
+    return nullptr;
+  }
+
+  node stub_;
+  std::atomic<node*> head_;  // producers
+  node* tail_;               // consumer
+};
+
+}  // namespace warren::net

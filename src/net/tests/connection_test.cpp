@@ -1,0 +1,128 @@
+// Connections over real loopback sockets: partial input is kept for the handler, output is
+// flushed, graceful close delivers the last bytes, and peers going away are noticed.
+#include <gtest/gtest.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/write.hpp>
+
+#include <future>
+
+#include "net/connection.hpp"
+#include "net/listener.hpp"
+
+namespace warren::net {
+namespace {
+
+using boost::asio::ip::tcp;
+
+// Echoes complete lines; "bye\n" answers "ok\n" and closes gracefully.
+class line_echo : public connection_handler {
+ public:
+  explicit line_echo(std::atomic<int>* closed) : closed_(closed) {}
+  size_t on_data(std::span<const uint8_t> data) override {
+    std::string_view s(reinterpret_cast<const char*>(data.data()), data.size());
+    size_t used = 0;
+    for (size_t nl; (nl = s.find('\n', used)) != std::string_view::npos; used = nl + 1) {
+      std::string_view line = s.substr(used, nl - used);
+      if (line == "bye") {
+        conn().out() += "ok\n";
+        conn().close_gracefully();
+        return nl + 1;
+      }
+      conn().out().append(line).append("\n");
+    }
+    return used;
+  }
+  void on_closed() override { ++*closed_; }
+
+ private:
+  std::atomic<int>* closed_;
+};
+
+class ConnectionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    lst_ = std::make_unique<listener>(
+        pool_, tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),
+        [this](std::shared_ptr<connection> c) { c->start(std::make_unique<line_echo>(&closed_)); },
+        "test");
+    lst_->start();
+    pool_.start();
+  }
+  void TearDown() override {
+    lst_->stop();
+    pool_.stop();
+    pool_.join();
+  }
+  tcp::socket dial() {
+    tcp::socket s(client_io_);
+    s.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), lst_->port()));
+    return s;
+  }
+  worker_pool pool_{2};
+  std::unique_ptr<listener> lst_;
+  std::atomic<int> closed_{0};
+  boost::asio::io_context client_io_;
+};
+
+TEST_F(ConnectionTest, EchoesLinesSplitAcrossWrites) {
+  auto s = dial();
+  // One line in three writes with pauses: the handler must see the pieces joined.
+  for (std::string part : {"hel", "lo wor", "ld\nsecond\n"}) {
+    boost::asio::write(s, boost::asio::buffer(part));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::string got;
+  size_t n = boost::asio::read_until(s, boost::asio::dynamic_buffer(got), "second\n");
+  EXPECT_EQ(got.substr(0, n), "hello world\nsecond\n");
+}
+
+TEST_F(ConnectionTest, GracefulCloseDeliversLastBytesThenEof) {
+  auto s = dial();
+  boost::asio::write(s, boost::asio::buffer(std::string("bye\ntrailing junk")));
+  std::string got;
+  boost::system::error_code ec;
+  char b[64];
+  for (;;) {
+    size_t n = s.read_some(boost::asio::buffer(b), ec);
+    if (ec) break;
+    got.append(b, n);
+  }
+  EXPECT_EQ(got, "ok\n");
+  EXPECT_EQ(ec, boost::asio::error::eof);
+  s.close();
+  for (int i = 0; i < 100 && closed_ < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(closed_, 1);
+}
+
+TEST_F(ConnectionTest, LargeEchoThroughTheWriteQueue) {
+  // 8 MB of lines while the client does not read until it has written everything: the server's
+  // writes must queue, pause reading past the watermark, and resume.
+  auto s = dial();
+  std::string line(1000, 'x');
+  line += '\n';
+  const size_t lines = 8000;
+  std::thread writer([&] {
+    for (size_t i = 0; i < lines; ++i) boost::asio::write(s, boost::asio::buffer(line));
+  });
+  std::string got;
+  got.resize(lines * line.size());
+  boost::asio::read(s, boost::asio::buffer(got));
+  writer.join();
+  EXPECT_EQ(got.find_first_not_of("x\n"), std::string::npos);
+  EXPECT_EQ(std::count(got.begin(), got.end(), '\n'), long(lines));
+}
+
+TEST_F(ConnectionTest, PeerCloseIsNoticed) {
+  for (int i = 0; i < 5; ++i) {
+    auto s = dial();
+    s.close();
+  }
+  for (int i = 0; i < 100 && closed_ < 5; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(closed_, 5);
+}
+
+}  // namespace
+}  // namespace warren::net

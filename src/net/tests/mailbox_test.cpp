@@ -1,0 +1,76 @@
+// Mailbox and worker posting: every task from every producer runs exactly once, on the worker.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "net/mailbox.hpp"
+#include "net/worker.hpp"
+
+namespace warren::net {
+namespace {
+
+TEST(Mailbox, SingleThreadFifo) {
+  mailbox m;
+  std::vector<int> seen;
+  for (int i = 0; i < 100; ++i) m.push([&seen, i] { seen.push_back(i); });
+  EXPECT_EQ(m.drain(), 100u);
+  ASSERT_EQ(seen.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(seen[size_t(i)], i);
+  EXPECT_EQ(m.drain(), 0u);
+}
+
+constexpr int producers = 4, per = 20000;
+
+TEST(Mailbox, ManyProducersEveryTaskOnce) {
+  mailbox m;
+  std::vector<int> count(producers * per, 0);
+  std::atomic<bool> go{false};
+  std::vector<std::thread> ts;
+  for (int p = 0; p < producers; ++p) {
+    ts.emplace_back([&, p] {
+      while (!go.load()) {
+      }
+      for (int i = 0; i < per; ++i) m.push([&count, p, i] { ++count[size_t(p * per + i)]; });
+    });
+  }
+  go = true;
+  size_t ran = 0;
+  while (ran < size_t(producers * per)) ran += m.drain();
+  for (auto& t : ts) t.join();
+  ran += m.drain();
+  EXPECT_EQ(ran, size_t(producers * per));
+  for (int c : count) ASSERT_EQ(c, 1);
+}
+
+TEST(Worker, PostRunsOnTheWorkerThreadInOrderPerProducer) {
+  worker w(0);
+  w.start();
+  std::vector<std::vector<int>> seen(producers);
+  std::atomic<int> done{0};
+  std::promise<void> all;
+  std::vector<std::thread> ts;
+  for (int p = 0; p < producers; ++p) {
+    ts.emplace_back([&, p] {
+      for (int i = 0; i < per; ++i) {
+        w.post([&, p, i] {
+          EXPECT_TRUE(w.on_own_thread());
+          seen[size_t(p)].push_back(i);
+          if (++done == producers * per) all.set_value();
+        });
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  ASSERT_EQ(all.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  w.stop();
+  w.join();
+  for (auto& v : seen) {
+    ASSERT_EQ(v.size(), size_t(per));
+    for (int i = 0; i < per; ++i) EXPECT_EQ(v[size_t(i)], i);
+  }
+}
+
+}  // namespace
+}  // namespace warren::net

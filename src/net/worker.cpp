@@ -1,0 +1,106 @@
+// Worker threads and their loops.
+#include "net/worker.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include "net/connection.hpp"
+
+namespace warren::net {
+
+namespace {
+constexpr size_t read_buffer_size = 64 * 1024;
+}
+
+worker::worker(size_t index)
+    : index_(index),
+      io_(1),
+      work_(boost::asio::make_work_guard(io_)),
+      read_buffer_(read_buffer_size),
+      tick_timer_(io_) {}
+
+worker::~worker() {
+  stop();
+  join();
+}
+
+void worker::post(mailbox::task fn) {
+  mailbox_.push(std::move(fn));
+  // Only the first post after a drain wakes the loop; the drain clears the flag before running
+  // tasks, so a task pushed during a drain is never stranded.
+  if (!wake_pending_.exchange(true, std::memory_order_acq_rel)) {
+    boost::asio::post(io_, [this] {
+      wake_pending_.store(false, std::memory_order_release);
+      mailbox_.drain();
+    });
+  }
+}
+
+void worker::start() {
+  arm_tick();
+  thread_ = std::thread([this] {
+    thread_id_.store(std::this_thread::get_id());
+    io_.run();
+  });
+}
+
+void worker::stop() {
+  work_.reset();
+  io_.stop();
+}
+
+void worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void worker::adopt(std::shared_ptr<connection> c) {
+  connections_.push_back(c);
+  c->worker_slot_ = std::prev(connections_.end());
+}
+
+void worker::release(connection* c) {
+  // Keep the object alive until the caller returns: it may be running one of its own methods.
+  auto keep = *c->worker_slot_;
+  connections_.erase(c->worker_slot_);
+  boost::asio::post(io_, [keep] {});
+}
+
+void worker::for_each_connection(const std::function<void(connection&)>& fn) {
+  for (auto it = connections_.begin(); it != connections_.end();) {
+    auto keep = *it++;  // fn may release this one
+    fn(*keep);
+  }
+}
+
+void worker::arm_tick() {
+  tick_timer_.expires_after(tick_interval);
+  tick_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    on_tick();
+    arm_tick();
+  });
+}
+
+void worker::on_tick() {
+  auto now = std::chrono::steady_clock::now();
+  for_each_connection([now](connection& c) { c.tick(now); });
+}
+
+worker_pool::worker_pool(size_t n) {
+  for (size_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<worker>(i));
+}
+
+void worker_pool::start() {
+  for (auto& w : workers_) w->start();
+}
+
+void worker_pool::stop() {
+  for (auto& w : workers_) w->stop();
+}
+
+void worker_pool::join() {
+  for (auto& w : workers_) w->join();
+}
+
+}  // namespace warren::net

@@ -1,0 +1,85 @@
+// Workers: one thread, one Boost.Asio io_context each. Every connection (and, with the broker
+// model, every queue) belongs to exactly one worker and is touched only on its thread. Other
+// threads reach a worker only through post(), which goes through its mailbox.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <list>
+#include <memory>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "net/mailbox.hpp"
+
+namespace warren::net {
+
+class connection;
+
+class worker {
+ public:
+  // How often connections get on_tick (heartbeats, time-outs).
+  static constexpr std::chrono::milliseconds tick_interval{250};
+
+  explicit worker(size_t index);
+  worker(const worker&) = delete;
+  worker& operator=(const worker&) = delete;
+  ~worker();
+
+  size_t index() const { return index_; }
+  boost::asio::io_context& io() { return io_; }
+
+  // Any thread: runs fn on this worker's thread. Wakes the loop only when the mailbox was idle.
+  void post(mailbox::task fn);
+
+  void start();  // spawns the thread
+  void stop();   // any thread: stops the loop; pending work is dropped
+  void join();
+  bool on_own_thread() const { return std::this_thread::get_id() == thread_id_.load(); }
+
+  // Scratch space for socket reads on this worker: one buffer per worker, not per connection, so
+  // an idle connection holds no read buffer.
+  std::span<uint8_t> read_buffer() { return read_buffer_; }
+
+  // Owner thread only.
+  void adopt(std::shared_ptr<connection> c);
+  void release(connection* c);
+  size_t connection_count() const { return connections_.size(); }
+  // Calls fn for each live connection (fn may close the one it is given).
+  void for_each_connection(const std::function<void(connection&)>& fn);
+
+ private:
+  void arm_tick();
+  void on_tick();
+
+  size_t index_;
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  mailbox mailbox_;
+  std::atomic<bool> wake_pending_{false};
+  std::thread thread_;
+  std::atomic<std::thread::id> thread_id_{};
+  std::vector<uint8_t> read_buffer_;
+  boost::asio::steady_timer tick_timer_;
+  std::list<std::shared_ptr<connection>> connections_;
+};
+
+class worker_pool {
+ public:
+  explicit worker_pool(size_t n);
+  size_t size() const { return workers_.size(); }
+  worker& at(size_t i) { return *workers_[i]; }
+  void start();
+  void stop();
+  void join();
+
+ private:
+  std::vector<std::unique_ptr<worker>> workers_;
+};
+
+}  // namespace warren::net
