@@ -1,0 +1,95 @@
+// One AMQP 0-9-1 connection: the handshake (header, start/start-ok, tune/tune-ok, open), channel
+// 0, heartbeats, the close handshakes, and routing of channel frames to channels. Owned by its
+// net::connection and so by one worker; every call runs on that worker's thread.
+//
+// Error handling follows RabbitMQ (reply text "NAME - explanation"). Where RabbitMQ drops the
+// socket silently or crashes, Warren sends connection.close with a code; docs/compatibility.md
+// lists those differences.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "amqp/protocol/frame.hpp"
+#include "amqp/server/channel.hpp"
+#include "amqp/server/server_context.hpp"
+#include "net/connection.hpp"
+
+namespace warren::amqp::server {
+
+class amqp_connection final : public net::connection_handler {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  explicit amqp_connection(const server_context& ctx);
+  ~amqp_connection() override;
+
+  size_t on_data(std::span<const uint8_t> data) override;
+  void on_tick(clock::time_point now) override;
+  void on_shutdown() override;
+  void on_closed() override;
+
+  // Memory and disk alarms drive this: while blocked, a client that announced the
+  // connection.blocked capability is told so, and a connection that has published stops being
+  // read until unblocked. Consumers keep receiving.
+  void set_blocked(bool blocked, std::string_view reason);
+
+  // --- used by channels ---
+  template <typename M>
+  void send(uint16_t channel, const M& m) {
+    protocol::write_method(conn().out(), channel, m);
+    last_send_ = clock::now();
+  }
+  void send_content(uint16_t channel, const protocol::content_header& h, std::string_view body);
+  // Soft error: channel.close on that channel; the channel ignores everything until close-ok.
+  void channel_error(channel& ch, protocol::reply_code code, std::string_view text,
+                     uint16_t class_id, uint16_t method_id);
+  // Hard error: connection.close; everything but close/close-ok is ignored from then on.
+  void connection_error(protocol::reply_code code, std::string_view text, uint16_t class_id = 0,
+                        uint16_t method_id = 0);
+  const server_context& context() const { return ctx_; }
+  const broker::vhost& vhost() const { return *vhost_; }
+  const auth::user& user() const { return *user_; }
+  uint32_t frame_max() const { return frame_max_; }
+  void note_publish();
+  // The client closed channel `id` (close-ok already sent): forget it.
+  void close_channel(uint16_t id) { erase_channel(id); }
+
+ private:
+  enum class phase : uint8_t { header, start_ok, tune_ok, open_wait, open, closing };
+
+  void handle_frame(const protocol::frame_view& f);
+  void handle_channel0(const protocol::frame_view& f);
+  void handle_start_ok(const protocol::connection_start_ok& m);
+  void handle_tune_ok(const protocol::connection_tune_ok& m);
+  void handle_open(const protocol::connection_open& m);
+  void handle_channel_frame(const protocol::frame_view& f);
+  void open_channel(uint16_t id);
+  channel* find_channel(uint16_t id);
+  void erase_channel(uint16_t id);
+  // A framing error leaves the byte stream unusable: reply 501 and read nothing more.
+  void fatal_frame_error(std::string_view text);
+  void refuse_login(std::string_view mechanism, std::string_view why);
+  std::string describe();
+
+  const server_context& ctx_;
+  phase phase_ = phase::header;
+  bool cap_auth_failure_close_ = false;
+  bool cap_blocked_ = false;
+  bool blocked_ = false;
+  bool published_ = false;
+  uint16_t channel_max_ = 0;
+  uint16_t heartbeat_ = 0;
+  uint32_t frame_max_ = protocol::frame_min_size;  // before tune-ok, the spec's minimum
+  clock::time_point accepted_;
+  clock::time_point last_recv_;
+  clock::time_point last_send_;
+  clock::time_point close_deadline_;
+  const auth::user* user_ = nullptr;
+  const broker::vhost* vhost_ = nullptr;
+  std::vector<std::unique_ptr<channel>> channels_;  // sorted by id; most connections have few
+};
+
+}  // namespace warren::amqp::server

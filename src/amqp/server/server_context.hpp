@@ -1,0 +1,34 @@
+// What every AMQP connection reads and no connection writes: limits, the user store, the vhost
+// registry and the server-properties table. Built once at start-up; shared read-only by workers.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "amqp/protocol/field_table.hpp"
+#include "auth/user_store.hpp"
+#include "broker/vhost.hpp"
+
+namespace warren::amqp::server {
+
+struct server_settings {
+  uint16_t channel_max = 2047;     // offered in connection.tune
+  uint32_t frame_max = 131072;     // offered in connection.tune
+  uint16_t heartbeat = 60;         // seconds, offered in connection.tune
+  std::chrono::milliseconds handshake_timeout{10000};
+  uint64_t max_message_size = 128ull * 1024 * 1024;  // RabbitMQ's default
+  std::string cluster_name = "warren";
+};
+
+struct server_context {
+  server_settings settings;
+  const auth::user_store* users = nullptr;
+  const broker::vhost_registry* vhosts = nullptr;
+  protocol::field_table server_properties;
+};
+
+// product, version, platform, copyright, information, cluster_name and the capabilities table.
+protocol::field_table make_server_properties(const server_settings& s);
+
+}  // namespace warren::amqp::server

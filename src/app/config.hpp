@@ -1,0 +1,40 @@
+// Warren's configuration: embedded defaults, then a TOML file (--config), then command-line
+// flags; a flag wins over the file. Every key of the file is also a flag (key amqp_port is
+// --amqp-port).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+
+namespace warren::app {
+
+struct config {
+  std::string bind = "0.0.0.0";
+  uint16_t amqp_port = 5672;
+  uint16_t http_port = 15672;
+  uint16_t web_port = 8080;
+  std::string data_dir = "./var";
+  unsigned workers = 0;  // 0: one per core
+  std::string log_level = "info";
+  std::string ports_file;
+  uint16_t heartbeat = 60;
+  uint32_t frame_max = 131072;
+  uint16_t channel_max = 2047;
+  double handshake_timeout = 10.0;
+  uint64_t max_message_size = 128ull * 1024 * 1024;
+  std::string loopback_networks = "127.0.0.0/8,::1/128";
+  std::string default_user = "guest";
+  std::string default_pass = "guest";
+  std::string default_vhost = "/";
+  std::string config_file;
+};
+
+// Parsed configuration, or the exit code and text to print (help, version, or an error).
+struct exit_request {
+  int code;
+  std::string text;
+};
+std::variant<config, exit_request> parse_config(int argc, char** argv);
+
+}  // namespace warren::app

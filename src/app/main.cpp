@@ -1,0 +1,173 @@
+// warren: start-up and shut-down order.
+//   1. configuration and logging; 2. data directory and its lock; 3. users and vhosts;
+//   4. workers and listeners (signals blocked first, so only the main thread sees them);
+//   5. the ports file; 6. wait for SIGINT/SIGTERM; 7. stop accepting, close connections with
+//   CONNECTION_FORCED, stop and join the workers.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "amqp/server/connection.hpp"
+#include "app/config.hpp"
+#include "auth/password.hpp"
+#include "common/log.hpp"
+#include "mgmt/routes.hpp"
+#include "net/listener.hpp"
+
+namespace fs = std::filesystem;
+using namespace warren;
+
+namespace {
+
+// Holds an exclusive lock on <data_dir>/warren.lock for the life of the process, so that two
+// brokers never share a data directory.
+int lock_data_dir(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw std::runtime_error(fmt::format("cannot create data dir {}: {}", dir, ec.message()));
+  std::string path = (fs::path(dir) / "warren.lock").string();
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error(fmt::format("cannot open {}", path));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0)
+    throw std::runtime_error(fmt::format("data dir {} is in use by another warren", dir));
+  return fd;
+}
+
+void write_ports_file(const std::string& path, const nlohmann::json& j) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    f << j.dump() << "\n";
+    if (!f) throw std::runtime_error("cannot write " + tmp);
+  }
+  fs::rename(tmp, path);
+}
+
+// Runs fn on every worker and waits for all of them.
+void on_every_worker(net::worker_pool& pool, const std::function<void(net::worker&)>& fn) {
+  std::atomic<size_t> left{pool.size()};
+  for (size_t i = 0; i < pool.size(); ++i) {
+    net::worker& w = pool.at(i);
+    w.post([&fn, &w, &left] {
+      fn(w);
+      --left;
+    });
+  }
+  while (left > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+}
+
+int run(const app::config& cfg) {
+  int lock_fd = lock_data_dir(cfg.data_dir);
+
+  auth::user_store users;
+  auto nets = auth::parse_ip_networks(cfg.loopback_networks);
+  if (!nets) throw std::runtime_error("bad --loopback-networks: " + cfg.loopback_networks);
+  users.set_loopback_networks(*nets);
+  auth::user u{cfg.default_user, auth::hash_password(cfg.default_pass), {"administrator"}, {}};
+  u.permissions[cfg.default_vhost] = auth::permission{};
+  users.add_user(std::move(u));
+
+  broker::vhost_registry vhosts;
+  vhosts.add(cfg.default_vhost);
+
+  amqp::server::server_context ctx;
+  ctx.settings.channel_max = cfg.channel_max;
+  ctx.settings.frame_max = cfg.frame_max;
+  ctx.settings.heartbeat = cfg.heartbeat;
+  ctx.settings.handshake_timeout =
+      std::chrono::milliseconds(int64_t(cfg.handshake_timeout * 1000));
+  ctx.settings.max_message_size = cfg.max_message_size;
+  ctx.users = &users;
+  ctx.vhosts = &vhosts;
+  ctx.server_properties = amqp::server::make_server_properties(ctx.settings);
+
+  // Block the shutdown signals before any thread starts; the main thread waits for them.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  net::worker_pool pool(cfg.workers);
+  auto addr = boost::asio::ip::make_address(cfg.bind);
+  net::listener amqp_listener(
+      pool, {addr, cfg.amqp_port},
+      [&ctx](std::shared_ptr<net::connection> c) {
+        c->start(std::make_unique<amqp::server::amqp_connection>(ctx));
+      },
+      "amqp");
+  http::router router = mgmt::make_router();
+  net::listener http_listener(
+      pool, {addr, cfg.http_port},
+      [&router](std::shared_ptr<net::connection> c) {
+        c->start(std::make_unique<http::http_handler>(router));
+      },
+      "http");
+  pool.start();
+  amqp_listener.start();
+  http_listener.start();
+  if (!cfg.ports_file.empty())
+    write_ports_file(cfg.ports_file,
+                     {{"amqp", amqp_listener.port()}, {"http", http_listener.port()}});
+  spdlog::info("Warren {} started: AMQP on {}:{}, HTTP on {}:{}, {} workers, data in {}",
+               WARREN_VERSION, cfg.bind, amqp_listener.port(), cfg.bind, http_listener.port(),
+               cfg.workers, cfg.data_dir);
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+
+  amqp_listener.stop();
+  http_listener.stop();
+  on_every_worker(pool, [](net::worker& w) {
+    w.for_each_connection([](net::connection& c) {
+      if (c.handler()) c.handler()->on_shutdown();
+      c.flush();
+    });
+  });
+  // Give clients a moment to answer connection.close with close-ok.
+  for (int i = 0; i < 20; ++i) {
+    std::atomic<size_t> open{0};
+    on_every_worker(pool, [&open](net::worker& w) { open += w.connection_count(); });
+    if (open == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  pool.stop();
+  pool.join();
+  ::close(lock_fd);
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto parsed = app::parse_config(argc, argv);
+  if (auto* req = std::get_if<app::exit_request>(&parsed)) {
+    (req->code == 0 ? std::cout : std::cerr) << req->text;
+    return req->code;
+  }
+  const auto& cfg = std::get<app::config>(parsed);
+  if (!common::init_logging(cfg.log_level)) {
+    std::cerr << "unknown log level: " << cfg.log_level << "\n";
+    return 2;
+  }
+  try {
+    return run(cfg);
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+}
