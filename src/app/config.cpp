@@ -1,8 +1,8 @@
 // Command-line (CLI11) and TOML (toml++) configuration.
 #include "app/config.hpp"
 
-#include <CLI/CLI.hpp>
 #include <toml++/toml.h>
+#include <CLI/CLI.hpp>
 
 #include <fmt/format.h>
 
@@ -18,34 +18,35 @@ namespace {
 struct binding {
   std::string key;
   CLI::Option* option;
-  std::function<void(config&, const config&)> copy;               // flag value -> config
-  std::function<bool(config&, const toml::node&)> from_toml;      // false: wrong type/range
+  std::function<void(config&, const config&)> copy;           // flag value -> config
+  std::function<bool(config&, const toml::node&)> from_toml;  // false: wrong type/range
 };
 
 template <typename T>
 void bind_option(CLI::App& app, std::vector<binding>& out, config& cli, T config::*field,
-          const std::string& key, const std::string& help) {
+                 const std::string& key, const std::string& help) {
   std::string flag = "--" + key;
   std::replace(flag.begin(), flag.end(), '_', '-');
   CLI::Option* o = app.add_option(flag, cli.*field, help)->capture_default_str();
-  out.push_back(binding{
-      key, o, [field](config& dst, const config& src) { dst.*field = src.*field; },
-      [field](config& dst, const toml::node& n) {
-        if constexpr (std::is_same_v<T, std::string>) {
-          auto v = n.value_exact<std::string>();
-          if (!v) return false;
-          dst.*field = *v;
-        } else if constexpr (std::is_floating_point_v<T>) {
-          auto v = n.value<double>();
-          if (!v) return false;
-          dst.*field = T(*v);
-        } else {
-          auto v = n.value_exact<int64_t>();
-          if (!v || *v < 0 || uint64_t(*v) > uint64_t(std::numeric_limits<T>::max())) return false;
-          dst.*field = T(*v);
-        }
-        return true;
-      }});
+  out.push_back(
+      binding{key, o, [field](config& dst, const config& src) { dst.*field = src.*field; },
+              [field](config& dst, const toml::node& n) {
+                if constexpr (std::is_same_v<T, std::string>) {
+                  auto v = n.value_exact<std::string>();
+                  if (!v) return false;
+                  dst.*field = *v;
+                } else if constexpr (std::is_floating_point_v<T>) {
+                  auto v = n.value<double>();
+                  if (!v) return false;
+                  dst.*field = T(*v);
+                } else {
+                  auto v = n.value_exact<int64_t>();
+                  if (!v || *v < 0 || uint64_t(*v) > uint64_t(std::numeric_limits<T>::max()))
+                    return false;
+                  dst.*field = T(*v);
+                }
+                return true;
+              }});
 }
 
 }  // namespace
@@ -60,20 +61,23 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
   bind_option(app, b, cli, &config::amqp_port, "amqp_port", "AMQP 0-9-1 port (0: any free port)");
   bind_option(app, b, cli, &config::http_port, "http_port", "Management HTTP port (/healthz)");
   bind_option(app, b, cli, &config::web_port, "web_port",
-       "Web gateway port (reserved: the gateway is not built yet)");
-  bind_option(app, b, cli, &config::data_dir, "data_dir", "Directory for data (created if missing)");
+              "Web gateway port (reserved: the gateway is not built yet)");
+  bind_option(app, b, cli, &config::data_dir, "data_dir",
+              "Directory for data (created if missing)");
   bind_option(app, b, cli, &config::workers, "workers", "Worker threads (0: one per core)");
   bind_option(app, b, cli, &config::log_level, "log_level", "trace, debug, info, warn, error, off");
   bind_option(app, b, cli, &config::ports_file, "ports_file",
-       "Write the bound ports as JSON to this file once listening (for tests and tools)");
+              "Write the bound ports as JSON to this file once listening (for tests and tools)");
   bind_option(app, b, cli, &config::heartbeat, "heartbeat", "Heartbeat seconds offered to clients");
-  bind_option(app, b, cli, &config::frame_max, "frame_max", "Largest frame offered to clients, bytes");
+  bind_option(app, b, cli, &config::frame_max, "frame_max",
+              "Largest frame offered to clients, bytes");
   bind_option(app, b, cli, &config::channel_max, "channel_max", "Most channels per connection");
   bind_option(app, b, cli, &config::handshake_timeout, "handshake_timeout",
-       "Seconds a client has to complete the AMQP handshake");
-  bind_option(app, b, cli, &config::max_message_size, "max_message_size", "Largest message body, bytes");
+              "Seconds a client has to complete the AMQP handshake");
+  bind_option(app, b, cli, &config::max_message_size, "max_message_size",
+              "Largest message body, bytes");
   bind_option(app, b, cli, &config::loopback_networks, "loopback_networks",
-       "Comma-separated CIDRs from which loopback-only users (guest) may log in");
+              "Comma-separated CIDRs from which loopback-only users (guest) may log in");
   bind_option(app, b, cli, &config::default_user, "default_user", "User created at first start");
   bind_option(app, b, cli, &config::default_pass, "default_pass", "Password of the default user");
   bind_option(app, b, cli, &config::default_vhost, "default_vhost", "Vhost created at first start");
@@ -95,7 +99,9 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
       return exit_request{2, fmt::format("{}: {}\n", cli.config_file, e.description())};
     }
     for (auto&& [k, v] : t) {
-      auto it = std::find_if(b.begin(), b.end(), [&](const binding& x) { return x.key == k.str(); });
+      std::string_view key =
+          k.str();  // structured bindings cannot be captured before C++20 in clang 14
+      auto it = std::find_if(b.begin(), b.end(), [key](const binding& x) { return x.key == key; });
       if (it == b.end())
         return exit_request{2, fmt::format("{}: unknown key '{}'\n", cli.config_file, k.str())};
       if (!it->from_toml(cfg, v))

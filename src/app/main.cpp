@@ -15,8 +15,8 @@
 #include <iostream>
 #include <thread>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "amqp/server/connection.hpp"
 #include "app/config.hpp"
@@ -85,8 +85,7 @@ int run(const app::config& cfg) {
   ctx.settings.channel_max = cfg.channel_max;
   ctx.settings.frame_max = cfg.frame_max;
   ctx.settings.heartbeat = cfg.heartbeat;
-  ctx.settings.handshake_timeout =
-      std::chrono::milliseconds(int64_t(cfg.handshake_timeout * 1000));
+  ctx.settings.handshake_timeout = std::chrono::milliseconds(int64_t(cfg.handshake_timeout * 1000));
   ctx.settings.max_message_size = cfg.max_message_size;
   ctx.users = &users;
   ctx.vhosts = &vhosts;

@@ -1,4 +1,5 @@
-// Address ranges (CIDR) for the loopback rule: which peers count as "local" for loopback-only users.
+// Address ranges (CIDR) for the loopback rule: which peers count as "local" for loopback-only
+// users.
 #pragma once
 
 #include <boost/asio/ip/address.hpp>

@@ -17,7 +17,8 @@ std::optional<credentials> parse_plain(std::string_view response) {
   size_t b = response.find('\0', a + 1);
   if (b == std::string_view::npos) return std::nullopt;
   std::string_view authzid = response.substr(0, a);
-  credentials c{std::string(response.substr(a + 1, b - a - 1)), std::string(response.substr(b + 1))};
+  credentials c{std::string(response.substr(a + 1, b - a - 1)),
+                std::string(response.substr(b + 1))};
   if (!authzid.empty() && authzid != c.username) return std::nullopt;
   if (c.username.empty()) return std::nullopt;
   return c;

@@ -24,8 +24,8 @@ login_result user_store::login(const credentials& c, const boost::asio::ip::addr
   static const std::string dummy = hash_password_with_salt("", "salt");
   bool ok = verify_password(u ? u->password_hash : dummy, c.password) && u != nullptr;
   if (!ok) return login_result::invalid_credentials;
-  bool loopback_only =
-      std::find(loopback_users_.begin(), loopback_users_.end(), c.username) != loopback_users_.end();
+  bool loopback_only = std::find(loopback_users_.begin(), loopback_users_.end(), c.username) !=
+                       loopback_users_.end();
   if (loopback_only && !in_any(loopback_networks_, peer)) return login_result::loopback_only;
   *who = u;
   return login_result::ok;

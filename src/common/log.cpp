@@ -1,4 +1,5 @@
-// Logging set-up: a colour-free stderr logger with thread ids, so worker activity can be told apart.
+// Logging set-up: a colour-free stderr logger with thread ids, so worker activity can be told
+// apart.
 #include "common/log.hpp"
 
 #include <spdlog/sinks/stdout_sinks.h>

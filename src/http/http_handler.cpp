@@ -66,8 +66,10 @@ void http_handler::respond(response res, bool keep_alive) {
   std::ostringstream os;
   os << res;
   conn().out() += os.str();
-  if (!keep_alive) conn().close_gracefully(std::chrono::seconds(1));
-  else conn().flush();
+  if (!keep_alive)
+    conn().close_gracefully(std::chrono::seconds(1));
+  else
+    conn().flush();
 }
 
 void http_handler::on_tick(std::chrono::steady_clock::time_point now) {

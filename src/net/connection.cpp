@@ -22,7 +22,9 @@ void release_if_large(std::string& s) {
 }
 }  // namespace
 
-void connection_handler::on_shutdown() { conn().close_gracefully(std::chrono::seconds(1)); }
+void connection_handler::on_shutdown() {
+  conn().close_gracefully(std::chrono::seconds(1));
+}
 
 connection::connection(worker& owner, boost::asio::ip::tcp::socket socket)
     : owner_(owner), socket_(std::move(socket)) {
@@ -171,8 +173,8 @@ void connection::pause_reading(bool paused) {
         return;
       std::string again;
       again.swap(self->pending_);
-      self->deliver(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(again.data()),
-                                             again.size()));
+      self->deliver(
+          std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(again.data()), again.size()));
       self->flush();
       self->arm_read();
     });
@@ -186,8 +188,10 @@ void connection::close_gracefully(std::chrono::milliseconds linger) {
   state_ = state::lingering;
   linger_deadline_ = std::chrono::steady_clock::now() + linger;
   std::string().swap(pending_);
-  if (!writing_ && out_.empty()) after_drain();
-  else flush();
+  if (!writing_ && out_.empty())
+    after_drain();
+  else
+    flush();
   arm_read();  // keep reading (and discarding) so the peer's last bytes do not turn into a reset
 }
 

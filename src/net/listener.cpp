@@ -19,7 +19,7 @@ struct listener::acceptor_slot {
 
 listener::listener(worker_pool& pool, const boost::asio::ip::tcp::endpoint& ep, on_accept cb,
                    std::string name)
-    : pool_(pool), cb_(std::move(cb)), name_(std::move(name)) {
+    : cb_(std::move(cb)), name_(std::move(name)) {
   auto bind_ep = ep;
   for (size_t i = 0; i < pool.size(); ++i) {
     auto slot = std::make_unique<acceptor_slot>(pool.at(i));
@@ -49,22 +49,21 @@ void listener::start() {
 }
 
 void listener::accept_next(acceptor_slot& slot) {
-  slot.acceptor.async_accept(
-      slot.w.io(), [this, &slot](const boost::system::error_code& ec,
-                                 boost::asio::ip::tcp::socket socket) {
-        if (ec == boost::asio::error::operation_aborted || !slot.acceptor.is_open()) return;
-        if (ec) {
-          // Out of descriptors or memory: back off instead of spinning, keep serving the others.
-          spdlog::warn("{} listener: accept failed: {}; retrying in 100 ms", name_, ec.message());
-          slot.retry.expires_after(std::chrono::milliseconds(100));
-          slot.retry.async_wait([this, &slot](const boost::system::error_code& e) {
-            if (!e) accept_next(slot);
-          });
-          return;
-        }
-        cb_(std::make_shared<connection>(slot.w, std::move(socket)));
-        accept_next(slot);
+  slot.acceptor.async_accept(slot.w.io(), [this, &slot](const boost::system::error_code& ec,
+                                                        boost::asio::ip::tcp::socket socket) {
+    if (ec == boost::asio::error::operation_aborted || !slot.acceptor.is_open()) return;
+    if (ec) {
+      // Out of descriptors or memory: back off instead of spinning, keep serving the others.
+      spdlog::warn("{} listener: accept failed: {}; retrying in 100 ms", name_, ec.message());
+      slot.retry.expires_after(std::chrono::milliseconds(100));
+      slot.retry.async_wait([this, &slot](const boost::system::error_code& e) {
+        if (!e) accept_next(slot);
       });
+      return;
+    }
+    cb_(std::make_shared<connection>(slot.w, std::move(socket)));
+    accept_next(slot);
+  });
 }
 
 void listener::stop() {

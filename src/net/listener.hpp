@@ -37,7 +37,6 @@ class listener {
   struct acceptor_slot;
   void accept_next(acceptor_slot& slot);
 
-  worker_pool& pool_;
   on_accept cb_;
   std::string name_;
   uint16_t port_ = 0;

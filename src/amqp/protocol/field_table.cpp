@@ -35,15 +35,14 @@ void field_table::set(std::string key, field_value value) {
 
 char field_value::type_tag() const {
   return std::visit(
-      overloaded{[](std::monostate) { return 'V'; }, [](bool) { return 't'; },
-                 [](int8_t) { return 'b'; }, [](uint8_t) { return 'B'; },
-                 [](int16_t) { return 's'; }, [](uint16_t) { return 'u'; },
-                 [](int32_t) { return 'I'; }, [](uint32_t) { return 'i'; },
-                 [](int64_t) { return 'l'; }, [](uint64_t) { return 'L'; },
-                 [](float) { return 'f'; }, [](double) { return 'd'; },
-                 [](const decimal&) { return 'D'; }, [](const std::string&) { return 'S'; },
-                 [](const byte_array&) { return 'x'; }, [](const timestamp&) { return 'T'; },
-                 [](const field_array&) { return 'A'; }, [](const field_table&) { return 'F'; }},
+      overloaded{
+          [](std::monostate) { return 'V'; }, [](bool) { return 't'; }, [](int8_t) { return 'b'; },
+          [](uint8_t) { return 'B'; }, [](int16_t) { return 's'; }, [](uint16_t) { return 'u'; },
+          [](int32_t) { return 'I'; }, [](uint32_t) { return 'i'; }, [](int64_t) { return 'l'; },
+          [](uint64_t) { return 'L'; }, [](float) { return 'f'; }, [](double) { return 'd'; },
+          [](const decimal&) { return 'D'; }, [](const std::string&) { return 'S'; },
+          [](const byte_array&) { return 'x'; }, [](const timestamp&) { return 'T'; },
+          [](const field_array&) { return 'A'; }, [](const field_table&) { return 'F'; }},
       v);
 }
 
@@ -51,18 +50,42 @@ bool decode_value(common::byte_reader& r, field_value& out, int depth) {
   char tag = char(r.u8());
   if (!r.ok()) return false;
   switch (tag) {
-    case 'V': out.v = std::monostate{}; break;
-    case 't': out.v = r.u8() != 0; break;
-    case 'b': out.v = int8_t(r.u8()); break;
-    case 'B': out.v = uint8_t(r.u8()); break;
-    case 's': out.v = int16_t(r.u16()); break;
-    case 'u': out.v = uint16_t(r.u16()); break;
-    case 'I': out.v = int32_t(r.u32()); break;
-    case 'i': out.v = uint32_t(r.u32()); break;
-    case 'l': out.v = int64_t(r.u64()); break;
-    case 'L': out.v = uint64_t(r.u64()); break;
-    case 'f': out.v = std::bit_cast<float>(r.u32()); break;
-    case 'd': out.v = std::bit_cast<double>(r.u64()); break;
+    case 'V':
+      out.v = std::monostate{};
+      break;
+    case 't':
+      out.v = r.u8() != 0;
+      break;
+    case 'b':
+      out.v = int8_t(r.u8());
+      break;
+    case 'B':
+      out.v = uint8_t(r.u8());
+      break;
+    case 's':
+      out.v = int16_t(r.u16());
+      break;
+    case 'u':
+      out.v = uint16_t(r.u16());
+      break;
+    case 'I':
+      out.v = int32_t(r.u32());
+      break;
+    case 'i':
+      out.v = uint32_t(r.u32());
+      break;
+    case 'l':
+      out.v = int64_t(r.u64());
+      break;
+    case 'L':
+      out.v = uint64_t(r.u64());
+      break;
+    case 'f':
+      out.v = std::bit_cast<float>(r.u32());
+      break;
+    case 'd':
+      out.v = std::bit_cast<double>(r.u64());
+      break;
     case 'D': {
       decimal d;
       d.scale = r.u8();
@@ -80,7 +103,9 @@ bool decode_value(common::byte_reader& r, field_value& out, int depth) {
       out.v = byte_array{std::string(r.bytes(n))};
       break;
     }
-    case 'T': out.v = timestamp{r.u64()}; break;
+    case 'T':
+      out.v = timestamp{r.u64()};
+      break;
     case 'A': {
       field_array a;
       if (!decode_array(r, a, depth + 1)) return false;
@@ -93,7 +118,9 @@ bool decode_value(common::byte_reader& r, field_value& out, int depth) {
       out.v = std::move(t);
       break;
     }
-    default: r.fail(); return false;
+    default:
+      r.fail();
+      return false;
   }
   return r.ok();
 }

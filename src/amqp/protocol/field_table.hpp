@@ -32,8 +32,16 @@ struct field_value;
 struct field_entry;
 
 // A table keeps its entries in wire order; keys are looked up by linear scan (tables are small).
+// Special members are defined below, once field_entry is complete (clang instantiates them early).
 struct field_table {
   std::vector<field_entry> entries;
+
+  field_table();
+  field_table(const field_table&);
+  field_table(field_table&&) noexcept;
+  field_table& operator=(const field_table&);
+  field_table& operator=(field_table&&) noexcept;
+  ~field_table();
 
   const field_value* find(std::string_view key) const;
   void set(std::string key, field_value value);
@@ -43,6 +51,14 @@ struct field_table {
 
 struct field_array {
   std::vector<field_value> items;
+
+  field_array();
+  field_array(std::vector<field_value> v);
+  field_array(const field_array&);
+  field_array(field_array&&) noexcept;
+  field_array& operator=(const field_array&);
+  field_array& operator=(field_array&&) noexcept;
+  ~field_array();
   bool operator==(const field_array& other) const;
 };
 
@@ -57,8 +73,8 @@ struct field_value {
 
   field_value() = default;
   template <typename T>
-    requires std::is_constructible_v<variant_type, T&&>
-  field_value(T&& x) : v(std::forward<T>(x)) {}  // NOLINT: implicit by design
+  requires std::is_constructible_v<variant_type, T&&> field_value(T&& x)
+      : v(std::forward<T>(x)) {}  // NOLINT: implicit by design
   field_value(const char* s) : v(std::string(s)) {}
 
   char type_tag() const;
@@ -75,10 +91,26 @@ struct field_entry {
   bool operator==(const field_entry&) const = default;
 };
 
+inline field_table::field_table() = default;
+inline field_table::field_table(const field_table&) = default;
+inline field_table::field_table(field_table&&) noexcept = default;
+inline field_table& field_table::operator=(const field_table&) = default;
+inline field_table& field_table::operator=(field_table&&) noexcept = default;
+inline field_table::~field_table() = default;
+inline field_array::field_array() = default;
+inline field_array::field_array(std::vector<field_value> v) : items(std::move(v)) {}
+inline field_array::field_array(const field_array&) = default;
+inline field_array::field_array(field_array&&) noexcept = default;
+inline field_array& field_array::operator=(const field_array&) = default;
+inline field_array& field_array::operator=(field_array&&) noexcept = default;
+inline field_array::~field_array() = default;
+
 inline bool field_table::operator==(const field_table& other) const {
   return entries == other.entries;
 }
-inline bool field_array::operator==(const field_array& other) const { return items == other.items; }
+inline bool field_array::operator==(const field_array& other) const {
+  return items == other.items;
+}
 
 // Nesting deeper than this is refused as a syntax error: bounds recursion on hostile input.
 inline constexpr int max_table_depth = 64;

@@ -57,7 +57,8 @@ void write_method(std::string& out, uint16_t channel, const M& m) {
 }
 void write_content_header_frame(std::string& out, uint16_t channel, const content_header& h);
 // Splits body into frames of at most frame_max bytes each (0 = one frame).
-void write_body_frames(std::string& out, uint16_t channel, std::string_view body, uint32_t frame_max);
+void write_body_frames(std::string& out, uint16_t channel, std::string_view body,
+                       uint32_t frame_max);
 void write_heartbeat_frame(std::string& out);
 
 }  // namespace warren::amqp::protocol

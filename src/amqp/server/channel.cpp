@@ -44,31 +44,23 @@ void channel::handle_frame(const frame_view& f) {
       }
       handle_body(f);
       return;
-    case content_phase::none: break;
+    case content_phase::none:
+      break;
   }
   if (f.type != frame_method) {
     unexpected_frame("expected method frame, got non method frame instead", 0, 0);
     return;
   }
   method m;
-  switch (decode_method(f.payload, m)) {
-    case decode_status::ok: handle_method(m); return;
-    case decode_status::unknown_method: {
-      common::byte_reader r(f.payload);
-      uint16_t c = r.u16(), mm = r.u16();
-      // Differs: RabbitMQ's reader crashes on unknown ids and drops the socket.
-      conn_.connection_error(reply_code::not_implemented,
-                             fmt::format("unknown method (class {}, method {})", c, mm), c, mm);
+  decode_status st = decode_method(f.payload, m);
+  switch (st) {
+    case decode_status::ok:
+      handle_method(m);
       return;
-    }
-    case decode_status::syntax_error: {
-      common::byte_reader r(f.payload);
-      uint16_t c = r.u16(), mm = r.u16();
-      conn_.connection_error(reply_code::frame_error,
-                             fmt::format("cannot decode arguments of {}", method_name(c, mm)), c,
-                             mm);
+    case decode_status::unknown_method:
+    case decode_status::syntax_error:
+      conn_.refuse_undecodable(f.payload, st);
       return;
-    }
   }
 }
 
@@ -116,9 +108,9 @@ void channel::handle_header(const frame_view& f) {
 void channel::handle_body(const frame_view& f) {
   if (body_.size() + f.payload.size() > header_.body_size) {
     // Differs: RabbitMQ does not check this and waits for a frame that never fits.
-    unexpected_frame(fmt::format("content body frames carry more than the {} bytes declared",
-                                 header_.body_size),
-                     publish_.amqp_class_id, publish_.amqp_method_id);
+    unexpected_frame(
+        fmt::format("content body frames carry more than the {} bytes declared", header_.body_size),
+        publish_.amqp_class_id, publish_.amqp_method_id);
     return;
   }
   body_.append(reinterpret_cast<const char*>(f.payload.data()), f.payload.size());
@@ -130,10 +122,10 @@ void channel::complete_publish() {
   conn_.note_publish();
   uint64_t seq = confirm_mode_ ? ++publish_seq_ : 0;
   if (!conn_.vhost().has_exchange(publish_.exchange)) {
-    conn_.channel_error(*this, reply_code::not_found,
-                        fmt::format("no exchange '{}' in vhost '{}'", publish_.exchange,
-                                    conn_.vhost().name()),
-                        publish_.amqp_class_id, publish_.amqp_method_id);
+    conn_.channel_error(
+        *this, reply_code::not_found,
+        fmt::format("no exchange '{}' in vhost '{}'", publish_.exchange, conn_.vhost().name()),
+        publish_.amqp_class_id, publish_.amqp_method_id);
     return;
   }
   const auto& uid = header_.properties.user_id;
@@ -168,8 +160,7 @@ void channel::handle_method(method& m) {
       [&](auto& x) {
         using T = std::decay_t<decltype(x)>;
         if constexpr (std::is_same_v<T, channel_open>) {
-          conn_.connection_error(reply_code::channel_error, "second 'channel.open' seen", cid,
-                                 mid);
+          conn_.connection_error(reply_code::channel_error, "second 'channel.open' seen", cid, mid);
         } else if constexpr (std::is_same_v<T, channel_close>) {
           conn_.send(id_, channel_close_ok{});
           // The connection erases this channel; nothing may touch `this` afterwards.
@@ -216,10 +207,9 @@ void channel::handle_method(method& m) {
           not_implemented();
         } else {
           // Methods only a server sends (connection.*, basic.deliver, *-ok, ...).
-          conn_.connection_error(reply_code::command_invalid,
-                                 fmt::format("{} is not valid from a client on a channel",
-                                             method_name(m)),
-                                 cid, mid);
+          conn_.connection_error(
+              reply_code::command_invalid,
+              fmt::format("{} is not valid from a client on a channel", method_name(m)), cid, mid);
         }
       },
       m);

@@ -45,13 +45,15 @@ size_t amqp_connection::on_data(std::span<const uint8_t> data) {
   size_t used = 0;
   if (phase_ == phase::header) {
     switch (check_protocol_header(data)) {
-      case header_status::need_more: return 0;
+      case header_status::need_more:
+        return 0;
       case header_status::mismatch:
         // The spec: answer with the protocol header we do speak, then close.
         conn().out().append(protocol_header);
         conn().close_gracefully(std::chrono::seconds(1));
         return data.size();
-      case header_status::ok: break;
+      case header_status::ok:
+        break;
     }
     used = protocol_header.size();
     connection_start start;
@@ -116,19 +118,8 @@ void amqp_connection::handle_channel0(const frame_view& f) {
     }
     return;
   }
-  if (st == decode_status::unknown_method) {
-    // Differs: RabbitMQ's reader crashes on unknown ids and drops the socket.
-    common::byte_reader r(f.payload);
-    uint16_t c = r.u16(), mm = r.u16();
-    connection_error(reply_code::not_implemented,
-                     fmt::format("unknown method (class {}, method {})", c, mm), c, mm);
-    return;
-  }
-  if (st == decode_status::syntax_error) {
-    common::byte_reader r(f.payload);
-    uint16_t c = r.u16(), mm = r.u16();
-    connection_error(reply_code::frame_error,
-                     fmt::format("cannot decode arguments of {}", method_name(c, mm)), c, mm);
+  if (st != decode_status::ok) {
+    refuse_undecodable(f.payload, st);
     return;
   }
   uint16_t cid = method_class_id(m), mid = method_method_id(m);
@@ -147,7 +138,8 @@ void amqp_connection::handle_channel0(const frame_view& f) {
       if (auto* x = std::get_if<connection_open>(&m)) return handle_open(*x);
       if (std::holds_alternative<connection_close>(m)) break;
       return unexpected("opening");
-    default: break;
+    default:
+      break;
   }
   if (std::holds_alternative<connection_close>(m)) {
     send(0, connection_close_ok{});
@@ -166,6 +158,20 @@ void amqp_connection::handle_channel0(const frame_view& f) {
   unexpected("running");
 }
 
+void amqp_connection::refuse_undecodable(std::span<const uint8_t> payload, decode_status st) {
+  common::byte_reader r(payload);
+  uint16_t c = r.u16(), mm = r.u16();
+  if (st == decode_status::unknown_method) {
+    // Differs: RabbitMQ's reader crashes on unknown ids and drops the socket.
+    connection_error(reply_code::not_implemented,
+                     fmt::format("unknown method (class {}, method {})", c, mm), c, mm);
+    return;
+  }
+  // RabbitMQ's code for arguments that do not decode (truncated, trailing bytes, bad table).
+  connection_error(reply_code::frame_error,
+                   fmt::format("cannot decode arguments of {}", method_name(c, mm)), c, mm);
+}
+
 void amqp_connection::handle_start_ok(const connection_start_ok& m) {
   if (const field_table* caps = table_table(m.client_properties, "capabilities")) {
     cap_auth_failure_close_ = table_bool(*caps, "authentication_failure_close").value_or(false);
@@ -182,10 +188,10 @@ void amqp_connection::handle_start_ok(const connection_start_ok& m) {
   }
   const auth::user* who = nullptr;
   switch (ctx_.users->login(*creds, conn().peer_address(), &who)) {
-    case auth::login_result::ok: break;
+    case auth::login_result::ok:
+      break;
     case auth::login_result::invalid_credentials:
-      refuse_login(m.mechanism,
-                   fmt::format("user '{}' - invalid credentials", creds->username));
+      refuse_login(m.mechanism, fmt::format("user '{}' - invalid credentials", creds->username));
       return;
     case auth::login_result::loopback_only:
       refuse_login(m.mechanism,
@@ -262,10 +268,10 @@ void amqp_connection::handle_open(const connection_open& m) {
     return;
   }
   if (!auth::user_store::may_access_vhost(*user_, m.virtual_host)) {
-    connection_error(reply_code::not_allowed,
-                     fmt::format("access to vhost '{}' refused for user '{}'", m.virtual_host,
-                                 user_->name),
-                     m.amqp_class_id, m.amqp_method_id);
+    connection_error(
+        reply_code::not_allowed,
+        fmt::format("access to vhost '{}' refused for user '{}'", m.virtual_host, user_->name),
+        m.amqp_class_id, m.amqp_method_id);
     return;
   }
   vhost_ = v;
@@ -284,13 +290,16 @@ void amqp_connection::handle_channel_frame(const frame_view& f) {
     }
     method m;
     decode_status st = decode_method(f.payload, m);
-    if (st == decode_status::ok && std::holds_alternative<channel_open>(m)) {
+    if (st != decode_status::ok) {
+      refuse_undecodable(f.payload, st);
+      return;
+    }
+    if (std::holds_alternative<channel_open>(m)) {
       open_channel(f.channel);
       return;
     }
-    common::byte_reader r(f.payload);
-    uint16_t c = r.u16(), mm = r.u16();
-    connection_error(reply_code::channel_error, "expected 'channel.open'", c, mm);
+    connection_error(reply_code::channel_error, "expected 'channel.open'", method_class_id(m),
+                     method_method_id(m));
     return;
   }
   if (ch->current_state() == channel::state::closing) {
@@ -316,10 +325,10 @@ void amqp_connection::open_channel(uint16_t id) {
   // Differs: RabbitMQ checks only the count of channels; the spec makes channel_max the highest
   // channel number, and Warren enforces both.
   if (id > channel_max_) {
-    connection_error(reply_code::not_allowed,
-                     fmt::format("channel number {} is above the negotiated channel_max ({})", id,
-                                 channel_max_),
-                     channel_open::amqp_class_id, channel_open::amqp_method_id);
+    connection_error(
+        reply_code::not_allowed,
+        fmt::format("channel number {} is above the negotiated channel_max ({})", id, channel_max_),
+        channel_open::amqp_class_id, channel_open::amqp_method_id);
     return;
   }
   if (channels_.size() >= channel_max_) {
@@ -437,7 +446,9 @@ void amqp_connection::on_shutdown() {
   }
 }
 
-void amqp_connection::on_closed() { channels_.clear(); }
+void amqp_connection::on_closed() {
+  channels_.clear();
+}
 
 void amqp_connection::note_publish() {
   published_ = true;
@@ -448,8 +459,10 @@ void amqp_connection::set_blocked(bool blocked, std::string_view reason) {
   if (blocked == blocked_) return;
   blocked_ = blocked;
   if (phase_ == phase::open && cap_blocked_) {
-    if (blocked) send(0, connection_blocked{std::string(reason)});
-    else send(0, connection_unblocked{});
+    if (blocked)
+      send(0, connection_blocked{std::string(reason)});
+    else
+      send(0, connection_unblocked{});
     conn().flush();
   }
   if (phase_ == phase::closing) return;

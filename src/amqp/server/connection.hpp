@@ -54,6 +54,8 @@ class amqp_connection final : public net::connection_handler {
   const auth::user& user() const { return *user_; }
   uint32_t frame_max() const { return frame_max_; }
   void note_publish();
+  // 540 for unknown method ids, 501 for arguments that do not decode.
+  void refuse_undecodable(std::span<const uint8_t> payload, protocol::decode_status st);
   // The client closed channel `id` (close-ok already sent): forget it.
   void close_channel(uint16_t id) { erase_channel(id); }
 

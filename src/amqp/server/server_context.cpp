@@ -5,9 +5,9 @@ namespace warren::amqp::server {
 
 protocol::field_table make_server_properties(const server_settings& s) {
   protocol::field_table caps;
-  for (const char* c : {"publisher_confirms", "exchange_exchange_bindings", "basic.nack",
-                        "consumer_cancel_notify", "connection.blocked",
-                        "authentication_failure_close", "per_consumer_qos"})
+  for (const char* c :
+       {"publisher_confirms", "exchange_exchange_bindings", "basic.nack", "consumer_cancel_notify",
+        "connection.blocked", "authentication_failure_close", "per_consumer_qos"})
     caps.set(c, true);
   protocol::field_table t;
   t.set("capabilities", caps);

@@ -13,9 +13,9 @@
 namespace warren::amqp::server {
 
 struct server_settings {
-  uint16_t channel_max = 2047;     // offered in connection.tune
-  uint32_t frame_max = 131072;     // offered in connection.tune
-  uint16_t heartbeat = 60;         // seconds, offered in connection.tune
+  uint16_t channel_max = 2047;  // offered in connection.tune
+  uint32_t frame_max = 131072;  // offered in connection.tune
+  uint16_t heartbeat = 60;      // seconds, offered in connection.tune
   std::chrono::milliseconds handshake_timeout{10000};
   uint64_t max_message_size = 128ull * 1024 * 1024;  // RabbitMQ's default
   std::string cluster_name = "warren";

@@ -35,8 +35,9 @@ TEST(Config, Defaults) {
 }
 
 TEST(Config, FileThenFlagsWin) {
-  std::string path = write_toml("amqp_port = 6000\nhttp_port = 16000\ndata_dir = \"/tmp/w\"\n"
-                                "workers = 3\nhandshake_timeout = 2.5\n");
+  std::string path = write_toml(
+      "amqp_port = 6000\nhttp_port = 16000\ndata_dir = \"/tmp/w\"\n"
+      "workers = 3\nhandshake_timeout = 2.5\n");
   auto r = parse({"--config", path, "--amqp-port", "7000"});
   ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<exit_request>(r).text;
   const auto& c = std::get<config>(r);

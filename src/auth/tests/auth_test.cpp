@@ -33,7 +33,8 @@ TEST(Password, FreshSaltsDiffer) {
 }
 
 TEST(Base64, RoundTrip) {
-  for (const std::string& s : std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
+  for (const std::string& s :
+       std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
     std::string back;
     ASSERT_TRUE(base64_decode(base64_encode(s), back));
     EXPECT_EQ(back, s);

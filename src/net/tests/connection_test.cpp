@@ -93,7 +93,8 @@ TEST_F(ConnectionTest, GracefulCloseDeliversLastBytesThenEof) {
   EXPECT_EQ(got, "ok\n");
   EXPECT_EQ(ec, boost::asio::error::eof);
   s.close();
-  for (int i = 0; i < 100 && closed_ < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (int i = 0; i < 100 && closed_ < 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_EQ(closed_, 1);
 }
 
@@ -120,7 +121,8 @@ TEST_F(ConnectionTest, PeerCloseIsNoticed) {
     auto s = dial();
     s.close();
   }
-  for (int i = 0; i < 100 && closed_ < 5; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (int i = 0; i < 100 && closed_ < 5; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_EQ(closed_, 5);
 }
 

@@ -64,9 +64,14 @@ TEST(FieldTable, KnownWireBytes) {
   // {"a": 'I' 1} -> length 7: 1 'a' 'I' 0 0 0 1
   field_table t;
   t.set("a", int32_t(1));
-  EXPECT_EQ(encode(t), std::string("\0\0\0\x07\x01" "aI\0\0\0\x01", 11));
+  EXPECT_EQ(encode(t), std::string("\0\0\0\x07\x01"
+                                   "aI\0\0\0\x01",
+                                   11));
   // 's' is a signed 16-bit integer (RabbitMQ), not a short string.
-  std::string wire("\0\0\0\x05\x01" "ks\xff\xfe", 9);
+  std::string wire(
+      "\0\0\0\x05\x01"
+      "ks\xff\xfe",
+      9);
   common::byte_reader r(wire.data(), wire.size());
   field_table back;
   ASSERT_TRUE(decode_table(r, back));
@@ -106,7 +111,10 @@ TEST(FieldTable, TruncationAtEveryByteFails) {
 }
 
 TEST(FieldTable, UnknownTagIsRejected) {
-  std::string wire("\0\0\0\x03\x01" "kZ", 7);
+  std::string wire(
+      "\0\0\0\x03\x01"
+      "kZ",
+      7);
   common::byte_reader r(wire.data(), wire.size());
   field_table back;
   EXPECT_FALSE(decode_table(r, back));
@@ -114,7 +122,10 @@ TEST(FieldTable, UnknownTagIsRejected) {
 }
 
 TEST(FieldTable, LengthBeyondInputIsRejected) {
-  std::string wire("\0\0\x10\x00\x01" "kt\x01", 8);
+  std::string wire(
+      "\0\0\x10\x00\x01"
+      "kt\x01",
+      8);
   common::byte_reader r(wire.data(), wire.size());
   field_table back;
   EXPECT_FALSE(decode_table(r, back));

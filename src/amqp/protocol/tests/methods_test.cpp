@@ -77,8 +77,8 @@ TEST(Methods, UnknownIdsAreReported) {
 TEST(Methods, BitsPackIntoOneOctetLsbFirst) {
   basic_consume c;
   c.queue = "q";
-  c.no_ack = true;    // bit 1
-  c.no_wait = true;   // bit 3
+  c.no_ack = true;   // bit 1
+  c.no_wait = true;  // bit 3
   std::string wire = encode(c);
   // class, method, reserved short, queue "q", tag "", bits, table length 0
   std::string expect("\0\x3c\0\x14\0\0\x01q\x00\x0a\0\0\0\0", 14);

@@ -1,0 +1,123 @@
+"""Process lifecycle: health endpoint, command line, config file, clean shutdown on signals, tune values."""
+
+import json
+import signal
+import socket
+import subprocess
+import urllib.request
+
+import pika
+
+from support.amqp_raw import RawClient
+from support.warren_process import WarrenProcess, warren_bin
+
+
+def free_port() -> int:
+    """A port the kernel just handed out on 127.0.0.1 (for the config test, which must name one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_healthz(warren):
+    with urllib.request.urlopen(f"http://127.0.0.1:{warren.http_port}/healthz", timeout=5) as r:
+        assert r.status == 200
+        assert r.read().strip() == b"ok"
+
+
+def test_ports_file_names_every_listener(warren):
+    # The web gateway's listener arrives with the gateway; until then: AMQP and HTTP.
+    ports = json.loads(warren.ports_file.read_text())
+    assert set(ports) == {"amqp", "http"}, ports
+    assert all(isinstance(p, int) and 0 < p < 65536 for p in ports.values()), ports
+    assert len(set(ports.values())) == 2, ports
+    for p in ports.values():
+        with socket.create_connection(("127.0.0.1", p), timeout=5):
+            pass
+
+
+def test_help_lists_flags():
+    r = subprocess.run([warren_bin(), "--help"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    for flag in ["--amqp-port", "--http-port", "--web-port", "--data-dir", "--workers", "--config"]:
+        assert flag in r.stdout, f"{flag} missing from --help:\n{r.stdout}"
+
+
+def test_unknown_flag_exits_nonzero(tmp_path):
+    r = subprocess.run([warren_bin(), "--no-such-flag", "--data-dir", str(tmp_path)], capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode != 0
+
+
+def _write_config(path, amqp_port, data_dir):
+    path.write_text(
+        f'amqp_port = {amqp_port}\n'
+        'http_port = 0\n'
+        'web_port = 0\n'
+        f'data_dir = {json.dumps(str(data_dir))}\n'
+        'workers = 1\n'
+        'bind = "127.0.0.1"\n')
+
+
+def test_config_file_is_honoured(tmp_path):
+    port = free_port()
+    config = tmp_path / "warren.toml"
+    _write_config(config, port, tmp_path / "data-from-config")
+    omit = ("--amqp-port", "--http-port", "--web-port", "--data-dir", "--workers", "--bind")
+    with WarrenProcess(["--config", str(config)], omit=omit) as w:
+        assert w.amqp_port == port
+        with RawClient(w.amqp_port) as c:
+            c.handshake()
+            c.close_connection()
+    assert (tmp_path / "data-from-config").is_dir(), "data_dir from the config file was not used"
+
+
+def test_flag_overrides_config_file(tmp_path):
+    config_port, flag_port = free_port(), free_port()
+    config = tmp_path / "warren.toml"
+    _write_config(config, config_port, tmp_path / "data-from-config")
+    with WarrenProcess(["--config", str(config), "--amqp-port", str(flag_port)],
+                       omit=("--http-port", "--web-port", "--workers", "--bind")) as w:
+        assert w.amqp_port == flag_port
+        with RawClient(w.amqp_port) as c:
+            c.handshake()
+            c.close_connection()
+
+
+def test_sigterm_with_open_connection_exits_zero():
+    with WarrenProcess() as w:
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", w.amqp_port, connection_attempts=1))
+        conn.channel()
+        assert w.stop(signum=signal.SIGTERM) == 0  # stop() fails unless the exit code is 0 within 5 s
+
+
+def test_sigint_exits_zero():
+    with WarrenProcess() as w:
+        assert w.stop(signum=signal.SIGINT) == 0
+
+
+def test_tune_defaults(warren):
+    with RawClient(warren.amqp_port) as c:
+        hs = c.handshake()
+        assert hs.tune == {"channel_max": 2047, "frame_max": 131072, "heartbeat": 60}
+        assert (hs.start["version_major"], hs.start["version_minor"]) == (0, 9)
+        assert set(hs.start["mechanisms"].split()) >= {b"PLAIN", b"AMQPLAIN"}
+        c.close_connection()
+
+
+def test_tune_follows_flags(warren_factory):
+    w = warren_factory("--heartbeat", "7", "--frame-max", "8192", "--channel-max", "10")
+    with RawClient(w.amqp_port) as c:
+        hs = c.handshake()
+        assert hs.tune == {"channel_max": 10, "frame_max": 8192, "heartbeat": 7}
+        c.close_connection()
+
+
+def test_default_user_flags(warren_factory):
+    w = warren_factory("--default-user", "alice", "--default-pass", "s3cret")
+    with RawClient(w.amqp_port) as c:
+        c.handshake("alice", "s3cret")
+        c.close_connection()
+    with RawClient(w.amqp_port) as c:
+        c.login("guest", "guest")
+        c.expect_connection_close(403)

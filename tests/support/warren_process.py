@@ -1,0 +1,192 @@
+"""Runs the real warren binary for black-box tests: fresh temp data dir, every port 0, ports read from the
+ports file, stdout/stderr captured to files, and a stop that fails unless warren exits 0 on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_BIN = REPO_ROOT / "build" / "warren"
+
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+
+
+def warren_bin() -> str:
+    return os.environ.get("WARREN_BIN", str(DEFAULT_BIN))
+
+
+class WarrenError(AssertionError):
+    pass
+
+
+class WarrenProcess:
+    """One warren process. Flags in `extra_args` replace the default value of the same flag;
+    flags named in `omit` are left out (e.g. to let a --config file set them)."""
+
+    def __init__(self, extra_args: list[str] | tuple[str, ...] = (), omit: tuple[str, ...] = (),
+                 workers: int = 2, binary: str | None = None):
+        self.binary = binary or warren_bin()
+        self.tmp = Path(tempfile.mkdtemp(prefix="warren-it-"))
+        self.data_dir = self.tmp / "data"
+        self.ports_file = self.tmp / "ports.json"
+        self.stderr_path = self.tmp / "stderr.log"
+        self.stdout_path = self.tmp / "stdout.log"
+        defaults = {
+            "--amqp-port": "0",
+            "--http-port": "0",
+            "--web-port": "0",
+            "--data-dir": str(self.data_dir),
+            "--workers": str(workers),
+            "--ports-file": str(self.ports_file),
+            "--log-level": "info",
+            "--bind": "127.0.0.1",
+        }
+        extra = list(extra_args)
+        overridden = {a.split("=", 1)[0] for a in extra if a.startswith("--")}
+        self.args: list[str] = []
+        for flag, value in defaults.items():
+            if flag in overridden or flag in omit:
+                continue
+            self.args += [flag, value]
+        self.args += extra
+        self.proc: subprocess.Popen | None = None
+        self.ports: dict[str, int] = {}
+        self.stopped = False
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    def start(self, timeout: float = START_TIMEOUT) -> "WarrenProcess":
+        if not os.path.exists(self.binary):
+            raise WarrenError(f"warren binary not found at {self.binary} (set WARREN_BIN or build it)")
+        self._stdout = open(self.stdout_path, "wb")
+        self._stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen([self.binary, *self.args], stdin=subprocess.DEVNULL,
+                                     stdout=self._stdout, stderr=self._stderr)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise WarrenError(f"warren exited with {self.proc.returncode} before writing its ports file\n"
+                                  f"args: {self.args}\n{self.log_tail()}")
+            if self.ports_file.exists():
+                try:
+                    self.ports = json.loads(self.ports_file.read_text())
+                    break
+                except (json.JSONDecodeError, OSError):
+                    pass  # not renamed into place atomically: keep polling, the test will say so on timeout
+            time.sleep(0.02)
+        else:
+            self.kill()
+            raise WarrenError(f"warren did not write {self.ports_file} within {timeout} s\n{self.log_tail()}")
+        # "web" is checked by test_lifecycle.py::test_ports_file only, so that one missing listener does not fail
+        # every test.
+        for key in ("amqp", "http"):
+            if not isinstance(self.ports.get(key), int) or not 0 < self.ports[key] < 65536:
+                self.stop(check=False)
+                raise WarrenError(f"ports file lacks a valid {key!r} port: {self.ports}")
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def amqp_port(self) -> int:
+        return self.ports["amqp"]
+
+    @property
+    def http_port(self) -> int:
+        return self.ports["http"]
+
+    @property
+    def web_port(self) -> int:
+        return self.ports["web"]
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def assert_alive(self) -> None:
+        if not self.alive():
+            assert self.proc is not None
+            raise WarrenError(f"warren is no longer running (exit code {self.proc.returncode})\n{self.log_tail()}")
+
+    def send_signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int | None:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, check: bool = True, signum: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Send `signum` and wait; with check, fail unless warren was running and exits 0 in time."""
+        if self.stopped:
+            return self.proc.returncode if self.proc else None
+        self.stopped = True
+        assert self.proc is not None
+        problem = None
+        rc = self.proc.poll()
+        if rc is not None:
+            problem = f"warren had already exited with {rc} (crash?) before it was asked to stop"
+        else:
+            self.proc.send_signal(signum)
+            rc = self.wait(timeout)
+            if rc is None:
+                self.proc.kill()
+                self.proc.wait()
+                problem = f"warren did not exit within {timeout} s of {signal.Signals(signum).name}"
+            elif rc != 0:
+                problem = f"warren exited with {rc} after {signal.Signals(signum).name}"
+        self._close_logs()
+        if check and problem:
+            raise WarrenError(f"{problem}\n{self.log_tail()}")
+        return rc
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.stopped = True
+        self._close_logs()
+
+    def _close_logs(self) -> None:
+        for f in (getattr(self, "_stdout", None), getattr(self, "_stderr", None)):
+            if f is not None and not f.closed:
+                f.close()
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # --- debugging ----------------------------------------------------------------------------------------
+
+    def log_tail(self, lines: int = 40) -> str:
+        out = []
+        for label, path in (("stderr", self.stderr_path), ("stdout", self.stdout_path)):
+            try:
+                text = path.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            if text:
+                out.append(f"--- warren {label} (last {lines} lines of {path}) ---")
+                out.extend(text[-lines:])
+        return "\n".join(out)
+
+    def __enter__(self) -> "WarrenProcess":
+        return self.start()
+
+    def __exit__(self, exc_type, *rest) -> None:
+        try:
+            self.stop(check=exc_type is None)
+        finally:
+            self.cleanup()
