@@ -1,132 +1,32 @@
-// AMQP 0-9-1 field tables and arrays as plain values, with their wire codec. Type tags follow
-// RabbitMQ's interpretation of the 0-9-1 errata ('s' is a signed 16-bit integer, not a short
-// string), which is what every RabbitMQ client sends.
+// The AMQP 0-9-1 wire codec of field tables and arrays (the values are common::field_table).
 #pragma once
 
-#include <cstdint>
-#include <optional>
-#include <string>
-#include <string_view>
-#include <variant>
-#include <vector>
-
 #include "common/byte_io.hpp"
+#include "common/field_table.hpp"
 
 namespace warren::amqp::protocol {
 
-struct decimal {
-  uint8_t scale = 0;
-  uint32_t value = 0;
-  bool operator==(const decimal&) const = default;
-};
-struct byte_array {  // 'x': opaque bytes, distinct from a long string 'S'
-  std::string data;
-  bool operator==(const byte_array&) const = default;
-};
-struct timestamp {  // 'T': seconds since the epoch
-  uint64_t value = 0;
-  bool operator==(const timestamp&) const = default;
-};
+using common::byte_array;
+using common::decimal;
+using common::field_array;
+using common::field_entry;
+using common::field_table;
+using common::field_value;
+using common::table_bool;
+using common::table_string;
+using common::table_table;
+using common::timestamp;
 
-struct field_value;
-struct field_entry;
-
-// A table keeps its entries in wire order; keys are looked up by linear scan (tables are small).
-// Special members are defined below, once field_entry is complete (clang instantiates them early).
-struct field_table {
-  std::vector<field_entry> entries;
-
-  field_table();
-  field_table(const field_table&);
-  field_table(field_table&&) noexcept;
-  field_table& operator=(const field_table&);
-  field_table& operator=(field_table&&) noexcept;
-  ~field_table();
-
-  const field_value* find(std::string_view key) const;
-  void set(std::string key, field_value value);
-  bool empty() const { return entries.empty(); }
-  bool operator==(const field_table& other) const;
-};
-
-struct field_array {
-  std::vector<field_value> items;
-
-  field_array();
-  field_array(std::vector<field_value> v);
-  field_array(const field_array&);
-  field_array(field_array&&) noexcept;
-  field_array& operator=(const field_array&);
-  field_array& operator=(field_array&&) noexcept;
-  ~field_array();
-  bool operator==(const field_array& other) const;
-};
-
-struct field_value {
-  // Alternative order is irrelevant to the wire: each maps to one type tag (see type_tag()).
-  using variant_type =
-      std::variant<std::monostate /*V*/, bool /*t*/, int8_t /*b*/, uint8_t /*B*/, int16_t /*s*/,
-                   uint16_t /*u*/, int32_t /*I*/, uint32_t /*i*/, int64_t /*l*/, uint64_t /*L*/,
-                   float /*f*/, double /*d*/, decimal /*D*/, std::string /*S*/, byte_array /*x*/,
-                   timestamp /*T*/, field_array /*A*/, field_table /*F*/>;
-  variant_type v;
-
-  field_value() = default;
-  template <typename T>
-  requires std::is_constructible_v<variant_type, T&&> field_value(T&& x)
-      : v(std::forward<T>(x)) {}  // NOLINT: implicit by design
-  field_value(const char* s) : v(std::string(s)) {}
-
-  char type_tag() const;
-  template <typename T>
-  const T* get_if() const {
-    return std::get_if<T>(&v);
-  }
-  bool operator==(const field_value& other) const { return v == other.v; }
-};
-
-struct field_entry {
-  std::string key;
-  field_value value;
-  bool operator==(const field_entry&) const = default;
-};
-
-inline field_table::field_table() = default;
-inline field_table::field_table(const field_table&) = default;
-inline field_table::field_table(field_table&&) noexcept = default;
-inline field_table& field_table::operator=(const field_table&) = default;
-inline field_table& field_table::operator=(field_table&&) noexcept = default;
-inline field_table::~field_table() = default;
-inline field_array::field_array() = default;
-inline field_array::field_array(std::vector<field_value> v) : items(std::move(v)) {}
-inline field_array::field_array(const field_array&) = default;
-inline field_array::field_array(field_array&&) noexcept = default;
-inline field_array& field_array::operator=(const field_array&) = default;
-inline field_array& field_array::operator=(field_array&&) noexcept = default;
-inline field_array::~field_array() = default;
-
-inline bool field_table::operator==(const field_table& other) const {
-  return entries == other.entries;
-}
-inline bool field_array::operator==(const field_array& other) const {
-  return items == other.items;
-}
-
-// Nesting deeper than this is refused as a syntax error: bounds recursion on hostile input.
+// Nesting deeper than this is refused: bounds recursion on hostile input.
 inline constexpr int max_table_depth = 64;
 
-// Wire codec. Decoders return false on truncated input, an unknown type tag or excessive nesting
-// (a SYNTAX_ERROR for the caller); the reader is then in a failed state.
+// Decoders return false on truncated input, an unknown type tag or excessive nesting; the reader
+// is then in a failed state.
 bool decode_table(common::byte_reader& r, field_table& out, int depth = 0);
 bool decode_array(common::byte_reader& r, field_array& out, int depth = 0);
 bool decode_value(common::byte_reader& r, field_value& out, int depth = 0);
 void encode_table(common::byte_writer& w, const field_table& t);
 void encode_array(common::byte_writer& w, const field_array& a);
 void encode_value(common::byte_writer& w, const field_value& v);
-
-// Lookup helpers for tables clients send (client-properties, capabilities, arguments).
-std::optional<bool> table_bool(const field_table& t, std::string_view key);
-std::optional<std::string_view> table_string(const field_table& t, std::string_view key);
-const field_table* table_table(const field_table& t, std::string_view key);
 
 }  // namespace warren::amqp::protocol
