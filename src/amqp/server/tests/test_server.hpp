@@ -1,0 +1,168 @@
+// In-process AMQP server on 127.0.0.1:0 (real workers and sockets, no binary) and a small
+// blocking client built on the codec, for tests that must reach into the broker (e.g. to drive
+// alarms) while speaking real AMQP on the wire.
+#pragma once
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+#include <future>
+#include <optional>
+
+#include "amqp/protocol/frame.hpp"
+#include "amqp/server/connection.hpp"
+#include "auth/password.hpp"
+#include "net/listener.hpp"
+
+namespace warren::amqp::server::testing {
+
+class test_server {
+ public:
+  test_server() {
+    auth::user u{"guest", auth::hash_password("guest"), {}, {}};
+    u.permissions["/"] = auth::permission{};
+    users_.add_user(u);
+    users_.set_loopback_networks(*auth::parse_ip_networks("127.0.0.0/8"));
+    vhosts_.add("/");
+    ctx_.users = &users_;
+    ctx_.vhosts = &vhosts_;
+    ctx_.server_properties = make_server_properties(ctx_.settings);
+    listener_.emplace(
+        pool_, boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),
+        [this](std::shared_ptr<net::connection> c) {
+          c->start(std::make_unique<amqp_connection>(ctx_));
+        },
+        "amqp");
+    pool_.start();
+    listener_->start();
+  }
+  ~test_server() {
+    listener_->stop();
+    pool_.stop();
+    pool_.join();
+  }
+  uint16_t port() const { return listener_->port(); }
+  // Runs fn on every AMQP connection, on its worker, and waits.
+  void for_each_amqp(const std::function<void(amqp_connection&)>& fn) {
+    std::promise<void> done;
+    pool_.at(0).post([&] {
+      pool_.at(0).for_each_connection([&](net::connection& c) {
+        if (auto* a = dynamic_cast<amqp_connection*>(c.handler())) fn(*a);
+      });
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+
+ private:
+  auth::user_store users_;
+  broker::vhost_registry vhosts_;
+  server_context ctx_;
+  net::worker_pool pool_{1};
+  std::optional<net::listener> listener_;
+};
+
+struct frame {
+  uint8_t type = 0;
+  uint16_t channel = 0;
+  std::string payload;
+  std::optional<protocol::method> decoded() const {
+    protocol::method m;
+    if (type != protocol::frame_method ||
+        protocol::decode_method({reinterpret_cast<const uint8_t*>(payload.data()), payload.size()},
+                                m) != protocol::decode_status::ok)
+      return std::nullopt;
+    return m;
+  }
+};
+
+class test_client {
+ public:
+  explicit test_client(uint16_t port) : socket_(io_) {
+    socket_.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  }
+  template <typename M>
+  void send(uint16_t ch, const M& m) {
+    std::string out;
+    protocol::write_method(out, ch, m);
+    boost::asio::write(socket_, boost::asio::buffer(out));
+  }
+  void publish(uint16_t ch, std::string_view rk, std::string_view body, bool mandatory) {
+    std::string out;
+    protocol::basic_publish p;
+    p.routing_key = std::string(rk);
+    p.mandatory = mandatory;
+    protocol::write_method(out, ch, p);
+    protocol::content_header h;
+    h.body_size = body.size();
+    protocol::write_content_header_frame(out, ch, h);
+    protocol::write_body_frames(out, ch, body, 131072);
+    boost::asio::write(socket_, boost::asio::buffer(out));
+  }
+  // Next frame within `timeout`, or nullopt (heartbeats are skipped).
+  std::optional<frame> next(std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      auto r =
+          protocol::parse_frame({reinterpret_cast<const uint8_t*>(buf_.data()), buf_.size()}, 0);
+      if (r.status == protocol::parse_status::frame) {
+        frame f{r.frame.type, r.frame.channel,
+                std::string(reinterpret_cast<const char*>(r.frame.payload.data()),
+                            r.frame.payload.size())};
+        buf_.erase(0, r.consumed);
+        if (f.type == protocol::frame_heartbeat) continue;
+        return f;
+      }
+      auto left = deadline - std::chrono::steady_clock::now();
+      if (left <= std::chrono::milliseconds(0)) return std::nullopt;
+      char tmp[4096];
+      socket_.non_blocking(true);
+      boost::system::error_code ec;
+      size_t n = socket_.read_some(boost::asio::buffer(tmp), ec);
+      if (ec == boost::asio::error::would_block) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        continue;
+      }
+      if (ec) return std::nullopt;
+      buf_.append(tmp, n);
+    }
+  }
+  template <typename M>
+  std::optional<M> expect(std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    auto f = next(timeout);
+    if (!f) return std::nullopt;
+    auto m = f->decoded();
+    if (!m || !std::holds_alternative<M>(*m)) return std::nullopt;
+    return std::get<M>(*m);
+  }
+  // Full handshake as guest; `blocked_capability` announces connection.blocked.
+  bool handshake(bool blocked_capability) {
+    boost::asio::write(socket_, boost::asio::buffer(protocol::protocol_header));
+    if (!expect<protocol::connection_start>()) return false;
+    protocol::connection_start_ok ok;
+    protocol::field_table caps;
+    caps.set("connection.blocked", blocked_capability);
+    ok.client_properties.set("capabilities", caps);
+    ok.mechanism = "PLAIN";
+    ok.response = std::string("\0guest\0guest", 12);
+    ok.locale = "en_US";
+    send(0, ok);
+    auto tune = expect<protocol::connection_tune>();
+    if (!tune) return false;
+    send(0, protocol::connection_tune_ok{tune->channel_max, tune->frame_max, 0});
+    protocol::connection_open open;
+    open.virtual_host = "/";
+    send(0, open);
+    if (!expect<protocol::connection_open_ok>()) return false;
+    send(1, protocol::channel_open{});
+    return expect<protocol::channel_open_ok>().has_value();
+  }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::socket socket_;
+  std::string buf_;
+};
+
+}  // namespace warren::amqp::server::testing
