@@ -100,6 +100,7 @@ int run(const app::config& cfg) {
   ::signal(SIGPIPE, SIG_IGN);
 
   net::worker_pool pool(cfg.workers);
+  ctx.pool = &pool;
   auto addr = boost::asio::ip::make_address(cfg.bind);
   net::listener amqp_listener(
       pool, {addr, cfg.amqp_port},

@@ -1,20 +1,592 @@
-// Vhosts and their predeclared exchanges.
+// The vhost: declarations, routing, queues, consumers and acknowledgements. Reply codes and
+// texts follow RabbitMQ 3.10 (rabbit_channel, rabbit_amqqueue, rabbit_exchange).
 #include "broker/vhost.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <random>
 
 namespace warren::broker {
 
-vhost::vhost(std::string name) : name_(std::move(name)) {
-  for (const char* x : {"", "amq.direct", "amq.fanout", "amq.topic", "amq.headers", "amq.match"})
-    exchanges_.insert(x);
+namespace {
+
+std::string bool_text(bool b) {
+  return b ? "true" : "false";
 }
 
-vhost& vhost_registry::add(std::string name) {
+error inequivalent(std::string_view what, std::string_view arg, std::string_view name,
+                   std::string_view vhost, std::string_view received, std::string_view current) {
+  return error{error_code::precondition_failed,
+               fmt::format("inequivalent arg '{}' for {} '{}' in vhost '{}': received '{}' but "
+                           "current is '{}'",
+                           arg, what, name, vhost, received, current)};
+}
+
+// "amq.gen-" and 22 URL-safe base64 characters, like RabbitMQ's server-named queues.
+std::string generated_queue_name() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string s = "amq.gen-";
+  for (int i = 0; i < 22; ++i) s += alphabet[rng() % 64];
+  return s;
+}
+
+// The first key whose value differs between two argument tables, if any.
+std::optional<std::string> first_difference(const common::field_table& a,
+                                            const common::field_table& b) {
+  for (const auto& e : a.entries) {
+    const common::field_value* o = b.find(e.key);
+    if (!o || !(*o == e.value)) return e.key;
+  }
+  for (const auto& e : b.entries)
+    if (!a.find(e.key)) return e.key;
+  return std::nullopt;
+}
+
+}  // namespace
+
+vhost::vhost(std::string name, size_t home_worker) : name_(std::move(name)), home_(home_worker) {
+  // The default exchange ("", a direct exchange to every queue by name) and the amq.* ones.
+  for (auto [n, t] :
+       std::initializer_list<std::pair<const char*, const char*>>{{"", "direct"},
+                                                                  {"amq.direct", "direct"},
+                                                                  {"amq.fanout", "fanout"},
+                                                                  {"amq.topic", "topic"},
+                                                                  {"amq.headers", "headers"},
+                                                                  {"amq.match", "headers"}}) {
+    exchange_settings s;
+    s.name = n;
+    s.type = t;
+    s.durable = true;
+    dest_id id = exchange_bit | next_id_++;
+    auto x = make_exchange(std::move(s), id);
+    exchange_ids_[id] = x.get();
+    exchanges_[n] = std::move(x);
+  }
+}
+
+error vhost::no_queue(std::string_view name) const {
+  return error{error_code::not_found, fmt::format("no queue '{}' in vhost '{}'", name, name_)};
+}
+
+error vhost::no_exchange(std::string_view name) const {
+  return error{error_code::not_found, fmt::format("no exchange '{}' in vhost '{}'", name, name_)};
+}
+
+queue* vhost::find_queue(std::string_view name) const {
+  auto it = queues_.find(name);
+  return it == queues_.end() ? nullptr : it->second.get();
+}
+
+queue* vhost::queue_by_id(dest_id id) const {
+  auto it = queue_ids_.find(id);
+  return it == queue_ids_.end() ? nullptr : it->second;
+}
+
+exchange* vhost::find_exchange(std::string_view name) const {
+  auto it = exchanges_.find(name);
+  return it == exchanges_.end() ? nullptr : it->second.get();
+}
+
+exchange* vhost::exchange_by_id(dest_id id) const {
+  auto it = exchange_ids_.find(id);
+  return it == exchange_ids_.end() ? nullptr : it->second;
+}
+
+bool vhost::has_exchange(std::string_view name) const {
+  return find_exchange(name) != nullptr;
+}
+
+maybe_error vhost::check_exclusive(const queue& q, uint64_t connection_id) const {
+  if (q.settings().exclusive && q.settings().exclusive_owner != connection_id)
+    return error{error_code::resource_locked,
+                 fmt::format("cannot obtain exclusive access to locked queue '{}' in vhost '{}'. "
+                             "It could be originally declared on another connection or the "
+                             "exclusive property value does not match that of the original "
+                             "declaration.",
+                             q.name(), name_)};
+  return std::nullopt;
+}
+
+// ----------------------------------------------------------------------------- exchanges
+
+maybe_error vhost::declare_exchange(const exchange_settings& s, bool passive) {
+  exchange* x = find_exchange(s.name);
+  if (passive) {
+    if (!x) return no_exchange(s.name);
+    return std::nullopt;
+  }
+  if (s.name.empty())
+    return error{error_code::access_refused, "operation not permitted on the default exchange"};
+  if (s.name.rfind("amq.", 0) == 0)
+    return error{error_code::access_refused,
+                 fmt::format("exchange name '{}' contains reserved prefix 'amq.*'", s.name)};
+  if (!is_known_exchange_type(s.type))
+    return error{error_code::command_invalid, fmt::format("unknown exchange type '{}'", s.type)};
+  if (x) {
+    const auto& c = x->settings();
+    if (c.type != s.type) return inequivalent("exchange", "type", s.name, name_, s.type, c.type);
+    if (c.durable != s.durable)
+      return inequivalent("exchange", "durable", s.name, name_, bool_text(s.durable),
+                          bool_text(c.durable));
+    if (c.auto_delete != s.auto_delete)
+      return inequivalent("exchange", "auto_delete", s.name, name_, bool_text(s.auto_delete),
+                          bool_text(c.auto_delete));
+    if (c.internal != s.internal)
+      return inequivalent("exchange", "internal", s.name, name_, bool_text(s.internal),
+                          bool_text(c.internal));
+    if (auto k = first_difference(s.arguments, c.arguments))
+      return inequivalent("exchange", *k, s.name, name_, "(new value)", "(current value)");
+    return std::nullopt;
+  }
+  dest_id id = exchange_bit | next_id_++;
+  auto nx = make_exchange(s, id);
+  exchange_ids_[id] = nx.get();
+  exchanges_[s.name] = std::move(nx);
+  return std::nullopt;
+}
+
+maybe_error vhost::delete_exchange(std::string_view name, bool if_unused) {
+  if (name.empty())
+    return error{error_code::access_refused, "operation not permitted on the default exchange"};
+  if (name.rfind("amq.", 0) == 0)
+    return error{error_code::access_refused,
+                 fmt::format("exchange name '{}' contains reserved prefix 'amq.*'", name)};
+  exchange* x = find_exchange(name);
+  if (!x) return std::nullopt;  // deleting what is not there succeeds, as in RabbitMQ
+  bool used = std::any_of(bindings_.begin(), bindings_.end(),
+                          [&](const binding& b) { return b.source == name; });
+  if (if_unused && used)
+    return error{error_code::precondition_failed,
+                 fmt::format("exchange '{}' in vhost '{}' in use", name, name_)};
+  dest_id id = x->id();
+  // Bindings from it and to it go with it.
+  std::erase_if(bindings_, [&](const binding& b) { return b.source == name; });
+  remove_bindings_of(id);
+  exchange_ids_.erase(id);
+  exchanges_.erase(exchanges_.find(name));
+  return std::nullopt;
+}
+
+std::variant<dest_id, error> vhost::queue_dest(std::string_view name, uint64_t connection_id,
+                                               bool check_excl) {
+  queue* q = find_queue(name);
+  if (!q) return no_queue(name);
+  if (check_excl)
+    if (auto e = check_exclusive(*q, connection_id)) return *e;
+  return q->id();
+}
+
+std::variant<dest_id, error> vhost::exchange_dest(std::string_view name) const {
+  exchange* x = find_exchange(name);
+  if (!x) return no_exchange(name);
+  if (name.empty())
+    return error{error_code::access_refused, "operation not permitted on the default exchange"};
+  return x->id();
+}
+
+maybe_error vhost::bind(std::string_view source, dest_id dest, const std::string& key,
+                        const common::field_table& args) {
+  if (source.empty())
+    return error{error_code::access_refused, "operation not permitted on the default exchange"};
+  exchange* x = find_exchange(source);
+  if (!x) return no_exchange(source);
+  if (auto e = x->check_binding(key, args)) return e;
+  binding b{std::string(source), dest, key, args};
+  if (std::find(bindings_.begin(), bindings_.end(), b) != bindings_.end())
+    return std::nullopt;  // already bound: idempotent
+  x->add_binding(dest, key, args);
+  bindings_.push_back(std::move(b));
+  return std::nullopt;
+}
+
+maybe_error vhost::unbind(std::string_view source, dest_id dest, const std::string& key,
+                          const common::field_table& args) {
+  if (source.empty())
+    return error{error_code::access_refused, "operation not permitted on the default exchange"};
+  exchange* x = find_exchange(source);
+  if (!x) return no_exchange(source);
+  binding b{std::string(source), dest, key, args};
+  auto it = std::find(bindings_.begin(), bindings_.end(), b);
+  if (it == bindings_.end()) return std::nullopt;  // RabbitMQ: unbinding what is not bound is ok
+  x->remove_binding(dest, key, args);
+  bindings_.erase(it);
+  maybe_auto_delete_exchange(source);
+  return std::nullopt;
+}
+
+void vhost::remove_bindings_of(dest_id d) {
+  std::set<std::string> sources;
+  for (auto it = bindings_.begin(); it != bindings_.end();) {
+    if (it->dest == d) {
+      if (exchange* x = find_exchange(it->source)) x->remove_binding(d, it->key, it->args);
+      sources.insert(it->source);
+      it = bindings_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& s : sources) maybe_auto_delete_exchange(s);
+}
+
+void vhost::maybe_auto_delete_exchange(std::string_view name) {
+  exchange* x = find_exchange(name);
+  if (!x || !x->settings().auto_delete) return;
+  bool used = std::any_of(bindings_.begin(), bindings_.end(),
+                          [&](const binding& b) { return b.source == name; });
+  if (!used) (void)delete_exchange(std::string(name), false);
+}
+
+// ----------------------------------------------------------------------------- queues
+
+std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_request& r) {
+  std::string name = r.name;
+  if (r.passive) {
+    queue* q = find_queue(name);
+    if (!q) return no_queue(name);
+    if (auto e = check_exclusive(*q, r.connection_id)) return *e;
+    return queue_declare_ok{name, uint32_t(q->message_count()), uint32_t(q->consumers().size())};
+  }
+  if (name.empty()) {
+    do name = generated_queue_name();
+    while (find_queue(name));
+  } else if (name.rfind("amq.", 0) == 0) {
+    return error{error_code::access_refused,
+                 fmt::format("queue name '{}' contains reserved prefix 'amq.*'", name)};
+  }
+  if (queue* q = find_queue(name)) {
+    if (auto e = check_exclusive(*q, r.connection_id)) return *e;
+    const auto& c = q->settings();
+    if (c.durable != r.durable)
+      return inequivalent("queue", "durable", name, name_, bool_text(r.durable),
+                          bool_text(c.durable));
+    if (c.exclusive != r.exclusive)
+      return inequivalent("queue", "exclusive", name, name_, bool_text(r.exclusive),
+                          bool_text(c.exclusive));
+    if (c.auto_delete != r.auto_delete)
+      return inequivalent("queue", "auto_delete", name, name_, bool_text(r.auto_delete),
+                          bool_text(c.auto_delete));
+    if (auto k = first_difference(r.arguments, c.arguments))
+      return inequivalent("queue", *k, name, name_, "(new value)", "(current value)");
+    return queue_declare_ok{name, uint32_t(q->message_count()), uint32_t(q->consumers().size())};
+  }
+  queue_limits limits;
+  if (auto e = parse_queue_arguments(r.arguments, limits)) return *e;
+  queue_settings s{name,          r.durable,   r.exclusive,
+                   r.auto_delete, r.arguments, r.exclusive ? r.connection_id : 0};
+  dest_id id = next_id_++;
+  auto q = std::make_unique<queue>(std::move(s), limits, id);
+  queue_ids_[id] = q.get();
+  queues_[name] = std::move(q);
+  return queue_declare_ok{name, 0, 0};
+}
+
+std::variant<uint32_t, error> vhost::purge_queue(std::string_view name, uint64_t connection_id) {
+  queue* q = find_queue(name);
+  if (!q) return no_queue(name);
+  if (auto e = check_exclusive(*q, connection_id)) return *e;
+  return uint32_t(q->purge());
+}
+
+std::variant<uint32_t, error> vhost::delete_queue(std::string_view name, bool if_unused,
+                                                  bool if_empty, uint64_t connection_id) {
+  queue* q = find_queue(name);
+  if (!q) return uint32_t(0);  // RabbitMQ: deleting a missing queue succeeds with 0
+  if (auto e = check_exclusive(*q, connection_id)) return *e;
+  if (if_unused && !q->consumers().empty())
+    return error{error_code::precondition_failed,
+                 fmt::format("queue '{}' in vhost '{}' in use", name, name_)};
+  if (if_empty && q->message_count() != 0)
+    return error{error_code::precondition_failed,
+                 fmt::format("queue '{}' in vhost '{}' not empty", name, name_)};
+  uint32_t n = uint32_t(q->message_count());
+  destroy_queue(*q, true);
+  return n;
+}
+
+void vhost::destroy_queue(queue& q, bool notify_consumers) {
+  q.deleting = true;
+  while (!q.consumers().empty()) remove_consumer(*q.consumers().front(), notify_consumers);
+  dest_id id = q.id();
+  remove_bindings_of(id);
+  queue_ids_.erase(id);
+  queues_.erase(queues_.find(q.name()));
+}
+
+// ----------------------------------------------------------------------------- publishing
+
+void vhost::route(exchange& x, const message& m, std::vector<dest_id>& out,
+                  std::set<dest_id>& seen) {
+  size_t before = out.size();
+  std::vector<dest_id> direct;
+  if (x.name().empty()) {
+    if (queue* q = find_queue(m.routing_key)) direct.push_back(q->id());
+  } else {
+    x.route(m, direct);
+  }
+  for (dest_id d : direct) {
+    if (d & exchange_bit) {
+      if (exchange* to = exchange_by_id(d); to && seen.insert(d).second) route(*to, m, out, seen);
+    } else {
+      out.push_back(d);
+    }
+  }
+  if (out.size() == before) {
+    // Nothing took it: the exchange's alternate exchange gets a try.
+    if (auto ae = common::table_string(x.settings().arguments, "alternate-exchange")) {
+      if (exchange* a = find_exchange(*ae); a && seen.insert(a->id()).second)
+        route(*a, m, out, seen);
+    }
+  }
+}
+
+std::variant<publish_outcome, error> vhost::publish(message_ptr m) {
+  exchange* x = find_exchange(m->exchange);
+  if (!x) return no_exchange(m->exchange);
+  if (x->settings().internal)
+    return error{
+        error_code::access_refused,
+        fmt::format("cannot publish to internal exchange '{}' in vhost '{}'", m->exchange, name_)};
+  std::vector<dest_id> targets;
+  std::set<dest_id> seen{x->id()};
+  route(*x, *m, targets, seen);
+  if (targets.empty()) return publish_outcome::unroutable;
+  std::sort(targets.begin(), targets.end());
+  targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+  bool rejected = false;
+  for (dest_id d : targets) {
+    queue* q = queue_by_id(d);
+    if (!q) continue;
+    if (!q->enqueue(m)) {
+      rejected = true;
+      continue;
+    }
+    dispatch(*q);
+  }
+  return rejected ? publish_outcome::rejected : publish_outcome::routed;
+}
+
+// ----------------------------------------------------------------------------- consumers
+
+void vhost::open_channel(uint64_t channel_id, uint64_t connection_id,
+                         std::shared_ptr<delivery_target> target) {
+  channel_record& ch = channels_[channel_id];
+  ch.id = channel_id;
+  ch.connection_id = connection_id;
+  ch.target = std::move(target);
+}
+
+void vhost::close_channel(uint64_t channel_id) {
+  auto it = channels_.find(channel_id);
+  if (it == channels_.end()) return;
+  channel_record& ch = it->second;
+  while (!ch.consumers.empty()) remove_consumer(*ch.consumers.begin()->second, false);
+  std::vector<queue*> touched;
+  while (!ch.unacked.empty()) settle(ch, ch.unacked.begin(), true, touched);
+  channels_.erase(it);
+  std::sort(touched.begin(), touched.end());
+  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  for (queue* q : touched)
+    if (queue_by_id(q->id()) == q) dispatch(*q);
+}
+
+void vhost::close_connection(uint64_t connection_id) {
+  std::vector<queue*> exclusive;
+  for (auto& [n, q] : queues_)
+    if (q->settings().exclusive && q->settings().exclusive_owner == connection_id)
+      exclusive.push_back(q.get());
+  for (queue* q : exclusive) destroy_queue(*q, false);
+}
+
+maybe_error vhost::consume(uint64_t channel_id, std::string_view queue_name, const std::string& tag,
+                           bool no_ack, bool exclusive, uint16_t prefetch, uint64_t connection_id) {
+  auto cit = channels_.find(channel_id);
+  if (cit == channels_.end()) return error{error_code::not_found, "channel is closed"};
+  channel_record& ch = cit->second;
+  queue* q = find_queue(queue_name);
+  if (!q) return no_queue(queue_name);
+  if (auto e = check_exclusive(*q, connection_id)) return e;
+  if (ch.consumers.count(tag))
+    return error{error_code::not_allowed, fmt::format("attempt to reuse consumer tag '{}'", tag)};
+  bool held_exclusively = std::any_of(q->consumers().begin(), q->consumers().end(),
+                                      [](const consumer* c) { return c->exclusive; });
+  if (held_exclusively || (exclusive && !q->consumers().empty()))
+    return error{error_code::access_refused,
+                 fmt::format("queue '{}' in vhost '{}' in exclusive use", queue_name, name_)};
+  auto c = std::make_unique<consumer>();
+  c->tag = tag;
+  c->channel = &ch;
+  c->q = q;
+  c->prefetch = prefetch;
+  c->no_ack = no_ack;
+  c->exclusive = exclusive;
+  q->consumers().push_back(c.get());
+  q->had_consumer = true;
+  ch.consumers[tag] = std::move(c);
+  return std::nullopt;
+}
+
+void vhost::dispatch_queue(std::string_view name) {
+  if (queue* q = find_queue(name)) dispatch(*q);
+}
+
+bool vhost::has_consumer(uint64_t channel_id, std::string_view tag) const {
+  auto it = channels_.find(channel_id);
+  return it != channels_.end() && it->second.consumers.count(tag) != 0;
+}
+
+void vhost::cancel(uint64_t channel_id, std::string_view tag) {
+  auto it = channels_.find(channel_id);
+  if (it == channels_.end()) return;
+  auto c = it->second.consumers.find(tag);
+  if (c != it->second.consumers.end()) remove_consumer(*c->second, false);
+}
+
+void vhost::remove_consumer(consumer& c, bool notify) {
+  queue* q = c.q;
+  channel_record* ch = c.channel;
+  auto& list = q->consumers();
+  auto pos = std::find(list.begin(), list.end(), &c);
+  if (pos != list.end()) {
+    if (q->next_consumer() == pos) ++q->next_consumer();
+    list.erase(pos);
+  }
+  // Its unacknowledged messages stay with the channel, to be acked or requeued there.
+  for (auto& [tag, u] : ch->unacked)
+    if (u.owner == &c) u.owner = nullptr;
+  std::string tag = c.tag;
+  ch->consumers.erase(ch->consumers.find(tag));  // destroys c
+  if (notify) ch->target->cancelled(tag);
+  if (q->settings().auto_delete && q->consumers().empty() && q->had_consumer && !q->deleting)
+    destroy_queue(*q, false);
+}
+
+void vhost::dispatch(queue& q) {
+  auto& list = q.consumers();
+  while (q.message_count() > 0 && !list.empty()) {
+    auto& it = q.next_consumer();
+    consumer* chosen = nullptr;
+    for (size_t tries = 0; tries < list.size(); ++tries) {
+      if (it == list.end()) it = list.begin();
+      consumer* c = *it;
+      ++it;
+      const channel_record& ch = *c->channel;
+      if (!ch.flow_active) continue;
+      if (!c->no_ack) {
+        if (c->prefetch != 0 && c->unacked >= c->prefetch) continue;
+        if (ch.global_prefetch != 0 && ch.unacked_count >= ch.global_prefetch) continue;
+      }
+      chosen = c;
+      break;
+    }
+    if (!chosen) return;  // every consumer is at its limit
+    deliver_one(*chosen, *q.take());
+  }
+}
+
+void vhost::deliver_one(consumer& c, queue::entry e) {
+  channel_record& ch = *c.channel;
+  uint64_t tag = ch.next_tag++;
+  bool redelivered = e.redelivered;
+  message_ptr m = e.msg;
+  if (!c.no_ack) {
+    ch.unacked.emplace(tag, unacked_message{std::move(e), c.q->id(), &c});
+    ++c.unacked;
+    ++ch.unacked_count;
+  }
+  ch.target->deliver(c.tag, tag, redelivered, m);
+}
+
+std::variant<get_ok, get_empty, error> vhost::get(uint64_t channel_id, std::string_view queue_name,
+                                                  bool no_ack, uint64_t connection_id) {
+  auto cit = channels_.find(channel_id);
+  if (cit == channels_.end()) return error{error_code::not_found, "channel is closed"};
+  queue* q = find_queue(queue_name);
+  if (!q) return no_queue(queue_name);
+  if (auto e = check_exclusive(*q, connection_id)) return *e;
+  auto e = q->take();
+  if (!e) return get_empty{};
+  channel_record& ch = cit->second;
+  uint64_t tag = ch.next_tag++;
+  get_ok ok{tag, e->redelivered, uint32_t(q->message_count()), e->msg};
+  if (!no_ack) {
+    ch.unacked.emplace(tag, unacked_message{std::move(*e), q->id(), nullptr});
+    ++ch.unacked_count;
+  }
+  return ok;
+}
+
+// ----------------------------------------------------------------------------- acks
+
+void vhost::settle(channel_record& ch, std::map<uint64_t, unacked_message>::iterator it,
+                   bool requeue, std::vector<queue*>& touched) {
+  unacked_message& u = it->second;
+  if (u.owner) --u.owner->unacked;
+  --ch.unacked_count;
+  if (queue* q = queue_by_id(u.queue_id)) {
+    if (requeue) q->requeue(std::move(u.entry));
+    touched.push_back(q);
+  }
+  ch.unacked.erase(it);
+}
+
+maybe_error vhost::reject(uint64_t channel_id, uint64_t tag, bool multiple, bool requeue) {
+  auto cit = channels_.find(channel_id);
+  if (cit == channels_.end()) return std::nullopt;
+  channel_record& ch = cit->second;
+  std::vector<queue*> touched;
+  if (multiple) {
+    // tag 0 with multiple: everything outstanding.
+    auto end = tag == 0 ? ch.unacked.end() : ch.unacked.upper_bound(tag);
+    if (ch.unacked.begin() == end && tag != 0)
+      return error{error_code::precondition_failed, fmt::format("unknown delivery tag {}", tag)};
+    while (ch.unacked.begin() != end) settle(ch, ch.unacked.begin(), requeue, touched);
+  } else {
+    auto it = ch.unacked.find(tag);
+    if (it == ch.unacked.end())
+      return error{error_code::precondition_failed, fmt::format("unknown delivery tag {}", tag)};
+    settle(ch, it, requeue, touched);
+  }
+  std::sort(touched.begin(), touched.end());
+  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  for (queue* q : touched) dispatch(*q);
+  return std::nullopt;
+}
+
+maybe_error vhost::ack(uint64_t channel_id, uint64_t tag, bool multiple) {
+  return reject(channel_id, tag, multiple, false);
+}
+
+void vhost::recover(uint64_t channel_id) {
+  (void)reject(channel_id, 0, true, true);
+}
+
+void vhost::set_global_prefetch(uint64_t channel_id, uint16_t n) {
+  auto it = channels_.find(channel_id);
+  if (it == channels_.end()) return;
+  it->second.global_prefetch = n;
+  for (auto& [tag, c] : it->second.consumers) dispatch(*c->q);
+}
+
+void vhost::set_flow(uint64_t channel_id, bool active) {
+  auto it = channels_.find(channel_id);
+  if (it == channels_.end()) return;
+  it->second.flow_active = active;
+  if (active)
+    for (auto& [tag, c] : it->second.consumers) dispatch(*c->q);
+}
+
+// ----------------------------------------------------------------------------- registry
+
+vhost& vhost_registry::add(std::string name, size_t home_worker) {
   auto& slot = vhosts_[name];
-  if (!slot) slot = std::make_unique<vhost>(std::move(name));
+  if (!slot) slot = std::make_unique<vhost>(std::move(name), home_worker);
   return *slot;
 }
 
-const vhost* vhost_registry::find(std::string_view name) const {
+vhost* vhost_registry::find(std::string_view name) const {
   auto it = vhosts_.find(name);
   return it == vhosts_.end() ? nullptr : it->second.get();
 }

@@ -1,32 +1,191 @@
-// Virtual hosts and the registry of them. A vhost isolates its exchanges (and, with the broker
-// model, its queues and bindings). The registry is built at start-up and read-only afterwards,
-// so every worker reads it without locks; run-time changes arrive with the broker-model work.
+// Virtual hosts. A vhost owns its exchanges, queues, bindings, consumers and the delivery
+// bookkeeping of the channels that use it, and runs on one worker (its home): every method
+// below must be called on that worker. Channels on other workers reach it by message passing
+// (the AMQP layer posts to the home worker) and it answers the same way, through the
+// delivery_target each channel registers. Spreading a vhost's queues over several workers is
+// the next step; the interface (ids, targets, no shared pointers into the model) allows it.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
 #include <string_view>
+#include <variant>
+#include <vector>
+
+#include "broker/exchange.hpp"
+#include "broker/queue.hpp"
 
 namespace warren::broker {
 
-class vhost {
+// The receiving side of a channel. Called on the vhost's home worker; implementations forward
+// to the channel's own worker.
+class delivery_target {
  public:
-  explicit vhost(std::string name);
-  const std::string& name() const { return name_; }
-  // The default exchange ("") and amq.direct, amq.fanout, amq.topic, amq.headers, amq.match.
-  bool has_exchange(std::string_view name) const { return exchanges_.count(name) != 0; }
-
- private:
-  std::string name_;
-  std::set<std::string, std::less<>> exchanges_;
+  virtual ~delivery_target() = default;
+  virtual void deliver(const std::string& consumer_tag, uint64_t delivery_tag, bool redelivered,
+                       const message_ptr& m) = 0;
+  // The server cancelled this consumer (its queue was deleted).
+  virtual void cancelled(const std::string& consumer_tag) = 0;
 };
 
+struct channel_record;
+
+struct consumer {
+  std::string tag;
+  channel_record* channel = nullptr;
+  queue* q = nullptr;
+  uint16_t prefetch = 0;  // 0: unlimited
+  uint32_t unacked = 0;
+  bool no_ack = false;
+  bool exclusive = false;
+};
+
+struct unacked_message {
+  queue::entry entry;
+  dest_id queue_id;
+  consumer* owner = nullptr;  // null for basic.get or once the consumer is gone
+};
+
+struct channel_record {
+  uint64_t id = 0;
+  uint64_t connection_id = 0;
+  std::shared_ptr<delivery_target> target;
+  uint64_t next_tag = 1;
+  uint16_t global_prefetch = 0;  // basic.qos global=true
+  uint32_t unacked_count = 0;
+  bool flow_active = true;
+  std::map<uint64_t, unacked_message> unacked;  // by delivery tag
+  std::map<std::string, std::unique_ptr<consumer>, std::less<>> consumers;
+};
+
+struct queue_declare_request {
+  std::string name;  // empty: server-named
+  bool passive = false;
+  bool durable = false;
+  bool exclusive = false;
+  bool auto_delete = false;
+  common::field_table arguments;
+  uint64_t connection_id = 0;
+};
+struct queue_declare_ok {
+  std::string name;
+  uint32_t message_count = 0;
+  uint32_t consumer_count = 0;
+};
+
+struct get_ok {
+  uint64_t delivery_tag;
+  bool redelivered;
+  uint32_t message_count;  // left in the queue
+  message_ptr msg;
+};
+struct get_empty {};
+
+enum class publish_outcome { routed, unroutable, rejected };
+
+class vhost {
+ public:
+  vhost(std::string name, size_t home_worker);
+  const std::string& name() const { return name_; }
+  size_t home_worker() const { return home_; }
+
+  // --- exchanges ---
+  maybe_error declare_exchange(const exchange_settings& s, bool passive);
+  maybe_error delete_exchange(std::string_view name, bool if_unused);
+  bool has_exchange(std::string_view name) const;
+  maybe_error bind(std::string_view source, dest_id dest, const std::string& key,
+                   const common::field_table& args);
+  maybe_error unbind(std::string_view source, dest_id dest, const std::string& key,
+                     const common::field_table& args);
+  // Resolve names for bind/unbind. `connection_id` checks exclusive ownership.
+  std::variant<dest_id, error> queue_dest(std::string_view name, uint64_t connection_id,
+                                          bool check_exclusive = true);
+  std::variant<dest_id, error> exchange_dest(std::string_view name) const;
+
+  // --- queues ---
+  std::variant<queue_declare_ok, error> declare_queue(const queue_declare_request& r);
+  std::variant<uint32_t, error> purge_queue(std::string_view name, uint64_t connection_id);
+  std::variant<uint32_t, error> delete_queue(std::string_view name, bool if_unused, bool if_empty,
+                                             uint64_t connection_id);
+
+  // --- publishing ---
+  // Routes through the exchange (and exchange-to-exchange bindings, and alternate exchanges),
+  // enqueues in every target queue and dispatches to consumers. An error means the publish
+  // itself is refused (missing or internal exchange).
+  std::variant<publish_outcome, error> publish(message_ptr m);
+
+  // --- channels and consumers ---
+  void open_channel(uint64_t channel_id, uint64_t connection_id,
+                    std::shared_ptr<delivery_target> target);
+  // Requeues the channel's unacknowledged messages and removes its consumers.
+  void close_channel(uint64_t channel_id);
+  // Deletes the connection's exclusive queues.
+  void close_connection(uint64_t connection_id);
+  // Registers a consumer without delivering yet: the caller sends consume-ok first, then calls
+  // dispatch_queue, so that no delivery overtakes the consume-ok.
+  maybe_error consume(uint64_t channel_id, std::string_view queue_name, const std::string& tag,
+                      bool no_ack, bool exclusive, uint16_t prefetch, uint64_t connection_id);
+  void dispatch_queue(std::string_view name);
+  void cancel(uint64_t channel_id, std::string_view tag);
+  bool has_consumer(uint64_t channel_id, std::string_view tag) const;
+  std::variant<get_ok, get_empty, error> get(uint64_t channel_id, std::string_view queue_name,
+                                             bool no_ack, uint64_t connection_id);
+  maybe_error ack(uint64_t channel_id, uint64_t tag, bool multiple);
+  maybe_error reject(uint64_t channel_id, uint64_t tag, bool multiple, bool requeue);
+  void recover(uint64_t channel_id);
+  void set_global_prefetch(uint64_t channel_id, uint16_t n);
+  void set_flow(uint64_t channel_id, bool active);
+
+  size_t queue_count() const { return queues_.size(); }
+  size_t exchange_count() const { return exchanges_.size(); }
+
+ private:
+  struct binding {
+    std::string source;
+    dest_id dest;
+    std::string key;
+    common::field_table args;
+    bool operator==(const binding&) const = default;
+  };
+
+  static constexpr dest_id exchange_bit = dest_id(1) << 63;
+  queue* find_queue(std::string_view name) const;
+  queue* queue_by_id(dest_id id) const;
+  exchange* find_exchange(std::string_view name) const;
+  exchange* exchange_by_id(dest_id id) const;
+  void route(exchange& x, const message& m, std::vector<dest_id>& out, std::set<dest_id>& seen);
+  void dispatch(queue& q);
+  void deliver_one(consumer& c, queue::entry e);
+  void settle(channel_record& ch, std::map<uint64_t, unacked_message>::iterator it, bool requeue,
+              std::vector<queue*>& touched);
+  void remove_consumer(consumer& c, bool notify);
+  void destroy_queue(queue& q, bool notify_consumers);
+  void remove_bindings_of(dest_id d);
+  void maybe_auto_delete_exchange(std::string_view name);
+  maybe_error check_exclusive(const queue& q, uint64_t connection_id) const;
+  error no_queue(std::string_view name) const;
+  error no_exchange(std::string_view name) const;
+
+  std::string name_;
+  size_t home_;
+  dest_id next_id_ = 1;
+  std::map<std::string, std::unique_ptr<exchange>, std::less<>> exchanges_;
+  std::map<std::string, std::unique_ptr<queue>, std::less<>> queues_;
+  std::map<dest_id, queue*> queue_ids_;
+  std::map<dest_id, exchange*> exchange_ids_;
+  std::vector<binding> bindings_;
+  std::map<uint64_t, channel_record> channels_;
+};
+
+// The set of vhosts. Built at start-up and read-only afterwards (lookups from any worker); each
+// vhost itself is touched only on its home worker.
 class vhost_registry {
  public:
-  vhost& add(std::string name);
-  const vhost* find(std::string_view name) const;
+  vhost& add(std::string name, size_t home_worker = 0);
+  vhost* find(std::string_view name) const;
   size_t size() const { return vhosts_.size(); }
 
  private:

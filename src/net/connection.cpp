@@ -131,6 +131,15 @@ void connection::flush() {
                            });
 }
 
+void connection::flush_soon() {
+  if (flush_scheduled_ || state_ == state::closed) return;
+  flush_scheduled_ = true;
+  boost::asio::post(owner_.io(), [self = shared_from_this()] {
+    self->flush_scheduled_ = false;
+    self->flush();
+  });
+}
+
 void connection::on_write_done(const boost::system::error_code& ec) {
   writing_ = false;
   inflight_.clear();

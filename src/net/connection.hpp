@@ -55,6 +55,9 @@ class connection : public std::enable_shared_from_this<connection> {
   // Append bytes to out() and call flush() once per batch.
   std::string& out() { return out_; }
   void flush();
+  // Flushes after the worker finishes what it is running now: output produced by a batch of
+  // mailbox tasks (deliveries from other workers) goes out in one write.
+  void flush_soon();
   size_t queued_bytes() const { return out_.size() + inflight_.size(); }
 
   // Sends what is queued, then half-closes and discards input until the peer closes or `linger`
@@ -100,6 +103,7 @@ class connection : public std::enable_shared_from_this<connection> {
   uint16_t peer_port_ = 0;
   state state_ = state::open;
   bool writing_ = false;
+  bool flush_scheduled_ = false;
   bool read_armed_ = false;
   bool paused_by_handler_ = false;
   bool paused_by_writes_ = false;

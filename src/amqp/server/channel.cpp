@@ -1,19 +1,99 @@
-// Channel frames: content assembly and the methods served so far. Reply codes and texts follow
-// RabbitMQ 3.10 (rabbit_channel, rabbit_command_assembler).
-//
-// Until the broker model lands (exchanges, queues, consumers), a vhost has only its predeclared
-// exchanges and no queues, so every message is unroutable: dropped, returned when mandatory,
-// and confirmed, exactly as RabbitMQ treats an unroutable message. Methods that need queues or
-// declarations answer NOT_IMPLEMENTED.
+// Channel frames: content assembly and the exchange, queue, basic and confirm classes. Reply
+// codes and texts follow RabbitMQ 3.10 (rabbit_channel, rabbit_command_assembler). Broker work
+// runs on the vhost's worker; see call_vhost.
 #include "amqp/server/channel.hpp"
 
 #include <fmt/format.h>
 
+#include <atomic>
+#include <random>
+
 #include "amqp/server/connection.hpp"
+#include "amqp/server/convert.hpp"
+#include "net/worker.hpp"
 
 namespace warren::amqp::server {
 
 using namespace protocol;
+
+namespace {
+
+std::atomic<uint64_t> next_channel_id{1};
+
+std::string generated_consumer_tag() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string s = "amq.ctag-";
+  for (int i = 0; i < 22; ++i) s += alphabet[rng() % 64];
+  return s;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------ link
+
+void channel_link::deliver(const std::string& consumer_tag, uint64_t delivery_tag, bool redelivered,
+                           const broker::message_ptr& m) {
+  worker_.post([self = shared_from_this(), consumer_tag, delivery_tag, redelivered, m] {
+    if (self->ch) self->ch->on_deliver(consumer_tag, delivery_tag, redelivered, m);
+  });
+}
+
+void channel_link::cancelled(const std::string& consumer_tag) {
+  worker_.post([self = shared_from_this(), consumer_tag] {
+    if (self->ch) self->ch->on_cancelled(consumer_tag);
+  });
+}
+
+// ------------------------------------------------------------------------------ channel
+
+channel::channel(amqp_connection& conn, uint16_t id)
+    : conn_(conn), id_(id), global_id_(next_channel_id.fetch_add(1)) {
+  link_ = std::make_shared<channel_link>(conn_.conn().owner());
+  link_->ch = this;
+  uint64_t cid = global_id_, conn_id = conn_.id();
+  auto link = link_;
+  broker::vhost* v = &conn_.vhost();
+  conn_.home_of(*v).post([v, cid, conn_id, link] { v->open_channel(cid, conn_id, link); });
+}
+
+channel::~channel() {
+  detach_from_vhost();
+}
+
+void channel::detach_from_vhost() {
+  if (!link_) return;
+  link_->ch = nullptr;
+  link_.reset();
+  uint64_t cid = global_id_;
+  broker::vhost* v = &conn_.vhost();
+  conn_.home_of(*v).post([v, cid] { v->close_channel(cid); });
+}
+
+void channel::mark_closing() {
+  state_ = state::closing;
+  reset_content();
+  detach_from_vhost();
+}
+
+template <typename Op, typename Reply>
+void channel::call_vhost(Op op, Reply reply) {
+  broker::vhost* v = &conn_.vhost();
+  auto link = link_;
+  conn_.home_of(*v).post([v, link, op = std::move(op), reply = std::move(reply)]() mutable {
+    auto result = op(*v);
+    link->worker().post([link, result = std::move(result), reply = std::move(reply)]() mutable {
+      if (link->ch) reply(*link->ch, result);
+    });
+  });
+}
+
+void channel::fail(const broker::error& e, uint16_t class_id, uint16_t method_id) {
+  if (state_ != state::open) return;
+  conn_.channel_error(*this, reply_code(uint16_t(e.code)), e.text, class_id, method_id);
+  conn_.conn().flush_soon();
+}
 
 void channel::unexpected_frame(std::string_view what, uint16_t class_id, uint16_t method_id) {
   conn_.connection_error(reply_code::unexpected_frame, what, class_id, method_id);
@@ -53,15 +133,11 @@ void channel::handle_frame(const frame_view& f) {
   }
   method m;
   decode_status st = decode_method(f.payload, m);
-  switch (st) {
-    case decode_status::ok:
-      handle_method(m);
-      return;
-    case decode_status::unknown_method:
-    case decode_status::syntax_error:
-      conn_.refuse_undecodable(f.payload, st);
-      return;
+  if (st != decode_status::ok) {
+    conn_.refuse_undecodable(f.payload, st);
+    return;
   }
+  handle_method(m);
 }
 
 void channel::handle_header(const frame_view& f) {
@@ -121,13 +197,6 @@ void channel::complete_publish() {
   content_ = content_phase::none;
   conn_.note_publish();
   uint64_t seq = confirm_mode_ ? ++publish_seq_ : 0;
-  if (!conn_.vhost().has_exchange(publish_.exchange)) {
-    conn_.channel_error(
-        *this, reply_code::not_found,
-        fmt::format("no exchange '{}' in vhost '{}'", publish_.exchange, conn_.vhost().name()),
-        publish_.amqp_class_id, publish_.amqp_method_id);
-    return;
-  }
   const auto& uid = header_.properties.user_id;
   if (uid && *uid != conn_.user().name) {
     conn_.channel_error(*this, reply_code::precondition_failed,
@@ -136,26 +205,288 @@ void channel::complete_publish() {
                         publish_.amqp_class_id, publish_.amqp_method_id);
     return;
   }
-  // No queue exists to route to yet: the message is unroutable.
-  if (publish_.mandatory) {
-    basic_return ret;
-    ret.reply_code = uint16_t(reply_code::no_route);
-    ret.reply_text = "NO_ROUTE";
-    ret.exchange = publish_.exchange;
-    ret.routing_key = publish_.routing_key;
-    conn_.send(id_, ret);
-    conn_.send_content(id_, header_, body_);
+  auto msg = std::make_shared<broker::message>();
+  msg->exchange = std::move(publish_.exchange);
+  msg->routing_key = std::move(publish_.routing_key);
+  msg->properties = to_broker(std::move(header_.properties));
+  msg->body = std::move(body_);
+  body_ = std::string();
+  bool mandatory = publish_.mandatory;
+  broker::message_ptr shared = std::move(msg);
+  call_vhost([shared](broker::vhost& v) { return v.publish(shared); },
+             [shared, mandatory, seq](
+                 channel& ch, const std::variant<broker::publish_outcome, broker::error>& r) {
+               if (auto* e = std::get_if<broker::error>(&r)) {
+                 ch.fail(*e, basic_publish::amqp_class_id, basic_publish::amqp_method_id);
+                 return;
+               }
+               auto outcome = std::get<broker::publish_outcome>(r);
+               if (ch.state_ != state::open) return;
+               if (outcome == broker::publish_outcome::unroutable && mandatory) {
+                 basic_return ret;
+                 ret.reply_code = uint16_t(reply_code::no_route);
+                 ret.reply_text = "NO_ROUTE";
+                 ret.exchange = shared->exchange;
+                 ret.routing_key = shared->routing_key;
+                 ch.conn_.send(ch.id_, ret);
+                 ch.send_message(*shared);
+               }
+               if (seq != 0) {
+                 if (outcome == broker::publish_outcome::rejected)
+                   ch.conn_.send(ch.id_, basic_nack{seq, false, false});
+                 else
+                   ch.conn_.send(ch.id_, basic_ack{seq, false});
+               }
+               ch.conn_.conn().flush_soon();
+             });
+}
+
+void channel::send_message(const broker::message& m) {
+  content_header h;
+  h.body_size = m.body.size();
+  h.properties = to_amqp(m.properties);
+  conn_.send_content(id_, h, m.body);
+}
+
+void channel::on_deliver(const std::string& consumer_tag, uint64_t delivery_tag, bool redelivered,
+                         const broker::message_ptr& m) {
+  if (state_ != state::open) return;
+  basic_deliver d;
+  d.consumer_tag = consumer_tag;
+  d.delivery_tag = delivery_tag;
+  d.redelivered = redelivered;
+  d.exchange = m->exchange;
+  d.routing_key = m->routing_key;
+  conn_.send(id_, d);
+  send_message(*m);
+  conn_.conn().flush_soon();
+}
+
+void channel::on_cancelled(const std::string& consumer_tag) {
+  if (state_ != state::open) return;
+  // consumer_cancel_notify: the server tells the client its consumer is gone.
+  conn_.send(id_, basic_cancel{consumer_tag, false});
+  conn_.conn().flush_soon();
+}
+
+bool channel::resolve_queue(std::string& name, uint16_t class_id, uint16_t method_id) {
+  if (!name.empty()) return true;
+  if (last_queue_.empty()) {
+    fail(broker::error{broker::error_code::not_found, "no previously declared queue"}, class_id,
+         method_id);
+    return false;
   }
-  if (confirm_mode_) conn_.send(id_, basic_ack{seq, false});
-  reset_content();
+  name = last_queue_;
+  return true;
+}
+
+// ------------------------------------------------------------------------------ exchange class
+
+void channel::on_exchange_declare(exchange_declare& x) {
+  broker::exchange_settings s{x.exchange,    x.type,     x.durable,
+                              x.auto_delete, x.internal, std::move(x.arguments)};
+  bool passive = x.passive, no_wait = x.no_wait;
+  call_vhost(
+      [s = std::move(s), passive](broker::vhost& v) { return v.declare_exchange(s, passive); },
+      [no_wait](channel& ch, const broker::maybe_error& e) {
+        if (e)
+          return ch.fail(*e, exchange_declare::amqp_class_id, exchange_declare::amqp_method_id);
+        if (!no_wait) ch.conn_.send(ch.id_, exchange_declare_ok{});
+        ch.conn_.conn().flush_soon();
+      });
+}
+
+void channel::on_exchange_delete(exchange_delete& x) {
+  bool no_wait = x.no_wait;
+  call_vhost(
+      [name = x.exchange, if_unused = x.if_unused](broker::vhost& v) {
+        return v.delete_exchange(name, if_unused);
+      },
+      [no_wait](channel& ch, const broker::maybe_error& e) {
+        if (e) return ch.fail(*e, exchange_delete::amqp_class_id, exchange_delete::amqp_method_id);
+        if (!no_wait) ch.conn_.send(ch.id_, exchange_delete_ok{});
+        ch.conn_.conn().flush_soon();
+      });
+}
+
+void channel::on_exchange_bind(exchange_bind& x, bool bind) {
+  bool no_wait = x.no_wait;
+  uint16_t mid = bind ? exchange_bind::amqp_method_id : exchange_unbind::amqp_method_id;
+  call_vhost(
+      [dest = x.destination, src = x.source, key = x.routing_key, args = std::move(x.arguments),
+       bind](broker::vhost& v) -> broker::maybe_error {
+        auto d = v.exchange_dest(dest);
+        if (auto* e = std::get_if<broker::error>(&d)) return *e;
+        if (!v.has_exchange(src))
+          return broker::error{broker::error_code::not_found,
+                               fmt::format("no exchange '{}' in vhost '{}'", src, v.name())};
+        return bind ? v.bind(src, std::get<broker::dest_id>(d), key, args)
+                    : v.unbind(src, std::get<broker::dest_id>(d), key, args);
+      },
+      [no_wait, bind, mid](channel& ch, const broker::maybe_error& e) {
+        if (e) return ch.fail(*e, class_exchange, mid);
+        if (!no_wait) {
+          if (bind)
+            ch.conn_.send(ch.id_, exchange_bind_ok{});
+          else
+            ch.conn_.send(ch.id_, exchange_unbind_ok{});
+        }
+        ch.conn_.conn().flush_soon();
+      });
+}
+
+// ------------------------------------------------------------------------------ queue class
+
+void channel::on_queue_declare(queue_declare& x) {
+  broker::queue_declare_request r{x.queue,     x.passive,     x.durable,
+                                  x.exclusive, x.auto_delete, std::move(x.arguments),
+                                  conn_.id()};
+  bool no_wait = x.no_wait;
+  call_vhost(
+      [r = std::move(r)](broker::vhost& v) { return v.declare_queue(r); },
+      [no_wait](channel& ch, const std::variant<broker::queue_declare_ok, broker::error>& res) {
+        if (auto* e = std::get_if<broker::error>(&res))
+          return ch.fail(*e, queue_declare::amqp_class_id, queue_declare::amqp_method_id);
+        const auto& ok = std::get<broker::queue_declare_ok>(res);
+        ch.last_queue_ = ok.name;
+        if (!no_wait)
+          ch.conn_.send(ch.id_, queue_declare_ok{ok.name, ok.message_count, ok.consumer_count});
+        ch.conn_.conn().flush_soon();
+      });
+}
+
+void channel::on_queue_bind(queue_bind& x) {
+  if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
+  bool no_wait = x.no_wait;
+  call_vhost(
+      [q = x.queue, ex = x.exchange, key = x.routing_key, args = std::move(x.arguments),
+       conn_id = conn_.id()](broker::vhost& v) -> broker::maybe_error {
+        auto d = v.queue_dest(q, conn_id);
+        if (auto* e = std::get_if<broker::error>(&d)) return *e;
+        return v.bind(ex, std::get<broker::dest_id>(d), key, args);
+      },
+      [no_wait](channel& ch, const broker::maybe_error& e) {
+        if (e) return ch.fail(*e, queue_bind::amqp_class_id, queue_bind::amqp_method_id);
+        if (!no_wait) ch.conn_.send(ch.id_, queue_bind_ok{});
+        ch.conn_.conn().flush_soon();
+      });
+}
+
+void channel::on_queue_unbind(queue_unbind& x) {
+  if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
+  call_vhost(
+      [q = x.queue, ex = x.exchange, key = x.routing_key, args = std::move(x.arguments),
+       conn_id = conn_.id()](broker::vhost& v) -> broker::maybe_error {
+        auto d = v.queue_dest(q, conn_id);
+        if (auto* e = std::get_if<broker::error>(&d)) return *e;
+        return v.unbind(ex, std::get<broker::dest_id>(d), key, args);
+      },
+      [](channel& ch, const broker::maybe_error& e) {
+        if (e) return ch.fail(*e, queue_unbind::amqp_class_id, queue_unbind::amqp_method_id);
+        ch.conn_.send(ch.id_, queue_unbind_ok{});
+        ch.conn_.conn().flush_soon();
+      });
+}
+
+void channel::on_queue_purge(queue_purge& x) {
+  if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
+  bool no_wait = x.no_wait;
+  call_vhost(
+      [q = x.queue, conn_id = conn_.id()](broker::vhost& v) { return v.purge_queue(q, conn_id); },
+      [no_wait](channel& ch, const std::variant<uint32_t, broker::error>& r) {
+        if (auto* e = std::get_if<broker::error>(&r))
+          return ch.fail(*e, queue_purge::amqp_class_id, queue_purge::amqp_method_id);
+        if (!no_wait) ch.conn_.send(ch.id_, queue_purge_ok{std::get<uint32_t>(r)});
+        ch.conn_.conn().flush_soon();
+      });
+}
+
+void channel::on_queue_delete(queue_delete& x) {
+  if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
+  bool no_wait = x.no_wait;
+  call_vhost([q = x.queue, if_unused = x.if_unused, if_empty = x.if_empty, conn_id = conn_.id()](
+                 broker::vhost& v) { return v.delete_queue(q, if_unused, if_empty, conn_id); },
+             [no_wait](channel& ch, const std::variant<uint32_t, broker::error>& r) {
+               if (auto* e = std::get_if<broker::error>(&r))
+                 return ch.fail(*e, queue_delete::amqp_class_id, queue_delete::amqp_method_id);
+               if (!no_wait) ch.conn_.send(ch.id_, queue_delete_ok{std::get<uint32_t>(r)});
+               ch.conn_.conn().flush_soon();
+             });
+}
+
+// ------------------------------------------------------------------------------ basic class
+
+void channel::on_consume(basic_consume& x) {
+  if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
+  if (x.consumer_tag.empty()) x.consumer_tag = generated_consumer_tag();
+  broker::vhost* v = &conn_.vhost();
+  auto link = link_;
+  uint64_t cid = global_id_, conn_id = conn_.id();
+  uint16_t prefetch = prefetch_count_;
+  // Custom rather than call_vhost: consume-ok must reach the client before any delivery, so the
+  // reply is posted first and the queue dispatched after.
+  conn_.home_of(*v).post([v, link, cid, conn_id, prefetch, q = x.queue, tag = x.consumer_tag,
+                          no_ack = x.no_ack, exclusive = x.exclusive, no_wait = x.no_wait] {
+    broker::maybe_error e = v->consume(cid, q, tag, no_ack, exclusive, prefetch, conn_id);
+    link->worker().post([link, e, tag, no_wait] {
+      if (!link->ch) return;
+      channel& ch = *link->ch;
+      if (e) return ch.fail(*e, basic_consume::amqp_class_id, basic_consume::amqp_method_id);
+      if (!no_wait) ch.conn_.send(ch.id_, basic_consume_ok{tag});
+      ch.conn_.conn().flush_soon();
+    });
+    if (!e) v->dispatch_queue(q);
+  });
+}
+
+void channel::on_cancel(basic_cancel& x) {
+  bool no_wait = x.no_wait;
+  std::string tag = x.consumer_tag;
+  call_vhost(
+      [cid = global_id_, tag](broker::vhost& v) {
+        v.cancel(cid, tag);
+        return true;
+      },
+      [no_wait, tag](channel& ch, bool) {
+        if (!no_wait) ch.conn_.send(ch.id_, basic_cancel_ok{tag});
+        ch.conn_.conn().flush_soon();
+      });
+}
+
+void channel::on_get(basic_get& x) {
+  if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
+  call_vhost(
+      [cid = global_id_, q = x.queue, no_ack = x.no_ack, conn_id = conn_.id()](broker::vhost& v) {
+        return v.get(cid, q, no_ack, conn_id);
+      },
+      [](channel& ch, const std::variant<broker::get_ok, broker::get_empty, broker::error>& r) {
+        if (auto* e = std::get_if<broker::error>(&r))
+          return ch.fail(*e, basic_get::amqp_class_id, basic_get::amqp_method_id);
+        if (std::holds_alternative<broker::get_empty>(r)) {
+          ch.conn_.send(ch.id_, basic_get_empty{});
+        } else {
+          const auto& ok = std::get<broker::get_ok>(r);
+          ch.conn_.send(ch.id_, basic_get_ok{ok.delivery_tag, ok.redelivered, ok.msg->exchange,
+                                             ok.msg->routing_key, ok.message_count});
+          ch.send_message(*ok.msg);
+        }
+        ch.conn_.conn().flush_soon();
+      });
+}
+
+void channel::on_settle(uint64_t tag, bool multiple, bool requeue, bool is_ack, uint16_t class_id,
+                        uint16_t method_id) {
+  call_vhost(
+      [cid = global_id_, tag, multiple, requeue, is_ack](broker::vhost& v) {
+        return is_ack ? v.ack(cid, tag, multiple) : v.reject(cid, tag, multiple, requeue);
+      },
+      [class_id, method_id](channel& ch, const broker::maybe_error& e) {
+        if (e) ch.fail(*e, class_id, method_id);
+      });
 }
 
 void channel::handle_method(method& m) {
   const uint16_t cid = method_class_id(m), mid = method_method_id(m);
-  auto not_implemented = [&] {
-    conn_.connection_error(reply_code::not_implemented,
-                           fmt::format("{} is not implemented yet", method_name(m)), cid, mid);
-  };
   std::visit(
       [&](auto& x) {
         using T = std::decay_t<decltype(x)>;
@@ -168,8 +499,15 @@ void channel::handle_method(method& m) {
         } else if constexpr (std::is_same_v<T, channel_close_ok>) {
           // Not closing: nothing to acknowledge. Ignored.
         } else if constexpr (std::is_same_v<T, channel_flow>) {
-          // Differs: RabbitMQ refuses active=false (540); Warren honours it for deliveries.
+          // Differs: RabbitMQ refuses active=false (540); Warren pauses deliveries.
           flow_active_ = x.active;
+          bool active = x.active;
+          call_vhost(
+              [cid = global_id_, active](broker::vhost& v) {
+                v.set_flow(cid, active);
+                return true;
+              },
+              [](channel&, bool) {});
           conn_.send(id_, channel_flow_ok{x.active});
         } else if constexpr (std::is_same_v<T, channel_flow_ok>) {
           // Reply to a server-sent flow; Warren sends none. Ignored.
@@ -181,30 +519,74 @@ void channel::handle_method(method& m) {
           publish_ = std::move(x);
           content_ = content_phase::header;
         } else if constexpr (std::is_same_v<T, basic_qos>) {
-          prefetch_count_ = x.prefetch_count;
+          if (x.prefetch_size != 0) {
+            conn_.connection_error(reply_code::not_implemented,
+                                   fmt::format("prefetch_size!=0 ({})", x.prefetch_size), cid, mid);
+            return;
+          }
+          if (x.global) {
+            call_vhost(
+                [cid = global_id_, n = x.prefetch_count](broker::vhost& v) {
+                  v.set_global_prefetch(cid, n);
+                  return true;
+                },
+                [](channel&, bool) {});
+          } else {
+            prefetch_count_ = x.prefetch_count;
+          }
           conn_.send(id_, basic_qos_ok{});
         } else if constexpr (std::is_same_v<T, basic_recover> ||
                              std::is_same_v<T, basic_recover_async>) {
-          // Nothing is ever delivered yet, so nothing is unacknowledged.
-          if constexpr (std::is_same_v<T, basic_recover>) conn_.send(id_, basic_recover_ok{});
-        } else if constexpr (std::is_same_v<T, basic_ack> || std::is_same_v<T, basic_nack> ||
-                             std::is_same_v<T, basic_reject>) {
-          conn_.channel_error(*this, reply_code::precondition_failed,
-                              fmt::format("unknown delivery tag {}", x.delivery_tag), cid, mid);
+          constexpr bool reply = std::is_same_v<T, basic_recover>;
+          call_vhost(
+              [cid = global_id_](broker::vhost& v) {
+                v.recover(cid);
+                return true;
+              },
+              [](channel& ch, bool) {
+                if constexpr (reply) ch.conn_.send(ch.id_, basic_recover_ok{});
+                ch.conn_.conn().flush_soon();
+              });
+        } else if constexpr (std::is_same_v<T, basic_ack>) {
+          on_settle(x.delivery_tag, x.multiple, false, true, cid, mid);
+        } else if constexpr (std::is_same_v<T, basic_nack>) {
+          on_settle(x.delivery_tag, x.multiple, x.requeue, false, cid, mid);
+        } else if constexpr (std::is_same_v<T, basic_reject>) {
+          on_settle(x.delivery_tag, false, x.requeue, false, cid, mid);
         } else if constexpr (std::is_same_v<T, confirm_select>) {
           confirm_mode_ = true;
           if (!x.nowait) conn_.send(id_, confirm_select_ok{});
-        } else if constexpr (std::is_same_v<T, exchange_declare> ||
-                             std::is_same_v<T, exchange_delete> ||
-                             std::is_same_v<T, exchange_bind> ||
-                             std::is_same_v<T, exchange_unbind> ||
-                             std::is_same_v<T, queue_declare> || std::is_same_v<T, queue_bind> ||
-                             std::is_same_v<T, queue_unbind> || std::is_same_v<T, queue_purge> ||
-                             std::is_same_v<T, queue_delete> || std::is_same_v<T, basic_consume> ||
-                             std::is_same_v<T, basic_cancel> || std::is_same_v<T, basic_get> ||
-                             std::is_same_v<T, tx_select> || std::is_same_v<T, tx_commit> ||
+        } else if constexpr (std::is_same_v<T, exchange_declare>) {
+          on_exchange_declare(x);
+        } else if constexpr (std::is_same_v<T, exchange_delete>) {
+          on_exchange_delete(x);
+        } else if constexpr (std::is_same_v<T, exchange_bind>) {
+          on_exchange_bind(x, true);
+        } else if constexpr (std::is_same_v<T, exchange_unbind>) {
+          exchange_bind b{0,         x.destination,         x.source, x.routing_key,
+                          x.no_wait, std::move(x.arguments)};
+          on_exchange_bind(b, false);
+        } else if constexpr (std::is_same_v<T, queue_declare>) {
+          on_queue_declare(x);
+        } else if constexpr (std::is_same_v<T, queue_bind>) {
+          on_queue_bind(x);
+        } else if constexpr (std::is_same_v<T, queue_unbind>) {
+          on_queue_unbind(x);
+        } else if constexpr (std::is_same_v<T, queue_purge>) {
+          on_queue_purge(x);
+        } else if constexpr (std::is_same_v<T, queue_delete>) {
+          on_queue_delete(x);
+        } else if constexpr (std::is_same_v<T, basic_consume>) {
+          on_consume(x);
+        } else if constexpr (std::is_same_v<T, basic_cancel>) {
+          on_cancel(x);
+        } else if constexpr (std::is_same_v<T, basic_get>) {
+          on_get(x);
+        } else if constexpr (std::is_same_v<T, tx_select> || std::is_same_v<T, tx_commit> ||
                              std::is_same_v<T, tx_rollback>) {
-          not_implemented();
+          conn_.connection_error(reply_code::not_implemented,
+                                 fmt::format("{} is not implemented yet", method_name(m)), cid,
+                                 mid);
         } else {
           // Methods only a server sends (connection.*, basic.deliver, *-ok, ...).
           conn_.connection_error(

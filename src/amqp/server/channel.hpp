@@ -1,32 +1,63 @@
 // One AMQP channel of a connection: its state, the assembly of content (method, header, body
-// frames) and the handlers of the classes it serves. Owned by its amqp_connection.
+// frames) and the handlers of the classes it serves. Owned by its amqp_connection, on the
+// connection's worker. Broker operations are posted to the vhost's home worker and answered by
+// a post back (see call_vhost); deliveries arrive the same way through the channel's link.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "amqp/protocol/frame.hpp"
+#include "broker/vhost.hpp"
+
+namespace warren::net {
+class worker;
+}
 
 namespace warren::amqp::server {
 
 class amqp_connection;
+class channel;
+
+// The channel as the vhost sees it: a delivery_target whose calls (on the vhost's worker) are
+// forwarded to the channel's worker. `ch` is read and cleared only on the channel's worker, so a
+// delivery for a channel that has gone meanwhile is dropped (the vhost requeues it on close).
+class channel_link final : public broker::delivery_target,
+                           public std::enable_shared_from_this<channel_link> {
+ public:
+  explicit channel_link(net::worker& w) : worker_(w) {}
+  void deliver(const std::string& consumer_tag, uint64_t delivery_tag, bool redelivered,
+               const broker::message_ptr& m) override;
+  void cancelled(const std::string& consumer_tag) override;
+  net::worker& worker() { return worker_; }
+
+  channel* ch = nullptr;
+
+ private:
+  net::worker& worker_;
+};
 
 class channel {
  public:
   enum class state : uint8_t { open, closing };
 
-  channel(amqp_connection& conn, uint16_t id) : conn_(conn), id_(id) {}
+  channel(amqp_connection& conn, uint16_t id);
+  ~channel();
 
   uint16_t id() const { return id_; }
   state current_state() const { return state_; }
-  void mark_closing() {
-    state_ = state::closing;
-    reset_content();
-  }
+  // The server closed the channel: its unacknowledged messages go back to their queues now.
+  void mark_closing();
   bool flow_active() const { return flow_active_; }
 
   // Frames for this channel while it is open, in arrival order.
   void handle_frame(const protocol::frame_view& f);
+
+  // From the vhost, through the link.
+  void on_deliver(const std::string& consumer_tag, uint64_t delivery_tag, bool redelivered,
+                  const broker::message_ptr& m);
+  void on_cancelled(const std::string& consumer_tag);
 
  private:
   enum class content_phase : uint8_t { none, header, body };
@@ -37,15 +68,41 @@ class channel {
   void complete_publish();
   void reset_content();
   void unexpected_frame(std::string_view what, uint16_t class_id, uint16_t method_id);
+  void detach_from_vhost();
+  // Runs op(vhost) on the vhost's worker, then reply(channel, result) back on this one (dropped
+  // if the channel has gone by then).
+  template <typename Op, typename Reply>
+  void call_vhost(Op op, Reply reply);
+  void fail(const broker::error& e, uint16_t class_id, uint16_t method_id);
+  void send_message(const broker::message& m);
+  // "" means the last queue declared on this channel (an AMQP shorthand RabbitMQ supports).
+  bool resolve_queue(std::string& name, uint16_t class_id, uint16_t method_id);
+
+  void on_exchange_declare(protocol::exchange_declare& x);
+  void on_exchange_delete(protocol::exchange_delete& x);
+  void on_exchange_bind(protocol::exchange_bind& x, bool bind);
+  void on_queue_declare(protocol::queue_declare& x);
+  void on_queue_bind(protocol::queue_bind& x);
+  void on_queue_unbind(protocol::queue_unbind& x);
+  void on_queue_purge(protocol::queue_purge& x);
+  void on_queue_delete(protocol::queue_delete& x);
+  void on_consume(protocol::basic_consume& x);
+  void on_cancel(protocol::basic_cancel& x);
+  void on_get(protocol::basic_get& x);
+  void on_settle(uint64_t tag, bool multiple, bool requeue, bool is_ack, uint16_t class_id,
+                 uint16_t method_id);
 
   amqp_connection& conn_;
   uint16_t id_;
+  uint64_t global_id_;  // unique across the broker: the vhost's key for this channel
+  std::shared_ptr<channel_link> link_;
   state state_ = state::open;
   content_phase content_ = content_phase::none;
   bool flow_active_ = true;
   bool confirm_mode_ = false;
-  uint16_t prefetch_count_ = 0;  // basic.qos, kept for the consumers of the broker model
+  uint16_t prefetch_count_ = 0;  // basic.qos global=false: applies to consumers made after it
   uint64_t publish_seq_ = 0;     // last publish sequence number in confirm mode
+  std::string last_queue_;
   protocol::basic_publish publish_;
   protocol::content_header header_;
   std::string body_;

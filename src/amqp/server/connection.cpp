@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "auth/sasl.hpp"
 
@@ -30,7 +31,12 @@ constexpr std::chrono::seconds close_ok_timeout{3};
 
 }  // namespace
 
-amqp_connection::amqp_connection(const server_context& ctx) : ctx_(ctx) {
+namespace {
+std::atomic<uint64_t> next_connection_id{1};
+}
+
+amqp_connection::amqp_connection(const server_context& ctx)
+    : ctx_(ctx), id_(next_connection_id.fetch_add(1)) {
   accepted_ = last_recv_ = last_send_ = clock::now();
 }
 
@@ -261,7 +267,7 @@ void amqp_connection::handle_tune_ok(const connection_tune_ok& m) {
 }
 
 void amqp_connection::handle_open(const connection_open& m) {
-  const broker::vhost* v = ctx_.vhosts->find(m.virtual_host);
+  broker::vhost* v = ctx_.vhosts->find(m.virtual_host);
   if (!v) {
     connection_error(reply_code::not_allowed, fmt::format("vhost {} not found", m.virtual_host),
                      m.amqp_class_id, m.amqp_method_id);

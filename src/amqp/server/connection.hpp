@@ -50,7 +50,11 @@ class amqp_connection final : public net::connection_handler {
   void connection_error(protocol::reply_code code, std::string_view text, uint16_t class_id = 0,
                         uint16_t method_id = 0);
   const server_context& context() const { return ctx_; }
-  const broker::vhost& vhost() const { return *vhost_; }
+  broker::vhost& vhost() { return *vhost_; }
+  // Unique across the broker: exclusive queues are owned by it.
+  uint64_t id() const { return id_; }
+  // The worker that owns a vhost (where broker work for it is posted).
+  net::worker& home_of(const broker::vhost& v) const { return ctx_.pool->at(v.home_worker()); }
   const auth::user& user() const { return *user_; }
   uint32_t frame_max() const { return frame_max_; }
   void note_publish();
@@ -90,7 +94,8 @@ class amqp_connection final : public net::connection_handler {
   clock::time_point last_send_;
   clock::time_point close_deadline_;
   const auth::user* user_ = nullptr;
-  const broker::vhost* vhost_ = nullptr;
+  broker::vhost* vhost_ = nullptr;
+  uint64_t id_;
   std::vector<std::unique_ptr<channel>> channels_;  // sorted by id; most connections have few
 };
 

@@ -9,6 +9,7 @@
 #include "amqp/protocol/field_table.hpp"
 #include "auth/user_store.hpp"
 #include "broker/vhost.hpp"
+#include "net/worker.hpp"
 
 namespace warren::amqp::server {
 
@@ -24,7 +25,8 @@ struct server_settings {
 struct server_context {
   server_settings settings;
   const auth::user_store* users = nullptr;
-  const broker::vhost_registry* vhosts = nullptr;
+  const broker::vhost_registry* vhosts = nullptr;  // each vhost is used on its home worker only
+  net::worker_pool* pool = nullptr;
   protocol::field_table server_properties;
 };
 

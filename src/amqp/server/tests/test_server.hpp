@@ -27,6 +27,7 @@ class test_server {
     vhosts_.add("/");
     ctx_.users = &users_;
     ctx_.vhosts = &vhosts_;
+    ctx_.pool = &pool_;
     ctx_.server_properties = make_server_properties(ctx_.settings);
     listener_.emplace(
         pool_, boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),

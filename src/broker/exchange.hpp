@@ -1,0 +1,113 @@
+// Exchanges: named routers from a message's routing key (or headers) to destinations (queues,
+// and exchanges for exchange-to-exchange bindings). One class per routing rule; the vhost owns
+// them and keeps the list of bindings. Runs on the vhost's worker only.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "broker/dest_id.hpp"
+#include "broker/error.hpp"
+#include "broker/headers_match.hpp"
+#include "broker/message.hpp"
+#include "broker/topic_index.hpp"
+#include "common/field_table.hpp"
+
+namespace warren::broker {
+
+struct exchange_settings {
+  std::string name;
+  std::string type;
+  bool durable = false;
+  bool auto_delete = false;
+  bool internal = false;
+  common::field_table arguments;
+};
+
+class exchange {
+ public:
+  exchange(exchange_settings s, dest_id id) : settings_(std::move(s)), id_(id) {}
+  virtual ~exchange() = default;
+
+  const exchange_settings& settings() const { return settings_; }
+  const std::string& name() const { return settings_.name; }
+  dest_id id() const { return id_; }
+
+  // Refuses a binding this type cannot hold (e.g. bad x-match) before it is recorded.
+  virtual maybe_error check_binding(std::string_view /*key*/,
+                                    const common::field_table& /*args*/) const {
+    return std::nullopt;
+  }
+  // The vhost guarantees each (destination, key, arguments) is added once and removed once.
+  virtual void add_binding(dest_id d, const std::string& key, const common::field_table& args) = 0;
+  virtual void remove_binding(dest_id d, const std::string& key,
+                              const common::field_table& args) = 0;
+  // Appends matching destinations (duplicates allowed: the vhost removes them).
+  virtual void route(const message& m, std::vector<dest_id>& out) const = 0;
+
+ private:
+  exchange_settings settings_;
+  dest_id id_;
+};
+
+// The exchange types Warren knows; nullptr for an unknown type name.
+std::unique_ptr<exchange> make_exchange(exchange_settings s, dest_id id);
+bool is_known_exchange_type(std::string_view type);
+
+class direct_exchange final : public exchange {
+ public:
+  using exchange::exchange;
+  void add_binding(dest_id d, const std::string& key, const common::field_table& args) override;
+  void remove_binding(dest_id d, const std::string& key, const common::field_table& args) override;
+  void route(const message& m, std::vector<dest_id>& out) const override;
+
+ private:
+  std::unordered_map<std::string, std::vector<dest_id>> by_key_;
+};
+
+class fanout_exchange final : public exchange {
+ public:
+  using exchange::exchange;
+  void add_binding(dest_id d, const std::string& key, const common::field_table& args) override;
+  void remove_binding(dest_id d, const std::string& key, const common::field_table& args) override;
+  void route(const message& m, std::vector<dest_id>& out) const override;
+
+ private:
+  std::map<dest_id, uint32_t> bound_;  // destination -> number of bindings to it
+};
+
+class topic_exchange final : public exchange {
+ public:
+  using exchange::exchange;
+  void add_binding(dest_id d, const std::string& key, const common::field_table& args) override;
+  void remove_binding(dest_id d, const std::string& key, const common::field_table& args) override;
+  void route(const message& m, std::vector<dest_id>& out) const override;
+
+ private:
+  topic_index index_;
+  // Bindings that differ only in arguments share one index entry.
+  std::map<std::pair<std::string, dest_id>, uint32_t> refs_;
+};
+
+class headers_exchange final : public exchange {
+ public:
+  using exchange::exchange;
+  maybe_error check_binding(std::string_view key, const common::field_table& args) const override;
+  void add_binding(dest_id d, const std::string& key, const common::field_table& args) override;
+  void remove_binding(dest_id d, const std::string& key, const common::field_table& args) override;
+  void route(const message& m, std::vector<dest_id>& out) const override;
+
+ private:
+  struct rule {
+    dest_id dest;
+    x_match mode;
+    common::field_table args;
+  };
+  std::vector<rule> rules_;
+};
+
+}  // namespace warren::broker

@@ -1,0 +1,43 @@
+// A published message as the broker sees it: plain values, no frames. Immutable once published
+// and shared by every queue it is routed to (one body, however many queues).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/field_table.hpp"
+
+namespace warren::broker {
+
+// The basic class's content properties, as plain values (the AMQP layer converts).
+struct message_properties {
+  std::optional<std::string> content_type;
+  std::optional<std::string> content_encoding;
+  std::optional<common::field_table> headers;
+  std::optional<uint8_t> delivery_mode;
+  std::optional<uint8_t> priority;
+  std::optional<std::string> correlation_id;
+  std::optional<std::string> reply_to;
+  std::optional<std::string> expiration;
+  std::optional<std::string> message_id;
+  std::optional<uint64_t> timestamp;
+  std::optional<std::string> type;
+  std::optional<std::string> user_id;
+  std::optional<std::string> app_id;
+  std::optional<std::string> cluster_id;
+};
+
+struct message {
+  std::string exchange;
+  std::string routing_key;
+  message_properties properties;
+  std::string body;
+
+  bool persistent() const { return properties.delivery_mode == 2; }
+};
+
+using message_ptr = std::shared_ptr<const message>;
+
+}  // namespace warren::broker
