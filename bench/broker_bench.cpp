@@ -21,9 +21,15 @@ std::string word(uint64_t i) {
   return w;
 }
 
-// Bindings shaped like real topic use: 3-4 word keys over a 100-word vocabulary, 70% exact,
-// 20% with one '*', 10% ending in '#'. Routing keys are drawn from the same vocabulary, so
-// each publish matches a handful of bindings among thousands.
+// Word w of a key is drawn from a vocabulary of 10, 10, 100 and 100 words for w = 0..3, like
+// "region.service.entity.event": broad first words, specific last ones.
+std::string key_word(std::mt19937_64& rng, size_t w) {
+  static constexpr uint64_t kVocabulary[] = {10, 10, 100, 100};
+  return word(rng() % kVocabulary[w]);
+}
+
+// Bindings of 3-4 words: 70% exact, 20% with one '*', 10% ending in '#'. Routing keys come from
+// the same vocabularies; the dests_per_match counter shows how many bindings a publish hits.
 topic_index make_topic_index(size_t bindings) {
   std::mt19937_64 rng(1);
   topic_index idx;
@@ -39,7 +45,7 @@ topic_index make_topic_index(size_t bindings) {
       else if (kind >= 7 && kind < 9 && w == star_at)
         key += '*';
       else
-        key += word(rng() % 100);
+        key += key_word(rng, w);
     }
     idx.add(key, i);
   }
@@ -54,7 +60,7 @@ std::vector<std::string> make_routing_keys(size_t n) {
     std::string key;
     for (size_t w = 0; w < words; ++w) {
       if (w) key += '.';
-      key += word(rng() % 100);
+      key += key_word(rng, w);
     }
     keys.push_back(key);
   }

@@ -18,6 +18,8 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include <boost/asio/steady_timer.hpp>
+
 #include "amqp/server/connection.hpp"
 #include "app/config.hpp"
 #include "auth/password.hpp"
@@ -67,6 +69,24 @@ void on_every_worker(net::worker_pool& pool, const std::function<void(net::worke
   while (left > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
 }
 
+// Drives a vhost's housekeeping (TTL expiry, x-expires) on its home worker, every 100 ms.
+class vhost_ticker {
+ public:
+  vhost_ticker(net::worker& w, broker::vhost& v) : v_(v), timer_(w.io()) { arm(); }
+
+ private:
+  void arm() {
+    timer_.expires_after(std::chrono::milliseconds(100));
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      v_.tick(broker::now_ms());
+      arm();
+    });
+  }
+  broker::vhost& v_;
+  boost::asio::steady_timer timer_;
+};
+
 int run(const app::config& cfg) {
   int lock_fd = lock_data_dir(cfg.data_dir);
 
@@ -115,6 +135,8 @@ int run(const app::config& cfg) {
         c->start(std::make_unique<http::http_handler>(router));
       },
       "http");
+  broker::vhost* home = vhosts.find(cfg.default_vhost);
+  vhost_ticker ticker(pool.at(home->home_worker()), *home);  // armed before the worker runs
   pool.start();
   amqp_listener.start();
   http_listener.start();

@@ -2,6 +2,7 @@
 #include "broker/consistent_hash_ring.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <limits>
 
 namespace warren::broker {

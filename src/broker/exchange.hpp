@@ -10,10 +10,12 @@
 #include <unordered_map>
 #include <vector>
 
+#include "broker/consistent_hash_ring.hpp"
 #include "broker/dest_id.hpp"
 #include "broker/error.hpp"
 #include "broker/headers_match.hpp"
 #include "broker/message.hpp"
+#include "broker/recent_history.hpp"
 #include "broker/topic_index.hpp"
 #include "common/field_table.hpp"
 
@@ -48,6 +50,10 @@ class exchange {
                               const common::field_table& args) = 0;
   // Appends matching destinations (duplicates allowed: the vhost removes them).
   virtual void route(const message& m, std::vector<dest_id>& out) const = 0;
+  // A message was published to this exchange (after routing).
+  virtual void on_published(const message_ptr& /*m*/) {}
+  // Messages a newly bound queue receives at once (the recent-history exchange's history).
+  virtual void history(std::vector<message_ptr>& /*out*/) const {}
 
  private:
   exchange_settings settings_;
@@ -109,5 +115,48 @@ class headers_exchange final : public exchange {
   };
   std::vector<rule> rules_;
 };
+
+// x-recent-history (seed 000, the RabbitMQ chat): routes like fanout and keeps the last N
+// messages (x-recent-history-length, default 20), which a queue receives when it is bound, so
+// that a new chat member sees the recent conversation. A message with the header
+// x-recent-history-no-store = true is routed but not kept.
+class recent_history_exchange final : public exchange {
+ public:
+  recent_history_exchange(exchange_settings s, dest_id id, size_t length)
+      : exchange(std::move(s), id), history_(length) {}
+  void add_binding(dest_id d, const std::string& key, const common::field_table& args) override {
+    fanout_.add_binding(d, key, args);
+  }
+  void remove_binding(dest_id d, const std::string& key, const common::field_table& args) override {
+    fanout_.remove_binding(d, key, args);
+  }
+  void route(const message& m, std::vector<dest_id>& out) const override { fanout_.route(m, out); }
+  void on_published(const message_ptr& m) override;
+  void history(std::vector<message_ptr>& out) const override;
+
+ private:
+  fanout_exchange fanout_{exchange_settings{}, 0};
+  recent_history<message_ptr> history_;
+};
+
+// x-consistent-hash (seed 001: a queue is single-threaded, so spread one hot stream over
+// several): each message goes to one bound queue picked by hashing its routing key, or the
+// header named by the argument hash-header, or the property named by hash-property
+// (message_id, correlation_id or timestamp). The binding key is the queue's weight.
+class consistent_hash_exchange final : public exchange {
+ public:
+  using exchange::exchange;
+  maybe_error check_binding(std::string_view key, const common::field_table& args) const override;
+  void add_binding(dest_id d, const std::string& key, const common::field_table& args) override;
+  void remove_binding(dest_id d, const std::string& key, const common::field_table& args) override;
+  void route(const message& m, std::vector<dest_id>& out) const override;
+
+ private:
+  consistent_hash_ring ring_;
+  std::map<dest_id, uint32_t> bindings_;  // destination -> number of bindings (first weight wins)
+};
+
+// Validates type-specific declare arguments (e.g. x-recent-history-length).
+maybe_error check_exchange_arguments(const exchange_settings& s);
 
 }  // namespace warren::broker

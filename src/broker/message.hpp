@@ -34,9 +34,15 @@ struct message {
   std::string routing_key;
   message_properties properties;
   std::string body;
+  // The expiration property, parsed (per-message TTL in ms).
+  std::optional<int64_t> ttl_ms;
 
   bool persistent() const { return properties.delivery_mode == 2; }
 };
+
+// RabbitMQ's rule for the expiration property: a non-negative integer in decimal, in ms.
+// Returns false for anything else (the publish is refused with 406).
+bool parse_expiration(const std::string& text, int64_t& ms);
 
 using message_ptr = std::shared_ptr<const message>;
 

@@ -1,9 +1,18 @@
-// Queue storage and limits.
+// Queue storage: priority levels, TTL deadlines, length limits.
 #include "broker/queue.hpp"
 
 #include <algorithm>
+#include <chrono>
+
+#include "broker/vhost.hpp"
 
 namespace warren::broker {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 namespace {
 
@@ -17,80 +26,167 @@ std::optional<int64_t> as_integer(const common::field_value& v) {
       v.v);
 }
 
+error bad_arg(const std::string& k, std::string_view expect) {
+  return error{error_code::precondition_failed,
+               "invalid arg '" + k + "' for queue: expected " + std::string(expect)};
+}
+
 }  // namespace
 
-maybe_error parse_queue_arguments(const common::field_table& args, queue_limits& limits) {
+maybe_error parse_queue_arguments(const common::field_table& args, queue_policy& p) {
   for (const auto& e : args.entries) {
     const std::string& k = e.key;
+    auto n = as_integer(e.value);
+    auto s = e.value.get_if<std::string>();
     if (k == "x-max-length" || k == "x-max-length-bytes") {
-      auto n = as_integer(e.value);
-      if (!n || *n < 0)
-        return error{error_code::precondition_failed,
-                     "invalid arg '" + k + "': expected a non-negative integer"};
-      (k == "x-max-length" ? limits.max_length : limits.max_bytes) = uint64_t(*n);
+      if (!n || *n < 0) return bad_arg(k, "a non-negative integer");
+      (k == "x-max-length" ? p.max_length : p.max_bytes) = uint64_t(*n);
     } else if (k == "x-overflow") {
-      auto s = e.value.get_if<std::string>();
       if (s && *s == "drop-head")
-        limits.overflow = overflow_mode::drop_head;
+        p.overflow = overflow_mode::drop_head;
       else if (s && *s == "reject-publish")
-        limits.overflow = overflow_mode::reject_publish;
+        p.overflow = overflow_mode::reject_publish;
+      else if (s && *s == "reject-publish-dlx")
+        p.overflow = overflow_mode::reject_publish_dlx;
       else
-        return error{error_code::precondition_failed,
-                     "invalid arg 'x-overflow': expected drop-head or reject-publish"};
+        return bad_arg(k, "drop-head, reject-publish or reject-publish-dlx");
+    } else if (k == "x-message-ttl") {
+      if (!n || *n < 0) return bad_arg(k, "a non-negative integer");
+      p.message_ttl_ms = *n;
+    } else if (k == "x-expires") {
+      if (!n || *n <= 0) return bad_arg(k, "a positive integer");
+      p.expires_ms = *n;
+    } else if (k == "x-dead-letter-exchange") {
+      if (!s) return bad_arg(k, "a string");
+      p.dead_letter_exchange = *s;
+    } else if (k == "x-dead-letter-routing-key") {
+      if (!s) return bad_arg(k, "a string");
+      p.dead_letter_routing_key = *s;
+    } else if (k == "x-max-priority") {
+      if (!n || *n < 0 || *n > 255) return bad_arg(k, "an integer from 0 to 255");
+      p.max_priority = uint8_t(*n);
+    } else if (k == "x-single-active-consumer") {
+      auto b = e.value.get_if<bool>();
+      if (!b) return bad_arg(k, "a boolean");
+      p.single_active_consumer = *b;
     } else if (k == "x-queue-type") {
-      auto s = e.value.get_if<std::string>();
       if (!s || *s != "classic")
         return error{error_code::precondition_failed,
                      "invalid arg 'x-queue-type': only 'classic' queues exist in Warren"};
     }
-    // Other x- arguments (TTL, dead-lettering, priorities) are accepted and stored; they take
-    // effect as the broker model grows (see docs/compatibility.md).
+    // Other arguments are stored and ignored, as RabbitMQ ignores unknown ones.
+  }
+  if (p.dead_letter_routing_key && !p.dead_letter_exchange)
+    return error{error_code::precondition_failed,
+                 "invalid arg 'x-dead-letter-routing-key' for queue: "
+                 "x-dead-letter-exchange must be set too"};
+  return std::nullopt;
+}
+
+queue::queue(queue_settings s, queue_policy p, dest_id id)
+    : settings_(std::move(s)), policy_(std::move(p)), id_(id), levels_(policy_.max_priority + 1u) {
+  last_used = now_ms();
+}
+
+queue::accept queue::enqueue(message_ptr m, int64_t now, std::vector<entry>& dropped) {
+  bool full = (policy_.max_length && count_ >= *policy_.max_length) ||
+              (policy_.max_bytes && bytes_ + m->body.size() > *policy_.max_bytes);
+  if (full && policy_.overflow != overflow_mode::drop_head) return accept::rejected;
+  int64_t deadline = 0;
+  std::optional<int64_t> ttl = policy_.message_ttl_ms;
+  if (m->ttl_ms && (!ttl || *m->ttl_ms < *ttl)) ttl = m->ttl_ms;
+  if (ttl) deadline = now + *ttl;
+  uint8_t lvl = std::min<uint8_t>(m->properties.priority.value_or(0), policy_.max_priority);
+  bytes_ += m->body.size();
+  ++count_;
+  if (deadline) ++expiring_;
+  level(lvl).push_back(entry{next_seq_++, std::move(m), false, deadline, lvl});
+  drop_for_limits(dropped);
+  return accept::ok;
+}
+
+std::optional<queue::entry> queue::pop_front() {
+  for (size_t i = levels_.size(); i-- > 0;) {
+    auto& l = levels_[i];
+    if (l.empty()) continue;
+    entry e = std::move(l.front());
+    l.pop_front();
+    bytes_ -= e.msg->body.size();
+    --count_;
+    if (e.expires_at) --expiring_;
+    return e;
   }
   return std::nullopt;
 }
 
-bool queue::enqueue(message_ptr m) {
-  if (limits_.overflow == overflow_mode::reject_publish) {
-    if ((limits_.max_length && ready_.size() >= *limits_.max_length) ||
-        (limits_.max_bytes && bytes_ + m->body.size() > *limits_.max_bytes))
-      return false;
-  }
-  bytes_ += m->body.size();
-  ready_.push_back(entry{next_seq_++, std::move(m), false});
-  enforce_limits();
-  return true;
-}
-
-void queue::enforce_limits() {
-  // drop-head: the oldest messages make room (RabbitMQ's default overflow behaviour).
-  while (!ready_.empty() && ((limits_.max_length && ready_.size() > *limits_.max_length) ||
-                             (limits_.max_bytes && bytes_ > *limits_.max_bytes))) {
-    bytes_ -= ready_.front().msg->body.size();
-    ready_.pop_front();
+void queue::drop_for_limits(std::vector<entry>& dropped) {
+  // drop-head: the oldest messages (lowest priority first) make room, RabbitMQ's default.
+  while (count_ > 0 && ((policy_.max_length && count_ > *policy_.max_length) ||
+                        (policy_.max_bytes && bytes_ > *policy_.max_bytes))) {
+    for (auto& l : levels_) {
+      if (l.empty()) continue;
+      entry e = std::move(l.front());
+      l.pop_front();
+      bytes_ -= e.msg->body.size();
+      --count_;
+      if (e.expires_at) --expiring_;
+      dropped.push_back(std::move(e));
+      break;
+    }
   }
 }
 
-std::optional<queue::entry> queue::take() {
-  if (ready_.empty()) return std::nullopt;
-  entry e = std::move(ready_.front());
-  ready_.pop_front();
-  bytes_ -= e.msg->body.size();
-  return e;
+void queue::expire(int64_t now, std::vector<entry>& expired) {
+  if (expiring_ == 0) return;
+  // As RabbitMQ's classic queues: a message expires when it reaches the head.
+  for (auto& l : levels_) {
+    while (!l.empty() && l.front().expires_at != 0 && l.front().expires_at <= now) {
+      entry e = std::move(l.front());
+      l.pop_front();
+      bytes_ -= e.msg->body.size();
+      --count_;
+      --expiring_;
+      expired.push_back(std::move(e));
+    }
+  }
+}
+
+std::optional<queue::entry> queue::take(int64_t now, std::vector<entry>& expired) {
+  expire(now, expired);
+  return pop_front();
 }
 
 void queue::requeue(entry e) {
   e.redelivered = true;
   bytes_ += e.msg->body.size();
-  auto pos = std::lower_bound(ready_.begin(), ready_.end(), e.seq,
+  ++count_;
+  if (e.expires_at) ++expiring_;
+  auto& l = level(e.level);
+  auto pos = std::lower_bound(l.begin(), l.end(), e.seq,
                               [](const entry& x, uint64_t s) { return x.seq < s; });
-  ready_.insert(pos, std::move(e));
+  l.insert(pos, std::move(e));
 }
 
 size_t queue::purge() {
-  size_t n = ready_.size();
-  ready_.clear();
+  size_t n = count_;
+  for (auto& l : levels_) l.clear();
   bytes_ = 0;
+  count_ = 0;
+  expiring_ = 0;
   return n;
+}
+
+void queue::add_consumer(consumer* c) {
+  auto pos = std::find_if(consumers_.begin(), consumers_.end(),
+                          [&](const consumer* o) { return o->priority < c->priority; });
+  consumers_.insert(pos, c);
+}
+
+void queue::rotate(std::list<consumer*>::iterator it) {
+  consumer* c = *it;
+  auto end = std::next(it);
+  while (end != consumers_.end() && (*end)->priority == c->priority) ++end;
+  consumers_.splice(end, consumers_, it);
 }
 
 }  // namespace warren::broker

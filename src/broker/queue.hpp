@@ -1,6 +1,7 @@
-// A queue: its messages in order, its consumers, and its limits. Owned by the vhost and touched
-// only on the vhost's worker. Delivery bookkeeping (delivery tags, unacknowledged messages,
-// prefetch) lives in the vhost's channel records; the queue keeps what is ready to deliver.
+// A queue: its messages in order (per priority level), its consumers, and its limits. Owned by
+// the vhost and touched only on the vhost's worker. Delivery bookkeeping (delivery tags,
+// unacknowledged messages, prefetch) lives in the vhost's channel records; the queue keeps what
+// is ready to deliver, and hands back what it drops so the vhost can dead-letter it.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include <list>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "broker/dest_id.hpp"
 #include "broker/error.hpp"
@@ -25,18 +27,26 @@ struct queue_settings {
   uint64_t exclusive_owner = 0;  // connection id, for exclusive queues
 };
 
-enum class overflow_mode { drop_head, reject_publish };
+enum class overflow_mode { drop_head, reject_publish, reject_publish_dlx };
 
-// Limits taken from the arguments (x-max-length, x-max-length-bytes, x-overflow).
-struct queue_limits {
+// What the arguments ask for (x-max-length, x-overflow, x-message-ttl, x-dead-letter-*, ...).
+struct queue_policy {
   std::optional<uint64_t> max_length;
   std::optional<uint64_t> max_bytes;
   overflow_mode overflow = overflow_mode::drop_head;
+  std::optional<int64_t> message_ttl_ms;
+  std::optional<int64_t> expires_ms;  // delete after this long unused
+  std::optional<std::string> dead_letter_exchange;
+  std::optional<std::string> dead_letter_routing_key;
+  uint8_t max_priority = 0;  // 0: no priorities
+  bool single_active_consumer = false;
 };
 
-// Validates the arguments Warren understands and refuses the others' bad values like RabbitMQ
-// (406 PRECONDITION_FAILED); fills `limits`.
-maybe_error parse_queue_arguments(const common::field_table& args, queue_limits& limits);
+// Validates the arguments and refuses bad values like RabbitMQ (406 PRECONDITION_FAILED).
+maybe_error parse_queue_arguments(const common::field_table& args, queue_policy& policy);
+
+// Milliseconds on the steady clock; 0 means "never".
+int64_t now_ms();
 
 struct consumer;  // vhost.hpp
 
@@ -46,41 +56,55 @@ class queue {
     uint64_t seq;  // arrival order; requeued messages go back to their place by it
     message_ptr msg;
     bool redelivered = false;
+    int64_t expires_at = 0;  // now_ms() deadline, 0 = never
+    uint8_t level = 0;       // priority level
   };
+  enum class accept { ok, rejected };
 
-  queue(queue_settings s, queue_limits l, dest_id id)
-      : settings_(std::move(s)), limits_(l), id_(id) {}
+  queue(queue_settings s, queue_policy p, dest_id id);
 
   const queue_settings& settings() const { return settings_; }
+  const queue_policy& policy() const { return policy_; }
   const std::string& name() const { return settings_.name; }
   dest_id id() const { return id_; }
 
-  // False when the queue refuses the message (x-overflow reject-publish at its limit).
-  bool enqueue(message_ptr m);
-  std::optional<entry> take();
+  // Adds a message; messages pushed out by drop-head overflow are appended to `dropped`.
+  accept enqueue(message_ptr m, int64_t now, std::vector<entry>& dropped);
+  // The next message to deliver, skipping (into `expired`) those whose TTL has passed.
+  std::optional<entry> take(int64_t now, std::vector<entry>& expired);
+  // Moves expired messages at the heads into `expired`.
+  void expire(int64_t now, std::vector<entry>& expired);
   // Puts back an unacknowledged message at its original place, marked redelivered.
   void requeue(entry e);
   size_t purge();
-  size_t message_count() const { return ready_.size(); }
+  size_t message_count() const { return count_; }
   uint64_t message_bytes() const { return bytes_; }
+  bool has_expiring() const { return expiring_ > 0; }
 
+  // Consumers in delivery preference: higher x-priority first; within a priority the one served
+  // longest ago first (the vhost rotates a consumer to the back of its group after a delivery).
   std::list<consumer*>& consumers() { return consumers_; }
-  // Round-robin position among consumers.
-  std::list<consumer*>::iterator& next_consumer() { return next_; }
+  void add_consumer(consumer* c);
+  void rotate(std::list<consumer*>::iterator it);
+
   bool had_consumer = false;  // auto-delete applies only once a consumer has come and gone
   bool deleting = false;      // set while the vhost tears it down
+  int64_t last_used = 0;      // for x-expires
 
  private:
-  void enforce_limits();
+  std::deque<entry>& level(uint8_t p) { return levels_[p]; }
+  void drop_for_limits(std::vector<entry>& dropped);
+  std::optional<entry> pop_front();
 
   queue_settings settings_;
-  queue_limits limits_;
+  queue_policy policy_;
   dest_id id_;
   uint64_t next_seq_ = 1;
   uint64_t bytes_ = 0;
-  std::deque<entry> ready_;
+  size_t count_ = 0;
+  size_t expiring_ = 0;                    // ready messages with a deadline
+  std::vector<std::deque<entry>> levels_;  // index = priority level; highest delivered first
   std::list<consumer*> consumers_;
-  std::list<consumer*>::iterator next_ = consumers_.end();
 };
 
 }  // namespace warren::broker

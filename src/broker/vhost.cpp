@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <ctime>
 #include <random>
 
 namespace warren::broker {
@@ -125,6 +126,7 @@ maybe_error vhost::declare_exchange(const exchange_settings& s, bool passive) {
                  fmt::format("exchange name '{}' contains reserved prefix 'amq.*'", s.name)};
   if (!is_known_exchange_type(s.type))
     return error{error_code::command_invalid, fmt::format("unknown exchange type '{}'", s.type)};
+  if (auto e = check_exchange_arguments(s)) return e;
   if (x) {
     const auto& c = x->settings();
     if (c.type != s.type) return inequivalent("exchange", "type", s.name, name_, s.type, c.type);
@@ -199,6 +201,14 @@ maybe_error vhost::bind(std::string_view source, dest_id dest, const std::string
     return std::nullopt;  // already bound: idempotent
   x->add_binding(dest, key, args);
   bindings_.push_back(std::move(b));
+  if (queue* q = queue_by_id(dest)) {
+    // A new member of a recent-history exchange sees what was said before it came.
+    std::vector<message_ptr> past;
+    x->history(past);
+    bool rejected = false;
+    int64_t now = now_ms();
+    for (auto& m : past) enqueue(*q, std::move(m), now, rejected);
+  }
   return std::nullopt;
 }
 
@@ -270,14 +280,15 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
                           bool_text(c.auto_delete));
     if (auto k = first_difference(r.arguments, c.arguments))
       return inequivalent("queue", *k, name, name_, "(new value)", "(current value)");
+    q->last_used = now_ms();
     return queue_declare_ok{name, uint32_t(q->message_count()), uint32_t(q->consumers().size())};
   }
-  queue_limits limits;
-  if (auto e = parse_queue_arguments(r.arguments, limits)) return *e;
+  queue_policy policy;
+  if (auto e = parse_queue_arguments(r.arguments, policy)) return *e;
   queue_settings s{name,          r.durable,   r.exclusive,
                    r.auto_delete, r.arguments, r.exclusive ? r.connection_id : 0};
   dest_id id = next_id_++;
-  auto q = std::make_unique<queue>(std::move(s), limits, id);
+  auto q = std::make_unique<queue>(std::move(s), std::move(policy), id);
   queue_ids_[id] = q.get();
   queues_[name] = std::move(q);
   return queue_declare_ok{name, 0, 0};
@@ -352,20 +363,124 @@ std::variant<publish_outcome, error> vhost::publish(message_ptr m) {
   std::vector<dest_id> targets;
   std::set<dest_id> seen{x->id()};
   route(*x, *m, targets, seen);
+  x->on_published(m);
   if (targets.empty()) return publish_outcome::unroutable;
   std::sort(targets.begin(), targets.end());
   targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
   bool rejected = false;
-  for (dest_id d : targets) {
-    queue* q = queue_by_id(d);
-    if (!q) continue;
-    if (!q->enqueue(m)) {
-      rejected = true;
-      continue;
-    }
-    dispatch(*q);
-  }
+  int64_t now = now_ms();
+  for (dest_id d : targets)
+    if (queue* q = queue_by_id(d)) enqueue(*q, m, now, rejected);
   return rejected ? publish_outcome::rejected : publish_outcome::routed;
+}
+
+void vhost::enqueue(queue& q, message_ptr m, int64_t now, bool& rejected) {
+  std::vector<queue::entry> dropped;
+  if (q.enqueue(m, now, dropped) == queue::accept::rejected) {
+    rejected = true;
+    if (q.policy().overflow == overflow_mode::reject_publish_dlx)
+      dead_letter(q, queue::entry{0, std::move(m), false, 0, 0}, "maxlen", now);
+    return;
+  }
+  dead_letter_all(q, dropped, "maxlen", now);
+  dispatch(q);
+}
+
+void vhost::dead_letter_all(queue& q, std::vector<queue::entry>& entries, std::string_view reason,
+                            int64_t now) {
+  for (auto& e : entries) dead_letter(q, std::move(e), reason, now);
+  entries.clear();
+}
+
+void vhost::dead_letter(queue& q, queue::entry e, std::string_view reason, int64_t) {
+  const auto& dlx = q.policy().dead_letter_exchange;
+  if (!dlx) return;
+  exchange* x = find_exchange(*dlx);
+  if (!x) return;  // as RabbitMQ: a missing dead-letter exchange drops the message
+  const message& old = *e.msg;
+  auto m = std::make_shared<message>(old);
+  m->exchange = *dlx;
+  if (q.policy().dead_letter_routing_key) m->routing_key = *q.policy().dead_letter_routing_key;
+  common::field_table headers = old.properties.headers.value_or(common::field_table{});
+  common::field_array deaths;
+  if (auto a = headers.find("x-death"))
+    if (auto arr = a->get_if<common::field_array>()) deaths = *arr;
+  // One x-death entry per (queue, reason), most recent first, with a count.
+  int64_t count = 1;
+  for (auto it = deaths.items.begin(); it != deaths.items.end(); ++it) {
+    auto t = it->get_if<common::field_table>();
+    if (t && common::table_string(*t, "queue") == std::string_view(q.name()) &&
+        common::table_string(*t, "reason") == reason) {
+      if (auto c = t->find("count"); c && c->get_if<int64_t>()) count = *c->get_if<int64_t>() + 1;
+      deaths.items.erase(it);
+      break;
+    }
+  }
+  common::field_table death;
+  death.set("count", count);
+  death.set("reason", std::string(reason));
+  death.set("queue", q.name());
+  death.set("time", common::timestamp{uint64_t(std::time(nullptr))});
+  death.set("exchange", old.exchange);
+  death.set("routing-keys", common::field_array{{common::field_value(old.routing_key)}});
+  if (old.properties.expiration) {
+    death.set("original-expiration", *old.properties.expiration);
+    m->properties.expiration.reset();
+    m->ttl_ms.reset();
+  }
+  deaths.items.insert(deaths.items.begin(), common::field_value(std::move(death)));
+  bool any_rejected = false;
+  for (const auto& d : deaths.items)
+    if (auto t = d.get_if<common::field_table>())
+      if (common::table_string(*t, "reason") == std::string_view("rejected")) any_rejected = true;
+  headers.set("x-death", deaths);
+  if (!headers.find("x-first-death-reason")) {
+    headers.set("x-first-death-reason", std::string(reason));
+    headers.set("x-first-death-queue", q.name());
+    headers.set("x-first-death-exchange", old.exchange);
+  }
+  m->properties.headers = std::move(headers);
+
+  std::vector<dest_id> targets;
+  std::set<dest_id> seen{x->id()};
+  route(*x, *m, targets, seen);
+  std::sort(targets.begin(), targets.end());
+  targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+  message_ptr shared = std::move(m);
+  int64_t now = now_ms();
+  for (dest_id d : targets) {
+    queue* t = queue_by_id(d);
+    if (!t) continue;
+    // A message that would come back to a queue it already died in, with no client rejection
+    // on the way, is in a cycle: RabbitMQ drops it for that queue.
+    bool cycle =
+        !any_rejected &&
+        std::any_of(deaths.items.begin(), deaths.items.end(), [&](const common::field_value& v) {
+          auto tt = v.get_if<common::field_table>();
+          return tt && common::table_string(*tt, "queue") == std::string_view(t->name());
+        });
+    if (cycle) continue;
+    bool rejected = false;
+    enqueue(*t, shared, now, rejected);
+  }
+}
+
+void vhost::tick(int64_t now) {
+  std::vector<queue*> expiring, unused;
+  for (auto& [n, q] : queues_) {
+    if (q->has_expiring()) expiring.push_back(q.get());
+    if (q->policy().expires_ms && q->consumers().empty() &&
+        now - q->last_used >= *q->policy().expires_ms)
+      unused.push_back(q.get());
+  }
+  for (queue* q : expiring) {
+    if (queue_by_id(q->id()) != q) continue;
+    std::vector<queue::entry> expired;
+    q->expire(now, expired);
+    dead_letter_all(*q, expired, "expired", now);
+  }
+  for (queue* q : unused)
+    if (queue_by_id(q->id()) == q) destroy_queue(*q, true);
 }
 
 // ----------------------------------------------------------------------------- consumers
@@ -401,7 +516,8 @@ void vhost::close_connection(uint64_t connection_id) {
 }
 
 maybe_error vhost::consume(uint64_t channel_id, std::string_view queue_name, const std::string& tag,
-                           bool no_ack, bool exclusive, uint16_t prefetch, uint64_t connection_id) {
+                           bool no_ack, bool exclusive, uint16_t prefetch, uint64_t connection_id,
+                           const common::field_table& args) {
   auto cit = channels_.find(channel_id);
   if (cit == channels_.end()) return error{error_code::not_found, "channel is closed"};
   channel_record& ch = cit->second;
@@ -422,8 +538,23 @@ maybe_error vhost::consume(uint64_t channel_id, std::string_view queue_name, con
   c->prefetch = prefetch;
   c->no_ack = no_ack;
   c->exclusive = exclusive;
-  q->consumers().push_back(c.get());
+  if (const common::field_value* p = args.find("x-priority")) {
+    auto n = std::visit(
+        [](const auto& x) -> std::optional<int64_t> {
+          using T = std::decay_t<decltype(x)>;
+          if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) return int64_t(x);
+          return std::nullopt;
+        },
+        p->v);
+    if (!n)
+      return error{error_code::precondition_failed,
+                   "invalid arg 'x-priority' for consumer: expected an integer"};
+    c->priority = int32_t(*n);
+  }
+  if (q->policy().single_active_consumer) c->priority = 0;  // SAC: strictly first come
+  q->add_consumer(c.get());
   q->had_consumer = true;
+  q->last_used = now_ms();
   ch.consumers[tag] = std::move(c);
   return std::nullopt;
 }
@@ -449,10 +580,7 @@ void vhost::remove_consumer(consumer& c, bool notify) {
   channel_record* ch = c.channel;
   auto& list = q->consumers();
   auto pos = std::find(list.begin(), list.end(), &c);
-  if (pos != list.end()) {
-    if (q->next_consumer() == pos) ++q->next_consumer();
-    list.erase(pos);
-  }
+  if (pos != list.end()) list.erase(pos);
   // Its unacknowledged messages stay with the channel, to be acked or requeued there.
   for (auto& [tag, u] : ch->unacked)
     if (u.owner == &c) u.owner = nullptr;
@@ -465,25 +593,34 @@ void vhost::remove_consumer(consumer& c, bool notify) {
 
 void vhost::dispatch(queue& q) {
   auto& list = q.consumers();
+  int64_t now = 0;
+  std::vector<queue::entry> expired;
   while (q.message_count() > 0 && !list.empty()) {
-    auto& it = q.next_consumer();
-    consumer* chosen = nullptr;
-    for (size_t tries = 0; tries < list.size(); ++tries) {
-      if (it == list.end()) it = list.begin();
+    // Consumers are ordered by priority, least recently served first within a priority: the
+    // first with room takes the message. With a single active consumer only the first counts.
+    auto chosen = list.end();
+    for (auto it = list.begin(); it != list.end(); ++it) {
       consumer* c = *it;
-      ++it;
       const channel_record& ch = *c->channel;
-      if (!ch.flow_active) continue;
-      if (!c->no_ack) {
-        if (c->prefetch != 0 && c->unacked >= c->prefetch) continue;
-        if (ch.global_prefetch != 0 && ch.unacked_count >= ch.global_prefetch) continue;
+      bool room =
+          ch.flow_active &&
+          (c->no_ack || ((c->prefetch == 0 || c->unacked < c->prefetch) &&
+                         (ch.global_prefetch == 0 || ch.unacked_count < ch.global_prefetch)));
+      if (room) {
+        chosen = it;
+        break;
       }
-      chosen = c;
-      break;
+      if (q.policy().single_active_consumer) break;
     }
-    if (!chosen) return;  // every consumer is at its limit
-    deliver_one(*chosen, *q.take());
+    if (chosen == list.end()) break;  // every consumer is at its limit
+    if (now == 0) now = now_ms();
+    auto e = q.take(now, expired);
+    if (!e) break;
+    consumer* c = *chosen;
+    if (!q.policy().single_active_consumer) q.rotate(chosen);
+    deliver_one(*c, std::move(*e));
   }
+  if (!expired.empty()) dead_letter_all(q, expired, "expired", now);
 }
 
 void vhost::deliver_one(consumer& c, queue::entry e) {
@@ -506,7 +643,11 @@ std::variant<get_ok, get_empty, error> vhost::get(uint64_t channel_id, std::stri
   queue* q = find_queue(queue_name);
   if (!q) return no_queue(queue_name);
   if (auto e = check_exclusive(*q, connection_id)) return *e;
-  auto e = q->take();
+  int64_t now = now_ms();
+  q->last_used = now;
+  std::vector<queue::entry> expired;
+  auto e = q->take(now, expired);
+  dead_letter_all(*q, expired, "expired", now);
   if (!e) return get_empty{};
   channel_record& ch = cit->second;
   uint64_t tag = ch.next_tag++;
@@ -521,18 +662,26 @@ std::variant<get_ok, get_empty, error> vhost::get(uint64_t channel_id, std::stri
 // ----------------------------------------------------------------------------- acks
 
 void vhost::settle(channel_record& ch, std::map<uint64_t, unacked_message>::iterator it,
-                   bool requeue, std::vector<queue*>& touched) {
+                   bool requeue, std::vector<queue*>& touched, bool dead) {
   unacked_message& u = it->second;
   if (u.owner) --u.owner->unacked;
   --ch.unacked_count;
   if (queue* q = queue_by_id(u.queue_id)) {
-    if (requeue) q->requeue(std::move(u.entry));
+    if (requeue)
+      q->requeue(std::move(u.entry));
+    else if (dead)
+      dead_letter(*q, std::move(u.entry), "rejected", now_ms());
     touched.push_back(q);
   }
   ch.unacked.erase(it);
 }
 
 maybe_error vhost::reject(uint64_t channel_id, uint64_t tag, bool multiple, bool requeue) {
+  return settle_range(channel_id, tag, multiple, requeue, !requeue);
+}
+
+maybe_error vhost::settle_range(uint64_t channel_id, uint64_t tag, bool multiple, bool requeue,
+                                bool dead) {
   auto cit = channels_.find(channel_id);
   if (cit == channels_.end()) return std::nullopt;
   channel_record& ch = cit->second;
@@ -542,12 +691,12 @@ maybe_error vhost::reject(uint64_t channel_id, uint64_t tag, bool multiple, bool
     auto end = tag == 0 ? ch.unacked.end() : ch.unacked.upper_bound(tag);
     if (ch.unacked.begin() == end && tag != 0)
       return error{error_code::precondition_failed, fmt::format("unknown delivery tag {}", tag)};
-    while (ch.unacked.begin() != end) settle(ch, ch.unacked.begin(), requeue, touched);
+    while (ch.unacked.begin() != end) settle(ch, ch.unacked.begin(), requeue, touched, dead);
   } else {
     auto it = ch.unacked.find(tag);
     if (it == ch.unacked.end())
       return error{error_code::precondition_failed, fmt::format("unknown delivery tag {}", tag)};
-    settle(ch, it, requeue, touched);
+    settle(ch, it, requeue, touched, dead);
   }
   std::sort(touched.begin(), touched.end());
   touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
@@ -556,7 +705,7 @@ maybe_error vhost::reject(uint64_t channel_id, uint64_t tag, bool multiple, bool
 }
 
 maybe_error vhost::ack(uint64_t channel_id, uint64_t tag, bool multiple) {
-  return reject(channel_id, tag, multiple, false);
+  return settle_range(channel_id, tag, multiple, false, false);
 }
 
 void vhost::recover(uint64_t channel_id) {

@@ -41,6 +41,7 @@ struct consumer {
   uint32_t unacked = 0;
   bool no_ack = false;
   bool exclusive = false;
+  int32_t priority = 0;  // x-priority
 };
 
 struct unacked_message {
@@ -127,7 +128,8 @@ class vhost {
   // Registers a consumer without delivering yet: the caller sends consume-ok first, then calls
   // dispatch_queue, so that no delivery overtakes the consume-ok.
   maybe_error consume(uint64_t channel_id, std::string_view queue_name, const std::string& tag,
-                      bool no_ack, bool exclusive, uint16_t prefetch, uint64_t connection_id);
+                      bool no_ack, bool exclusive, uint16_t prefetch, uint64_t connection_id,
+                      const common::field_table& args = {});
   void dispatch_queue(std::string_view name);
   void cancel(uint64_t channel_id, std::string_view tag);
   bool has_consumer(uint64_t channel_id, std::string_view tag) const;
@@ -138,6 +140,10 @@ class vhost {
   void recover(uint64_t channel_id);
   void set_global_prefetch(uint64_t channel_id, uint16_t n);
   void set_flow(uint64_t channel_id, bool active);
+
+  // Periodic housekeeping on the home worker: expires messages whose TTL passed (dead-lettering
+  // them) and deletes queues unused for their x-expires.
+  void tick(int64_t now);
 
   size_t queue_count() const { return queues_.size(); }
   size_t exchange_count() const { return exchanges_.size(); }
@@ -160,8 +166,17 @@ class vhost {
   void dispatch(queue& q);
   void deliver_one(consumer& c, queue::entry e);
   void settle(channel_record& ch, std::map<uint64_t, unacked_message>::iterator it, bool requeue,
-              std::vector<queue*>& touched);
+              std::vector<queue*>& touched, bool dead = false);
+  // Acks (dead=false, requeue=false), requeues, or rejects to the dead-letter exchange.
+  maybe_error settle_range(uint64_t channel_id, uint64_t tag, bool multiple, bool requeue,
+                           bool dead);
   void remove_consumer(consumer& c, bool notify);
+  // Routes a message the queue gives up (rejected, expired, over its length) to the queue's
+  // dead-letter exchange, with the x-death header RabbitMQ writes.
+  void dead_letter(queue& q, queue::entry e, std::string_view reason, int64_t now);
+  void dead_letter_all(queue& q, std::vector<queue::entry>& entries, std::string_view reason,
+                       int64_t now);
+  void enqueue(queue& q, message_ptr m, int64_t now, bool& rejected);
   void destroy_queue(queue& q, bool notify_consumers);
   void remove_bindings_of(dest_id d);
   void maybe_auto_delete_exchange(std::string_view name);

@@ -75,18 +75,41 @@ void channel::mark_closing() {
   state_ = state::closing;
   reset_content();
   detach_from_vhost();
+  // Replies still on their way will be dropped now: a waiting client close need not wait.
+  pending_ = 0;
 }
 
 template <typename Op, typename Reply>
 void channel::call_vhost(Op op, Reply reply) {
   broker::vhost* v = &conn_.vhost();
   auto link = link_;
+  ++pending_;
   conn_.home_of(*v).post([v, link, op = std::move(op), reply = std::move(reply)]() mutable {
     auto result = op(*v);
     link->worker().post([link, result = std::move(result), reply = std::move(reply)]() mutable {
-      if (link->ch) reply(*link->ch, result);
+      if (!link->ch) return;
+      channel& ch = *link->ch;
+      reply(ch, result);
+      ch.reply_done();  // may destroy the channel
     });
   });
+}
+
+void channel::reply_done() {
+  if (pending_ > 0) --pending_;
+  if (pending_ == 0 && close_requested_) finish_client_close();
+}
+
+void channel::finish_client_close() {
+  close_requested_ = false;
+  conn_.send(id_, channel_close_ok{});
+  conn_.conn().flush_soon();
+  // If a pending reply closed the channel meanwhile (our channel.close crossed the client's),
+  // the channel stays until the client's close-ok; otherwise it is gone now.
+  if (state_ == state::open)
+    conn_.close_channel(id_);
+  else
+    conn_.channel_idle();
 }
 
 void channel::fail(const broker::error& e, uint16_t class_id, uint16_t method_id) {
@@ -206,6 +229,16 @@ void channel::complete_publish() {
     return;
   }
   auto msg = std::make_shared<broker::message>();
+  if (const auto& exp = header_.properties.expiration) {
+    int64_t ms = 0;
+    if (!broker::parse_expiration(*exp, ms)) {
+      conn_.channel_error(*this, reply_code::precondition_failed,
+                          fmt::format("invalid expiration '{}': not a non-negative integer", *exp),
+                          publish_.amqp_class_id, publish_.amqp_method_id);
+      return;
+    }
+    msg->ttl_ms = ms;
+  }
   msg->exchange = std::move(publish_.exchange);
   msg->routing_key = std::move(publish_.routing_key);
   msg->properties = to_broker(std::move(header_.properties));
@@ -213,32 +246,38 @@ void channel::complete_publish() {
   body_ = std::string();
   bool mandatory = publish_.mandatory;
   broker::message_ptr shared = std::move(msg);
-  call_vhost([shared](broker::vhost& v) { return v.publish(shared); },
-             [shared, mandatory, seq](
-                 channel& ch, const std::variant<broker::publish_outcome, broker::error>& r) {
-               if (auto* e = std::get_if<broker::error>(&r)) {
-                 ch.fail(*e, basic_publish::amqp_class_id, basic_publish::amqp_method_id);
-                 return;
-               }
-               auto outcome = std::get<broker::publish_outcome>(r);
-               if (ch.state_ != state::open) return;
-               if (outcome == broker::publish_outcome::unroutable && mandatory) {
-                 basic_return ret;
-                 ret.reply_code = uint16_t(reply_code::no_route);
-                 ret.reply_text = "NO_ROUTE";
-                 ret.exchange = shared->exchange;
-                 ret.routing_key = shared->routing_key;
-                 ch.conn_.send(ch.id_, ret);
-                 ch.send_message(*shared);
-               }
-               if (seq != 0) {
-                 if (outcome == broker::publish_outcome::rejected)
-                   ch.conn_.send(ch.id_, basic_nack{seq, false, false});
-                 else
-                   ch.conn_.send(ch.id_, basic_ack{seq, false});
-               }
-               ch.conn_.conn().flush_soon();
-             });
+  auto publish = [this, shared, mandatory, seq] {
+    call_vhost([shared](broker::vhost& v) { return v.publish(shared); },
+               [shared, mandatory, seq](
+                   channel& ch, const std::variant<broker::publish_outcome, broker::error>& r) {
+                 if (auto* e = std::get_if<broker::error>(&r)) {
+                   ch.fail(*e, basic_publish::amqp_class_id, basic_publish::amqp_method_id);
+                   return;
+                 }
+                 auto outcome = std::get<broker::publish_outcome>(r);
+                 if (ch.state_ != state::open) return;
+                 if (outcome == broker::publish_outcome::unroutable && mandatory) {
+                   basic_return ret;
+                   ret.reply_code = uint16_t(reply_code::no_route);
+                   ret.reply_text = "NO_ROUTE";
+                   ret.exchange = shared->exchange;
+                   ret.routing_key = shared->routing_key;
+                   ch.conn_.send(ch.id_, ret);
+                   ch.send_message(*shared);
+                 }
+                 if (seq != 0) {
+                   if (outcome == broker::publish_outcome::rejected)
+                     ch.conn_.send(ch.id_, basic_nack{seq, false, false});
+                   else
+                     ch.conn_.send(ch.id_, basic_ack{seq, false});
+                 }
+                 ch.conn_.conn().flush_soon();
+               });
+  };
+  if (tx_mode_)
+    tx_pending_.push_back(std::move(publish));
+  else
+    publish();
 }
 
 void channel::send_message(const broker::message& m) {
@@ -263,8 +302,9 @@ void channel::on_deliver(const std::string& consumer_tag, uint64_t delivery_tag,
 }
 
 void channel::on_cancelled(const std::string& consumer_tag) {
-  if (state_ != state::open) return;
-  // consumer_cancel_notify: the server tells the client its consumer is gone.
+  // consumer_cancel_notify: the server tells a client that announced it that its consumer is
+  // gone (RabbitMQ sends nothing to other clients).
+  if (state_ != state::open || !conn_.cancel_notify()) return;
   conn_.send(id_, basic_cancel{consumer_tag, false});
   conn_.conn().flush_soon();
 }
@@ -423,17 +463,23 @@ void channel::on_consume(basic_consume& x) {
   auto link = link_;
   uint64_t cid = global_id_, conn_id = conn_.id();
   uint16_t prefetch = prefetch_count_;
+  ++pending_;
   // Custom rather than call_vhost: consume-ok must reach the client before any delivery, so the
   // reply is posted first and the queue dispatched after.
   conn_.home_of(*v).post([v, link, cid, conn_id, prefetch, q = x.queue, tag = x.consumer_tag,
-                          no_ack = x.no_ack, exclusive = x.exclusive, no_wait = x.no_wait] {
-    broker::maybe_error e = v->consume(cid, q, tag, no_ack, exclusive, prefetch, conn_id);
+                          no_ack = x.no_ack, exclusive = x.exclusive, no_wait = x.no_wait,
+                          args = std::move(x.arguments)] {
+    broker::maybe_error e = v->consume(cid, q, tag, no_ack, exclusive, prefetch, conn_id, args);
     link->worker().post([link, e, tag, no_wait] {
       if (!link->ch) return;
       channel& ch = *link->ch;
-      if (e) return ch.fail(*e, basic_consume::amqp_class_id, basic_consume::amqp_method_id);
-      if (!no_wait) ch.conn_.send(ch.id_, basic_consume_ok{tag});
-      ch.conn_.conn().flush_soon();
+      if (e) {
+        ch.fail(*e, basic_consume::amqp_class_id, basic_consume::amqp_method_id);
+      } else {
+        if (!no_wait) ch.conn_.send(ch.id_, basic_consume_ok{tag});
+        ch.conn_.conn().flush_soon();
+      }
+      ch.reply_done();
     });
     if (!e) v->dispatch_queue(q);
   });
@@ -476,6 +522,18 @@ void channel::on_get(basic_get& x) {
 
 void channel::on_settle(uint64_t tag, bool multiple, bool requeue, bool is_ack, uint16_t class_id,
                         uint16_t method_id) {
+  if (tx_mode_) {
+    tx_pending_.push_back([this, tag, multiple, requeue, is_ack, class_id, method_id] {
+      call_vhost(
+          [cid = global_id_, tag, multiple, requeue, is_ack](broker::vhost& v) {
+            return is_ack ? v.ack(cid, tag, multiple) : v.reject(cid, tag, multiple, requeue);
+          },
+          [class_id, method_id](channel& ch, const broker::maybe_error& e) {
+            if (e) ch.fail(*e, class_id, method_id);
+          });
+    });
+    return;
+  }
   call_vhost(
       [cid = global_id_, tag, multiple, requeue, is_ack](broker::vhost& v) {
         return is_ack ? v.ack(cid, tag, multiple) : v.reject(cid, tag, multiple, requeue);
@@ -483,6 +541,39 @@ void channel::on_settle(uint64_t tag, bool multiple, bool requeue, bool is_ack, 
       [class_id, method_id](channel& ch, const broker::maybe_error& e) {
         if (e) ch.fail(*e, class_id, method_id);
       });
+}
+
+void channel::on_tx(const method& m, uint16_t cid, uint16_t mid) {
+  if (std::holds_alternative<tx_select>(m)) {
+    if (confirm_mode_) {
+      conn_.channel_error(*this, reply_code::precondition_failed,
+                          "cannot switch from confirm to tx mode", cid, mid);
+      return;
+    }
+    tx_mode_ = true;
+    conn_.send(id_, tx_select_ok{});
+    return;
+  }
+  if (!tx_mode_) {
+    conn_.channel_error(*this, reply_code::precondition_failed, "channel is not transactional", cid,
+                        mid);
+    return;
+  }
+  if (std::holds_alternative<tx_rollback>(m)) {
+    tx_pending_.clear();
+    conn_.send(id_, tx_rollback_ok{});
+    return;
+  }
+  // tx.commit: everything buffered goes to the vhost in order, then commit-ok comes back after
+  // it (the vhost answers in order, so the commit-ok follows the last effect).
+  auto pending = std::move(tx_pending_);
+  tx_pending_.clear();
+  for (auto& op : pending) op();
+  call_vhost([](broker::vhost&) { return true; },
+             [](channel& ch, bool) {
+               ch.conn_.send(ch.id_, tx_commit_ok{});
+               ch.conn_.conn().flush_soon();
+             });
 }
 
 void channel::handle_method(method& m) {
@@ -493,6 +584,10 @@ void channel::handle_method(method& m) {
         if constexpr (std::is_same_v<T, channel_open>) {
           conn_.connection_error(reply_code::channel_error, "second 'channel.open' seen", cid, mid);
         } else if constexpr (std::is_same_v<T, channel_close>) {
+          if (pending_ > 0) {
+            close_requested_ = true;  // finish_client_close runs when the replies are in
+            return;
+          }
           conn_.send(id_, channel_close_ok{});
           // The connection erases this channel; nothing may touch `this` afterwards.
           conn_.close_channel(id_);
@@ -554,6 +649,11 @@ void channel::handle_method(method& m) {
         } else if constexpr (std::is_same_v<T, basic_reject>) {
           on_settle(x.delivery_tag, false, x.requeue, false, cid, mid);
         } else if constexpr (std::is_same_v<T, confirm_select>) {
+          if (tx_mode_) {
+            conn_.channel_error(*this, reply_code::precondition_failed,
+                                "cannot switch from tx to confirm mode", cid, mid);
+            return;
+          }
           confirm_mode_ = true;
           if (!x.nowait) conn_.send(id_, confirm_select_ok{});
         } else if constexpr (std::is_same_v<T, exchange_declare>) {
@@ -584,9 +684,7 @@ void channel::handle_method(method& m) {
           on_get(x);
         } else if constexpr (std::is_same_v<T, tx_select> || std::is_same_v<T, tx_commit> ||
                              std::is_same_v<T, tx_rollback>) {
-          conn_.connection_error(reply_code::not_implemented,
-                                 fmt::format("{} is not implemented yet", method_name(m)), cid,
-                                 mid);
+          on_tx(m, cid, mid);
         } else {
           // Methods only a server sends (connection.*, basic.deliver, *-ok, ...).
           conn_.connection_error(

@@ -5,8 +5,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "amqp/protocol/frame.hpp"
 #include "broker/vhost.hpp"
@@ -53,6 +55,9 @@ class channel {
 
   // Frames for this channel while it is open, in arrival order.
   void handle_frame(const protocol::frame_view& f);
+  // Broker requests sent and not yet answered: a client's close waits for them, so that an
+  // error they cause (e.g. 404 for a publish) reaches the client before close-ok, as in RabbitMQ.
+  bool busy() const { return pending_ > 0; }
 
   // From the vhost, through the link.
   void on_deliver(const std::string& consumer_tag, uint64_t delivery_tag, bool redelivered,
@@ -74,6 +79,8 @@ class channel {
   template <typename Op, typename Reply>
   void call_vhost(Op op, Reply reply);
   void fail(const broker::error& e, uint16_t class_id, uint16_t method_id);
+  void reply_done();
+  void finish_client_close();
   void send_message(const broker::message& m);
   // "" means the last queue declared on this channel (an AMQP shorthand RabbitMQ supports).
   bool resolve_queue(std::string& name, uint16_t class_id, uint16_t method_id);
@@ -89,6 +96,7 @@ class channel {
   void on_consume(protocol::basic_consume& x);
   void on_cancel(protocol::basic_cancel& x);
   void on_get(protocol::basic_get& x);
+  void on_tx(const protocol::method& m, uint16_t class_id, uint16_t method_id);
   void on_settle(uint64_t tag, bool multiple, bool requeue, bool is_ack, uint16_t class_id,
                  uint16_t method_id);
 
@@ -100,9 +108,14 @@ class channel {
   content_phase content_ = content_phase::none;
   bool flow_active_ = true;
   bool confirm_mode_ = false;
+  bool tx_mode_ = false;
+  // In a transaction, publishes and acknowledgements wait here until tx.commit.
+  std::vector<std::function<void()>> tx_pending_;
   uint16_t prefetch_count_ = 0;  // basic.qos global=false: applies to consumers made after it
   uint64_t publish_seq_ = 0;     // last publish sequence number in confirm mode
   std::string last_queue_;
+  uint32_t pending_ = 0;
+  bool close_requested_ = false;  // the client sent channel.close while replies were pending
   protocol::basic_publish publish_;
   protocol::content_header header_;
   std::string body_;

@@ -148,8 +148,8 @@ void amqp_connection::handle_channel0(const frame_view& f) {
       break;
   }
   if (std::holds_alternative<connection_close>(m)) {
-    send(0, connection_close_ok{});
-    conn().close_gracefully(std::chrono::seconds(1));
+    client_close_pending_ = true;
+    channel_idle();  // answers now unless a channel still waits for the broker
     return;
   }
   if (std::holds_alternative<connection_update_secret>(m)) {
@@ -182,6 +182,7 @@ void amqp_connection::handle_start_ok(const connection_start_ok& m) {
   if (const field_table* caps = table_table(m.client_properties, "capabilities")) {
     cap_auth_failure_close_ = table_bool(*caps, "authentication_failure_close").value_or(false);
     cap_blocked_ = table_bool(*caps, "connection.blocked").value_or(false);
+    cap_cancel_notify_ = table_bool(*caps, "consumer_cancel_notify").value_or(false);
   }
   if (!auth::is_offered_mechanism(m.mechanism)) {
     refuse_login(m.mechanism, fmt::format("unknown authentication mechanism '{}'", m.mechanism));
@@ -304,6 +305,7 @@ void amqp_connection::handle_channel_frame(const frame_view& f) {
       open_channel(f.channel);
       return;
     }
+    if (std::holds_alternative<channel_close_ok>(m)) return;  // late answer to a crossing close
     connection_error(reply_code::channel_error, "expected 'channel.open'", method_class_id(m),
                      method_method_id(m));
     return;
@@ -325,6 +327,17 @@ void amqp_connection::handle_channel_frame(const frame_view& f) {
     return;
   }
   ch->handle_frame(f);
+}
+
+void amqp_connection::channel_idle() {
+  if (!client_close_pending_ || phase_ == phase::closing) return;
+  for (const auto& c : channels_)
+    if (c->busy()) return;
+  client_close_pending_ = false;
+  send(0, connection_close_ok{});
+  phase_ = phase::closing;
+  channels_.clear();
+  conn().close_gracefully(std::chrono::seconds(1));
 }
 
 void amqp_connection::open_channel(uint16_t id) {

@@ -57,11 +57,17 @@ class amqp_connection final : public net::connection_handler {
   net::worker& home_of(const broker::vhost& v) const { return ctx_.pool->at(v.home_worker()); }
   const auth::user& user() const { return *user_; }
   uint32_t frame_max() const { return frame_max_; }
+  bool cancel_notify() const { return cap_cancel_notify_; }
   void note_publish();
   // 540 for unknown method ids, 501 for arguments that do not decode.
   void refuse_undecodable(std::span<const uint8_t> payload, protocol::decode_status st);
   // The client closed channel `id` (close-ok already sent): forget it.
-  void close_channel(uint16_t id) { erase_channel(id); }
+  void close_channel(uint16_t id) {
+    erase_channel(id);
+    channel_idle();
+  }
+  // A channel has no broker replies outstanding: a deferred connection.close may complete.
+  void channel_idle();
 
  private:
   enum class phase : uint8_t { header, start_ok, tune_ok, open_wait, open, closing };
@@ -84,8 +90,10 @@ class amqp_connection final : public net::connection_handler {
   phase phase_ = phase::header;
   bool cap_auth_failure_close_ = false;
   bool cap_blocked_ = false;
+  bool cap_cancel_notify_ = false;
   bool blocked_ = false;
   bool published_ = false;
+  bool client_close_pending_ = false;  // connection.close waits for channels' broker replies
   uint16_t channel_max_ = 0;
   uint16_t heartbeat_ = 0;
   uint32_t frame_max_ = protocol::frame_min_size;  // before tune-ok, the spec's minimum
