@@ -166,6 +166,12 @@ int run(const app::config& cfg) {
     if (open == 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  // Whoever did not answer is closed now, on its own worker, while every worker still runs (a
+  // closing channel posts its goodbye to the vhost's worker).
+  on_every_worker(pool, [](net::worker& w) {
+    w.for_each_connection([](net::connection& c) { c.close_now(); });
+  });
+  on_every_worker(pool, [](net::worker&) {});  // let those posts land
   pool.stop();
   pool.join();
   ::close(lock_fd);

@@ -64,6 +64,9 @@ channel::~channel() {
 
 void channel::detach_from_vhost() {
   if (!link_) return;
+  // Replies to our publishes will be dropped: give their flow-control credit back now.
+  conn_.publish_finished(inflight_publishes_);
+  inflight_publishes_ = 0;
   link_->ch = nullptr;
   link_.reset();
   uint64_t cid = global_id_;
@@ -247,9 +250,15 @@ void channel::complete_publish() {
   bool mandatory = publish_.mandatory;
   broker::message_ptr shared = std::move(msg);
   auto publish = [this, shared, mandatory, seq] {
+    conn_.publish_started();
+    ++inflight_publishes_;
+    // The connection outlives its channels' replies only while open; the reply runs on this
+    // worker only if the channel (and so the connection) still exists.
     call_vhost([shared](broker::vhost& v) { return v.publish(shared); },
                [shared, mandatory, seq](
                    channel& ch, const std::variant<broker::publish_outcome, broker::error>& r) {
+                 ch.conn_.publish_finished();
+                 --ch.inflight_publishes_;
                  if (auto* e = std::get_if<broker::error>(&r)) {
                    ch.fail(*e, basic_publish::amqp_class_id, basic_publish::amqp_method_id);
                    return;

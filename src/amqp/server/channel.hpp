@@ -115,6 +115,7 @@ class channel {
   uint64_t publish_seq_ = 0;     // last publish sequence number in confirm mode
   std::string last_queue_;
   uint32_t pending_ = 0;
+  uint32_t inflight_publishes_ = 0;  // of pending_, the publishes (counted by the connection)
   bool close_requested_ = false;  // the client sent channel.close while replies were pending
   protocol::basic_publish publish_;
   protocol::content_header header_;

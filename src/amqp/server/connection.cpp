@@ -469,9 +469,35 @@ void amqp_connection::on_closed() {
   channels_.clear();
 }
 
+namespace {
+// In-flight publishes per connection before reading pauses, and the level at which it resumes.
+constexpr uint32_t inflight_high = 4096;
+constexpr uint32_t inflight_low = 1024;
+}  // namespace
+
 void amqp_connection::note_publish() {
   published_ = true;
-  if (blocked_) conn().pause_reading(true);
+  if (blocked_) update_reading();
+}
+
+void amqp_connection::publish_started() {
+  if (++inflight_publishes_ >= inflight_high && !flow_paused_) {
+    flow_paused_ = true;
+    update_reading();
+  }
+}
+
+void amqp_connection::publish_finished(uint32_t n) {
+  inflight_publishes_ -= std::min(n, inflight_publishes_);
+  if (flow_paused_ && inflight_publishes_ <= inflight_low) {
+    flow_paused_ = false;
+    update_reading();
+  }
+}
+
+void amqp_connection::update_reading() {
+  if (phase_ == phase::closing || conn().closing()) return;
+  conn().pause_reading(flow_paused_ || (blocked_ && published_));
 }
 
 void amqp_connection::set_blocked(bool blocked, std::string_view reason) {
@@ -484,8 +510,7 @@ void amqp_connection::set_blocked(bool blocked, std::string_view reason) {
       send(0, connection_unblocked{});
     conn().flush();
   }
-  if (phase_ == phase::closing) return;
-  if (published_) conn().pause_reading(blocked);
+  update_reading();
 }
 
 }  // namespace warren::amqp::server

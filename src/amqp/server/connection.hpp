@@ -59,6 +59,11 @@ class amqp_connection final : public net::connection_handler {
   uint32_t frame_max() const { return frame_max_; }
   bool cancel_notify() const { return cap_cancel_notify_; }
   void note_publish();
+  // Publishes handed to the vhost and not yet answered. Past a limit the connection stops
+  // reading its socket until the vhost catches up: a fast publisher slows to the broker's pace
+  // instead of filling the vhost worker's mailbox (credit-based flow control, like RabbitMQ's).
+  void publish_started();
+  void publish_finished(uint32_t n = 1);
   // 540 for unknown method ids, 501 for arguments that do not decode.
   void refuse_undecodable(std::span<const uint8_t> payload, protocol::decode_status st);
   // The client closed channel `id` (close-ok already sent): forget it.
@@ -83,6 +88,7 @@ class amqp_connection final : public net::connection_handler {
   void erase_channel(uint16_t id);
   // A framing error leaves the byte stream unusable: reply 501 and read nothing more.
   void fatal_frame_error(std::string_view text);
+  void update_reading();
   void refuse_login(std::string_view mechanism, std::string_view why);
   std::string describe();
 
@@ -93,7 +99,9 @@ class amqp_connection final : public net::connection_handler {
   bool cap_cancel_notify_ = false;
   bool blocked_ = false;
   bool published_ = false;
-  bool client_close_pending_ = false;  // connection.close waits for channels' broker replies
+  bool client_close_pending_ = false;
+  bool flow_paused_ = false;
+  uint32_t inflight_publishes_ = 0;  // connection.close waits for channels' broker replies
   uint16_t channel_max_ = 0;
   uint16_t heartbeat_ = 0;
   uint32_t frame_max_ = protocol::frame_min_size;  // before tune-ok, the spec's minimum
