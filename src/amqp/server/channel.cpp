@@ -275,10 +275,13 @@ void channel::complete_publish() {
                    ch.send_message(*shared);
                  }
                  if (seq != 0) {
-                   if (outcome == broker::publish_outcome::rejected)
+                   if (outcome == broker::publish_outcome::rejected) {
+                     ch.send_pending_confirms();
                      ch.conn_.send(ch.id_, basic_nack{seq, false, false});
-                   else
-                     ch.conn_.send(ch.id_, basic_ack{seq, false});
+                     ch.acked_upto_ = ch.acked_sent_ = seq;  // a later multiple ack starts after it
+                   } else {
+                     ch.confirm_later(seq);
+                   }
                  }
                  ch.conn_.conn().flush_soon();
                });
@@ -287,6 +290,25 @@ void channel::complete_publish() {
     tx_pending_.push_back(std::move(publish));
   else
     publish();
+}
+
+void channel::confirm_later(uint64_t seq) {
+  // Replies come back in publish order, so every sequence number up to `seq` is settled: one
+  // basic.ack with multiple=true covers the batch, sent once the current burst of replies is in.
+  acked_upto_ = seq;
+  if (confirm_flush_scheduled_) return;
+  confirm_flush_scheduled_ = true;
+  link_->worker().post([link = link_] {
+    if (link->ch) link->ch->send_pending_confirms();
+  });
+}
+
+void channel::send_pending_confirms() {
+  confirm_flush_scheduled_ = false;
+  if (acked_upto_ <= acked_sent_ || state_ != state::open) return;
+  conn_.send(id_, basic_ack{acked_upto_, acked_upto_ - acked_sent_ > 1});
+  acked_sent_ = acked_upto_;
+  conn_.conn().flush_soon();
 }
 
 void channel::send_message(const broker::message& m) {

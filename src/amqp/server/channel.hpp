@@ -82,6 +82,8 @@ class channel {
   void reply_done();
   void finish_client_close();
   void send_message(const broker::message& m);
+  void confirm_later(uint64_t seq);
+  void send_pending_confirms();
   // "" means the last queue declared on this channel (an AMQP shorthand RabbitMQ supports).
   bool resolve_queue(std::string& name, uint16_t class_id, uint16_t method_id);
 
@@ -113,6 +115,9 @@ class channel {
   std::vector<std::function<void()>> tx_pending_;
   uint16_t prefetch_count_ = 0;  // basic.qos global=false: applies to consumers made after it
   uint64_t publish_seq_ = 0;     // last publish sequence number in confirm mode
+  uint64_t acked_upto_ = 0;      // highest sequence number settled as ack
+  uint64_t acked_sent_ = 0;      // highest sequence number whose ack went to the client
+  bool confirm_flush_scheduled_ = false;
   std::string last_queue_;
   uint32_t pending_ = 0;
   uint32_t inflight_publishes_ = 0;  // of pending_, the publishes (counted by the connection)
