@@ -603,7 +603,7 @@ void vhost::dispatch(queue& q) {
       consumer* c = *it;
       const channel_record& ch = *c->channel;
       bool room =
-          ch.flow_active &&
+          ch.flow_active && ch.in_transit < transit_window &&
           (c->no_ack || ((c->prefetch == 0 || c->unacked < c->prefetch) &&
                          (ch.global_prefetch == 0 || ch.unacked_count < ch.global_prefetch)));
       if (room) {
@@ -625,6 +625,7 @@ void vhost::dispatch(queue& q) {
 
 void vhost::deliver_one(consumer& c, queue::entry e) {
   channel_record& ch = *c.channel;
+  ++ch.in_transit;
   uint64_t tag = ch.next_tag++;
   bool redelivered = e.redelivered;
   message_ptr m = e.msg;
@@ -717,6 +718,16 @@ void vhost::set_global_prefetch(uint64_t channel_id, uint16_t n) {
   if (it == channels_.end()) return;
   it->second.global_prefetch = n;
   for (auto& [tag, c] : it->second.consumers) dispatch(*c->q);
+}
+
+void vhost::credit(uint64_t channel_id, uint32_t n) {
+  auto it = channels_.find(channel_id);
+  if (it == channels_.end()) return;
+  channel_record& ch = it->second;
+  bool was_full = ch.in_transit >= transit_window;
+  ch.in_transit -= std::min(n, ch.in_transit);
+  if (was_full)
+    for (auto& [tag, c] : ch.consumers) dispatch(*c->q);
 }
 
 void vhost::set_flow(uint64_t channel_id, bool active) {

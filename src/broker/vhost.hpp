@@ -57,6 +57,7 @@ struct channel_record {
   uint64_t next_tag = 1;
   uint16_t global_prefetch = 0;  // basic.qos global=true
   uint32_t unacked_count = 0;
+  uint32_t in_transit = 0;  // deliveries sent to the channel and not yet credited back
   bool flow_active = true;
   std::map<uint64_t, unacked_message> unacked;  // by delivery tag
   std::map<std::string, std::unique_ptr<consumer>, std::less<>> consumers;
@@ -139,6 +140,11 @@ class vhost {
   maybe_error reject(uint64_t channel_id, uint64_t tag, bool multiple, bool requeue);
   void recover(uint64_t channel_id);
   void set_global_prefetch(uint64_t channel_id, uint16_t n);
+  // The channel wrote n deliveries out: room for n more (see transit_window).
+  void credit(uint64_t channel_id, uint32_t n);
+  // Deliveries a channel may have in transit (posted, not yet written to its socket). Bounds
+  // the memory a slow consumer can make the broker hold outside its queues, acked or not.
+  static constexpr uint32_t transit_window = 2000;
   void set_flow(uint64_t channel_id, bool active);
 
   // Periodic housekeeping on the home worker: expires messages whose TTL passed (dead-lettering

@@ -162,6 +162,7 @@ void connection::after_drain() {
     socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
   }
   update_read_state();
+  if (state_ == state::open && handler_) handler_->on_output_drained();
 }
 
 void connection::update_read_state() {

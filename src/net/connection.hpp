@@ -28,6 +28,8 @@ class connection_handler {
   virtual void on_tick(std::chrono::steady_clock::time_point /*now*/) {}
   // The broker is shutting down: say goodbye in the protocol's words and close.
   virtual void on_shutdown();
+  // Everything queued for the peer has been handed to the kernel.
+  virtual void on_output_drained() {}
   // The socket is closed; no further calls follow.
   virtual void on_closed() {}
 

@@ -263,3 +263,30 @@ def test_other_queue_types_are_refused(conn):
     with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
         ch.queue_declare("qq", durable=True, arguments={"x-queue-type": "quorum"})
     assert e.value.reply_code == 406
+
+
+def test_consumer_that_stops_reading_leaves_messages_in_the_queue(warren):
+    # A no-ack consumer whose client stops reading must not make the broker push the whole queue
+    # into its connection: deliveries in transit are bounded, the rest stays ready in the queue.
+    import struct
+    from support.amqp_raw import RawClient, encode_bits, shortstr, encode_table
+
+    stalled = RawClient(warren.amqp_port)
+    stalled.handshake()
+    stalled.open_channel(1)
+    consume_args = struct.pack(">H", 0) + shortstr("stall") + shortstr("t") + \
+        encode_bits(False, True, False, False) + encode_table({})
+    c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", warren.amqp_port))
+    ch = c.channel()
+    ch.queue_declare("stall")
+    stalled.send_method(1, (60, 20), consume_args)  # basic.consume no_ack=true, then never read
+    body = b"x" * 1024
+    total = 20000
+    for _ in range(total):
+        ch.basic_publish("", "stall", body)
+    assert wait_for(lambda: count(ch, "stall") > 0, timeout=5)
+    ready = count(ch, "stall")
+    # At most the transit window (2000) plus what the kernel's socket buffers absorbed left.
+    assert ready > total // 3, ready
+    c.close()
+    stalled.close()

@@ -330,6 +330,29 @@ void channel::on_deliver(const std::string& consumer_tag, uint64_t delivery_tag,
   conn_.send(id_, d);
   send_message(*m);
   conn_.conn().flush_soon();
+  ++uncredited_;
+  if (!credit_scheduled_) {
+    credit_scheduled_ = true;
+    link_->worker().post([link = link_] {
+      if (link->ch) link->ch->give_credit();
+    });
+  }
+}
+
+void channel::give_credit() {
+  credit_scheduled_ = false;
+  // A peer that does not read keeps its credit until its output drains (on_output_drained).
+  if (uncredited_ == 0 || !link_ ||
+      conn_.conn().queued_bytes() > net::connection::write_high_watermark / 4)
+    return;
+  uint32_t n = uncredited_;
+  uncredited_ = 0;
+  broker::vhost* v = &conn_.vhost();
+  conn_.home_of(*v).post([v, cid = global_id_, n] { v->credit(cid, n); });
+}
+
+void channel::on_output_drained() {
+  if (uncredited_ > 0 && !credit_scheduled_) give_credit();
 }
 
 void channel::on_cancelled(const std::string& consumer_tag) {

@@ -63,6 +63,8 @@ class channel {
   void on_deliver(const std::string& consumer_tag, uint64_t delivery_tag, bool redelivered,
                   const broker::message_ptr& m);
   void on_cancelled(const std::string& consumer_tag);
+  // The connection's output drained: credit held back for a slow peer can go now.
+  void on_output_drained();
 
  private:
   enum class content_phase : uint8_t { none, header, body };
@@ -83,6 +85,7 @@ class channel {
   void finish_client_close();
   void send_message(const broker::message& m);
   void confirm_later(uint64_t seq);
+  void give_credit();
   void send_pending_confirms();
   // "" means the last queue declared on this channel (an AMQP shorthand RabbitMQ supports).
   bool resolve_queue(std::string& name, uint16_t class_id, uint16_t method_id);
@@ -118,10 +121,12 @@ class channel {
   uint64_t acked_upto_ = 0;      // highest sequence number settled as ack
   uint64_t acked_sent_ = 0;      // highest sequence number whose ack went to the client
   bool confirm_flush_scheduled_ = false;
+  uint32_t uncredited_ = 0;  // deliveries written to the output buffer, not yet credited
+  bool credit_scheduled_ = false;
   std::string last_queue_;
   uint32_t pending_ = 0;
   uint32_t inflight_publishes_ = 0;  // of pending_, the publishes (counted by the connection)
-  bool close_requested_ = false;  // the client sent channel.close while replies were pending
+  bool close_requested_ = false;     // the client sent channel.close while replies were pending
   protocol::basic_publish publish_;
   protocol::content_header header_;
   std::string body_;

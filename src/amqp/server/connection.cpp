@@ -465,6 +465,10 @@ void amqp_connection::on_shutdown() {
   }
 }
 
+void amqp_connection::on_output_drained() {
+  for (auto& c : channels_) c->on_output_drained();
+}
+
 void amqp_connection::on_closed() {
   channels_.clear();
 }

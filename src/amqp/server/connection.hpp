@@ -30,6 +30,7 @@ class amqp_connection final : public net::connection_handler {
   void on_tick(clock::time_point now) override;
   void on_shutdown() override;
   void on_closed() override;
+  void on_output_drained() override;
 
   // Memory and disk alarms drive this: while blocked, a client that announced the
   // connection.blocked capability is told so, and a connection that has published stops being
