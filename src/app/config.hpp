@@ -27,6 +27,7 @@ struct config {
   std::string default_user = "guest";
   std::string default_pass = "guest";
   std::string default_vhost = "/";
+  std::string vhosts;  // more vhosts to create, comma-separated (the default user may use them)
   std::string config_file;
 };
 

@@ -8,6 +8,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -94,12 +95,24 @@ int run(const app::config& cfg) {
   auto nets = auth::parse_ip_networks(cfg.loopback_networks);
   if (!nets) throw std::runtime_error("bad --loopback-networks: " + cfg.loopback_networks);
   users.set_loopback_networks(*nets);
+  // The default vhost and any others asked for, spread over the workers: a vhost's queues run
+  // on its home worker, so separate vhosts use separate cores.
+  std::vector<std::string> vhost_names{cfg.default_vhost};
+  for (std::string_view rest = cfg.vhosts; !rest.empty();) {
+    size_t comma = rest.find(',');
+    std::string name(rest.substr(0, comma));
+    if (!name.empty() &&
+        std::find(vhost_names.begin(), vhost_names.end(), name) == vhost_names.end())
+      vhost_names.push_back(name);
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
   auth::user u{cfg.default_user, auth::hash_password(cfg.default_pass), {"administrator"}, {}};
-  u.permissions[cfg.default_vhost] = auth::permission{};
+  for (const auto& name : vhost_names) u.permissions[name] = auth::permission{};
   users.add_user(std::move(u));
 
   broker::vhost_registry vhosts;
-  vhosts.add(cfg.default_vhost);
+  for (size_t i = 0; i < vhost_names.size(); ++i) vhosts.add(vhost_names[i], i % cfg.workers);
 
   amqp::server::server_context ctx;
   ctx.settings.channel_max = cfg.channel_max;
@@ -135,8 +148,11 @@ int run(const app::config& cfg) {
         c->start(std::make_unique<http::http_handler>(router));
       },
       "http");
-  broker::vhost* home = vhosts.find(cfg.default_vhost);
-  vhost_ticker ticker(pool.at(home->home_worker()), *home);  // armed before the worker runs
+  std::vector<std::unique_ptr<vhost_ticker>> tickers;  // armed before the workers run
+  for (const auto& name : vhost_names) {
+    broker::vhost* v = vhosts.find(name);
+    tickers.push_back(std::make_unique<vhost_ticker>(pool.at(v->home_worker()), *v));
+  }
   pool.start();
   amqp_listener.start();
   http_listener.start();

@@ -121,7 +121,9 @@ maybe_error vhost::declare_exchange(const exchange_settings& s, bool passive) {
   }
   if (s.name.empty())
     return error{error_code::access_refused, "operation not permitted on the default exchange"};
-  if (s.name.rfind("amq.", 0) == 0)
+  // As RabbitMQ: the amq. prefix is checked only when creating; an equivalent redeclaration of
+  // amq.direct and friends succeeds.
+  if (!x && s.name.rfind("amq.", 0) == 0)
     return error{error_code::access_refused,
                  fmt::format("exchange name '{}' contains reserved prefix 'amq.*'", s.name)};
   if (!is_known_exchange_type(s.type))
@@ -269,6 +271,14 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
   if (queue* q = find_queue(name)) {
     if (auto e = check_exclusive(*q, r.connection_id)) return *e;
     const auto& c = q->settings();
+    // RabbitMQ checks exclusivity before the other properties: a mismatch either way is 405.
+    if (c.exclusive != r.exclusive)
+      return error{error_code::resource_locked,
+                   fmt::format("cannot obtain exclusive access to locked queue '{}' in vhost "
+                               "'{}'. It could be originally declared on another connection or "
+                               "the exclusive property value does not match that of the "
+                               "original declaration.",
+                               name, name_)};
     if (c.durable != r.durable)
       return inequivalent("queue", "durable", name, name_, bool_text(r.durable),
                           bool_text(c.durable));

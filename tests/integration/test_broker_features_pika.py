@@ -290,3 +290,24 @@ def test_consumer_that_stops_reading_leaves_messages_in_the_queue(warren):
     assert ready > total // 3, ready
     c.close()
     stalled.close()
+
+
+def test_vhosts_are_isolated(warren_factory):
+    w = warren_factory("--vhosts", "dev,staging")
+    def connect(vhost):
+        return pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", w.amqp_port,
+                                                                 virtual_host=vhost))
+    dev, staging = connect("dev"), connect("staging")
+    d, s = dev.channel(), staging.channel()
+    d.queue_declare("only-in-dev")
+    d.basic_publish("", "only-in-dev", b"dev message")
+    d.basic_publish("amq.fanout", "", b"predeclared in every vhost")
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        s.queue_declare("only-in-dev", passive=True)
+    assert e.value.reply_code == 404
+    s = staging.channel()
+    s.queue_declare("only-in-dev")  # the same name is a different queue here
+    assert s.queue_declare("only-in-dev", passive=True).method.message_count == 0
+    assert d.queue_declare("only-in-dev", passive=True).method.message_count == 1
+    dev.close()
+    staging.close()

@@ -78,8 +78,10 @@ void channel::mark_closing() {
   state_ = state::closing;
   reset_content();
   detach_from_vhost();
-  // Replies still on their way will be dropped now: a waiting client close need not wait.
+  // Replies still on their way will be dropped now: a waiting client close need not wait. Our
+  // channel.close has just been sent; the client's close crosses it and gets its close-ok.
   pending_ = 0;
+  if (close_requested_) finish_client_close();
 }
 
 template <typename Op, typename Reply>
@@ -93,7 +95,9 @@ void channel::call_vhost(Op op, Reply reply) {
       if (!link->ch) return;
       channel& ch = *link->ch;
       reply(ch, result);
-      ch.reply_done();  // may destroy the channel
+      // The reply may have closed the channel or the whole connection (a hard error destroys
+      // every channel): only a channel still attached to its link is touched again.
+      if (link->ch) link->ch->reply_done();
     });
   });
 }
@@ -117,8 +121,10 @@ void channel::finish_client_close() {
 
 void channel::fail(const broker::error& e, uint16_t class_id, uint16_t method_id) {
   if (state_ != state::open) return;
-  conn_.channel_error(*this, reply_code(uint16_t(e.code)), e.text, class_id, method_id);
-  conn_.conn().flush_soon();
+  // A hard error closes the connection and destroys this channel: use nothing of `this` after.
+  amqp_connection& conn = conn_;
+  conn.channel_error(*this, reply_code(uint16_t(e.code)), e.text, class_id, method_id);
+  conn.conn().flush_soon();
 }
 
 void channel::unexpected_frame(std::string_view what, uint16_t class_id, uint16_t method_id) {
@@ -533,7 +539,7 @@ void channel::on_consume(basic_consume& x) {
         if (!no_wait) ch.conn_.send(ch.id_, basic_consume_ok{tag});
         ch.conn_.conn().flush_soon();
       }
-      ch.reply_done();
+      if (link->ch) link->ch->reply_done();  // see call_vhost
     });
     if (!e) v->dispatch_queue(q);
   });

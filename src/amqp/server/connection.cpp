@@ -470,7 +470,14 @@ void amqp_connection::on_output_drained() {
 }
 
 void amqp_connection::on_closed() {
+  // Channels tell the vhost they are gone (their unacked messages are requeued), then the
+  // connection's exclusive queues are deleted: both posts go to the vhost in this order.
   channels_.clear();
+  if (vhost_) {
+    broker::vhost* v = vhost_;
+    uint64_t id = id_;
+    home_of(*v).post([v, id] { v->close_connection(id); });
+  }
 }
 
 namespace {
