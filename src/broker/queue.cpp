@@ -105,17 +105,18 @@ queue::accept queue::enqueue(message_ptr m, int64_t now, std::vector<entry>& dro
   return accept::ok;
 }
 
+queue::entry queue::remove_front(std::deque<entry>& l) {
+  entry e = std::move(l.front());
+  l.pop_front();
+  bytes_ -= e.msg->body.size();
+  --count_;
+  if (e.expires_at) --expiring_;
+  return e;
+}
+
 std::optional<queue::entry> queue::pop_front() {
-  for (size_t i = levels_.size(); i-- > 0;) {
-    auto& l = levels_[i];
-    if (l.empty()) continue;
-    entry e = std::move(l.front());
-    l.pop_front();
-    bytes_ -= e.msg->body.size();
-    --count_;
-    if (e.expires_at) --expiring_;
-    return e;
-  }
+  for (size_t i = levels_.size(); i-- > 0;)
+    if (!levels_[i].empty()) return remove_front(levels_[i]);
   return std::nullopt;
 }
 
@@ -125,12 +126,7 @@ void queue::drop_for_limits(std::vector<entry>& dropped) {
                         (policy_.max_bytes && bytes_ > *policy_.max_bytes))) {
     for (auto& l : levels_) {
       if (l.empty()) continue;
-      entry e = std::move(l.front());
-      l.pop_front();
-      bytes_ -= e.msg->body.size();
-      --count_;
-      if (e.expires_at) --expiring_;
-      dropped.push_back(std::move(e));
+      dropped.push_back(remove_front(l));
       break;
     }
   }
@@ -140,14 +136,8 @@ void queue::expire(int64_t now, std::vector<entry>& expired) {
   if (expiring_ == 0) return;
   // As RabbitMQ's classic queues: a message expires when it reaches the head.
   for (auto& l : levels_) {
-    while (!l.empty() && l.front().expires_at != 0 && l.front().expires_at <= now) {
-      entry e = std::move(l.front());
-      l.pop_front();
-      bytes_ -= e.msg->body.size();
-      --count_;
-      --expiring_;
-      expired.push_back(std::move(e));
-    }
+    while (!l.empty() && l.front().expires_at != 0 && l.front().expires_at <= now)
+      expired.push_back(remove_front(l));
   }
 }
 

@@ -95,6 +95,7 @@ class queue {
   std::deque<entry>& level(uint8_t p) { return levels_[p]; }
   void drop_for_limits(std::vector<entry>& dropped);
   std::optional<entry> pop_front();
+  entry remove_front(std::deque<entry>& l);  // keeps the counters right
 
   queue_settings settings_;
   queue_policy policy_;

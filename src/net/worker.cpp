@@ -23,6 +23,14 @@ worker::worker(size_t index)
 worker::~worker() {
   stop();
   join();
+  close_all_connections();
+}
+
+void worker::close_all_connections() {
+  // Connections still open (a pool torn down without the broker's shutdown sequence, as in tests)
+  // are closed while the mailboxes they may post their goodbyes to still exist; what they post
+  // is freed with the mailbox, after the io_context has dropped its handlers.
+  for_each_connection([](connection& c) { c.close_now(); });
 }
 
 void worker::post(mailbox::task fn) {
@@ -89,6 +97,12 @@ void worker::on_tick() {
 
 worker_pool::worker_pool(size_t n) {
   for (size_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<worker>(i));
+}
+
+worker_pool::~worker_pool() {
+  stop();
+  join();
+  for (auto& w : workers_) w->close_all_connections();
 }
 
 void worker_pool::start() {

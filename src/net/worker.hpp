@@ -36,10 +36,21 @@ class worker {
 
   // Any thread: runs fn on this worker's thread. Wakes the loop only when the mailbox was idle.
   void post(mailbox::task fn);
+  // Runs fn now when called on this worker's thread, else posts it. Callers must not depend on
+  // fn running after what they do next.
+  template <typename F>
+  void run_or_post(F&& fn) {
+    if (on_own_thread())
+      fn();
+    else
+      post(std::forward<F>(fn));
+  }
 
   void start();  // spawns the thread
   void stop();   // any thread: stops the loop; pending work is dropped
   void join();
+  // After join(): closes the remaining connections from the calling thread.
+  void close_all_connections();
   bool on_own_thread() const { return std::this_thread::get_id() == thread_id_.load(); }
 
   // Scratch space for socket reads on this worker: one buffer per worker, not per connection, so
@@ -58,9 +69,9 @@ class worker {
   void on_tick();
 
   size_t index_;
+  mailbox mailbox_;  // declared before io_: outlives the handlers io_ destroys
   boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  mailbox mailbox_;
   std::atomic<bool> wake_pending_{false};
   std::thread thread_;
   std::atomic<std::thread::id> thread_id_{};
@@ -72,6 +83,9 @@ class worker {
 class worker_pool {
  public:
   explicit worker_pool(size_t n);
+  // Stops and joins, then closes every worker's connections before any worker is destroyed
+  // (a closing connection may post to another worker).
+  ~worker_pool();
   size_t size() const { return workers_.size(); }
   worker& at(size_t i) { return *workers_[i]; }
   void start();

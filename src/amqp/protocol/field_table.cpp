@@ -89,7 +89,12 @@ bool decode_value(common::byte_reader& r, field_value& out, int depth) {
   return r.ok();
 }
 
-bool decode_table(common::byte_reader& r, field_table& out, int depth) {
+namespace {
+
+// Tables and arrays are both a 32-bit length and then items up to it; `item` reads one from the
+// sub-reader and returns false if it does not decode.
+template <typename Item>
+bool decode_sized(common::byte_reader& r, int depth, Item item) {
   if (depth > max_table_depth) {
     r.fail();
     return false;
@@ -98,39 +103,37 @@ bool decode_table(common::byte_reader& r, field_table& out, int depth) {
   std::string_view body = r.bytes(len);
   if (!r.ok()) return false;
   common::byte_reader sub(body.data(), body.size());
-  out.entries.clear();
   while (sub.remaining() > 0) {
-    uint8_t klen = sub.u8();
-    std::string_view key = sub.bytes(klen);
-    field_value v;
-    if (!sub.ok() || !decode_value(sub, v, depth)) {
+    if (!item(sub)) {
       r.fail();
       return false;
     }
-    out.entries.push_back(field_entry{std::string(key), std::move(v)});
   }
   return true;
 }
 
-bool decode_array(common::byte_reader& r, field_array& out, int depth) {
-  if (depth > max_table_depth) {
-    r.fail();
-    return false;
-  }
-  uint32_t len = r.u32();
-  std::string_view body = r.bytes(len);
-  if (!r.ok()) return false;
-  common::byte_reader sub(body.data(), body.size());
-  out.items.clear();
-  while (sub.remaining() > 0) {
+}  // namespace
+
+bool decode_table(common::byte_reader& r, field_table& out, int depth) {
+  out.entries.clear();
+  return decode_sized(r, depth, [&](common::byte_reader& sub) {
+    uint8_t klen = sub.u8();
+    std::string_view key = sub.bytes(klen);
     field_value v;
-    if (!decode_value(sub, v, depth)) {
-      r.fail();
-      return false;
-    }
+    if (!sub.ok() || !decode_value(sub, v, depth)) return false;
+    out.entries.push_back(field_entry{std::string(key), std::move(v)});
+    return true;
+  });
+}
+
+bool decode_array(common::byte_reader& r, field_array& out, int depth) {
+  out.items.clear();
+  return decode_sized(r, depth, [&](common::byte_reader& sub) {
+    field_value v;
+    if (!decode_value(sub, v, depth)) return false;
     out.items.push_back(std::move(v));
-  }
-  return true;
+    return true;
+  });
 }
 
 void encode_value(common::byte_writer& w, const field_value& fv) {

@@ -51,14 +51,8 @@ void write_method_frame(std::string& out, uint16_t channel, const method& m) {
 }
 
 void write_content_header_frame(std::string& out, uint16_t channel, const content_header& h) {
-  common::byte_writer w(out);
-  w.u8(frame_header);
-  w.u16(channel);
-  size_t at = w.size();
-  w.u32(0);
-  encode_content_header(w, h);
-  w.patch_u32(at, uint32_t(w.size() - at - 4));
-  w.u8(frame_end);
+  write_frame(out, frame_header, channel,
+              [&](common::byte_writer& w) { encode_content_header(w, h); });
 }
 
 void write_body_frames(std::string& out, uint16_t channel, std::string_view body,

@@ -44,16 +44,21 @@ parse_result parse_frame(std::span<const uint8_t> in, uint32_t frame_max);
 
 // Frame writers: append a complete frame to `out`.
 void write_method_frame(std::string& out, uint16_t channel, const method& m);
-template <typename M>
-void write_method(std::string& out, uint16_t channel, const M& m) {
+// Writes a frame whose payload `write_payload(byte_writer&)` produces, patching its size after.
+template <typename F>
+void write_frame(std::string& out, uint8_t type, uint16_t channel, F&& write_payload) {
   common::byte_writer w(out);
-  w.u8(frame_method);
+  w.u8(type);
   w.u16(channel);
   size_t at = w.size();
   w.u32(0);
-  encode_method(w, m);
+  write_payload(w);
   w.patch_u32(at, uint32_t(w.size() - at - 4));
   w.u8(frame_end);
+}
+template <typename M>
+void write_method(std::string& out, uint16_t channel, const M& m) {
+  write_frame(out, frame_method, channel, [&](common::byte_writer& w) { encode_method(w, m); });
 }
 void write_content_header_frame(std::string& out, uint16_t channel, const content_header& h);
 // Splits body into frames of at most frame_max bytes each (0 = one frame).

@@ -35,13 +35,18 @@ std::string generated_consumer_tag() {
 
 void channel_link::deliver(const std::string& consumer_tag, uint64_t delivery_tag, bool redelivered,
                            const broker::message_ptr& m) {
+  // The vhost and the channel often share a worker: then this is a plain call.
+  if (worker_.on_own_thread()) {
+    if (ch) ch->on_deliver(consumer_tag, delivery_tag, redelivered, m);
+    return;
+  }
   worker_.post([self = shared_from_this(), consumer_tag, delivery_tag, redelivered, m] {
     if (self->ch) self->ch->on_deliver(consumer_tag, delivery_tag, redelivered, m);
   });
 }
 
 void channel_link::cancelled(const std::string& consumer_tag) {
-  worker_.post([self = shared_from_this(), consumer_tag] {
+  worker_.run_or_post([self = shared_from_this(), consumer_tag] {
     if (self->ch) self->ch->on_cancelled(consumer_tag);
   });
 }
@@ -89,16 +94,18 @@ void channel::call_vhost(Op op, Reply reply) {
   broker::vhost* v = &conn_.vhost();
   auto link = link_;
   ++pending_;
-  conn_.home_of(*v).post([v, link, op = std::move(op), reply = std::move(reply)]() mutable {
+  // Both hops are plain calls when the channel runs on the vhost's home worker.
+  conn_.home_of(*v).run_or_post([v, link, op = std::move(op), reply = std::move(reply)]() mutable {
     auto result = op(*v);
-    link->worker().post([link, result = std::move(result), reply = std::move(reply)]() mutable {
-      if (!link->ch) return;
-      channel& ch = *link->ch;
-      reply(ch, result);
-      // The reply may have closed the channel or the whole connection (a hard error destroys
-      // every channel): only a channel still attached to its link is touched again.
-      if (link->ch) link->ch->reply_done();
-    });
+    link->worker().run_or_post(
+        [link, result = std::move(result), reply = std::move(reply)]() mutable {
+          if (!link->ch) return;
+          channel& ch = *link->ch;
+          reply(ch, result);
+          // The reply may have closed the channel or the whole connection (a hard error destroys
+          // every channel): only a channel still attached to its link is touched again.
+          if (link->ch) link->ch->reply_done();
+        });
   });
 }
 
@@ -354,7 +361,7 @@ void channel::give_credit() {
   uint32_t n = uncredited_;
   uncredited_ = 0;
   broker::vhost* v = &conn_.vhost();
-  conn_.home_of(*v).post([v, cid = global_id_, n] { v->credit(cid, n); });
+  conn_.home_of(*v).run_or_post([v, cid = global_id_, n] { v->credit(cid, n); });
 }
 
 void channel::on_output_drained() {
@@ -526,11 +533,11 @@ void channel::on_consume(basic_consume& x) {
   ++pending_;
   // Custom rather than call_vhost: consume-ok must reach the client before any delivery, so the
   // reply is posted first and the queue dispatched after.
-  conn_.home_of(*v).post([v, link, cid, conn_id, prefetch, q = x.queue, tag = x.consumer_tag,
-                          no_ack = x.no_ack, exclusive = x.exclusive, no_wait = x.no_wait,
-                          args = std::move(x.arguments)] {
+  conn_.home_of(*v).run_or_post([v, link, cid, conn_id, prefetch, q = x.queue, tag = x.consumer_tag,
+                                 no_ack = x.no_ack, exclusive = x.exclusive, no_wait = x.no_wait,
+                                 args = std::move(x.arguments)] {
     broker::maybe_error e = v->consume(cid, q, tag, no_ack, exclusive, prefetch, conn_id, args);
-    link->worker().post([link, e, tag, no_wait] {
+    link->worker().run_or_post([link, e, tag, no_wait] {
       if (!link->ch) return;
       channel& ch = *link->ch;
       if (e) {
