@@ -1,0 +1,192 @@
+// The vhost without sockets: routing through exchanges (and exchange-to-exchange bindings,
+// alternate exchanges), dispatch with prefetch and priorities, requeue order, dead-lettering.
+#include <gtest/gtest.h>
+
+#include "broker/vhost.hpp"
+
+namespace warren::broker {
+namespace {
+
+struct recorded {
+  std::string tag;
+  uint64_t delivery_tag;
+  bool redelivered;
+  std::string body;
+};
+
+class recorder : public delivery_target {
+ public:
+  void deliver(const std::string& tag, uint64_t dt, bool redelivered,
+               const message_ptr& m) override {
+    got.push_back({tag, dt, redelivered, m->body});
+  }
+  void cancelled(const std::string& tag) override { cancels.push_back(tag); }
+  std::vector<recorded> got;
+  std::vector<std::string> cancels;
+};
+
+message_ptr msg(std::string exchange, std::string key, std::string body) {
+  auto m = std::make_shared<message>();
+  m->exchange = std::move(exchange);
+  m->routing_key = std::move(key);
+  m->body = std::move(body);
+  return m;
+}
+
+class VhostTest : public ::testing::Test {
+ protected:
+  void SetUp() override { v.open_channel(1, 100, target); }
+  void declare(const std::string& q, common::field_table args = {}) {
+    queue_declare_request r;
+    r.name = q;
+    r.arguments = std::move(args);
+    r.connection_id = 100;
+    ASSERT_TRUE(std::holds_alternative<queue_declare_ok>(v.declare_queue(r)));
+  }
+  void bind(const std::string& q, const std::string& x, const std::string& key) {
+    auto d = v.queue_dest(q, 100);
+    ASSERT_FALSE(v.bind(x, std::get<dest_id>(d), key, {}));
+  }
+  size_t count(const std::string& q) {
+    queue_declare_request r;
+    r.name = q;
+    r.passive = true;
+    r.connection_id = 100;
+    return std::get<queue_declare_ok>(v.declare_queue(r)).message_count;
+  }
+  publish_outcome publish(message_ptr m) { return std::get<publish_outcome>(v.publish(m)); }
+
+  vhost v{"/", 0};
+  std::shared_ptr<recorder> target = std::make_shared<recorder>();
+};
+
+TEST_F(VhostTest, DefaultExchangeRoutesByQueueName) {
+  declare("a");
+  EXPECT_EQ(publish(msg("", "a", "1")), publish_outcome::routed);
+  EXPECT_EQ(publish(msg("", "b", "2")), publish_outcome::unroutable);
+  EXPECT_EQ(count("a"), 1u);
+  auto e = v.publish(msg("missing", "a", "3"));
+  ASSERT_TRUE(std::holds_alternative<error>(e));
+  EXPECT_EQ(std::get<error>(e).code, error_code::not_found);
+}
+
+TEST_F(VhostTest, ExchangeToExchangeWithCycleDeliversOnce) {
+  declare("q");
+  ASSERT_FALSE(v.declare_exchange({"x1", "fanout"}, false));
+  ASSERT_FALSE(v.declare_exchange({"x2", "fanout"}, false));
+  auto x1 = std::get<dest_id>(v.exchange_dest("x1"));
+  auto x2 = std::get<dest_id>(v.exchange_dest("x2"));
+  ASSERT_FALSE(v.bind("x1", x2, "", {}));
+  ASSERT_FALSE(v.bind("x2", x1, "", {}));  // a cycle
+  bind("q", "x2", "");
+  bind("q", "x1", "");  // two paths to the same queue
+  EXPECT_EQ(publish(msg("x1", "", "once")), publish_outcome::routed);
+  EXPECT_EQ(count("q"), 1u);
+}
+
+TEST_F(VhostTest, AlternateExchangeTakesUnroutable) {
+  declare("lost");
+  ASSERT_FALSE(v.declare_exchange({"ae", "fanout"}, false));
+  bind("lost", "ae", "");
+  common::field_table args;
+  args.set("alternate-exchange", std::string("ae"));
+  ASSERT_FALSE(v.declare_exchange({"main", "direct", false, false, false, args}, false));
+  EXPECT_EQ(publish(msg("main", "nobody", "x")), publish_outcome::routed);
+  EXPECT_EQ(count("lost"), 1u);
+}
+
+TEST_F(VhostTest, PrefetchRoundRobinAndRequeueOrder) {
+  declare("q");
+  ASSERT_FALSE(v.consume(1, "q", "c1", false, false, 2, 100));
+  ASSERT_FALSE(v.consume(1, "q", "c2", false, false, 2, 100));
+  for (int i = 1; i <= 6; ++i) publish(msg("", "q", std::to_string(i)));
+  ASSERT_EQ(target->got.size(), 4u);  // 2 each
+  EXPECT_EQ(target->got[0].tag, "c1");
+  EXPECT_EQ(target->got[1].tag, "c2");
+  EXPECT_EQ(count("q"), 2u);
+  // Reject everything delivered with requeue: back in original order, ahead of 5 and 6.
+  v.cancel(1, "c1");
+  v.cancel(1, "c2");
+  ASSERT_FALSE(v.reject(1, 0, true, true));
+  EXPECT_EQ(count("q"), 6u);
+  std::vector<std::string> order;
+  for (int i = 0; i < 6; ++i) {
+    auto r = v.get(1, "q", true, 100);
+    auto& ok = std::get<get_ok>(r);
+    order.push_back(ok.msg->body + (ok.redelivered ? "r" : ""));
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"1r", "2r", "3r", "4r", "5", "6"}));
+}
+
+TEST_F(VhostTest, MultipleAckSettlesUpToTheTag) {
+  declare("q");
+  for (int i = 0; i < 5; ++i) publish(msg("", "q", "m"));
+  std::vector<uint64_t> tags;
+  for (int i = 0; i < 5; ++i)
+    tags.push_back(std::get<get_ok>(v.get(1, "q", false, 100)).delivery_tag);
+  ASSERT_FALSE(v.ack(1, tags[2], true));
+  auto again = v.ack(1, tags[1], false);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->code, error_code::precondition_failed);
+  ASSERT_FALSE(v.ack(1, tags[4], false));
+  ASSERT_FALSE(v.ack(1, tags[3], false));
+}
+
+TEST_F(VhostTest, DeadLetterCountsRepeatedDeaths) {
+  common::field_table args;
+  args.set("x-dead-letter-exchange", std::string(""));
+  args.set("x-dead-letter-routing-key", std::string("q"));
+  declare("q", args);  // dead-letters to itself
+  publish(msg("", "q", "m"));
+  for (int round = 1; round <= 3; ++round) {
+    auto ok = std::get<get_ok>(v.get(1, "q", false, 100));
+    if (round > 1) {
+      const auto& deaths =
+          *ok.msg->properties.headers->find("x-death")->get_if<common::field_array>();
+      ASSERT_EQ(deaths.items.size(), 1u);  // one entry per (queue, reason), counted
+      const auto& d = *deaths.items[0].get_if<common::field_table>();
+      EXPECT_EQ(*d.find("count")->get_if<int64_t>(), round - 1);
+      EXPECT_EQ(common::table_string(d, "reason"), std::string_view("rejected"));
+    }
+    ASSERT_FALSE(v.reject(1, ok.delivery_tag, false, false));  // rejected: no cycle rule
+  }
+  EXPECT_EQ(count("q"), 1u);
+}
+
+TEST_F(VhostTest, DeletingAQueueCancelsItsConsumers) {
+  declare("q");
+  ASSERT_FALSE(v.consume(1, "q", "c", false, false, 0, 100));
+  auto r = v.delete_queue("q", false, false, 100);
+  ASSERT_TRUE(std::holds_alternative<uint32_t>(r));
+  EXPECT_EQ(target->cancels, std::vector<std::string>{"c"});
+  EXPECT_FALSE(v.has_consumer(1, "c"));
+}
+
+TEST_F(VhostTest, ClosingAChannelRequeuesAndRedelivers) {
+  declare("q");
+  ASSERT_FALSE(v.consume(1, "q", "c", false, false, 0, 100));
+  publish(msg("", "q", "a"));
+  ASSERT_EQ(target->got.size(), 1u);
+  v.close_channel(1);
+  auto other = std::make_shared<recorder>();
+  v.open_channel(2, 101, other);
+  ASSERT_FALSE(v.consume(2, "q", "d", false, false, 0, 101));
+  EXPECT_TRUE(other->got.empty());  // consume-ok goes first: delivery waits for dispatch_queue
+  v.dispatch_queue("q");
+  ASSERT_EQ(other->got.size(), 1u);
+  EXPECT_TRUE(other->got[0].redelivered);
+  EXPECT_EQ(other->got[0].body, "a");
+}
+
+TEST_F(VhostTest, TransitWindowBoundsDeliveriesUntilCredited) {
+  declare("q");
+  ASSERT_FALSE(v.consume(1, "q", "c", true, false, 0, 100));  // no-ack: no prefetch limit
+  for (uint32_t i = 0; i < vhost::transit_window + 10; ++i) publish(msg("", "q", "m"));
+  EXPECT_EQ(target->got.size(), vhost::transit_window);
+  EXPECT_EQ(count("q"), 10u);
+  v.credit(1, 5);
+  EXPECT_EQ(target->got.size(), vhost::transit_window + 5);
+}
+
+}  // namespace
+}  // namespace warren::broker
