@@ -13,7 +13,7 @@ namespace warren::net {
 
 namespace {
 // Bytes read per readiness event before yielding to other connections on the worker.
-constexpr size_t read_budget = 256 * 1024;
+constexpr size_t read_budget = 64 * 1024;
 // Buffers above this capacity are released once empty, so a burst does not pin memory.
 constexpr size_t keep_capacity = 4096;
 

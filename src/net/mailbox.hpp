@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <utility>
 
@@ -26,15 +27,19 @@ class mailbox {
 
   // Owner thread only: runs every task that is visible now. Returns how many ran. A task pushed
   // while draining may run in this call or the next one.
-  size_t drain() {
+  size_t drain(size_t limit = SIZE_MAX) {
     size_t ran = 0;
-    while (node* n = pop()) {
+    while (ran < limit) {
+      node* n = pop();
+      if (!n) break;
       n->fn();
       delete n;
       ++ran;
     }
     return ran;
   }
+  // Owner thread: whether a task is visible now.
+  bool empty() const { return tail_ == &stub_ && !stub_.next.load(std::memory_order_acquire); }
 
  private:
   struct node {

@@ -35,14 +35,34 @@ void worker::close_all_connections() {
 
 void worker::post(mailbox::task fn) {
   mailbox_.push(std::move(fn));
+  wake();
+}
+
+void worker::post_urgent(mailbox::task fn) {
+  urgent_.push(std::move(fn));
+  wake();
+}
+
+void worker::wake() {
   // Only the first post after a drain wakes the loop; the drain clears the flag before running
   // tasks, so a task pushed during a drain is never stranded.
-  if (!wake_pending_.exchange(true, std::memory_order_acq_rel)) {
-    boost::asio::post(io_, [this] {
-      wake_pending_.store(false, std::memory_order_release);
-      mailbox_.drain();
-    });
+  if (!wake_pending_.exchange(true, std::memory_order_acq_rel))
+    boost::asio::post(io_, [this] { drain(); });
+}
+
+void worker::drain() {
+  wake_pending_.store(false, std::memory_order_release);
+  // Urgent tasks first and between batches; ordinary tasks in batches, and past a few batches
+  // the rest waits for the next turn of the loop so that socket events are served meanwhile.
+  constexpr size_t batch = 64, batches_per_turn = 8;
+  for (size_t i = 0; i < batches_per_turn; ++i) {
+    urgent_.drain();
+    if (mailbox_.drain(batch) < batch) {
+      urgent_.drain();
+      return;
+    }
   }
+  wake();  // more is waiting
 }
 
 void worker::start() {

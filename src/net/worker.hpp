@@ -36,6 +36,9 @@ class worker {
 
   // Any thread: runs fn on this worker's thread. Wakes the loop only when the mailbox was idle.
   void post(mailbox::task fn);
+  // Like post, for small control messages (acknowledgements, credit) that free resources: they
+  // run before any ordinary task still waiting, so consumers are not starved by a publish flood.
+  void post_urgent(mailbox::task fn);
   // Runs fn now when called on this worker's thread, else posts it. Callers must not depend on
   // fn running after what they do next.
   template <typename F>
@@ -67,9 +70,12 @@ class worker {
  private:
   void arm_tick();
   void on_tick();
+  void wake();
+  void drain();
 
   size_t index_;
   mailbox mailbox_;  // declared before io_: outlives the handlers io_ destroys
+  mailbox urgent_;
   boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   std::atomic<bool> wake_pending_{false};

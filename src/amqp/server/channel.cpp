@@ -90,12 +90,11 @@ void channel::mark_closing() {
 }
 
 template <typename Op, typename Reply>
-void channel::call_vhost(Op op, Reply reply) {
+void channel::call_vhost(Op op, Reply reply, bool urgent) {
   broker::vhost* v = &conn_.vhost();
   auto link = link_;
   ++pending_;
-  // Both hops are plain calls when the channel runs on the vhost's home worker.
-  conn_.home_of(*v).run_or_post([v, link, op = std::move(op), reply = std::move(reply)]() mutable {
+  auto run = [v, link, op = std::move(op), reply = std::move(reply)]() mutable {
     auto result = op(*v);
     link->worker().run_or_post(
         [link, result = std::move(result), reply = std::move(reply)]() mutable {
@@ -106,7 +105,15 @@ void channel::call_vhost(Op op, Reply reply) {
           // every channel): only a channel still attached to its link is touched again.
           if (link->ch) link->ch->reply_done();
         });
-  });
+  };
+  // Both hops are plain calls when the channel runs on the vhost's home worker.
+  net::worker& home = conn_.home_of(*v);
+  if (home.on_own_thread())
+    run();
+  else if (urgent)
+    home.post_urgent(std::move(run));
+  else
+    home.post(std::move(run));
 }
 
 void channel::reply_done() {
@@ -361,7 +368,11 @@ void channel::give_credit() {
   uint32_t n = uncredited_;
   uncredited_ = 0;
   broker::vhost* v = &conn_.vhost();
-  conn_.home_of(*v).run_or_post([v, cid = global_id_, n] { v->credit(cid, n); });
+  net::worker& home = conn_.home_of(*v);
+  if (home.on_own_thread())
+    v->credit(global_id_, n);
+  else
+    home.post_urgent([v, cid = global_id_, n] { v->credit(cid, n); });
 }
 
 void channel::on_output_drained() {
@@ -597,7 +608,7 @@ void channel::on_settle(uint64_t tag, bool multiple, bool requeue, bool is_ack, 
           },
           [class_id, method_id](channel& ch, const broker::maybe_error& e) {
             if (e) ch.fail(*e, class_id, method_id);
-          });
+          });  // in a transaction, in order with the publishes
     });
     return;
   }
@@ -607,7 +618,8 @@ void channel::on_settle(uint64_t tag, bool multiple, bool requeue, bool is_ack, 
       },
       [class_id, method_id](channel& ch, const broker::maybe_error& e) {
         if (e) ch.fail(*e, class_id, method_id);
-      });
+      },
+      true);  // urgent: frees prefetch room, so it overtakes queued publishes
 }
 
 void channel::on_tx(const method& m, uint16_t cid, uint16_t mid) {

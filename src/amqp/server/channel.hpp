@@ -78,8 +78,9 @@ class channel {
   void detach_from_vhost();
   // Runs op(vhost) on the vhost's worker, then reply(channel, result) back on this one (dropped
   // if the channel has gone by then).
+  // `urgent` for acknowledgements: they free credit, so they go ahead of queued publishes.
   template <typename Op, typename Reply>
-  void call_vhost(Op op, Reply reply);
+  void call_vhost(Op op, Reply reply, bool urgent = false);
   void fail(const broker::error& e, uint16_t class_id, uint16_t method_id);
   void reply_done();
   void finish_client_close();

@@ -482,8 +482,8 @@ void amqp_connection::on_closed() {
 
 namespace {
 // In-flight publishes per connection before reading pauses, and the level at which it resumes.
-constexpr uint32_t inflight_high = 4096;
-constexpr uint32_t inflight_low = 1024;
+constexpr uint32_t inflight_high = 256;
+constexpr uint32_t inflight_low = 64;
 }  // namespace
 
 void amqp_connection::note_publish() {
