@@ -87,9 +87,10 @@ class queue {
   void add_consumer(consumer* c);
   void rotate(std::list<consumer*>::iterator it);
 
-  bool had_consumer = false;  // auto-delete applies only once a consumer has come and gone
-  bool deleting = false;      // set while the vhost tears it down
-  int64_t last_used = 0;      // for x-expires
+  bool had_consumer = false;        // auto-delete applies only once a consumer has come and gone
+  bool deleting = false;            // set while the vhost tears it down
+  int64_t last_used = 0;            // for x-expires
+  std::vector<uint64_t> throttled;  // publishing channels this queue holds back
 
  private:
   std::deque<entry>& level(uint8_t p) { return levels_[p]; }

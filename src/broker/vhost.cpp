@@ -308,7 +308,9 @@ std::variant<uint32_t, error> vhost::purge_queue(std::string_view name, uint64_t
   queue* q = find_queue(name);
   if (!q) return no_queue(name);
   if (auto e = check_exclusive(*q, connection_id)) return *e;
-  return uint32_t(q->purge());
+  uint32_t n = uint32_t(q->purge());
+  release_throttles(*q);
+  return n;
 }
 
 std::variant<uint32_t, error> vhost::delete_queue(std::string_view name, bool if_unused,
@@ -329,6 +331,7 @@ std::variant<uint32_t, error> vhost::delete_queue(std::string_view name, bool if
 
 void vhost::destroy_queue(queue& q, bool notify_consumers) {
   q.deleting = true;
+  release_throttles(q);
   while (!q.consumers().empty()) remove_consumer(*q.consumers().front(), notify_consumers);
   dest_id id = q.id();
   remove_bindings_of(id);
@@ -363,7 +366,7 @@ void vhost::route(exchange& x, const message& m, std::vector<dest_id>& out,
   }
 }
 
-std::variant<publish_outcome, error> vhost::publish(message_ptr m) {
+std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publisher) {
   exchange* x = find_exchange(m->exchange);
   if (!x) return no_exchange(m->exchange);
   if (x->settings().internal)
@@ -379,9 +382,30 @@ std::variant<publish_outcome, error> vhost::publish(message_ptr m) {
   targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
   bool rejected = false;
   int64_t now = now_ms();
-  for (dest_id d : targets)
-    if (queue* q = queue_by_id(d)) enqueue(*q, m, now, rejected);
+  for (dest_id d : targets) {
+    queue* q = queue_by_id(d);
+    if (!q) continue;
+    enqueue(*q, m, now, rejected);
+    if (publisher != 0 && q->message_count() > backlog_high && !q->consumers().empty())
+      throttle(*q, publisher);
+  }
   return rejected ? publish_outcome::rejected : publish_outcome::routed;
+}
+
+void vhost::throttle(queue& q, uint64_t publisher) {
+  if (std::find(q.throttled.begin(), q.throttled.end(), publisher) != q.throttled.end()) return;
+  auto it = channels_.find(publisher);
+  if (it == channels_.end()) return;
+  q.throttled.push_back(publisher);
+  if (it->second.throttled_by++ == 0) it->second.target->throttle(true);
+}
+
+void vhost::release_throttles(queue& q) {
+  for (uint64_t id : q.throttled) {
+    auto it = channels_.find(id);
+    if (it != channels_.end() && --it->second.throttled_by == 0) it->second.target->throttle(false);
+  }
+  q.throttled.clear();
 }
 
 void vhost::enqueue(queue& q, message_ptr m, int64_t now, bool& rejected) {
@@ -597,6 +621,7 @@ void vhost::remove_consumer(consumer& c, bool notify) {
   std::string tag = c.tag;
   ch->consumers.erase(ch->consumers.find(tag));  // destroys c
   if (notify) ch->target->cancelled(tag);
+  if (q->consumers().empty()) release_throttles(*q);  // a queue without consumers only buffers
   if (q->settings().auto_delete && q->consumers().empty() && q->had_consumer && !q->deleting)
     destroy_queue(*q, false);
 }
@@ -631,6 +656,8 @@ void vhost::dispatch(queue& q) {
     deliver_one(*c, std::move(*e));
   }
   if (!expired.empty()) dead_letter_all(q, expired, "expired", now);
+  if (!q.throttled.empty() && (q.message_count() <= backlog_low || list.empty()))
+    release_throttles(q);
 }
 
 void vhost::deliver_one(consumer& c, queue::entry e) {

@@ -29,6 +29,9 @@ class delivery_target {
                        const message_ptr& m) = 0;
   // The server cancelled this consumer (its queue was deleted).
   virtual void cancelled(const std::string& consumer_tag) = 0;
+  // Stop (true) or resume (false) taking publishes from this channel's connection: a queue it
+  // publishes to has more backlog than its consumers are draining.
+  virtual void throttle(bool /*on*/) {}
 };
 
 struct channel_record;
@@ -57,7 +60,8 @@ struct channel_record {
   uint64_t next_tag = 1;
   uint16_t global_prefetch = 0;  // basic.qos global=true
   uint32_t unacked_count = 0;
-  uint32_t in_transit = 0;  // deliveries sent to the channel and not yet credited back
+  uint32_t in_transit = 0;    // deliveries sent to the channel and not yet credited back
+  uint32_t throttled_by = 0;  // queues holding this channel's publishes back
   bool flow_active = true;
   std::map<uint64_t, unacked_message> unacked;  // by delivery tag
   std::map<std::string, std::unique_ptr<consumer>, std::less<>> consumers;
@@ -117,7 +121,12 @@ class vhost {
   // Routes through the exchange (and exchange-to-exchange bindings, and alternate exchanges),
   // enqueues in every target queue and dispatches to consumers. An error means the publish
   // itself is refused (missing or internal exchange).
-  std::variant<publish_outcome, error> publish(message_ptr m);
+  // `publisher` is the publishing channel's id (0: none), for backlog throttling.
+  std::variant<publish_outcome, error> publish(message_ptr m, uint64_t publisher = 0);
+  // A queue with consumers and more ready messages than this throttles the channels publishing
+  // to it until the backlog is down to backlog_low ("queues are fastest when empty", seed 001).
+  static constexpr size_t backlog_high = 4000;
+  static constexpr size_t backlog_low = 1000;
 
   // --- channels and consumers ---
   void open_channel(uint64_t channel_id, uint64_t connection_id,
@@ -183,6 +192,8 @@ class vhost {
   void dead_letter_all(queue& q, std::vector<queue::entry>& entries, std::string_view reason,
                        int64_t now);
   void enqueue(queue& q, message_ptr m, int64_t now, bool& rejected);
+  void throttle(queue& q, uint64_t publisher);
+  void release_throttles(queue& q);
   void destroy_queue(queue& q, bool notify_consumers);
   void remove_bindings_of(dest_id d);
   void maybe_auto_delete_exchange(std::string_view name);

@@ -45,6 +45,12 @@ void channel_link::deliver(const std::string& consumer_tag, uint64_t delivery_ta
   });
 }
 
+void channel_link::throttle(bool on) {
+  worker_.run_or_post([self = shared_from_this(), on] {
+    if (self->ch) self->ch->on_throttle(on);
+  });
+}
+
 void channel_link::cancelled(const std::string& consumer_tag) {
   worker_.run_or_post([self = shared_from_this(), consumer_tag] {
     if (self->ch) self->ch->on_cancelled(consumer_tag);
@@ -69,6 +75,10 @@ channel::~channel() {
 
 void channel::detach_from_vhost() {
   if (!link_) return;
+  if (throttled_) {
+    throttled_ = false;
+    conn_.throttle(false);
+  }
   // Replies to our publishes will be dropped: give their flow-control credit back now.
   conn_.publish_finished(inflight_publishes_);
   inflight_publishes_ = 0;
@@ -274,7 +284,7 @@ void channel::complete_publish() {
     ++inflight_publishes_;
     // The connection outlives its channels' replies only while open; the reply runs on this
     // worker only if the channel (and so the connection) still exists.
-    call_vhost([shared](broker::vhost& v) { return v.publish(shared); },
+    call_vhost([shared, cid = global_id_](broker::vhost& v) { return v.publish(shared, cid); },
                [shared, mandatory, seq](
                    channel& ch, const std::variant<broker::publish_outcome, broker::error>& r) {
                  ch.conn_.publish_finished();
@@ -373,6 +383,12 @@ void channel::give_credit() {
     v->credit(global_id_, n);
   else
     home.post_urgent([v, cid = global_id_, n] { v->credit(cid, n); });
+}
+
+void channel::on_throttle(bool on) {
+  if (on == throttled_) return;
+  throttled_ = on;
+  conn_.throttle(on);
 }
 
 void channel::on_output_drained() {

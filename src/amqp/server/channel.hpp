@@ -32,6 +32,7 @@ class channel_link final : public broker::delivery_target,
   void deliver(const std::string& consumer_tag, uint64_t delivery_tag, bool redelivered,
                const broker::message_ptr& m) override;
   void cancelled(const std::string& consumer_tag) override;
+  void throttle(bool on) override;
   net::worker& worker() { return worker_; }
 
   channel* ch = nullptr;
@@ -65,6 +66,7 @@ class channel {
   void on_cancelled(const std::string& consumer_tag);
   // The connection's output drained: credit held back for a slow peer can go now.
   void on_output_drained();
+  void on_throttle(bool on);
 
  private:
   enum class content_phase : uint8_t { none, header, body };
@@ -124,6 +126,7 @@ class channel {
   bool confirm_flush_scheduled_ = false;
   uint32_t uncredited_ = 0;  // deliveries written to the output buffer, not yet credited
   bool credit_scheduled_ = false;
+  bool throttled_ = false;  // a queue holds our publishes back (see vhost::backlog_high)
   std::string last_queue_;
   uint32_t pending_ = 0;
   uint32_t inflight_publishes_ = 0;  // of pending_, the publishes (counted by the connection)

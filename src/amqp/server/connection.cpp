@@ -506,9 +506,17 @@ void amqp_connection::publish_finished(uint32_t n) {
   }
 }
 
+void amqp_connection::throttle(bool on) {
+  if (on)
+    ++throttled_channels_;
+  else if (throttled_channels_ > 0)
+    --throttled_channels_;
+  update_reading();
+}
+
 void amqp_connection::update_reading() {
   if (phase_ == phase::closing || conn().closing()) return;
-  conn().pause_reading(flow_paused_ || (blocked_ && published_));
+  conn().pause_reading(flow_paused_ || throttled_channels_ > 0 || (blocked_ && published_));
 }
 
 void amqp_connection::set_blocked(bool blocked, std::string_view reason) {

@@ -65,6 +65,8 @@ class amqp_connection final : public net::connection_handler {
   // instead of filling the vhost worker's mailbox (credit-based flow control, like RabbitMQ's).
   void publish_started();
   void publish_finished(uint32_t n = 1);
+  // A channel's queue backlog holds its publishes back: stop reading while any channel is held.
+  void throttle(bool on);
   // 540 for unknown method ids, 501 for arguments that do not decode.
   void refuse_undecodable(std::span<const uint8_t> payload, protocol::decode_status st);
   // The client closed channel `id` (close-ok already sent): forget it.
@@ -102,7 +104,8 @@ class amqp_connection final : public net::connection_handler {
   bool published_ = false;
   bool client_close_pending_ = false;
   bool flow_paused_ = false;
-  uint32_t inflight_publishes_ = 0;  // connection.close waits for channels' broker replies
+  uint32_t inflight_publishes_ = 0;
+  uint32_t throttled_channels_ = 0;  // connection.close waits for channels' broker replies
   uint16_t channel_max_ = 0;
   uint16_t heartbeat_ = 0;
   uint32_t frame_max_ = protocol::frame_min_size;  // before tune-ok, the spec's minimum
