@@ -267,28 +267,41 @@ def test_other_queue_types_are_refused(conn):
 
 def test_consumer_that_stops_reading_leaves_messages_in_the_queue(warren):
     # A no-ack consumer whose client stops reading must not make the broker push the whole queue
-    # into its connection: deliveries in transit are bounded, the rest stays ready in the queue.
+    # into its connection: deliveries in transit are bounded, the rest stays ready in the queue,
+    # and once the backlog passes its threshold the publisher is held back (its socket is not
+    # read), as the backpressure rule says.
     import struct
+    import threading
     from support.amqp_raw import RawClient, encode_bits, shortstr, encode_table
 
+    params = pika.ConnectionParameters("127.0.0.1", warren.amqp_port)
     stalled = RawClient(warren.amqp_port)
     stalled.handshake()
     stalled.open_channel(1)
+    observer = pika.BlockingConnection(params)
+    obs = observer.channel()
+    obs.queue_declare("stall")
     consume_args = struct.pack(">H", 0) + shortstr("stall") + shortstr("t") + \
         encode_bits(False, True, False, False) + encode_table({})
-    c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", warren.amqp_port))
-    ch = c.channel()
-    ch.queue_declare("stall")
     stalled.send_method(1, (60, 20), consume_args)  # basic.consume no_ack=true, then never read
-    body = b"x" * 1024
     total = 20000
-    for _ in range(total):
-        ch.basic_publish("", "stall", body)
-    assert wait_for(lambda: count(ch, "stall") > 0, timeout=5)
-    ready = count(ch, "stall")
-    # At most the transit window (2000) plus what the kernel's socket buffers absorbed left.
-    assert ready > total // 3, ready
-    c.close()
+    published = [0]
+
+    def publish():
+        c = pika.BlockingConnection(params)
+        ch = c.channel()
+        for _ in range(total):
+            ch.basic_publish("", "stall", b"x" * 1024)
+            published[0] += 1
+
+    threading.Thread(target=publish, daemon=True).start()
+    assert wait_for(lambda: count(obs, "stall") > 3000, timeout=10)
+    time.sleep(1.0)
+    ready = count(obs, "stall")
+    # Held back near the backlog threshold (4000), far from all 20 000 published.
+    assert ready < 10000, ready
+    assert published[0] < total, "the publisher was never held back"
+    observer.close()
     stalled.close()
 
 
