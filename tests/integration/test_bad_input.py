@@ -368,6 +368,19 @@ def test_channel_flow_echoes_active(conn):
     conn.close_connection()
 
 
+def test_connection_close_while_a_channel_awaits_the_broker(warren):
+    # Regression: a connection.close that arrived while a channel still waited for a broker reply
+    # (here channel.flow, sent without waiting for flow-ok) never got its close-ok.
+    for _ in range(100):
+        with RawClient(warren.amqp_port) as c:
+            c.handshake()
+            c.open_channel(1)
+            c.send_method(1, CHANNEL_FLOW, flow_args(False))
+            c.send_method(0, CONNECTION_CLOSE, close_args(REPLY_SUCCESS, "bye"))
+            c.expect_method(1, CHANNEL_FLOW_OK)
+            c.expect_method(0, CONNECTION_CLOSE_OK)
+
+
 # --- s. update-secret -------------------------------------------------------------------------------------------
 
 def test_update_secret_gets_update_secret_ok(conn):

@@ -128,7 +128,9 @@ void channel::call_vhost(Op op, Reply reply, bool urgent) {
 
 void channel::reply_done() {
   if (pending_ > 0) --pending_;
-  if (pending_ == 0 && close_requested_) finish_client_close();
+  if (pending_ != 0) return;
+  if (close_requested_) finish_client_close();
+  else conn_.channel_idle();  // a connection.close may be waiting for us (may destroy `this`)
 }
 
 void channel::finish_client_close() {
