@@ -248,6 +248,14 @@ run_perf() {
   fi
 }
 
+# The commit the Warren binary was built from, read before the runs (others may commit meanwhile):
+# HEAD, marked dirty when src/ has local changes, unless WARREN_COMMIT says otherwise (e.g. for a
+# binary built elsewhere and picked with BUILD_DIR).
+commit=${WARREN_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}
+if [ -z "${WARREN_COMMIT:-}" ] && [ -n "$(git -C "$ROOT" status --porcelain -- src 2>/dev/null)" ]; then
+  commit="$commit+dirty"
+fi
+
 read -r warren_port rabbit_port rabbit_dist epmd sink_port deliver_port <<<"$(free_ports 6)"
 
 if [ "$smoke" = 1 ]; then
@@ -296,12 +304,6 @@ for r in $(seq 1 "$repeat"); do
   run_perf sink-deliver "$deliver_port" latency20k "$r" || true
 done
 
-# The commit the Warren binary was built from: HEAD, marked dirty when src/ has local changes, unless
-# WARREN_COMMIT says otherwise (e.g. a binary built elsewhere via BUILD_DIR).
-commit=${WARREN_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}
-if [ -z "${WARREN_COMMIT:-}" ] && [ -n "$(git -C "$ROOT" status --porcelain -- src 2>/dev/null)" ]; then
-  commit="$commit+dirty"
-fi
 python3 - "$TMP/results" "$repeat" "$duration" "$rabbit_version" "$commit" "$out" \
   "${scenario_list[@]}" <<'EOF'
 import json, statistics, sys, os, datetime
