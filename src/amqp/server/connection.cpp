@@ -235,32 +235,22 @@ void amqp_connection::handle_tune_ok(const connection_tune_ok& m) {
   const auto& s = ctx_.settings;
   // Differs: RabbitMQ drops the socket silently on these; Warren says why in connection.close.
   // 0 means "no limit" and is taken as the server's maximum.
+  // One format for every refusal, as RabbitMQ's "negotiated ~w = ~w is ~w than the ~w allowed
+  // value (~w)".
+  auto refuse = [&](std::string_view what, uint32_t got, std::string_view cmp,
+                    std::string_view bound, uint32_t limit) {
+    connection_error(reply_code::not_allowed,
+                     fmt::format("negotiated {} = {} is {} than the {} allowed value ({})", what,
+                                 got, cmp, bound, limit),
+                     m.amqp_class_id, m.amqp_method_id);
+  };
   uint32_t fmax = m.frame_max == 0 ? s.frame_max : m.frame_max;
-  if (fmax < frame_min_size) {
-    connection_error(reply_code::not_allowed,
-                     fmt::format("negotiated frame_max = {} is lower than the minimum allowed "
-                                 "value ({})",
-                                 m.frame_max, frame_min_size),
-                     m.amqp_class_id, m.amqp_method_id);
-    return;
-  }
-  if (fmax > s.frame_max) {
-    connection_error(reply_code::not_allowed,
-                     fmt::format("negotiated frame_max = {} is higher than the maximum allowed "
-                                 "value ({})",
-                                 m.frame_max, s.frame_max),
-                     m.amqp_class_id, m.amqp_method_id);
-    return;
-  }
+  if (fmax < frame_min_size)
+    return refuse("frame_max", m.frame_max, "lower", "minimum", frame_min_size);
+  if (fmax > s.frame_max) return refuse("frame_max", m.frame_max, "higher", "maximum", s.frame_max);
   uint16_t cmax = m.channel_max == 0 ? s.channel_max : m.channel_max;
-  if (cmax > s.channel_max) {
-    connection_error(reply_code::not_allowed,
-                     fmt::format("negotiated channel_max = {} is higher than the maximum allowed "
-                                 "value ({})",
-                                 m.channel_max, s.channel_max),
-                     m.amqp_class_id, m.amqp_method_id);
-    return;
-  }
+  if (cmax > s.channel_max)
+    return refuse("channel_max", m.channel_max, "higher", "maximum", s.channel_max);
   frame_max_ = fmax;
   channel_max_ = cmax;
   heartbeat_ = m.heartbeat;  // the client's choice; 0 disables heartbeats
