@@ -38,6 +38,12 @@ struct message {
   std::optional<int64_t> ttl_ms;
 
   bool persistent() const { return properties.delivery_mode == 2; }
+
+  // Where the store keeps it (0: not stored). Set once by the vhost's worker while routing,
+  // before any queue holds the message, and only read afterwards: the one exception to
+  // "immutable once published" (the publishing channel still reads the other fields).
+  mutable uint64_t store_id = 0;
+  mutable uint32_t store_segment = 0;
 };
 
 // RabbitMQ's rule for the expiration property: a non-negative integer in decimal, in ms.

@@ -88,7 +88,8 @@ queue::queue(queue_settings s, queue_policy p, dest_id id)
   last_used = now_ms();
 }
 
-queue::accept queue::enqueue(message_ptr m, int64_t now, std::vector<entry>& dropped) {
+queue::accept queue::enqueue(message_ptr m, int64_t now, std::vector<entry>& dropped,
+                             bool redelivered) {
   bool full = (policy_.max_length && count_ >= *policy_.max_length) ||
               (policy_.max_bytes && bytes_ + m->body.size() > *policy_.max_bytes);
   if (full && policy_.overflow != overflow_mode::drop_head) return accept::rejected;
@@ -100,7 +101,7 @@ queue::accept queue::enqueue(message_ptr m, int64_t now, std::vector<entry>& dro
   bytes_ += m->body.size();
   ++count_;
   if (deadline) ++expiring_;
-  level(lvl).push_back(entry{next_seq_++, std::move(m), false, deadline, lvl});
+  level(lvl).push_back(entry{next_seq_++, std::move(m), redelivered, deadline, lvl});
   drop_for_limits(dropped);
   return accept::ok;
 }

@@ -69,7 +69,7 @@ class queue {
   dest_id id() const { return id_; }
 
   // Adds a message; messages pushed out by drop-head overflow are appended to `dropped`.
-  accept enqueue(message_ptr m, int64_t now, std::vector<entry>& dropped);
+  accept enqueue(message_ptr m, int64_t now, std::vector<entry>& dropped, bool redelivered = false);
   // The next message to deliver, skipping (into `expired`) those whose TTL has passed.
   std::optional<entry> take(int64_t now, std::vector<entry>& expired);
   // Moves expired messages at the heads into `expired`.
@@ -77,6 +77,12 @@ class queue {
   // Puts back an unacknowledged message at its original place, marked redelivered.
   void requeue(entry e);
   size_t purge();
+  // Every ready message, in no particular order.
+  template <typename F>
+  void for_each(F&& f) const {
+    for (const auto& l : levels_)
+      for (const auto& e : l) f(e);
+  }
   size_t message_count() const { return count_; }
   uint64_t message_bytes() const { return bytes_; }
   bool has_expiring() const { return expiring_ > 0; }
@@ -91,6 +97,7 @@ class queue {
   bool deleting = false;            // set while the vhost tears it down
   int64_t last_used = 0;            // for x-expires
   std::vector<uint64_t> throttled;  // publishing channels this queue holds back
+  uint32_t store_id = 0;            // its number in the message store; 0: not durable
 
  private:
   std::deque<entry>& level(uint8_t p) { return levels_[p]; }

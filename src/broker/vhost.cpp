@@ -149,6 +149,7 @@ maybe_error vhost::declare_exchange(const exchange_settings& s, bool passive) {
   auto nx = make_exchange(s, id);
   exchange_ids_[id] = nx.get();
   exchanges_[s.name] = std::move(nx);
+  if (journal_ && !restoring_ && s.durable) journal_->exchange_declared(s);
   return std::nullopt;
 }
 
@@ -166,6 +167,7 @@ maybe_error vhost::delete_exchange(std::string_view name, bool if_unused) {
     return error{error_code::precondition_failed,
                  fmt::format("exchange '{}' in vhost '{}' in use", name, name_)};
   dest_id id = x->id();
+  if (journal_ && !restoring_ && x->settings().durable) journal_->exchange_deleted(name);
   // Bindings from it and to it go with it.
   std::erase_if(bindings_, [&](const binding& b) { return b.source == name; });
   remove_bindings_of(id);
@@ -203,13 +205,14 @@ maybe_error vhost::bind(std::string_view source, dest_id dest, const std::string
     return std::nullopt;  // already bound: idempotent
   x->add_binding(dest, key, args);
   bindings_.push_back(std::move(b));
-  if (queue* q = queue_by_id(dest)) {
+  journal_binding(true, source, dest, key, args);
+  if (queue_by_id(dest)) {
     // A new member of a recent-history exchange sees what was said before it came.
     std::vector<message_ptr> past;
     x->history(past);
     bool rejected = false;
     int64_t now = now_ms();
-    for (auto& m : past) enqueue(*q, std::move(m), now, rejected);
+    for (auto& m : past) enqueue_all(m, {dest}, now, rejected, 0);
   }
   return std::nullopt;
 }
@@ -225,6 +228,7 @@ maybe_error vhost::unbind(std::string_view source, dest_id dest, const std::stri
   if (it == bindings_.end()) return std::nullopt;  // RabbitMQ: unbinding what is not bound is ok
   x->remove_binding(dest, key, args);
   bindings_.erase(it);
+  journal_binding(false, source, dest, key, args);
   maybe_auto_delete_exchange(source);
   return std::nullopt;
 }
@@ -299,6 +303,13 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
                    r.auto_delete, r.arguments, r.exclusive ? r.connection_id : 0};
   dest_id id = next_id_++;
   auto q = std::make_unique<queue>(std::move(s), std::move(policy), id);
+  // Exclusive queues die with their connection, so they are never stored (as in RabbitMQ).
+  if (journal_ && r.durable && !r.exclusive) {
+    q->store_id = r.store_id ? r.store_id : next_store_queue_;
+    next_store_queue_ = std::max(next_store_queue_, q->store_id + 1);
+    store_queues_[q->store_id] = q.get();
+    if (!restoring_) journal_->queue_declared(q->settings(), q->store_id);
+  }
   queue_ids_[id] = q.get();
   queues_[name] = std::move(q);
   return queue_declare_ok{name, 0, 0};
@@ -308,6 +319,7 @@ std::variant<uint32_t, error> vhost::purge_queue(std::string_view name, uint64_t
   queue* q = find_queue(name);
   if (!q) return no_queue(name);
   if (auto e = check_exclusive(*q, connection_id)) return *e;
+  q->for_each([&](const queue::entry& e) { release(*q, e); });
   uint32_t n = uint32_t(q->purge());
   release_throttles(*q);
   return n;
@@ -334,6 +346,11 @@ void vhost::destroy_queue(queue& q, bool notify_consumers) {
   release_throttles(q);
   while (!q.consumers().empty()) remove_consumer(*q.consumers().front(), notify_consumers);
   dest_id id = q.id();
+  if (q.store_id) {
+    q.for_each([&](const queue::entry& e) { release(q, e); });
+    store_queues_.erase(q.store_id);
+    if (!restoring_) journal_->queue_deleted(q.name());
+  }
   remove_bindings_of(id);
   queue_ids_.erase(id);
   queues_.erase(queues_.find(q.name()));
@@ -366,7 +383,8 @@ void vhost::route(exchange& x, const message& m, std::vector<dest_id>& out,
   }
 }
 
-std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publisher) {
+std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publisher,
+                                                    uint64_t* sync_ticket) {
   exchange* x = find_exchange(m->exchange);
   if (!x) return no_exchange(m->exchange);
   if (x->settings().internal)
@@ -381,15 +399,43 @@ std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publ
   std::sort(targets.begin(), targets.end());
   targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
   bool rejected = false;
-  int64_t now = now_ms();
+  uint64_t ticket = enqueue_all(m, targets, now_ms(), rejected, publisher);
+  if (sync_ticket) *sync_ticket = ticket;
+  return rejected ? publish_outcome::rejected : publish_outcome::routed;
+}
+
+uint64_t vhost::enqueue_all(message_ptr m, const std::vector<dest_id>& targets, int64_t now,
+                            bool& rejected, uint64_t publisher) {
+  // A persistent message is stored once for all the durable queues it reaches.
+  uint32_t durable = 0;
+  if (journal_ && m->persistent())
+    for (dest_id d : targets)
+      if (queue* q = queue_by_id(d); q && q->store_id) ++durable;
+  if (durable) {
+    if (m->store_id) {
+      // Already stored for other queues (a recent-history replay): a record of its own.
+      auto copy = std::make_shared<message>(*m);
+      copy->store_id = 0;
+      copy->store_segment = 0;
+      m = std::move(copy);
+    }
+    journal_->assign(*m, durable);
+  }
+  std::vector<uint32_t> stored;
   for (dest_id d : targets) {
     queue* q = queue_by_id(d);
     if (!q) continue;
-    enqueue(*q, m, now, rejected);
+    bool took = enqueue(*q, m, now, rejected);
+    if (durable && q->store_id) {
+      if (took)
+        stored.push_back(q->store_id);
+      else
+        journal_->unref(*m, 1);
+    }
     if (publisher != 0 && q->message_count() > backlog_high && !q->consumers().empty())
       throttle(*q, publisher);
   }
-  return rejected ? publish_outcome::rejected : publish_outcome::routed;
+  return stored.empty() ? 0 : journal_->write(*m, stored);
 }
 
 void vhost::throttle(queue& q, uint64_t publisher) {
@@ -408,21 +454,26 @@ void vhost::release_throttles(queue& q) {
   q.throttled.clear();
 }
 
-void vhost::enqueue(queue& q, message_ptr m, int64_t now, bool& rejected) {
+bool vhost::enqueue(queue& q, message_ptr m, int64_t now, bool& rejected) {
   std::vector<queue::entry> dropped;
   if (q.enqueue(m, now, dropped) == queue::accept::rejected) {
     rejected = true;
     if (q.policy().overflow == overflow_mode::reject_publish_dlx)
       dead_letter(q, queue::entry{0, std::move(m), false, 0, 0}, "maxlen", now);
-    return;
+    return false;
   }
   dead_letter_all(q, dropped, "maxlen", now);
   dispatch(q);
+  return true;
 }
 
 void vhost::dead_letter_all(queue& q, std::vector<queue::entry>& entries, std::string_view reason,
                             int64_t now) {
-  for (auto& e : entries) dead_letter(q, std::move(e), reason, now);
+  // These left the queue for good: released from the store, then maybe stored anew elsewhere.
+  for (auto& e : entries) {
+    release(q, e);
+    dead_letter(q, std::move(e), reason, now);
+  }
   entries.clear();
 }
 
@@ -433,6 +484,8 @@ void vhost::dead_letter(queue& q, queue::entry e, std::string_view reason, int64
   if (!x) return;  // as RabbitMQ: a missing dead-letter exchange drops the message
   const message& old = *e.msg;
   auto m = std::make_shared<message>(old);
+  m->store_id = 0;  // a new message, stored on its own if it needs to be
+  m->store_segment = 0;
   m->exchange = *dlx;
   if (q.policy().dead_letter_routing_key) m->routing_key = *q.policy().dead_letter_routing_key;
   common::field_table headers = old.properties.headers.value_or(common::field_table{});
@@ -480,23 +533,19 @@ void vhost::dead_letter(queue& q, queue::entry e, std::string_view reason, int64
   route(*x, *m, targets, seen);
   std::sort(targets.begin(), targets.end());
   targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
-  message_ptr shared = std::move(m);
-  int64_t now = now_ms();
-  for (dest_id d : targets) {
+  // A message that would come back to a queue it already died in, with no client rejection on
+  // the way, is in a cycle: RabbitMQ drops it for that queue.
+  std::erase_if(targets, [&](dest_id d) {
     queue* t = queue_by_id(d);
-    if (!t) continue;
-    // A message that would come back to a queue it already died in, with no client rejection
-    // on the way, is in a cycle: RabbitMQ drops it for that queue.
-    bool cycle =
-        !any_rejected &&
-        std::any_of(deaths.items.begin(), deaths.items.end(), [&](const common::field_value& v) {
-          auto tt = v.get_if<common::field_table>();
-          return tt && common::table_string(*tt, "queue") == std::string_view(t->name());
-        });
-    if (cycle) continue;
-    bool rejected = false;
-    enqueue(*t, shared, now, rejected);
-  }
+    return !t || (!any_rejected && std::any_of(deaths.items.begin(), deaths.items.end(),
+                                               [&](const common::field_value& v) {
+                                                 auto tt = v.get_if<common::field_table>();
+                                                 return tt && common::table_string(*tt, "queue") ==
+                                                                  std::string_view(t->name());
+                                               }));
+  });
+  bool rejected = false;
+  (void)enqueue_all(std::move(m), targets, now_ms(), rejected, 0);
 }
 
 void vhost::tick(int64_t now) {
@@ -667,9 +716,11 @@ void vhost::deliver_one(consumer& c, queue::entry e) {
   bool redelivered = e.redelivered;
   message_ptr m = e.msg;
   if (!c.no_ack) {
-    ch.unacked.emplace(tag, unacked_message{std::move(e), c.q->id(), &c});
+    ch.unacked.emplace(tag, unacked_message{std::move(e), c.q->id(), c.q->store_id, &c});
     ++c.unacked;
     ++ch.unacked_count;
+  } else {
+    release(*c.q, e);
   }
   ch.target->deliver(c.tag, tag, redelivered, m);
 }
@@ -691,8 +742,10 @@ std::variant<get_ok, get_empty, error> vhost::get(uint64_t channel_id, std::stri
   uint64_t tag = ch.next_tag++;
   get_ok ok{tag, e->redelivered, uint32_t(q->message_count()), e->msg};
   if (!no_ack) {
-    ch.unacked.emplace(tag, unacked_message{std::move(*e), q->id(), nullptr});
+    ch.unacked.emplace(tag, unacked_message{std::move(*e), q->id(), q->store_id, nullptr});
     ++ch.unacked_count;
+  } else {
+    release(*q, *e);
   }
   return ok;
 }
@@ -704,13 +757,16 @@ void vhost::settle(channel_record& ch, std::map<uint64_t, unacked_message>::iter
   unacked_message& u = it->second;
   if (u.owner) --u.owner->unacked;
   --ch.unacked_count;
-  if (queue* q = queue_by_id(u.queue_id)) {
-    if (requeue)
-      q->requeue(std::move(u.entry));
-    else if (dead)
-      dead_letter(*q, std::move(u.entry), "rejected", now_ms());
-    touched.push_back(q);
+  queue* q = queue_by_id(u.queue_id);
+  if (q && requeue) {
+    q->requeue(std::move(u.entry));
+  } else {
+    // Acked, rejected, or its queue is gone: the store forgets it there.
+    if (journal_ && u.store_queue && u.entry.msg->store_id)
+      journal_->release(*u.entry.msg, u.store_queue);
+    if (q && dead) dead_letter(*q, std::move(u.entry), "rejected", now_ms());
   }
+  if (q) touched.push_back(q);
   ch.unacked.erase(it);
 }
 
@@ -773,6 +829,55 @@ void vhost::set_flow(uint64_t channel_id, bool active) {
   it->second.flow_active = active;
   if (active)
     for (auto& [tag, c] : it->second.consumers) dispatch(*c->q);
+}
+
+// ----------------------------------------------------------------------------- persistence
+
+bool vhost::durable_dest(dest_id d) const {
+  if (d & exchange_bit) {
+    exchange* x = exchange_by_id(d);
+    return x && x->settings().durable;
+  }
+  queue* q = queue_by_id(d);
+  return q && q->store_id != 0;
+}
+
+void vhost::journal_binding(bool added, std::string_view source, dest_id dest,
+                            const std::string& key, const common::field_table& args) {
+  // As RabbitMQ: a binding is durable when both its ends are.
+  if (!journal_ || restoring_) return;
+  exchange* x = find_exchange(source);
+  if (!x || !x->settings().durable || !durable_dest(dest)) return;
+  bool to_queue = !(dest & exchange_bit);
+  const std::string& dname = to_queue ? queue_by_id(dest)->name() : exchange_by_id(dest)->name();
+  journal_->binding_changed(added, source, to_queue, dname, key, args);
+}
+
+void vhost::snapshot(journal& j) const {
+  for (const auto& [n, x] : exchanges_)
+    if (x->settings().durable && !n.empty() && n.rfind("amq.", 0) != 0)
+      j.exchange_declared(x->settings());
+  for (const auto& [n, q] : queues_)
+    if (q->store_id) j.queue_declared(q->settings(), q->store_id);
+  for (const auto& b : bindings_) {
+    exchange* x = find_exchange(b.source);
+    if (!x || !x->settings().durable || !durable_dest(b.dest)) continue;
+    bool to_queue = !(b.dest & exchange_bit);
+    const std::string& dname =
+        to_queue ? queue_by_id(b.dest)->name() : exchange_by_id(b.dest)->name();
+    j.binding_changed(true, b.source, to_queue, dname, b.key, b.args);
+  }
+}
+
+bool vhost::restore_message(uint32_t queue_store_id, message_ptr m) {
+  auto it = store_queues_.find(queue_store_id);
+  if (it == store_queues_.end()) return false;
+  queue& q = *it->second;
+  std::vector<queue::entry> dropped;
+  if (q.enqueue(m, now_ms(), dropped, true) == queue::accept::rejected)
+    journal_->release(*m, q.store_id);    // over its limit (reject-publish): not taken back
+  for (auto& e : dropped) release(q, e);  // drop-head: the oldest go, not dead-lettered
+  return true;
 }
 
 // ----------------------------------------------------------------------------- registry

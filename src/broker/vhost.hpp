@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "broker/exchange.hpp"
+#include "broker/journal.hpp"
 #include "broker/queue.hpp"
 
 namespace warren::broker {
@@ -50,6 +51,7 @@ struct consumer {
 struct unacked_message {
   queue::entry entry;
   dest_id queue_id;
+  uint32_t store_queue = 0;   // the queue's store id, to release the message even if it is gone
   consumer* owner = nullptr;  // null for basic.get or once the consumer is gone
 };
 
@@ -75,6 +77,7 @@ struct queue_declare_request {
   bool auto_delete = false;
   common::field_table arguments;
   uint64_t connection_id = 0;
+  uint32_t store_id = 0;  // restoring definitions: the id the queue had (0: a new one)
 };
 struct queue_declare_ok {
   std::string name;
@@ -122,7 +125,10 @@ class vhost {
   // enqueues in every target queue and dispatches to consumers. An error means the publish
   // itself is refused (missing or internal exchange).
   // `publisher` is the publishing channel's id (0: none), for backlog throttling.
-  std::variant<publish_outcome, error> publish(message_ptr m, uint64_t publisher = 0);
+  // `sync_ticket`, if given, receives what to wait for before confirming (see journal::write);
+  // 0 when nothing went to the store.
+  std::variant<publish_outcome, error> publish(message_ptr m, uint64_t publisher = 0,
+                                               uint64_t* sync_ticket = nullptr);
   // A queue with consumers and more ready messages than this throttles the channels publishing
   // to it until the backlog is down to backlog_low ("queues are fastest when empty", seed 001).
   static constexpr size_t backlog_high = 4000;
@@ -160,6 +166,20 @@ class vhost {
   // them) and deletes queues unused for their x-expires.
   void tick(int64_t now);
 
+  // --- persistence ---
+  // From now on durable definitions and persistent messages in durable queues go to `j` (which
+  // must outlive the vhost's use of it). Set before recovery; restore calls do not journal.
+  void set_journal(journal* j) { journal_ = j; }
+  journal* get_journal() const { return journal_; }
+  // Tells `j` every durable definition (exchanges, queues, bindings): a snapshot of the state.
+  void snapshot(journal& j) const;
+  // Recovery: puts back a stored message (store_id and store_segment set) into the queue
+  // whose store id is `queue_store_id`, marked redelivered. False if there is no such queue.
+  bool restore_message(uint32_t queue_store_id, message_ptr m);
+  // Restoring definitions replays them through the ordinary calls; while this is set they are
+  // not journalled again.
+  void set_restoring(bool on) { restoring_ = on; }
+
   size_t queue_count() const { return queues_.size(); }
   size_t exchange_count() const { return exchanges_.size(); }
 
@@ -191,7 +211,19 @@ class vhost {
   void dead_letter(queue& q, queue::entry e, std::string_view reason, int64_t now);
   void dead_letter_all(queue& q, std::vector<queue::entry>& entries, std::string_view reason,
                        int64_t now);
-  void enqueue(queue& q, message_ptr m, int64_t now, bool& rejected);
+  // True if the queue took the message.
+  bool enqueue(queue& q, message_ptr m, int64_t now, bool& rejected);
+  // Enqueues a message in its target queues, storing it first when it is persistent and some
+  // of them are durable. Returns the store ticket (0: not stored).
+  uint64_t enqueue_all(message_ptr m, const std::vector<dest_id>& targets, int64_t now,
+                       bool& rejected, uint64_t publisher);
+  // The queue is done with this message for good: the store forgets it there.
+  void release(const queue& q, const queue::entry& e) {
+    if (journal_ && q.store_id && e.msg->store_id) journal_->release(*e.msg, q.store_id);
+  }
+  void journal_binding(bool added, std::string_view source, dest_id dest, const std::string& key,
+                       const common::field_table& args);
+  bool durable_dest(dest_id d) const;
   void throttle(queue& q, uint64_t publisher);
   void release_throttles(queue& q);
   void destroy_queue(queue& q, bool notify_consumers);
@@ -203,10 +235,14 @@ class vhost {
 
   std::string name_;
   size_t home_;
+  journal* journal_ = nullptr;
+  bool restoring_ = false;
+  uint32_t next_store_queue_ = 1;
   dest_id next_id_ = 1;
   std::map<std::string, std::unique_ptr<exchange>, std::less<>> exchanges_;
   std::map<std::string, std::unique_ptr<queue>, std::less<>> queues_;
   std::map<dest_id, queue*> queue_ids_;
+  std::map<uint32_t, queue*> store_queues_;  // durable queues by store id
   std::map<dest_id, exchange*> exchange_ids_;
   std::vector<binding> bindings_;
   std::map<uint64_t, channel_record> channels_;

@@ -1,0 +1,636 @@
+// The message store: encoding of records, recovery, and the writer thread.
+#include "store/message_store.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+#include <unordered_set>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "amqp/protocol/field_table.hpp"
+#include "broker/vhost.hpp"
+#include "common/byte_io.hpp"
+#include "store/record_file.hpp"
+
+namespace warren::store {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view defs_magic = "WRNDEF01";
+constexpr std::string_view seg_magic = "WRNSEG01";
+constexpr std::string_view ack_magic = "WRNACK01";
+
+// Definition record kinds (first byte of the payload).
+enum : uint8_t {
+  def_exchange = 1,
+  def_exchange_delete = 2,
+  def_queue = 3,
+  def_queue_delete = 4,
+  def_bind = 5,
+  def_unbind = 6,
+};
+constexpr uint8_t msg_record = 1;
+
+void put_str(common::byte_writer& w, std::string_view s) {
+  w.u32(uint32_t(s.size()));
+  w.bytes(s);
+}
+
+std::string get_str(common::byte_reader& r) {
+  uint32_t n = r.u32();
+  return std::string(r.bytes(n));
+}
+
+void put_table(common::byte_writer& w, const common::field_table& t) {
+  amqp::protocol::encode_table(w, t);
+}
+
+common::field_table get_table(common::byte_reader& r) {
+  common::field_table t;
+  if (!amqp::protocol::decode_table(r, t)) r.fail();
+  return t;
+}
+
+// The basic properties: a presence mask, then the present ones in AMQP's order.
+void put_properties(common::byte_writer& w, const broker::message_properties& p) {
+  uint16_t mask = 0;
+  int bit = 15;
+  auto flag = [&](bool present) {
+    if (present) mask |= uint16_t(1u << bit);
+    --bit;
+  };
+  flag(p.content_type.has_value());
+  flag(p.content_encoding.has_value());
+  flag(p.headers.has_value());
+  flag(p.delivery_mode.has_value());
+  flag(p.priority.has_value());
+  flag(p.correlation_id.has_value());
+  flag(p.reply_to.has_value());
+  flag(p.expiration.has_value());
+  flag(p.message_id.has_value());
+  flag(p.timestamp.has_value());
+  flag(p.type.has_value());
+  flag(p.user_id.has_value());
+  flag(p.app_id.has_value());
+  flag(p.cluster_id.has_value());
+  w.u16(mask);
+  if (p.content_type) put_str(w, *p.content_type);
+  if (p.content_encoding) put_str(w, *p.content_encoding);
+  if (p.headers) put_table(w, *p.headers);
+  if (p.delivery_mode) w.u8(*p.delivery_mode);
+  if (p.priority) w.u8(*p.priority);
+  if (p.correlation_id) put_str(w, *p.correlation_id);
+  if (p.reply_to) put_str(w, *p.reply_to);
+  if (p.expiration) put_str(w, *p.expiration);
+  if (p.message_id) put_str(w, *p.message_id);
+  if (p.timestamp) w.u64(*p.timestamp);
+  if (p.type) put_str(w, *p.type);
+  if (p.user_id) put_str(w, *p.user_id);
+  if (p.app_id) put_str(w, *p.app_id);
+  if (p.cluster_id) put_str(w, *p.cluster_id);
+}
+
+void get_properties(common::byte_reader& r, broker::message_properties& p) {
+  uint16_t mask = r.u16();
+  auto has = [&](int bit) { return (mask >> bit) & 1u; };
+  if (has(15)) p.content_type = get_str(r);
+  if (has(14)) p.content_encoding = get_str(r);
+  if (has(13)) p.headers = get_table(r);
+  if (has(12)) p.delivery_mode = r.u8();
+  if (has(11)) p.priority = r.u8();
+  if (has(10)) p.correlation_id = get_str(r);
+  if (has(9)) p.reply_to = get_str(r);
+  if (has(8)) p.expiration = get_str(r);
+  if (has(7)) p.message_id = get_str(r);
+  if (has(6)) p.timestamp = r.u64();
+  if (has(5)) p.type = get_str(r);
+  if (has(4)) p.user_id = get_str(r);
+  if (has(3)) p.app_id = get_str(r);
+  if (has(2)) p.cluster_id = get_str(r);
+}
+
+// Acks are matched to messages by (message id, queue id).
+struct ack_key {
+  uint64_t id;
+  uint32_t queue;
+  bool operator==(const ack_key&) const = default;
+};
+struct ack_hash {
+  size_t operator()(const ack_key& k) const {
+    return std::hash<uint64_t>()(k.id * 0x9E3779B97F4A7C15ull ^ k.queue);
+  }
+};
+
+}  // namespace
+
+message_store::message_store(fs::path dir, store_options opts)
+    : dir_(std::move(dir)), msg_dir_(dir_ / "msgs"), opts_(opts) {
+  fs::create_directories(msg_dir_);
+}
+
+message_store::~message_store() {
+  {
+    std::lock_guard lk(m_);
+    stop_ = true;
+  }
+  writer_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+  close_files();
+}
+
+fs::path message_store::segment_path(uint32_t seg, bool acks) const {
+  return msg_dir_ / fmt::format("{:08}.{}", seg, acks ? "ack" : "seg");
+}
+
+// ----------------------------------------------------------------------------- recovery
+
+recovery_stats message_store::recover(broker::vhost& v) {
+  auto started = std::chrono::steady_clock::now();
+  recovery_stats st;
+  v.set_journal(this);
+  v.set_restoring(true);
+
+  fs::path defs_path = dir_ / "definitions.log";
+  std::string data;
+  if (read_whole_file(defs_path, data)) {
+    st.bytes += data.size();
+    auto r = scan_records(data, defs_magic, [&](std::string_view p) {
+      replay_definition(v, p);
+      ++st.definitions;
+    });
+    if (r.torn) {
+      ++st.torn_files;
+      spdlog::warn(
+          "vhost '{}': definitions log torn after {} records (a crash while writing); "
+          "the rest is ignored",
+          v.name(), r.records);
+    }
+  }
+  recover_segments(v, st);
+  v.set_restoring(false);
+
+  // The log is rewritten as a snapshot of what is defined now, so it does not grow with churn
+  // from one start to the next.
+  std::string snapshot(defs_magic);
+  capture_ = &snapshot;
+  v.snapshot(*this);
+  capture_ = nullptr;
+  replace_file(defs_path, snapshot);
+
+  writer_ = std::thread([this] { writer_loop(); });
+  st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return st;
+}
+
+void message_store::replay_definition(broker::vhost& v, std::string_view payload) {
+  common::byte_reader r(payload.data(), payload.size());
+  uint8_t kind = r.u8();
+  broker::maybe_error err;
+  switch (kind) {
+    case def_exchange: {
+      broker::exchange_settings s;
+      s.name = get_str(r);
+      s.type = get_str(r);
+      uint8_t flags = r.u8();
+      s.durable = true;
+      s.auto_delete = flags & 2;
+      s.internal = flags & 4;
+      s.arguments = get_table(r);
+      if (r.ok()) err = v.declare_exchange(s, false);
+      break;
+    }
+    case def_exchange_delete: {
+      std::string name = get_str(r);
+      if (r.ok()) err = v.delete_exchange(name, false);
+      break;
+    }
+    case def_queue: {
+      broker::queue_declare_request q;
+      q.name = get_str(r);
+      q.store_id = r.u32();
+      uint8_t flags = r.u8();
+      q.durable = true;
+      q.auto_delete = flags & 2;
+      q.arguments = get_table(r);
+      if (r.ok())
+        if (auto res = v.declare_queue(q); auto* e = std::get_if<broker::error>(&res)) err = *e;
+      break;
+    }
+    case def_queue_delete: {
+      std::string name = get_str(r);
+      if (r.ok())
+        if (auto res = v.delete_queue(name, false, false, 0);
+            auto* e = std::get_if<broker::error>(&res))
+          err = *e;
+      break;
+    }
+    case def_bind:
+    case def_unbind: {
+      std::string source = get_str(r);
+      bool to_queue = r.u8() != 0;
+      std::string dest = get_str(r);
+      std::string key = get_str(r);
+      common::field_table args = get_table(r);
+      if (!r.ok()) break;
+      auto d = to_queue ? v.queue_dest(dest, 0, false) : v.exchange_dest(dest);
+      if (auto* e = std::get_if<broker::error>(&d)) {
+        err = *e;
+        break;
+      }
+      auto id = std::get<broker::dest_id>(d);
+      err = kind == def_bind ? v.bind(source, id, key, args) : v.unbind(source, id, key, args);
+      break;
+    }
+    default:
+      r.fail();
+  }
+  if (!r.ok())
+    spdlog::warn("vhost '{}': unreadable definitions record (kind {}) skipped", v.name(), kind);
+  else if (err)
+    spdlog::warn("vhost '{}': stored definition not restored: {}", v.name(), err->text);
+}
+
+void message_store::recover_segments(broker::vhost& v, recovery_stats& st) {
+  std::vector<uint32_t> segs;
+  for (const auto& e : fs::directory_iterator(msg_dir_)) {
+    const auto& p = e.path();
+    if (p.extension() != ".seg") continue;
+    try {
+      segs.push_back(uint32_t(std::stoul(p.stem().string())));
+    } catch (const std::exception&) {
+      spdlog::warn("ignoring unexpected file {}", p.string());
+    }
+  }
+  std::sort(segs.begin(), segs.end());
+  std::string data, ack_data;
+  std::vector<uint32_t> queues;
+  for (uint32_t seg : segs) {
+    ++st.segments;
+    std::unordered_set<ack_key, ack_hash> acked;
+    fs::path ack_path = segment_path(seg, true);
+    if (read_whole_file(ack_path, ack_data)) {
+      st.bytes += ack_data.size();
+      auto r = scan_records(ack_data, ack_magic, [&](std::string_view p) {
+        common::byte_reader a(p.data(), p.size());
+        ack_key k{a.u64(), a.u32()};
+        if (a.ok()) acked.insert(k);
+      });
+      if (r.torn) {
+        ++st.torn_files;
+        fs::resize_file(ack_path, r.bad_magic ? 0 : r.good_bytes);
+      }
+    }
+    fs::path seg_path = segment_path(seg, false);
+    if (!read_whole_file(seg_path, data)) continue;
+    st.bytes += data.size();
+    live_[seg] = 0;
+    auto r = scan_records(data, seg_magic, [&](std::string_view p) {
+      common::byte_reader rd(p.data(), p.size());
+      if (rd.u8() != msg_record) return;
+      uint64_t id = rd.u64();
+      uint32_t nq = rd.u32();
+      queues.clear();
+      for (uint32_t i = 0; i < nq && rd.ok(); ++i) queues.push_back(rd.u32());
+      auto m = std::make_shared<broker::message>();
+      m->exchange = get_str(rd);
+      m->routing_key = get_str(rd);
+      get_properties(rd, m->properties);
+      m->body = get_str(rd);
+      if (!rd.ok()) {
+        spdlog::warn("vhost '{}': unreadable message record {} in segment {} skipped", v.name(), id,
+                     seg);
+        return;
+      }
+      if (m->properties.expiration) {
+        int64_t ms = 0;
+        if (broker::parse_expiration(*m->properties.expiration, ms)) m->ttl_ms = ms;
+      }
+      m->store_id = id;
+      m->store_segment = seg;
+      next_id_ = std::max(next_id_, id + 1);
+      broker::message_ptr shared = std::move(m);
+      for (uint32_t q : queues) {
+        if (acked.count(ack_key{id, q})) continue;
+        ++live_[seg];  // before restoring: the queue may release it (or an older one) at once
+        if (v.restore_message(q, shared))
+          ++st.messages;
+        else
+          --live_[seg];  // its queue is gone
+      }
+    });
+    if (r.torn) {
+      ++st.torn_files;
+      spdlog::warn(
+          "vhost '{}': segment {} torn after {} records (a crash while writing it); "
+          "cut back to {} bytes",
+          v.name(), seg, r.records, r.good_bytes);
+      if (r.bad_magic)
+        fs::remove(seg_path);
+      else
+        fs::resize_file(seg_path, r.good_bytes);
+    }
+  }
+  // New messages go to a new segment; segments with nothing left in them go now.
+  active_seg_ = segs.empty() ? 1 : segs.back() + 1;
+  for (auto it = live_.begin(); it != live_.end();) {
+    if (it->second == 0) {
+      std::error_code ec;
+      fs::remove(segment_path(it->first, false), ec);
+      fs::remove(segment_path(it->first, true), ec);
+      it = live_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // Releases made while restoring (limits) are in the pending batch; they name live segments.
+}
+
+// ----------------------------------------------------------------------------- journal
+
+void message_store::add_definition(const std::function<void(std::string&)>& encode) {
+  if (capture_) {
+    size_t at = begin_record(*capture_);
+    encode(*capture_);
+    end_record(*capture_, at);
+    return;
+  }
+  std::lock_guard lk(m_);
+  size_t at = begin_record(pending_.defs);
+  encode(pending_.defs);
+  end_record(pending_.defs, at);
+  wake_writer();
+}
+
+void message_store::exchange_declared(const broker::exchange_settings& s) {
+  add_definition([&](std::string& out) {
+    common::byte_writer w(out);
+    w.u8(def_exchange);
+    put_str(w, s.name);
+    put_str(w, s.type);
+    w.u8(uint8_t((s.auto_delete ? 2 : 0) | (s.internal ? 4 : 0)));
+    put_table(w, s.arguments);
+  });
+}
+
+void message_store::exchange_deleted(std::string_view name) {
+  add_definition([&](std::string& out) {
+    common::byte_writer w(out);
+    w.u8(def_exchange_delete);
+    put_str(w, name);
+  });
+}
+
+void message_store::queue_declared(const broker::queue_settings& s, uint32_t store_id) {
+  add_definition([&](std::string& out) {
+    common::byte_writer w(out);
+    w.u8(def_queue);
+    put_str(w, s.name);
+    w.u32(store_id);
+    w.u8(uint8_t(s.auto_delete ? 2 : 0));
+    put_table(w, s.arguments);
+  });
+}
+
+void message_store::queue_deleted(std::string_view name) {
+  add_definition([&](std::string& out) {
+    common::byte_writer w(out);
+    w.u8(def_queue_delete);
+    put_str(w, name);
+  });
+}
+
+void message_store::binding_changed(bool added, std::string_view source, bool dest_is_queue,
+                                    std::string_view dest, std::string_view key,
+                                    const common::field_table& args) {
+  add_definition([&](std::string& out) {
+    common::byte_writer w(out);
+    w.u8(added ? def_bind : def_unbind);
+    put_str(w, source);
+    w.u8(dest_is_queue ? 1 : 0);
+    put_str(w, dest);
+    put_str(w, key);
+    put_table(w, args);
+  });
+}
+
+void message_store::assign(const broker::message& m, uint32_t refs) {
+  if (active_bytes_ >= opts_.segment_bytes) {
+    uint32_t old = active_seg_++;
+    active_bytes_ = 0;
+    auto it = live_.find(old);
+    if (it != live_.end() && it->second == 0) {
+      live_.erase(it);
+      std::lock_guard lk(m_);
+      pending_.deletes.push_back(old);
+      wake_writer();
+    }
+  }
+  m.store_id = next_id_++;
+  m.store_segment = active_seg_;
+  live_[active_seg_] += refs;
+}
+
+void message_store::unref(const broker::message& m, uint32_t n) {
+  unref_segment(m.store_segment, n);
+}
+
+void message_store::unref_segment(uint32_t seg, uint64_t n) {
+  auto it = live_.find(seg);
+  if (it == live_.end()) return;
+  it->second -= std::min(it->second, n);
+  if (it->second == 0 && seg != active_seg_) {
+    // Every message in it is acknowledged everywhere: the files go (after what is pending).
+    live_.erase(it);
+    std::lock_guard lk(m_);
+    pending_.deletes.push_back(seg);
+    wake_writer();
+  }
+}
+
+uint64_t message_store::write(const broker::message& m, std::span<const uint32_t> queue_ids) {
+  std::lock_guard lk(m_);
+  auto& segs = pending_.segs;
+  if (segs.empty() || segs.back().first != m.store_segment) segs.emplace_back(m.store_segment, "");
+  std::string& out = segs.back().second;
+  size_t before = out.size();
+  size_t at = begin_record(out);
+  common::byte_writer w(out);
+  w.u8(msg_record);
+  w.u64(m.store_id);
+  w.u32(uint32_t(queue_ids.size()));
+  for (uint32_t q : queue_ids) w.u32(q);
+  put_str(w, m.exchange);
+  put_str(w, m.routing_key);
+  put_properties(w, m.properties);
+  put_str(w, m.body);
+  end_record(out, at);
+  active_bytes_ += out.size() - before;
+  pending_.ticket = ++ticket_;
+  wake_writer();
+  return ticket_;
+}
+
+void message_store::release(const broker::message& m, uint32_t queue_id) {
+  {
+    std::lock_guard lk(m_);
+    std::string& out = pending_.acks[m.store_segment];
+    size_t at = begin_record(out);
+    common::byte_writer w(out);
+    w.u64(m.store_id);
+    w.u32(queue_id);
+    end_record(out, at);
+    wake_writer();
+  }
+  unref_segment(m.store_segment, 1);
+}
+
+void message_store::when_synced(uint64_t ticket, std::function<void()> fn) {
+  if (synced_.load(std::memory_order_acquire) >= ticket) {
+    fn();
+    return;
+  }
+  {
+    std::lock_guard lk(m_);
+    // Checked again under the lock: the writer publishes synced_ while holding it.
+    if (synced_.load(std::memory_order_relaxed) < ticket) {
+      waiters_.emplace(ticket, std::move(fn));
+      return;
+    }
+  }
+  fn();
+}
+
+void message_store::flush() {
+  std::unique_lock lk(m_);
+  flushed_cv_.wait(lk, [&] { return (pending_.empty() && writer_idle_) || !writer_.joinable(); });
+}
+
+// ----------------------------------------------------------------------------- writer thread
+
+void message_store::wake_writer() {
+  if (writer_idle_) writer_cv_.notify_one();
+}
+
+void message_store::writer_loop() {
+  for (;;) {
+    batch b;
+    {
+      std::unique_lock lk(m_);
+      writer_idle_ = true;
+      flushed_cv_.notify_all();
+      writer_cv_.wait(lk, [&] { return stop_ || !pending_.empty(); });
+      writer_idle_ = false;
+      if (pending_.empty() && stop_) break;
+      std::swap(b, pending_);
+      b.ticket = ticket_;
+      pending_.ticket = ticket_;
+    }
+    // A failed write (disk full, I/O error) is retried until it succeeds: nothing is confirmed
+    // meanwhile, and what was written stays written (the batch keeps only the rest).
+    for (int attempt = 0;; ++attempt) {
+      try {
+        write_batch(b);
+        break;
+      } catch (const std::exception& e) {
+        if (attempt % 20 == 0)
+          spdlog::error("message store {}: {}; retrying", dir_.string(), e.what());
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+    std::multimap<uint64_t, std::function<void()>> ready;
+    {
+      std::lock_guard lk(m_);
+      synced_.store(b.ticket, std::memory_order_release);
+      auto end = waiters_.upper_bound(b.ticket);
+      ready.insert(std::make_move_iterator(waiters_.begin()), std::make_move_iterator(end));
+      waiters_.erase(waiters_.begin(), end);
+    }
+    for (auto& [t, fn] : ready) fn();
+  }
+  std::lock_guard lk(m_);
+  writer_idle_ = true;
+  flushed_cv_.notify_all();
+}
+
+void message_store::write_batch(batch& b) {
+  // Definitions first: a message record never reaches the disk before its queue's declaration.
+  if (!b.defs.empty()) {
+    if (defs_fd_ < 0) defs_fd_ = open_for_append(dir_ / "definitions.log", defs_magic);
+    write_consume(defs_fd_, b.defs);
+    defs_dirty_ = true;
+  }
+  for (auto& [seg, bytes] : b.segs) {
+    if (bytes.empty()) continue;
+    if (seg_fd_ < 0 || seg_fd_num_ != seg) {
+      if (seg_fd_ >= 0) {
+        if (opts_.fsync && seg_dirty_) ::fdatasync(seg_fd_);
+        ::close(seg_fd_);
+        seg_fd_ = -1;
+      }
+      seg_fd_ = open_for_append(segment_path(seg, false), seg_magic);
+      seg_fd_num_ = seg;
+      if (opts_.fsync) sync_directory(msg_dir_);
+    }
+    write_consume(seg_fd_, bytes);
+    seg_dirty_ = true;
+  }
+  // Acknowledgements are not synced: one lost in a crash only means a redelivery.
+  for (auto& [seg, bytes] : b.acks) {
+    if (bytes.empty()) continue;
+    auto it = ack_fds_.find(seg);
+    if (it == ack_fds_.end()) {
+      if (ack_fds_.size() >= 64) {
+        for (auto& [s, fd] : ack_fds_) ::close(fd);
+        ack_fds_.clear();
+      }
+      it = ack_fds_.emplace(seg, open_for_append(segment_path(seg, true), ack_magic)).first;
+    }
+    write_consume(it->second, bytes);
+  }
+  if (opts_.fsync) {
+    if (defs_dirty_ && ::fdatasync(defs_fd_) != 0)
+      throw std::system_error(errno, std::generic_category(), "fdatasync definitions.log");
+    if (seg_dirty_ && ::fdatasync(seg_fd_) != 0)
+      throw std::system_error(errno, std::generic_category(), "fdatasync segment");
+  }
+  defs_dirty_ = seg_dirty_ = false;
+  for (uint32_t seg : b.deletes) {
+    if (auto it = ack_fds_.find(seg); it != ack_fds_.end()) {
+      ::close(it->second);
+      ack_fds_.erase(it);
+    }
+    if (seg_fd_ >= 0 && seg_fd_num_ == seg) {
+      ::close(seg_fd_);
+      seg_fd_ = -1;
+    }
+    std::error_code ec;
+    fs::remove(segment_path(seg, false), ec);
+    fs::remove(segment_path(seg, true), ec);
+  }
+  b.deletes.clear();
+  b.segs.clear();
+  b.acks.clear();
+}
+
+void message_store::close_files() {
+  if (seg_fd_ >= 0) {
+    if (opts_.fsync) ::fdatasync(seg_fd_);
+    ::close(seg_fd_);
+  }
+  for (auto& [s, fd] : ack_fds_) {
+    if (opts_.fsync) ::fdatasync(fd);
+    ::close(fd);
+  }
+  if (defs_fd_ >= 0) ::close(defs_fd_);
+  seg_fd_ = defs_fd_ = -1;
+  ack_fds_.clear();
+}
+
+}  // namespace warren::store

@@ -1,0 +1,130 @@
+// A vhost's persistent store: one ordered log of its durable definitions, and segment files of
+// persistent messages with, beside each segment, a file of the acknowledgements of its messages.
+// The on-disk format is documented in docs/storage.md.
+//
+// Threads: the journal calls come from the vhost's home worker and only append to an in-memory
+// batch; the store's own writer thread takes the batch, writes it, syncs it (one fsync for the
+// whole batch: group commit) and then wakes whoever waits for it (publisher confirms). Files are
+// touched only by that thread once recovery is over.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "broker/journal.hpp"
+
+namespace warren::broker {
+class vhost;
+}
+
+namespace warren::store {
+
+struct store_options {
+  uint64_t segment_bytes = 64ull << 20;  // a new segment file starts after this many bytes
+  bool fsync = true;                     // false only for tests that do not care about power cuts
+};
+
+struct recovery_stats {
+  size_t definitions = 0;  // records replayed
+  size_t messages = 0;     // (message, queue) pairs put back
+  size_t segments = 0;     // segment files read
+  size_t torn_files = 0;   // files whose tail was cut off because a crash tore it
+  uint64_t bytes = 0;      // bytes read
+  double seconds = 0;
+};
+
+class message_store final : public broker::journal {
+ public:
+  message_store(std::filesystem::path dir, store_options opts = {});
+  // Writes and syncs everything pending, then stops the writer thread.
+  ~message_store() override;
+  message_store(const message_store&) = delete;
+  message_store& operator=(const message_store&) = delete;
+
+  // Once, before the vhost is used, on the thread that owns it: replays the stored definitions
+  // and messages into `v`, attaches itself as v's journal, rewrites the definitions log compactly,
+  // deletes segments with nothing left in them, and starts the writer thread.
+  recovery_stats recover(broker::vhost& v);
+
+  // Blocks until everything journalled so far is written and synced.
+  void flush();
+
+  // Segment files that still hold unacknowledged messages (vhost's worker only).
+  size_t live_segments() const { return live_.size(); }
+
+  // broker::journal (vhost's worker)
+  void exchange_declared(const broker::exchange_settings& s) override;
+  void exchange_deleted(std::string_view name) override;
+  void queue_declared(const broker::queue_settings& s, uint32_t store_id) override;
+  void queue_deleted(std::string_view name) override;
+  void binding_changed(bool added, std::string_view source, bool dest_is_queue,
+                       std::string_view dest, std::string_view key,
+                       const common::field_table& args) override;
+  void assign(const broker::message& m, uint32_t refs) override;
+  void unref(const broker::message& m, uint32_t n) override;
+  uint64_t write(const broker::message& m, std::span<const uint32_t> queue_ids) override;
+  void release(const broker::message& m, uint32_t queue_id) override;
+  // Any thread.
+  void when_synced(uint64_t ticket, std::function<void()> fn) override;
+
+ private:
+  struct batch {
+    std::string defs;                                    // definitions log records
+    std::vector<std::pair<uint32_t, std::string>> segs;  // message records, by segment, in order
+    std::map<uint32_t, std::string> acks;                // ack records, by segment
+    std::vector<uint32_t> deletes;                       // segments to remove
+    uint64_t ticket = 0;                                 // message writes included so far
+    bool empty() const { return defs.empty() && segs.empty() && acks.empty() && deletes.empty(); }
+  };
+
+  std::filesystem::path segment_path(uint32_t seg, bool acks) const;
+  void replay_definition(broker::vhost& v, std::string_view payload);
+  void recover_segments(broker::vhost& v, recovery_stats& st);
+  void add_definition(const std::function<void(std::string&)>& encode);
+  void unref_segment(uint32_t seg, uint64_t n);
+  void wake_writer();  // m_ held
+  void writer_loop();
+  void write_batch(batch& b);
+  void close_files();
+
+  const std::filesystem::path dir_;
+  const std::filesystem::path msg_dir_;
+  const store_options opts_;
+
+  // vhost's worker only
+  uint64_t next_id_ = 1;
+  uint32_t active_seg_ = 1;
+  uint64_t active_bytes_ = 0;
+  std::unordered_map<uint32_t, uint64_t> live_;  // segment -> references not yet released
+  std::string* capture_ = nullptr;               // snapshotting definitions into a string
+
+  // shared, under m_
+  std::mutex m_;
+  std::condition_variable writer_cv_;
+  std::condition_variable flushed_cv_;
+  batch pending_;
+  uint64_t ticket_ = 0;
+  bool writer_idle_ = false;
+  bool stop_ = false;
+  std::multimap<uint64_t, std::function<void()>> waiters_;
+  std::atomic<uint64_t> synced_{0};
+
+  // writer thread only
+  int defs_fd_ = -1;
+  int seg_fd_ = -1;
+  uint32_t seg_fd_num_ = 0;
+  bool seg_dirty_ = false;
+  bool defs_dirty_ = false;
+  std::map<uint32_t, int> ack_fds_;
+  std::thread writer_;
+};
+
+}  // namespace warren::store

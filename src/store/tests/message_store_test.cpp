@@ -1,0 +1,349 @@
+// The store under a real vhost, without sockets: what is journalled comes back after a
+// "restart" (a new vhost and a new store on the same directory), and nothing else does.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <future>
+
+#include "broker/vhost.hpp"
+#include "store/message_store.hpp"
+#include "store/record_file.hpp"
+
+namespace warren::store {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace broker;
+
+struct recorder : delivery_target {
+  struct got_t {
+    uint64_t tag;
+    bool redelivered;
+    message_ptr m;
+  };
+  void deliver(const std::string&, uint64_t tag, bool redelivered, const message_ptr& m) override {
+    got.push_back({tag, redelivered, m});
+  }
+  void cancelled(const std::string&) override {}
+  std::vector<got_t> got;
+};
+
+message_ptr msg(std::string key, std::string body, bool persistent = true) {
+  auto m = std::make_shared<message>();
+  m->routing_key = std::move(key);
+  m->body = std::move(body);
+  if (persistent) m->properties.delivery_mode = 2;
+  return m;
+}
+
+// One broker "life": a vhost with its store on `dir`, recovered at construction.
+struct life {
+  explicit life(const fs::path& dir, store_options o = {.fsync = false}) : store(dir, o) {
+    stats = store.recover(v);
+    v.open_channel(1, 7, target);
+  }
+  ~life() { store.flush(); }
+  void declare(const std::string& name, bool durable = true, common::field_table args = {}) {
+    queue_declare_request r;
+    r.name = name;
+    r.durable = durable;
+    r.arguments = std::move(args);
+    r.connection_id = 7;
+    auto res = v.declare_queue(r);
+    ASSERT_TRUE(std::holds_alternative<queue_declare_ok>(res)) << std::get<error>(res).text;
+  }
+  uint32_t count(const std::string& name) {
+    queue_declare_request r;
+    r.name = name;
+    r.passive = true;
+    auto res = v.declare_queue(r);
+    return std::holds_alternative<queue_declare_ok>(res)
+               ? std::get<queue_declare_ok>(res).message_count
+               : uint32_t(-1);
+  }
+  bool exists(const std::string& name) { return count(name) != uint32_t(-1); }
+  uint64_t publish(message_ptr m, const std::string& exchange = "") {
+    auto* mm = const_cast<message*>(m.get());
+    mm->exchange = exchange;
+    uint64_t ticket = 0;
+    auto r = v.publish(std::move(m), 0, &ticket);
+    EXPECT_TRUE(std::holds_alternative<publish_outcome>(r));
+    return ticket;
+  }
+  std::vector<std::string> drain(const std::string& q, bool ack = true) {
+    std::vector<std::string> out;
+    for (;;) {
+      auto r = v.get(1, q, !ack, 7);
+      auto* ok = std::get_if<get_ok>(&r);
+      if (!ok) break;
+      EXPECT_EQ(ok->redelivered, redelivered_expected) << ok->msg->body;
+      out.push_back(ok->msg->body);
+      if (ack) {
+        EXPECT_FALSE(v.ack(1, ok->delivery_tag, false));
+      }
+    }
+    return out;
+  }
+
+  vhost v{"/", 0};
+  message_store store;
+  recovery_stats stats;
+  std::shared_ptr<recorder> target = std::make_shared<recorder>();
+  bool redelivered_expected = false;
+};
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir = fs::temp_directory_path() /
+          ("warren-store-test-" + std::to_string(::getpid()) + "-" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir);
+  }
+  void TearDown() override { fs::remove_all(dir); }
+  size_t files(const std::string& ext) {
+    size_t n = 0;
+    for (const auto& e : fs::directory_iterator(dir / "msgs")) n += e.path().extension() == ext;
+    return n;
+  }
+  fs::path dir;
+};
+
+TEST_F(StoreTest, DurableDefinitionsComeBackAndTransientOnesDoNot) {
+  common::field_table qargs;
+  qargs.set("x-max-length", int32_t(10));
+  qargs.set("x-message-ttl", int64_t(60000));
+  {
+    life l(dir);
+    common::field_table xargs;
+    xargs.set("alternate-exchange", std::string("ae"));
+    ASSERT_FALSE(l.v.declare_exchange({"events", "topic", true, false, false, xargs}, false));
+    ASSERT_FALSE(l.v.declare_exchange({"scratch", "fanout", false}, false));
+    l.declare("orders", true, qargs);
+    l.declare("temp", false);
+    auto orders = std::get<dest_id>(l.v.queue_dest("orders", 7));
+    auto temp = std::get<dest_id>(l.v.queue_dest("temp", 7));
+    ASSERT_FALSE(l.v.bind("events", orders, "order.*", {}));
+    ASSERT_FALSE(l.v.bind("events", temp, "#", {}));  // a non-durable end: not stored
+    ASSERT_FALSE(l.v.declare_exchange({"gone", "direct", true}, false));
+    ASSERT_FALSE(l.v.delete_exchange("gone", false));
+  }
+  life l(dir);
+  EXPECT_TRUE(l.v.has_exchange("events"));
+  EXPECT_FALSE(l.v.has_exchange("scratch"));
+  EXPECT_FALSE(l.v.has_exchange("gone"));
+  EXPECT_TRUE(l.exists("orders"));
+  EXPECT_FALSE(l.exists("temp"));
+  // The same arguments, with their AMQP types, so an identical re-declare is still equivalent.
+  l.declare("orders", true, qargs);
+  common::field_table xargs;
+  xargs.set("alternate-exchange", std::string("ae"));
+  EXPECT_FALSE(l.v.declare_exchange({"events", "topic", true, false, false, xargs}, false));
+  // The binding works.
+  l.publish(msg("order.new", "x"), "events");
+  EXPECT_EQ(l.count("orders"), 1u);
+}
+
+TEST_F(StoreTest, PersistentMessagesInDurableQueuesComeBackInOrderRedelivered) {
+  {
+    life l(dir);
+    l.declare("d");
+    l.declare("t", false);
+    for (int i = 0; i < 5; ++i) l.publish(msg("d", "p" + std::to_string(i)));
+    l.publish(msg("d", "transient", false));
+    l.publish(msg("t", "in a transient queue"));
+    EXPECT_EQ(l.count("d"), 6u);
+  }
+  life l(dir);
+  EXPECT_EQ(l.stats.messages, 5u);
+  l.redelivered_expected = true;
+  EXPECT_EQ(l.drain("d"), (std::vector<std::string>{"p0", "p1", "p2", "p3", "p4"}));
+  EXPECT_FALSE(l.exists("t"));
+}
+
+TEST_F(StoreTest, AckedMessagesDoNotComeBackUnackedOnesDo) {
+  {
+    life l(dir);
+    l.declare("q");
+    for (int i = 0; i < 6; ++i) l.publish(msg("q", std::to_string(i)));
+    std::vector<uint64_t> tags;
+    for (int i = 0; i < 4; ++i)
+      tags.push_back(std::get<get_ok>(l.v.get(1, "q", false, 7)).delivery_tag);
+    ASSERT_FALSE(l.v.ack(1, tags[1], true));             // 0 and 1
+    ASSERT_FALSE(l.v.reject(1, tags[2], false, false));  // 2, dropped
+    // 3 is delivered and not acked: it comes back
+  }
+  life l(dir);
+  l.redelivered_expected = true;
+  EXPECT_EQ(l.drain("q"), (std::vector<std::string>{"3", "4", "5"}));
+}
+
+TEST_F(StoreTest, OneRecordForManyQueuesReleasedQueueByQueue) {
+  {
+    life l(dir);
+    ASSERT_FALSE(l.v.declare_exchange({"fan", "fanout", true}, false));
+    l.declare("a");
+    l.declare("b");
+    for (auto q : {"a", "b"})
+      ASSERT_FALSE(l.v.bind("fan", std::get<dest_id>(l.v.queue_dest(q, 7)), "", {}));
+    l.publish(msg("", "both"), "fan");
+    EXPECT_EQ(l.drain("a"), std::vector<std::string>{"both"});
+  }
+  {
+    life l(dir);
+    EXPECT_EQ(l.count("a"), 0u);
+    EXPECT_EQ(l.count("b"), 1u);
+    l.redelivered_expected = true;
+    EXPECT_EQ(l.drain("b"), std::vector<std::string>{"both"});
+  }
+  life l(dir);
+  EXPECT_EQ(l.count("b"), 0u);
+  EXPECT_EQ(files(".seg"), 0u);  // nothing left to keep
+}
+
+TEST_F(StoreTest, PurgeAndDeleteAreRemembered) {
+  {
+    life l(dir);
+    l.declare("purged");
+    l.declare("deleted");
+    l.publish(msg("purged", "1"));
+    l.publish(msg("deleted", "2"));
+    ASSERT_TRUE(std::holds_alternative<uint32_t>(l.v.purge_queue("purged", 7)));
+    ASSERT_TRUE(std::holds_alternative<uint32_t>(l.v.delete_queue("deleted", false, false, 7)));
+  }
+  life l(dir);
+  EXPECT_EQ(l.count("purged"), 0u);
+  EXPECT_FALSE(l.exists("deleted"));
+}
+
+TEST_F(StoreTest, PropertiesSurviveExactly) {
+  auto m = std::make_shared<message>();
+  m->routing_key = "q";
+  auto& p = m->properties;
+  p.content_type = "application/json";
+  p.content_encoding = "gzip";
+  common::field_table h;
+  h.set("n", int64_t(-5));
+  h.set("s", std::string("text"));
+  h.set("b", true);
+  p.headers = h;
+  p.delivery_mode = 2;
+  p.priority = 3;
+  p.correlation_id = "c";
+  p.reply_to = "r";
+  p.expiration = "600000";
+  p.message_id = "id";
+  p.timestamp = 1234567;
+  p.type = "t";
+  p.user_id = "guest";
+  p.app_id = "app";
+  p.cluster_id = "cl";
+  m->body = std::string("\0binary\xff", 8);
+  {
+    life l(dir);
+    l.declare("q");
+    l.publish(m);
+  }
+  life l(dir);
+  auto r = l.v.get(1, "q", true, 7);
+  ASSERT_TRUE(std::holds_alternative<get_ok>(r));
+  const message& back = *std::get<get_ok>(r).msg;
+  EXPECT_EQ(back.body, m->body);
+  EXPECT_EQ(back.routing_key, "q");
+  const auto& b = back.properties;
+  EXPECT_EQ(b.content_type, p.content_type);
+  EXPECT_EQ(b.content_encoding, p.content_encoding);
+  ASSERT_TRUE(b.headers);
+  EXPECT_TRUE(*b.headers == h);
+  EXPECT_EQ(b.delivery_mode, p.delivery_mode);
+  EXPECT_EQ(b.priority, p.priority);
+  EXPECT_EQ(b.correlation_id, p.correlation_id);
+  EXPECT_EQ(b.reply_to, p.reply_to);
+  EXPECT_EQ(b.expiration, p.expiration);
+  EXPECT_EQ(back.ttl_ms, 600000);
+  EXPECT_EQ(b.message_id, p.message_id);
+  EXPECT_EQ(b.timestamp, p.timestamp);
+  EXPECT_EQ(b.type, p.type);
+  EXPECT_EQ(b.user_id, p.user_id);
+  EXPECT_EQ(b.app_id, p.app_id);
+  EXPECT_EQ(b.cluster_id, p.cluster_id);
+}
+
+TEST_F(StoreTest, TornTailIsCutAndTheRestRecovered) {
+  {
+    life l(dir);
+    l.declare("q");
+    for (int i = 0; i < 10; ++i) l.publish(msg("q", std::string(100, char('a' + i))));
+  }
+  fs::path seg;
+  for (const auto& e : fs::directory_iterator(dir / "msgs"))
+    if (e.path().extension() == ".seg") seg = e.path();
+  ASSERT_FALSE(seg.empty());
+  auto size = fs::file_size(seg);
+  fs::resize_file(seg, size - 30);  // the last record is cut in the middle
+  {
+    std::ofstream f(dir / "definitions.log", std::ios::app | std::ios::binary);
+    f.write("\0\0\0\x10garbage", 11);  // and the definitions log has half a record at its end
+  }
+  {
+    life l(dir);
+    EXPECT_EQ(l.stats.torn_files, 2u);
+    EXPECT_EQ(l.count("q"), 9u);
+    EXPECT_LT(fs::file_size(seg), size - 30);  // cut back to the last whole record
+    l.redelivered_expected = true;
+    auto got = l.drain("q", false);
+    ASSERT_EQ(got.size(), 9u);
+    for (int i = 0; i < 9; ++i) EXPECT_EQ(got[i], std::string(100, char('a' + i)));
+  }
+  EXPECT_FALSE(fs::exists(seg));  // all taken (no-ack): the segment went
+}
+
+TEST_F(StoreTest, AckedSegmentsAreReclaimed) {
+  store_options o{.segment_bytes = 2000, .fsync = false};
+  life l(dir, o);
+  l.declare("q");
+  for (int i = 0; i < 200; ++i) l.publish(msg("q", std::string(100, 'x')));
+  l.store.flush();
+  EXPECT_GT(files(".seg"), 5u);
+  auto got = l.drain("q");
+  EXPECT_EQ(got.size(), 200u);
+  l.store.flush();
+  EXPECT_LE(files(".seg"), 1u);  // only the segment still written to may stay
+  EXPECT_LE(l.store.live_segments(), 1u);
+}
+
+TEST_F(StoreTest, ConfirmTicketIsSyncedAfterAnFsync) {
+  life l(dir, store_options{});
+  l.declare("q");
+  uint64_t t = l.publish(msg("q", "x"));
+  EXPECT_GT(t, 0u);
+  EXPECT_EQ(l.publish(msg("q", "transient", false)), 0u);
+  std::promise<void> done;
+  l.store.when_synced(t, [&] { done.set_value(); });
+  EXPECT_EQ(done.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+}
+
+TEST_F(StoreTest, NoAckDeliveryAndDeadLetteringReleaseTheMessage) {
+  {
+    life l(dir);
+    common::field_table args;
+    args.set("x-dead-letter-exchange", std::string(""));
+    args.set("x-dead-letter-routing-key", std::string("dlq"));
+    l.declare("src", true, args);
+    l.declare("dlq");
+    l.publish(msg("src", "dead"));
+    auto tag = std::get<get_ok>(l.v.get(1, "src", false, 7)).delivery_tag;
+    ASSERT_FALSE(l.v.reject(1, tag, false, false));
+    EXPECT_EQ(l.count("dlq"), 1u);
+    l.publish(msg("src", "autoacked"));
+    ASSERT_TRUE(std::holds_alternative<get_ok>(l.v.get(1, "src", true, 7)));
+  }
+  life l(dir);
+  EXPECT_EQ(l.count("src"), 0u);
+  EXPECT_EQ(l.count("dlq"), 1u);  // the dead-lettered copy is stored in its new queue
+}
+
+}  // namespace
+}  // namespace warren::store
