@@ -48,6 +48,8 @@ class journal {
   // it is already, else later on the store's own thread (fn should only post somewhere).
   // Callable from any thread.
   virtual void when_synced(uint64_t ticket, std::function<void()> fn) = 0;
+  // The highest ticket on disk. Any thread.
+  virtual uint64_t synced() const = 0;
 };
 
 }  // namespace warren::broker

@@ -74,6 +74,7 @@ class message_store final : public broker::journal {
   void release(const broker::message& m, uint32_t queue_id) override;
   // Any thread.
   void when_synced(uint64_t ticket, std::function<void()> fn) override;
+  uint64_t synced() const override { return synced_.load(std::memory_order_acquire); }
 
  private:
   struct batch {

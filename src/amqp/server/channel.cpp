@@ -129,8 +129,10 @@ void channel::call_vhost(Op op, Reply reply, bool urgent) {
 void channel::reply_done() {
   if (pending_ > 0) --pending_;
   if (pending_ != 0) return;
-  if (close_requested_) finish_client_close();
-  else conn_.channel_idle();  // a connection.close may be waiting for us (may destroy `this`)
+  if (close_requested_)
+    finish_client_close();
+  else
+    conn_.channel_idle();  // a connection.close may be waiting for us (may destroy `this`)
 }
 
 void channel::finish_client_close() {
@@ -286,37 +288,49 @@ void channel::complete_publish() {
     ++inflight_publishes_;
     // The connection outlives its channels' replies only while open; the reply runs on this
     // worker only if the channel (and so the connection) still exists.
-    call_vhost([shared, cid = global_id_](broker::vhost& v) { return v.publish(shared, cid); },
-               [shared, mandatory, seq](
-                   channel& ch, const std::variant<broker::publish_outcome, broker::error>& r) {
-                 ch.conn_.publish_finished();
-                 --ch.inflight_publishes_;
-                 if (auto* e = std::get_if<broker::error>(&r)) {
-                   ch.fail(*e, basic_publish::amqp_class_id, basic_publish::amqp_method_id);
-                   return;
-                 }
-                 auto outcome = std::get<broker::publish_outcome>(r);
-                 if (ch.state_ != state::open) return;
-                 if (outcome == broker::publish_outcome::unroutable && mandatory) {
-                   basic_return ret;
-                   ret.reply_code = uint16_t(reply_code::no_route);
-                   ret.reply_text = "NO_ROUTE";
-                   ret.exchange = shared->exchange;
-                   ret.routing_key = shared->routing_key;
-                   ch.conn_.send(ch.id_, ret);
-                   ch.send_message(*shared);
-                 }
-                 if (seq != 0) {
-                   if (outcome == broker::publish_outcome::rejected) {
-                     ch.send_pending_confirms();
-                     ch.conn_.send(ch.id_, basic_nack{seq, false, false});
-                     ch.acked_upto_ = ch.acked_sent_ = seq;  // a later multiple ack starts after it
-                   } else {
-                     ch.confirm_later(seq);
-                   }
-                 }
-                 ch.conn_.conn().flush_soon();
-               });
+    call_vhost(
+        [shared, cid = global_id_](broker::vhost& v) {
+          uint64_t ticket = 0;
+          auto r = v.publish(shared, cid, &ticket);
+          return std::pair{std::move(r), ticket};
+        },
+        [shared, mandatory, seq](
+            channel& ch,
+            const std::pair<std::variant<broker::publish_outcome, broker::error>, uint64_t>& res) {
+          const auto& r = res.first;
+          uint64_t ticket = res.second;
+          ch.conn_.publish_finished();
+          --ch.inflight_publishes_;
+          ch.max_ticket_ = std::max(ch.max_ticket_, ticket);
+          if (auto* e = std::get_if<broker::error>(&r)) {
+            ch.fail(*e, basic_publish::amqp_class_id, basic_publish::amqp_method_id);
+            return;
+          }
+          auto outcome = std::get<broker::publish_outcome>(r);
+          if (ch.state_ != state::open) return;
+          if (outcome == broker::publish_outcome::unroutable && mandatory) {
+            basic_return ret;
+            ret.reply_code = uint16_t(reply_code::no_route);
+            ret.reply_text = "NO_ROUTE";
+            ret.exchange = shared->exchange;
+            ret.routing_key = shared->routing_key;
+            ch.conn_.send(ch.id_, ret);
+            ch.send_message(*shared);
+          }
+          if (seq != 0) {
+            bool nack = outcome == broker::publish_outcome::rejected;
+            if (ticket != 0 || !ch.unsynced_.empty()) {
+              ch.confirm_after_sync(seq, ticket, nack);
+            } else if (nack) {
+              ch.send_pending_confirms();
+              ch.conn_.send(ch.id_, basic_nack{seq, false, false});
+              ch.acked_upto_ = ch.acked_sent_ = seq;  // a later multiple ack starts after it
+            } else {
+              ch.confirm_later(seq);
+            }
+          }
+          ch.conn_.conn().flush_soon();
+        });
   };
   if (tx_mode_)
     tx_pending_.push_back(std::move(publish));
@@ -333,6 +347,44 @@ void channel::confirm_later(uint64_t seq) {
   link_->worker().post([link = link_] {
     if (link->ch) link->ch->send_pending_confirms();
   });
+}
+
+void channel::confirm_after_sync(uint64_t seq, uint64_t ticket, bool nack) {
+  // Confirms go out in sequence order, so one that needs no sync still waits behind those that do.
+  if (!unsynced_.empty()) ticket = std::max(ticket, unsynced_.back().ticket);
+  unsynced_.push_back({seq, ticket, nack});
+  wait_for_sync();
+}
+
+void channel::wait_for_sync() {
+  if (sync_wait_ || unsynced_.empty()) return;
+  broker::journal* j = conn_.vhost().get_journal();
+  if (!j) return;
+  sync_wait_ = true;
+  // The callback may run on the store's writer thread: it only posts back to this worker.
+  j->when_synced(unsynced_.front().ticket, [link = link_] {
+    link->worker().post([link] {
+      if (link->ch) link->ch->on_synced();
+    });
+  });
+}
+
+void channel::on_synced() {
+  sync_wait_ = false;
+  uint64_t synced = conn_.vhost().get_journal()->synced();
+  while (!unsynced_.empty() && unsynced_.front().ticket <= synced) {
+    auto c = unsynced_.front();
+    unsynced_.pop_front();
+    if (c.nack) {
+      send_pending_confirms();
+      if (state_ == state::open) conn_.send(id_, basic_nack{c.seq, false, false});
+      acked_upto_ = acked_sent_ = c.seq;
+    } else {
+      acked_upto_ = c.seq;
+    }
+  }
+  send_pending_confirms();
+  wait_for_sync();
 }
 
 void channel::send_pending_confirms() {
@@ -666,10 +718,19 @@ void channel::on_tx(const method& m, uint16_t cid, uint16_t mid) {
   auto pending = std::move(tx_pending_);
   tx_pending_.clear();
   for (auto& op : pending) op();
+  // Persistent messages of the transaction are on disk before commit-ok, as in RabbitMQ.
   call_vhost([](broker::vhost&) { return true; },
              [](channel& ch, bool) {
-               ch.conn_.send(ch.id_, tx_commit_ok{});
-               ch.conn_.conn().flush_soon();
+               auto commit_ok = [link = ch.link_] {
+                 if (channel* c = link->ch; c && c->state_ == state::open) {
+                   c->conn_.send(c->id_, tx_commit_ok{});
+                   c->conn_.conn().flush_soon();
+                 }
+               };
+               broker::journal* j = ch.conn_.vhost().get_journal();
+               if (!j || j->synced() >= ch.max_ticket_) return commit_ok();
+               j->when_synced(ch.max_ticket_,
+                              [link = ch.link_, commit_ok] { link->worker().post(commit_ok); });
              });
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -90,6 +91,10 @@ class channel {
   void confirm_later(uint64_t seq);
   void give_credit();
   void send_pending_confirms();
+  // Persistent messages are confirmed only once the store has synced them (journal tickets).
+  void confirm_after_sync(uint64_t seq, uint64_t ticket, bool nack);
+  void wait_for_sync();
+  void on_synced();
   // "" means the last queue declared on this channel (an AMQP shorthand RabbitMQ supports).
   bool resolve_queue(std::string& name, uint16_t class_id, uint16_t method_id);
 
@@ -124,6 +129,14 @@ class channel {
   uint64_t acked_upto_ = 0;      // highest sequence number settled as ack
   uint64_t acked_sent_ = 0;      // highest sequence number whose ack went to the client
   bool confirm_flush_scheduled_ = false;
+  struct unsynced_confirm {
+    uint64_t seq;
+    uint64_t ticket;
+    bool nack;
+  };
+  std::deque<unsynced_confirm> unsynced_;  // in sequence order, waiting for the store
+  bool sync_wait_ = false;                 // a when_synced callback is registered
+  uint64_t max_ticket_ = 0;                // the last store ticket of our publishes (tx.commit)
   uint32_t uncredited_ = 0;  // deliveries written to the output buffer, not yet credited
   bool credit_scheduled_ = false;
   bool throttled_ = false;  // a queue holds our publishes back (see vhost::backlog_high)
