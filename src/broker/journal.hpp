@@ -13,9 +13,10 @@
 
 #include "broker/exchange.hpp"
 #include "broker/message.hpp"
-#include "broker/queue.hpp"
 
 namespace warren::broker {
+
+struct queue_settings;
 
 class journal {
  public:
@@ -32,17 +33,19 @@ class journal {
                                const common::field_table& args) = 0;
 
   // --- messages ---
-  // Gives `m` its store id and segment (message::store_id) before it is enqueued anywhere,
-  // holding `refs` references on that segment (one per durable queue it is meant for).
-  virtual void assign(const message& m, uint32_t refs) = 0;
-  // Gives back references taken by assign that no queue used (a queue refused the message).
-  virtual void unref(const message& m, uint32_t n) = 0;
-  // Records the message, held by the queues `queue_ids` (store ids). Returns the ticket to
-  // wait for (see synced) before confirming it to the publisher.
-  virtual uint64_t write(const message& m, std::span<const uint32_t> queue_ids) = 0;
-  // The queue `queue_id` is done with `m` for good (acked, dropped, expired, dead-lettered,
-  // purged, or its queue deleted).
-  virtual void release(const message& m, uint32_t queue_id) = 0;
+  // Records the message before it is enqueued anywhere, holding `refs` references on its
+  // segment (one per queue that will keep it there: durable queues, and queues that page it
+  // out). `durable_queues` are the store ids of the durable queues it is for: a restart gives it
+  // back to them. With none, the record is only a spool for paging and a restart ignores it.
+  // Sets m.store_* and returns the ticket to wait for (see synced) before confirming it.
+  virtual uint64_t write(const message& m, uint32_t refs,
+                         std::span<const uint32_t> durable_queues) = 0;
+  // A queue is done for good with the record at (segment, offset): acked, dropped, expired,
+  // dead-lettered, purged, or its queue deleted. `queue_id` is the queue's store id for a durable
+  // queue (recorded, so that a restart does not give it back), 0 for a queue that only paged it.
+  virtual void release(uint32_t segment, uint32_t offset, uint32_t queue_id) = 0;
+  // Reads a record back (paging in). Null if it cannot be read (logged).
+  virtual message_ptr read(uint32_t segment, uint32_t offset, uint32_t length) = 0;
 
   // Runs fn once everything written up to `ticket` is on disk: at once on the calling thread if
   // it is already, else later on the store's own thread (fn should only post somewhere).

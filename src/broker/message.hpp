@@ -44,6 +44,8 @@ struct message {
   // "immutable once published" (the publishing channel still reads the other fields).
   mutable uint64_t store_id = 0;
   mutable uint32_t store_segment = 0;
+  mutable uint32_t store_offset = 0;  // of its record in the segment file
+  mutable uint32_t store_length = 0;  // of the record, framing included
 };
 
 // RabbitMQ's rule for the expiration property: a non-negative integer in decimal, in ms.

@@ -84,12 +84,22 @@ maybe_error parse_queue_arguments(const common::field_table& args, queue_policy&
 }
 
 queue::queue(queue_settings s, queue_policy p, dest_id id)
-    : settings_(std::move(s)), policy_(std::move(p)), id_(id), levels_(policy_.max_priority + 1u) {
+    : settings_(std::move(s)),
+      policy_(std::move(p)),
+      id_(id),
+      levels_(policy_.max_priority + 1u),
+      paged_(policy_.max_priority + 1u) {
   last_used = now_ms();
 }
 
+bool queue::pages(const message& m) const {
+  if (!pager) return false;
+  uint8_t lvl = std::min<uint8_t>(m.properties.priority.value_or(0), policy_.max_priority);
+  return !paged_[lvl].empty() || count_ - paged_count_ >= page_threshold;
+}
+
 queue::accept queue::enqueue(message_ptr m, int64_t now, std::vector<entry>& dropped,
-                             bool redelivered) {
+                             bool redelivered, bool stored) {
   bool full = (policy_.max_length && count_ >= *policy_.max_length) ||
               (policy_.max_bytes && bytes_ + m->body.size() > *policy_.max_bytes);
   if (full && policy_.overflow != overflow_mode::drop_head) return accept::rejected;
@@ -98,10 +108,17 @@ queue::accept queue::enqueue(message_ptr m, int64_t now, std::vector<entry>& dro
   if (m->ttl_ms && (!ttl || *m->ttl_ms < *ttl)) ttl = m->ttl_ms;
   if (ttl) deadline = now + *ttl;
   uint8_t lvl = std::min<uint8_t>(m->properties.priority.value_or(0), policy_.max_priority);
+  bool page = stored && pages(*m);  // decided before counting m, as the vhost did
   bytes_ += m->body.size();
   ++count_;
   if (deadline) ++expiring_;
-  level(lvl).push_back(entry{next_seq_++, std::move(m), redelivered, deadline, lvl});
+  if (page) {
+    paged_[lvl].push_back(paged{m->store_segment, m->store_offset, m->store_length,
+                                uint32_t(m->body.size()), deadline, redelivered});
+    ++paged_count_;
+  } else {
+    level(lvl).push_back(entry{next_seq_++, std::move(m), deadline, redelivered, lvl, stored});
+  }
   drop_for_limits(dropped);
   return accept::ok;
 }
@@ -115,9 +132,34 @@ queue::entry queue::remove_front(std::deque<entry>& l) {
   return e;
 }
 
+void queue::refill(uint8_t lvl) {
+  auto& mem = levels_[lvl];
+  auto& pg = paged_[lvl];
+  if (pg.empty() || mem.size() >= read_ahead / 2) return;
+  // Read back in arrival order; they take their place behind what is in memory (a message
+  // arriving meanwhile was paged too, behind them). An unreadable record is logged by the store
+  // and the message dropped from the queue.
+  for (size_t n = 0; n < read_ahead && !pg.empty(); ++n) {
+    paged p = pg.front();
+    pg.pop_front();
+    --paged_count_;
+    message_ptr m = pager->read(p.segment, p.offset, p.length);
+    if (!m) {
+      bytes_ -= p.body_size;
+      --count_;
+      if (p.expires_at) --expiring_;
+      pager->release(p.segment, p.offset, store_id);
+      continue;
+    }
+    mem.push_back(entry{next_seq_++, std::move(m), p.expires_at, p.redelivered, lvl, true});
+  }
+}
+
 std::optional<queue::entry> queue::pop_front() {
-  for (size_t i = levels_.size(); i-- > 0;)
+  for (size_t i = levels_.size(); i-- > 0;) {
+    refill(uint8_t(i));
     if (!levels_[i].empty()) return remove_front(levels_[i]);
+  }
   return std::nullopt;
 }
 
@@ -125,7 +167,9 @@ void queue::drop_for_limits(std::vector<entry>& dropped) {
   // drop-head: the oldest messages (lowest priority first) make room, RabbitMQ's default.
   while (count_ > 0 && ((policy_.max_length && count_ > *policy_.max_length) ||
                         (policy_.max_bytes && bytes_ > *policy_.max_bytes))) {
-    for (auto& l : levels_) {
+    for (size_t i = 0; i < levels_.size(); ++i) {
+      refill(uint8_t(i));
+      auto& l = levels_[i];
       if (l.empty()) continue;
       dropped.push_back(remove_front(l));
       break;
@@ -136,9 +180,13 @@ void queue::drop_for_limits(std::vector<entry>& dropped) {
 void queue::expire(int64_t now, std::vector<entry>& expired) {
   if (expiring_ == 0) return;
   // As RabbitMQ's classic queues: a message expires when it reaches the head.
-  for (auto& l : levels_) {
-    while (!l.empty() && l.front().expires_at != 0 && l.front().expires_at <= now)
+  for (size_t i = 0; i < levels_.size(); ++i) {
+    auto& l = levels_[i];
+    for (;;) {
+      refill(uint8_t(i));
+      if (l.empty() || l.front().expires_at == 0 || l.front().expires_at > now) break;
       expired.push_back(remove_front(l));
+    }
   }
 }
 
@@ -161,6 +209,8 @@ void queue::requeue(entry e) {
 size_t queue::purge() {
   size_t n = count_;
   for (auto& l : levels_) l.clear();
+  for (auto& l : paged_) l.clear();
+  paged_count_ = 0;
   bytes_ = 0;
   count_ = 0;
   expiring_ = 0;

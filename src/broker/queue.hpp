@@ -13,6 +13,7 @@
 
 #include "broker/dest_id.hpp"
 #include "broker/error.hpp"
+#include "broker/journal.hpp"
 #include "broker/message.hpp"
 #include "common/field_table.hpp"
 
@@ -55,10 +56,22 @@ class queue {
   struct entry {
     uint64_t seq;  // arrival order; requeued messages go back to their place by it
     message_ptr msg;
-    bool redelivered = false;
     int64_t expires_at = 0;  // now_ms() deadline, 0 = never
-    uint8_t level = 0;       // priority level
+    bool redelivered = false;
+    uint8_t level = 0;    // priority level
+    bool stored = false;  // holds a reference on the message's store record (see journal)
   };
+  // A message paged out: only where its record is. 32 bytes, the whole RAM cost of a message
+  // in a deep backlog.
+  struct paged {
+    uint32_t segment;
+    uint32_t offset;
+    uint32_t length;
+    uint32_t body_size;
+    int64_t expires_at;
+    bool redelivered;
+  };
+  static_assert(sizeof(paged) <= 32, "a paged message costs at most 32 bytes of RAM");
   enum class accept { ok, rejected };
 
   queue(queue_settings s, queue_policy p, dest_id id);
@@ -69,7 +82,14 @@ class queue {
   dest_id id() const { return id_; }
 
   // Adds a message; messages pushed out by drop-head overflow are appended to `dropped`.
-  accept enqueue(message_ptr m, int64_t now, std::vector<entry>& dropped, bool redelivered = false);
+  // `stored`: the queue holds a reference on m's store record; such a message is paged out
+  // (kept only as its location) when pages(m) says so.
+  accept enqueue(message_ptr m, int64_t now, std::vector<entry>& dropped, bool redelivered = false,
+                 bool stored = false);
+  // Whether a message enqueued now would be paged out: the queue pages (it has a pager) and
+  // either holds more than page_threshold messages in memory or has paged messages at m's
+  // priority level already (they must stay behind those, in order).
+  bool pages(const message& m) const;
   // The next message to deliver, skipping (into `expired`) those whose TTL has passed.
   std::optional<entry> take(int64_t now, std::vector<entry>& expired);
   // Moves expired messages at the heads into `expired`.
@@ -77,12 +97,22 @@ class queue {
   // Puts back an unacknowledged message at its original place, marked redelivered.
   void requeue(entry e);
   size_t purge();
-  // Every ready message, in no particular order.
+  // f(segment, offset) for every ready message holding a store reference, paged or not.
   template <typename F>
-  void for_each(F&& f) const {
+  void for_each_stored(F&& f) const {
     for (const auto& l : levels_)
-      for (const auto& e : l) f(e);
+      for (const auto& e : l)
+        if (e.stored) f(e.msg->store_segment, e.msg->store_offset);
+    for (const auto& l : paged_)
+      for (const auto& p : l) f(p.segment, p.offset);
   }
+  size_t paged_count() const { return paged_count_; }
+  // Paging: reads records back, releases unreadable ones. Set by the vhost for every queue
+  // when it has a store.
+  journal* pager = nullptr;
+  size_t page_threshold = 0;
+  // Paged messages read back at a time, when fewer than half as many are left in memory.
+  static constexpr size_t read_ahead = 512;
   size_t message_count() const { return count_; }
   uint64_t message_bytes() const { return bytes_; }
   bool has_expiring() const { return expiring_ > 0; }
@@ -103,6 +133,7 @@ class queue {
   std::deque<entry>& level(uint8_t p) { return levels_[p]; }
   void drop_for_limits(std::vector<entry>& dropped);
   std::optional<entry> pop_front();
+  void refill(uint8_t lvl);                  // pages in the head of level lvl's paged tail
   entry remove_front(std::deque<entry>& l);  // keeps the counters right
 
   queue_settings settings_;
@@ -113,6 +144,8 @@ class queue {
   size_t count_ = 0;
   size_t expiring_ = 0;                    // ready messages with a deadline
   std::vector<std::deque<entry>> levels_;  // index = priority level; highest delivered first
+  std::vector<std::deque<paged>> paged_;   // per level, the tail that is only on disk
+  size_t paged_count_ = 0;
   std::list<consumer*> consumers_;
 };
 

@@ -303,6 +303,8 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
                    r.auto_delete, r.arguments, r.exclusive ? r.connection_id : 0};
   dest_id id = next_id_++;
   auto q = std::make_unique<queue>(std::move(s), std::move(policy), id);
+  q->pager = journal_;
+  q->page_threshold = page_threshold_;
   // Exclusive queues die with their connection, so they are never stored (as in RabbitMQ).
   if (journal_ && r.durable && !r.exclusive) {
     q->store_id = r.store_id ? r.store_id : next_store_queue_;
@@ -319,7 +321,9 @@ std::variant<uint32_t, error> vhost::purge_queue(std::string_view name, uint64_t
   queue* q = find_queue(name);
   if (!q) return no_queue(name);
   if (auto e = check_exclusive(*q, connection_id)) return *e;
-  q->for_each([&](const queue::entry& e) { release(*q, e); });
+  if (journal_)
+    q->for_each_stored(
+        [&](uint32_t seg, uint32_t off) { journal_->release(seg, off, q->store_id); });
   uint32_t n = uint32_t(q->purge());
   release_throttles(*q);
   return n;
@@ -346,8 +350,9 @@ void vhost::destroy_queue(queue& q, bool notify_consumers) {
   release_throttles(q);
   while (!q.consumers().empty()) remove_consumer(*q.consumers().front(), notify_consumers);
   dest_id id = q.id();
+  if (journal_)
+    q.for_each_stored([&](uint32_t seg, uint32_t off) { journal_->release(seg, off, q.store_id); });
   if (q.store_id) {
-    q.for_each([&](const queue::entry& e) { release(q, e); });
     store_queues_.erase(q.store_id);
     if (!restoring_) journal_->queue_deleted(q.name());
   }
@@ -406,36 +411,44 @@ std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publ
 
 uint64_t vhost::enqueue_all(message_ptr m, const std::vector<dest_id>& targets, int64_t now,
                             bool& rejected, uint64_t publisher) {
-  // A persistent message is stored once for all the durable queues it reaches.
-  uint32_t durable = 0;
-  if (journal_ && m->persistent())
-    for (dest_id d : targets)
-      if (queue* q = queue_by_id(d); q && q->store_id) ++durable;
-  if (durable) {
+  std::vector<queue*> qs;
+  qs.reserve(targets.size());
+  for (dest_id d : targets)
+    if (queue* q = queue_by_id(d)) qs.push_back(q);
+  // The queues that keep the message in the store: durable ones for a persistent message (a
+  // restart gives it back to them), and any that will page it out. One record serves them all.
+  std::vector<uint32_t> durable;
+  std::vector<bool> keeps(qs.size(), false);
+  uint32_t refs = 0;
+  if (journal_) {
+    for (size_t i = 0; i < qs.size(); ++i) {
+      bool d = m->persistent() && qs[i]->store_id != 0;
+      if (d) durable.push_back(qs[i]->store_id);
+      if (d || qs[i]->pages(*m)) {
+        keeps[i] = true;
+        ++refs;
+      }
+    }
+  }
+  uint64_t ticket = 0;
+  if (refs) {
     if (m->store_id) {
       // Already stored for other queues (a recent-history replay): a record of its own.
       auto copy = std::make_shared<message>(*m);
       copy->store_id = 0;
-      copy->store_segment = 0;
       m = std::move(copy);
     }
-    journal_->assign(*m, durable);
+    ticket = journal_->write(*m, refs, durable);
+    if (durable.empty()) ticket = 0;  // only spooled for paging: nothing to wait for
   }
-  std::vector<uint32_t> stored;
-  for (dest_id d : targets) {
-    queue* q = queue_by_id(d);
-    if (!q) continue;
-    bool took = enqueue(*q, m, now, rejected);
-    if (durable && q->store_id) {
-      if (took)
-        stored.push_back(q->store_id);
-      else
-        journal_->unref(*m, 1);
-    }
+  for (size_t i = 0; i < qs.size(); ++i) {
+    queue* q = qs[i];
+    bool took = enqueue(*q, m, now, rejected, keeps[i]);
+    if (keeps[i] && !took) journal_->release(m->store_segment, m->store_offset, q->store_id);
     if (publisher != 0 && q->message_count() > backlog_high && !q->consumers().empty())
       throttle(*q, publisher);
   }
-  return stored.empty() ? 0 : journal_->write(*m, stored);
+  return ticket;
 }
 
 void vhost::throttle(queue& q, uint64_t publisher) {
@@ -454,12 +467,12 @@ void vhost::release_throttles(queue& q) {
   q.throttled.clear();
 }
 
-bool vhost::enqueue(queue& q, message_ptr m, int64_t now, bool& rejected) {
+bool vhost::enqueue(queue& q, message_ptr m, int64_t now, bool& rejected, bool stored) {
   std::vector<queue::entry> dropped;
-  if (q.enqueue(m, now, dropped) == queue::accept::rejected) {
+  if (q.enqueue(m, now, dropped, false, stored) == queue::accept::rejected) {
     rejected = true;
     if (q.policy().overflow == overflow_mode::reject_publish_dlx)
-      dead_letter(q, queue::entry{0, std::move(m), false, 0, 0}, "maxlen", now);
+      dead_letter(q, queue::entry{0, std::move(m)}, "maxlen", now);
     return false;
   }
   dead_letter_all(q, dropped, "maxlen", now);
@@ -485,7 +498,6 @@ void vhost::dead_letter(queue& q, queue::entry e, std::string_view reason, int64
   const message& old = *e.msg;
   auto m = std::make_shared<message>(old);
   m->store_id = 0;  // a new message, stored on its own if it needs to be
-  m->store_segment = 0;
   m->exchange = *dlx;
   if (q.policy().dead_letter_routing_key) m->routing_key = *q.policy().dead_letter_routing_key;
   common::field_table headers = old.properties.headers.value_or(common::field_table{});
@@ -762,8 +774,8 @@ void vhost::settle(channel_record& ch, std::map<uint64_t, unacked_message>::iter
     q->requeue(std::move(u.entry));
   } else {
     // Acked, rejected, or its queue is gone: the store forgets it there.
-    if (journal_ && u.store_queue && u.entry.msg->store_id)
-      journal_->release(*u.entry.msg, u.store_queue);
+    if (journal_ && u.entry.stored)
+      journal_->release(u.entry.msg->store_segment, u.entry.msg->store_offset, u.store_queue);
     if (q && dead) dead_letter(*q, std::move(u.entry), "rejected", now_ms());
   }
   if (q) touched.push_back(q);
@@ -874,8 +886,8 @@ bool vhost::restore_message(uint32_t queue_store_id, message_ptr m) {
   if (it == store_queues_.end()) return false;
   queue& q = *it->second;
   std::vector<queue::entry> dropped;
-  if (q.enqueue(m, now_ms(), dropped, true) == queue::accept::rejected)
-    journal_->release(*m, q.store_id);    // over its limit (reject-publish): not taken back
+  if (q.enqueue(m, now_ms(), dropped, true, true) == queue::accept::rejected)
+    journal_->release(m->store_segment, m->store_offset, q.store_id);  // over its limit
   for (auto& e : dropped) release(q, e);  // drop-head: the oldest go, not dead-lettered
   return true;
 }

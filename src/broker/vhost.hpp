@@ -179,7 +179,14 @@ class vhost {
   // Restoring definitions replays them through the ordinary calls; while this is set they are
   // not journalled again.
   void set_restoring(bool on) { restoring_ = on; }
+  // With a journal, a queue holding more ready messages in memory than this pages the next
+  // ones out: they stay on disk, 32 bytes of RAM each, and are read back ahead of delivery.
+  // Applies to queues declared after the call.
+  void set_page_threshold(size_t n) { page_threshold_ = n; }
+  static constexpr size_t default_page_threshold = 20000;
 
+  // Read-only access for statistics and tests (home worker only); null if there is none.
+  const queue* inspect_queue(std::string_view name) const { return find_queue(name); }
   size_t queue_count() const { return queues_.size(); }
   size_t exchange_count() const { return exchanges_.size(); }
 
@@ -212,14 +219,15 @@ class vhost {
   void dead_letter_all(queue& q, std::vector<queue::entry>& entries, std::string_view reason,
                        int64_t now);
   // True if the queue took the message.
-  bool enqueue(queue& q, message_ptr m, int64_t now, bool& rejected);
+  bool enqueue(queue& q, message_ptr m, int64_t now, bool& rejected, bool stored = false);
   // Enqueues a message in its target queues, storing it first when it is persistent and some
   // of them are durable. Returns the store ticket (0: not stored).
   uint64_t enqueue_all(message_ptr m, const std::vector<dest_id>& targets, int64_t now,
                        bool& rejected, uint64_t publisher);
   // The queue is done with this message for good: the store forgets it there.
   void release(const queue& q, const queue::entry& e) {
-    if (journal_ && q.store_id && e.msg->store_id) journal_->release(*e.msg, q.store_id);
+    if (journal_ && e.stored)
+      journal_->release(e.msg->store_segment, e.msg->store_offset, q.store_id);
   }
   void journal_binding(bool added, std::string_view source, dest_id dest, const std::string& key,
                        const common::field_table& args);
@@ -237,6 +245,7 @@ class vhost {
   size_t home_;
   journal* journal_ = nullptr;
   bool restoring_ = false;
+  size_t page_threshold_ = default_page_threshold;
   uint32_t next_store_queue_ = 1;
   dest_id next_id_ = 1;
   std::map<std::string, std::unique_ptr<exchange>, std::less<>> exchanges_;

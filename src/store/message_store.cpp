@@ -36,7 +36,8 @@ enum : uint8_t {
   def_bind = 5,
   def_unbind = 6,
 };
-constexpr uint8_t msg_record = 1;
+constexpr uint8_t msg_record = 1;    // for durable queues: recovered after a restart
+constexpr uint8_t spool_record = 2;  // only paged out of transient queues: ignored on restart
 
 void put_str(common::byte_writer& w, std::string_view s) {
   w.u32(uint32_t(s.size()));
@@ -116,17 +117,46 @@ void get_properties(common::byte_reader& r, broker::message_properties& p) {
   if (has(2)) p.cluster_id = get_str(r);
 }
 
-// Acks are matched to messages by (message id, queue id).
+// Acks are matched to messages by (record offset in the segment, queue id).
 struct ack_key {
-  uint64_t id;
+  uint32_t offset;
   uint32_t queue;
   bool operator==(const ack_key&) const = default;
 };
 struct ack_hash {
   size_t operator()(const ack_key& k) const {
-    return std::hash<uint64_t>()(k.id * 0x9E3779B97F4A7C15ull ^ k.queue);
+    return std::hash<uint64_t>()(uint64_t(k.offset) << 32 | k.queue);
   }
 };
+
+// A message record's payload; null for anything else (and for a spool record unless
+// `any_kind`: those matter only for paging, not after a restart).
+std::shared_ptr<broker::message> decode_message(std::string_view p, uint32_t seg, uint32_t offset,
+                                                std::vector<uint32_t>& queues,
+                                                bool any_kind = false) {
+  common::byte_reader rd(p.data(), p.size());
+  uint8_t kind = rd.u8();
+  if (kind != msg_record && !(any_kind && kind == spool_record)) return nullptr;
+  uint64_t id = rd.u64();
+  uint32_t nq = rd.u32();
+  queues.clear();
+  for (uint32_t i = 0; i < nq && rd.ok(); ++i) queues.push_back(rd.u32());
+  auto m = std::make_shared<broker::message>();
+  m->exchange = get_str(rd);
+  m->routing_key = get_str(rd);
+  get_properties(rd, m->properties);
+  m->body = get_str(rd);
+  if (!rd.ok()) return nullptr;
+  if (m->properties.expiration) {
+    int64_t ms = 0;
+    if (broker::parse_expiration(*m->properties.expiration, ms)) m->ttl_ms = ms;
+  }
+  m->store_id = id;
+  m->store_segment = seg;
+  m->store_offset = offset;
+  m->store_length = uint32_t(p.size() + 8);
+  return m;
+}
 
 }  // namespace
 
@@ -279,7 +309,7 @@ void message_store::recover_segments(broker::vhost& v, recovery_stats& st) {
       st.bytes += ack_data.size();
       auto r = scan_records(ack_data, ack_magic, [&](std::string_view p) {
         common::byte_reader a(p.data(), p.size());
-        ack_key k{a.u64(), a.u32()};
+        ack_key k{a.u32(), a.u32()};
         if (a.ok()) acked.insert(k);
       });
       if (r.torn) {
@@ -292,32 +322,18 @@ void message_store::recover_segments(broker::vhost& v, recovery_stats& st) {
     st.bytes += data.size();
     live_[seg] = 0;
     auto r = scan_records(data, seg_magic, [&](std::string_view p) {
-      common::byte_reader rd(p.data(), p.size());
-      if (rd.u8() != msg_record) return;
-      uint64_t id = rd.u64();
-      uint32_t nq = rd.u32();
-      queues.clear();
-      for (uint32_t i = 0; i < nq && rd.ok(); ++i) queues.push_back(rd.u32());
-      auto m = std::make_shared<broker::message>();
-      m->exchange = get_str(rd);
-      m->routing_key = get_str(rd);
-      get_properties(rd, m->properties);
-      m->body = get_str(rd);
-      if (!rd.ok()) {
-        spdlog::warn("vhost '{}': unreadable message record {} in segment {} skipped", v.name(), id,
-                     seg);
-        return;
+      uint32_t offset = uint32_t(p.data() - data.data()) - 8;
+      auto m = decode_message(p, seg, offset, queues);
+      if (!m) {
+        if (!p.empty() && uint8_t(p[0]) == msg_record)
+          spdlog::warn("vhost '{}': unreadable message record at {} in segment {} skipped",
+                       v.name(), offset, seg);
+        return;  // or a spool record: paging only, over with the restart
       }
-      if (m->properties.expiration) {
-        int64_t ms = 0;
-        if (broker::parse_expiration(*m->properties.expiration, ms)) m->ttl_ms = ms;
-      }
-      m->store_id = id;
-      m->store_segment = seg;
-      next_id_ = std::max(next_id_, id + 1);
+      next_id_ = std::max(next_id_, m->store_id + 1);
       broker::message_ptr shared = std::move(m);
       for (uint32_t q : queues) {
-        if (acked.count(ack_key{id, q})) continue;
+        if (acked.count(ack_key{offset, q})) continue;
         ++live_[seg];  // before restoring: the queue may release it (or an older one) at once
         if (v.restore_message(q, shared))
           ++st.messages;
@@ -339,6 +355,7 @@ void message_store::recover_segments(broker::vhost& v, recovery_stats& st) {
   }
   // New messages go to a new segment; segments with nothing left in them go now.
   active_seg_ = segs.empty() ? 1 : segs.back() + 1;
+  active_bytes_ = magic_size;
   for (auto it = live_.begin(); it != live_.end();) {
     if (it->second == 0) {
       std::error_code ec;
@@ -420,12 +437,29 @@ void message_store::binding_changed(bool added, std::string_view source, bool de
   });
 }
 
-void message_store::assign(const broker::message& m, uint32_t refs) {
+void message_store::unref_segment(uint32_t seg, uint64_t n) {
+  auto it = live_.find(seg);
+  if (it == live_.end()) return;
+  it->second -= std::min(it->second, n);
+  if (it->second == 0 && seg != active_seg_) {
+    // Every message in it is released everywhere: the files go (after what is pending).
+    live_.erase(it);
+    if (auto r = read_fds_.find(seg); r != read_fds_.end()) {
+      ::close(r->second);
+      read_fds_.erase(r);
+    }
+    std::lock_guard lk(m_);
+    pending_.deletes.push_back(seg);
+    wake_writer();
+  }
+}
+
+uint64_t message_store::write(const broker::message& m, uint32_t refs,
+                              std::span<const uint32_t> durable_queues) {
   if (active_bytes_ >= opts_.segment_bytes) {
     uint32_t old = active_seg_++;
-    active_bytes_ = 0;
-    auto it = live_.find(old);
-    if (it != live_.end() && it->second == 0) {
+    active_bytes_ = magic_size;
+    if (auto it = live_.find(old); it != live_.end() && it->second == 0) {
       live_.erase(it);
       std::lock_guard lk(m_);
       pending_.deletes.push_back(old);
@@ -434,61 +468,85 @@ void message_store::assign(const broker::message& m, uint32_t refs) {
   }
   m.store_id = next_id_++;
   m.store_segment = active_seg_;
+  m.store_offset = uint32_t(active_bytes_);
   live_[active_seg_] += refs;
-}
 
-void message_store::unref(const broker::message& m, uint32_t n) {
-  unref_segment(m.store_segment, n);
-}
-
-void message_store::unref_segment(uint32_t seg, uint64_t n) {
-  auto it = live_.find(seg);
-  if (it == live_.end()) return;
-  it->second -= std::min(it->second, n);
-  if (it->second == 0 && seg != active_seg_) {
-    // Every message in it is acknowledged everywhere: the files go (after what is pending).
-    live_.erase(it);
-    std::lock_guard lk(m_);
-    pending_.deletes.push_back(seg);
-    wake_writer();
-  }
-}
-
-uint64_t message_store::write(const broker::message& m, std::span<const uint32_t> queue_ids) {
   std::lock_guard lk(m_);
   auto& segs = pending_.segs;
   if (segs.empty() || segs.back().first != m.store_segment) segs.emplace_back(m.store_segment, "");
   std::string& out = segs.back().second;
-  size_t before = out.size();
   size_t at = begin_record(out);
   common::byte_writer w(out);
-  w.u8(msg_record);
+  w.u8(durable_queues.empty() ? spool_record : msg_record);
   w.u64(m.store_id);
-  w.u32(uint32_t(queue_ids.size()));
-  for (uint32_t q : queue_ids) w.u32(q);
+  w.u32(uint32_t(durable_queues.size()));
+  for (uint32_t q : durable_queues) w.u32(q);
   put_str(w, m.exchange);
   put_str(w, m.routing_key);
   put_properties(w, m.properties);
   put_str(w, m.body);
   end_record(out, at);
-  active_bytes_ += out.size() - before;
+  m.store_length = uint32_t(out.size() - at);
+  active_bytes_ += m.store_length;
   pending_.ticket = ++ticket_;
   wake_writer();
   return ticket_;
 }
 
-void message_store::release(const broker::message& m, uint32_t queue_id) {
-  {
+void message_store::release(uint32_t segment, uint32_t offset, uint32_t queue_id) {
+  if (queue_id != 0) {
     std::lock_guard lk(m_);
-    std::string& out = pending_.acks[m.store_segment];
+    std::string& out = pending_.acks[segment];
     size_t at = begin_record(out);
     common::byte_writer w(out);
-    w.u64(m.store_id);
+    w.u32(offset);
     w.u32(queue_id);
     end_record(out, at);
     wake_writer();
   }
-  unref_segment(m.store_segment, 1);
+  unref_segment(segment, 1);
+}
+
+broker::message_ptr message_store::read(uint32_t segment, uint32_t offset, uint32_t length) {
+  auto it = read_fds_.find(segment);
+  if (it == read_fds_.end()) {
+    if (read_fds_.size() >= 64) {
+      for (auto& [s, fd] : read_fds_) ::close(fd);
+      read_fds_.clear();
+    }
+    int fd = ::open(segment_path(segment, false).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      flush();  // a segment the writer has not created yet
+      fd = ::open(segment_path(segment, false).c_str(), O_RDONLY | O_CLOEXEC);
+    }
+    if (fd < 0) {
+      spdlog::error("message store {}: cannot open segment {} to page in", dir_.string(), segment);
+      return nullptr;
+    }
+    it = read_fds_.emplace(segment, fd).first;
+  }
+  std::string buf(length, '\0');
+  for (int attempt = 0;; ++attempt) {
+    ssize_t n = ::pread(it->second, buf.data(), length, off_t(offset));
+    if (n == ssize_t(length)) break;
+    if (attempt == 0) {
+      flush();  // not written yet: it is in the pending batch
+      continue;
+    }
+    spdlog::error("message store {}: short read paging in segment {} at {}", dir_.string(), segment,
+                  offset);
+    return nullptr;
+  }
+  common::byte_reader h(buf.data(), 8);
+  uint32_t len = h.u32();
+  std::vector<uint32_t> queues;
+  broker::message_ptr m;
+  if (size_t(len) + 8 == length)
+    m = decode_message(std::string_view(buf).substr(8), segment, offset, queues, true);
+  if (!m)
+    spdlog::error("message store {}: bad record paging in segment {} at {}", dir_.string(), segment,
+                  offset);
+  return m;
 }
 
 void message_store::when_synced(uint64_t ticket, std::function<void()> fn) {
@@ -628,6 +686,8 @@ void message_store::close_files() {
     if (opts_.fsync) ::fdatasync(fd);
     ::close(fd);
   }
+  for (auto& [s, fd] : read_fds_) ::close(fd);
+  read_fds_.clear();
   if (defs_fd_ >= 0) ::close(defs_fd_);
   seg_fd_ = defs_fd_ = -1;
   ack_fds_.clear();

@@ -68,10 +68,10 @@ class message_store final : public broker::journal {
   void binding_changed(bool added, std::string_view source, bool dest_is_queue,
                        std::string_view dest, std::string_view key,
                        const common::field_table& args) override;
-  void assign(const broker::message& m, uint32_t refs) override;
-  void unref(const broker::message& m, uint32_t n) override;
-  uint64_t write(const broker::message& m, std::span<const uint32_t> queue_ids) override;
-  void release(const broker::message& m, uint32_t queue_id) override;
+  uint64_t write(const broker::message& m, uint32_t refs,
+                 std::span<const uint32_t> durable_queues) override;
+  void release(uint32_t segment, uint32_t offset, uint32_t queue_id) override;
+  broker::message_ptr read(uint32_t segment, uint32_t offset, uint32_t length) override;
   // Any thread.
   void when_synced(uint64_t ticket, std::function<void()> fn) override;
   uint64_t synced() const override { return synced_.load(std::memory_order_acquire); }
@@ -103,7 +103,8 @@ class message_store final : public broker::journal {
   // vhost's worker only
   uint64_t next_id_ = 1;
   uint32_t active_seg_ = 1;
-  uint64_t active_bytes_ = 0;
+  uint64_t active_bytes_ = 0;                    // = the offset of its next record
+  std::unordered_map<uint32_t, int> read_fds_;   // segments being paged in
   std::unordered_map<uint32_t, uint64_t> live_;  // segment -> references not yet released
   std::string* capture_ = nullptr;               // snapshotting definitions into a string
 

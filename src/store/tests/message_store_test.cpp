@@ -94,7 +94,7 @@ struct life {
   bool redelivered_expected = false;
 };
 
-class StoreTest : public ::testing::Test {
+class StoreTestBase : public ::testing::Test {
  protected:
   void SetUp() override {
     dir = fs::temp_directory_path() /
@@ -110,6 +110,8 @@ class StoreTest : public ::testing::Test {
   }
   fs::path dir;
 };
+
+class StoreTest : public StoreTestBase {};
 
 TEST_F(StoreTest, DurableDefinitionsComeBackAndTransientOnesDoNot) {
   common::field_table qargs;
@@ -343,6 +345,124 @@ TEST_F(StoreTest, NoAckDeliveryAndDeadLetteringReleaseTheMessage) {
   life l(dir);
   EXPECT_EQ(l.count("src"), 0u);
   EXPECT_EQ(l.count("dlq"), 1u);  // the dead-lettered copy is stored in its new queue
+}
+
+}  // namespace
+}  // namespace warren::store
+
+namespace warren::store {
+namespace {
+
+// Paging: past the threshold, messages live only on disk and come back in order.
+class PagingTest : public StoreTestBase {};
+
+std::string body(int i) {
+  return "m" + std::to_string(i) + std::string(200, 'x');
+}
+
+TEST_F(PagingTest, DeepDurableBacklogIsPagedAndDrainsInOrder) {
+  life l(dir);
+  l.v.set_page_threshold(50);
+  l.declare("deep");
+  for (int i = 0; i < 3000; ++i) l.publish(msg("deep", body(i)));
+  const queue* q = l.v.inspect_queue("deep");
+  EXPECT_EQ(q->message_count(), 3000u);
+  EXPECT_EQ(q->paged_count(), 2950u);
+  auto got = l.drain("deep");
+  ASSERT_EQ(got.size(), 3000u);
+  for (int i = 0; i < 3000; ++i) ASSERT_EQ(got[i], body(i));
+  l.store.flush();
+  EXPECT_LE(files(".seg"), 1u);
+}
+
+TEST_F(PagingTest, TransientMessagesAreSpooledAndNotRecovered) {
+  {
+    life l(dir);
+    l.v.set_page_threshold(10);
+    l.declare("t", false);
+    l.declare("d");
+    for (int i = 0; i < 500; ++i) {
+      l.publish(msg("t", body(i), false));
+      l.publish(msg("d", body(i), false));  // transient in a durable queue
+    }
+    EXPECT_EQ(l.v.inspect_queue("t")->paged_count(), 490u);
+    EXPECT_EQ(l.v.inspect_queue("d")->paged_count(), 490u);
+    // Requeued messages keep their place ahead of what is paged.
+    auto first = std::get<get_ok>(l.v.get(1, "t", false, 7));
+    auto second = std::get<get_ok>(l.v.get(1, "t", false, 7));
+    ASSERT_FALSE(l.v.reject(1, second.delivery_tag, false, true));
+    ASSERT_FALSE(l.v.reject(1, first.delivery_tag, false, true));
+    l.target->got.clear();
+    std::vector<std::string> got;
+    for (;;) {
+      auto r = l.v.get(1, "t", true, 7);
+      if (!std::holds_alternative<get_ok>(r)) break;
+      got.push_back(std::get<get_ok>(r).msg->body);
+    }
+    ASSERT_EQ(got.size(), 500u);
+    for (int i = 0; i < 500; ++i) ASSERT_EQ(got[i], body(i));
+  }
+  life l(dir);
+  EXPECT_EQ(l.count("d"), 0u);  // spool records are not messages to recover
+  EXPECT_EQ(l.stats.messages, 0u);
+}
+
+TEST_F(PagingTest, PriorityLevelsPageSeparately) {
+  life l(dir);
+  l.v.set_page_threshold(5);
+  common::field_table args;
+  args.set("x-max-priority", int32_t(2));
+  l.declare("p", true, args);
+  for (int i = 0; i < 40; ++i) {
+    auto m = msg("p", std::to_string(i));
+    const_cast<message*>(m.get())->properties.priority = uint8_t(i % 2 ? 2 : 0);
+    l.publish(m);
+  }
+  auto got = l.drain("p");
+  ASSERT_EQ(got.size(), 40u);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(got[i], std::to_string(2 * i + 1));
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(got[20 + i], std::to_string(2 * i));
+}
+
+TEST_F(PagingTest, PurgeAndDeleteReleasePagedMessages) {
+  life l(dir, store_options{.segment_bytes = 4096, .fsync = false});
+  l.v.set_page_threshold(10);
+  l.declare("a");
+  l.declare("b", false);
+  for (int i = 0; i < 300; ++i) {
+    l.publish(msg("a", body(i)));
+    l.publish(msg("b", body(i)));
+  }
+  l.store.flush();
+  EXPECT_GT(files(".seg"), 10u);
+  ASSERT_TRUE(std::holds_alternative<uint32_t>(l.v.purge_queue("a", 7)));
+  ASSERT_TRUE(std::holds_alternative<uint32_t>(l.v.delete_queue("b", false, false, 7)));
+  l.store.flush();
+  EXPECT_LE(files(".seg"), 1u);
+  EXPECT_LE(l.store.live_segments(), 1u);
+}
+
+TEST_F(PagingTest, RecoveredBacklogIsPagedNotLoaded) {
+  {
+    life l(dir);
+    l.declare("deep");
+    for (int i = 0; i < 2000; ++i) l.publish(msg("deep", body(i)));
+  }
+  // The recovering vhost pages past its threshold: set before recovery by a fresh life.
+  message_store store(dir, {.fsync = false});
+  vhost v("/", 0);
+  v.set_page_threshold(100);
+  auto st = store.recover(v);
+  EXPECT_EQ(st.messages, 2000u);
+  EXPECT_EQ(v.inspect_queue("deep")->paged_count(), 1900u);
+  auto target = std::make_shared<recorder>();
+  v.open_channel(1, 7, target);
+  for (int i = 0; i < 2000; ++i) {
+    auto r = v.get(1, "deep", true, 7);
+    ASSERT_TRUE(std::holds_alternative<get_ok>(r));
+    EXPECT_TRUE(std::get<get_ok>(r).redelivered);
+    ASSERT_EQ(std::get<get_ok>(r).msg->body, body(i));
+  }
 }
 
 }  // namespace
