@@ -445,7 +445,9 @@ uint64_t vhost::enqueue_all(message_ptr m, const std::vector<dest_id>& targets, 
     queue* q = qs[i];
     bool took = enqueue(*q, m, now, rejected, keeps[i]);
     if (keeps[i] && !took) journal_->release(m->store_segment, m->store_offset, q->store_id);
-    if (publisher != 0 && q->message_count() > backlog_high && !q->consumers().empty())
+    // A queue that pages keeps its backlog on disk, not in memory: publishers go on (the
+    // memory and disk alarms bound the rest). One that cannot page holds them back.
+    if (publisher != 0 && !q->pager && q->message_count() > backlog_high && !q->consumers().empty())
       throttle(*q, publisher);
   }
   return ticket;
