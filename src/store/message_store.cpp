@@ -502,7 +502,8 @@ void message_store::release(uint32_t segment, uint32_t offset, uint32_t queue_id
     w.u32(offset);
     w.u32(queue_id);
     end_record(out, at);
-    wake_writer();
+    // Not worth a wake-up of its own: acknowledgements ride with the next batch, or go within
+    // ack_delay.
   }
   unref_segment(segment, 1);
 }
@@ -567,6 +568,8 @@ void message_store::when_synced(uint64_t ticket, std::function<void()> fn) {
 
 void message_store::flush() {
   std::unique_lock lk(m_);
+  flush_requested_ = true;
+  writer_cv_.notify_one();
   flushed_cv_.wait(lk, [&] { return (pending_.empty() && writer_idle_) || !writer_.joinable(); });
 }
 
@@ -583,10 +586,15 @@ void message_store::writer_loop() {
       std::unique_lock lk(m_);
       writer_idle_ = true;
       flushed_cv_.notify_all();
-      writer_cv_.wait(lk, [&] { return stop_ || !pending_.empty(); });
+      auto urgent = [&] {
+        return stop_ || flush_requested_ || !pending_.defs.empty() || !pending_.segs.empty() ||
+               !pending_.deletes.empty();
+      };
+      if (!writer_cv_.wait_for(lk, ack_delay, urgent) && pending_.empty()) continue;
       writer_idle_ = false;
       if (pending_.empty() && stop_) break;
       std::swap(b, pending_);
+      flush_requested_ = false;
       b.ticket = ticket_;
       pending_.ticket = ticket_;
     }

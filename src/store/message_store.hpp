@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
@@ -92,6 +93,8 @@ class message_store final : public broker::journal {
   void add_definition(const std::function<void(std::string&)>& encode);
   void unref_segment(uint32_t seg, uint64_t n);
   void wake_writer();  // m_ held
+  // How long acknowledgements may wait for a batch that needs writing anyway.
+  static constexpr std::chrono::milliseconds ack_delay{50};
   void writer_loop();
   void write_batch(batch& b);
   void close_files();
@@ -115,6 +118,7 @@ class message_store final : public broker::journal {
   batch pending_;
   uint64_t ticket_ = 0;
   bool writer_idle_ = false;
+  bool flush_requested_ = false;
   bool stop_ = false;
   std::multimap<uint64_t, std::function<void()>> waiters_;
   std::atomic<uint64_t> synced_{0};
