@@ -44,6 +44,9 @@ class journal {
   // dead-lettered, purged, or its queue deleted. `queue_id` is the queue's store id for a durable
   // queue (recorded, so that a restart does not give it back), 0 for a queue that only paged it.
   virtual void release(uint32_t segment, uint32_t offset, uint32_t queue_id) = 0;
+  // One more reference on an existing record (a queue pages out a message already stored).
+  // False if the segment is gone (everyone released it): the caller writes a new record.
+  virtual bool retain(uint32_t segment) = 0;
   // Reads a record back (paging in). Null if it cannot be read (logged).
   virtual message_ptr read(uint32_t segment, uint32_t offset, uint32_t length) = 0;
 

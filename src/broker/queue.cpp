@@ -155,6 +155,31 @@ void queue::refill(uint8_t lvl) {
   }
 }
 
+size_t queue::page_out(size_t keep) {
+  if (!pager) return 0;
+  size_t n = 0;
+  for (size_t lvl = 0; lvl < levels_.size(); ++lvl) {
+    auto& mem = levels_[lvl];
+    auto& pg = paged_[lvl];
+    // From the back, so that each goes to the front of the paged tail and order is kept.
+    while (mem.size() > keep) {
+      entry& e = mem.back();
+      const message& m = *e.msg;
+      if (!e.stored) {
+        // Its record may exist (for other queues): shared if still there, else a spool record.
+        // (Overwriting m's store fields is safe then: no queue holds a reference on them.)
+        if (!m.store_id || !pager->retain(m.store_segment)) pager->write(m, 1, {});
+      }
+      pg.push_front(paged{m.store_segment, m.store_offset, m.store_length, uint32_t(m.body.size()),
+                          e.expires_at, e.redelivered});
+      ++paged_count_;
+      mem.pop_back();
+      ++n;
+    }
+  }
+  return n;
+}
+
 std::optional<queue::entry> queue::pop_front() {
   for (size_t i = levels_.size(); i-- > 0;) {
     refill(uint8_t(i));

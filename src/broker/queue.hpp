@@ -107,6 +107,9 @@ class queue {
       for (const auto& p : l) f(p.segment, p.offset);
   }
   size_t paged_count() const { return paged_count_; }
+  // Pages out the ready messages beyond the first `keep` in memory at each priority level
+  // (memory pressure), writing spool records for those not in the store yet. Returns how many.
+  size_t page_out(size_t keep);
   // Paging: reads records back, releases unreadable ones. Set by the vhost for every queue
   // when it has a store.
   journal* pager = nullptr;

@@ -304,7 +304,7 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
   dest_id id = next_id_++;
   auto q = std::make_unique<queue>(std::move(s), std::move(policy), id);
   q->pager = journal_;
-  q->page_threshold = page_threshold_;
+  q->page_threshold = memory_pressure_ ? queue::read_ahead : page_threshold_;
   // Exclusive queues die with their connection, so they are never stored (as in RabbitMQ).
   if (journal_ && r.durable && !r.exclusive) {
     q->store_id = r.store_id ? r.store_id : next_store_queue_;
@@ -881,6 +881,16 @@ void vhost::snapshot(journal& j) const {
         to_queue ? queue_by_id(b.dest)->name() : exchange_by_id(b.dest)->name();
     j.binding_changed(true, b.source, to_queue, dname, b.key, b.args);
   }
+}
+
+size_t vhost::set_memory_pressure(bool on) {
+  memory_pressure_ = on;
+  size_t n = 0;
+  for (auto& [name, q] : queues_) {
+    q->page_threshold = on ? queue::read_ahead : page_threshold_;
+    if (on) n += q->page_out(queue::read_ahead);
+  }
+  return n;
 }
 
 bool vhost::restore_message(uint32_t queue_store_id, message_ptr m) {

@@ -184,6 +184,10 @@ class vhost {
   // Applies to queues declared after the call.
   void set_page_threshold(size_t n) { page_threshold_ = n; }
   static constexpr size_t default_page_threshold = 20000;
+  // Memory pressure (the broker's memory passed its paging mark): every queue keeps only its
+  // read-ahead in memory and pages the rest, now and for what arrives until it is off again.
+  // Returns the number of messages paged out.
+  size_t set_memory_pressure(bool on);
 
   // Read-only access for statistics and tests (home worker only); null if there is none.
   const queue* inspect_queue(std::string_view name) const { return find_queue(name); }
@@ -246,6 +250,7 @@ class vhost {
   journal* journal_ = nullptr;
   bool restoring_ = false;
   size_t page_threshold_ = default_page_threshold;
+  bool memory_pressure_ = false;
   uint32_t next_store_queue_ = 1;
   dest_id next_id_ = 1;
   std::map<std::string, std::unique_ptr<exchange>, std::less<>> exchanges_;

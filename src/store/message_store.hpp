@@ -72,6 +72,12 @@ class message_store final : public broker::journal {
   uint64_t write(const broker::message& m, uint32_t refs,
                  std::span<const uint32_t> durable_queues) override;
   void release(uint32_t segment, uint32_t offset, uint32_t queue_id) override;
+  bool retain(uint32_t segment) override {
+    auto it = live_.find(segment);
+    if (it == live_.end()) return false;
+    ++it->second;
+    return true;
+  }
   broker::message_ptr read(uint32_t segment, uint32_t offset, uint32_t length) override;
   // Any thread.
   void when_synced(uint64_t ticket, std::function<void()> fn) override;

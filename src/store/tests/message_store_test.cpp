@@ -467,3 +467,42 @@ TEST_F(PagingTest, RecoveredBacklogIsPagedNotLoaded) {
 
 }  // namespace
 }  // namespace warren::store
+
+namespace warren::store {
+namespace {
+
+TEST_F(PagingTest, MemoryPressurePagesOutWhatIsInMemoryAndKeepsOrder) {
+  life l(dir);
+  l.declare("t", false);
+  l.declare("d");
+  for (int i = 0; i < 3000; ++i) {
+    l.publish(msg("t", body(i), false));
+    l.publish(msg("d", body(i)));
+  }
+  EXPECT_EQ(l.v.inspect_queue("t")->paged_count(), 0u);
+  // Two messages delivered, one requeued: it must come back first.
+  auto first = std::get<get_ok>(l.v.get(1, "t", false, 7));
+  size_t n = l.v.set_memory_pressure(true);
+  EXPECT_EQ(n, 2 * (3000 - queue::read_ahead) - 1);
+  EXPECT_EQ(l.v.inspect_queue("t")->paged_count(), 3000 - 1 - queue::read_ahead);
+  ASSERT_FALSE(l.v.reject(1, first.delivery_tag, false, true));
+  for (int i = 3000; i < 3100; ++i) l.publish(msg("t", body(i), false));  // paged too
+  EXPECT_EQ(l.v.inspect_queue("t")->paged_count(), 3100 - 1 - queue::read_ahead);
+  std::vector<std::string> got;
+  for (;;) {
+    auto r = l.v.get(1, "t", true, 7);
+    if (!std::holds_alternative<get_ok>(r)) break;
+    got.push_back(std::get<get_ok>(r).msg->body);
+  }
+  ASSERT_EQ(got.size(), 3100u);
+  for (int i = 0; i < 3100; ++i) ASSERT_EQ(got[i], body(i));
+  l.v.set_memory_pressure(false);
+  auto d = l.drain("d");
+  ASSERT_EQ(d.size(), 3000u);
+  for (int i = 0; i < 3000; ++i) ASSERT_EQ(d[i], body(i));
+  l.store.flush();
+  EXPECT_LE(files(".seg"), 1u);
+}
+
+}  // namespace
+}  // namespace warren::store
