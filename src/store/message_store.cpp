@@ -502,8 +502,9 @@ void message_store::release(uint32_t segment, uint32_t offset, uint32_t queue_id
     w.u32(offset);
     w.u32(queue_id);
     end_record(out, at);
-    // Not worth a wake-up of its own: acknowledgements ride with the next batch, or go within
-    // ack_delay.
+    // Written at once (not synced): a processed ack must survive a kill -9, whose page cache
+    // is kept. Only a power cut can lose it, and that means a redelivery, never a loss.
+    wake_writer();
   }
   unref_segment(segment, 1);
 }
@@ -586,11 +587,7 @@ void message_store::writer_loop() {
       std::unique_lock lk(m_);
       writer_idle_ = true;
       flushed_cv_.notify_all();
-      auto urgent = [&] {
-        return stop_ || flush_requested_ || !pending_.defs.empty() || !pending_.segs.empty() ||
-               !pending_.deletes.empty();
-      };
-      if (!writer_cv_.wait_for(lk, ack_delay, urgent) && pending_.empty()) continue;
+      writer_cv_.wait(lk, [&] { return stop_ || flush_requested_ || !pending_.empty(); });
       writer_idle_ = false;
       if (pending_.empty() && stop_) break;
       std::swap(b, pending_);

@@ -99,8 +99,6 @@ class message_store final : public broker::journal {
   void add_definition(const std::function<void(std::string&)>& encode);
   void unref_segment(uint32_t seg, uint64_t n);
   void wake_writer();  // m_ held
-  // How long acknowledgements may wait for a batch that needs writing anyway.
-  static constexpr std::chrono::milliseconds ack_delay{50};
   void writer_loop();
   void write_batch(batch& b);
   void close_files();
