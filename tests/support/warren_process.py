@@ -1,5 +1,10 @@
 """Runs the real warren binary for black-box tests: fresh temp data dir, every port 0, ports read from the
-ports file, stdout/stderr captured to files, and a stop that fails unless warren exits 0 on SIGTERM."""
+ports file, stdout/stderr captured to files, and a stop that fails unless warren exits 0 on SIGTERM.
+
+For the durability tests one WarrenProcess is several lifetimes of the broker on the same data dir: restart()
+stops it cleanly and starts it again, kill9() ends it with SIGKILL (not a failure: the test asked for it), and
+start() after kill9() recovers from whatever the kill left on disk. The AMQP port may change at each start; read
+amqp_port again after it. The logs of all lifetimes go to the same files, each start marked with a line."""
 
 from __future__ import annotations
 
@@ -60,14 +65,28 @@ class WarrenProcess:
         self.proc: subprocess.Popen | None = None
         self.ports: dict[str, int] = {}
         self.stopped = False
+        self.lifetimes = 0  # how many times the binary was started on this data dir
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
     def start(self, timeout: float = START_TIMEOUT) -> "WarrenProcess":
+        """Start the binary (again, on the same data dir, after stop() or kill9()) and wait for its ports file."""
         if not os.path.exists(self.binary):
             raise WarrenError(f"warren binary not found at {self.binary} (set WARREN_BIN or build it)")
-        self._stdout = open(self.stdout_path, "wb")
-        self._stderr = open(self.stderr_path, "wb")
+        if self.alive():
+            raise WarrenError("start() while this warren is still running")
+        # A previous lifetime's ports file would be read before the new one is written; a killed broker
+        # cannot remove its own.
+        self.ports_file.unlink(missing_ok=True)
+        self.ports = {}
+        self.lifetimes += 1
+        self._stdout = open(self.stdout_path, "ab")
+        self._stderr = open(self.stderr_path, "ab")
+        if self.lifetimes > 1:
+            for f in (self._stdout, self._stderr):
+                f.write(f"--- test harness: start #{self.lifetimes} on the same data dir ---\n".encode())
+                f.flush()
+        self.stopped = False
         self.proc = subprocess.Popen([self.binary, *self.args], stdin=subprocess.DEVNULL,
                                      stdout=self._stdout, stderr=self._stderr)
         deadline = time.monotonic() + timeout
@@ -159,6 +178,23 @@ class WarrenProcess:
             self.proc.wait()
         self.stopped = True
         self._close_logs()
+
+    def kill9(self) -> None:
+        """SIGKILL, as a crash would: no shutdown code runs. Fails if warren was not running (a broker that died
+        on its own must not pass for one we killed). Afterwards stop() has nothing to check; start() again."""
+        self.assert_alive()
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.stopped = True
+        self._close_logs()
+
+    def restart(self, timeout: float = START_TIMEOUT) -> "WarrenProcess":
+        """A clean restart: SIGTERM (exit 0 within STOP_TIMEOUT, as stop() checks), then start on the same data
+        dir. After kill9(), only the start."""
+        if not self.stopped:
+            self.stop()
+        return self.start(timeout)
 
     def _close_logs(self) -> None:
         for f in (getattr(self, "_stdout", None), getattr(self, "_stderr", None)):
