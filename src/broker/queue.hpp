@@ -130,6 +130,7 @@ class queue {
   bool deleting = false;            // set while the vhost tears it down
   int64_t last_used = 0;            // for x-expires
   std::vector<uint64_t> throttled;  // publishing channels this queue holds back
+  int64_t flow_credit = 0;          // deliveries minus publishes, capped (see vhost::flow_slack)
   uint32_t store_id = 0;            // its number in the message store; 0: not durable
 
  private:

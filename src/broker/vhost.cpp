@@ -445,9 +445,11 @@ uint64_t vhost::enqueue_all(message_ptr m, const std::vector<dest_id>& targets, 
     queue* q = qs[i];
     bool took = enqueue(*q, m, now, rejected, keeps[i]);
     if (keeps[i] && !took) journal_->release(m->store_segment, m->store_offset, q->store_id);
-    // A queue that pages keeps its backlog on disk, not in memory: publishers go on (the
-    // memory and disk alarms bound the rest). One that cannot page holds them back.
-    if (publisher != 0 && !q->pager && q->message_count() > backlog_high && !q->consumers().empty())
+    // Past its backlog mark, a queue with consumers lets its publishers run ahead of its
+    // deliveries by at most flow_slack messages (flow_credit counts deliveries minus publishes),
+    // so a flood cannot starve its consumers, while a publisher slower than them is never held.
+    if (publisher != 0 && q->message_count() > backlog_high && !q->consumers().empty() &&
+        --q->flow_credit < -int64_t(flow_slack))
       throttle(*q, publisher);
   }
   return ticket;
@@ -719,12 +721,14 @@ void vhost::dispatch(queue& q) {
     deliver_one(*c, std::move(*e));
   }
   if (!expired.empty()) dead_letter_all(q, expired, "expired", now);
-  if (!q.throttled.empty() && (q.message_count() <= backlog_low || list.empty()))
+  if (!q.throttled.empty() &&
+      (q.flow_credit >= 0 || q.message_count() <= backlog_low || list.empty()))
     release_throttles(q);
 }
 
 void vhost::deliver_one(consumer& c, queue::entry e) {
   channel_record& ch = *c.channel;
+  if (c.q->flow_credit < int64_t(flow_slack)) ++c.q->flow_credit;
   ++ch.in_transit;
   uint64_t tag = ch.next_tag++;
   bool redelivered = e.redelivered;

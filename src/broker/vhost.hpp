@@ -129,10 +129,13 @@ class vhost {
   // 0 when nothing went to the store.
   std::variant<publish_outcome, error> publish(message_ptr m, uint64_t publisher = 0,
                                                uint64_t* sync_ticket = nullptr);
-  // A queue with consumers and more ready messages than this throttles the channels publishing
-  // to it until the backlog is down to backlog_low ("queues are fastest when empty", seed 001).
+  // A queue with consumers and more ready messages than backlog_high holds back the channels
+  // publishing to it once they are flow_slack messages ahead of its deliveries, until the
+  // deliveries catch up or the backlog is down to backlog_low ("queues are fastest when empty",
+  // seed 001). Publishers slower than the consumers never wait, however deep the backlog.
   static constexpr size_t backlog_high = 4000;
   static constexpr size_t backlog_low = 1000;
+  static constexpr size_t flow_slack = 1000;
 
   // --- channels and consumers ---
   void open_channel(uint64_t channel_id, uint64_t connection_id,

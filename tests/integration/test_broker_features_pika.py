@@ -267,9 +267,9 @@ def test_other_queue_types_are_refused(conn):
 
 def test_consumer_that_stops_reading_leaves_messages_in_the_queue(warren):
     # A no-ack consumer whose client stops reading must not make the broker push the whole queue
-    # into its connection: deliveries in transit are bounded (2000 per channel, plus what the
-    # kernel's socket buffers hold, some thousands here) and the rest stays ready in the queue,
-    # where a deep backlog is paged to disk rather than held in memory.
+    # into its connection: deliveries in transit are bounded, the rest stays ready in the queue,
+    # and once the backlog passes its threshold the publisher is held back (its socket is not
+    # read) when it runs more than vhost::flow_slack messages ahead of the deliveries.
     import struct
     import threading
     from support.amqp_raw import RawClient, encode_bits, shortstr, encode_table
@@ -295,11 +295,12 @@ def test_consumer_that_stops_reading_leaves_messages_in_the_queue(warren):
             published[0] += 1
 
     threading.Thread(target=publish, daemon=True).start()
-    assert wait_for(lambda: published[0] == total, timeout=60)
-    assert wait_for(lambda: count(obs, "stall") >= total // 2, timeout=10), count(obs, "stall")
-    time.sleep(0.5)
+    assert wait_for(lambda: count(obs, "stall") > 3000, timeout=10)
+    time.sleep(1.0)
     ready = count(obs, "stall")
-    assert ready >= total // 2, ready  # not drained into the stalled connection
+    # Held back near the backlog threshold (4000), far from all 20 000 published.
+    assert ready < 10000, ready
+    assert published[0] < total, "the publisher was never held back"
     observer.close()
     stalled.close()
 
