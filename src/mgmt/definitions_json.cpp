@@ -63,6 +63,16 @@ json to_json(const common::field_table& t) {
 
 namespace {
 
+// The narrowest of the two integer types clients send: pika and the Java client send 'I' for
+// values that fit 32 bits and 'l' beyond. Warren's vhost compares arguments type and all on
+// redeclaration (RabbitMQ compares integers by value, whatever their width), so this choice
+// keeps a client's redeclaration of an imported queue equivalent.
+common::field_value integer_value(int64_t i) {
+  if (i >= std::numeric_limits<int32_t>::min() && i <= std::numeric_limits<int32_t>::max())
+    return common::field_value(int32_t(i));
+  return common::field_value(i);
+}
+
 std::optional<common::field_value> value_from_json(const json& j, std::string& error) {
   switch (j.type()) {
     case json::value_t::null:
@@ -70,14 +80,14 @@ std::optional<common::field_value> value_from_json(const json& j, std::string& e
     case json::value_t::boolean:
       return common::field_value(j.get<bool>());
     case json::value_t::number_integer:
-      return common::field_value(j.get<int64_t>());
+      return integer_value(j.get<int64_t>());
     case json::value_t::number_unsigned: {
       auto u = j.get<uint64_t>();
       if (u > uint64_t(std::numeric_limits<int64_t>::max())) {
         error = fmt::format("integer {} does not fit a signed 64-bit field", u);
         return std::nullopt;
       }
-      return common::field_value(int64_t(u));
+      return integer_value(int64_t(u));
     }
     case json::value_t::number_float:
       return common::field_value(j.get<double>());

@@ -5,22 +5,24 @@
 //
 // Field tables (arguments) to JSON and back:
 //
-// | field value                  | JSON                        | back to a field value     |
-// | ---------------------------- | --------------------------- | ------------------------- |
-// | bool                         | true / false                | bool ('t')                |
-// | any integer, 8 to 64 bits    | integer                     | signed 64-bit ('l')       |
-// | float, double                | number                      | double ('d')              |
-// | string ('S')                 | string                      | string ('S')              |
-// | table ('F'), array ('A')     | object, array               | table, array              |
-// | void ('V')                   | null                        | void (RabbitMQ refuses)   |
-// | decimal ('D')                | number (value / 10^scale)   | double: lossy             |
-// | byte array ('x')             | string                      | string: lossy             |
-// | timestamp ('T')              | integer (seconds)           | signed 64-bit: lossy      |
-// | NaN, infinities              | null                        | void: lossy               |
+// | field value               | JSON                      | back to a field value       |
+// | ------------------------- | ------------------------- | --------------------------- |
+// | bool                      | true / false              | bool ('t')                  |
+// | any integer, 8 to 64 bits | integer                   | signed 32 ('I') or 64 ('l') |
+// | float, double             | number                    | double ('d')                |
+// | string ('S')              | string                    | string ('S')                |
+// | table ('F'), array ('A')  | object, array             | table, array                |
+// | void ('V')                | null                      | void (RabbitMQ refuses)     |
+// | decimal ('D')             | number (value / 10^scale) | double: lossy               |
+// | byte array ('x')          | string                    | string: lossy               |
+// | timestamp ('T')           | integer (seconds)         | integer: lossy              |
+// | NaN, infinities           | null                      | void: lossy                 |
 //
-// Integers come back as signed 64-bit whatever their width was (as RabbitMQ's import does, and
-// as pika sends them); an integer above 2^63-1 is refused. Bytes that are not UTF-8 are written
-// as U+FFFD. Keys keep the order of the table (JSON objects are written in that order).
+// Integers come back as signed 32-bit when they fit and signed 64-bit otherwise, whatever their
+// width was, as pika and the Java client send them (RabbitMQ's import makes every integer 64-bit,
+// which its redeclaration check does not mind; Warren's does, see integer_value). An integer
+// above 2^63-1 is refused. Bytes that are not UTF-8 are written as U+FFFD. Keys keep the order
+// of the table (JSON objects are written in that order).
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -73,21 +73,23 @@ TEST(FieldTableJson, EveryTypeToJson) {
             R"("arr":[1,"two"],"tbl":{"inner":-5}})");
 }
 
-TEST(FieldTableJson, FromJsonUsesRabbitMqTypes) {
+TEST(FieldTableJson, FromJsonUsesTheTypesClientsSend) {
   json j = json::parse(
-      R"({"n":5,"neg":-7,"f":0.5,"s":"x","b":false,"null":null,"a":[1,[2]],"t":{"k":"v"}})");
+      R"({"n":5,"neg":-7,"big":5000000000,"f":0.5,"s":"x","b":false,"null":null,"a":[1,[2]],)"
+      R"("t":{"k":"v"}})");
   std::string err;
   auto t = table_from_json(j, err);
   ASSERT_TRUE(t) << err;
   field_table want = table({
-      {"n", field_value(int64_t(5))},  // every integer is a signed 64-bit 'l'
-      {"neg", field_value(int64_t(-7))},
+      {"n", field_value(int32_t(5))},  // 'I' when it fits, as pika sends it
+      {"neg", field_value(int32_t(-7))},
+      {"big", field_value(int64_t(5000000000))},  // 'l' beyond
       {"f", field_value(0.5)},
       {"s", field_value("x")},
       {"b", field_value(false)},
       {"null", field_value{}},
       {"a", field_value(field_array(
-                {field_value(int64_t(1)), field_value(field_array({field_value(int64_t(2))}))}))},
+                {field_value(int32_t(1)), field_value(field_array({field_value(int32_t(2))}))}))},
       {"t", field_value(table({{"k", field_value("v")}}))},
   });
   EXPECT_EQ(*t, want);
@@ -95,12 +97,13 @@ TEST(FieldTableJson, FromJsonUsesRabbitMqTypes) {
 }
 
 TEST(FieldTableJson, RoundTripOfTheLosslessTypes) {
-  field_table t = table({{"x-max-length", field_value(int64_t(10))},
+  field_table t = table({{"x-max-length", field_value(int32_t(10))},
+                         {"x-max-length-bytes", field_value(int64_t(1) << 40)},
                          {"x-dead-letter-exchange", field_value("dlx")},
                          {"ratio", field_value(0.75)},
                          {"flag", field_value(true)},
                          {"list", field_value(field_array({field_value("a"), field_value("b")}))},
-                         {"sub", field_value(table({{"deep", field_value(int64_t(-1))}}))}});
+                         {"sub", field_value(table({{"deep", field_value(int32_t(-1))}}))}});
   std::string err;
   auto back = table_from_json(json::parse(dump(to_json(t))), err);
   ASSERT_TRUE(back) << err;
@@ -164,7 +167,7 @@ TEST(DefinitionsJson, ParsesARabbitMqExport) {
   // amq.* queues and exchanges are skipped, as RabbitMQ does.
   ASSERT_EQ(d.queues.size(), 1u);
   EXPECT_EQ(d.queues[0], (queue_def{"/", "orders", true, false,
-                                    table({{"x-max-length", field_value(int64_t(100))},
+                                    table({{"x-max-length", field_value(int32_t(100))},
                                            {"x-queue-type", field_value("classic")}})}));
   ASSERT_EQ(d.exchanges.size(), 1u);
   EXPECT_EQ(d.exchanges[0], (exchange_def{"/", "events", "topic", true, false, false, {}}));
@@ -252,7 +255,7 @@ TEST(DefinitionsJson, ExportThenImportGivesTheSameDefinitions) {
   d.users.push_back(user_def{"u", auth::hash_password("pw"), {"management", "x"}});
   d.vhosts = {"/", "v2"};
   d.permissions.push_back(permission_def{"u", "v2", {"^c", "^w", "^r"}});
-  d.queues.push_back(queue_def{"v2", "q", true, false, table({{"a", field_value(int64_t(1))}})});
+  d.queues.push_back(queue_def{"v2", "q", true, false, table({{"a", field_value(int32_t(1))}})});
   d.exchanges.push_back(exchange_def{"/", "x", "fanout", true, true, false, {}});
   d.bindings.push_back(binding_def{"/", "x", "q", true, "", {}});
   definitions back = parse_ok(dump(export_json(d, export_info{"0.1.0", std::nullopt})));
