@@ -73,7 +73,16 @@ common::field_value integer_value(int64_t i) {
   return common::field_value(i);
 }
 
-std::optional<common::field_value> value_from_json(const json& j, std::string& error) {
+// Deeper nesting is refused: the conversion recurses, and no argument needs this many levels.
+constexpr int max_depth = 32;
+
+std::optional<common::field_table> table_at_depth(const json& j, std::string& error, int depth);
+
+std::optional<common::field_value> value_from_json(const json& j, std::string& error, int depth) {
+  if (depth > max_depth) {
+    error = fmt::format("nested deeper than {} levels", max_depth);
+    return std::nullopt;
+  }
   switch (j.type()) {
     case json::value_t::null:
       return common::field_value{};
@@ -96,14 +105,14 @@ std::optional<common::field_value> value_from_json(const json& j, std::string& e
     case json::value_t::array: {
       common::field_array a;
       for (const auto& item : j) {
-        auto v = value_from_json(item, error);
+        auto v = value_from_json(item, error, depth + 1);
         if (!v) return std::nullopt;
         a.items.push_back(std::move(*v));
       }
       return common::field_value(std::move(a));
     }
     case json::value_t::object: {
-      auto t = table_from_json(j, error);
+      auto t = table_at_depth(j, error, depth + 1);
       if (!t) return std::nullopt;
       return common::field_value(std::move(*t));
     }
@@ -113,16 +122,14 @@ std::optional<common::field_value> value_from_json(const json& j, std::string& e
   }
 }
 
-}  // namespace
-
-std::optional<common::field_table> table_from_json(const json& j, std::string& error) {
+std::optional<common::field_table> table_at_depth(const json& j, std::string& error, int depth) {
   if (!j.is_object()) {
     error = "arguments must be a JSON object";
     return std::nullopt;
   }
   common::field_table t;
   for (const auto& [k, v] : j.items()) {
-    auto fv = value_from_json(v, error);
+    auto fv = value_from_json(v, error, depth);
     if (!fv) {
       error = fmt::format("argument '{}': {}", k, error);
       return std::nullopt;
@@ -130,6 +137,12 @@ std::optional<common::field_table> table_from_json(const json& j, std::string& e
     t.entries.push_back(common::field_entry{k, std::move(*fv)});
   }
   return t;
+}
+
+}  // namespace
+
+std::optional<common::field_table> table_from_json(const json& j, std::string& error) {
+  return table_at_depth(j, error, 0);
 }
 
 // ----------------------------------------------------------------------------- export

@@ -117,6 +117,15 @@ TEST(FieldTableJson, RefusesWhatATableCannotHold) {
   EXPECT_NE(err.find("'big'"), std::string::npos) << err;
 }
 
+TEST(FieldTableJson, DeepNestingIsRefusedNotRecursedInto) {
+  std::string deep = "{\"x\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  std::string err;
+  EXPECT_FALSE(table_from_json(json::parse(deep), err));
+  EXPECT_NE(err.find("nested deeper than"), std::string::npos) << err;
+  std::string fine = "{\"x\":" + std::string(30, '[') + std::string(30, ']') + "}";
+  EXPECT_TRUE(table_from_json(json::parse(fine), err)) << err;
+}
+
 TEST(FieldTableJson, InvalidUtf8IsReplacedNotThrown) {
   field_table t = table({{"s", field_value(std::string("a\xff"))}});
   EXPECT_EQ(dump(to_json(t)), "{\"s\":\"a\xEF\xBF\xBD\"}");
