@@ -1,6 +1,7 @@
 // HTTP request parsing, asynchronous routing and in-order response writing.
 #include "http/http_handler.hpp"
 
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
 
@@ -102,6 +103,13 @@ size_t http_handler::on_data(std::span<const uint8_t> data) {
         return data.size();
       }
       parser_->body_limit(limit);  // chunked bodies are counted as they come
+      // A client waiting for "100 Continue" before its body (curl does for large uploads) gets
+      // it at once when no earlier answer is pending, else it sends after its own time-out.
+      if (slots_.empty() && !parser_->is_done() &&
+          boost::beast::iequals(parser_->get()[bhttp::field::expect], "100-continue")) {
+        conn().out() += "HTTP/1.1 100 Continue\r\n\r\n";
+        conn().flush();
+      }
     }
     if (!parser_->is_done()) {
       if (n == 0) break;

@@ -46,6 +46,8 @@ class collector final : public broker::journal {
   std::string vhost_;
 };
 
+using maybe_reason = std::optional<std::string>;
+
 std::string reason(const broker::error& e) {
   return fmt::format("{}: {}", error_name(e.code), e.text);
 }
@@ -96,35 +98,72 @@ std::optional<std::string> precheck(const definitions& d) {
   return std::nullopt;
 }
 
+namespace {
+
+maybe_reason apply_exchange(broker::vhost& v, const exchange_def& x) {
+  if (v.has_exchange(x.name)) return std::nullopt;
+  broker::exchange_settings s{x.name, x.type, x.durable, x.auto_delete, x.internal, x.arguments};
+  if (auto e = v.declare_exchange(s, false)) return reason(*e);
+  return std::nullopt;
+}
+
+maybe_reason apply_queue(broker::vhost& v, const queue_def& q) {
+  broker::queue_declare_request r;
+  r.name = q.name;
+  r.passive = true;
+  auto existing = v.declare_queue(r);
+  auto* err = std::get_if<broker::error>(&existing);
+  // Present (even if exclusive to some connection): left alone.
+  if (!err || err->code != broker::error_code::not_found) return std::nullopt;
+  r.passive = false;
+  r.durable = q.durable;
+  r.auto_delete = q.auto_delete;
+  r.arguments = q.arguments;
+  auto made = v.declare_queue(r);
+  if (auto* e = std::get_if<broker::error>(&made)) return reason(*e);
+  return std::nullopt;
+}
+
+maybe_reason apply_binding(broker::vhost& v, const binding_def& b) {
+  auto dest = b.to_queue ? v.queue_dest(b.destination, 0, false) : v.exchange_dest(b.destination);
+  if (auto* e = std::get_if<broker::error>(&dest)) return reason(*e);
+  if (auto e = v.bind(b.source, std::get<broker::dest_id>(dest), b.routing_key, b.arguments))
+    return reason(*e);
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::variant<apply_done, apply_more, std::string> apply_some(broker::vhost& v, const definitions& d,
+                                                             size_t& next, size_t budget) {
+  // Positions run over the exchanges, then the queues, then the bindings.
+  const size_t nx = d.exchanges.size(), nq = d.queues.size(), nb = d.bindings.size();
+  for (size_t done = 0; next < nx + nq + nb; ++next) {
+    size_t i = next;
+    maybe_reason error;
+    if (i < nx) {
+      if (d.exchanges[i].vhost != v.name()) continue;
+      error = apply_exchange(v, d.exchanges[i]);
+    } else if (i - nx < nq) {
+      if (d.queues[i - nx].vhost != v.name()) continue;
+      error = apply_queue(v, d.queues[i - nx]);
+    } else {
+      if (d.bindings[i - nx - nq].vhost != v.name()) continue;
+      error = apply_binding(v, d.bindings[i - nx - nq]);
+    }
+    if (error) return std::move(*error);
+    if (++done >= budget) {
+      ++next;
+      return apply_more{};
+    }
+  }
+  return apply_done{};
+}
+
 std::optional<std::string> apply(broker::vhost& v, const definitions& d) {
-  for (const auto& x : d.exchanges) {
-    if (x.vhost != v.name() || v.has_exchange(x.name)) continue;
-    broker::exchange_settings s{x.name, x.type, x.durable, x.auto_delete, x.internal, x.arguments};
-    if (auto e = v.declare_exchange(s, false)) return reason(*e);
-  }
-  for (const auto& q : d.queues) {
-    if (q.vhost != v.name()) continue;
-    broker::queue_declare_request r;
-    r.name = q.name;
-    r.passive = true;
-    auto existing = v.declare_queue(r);
-    auto* err = std::get_if<broker::error>(&existing);
-    // Present (even if exclusive to some connection): left alone.
-    if (!err || err->code != broker::error_code::not_found) continue;
-    r.passive = false;
-    r.durable = q.durable;
-    r.auto_delete = q.auto_delete;
-    r.arguments = q.arguments;
-    auto made = v.declare_queue(r);
-    if (auto* e = std::get_if<broker::error>(&made)) return reason(*e);
-  }
-  for (const auto& b : d.bindings) {
-    if (b.vhost != v.name()) continue;
-    auto dest = b.to_queue ? v.queue_dest(b.destination, 0, false) : v.exchange_dest(b.destination);
-    if (auto* e = std::get_if<broker::error>(&dest)) return reason(*e);
-    if (auto e = v.bind(b.source, std::get<broker::dest_id>(dest), b.routing_key, b.arguments))
-      return reason(*e);
-  }
+  size_t next = 0;
+  auto r = apply_some(v, d, next, SIZE_MAX);
+  if (auto* e = std::get_if<std::string>(&r)) return std::move(*e);
   return std::nullopt;
 }
 

@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <variant>
 
 #include "auth/user_store.hpp"
 #include "broker/vhost.hpp"
@@ -27,6 +28,14 @@ std::optional<std::string> precheck(const definitions& d);
 // not compare them either). Stops at the first error and returns it as RabbitMQ words it
 // ("not_found: no queue 'q' in vhost '/'"); what was declared before it stays.
 std::optional<std::string> apply(broker::vhost& v, const definitions& d);
+
+// apply in slices, so that a large import does not hold the vhost's worker for long: declares
+// at most `budget` items from position `next` (which it advances) and says whether it is done.
+// Call again with the same `next` until it is; every call on the home worker of `v`.
+struct apply_done {};
+struct apply_more {};
+std::variant<apply_done, apply_more, std::string> apply_some(broker::vhost& v, const definitions& d,
+                                                             size_t& next, size_t budget);
 
 // Any thread. Adds or replaces the users of `d` (a replaced user keeps its permissions) and
 // sets the permissions of `d`, all under one writer lock. Refuses, changing nothing, a

@@ -94,6 +94,26 @@ struct import_job {
   }
 };
 
+// Declares the next slice of a vhost's part on its home worker, then either posts the next
+// slice behind whatever else the worker has queued meanwhile (AMQP traffic is not held up by
+// a large import) or posts the outcome back to the connection's worker.
+constexpr size_t import_slice_items = 256;
+
+void import_slice(std::shared_ptr<import_job> job, broker::vhost* v, net::worker* home,
+                  net::worker* back, size_t i, size_t next) {
+  home->post([job = std::move(job), v, home, back, i, next]() mutable {
+    auto r = apply_some(*v, job->d, next, import_slice_items);
+    if (std::holds_alternative<apply_more>(r))
+      return import_slice(std::move(job), v, home, back, i, next);
+    std::optional<std::string> error;
+    if (auto* e = std::get_if<std::string>(&r)) error = std::move(*e);
+    back->post([job = std::move(job), i, error = std::move(error)] {
+      job->errors[i] = error;
+      if (--job->pending == 0) job->finish();
+    });
+  });
+}
+
 void note_ignored(const definitions& d, const std::string& user) {
   auto say = [&](size_t n, std::string_view what) {
     if (n) spdlog::warn("definitions import by '{}': {} {} ignored (not supported)", user, n, what);
@@ -188,7 +208,7 @@ void import_definitions(const api_context& api, const http::request& req,
     }
   }
 
-  // One message per vhost, in the order the file first names them.
+  // Each vhost's part, in slices on its home worker; the vhosts in the order the file names them.
   std::vector<std::string> order;
   for (const auto& n : job->vhosts)
     if (std::find(order.begin(), order.end(), n) == order.end()) order.push_back(n);
@@ -199,16 +219,9 @@ void import_definitions(const api_context& api, const http::request& req,
     job->finish();
     return;
   }
-  net::worker* back = &here;
   for (size_t i = 0; i < job->vhosts.size(); ++i) {
     broker::vhost* v = api.vhosts->find(job->vhosts[i]);
-    api.pool->at(v->home_worker()).post([job, v, i, back] {
-      auto error = apply(*v, job->d);
-      back->post([job, i, error = std::move(error)] {
-        job->errors[i] = error;
-        if (--job->pending == 0) job->finish();
-      });
-    });
+    import_slice(job, v, &api.pool->at(v->home_worker()), &here, i, 0);
   }
 }
 

@@ -203,6 +203,18 @@ TEST_F(HttpHandlerTest, BodyAboveTheRouteLimitIs413) {
   EXPECT_EQ(handled_, 0);
 }
 
+TEST_F(HttpHandlerTest, ExpectContinueIsAnsweredBeforeTheBody) {
+  auto s = dial();
+  std::string head =
+      "POST /now/body HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n";
+  boost::asio::write(s, boost::asio::buffer(head));
+  std::string interim(25, '\0');
+  boost::asio::read(s, boost::asio::buffer(interim));
+  EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+  boost::asio::write(s, boost::asio::buffer(std::string("abcd")));
+  EXPECT_EQ(read_bodies(s, 1), std::vector<std::string>{"body"});
+}
+
 TEST_F(HttpHandlerTest, MalformedRequestIs400AfterEarlierAnswers) {
   auto s = dial();
   boost::asio::write(s, boost::asio::buffer(get("/later/50/first") + "NOT HTTP\r\n\r\n"));

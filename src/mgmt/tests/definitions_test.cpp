@@ -386,6 +386,34 @@ TEST(DefinitionsVhost, ImportedDefinitionsAreJournalledAndComeBackAfterARestart)
   EXPECT_EQ(sorted(got.bindings), sorted(want.bindings));
 }
 
+TEST(DefinitionsVhost, SlicesResumeWhereTheyStopped) {
+  temp_dir dir;
+  life l(dir.path, "v");
+  definitions d = parse_ok(R"({
+    "exchanges": [{"name": "x", "vhost": "v", "type": "direct"},
+                  {"name": "elsewhere", "vhost": "other", "type": "direct"}],
+    "queues": [{"name": "q1", "vhost": "v"}, {"name": "q2", "vhost": "v"}],
+    "bindings": [{"source": "x", "vhost": "v", "destination": "q1", "destination_type": "queue",
+                  "routing_key": "a"},
+                 {"source": "x", "vhost": "v", "destination": "q2", "destination_type": "queue",
+                  "routing_key": "b"}]
+  })");
+  size_t next = 0, calls = 0;
+  for (;;) {
+    ++calls;
+    auto r = apply_some(l.v, d, next, 2);
+    ASSERT_FALSE(std::holds_alternative<std::string>(r)) << std::get<std::string>(r);
+    if (std::holds_alternative<apply_done>(r)) break;
+    ASSERT_LT(calls, 10u);
+  }
+  EXPECT_EQ(calls, 3u);  // five items of vhost "v", two per slice
+  definitions got;
+  collect(l.v, got);
+  EXPECT_EQ(got.exchanges.size(), 1u);
+  EXPECT_EQ(got.queues.size(), 2u);
+  EXPECT_EQ(got.bindings.size(), 2u);
+}
+
 TEST(DefinitionsVhost, FirstErrorIsReportedInRabbitMqWords) {
   temp_dir dir;
   life l(dir.path);
