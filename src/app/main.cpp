@@ -27,6 +27,7 @@
 #include "auth/password.hpp"
 #include "common/log.hpp"
 #include "mgmt/routes.hpp"
+#include "mgmt/users_file.hpp"
 #include "net/listener.hpp"
 #include "store/message_store.hpp"
 
@@ -125,6 +126,9 @@ int run(const app::config& cfg) {
   auth::user u{cfg.default_user, auth::hash_password(cfg.default_pass), {"administrator"}, {}};
   for (const auto& name : vhost_names) u.permissions[name] = auth::permission{};
   users.add_user(std::move(u));
+  // Users imported through the management API (they replace the configured one of that name).
+  mgmt::users_file user_file(fs::path(cfg.data_dir) / "users.json");
+  if (std::string err; !user_file.load(users, err)) throw std::runtime_error(err);
 
   broker::vhost_registry vhosts;
   for (size_t i = 0; i < vhost_names.size(); ++i) vhosts.add(vhost_names[i], i % cfg.workers);
@@ -170,7 +174,8 @@ int run(const app::config& cfg) {
         c->start(std::make_unique<amqp::server::amqp_connection>(ctx));
       },
       "amqp");
-  http::router router = mgmt::make_router();
+  mgmt::api_context api{&users, &vhosts, vhost_names, &pool, &user_file, WARREN_VERSION};
+  http::router router = mgmt::make_router(api);
   net::listener http_listener(
       pool, {addr, cfg.http_port},
       [&router](std::shared_ptr<net::connection> c) {

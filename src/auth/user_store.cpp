@@ -1,25 +1,41 @@
-// User store lookups and the login decision.
+// User store lookups, changes and the login decision.
 #include "auth/user_store.hpp"
 
 #include <algorithm>
+#include <mutex>
 
 #include "auth/password.hpp"
 
 namespace warren::auth {
 
 void user_store::add_user(user u) {
-  std::string name = u.name;
-  users_[name] = std::move(u);
+  auto p = std::make_shared<const user>(std::move(u));
+  std::unique_lock lock(mutex_);
+  users_[p->name] = std::move(p);
 }
 
-const user* user_store::find(std::string_view name) const {
+void user_store::update(const std::function<void(user_map&)>& change) {
+  std::unique_lock lock(mutex_);
+  change(users_);
+}
+
+user_ptr user_store::find(std::string_view name) const {
+  std::shared_lock lock(mutex_);
   auto it = users_.find(name);
-  return it == users_.end() ? nullptr : &it->second;
+  return it == users_.end() ? nullptr : it->second;
+}
+
+std::vector<user_ptr> user_store::all() const {
+  std::shared_lock lock(mutex_);
+  std::vector<user_ptr> out;
+  out.reserve(users_.size());
+  for (const auto& [name, u] : users_) out.push_back(u);
+  return out;
 }
 
 login_result user_store::login(const credentials& c, const boost::asio::ip::address& peer,
-                               const user** who) const {
-  const user* u = find(c.username);
+                               user_ptr* who) const {
+  user_ptr u = find(c.username);
   // Hash even for an unknown user, so timing does not tell which names exist.
   static const std::string dummy = hash_password_with_salt("", "salt");
   bool ok = verify_password(u ? u->password_hash : dummy, c.password) && u != nullptr;
@@ -27,12 +43,16 @@ login_result user_store::login(const credentials& c, const boost::asio::ip::addr
   bool loopback_only = std::find(loopback_users_.begin(), loopback_users_.end(), c.username) !=
                        loopback_users_.end();
   if (loopback_only && !in_any(loopback_networks_, peer)) return login_result::loopback_only;
-  *who = u;
+  *who = std::move(u);
   return login_result::ok;
 }
 
 bool user_store::may_access_vhost(const user& u, std::string_view vhost) {
   return u.permissions.find(vhost) != u.permissions.end();
+}
+
+bool user_store::has_tag(const user& u, std::string_view tag) {
+  return std::find(u.tags.begin(), u.tags.end(), tag) != u.tags.end();
 }
 
 }  // namespace warren::auth

@@ -1,11 +1,17 @@
 // Users, their password hashes, tags and per-vhost permissions, and the loopback-only rule.
-// Built at start-up and read-only afterwards: every worker reads it without locks. (Changing
-// users at run time arrives with the management API, as a new immutable snapshot per change.)
+// Shared by every worker: AMQP connections read it at login, the management API reads it and
+// replaces users at run time (definitions import). Users are immutable values held by
+// shared_ptr; a change swaps the pointer under a writer lock, so a reader keeps the version it
+// looked up for as long as it holds it (a connection keeps its user for its lifetime).
+// The loopback settings are set before the workers start and read-only afterwards.
 #pragma once
 
 #include <boost/asio/ip/address.hpp>
 
+#include <functional>
 #include <map>
+#include <memory>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,6 +25,7 @@ struct permission {
   std::string configure = ".*";
   std::string write = ".*";
   std::string read = ".*";
+  bool operator==(const permission&) const = default;
 };
 
 struct user {
@@ -26,27 +33,40 @@ struct user {
   std::string password_hash;  // see password.hpp
   std::vector<std::string> tags;
   std::map<std::string, permission, std::less<>> permissions;  // by vhost
+  bool operator==(const user&) const = default;
 };
+
+using user_ptr = std::shared_ptr<const user>;
+using user_map = std::map<std::string, user_ptr, std::less<>>;
 
 enum class login_result { ok, invalid_credentials, loopback_only };
 
 class user_store {
  public:
+  // Any thread. Adds the user, or replaces the one with the same name.
   void add_user(user u);
-  const user* find(std::string_view name) const;
+  // Any thread. Runs `change` on the user map under the writer lock: several users change
+  // together, and a read-modify-write (keep a user's permissions, add one) is not interleaved
+  // with another writer. `change` must not call back into the store.
+  void update(const std::function<void(user_map&)>& change);
+  // Any thread.
+  user_ptr find(std::string_view name) const;
+  std::vector<user_ptr> all() const;  // by name
 
   // Users that may log in only from a loopback peer (RabbitMQ's loopback_users, default guest),
-  // and the networks that count as loopback.
+  // and the networks that count as loopback. Set before the workers start.
   void set_loopback_users(std::vector<std::string> names) { loopback_users_ = std::move(names); }
   void set_loopback_networks(std::vector<ip_network> nets) { loopback_networks_ = std::move(nets); }
 
-  // Checks the password and the loopback rule. `who` is set on success.
+  // Checks the password and the loopback rule. `who` is set on success. Any thread.
   login_result login(const credentials& c, const boost::asio::ip::address& peer,
-                     const user** who) const;
+                     user_ptr* who) const;
   static bool may_access_vhost(const user& u, std::string_view vhost);
+  static bool has_tag(const user& u, std::string_view tag);
 
  private:
-  std::map<std::string, user, std::less<>> users_;
+  mutable std::shared_mutex mutex_;  // guards users_ (the map, not the users: they are immutable)
+  user_map users_;
   std::vector<std::string> loopback_users_{"guest"};
   std::vector<ip_network> loopback_networks_;
 };

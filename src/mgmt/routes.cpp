@@ -1,19 +1,122 @@
-// Management routes.
+// Management routes: matching, method checks, authentication, then the resource.
 #include "mgmt/routes.hpp"
+
+#include "mgmt/definitions_resource.hpp"
 
 namespace warren::mgmt {
 
 namespace bhttp = boost::beast::http;
 
-http::router make_router() {
-  return [](const http::request& req) {
-    if (req.target() == "/healthz") {
-      if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head)
-        return http::text_response(req, bhttp::status::method_not_allowed, "use GET\n");
-      return http::text_response(req, bhttp::status::ok, "ok");
-    }
-    return http::text_response(req, bhttp::status::not_found, "not found\n");
+namespace {
+
+// Bodies of requests other than a definitions upload.
+constexpr size_t small_body_bytes = 64 * 1024;
+
+struct route {
+  enum class kind { healthz, definitions, not_found, bad_method } what = kind::not_found;
+  std::optional<std::string> vhost;  // /api/definitions/{vhost}, decoded
+  const char* allow = "";
+};
+
+std::optional<std::string> percent_decode(std::string_view s) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
   };
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    if (i + 2 >= s.size()) return std::nullopt;
+    int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out += char(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
+route match(const http::request_header& req) {
+  std::string_view target = req.target();
+  std::string_view path = target.substr(0, target.find('?'));
+  route r;
+  auto verb = req.method();
+  if (path == "/healthz") {
+    r.what = route::kind::healthz;
+    if (verb != bhttp::verb::get && verb != bhttp::verb::head) {
+      r.what = route::kind::bad_method;
+      r.allow = "GET, HEAD";
+    }
+    return r;
+  }
+  constexpr std::string_view defs = "/api/definitions";
+  if (path.rfind(defs, 0) != 0) return r;
+  std::string_view rest = path.substr(defs.size());
+  if (!rest.empty()) {
+    if (rest.front() != '/' || rest.size() == 1 || rest.find('/', 1) != std::string_view::npos)
+      return r;
+    r.vhost = percent_decode(rest.substr(1));
+    if (!r.vhost) return r;
+  }
+  r.what = route::kind::definitions;
+  if (verb != bhttp::verb::get && verb != bhttp::verb::post) {
+    r.what = route::kind::bad_method;
+    r.allow = "GET, POST";
+  }
+  return r;
+}
+
+bool has_body(const http::request_header& req) {
+  auto length = req[bhttp::field::content_length];
+  return (!length.empty() && length != "0") || req.count(bhttp::field::transfer_encoding) > 0;
+}
+
+}  // namespace
+
+http::router make_router(const api_context& api) {
+  http::router r;
+  r.on_head = [&api](const http::request_header& req,
+                     const http::request_context& ctx) -> std::variant<size_t, http::response> {
+    route m = match(req);
+    if (m.what != route::kind::definitions) return small_body_bytes;
+    // Refuse an unauthenticated upload before reading it (and close: its body is not read).
+    // Requests without a body are refused in handle, keeping the connection.
+    if (has_body(req)) {
+      auto who = authenticate(req, ctx.peer, *api.users, true);
+      if (auto* refusal = std::get_if<http::response>(&who)) return std::move(*refusal);
+    }
+    return req.method() == bhttp::verb::post ? max_definitions_bytes : small_body_bytes;
+  };
+  r.handle = [&api](http::request req, const http::request_context& ctx, http::responder done) {
+    route m = match(req);
+    switch (m.what) {
+      case route::kind::healthz:
+        return done(http::text_response(req, bhttp::status::ok, "ok"));
+      case route::kind::bad_method: {
+        auto res = json_error(req, bhttp::status::method_not_allowed, "method_not_allowed",
+                              std::string("use ") + m.allow);
+        res.set(bhttp::field::allow, m.allow);
+        return done(std::move(res));
+      }
+      case route::kind::not_found:
+        // RabbitMQ's words for an unknown path.
+        return done(json_error(req, bhttp::status::not_found, "Object Not Found", "Not Found"));
+      case route::kind::definitions:
+        break;
+    }
+    auto who = authenticate(req, ctx.peer, *api.users, true);
+    if (auto* refusal = std::get_if<http::response>(&who)) return done(std::move(*refusal));
+    const auto& user = std::get<auth::user_ptr>(who);
+    if (req.method() == bhttp::verb::get)
+      export_definitions(api, req, std::move(m.vhost), *ctx.worker, std::move(done));
+    else
+      import_definitions(api, req, std::move(m.vhost), user->name, *ctx.worker, std::move(done));
+  };
+  return r;
 }
 
 }  // namespace warren::mgmt

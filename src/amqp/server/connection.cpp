@@ -193,7 +193,7 @@ void amqp_connection::handle_start_ok(const connection_start_ok& m) {
     refuse_login(m.mechanism, "malformed SASL response");
     return;
   }
-  const auth::user* who = nullptr;
+  auth::user_ptr who;
   switch (ctx_.users->login(*creds, conn().peer_address(), &who)) {
     case auth::login_result::ok:
       break;
@@ -205,7 +205,7 @@ void amqp_connection::handle_start_ok(const connection_start_ok& m) {
                    fmt::format("user '{}' can only connect via localhost", creds->username));
       return;
   }
-  user_ = who;
+  user_ = std::move(who);
   connection_tune tune;
   tune.channel_max = ctx_.settings.channel_max;
   tune.frame_max = ctx_.settings.frame_max;

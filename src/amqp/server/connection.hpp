@@ -113,7 +113,7 @@ class amqp_connection final : public net::connection_handler {
   clock::time_point last_recv_;
   clock::time_point last_send_;
   clock::time_point close_deadline_;
-  const auth::user* user_ = nullptr;
+  auth::user_ptr user_;  // the version of the user at login, kept while connected
   broker::vhost* vhost_ = nullptr;
   uint64_t id_;
   std::vector<std::unique_ptr<channel>> channels_;  // sorted by id; most connections have few

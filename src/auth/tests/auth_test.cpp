@@ -1,6 +1,9 @@
 // Password hashes, SASL parsing, CIDR matching and the login decision.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 #include "auth/password.hpp"
 #include "auth/sasl.hpp"
 #include "auth/user_store.hpp"
@@ -104,7 +107,7 @@ TEST(UserStore, LoginAndLoopbackRule) {
   s.add_user(g);
   s.add_user(user{"bob", hash_password("pw"), {}, {}});
   s.set_loopback_networks(*parse_ip_networks("127.0.0.0/8,::1"));
-  const user* who = nullptr;
+  user_ptr who;
   EXPECT_EQ(s.login({"guest", "guest"}, make_address("127.0.0.1"), &who), login_result::ok);
   EXPECT_EQ(who->name, "guest");
   EXPECT_EQ(s.login({"guest", "guest"}, make_address("10.1.1.1"), &who),
@@ -116,6 +119,54 @@ TEST(UserStore, LoginAndLoopbackRule) {
             login_result::invalid_credentials);
   EXPECT_TRUE(user_store::may_access_vhost(*s.find("guest"), "/"));
   EXPECT_FALSE(user_store::may_access_vhost(*s.find("bob"), "/"));
+}
+
+TEST(UserStore, ReplacingAUserLeavesHoldersWithTheirVersion) {
+  user_store s;
+  s.add_user(user{"ann", hash_password("old"), {}, {}});
+  user_ptr held = s.find("ann");
+  s.update([](user_map& m) {
+    user u = *m.at("ann");
+    u.password_hash = hash_password("new");
+    u.tags = {"administrator"};
+    m["ann"] = std::make_shared<const user>(std::move(u));
+  });
+  EXPECT_TRUE(verify_password(held->password_hash, "old"));  // still the login-time version
+  EXPECT_TRUE(user_store::has_tag(*s.find("ann"), "administrator"));
+  EXPECT_FALSE(user_store::has_tag(*held, "administrator"));
+  user_ptr who;
+  EXPECT_EQ(s.login({"ann", "old"}, make_address("10.0.0.1"), &who),
+            login_result::invalid_credentials);
+  EXPECT_EQ(s.login({"ann", "new"}, make_address("10.0.0.1"), &who), login_result::ok);
+  ASSERT_EQ(s.all().size(), 1u);
+}
+
+// Readers on several threads while a writer keeps replacing the user (run under TSan too).
+TEST(UserStore, ConcurrentLoginsWhileUsersChange) {
+  user_store s;
+  const std::string h1 = hash_password("pw"), h2 = hash_password("pw");
+  s.add_user(user{"ann", h1, {}, {}});
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t)
+    readers.emplace_back([&] {
+      while (!stop) {
+        user_ptr who;
+        if (s.login({"ann", "pw"}, make_address("10.0.0.1"), &who) != login_result::ok ||
+            who->name != "ann")
+          ++failures;
+      }
+    });
+  for (int i = 0; i < 2000; ++i)
+    s.update([&](user_map& m) {
+      m["ann"] = std::make_shared<const user>(user{"ann", i % 2 ? h1 : h2, {}, {}});
+      m["other" + std::to_string(i % 10)] = std::make_shared<const user>(user{"x", h1, {}, {}});
+    });
+  stop = true;
+  for (auto& r : readers) r.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(s.all().size(), 11u);
 }
 
 }  // namespace

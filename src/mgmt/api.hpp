@@ -1,0 +1,50 @@
+// What the management API's resources share: the broker they manage, JSON responses in
+// RabbitMQ's shape ({"error": ..., "reason": ...}), and HTTP basic authentication against the
+// user store.
+#pragma once
+
+#include <boost/asio/ip/address.hpp>
+
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "auth/user_store.hpp"
+#include "broker/vhost.hpp"
+#include "http/http_handler.hpp"
+#include "mgmt/definitions_json.hpp"
+#include "net/worker.hpp"
+
+namespace warren::mgmt {
+
+class users_file;
+
+// Built by main before the listeners start; read-only afterwards (the user store it points to
+// is itself safe for concurrent use).
+struct api_context {
+  auth::user_store* users = nullptr;
+  broker::vhost_registry* vhosts = nullptr;
+  // The registry's vhosts in start-up order (the registry cannot list them).
+  std::vector<std::string> vhost_names;
+  net::worker_pool* pool = nullptr;
+  users_file* user_file = nullptr;  // null: imported users last until the process exits
+  std::string version;              // Warren's
+};
+
+http::response json_response(const http::request_header& req, boost::beast::http::status status,
+                             const json& body);
+// RabbitMQ's error body: {"error": "bad_request", "reason": "..."}.
+http::response json_error(const http::request_header& req, boost::beast::http::status status,
+                          std::string_view error, std::string_view reason);
+
+// Checks the request's basic-auth credentials, RabbitMQ's loopback rule and, with
+// `admin_only`, the administrator tag. The user, or the response refusing the request:
+//   no or malformed Authorization, unknown user, wrong password  401 + WWW-Authenticate
+//   loopback-only user from elsewhere, not an administrator      403 (RabbitMQ: 401)
+std::variant<auth::user_ptr, http::response> authenticate(const http::request_header& req,
+                                                          const boost::asio::ip::address& peer,
+                                                          const auth::user_store& users,
+                                                          bool admin_only);
+
+}  // namespace warren::mgmt

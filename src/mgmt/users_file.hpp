@@ -1,0 +1,34 @@
+// The users and permissions that must survive a restart, in <data_dir>/users.json: the user
+// store as a definitions document (definitions_json.hpp) holding only "users" and
+// "permissions". Written after every import that changes users; read at start-up after the
+// configuration's default user is added, so the file wins (as RabbitMQ's database wins over
+// default_user once a node has booted).
+#pragma once
+
+#include <filesystem>
+#include <mutex>
+#include <string>
+
+#include "auth/user_store.hpp"
+
+namespace warren::mgmt {
+
+class users_file {
+ public:
+  explicit users_file(std::filesystem::path path) : path_(std::move(path)) {}
+  const std::filesystem::path& path() const { return path_; }
+
+  // Adds the file's users (replacing same-named ones) and permissions to the store. A missing
+  // file is no error. False with `error` set if it cannot be read or parsed.
+  bool load(auth::user_store& store, std::string& error) const;
+  // Any thread; saves are serialised. Writes every user of the store to a temporary file,
+  // fsyncs it, renames it over the old one and fsyncs the directory, so a crash leaves the old
+  // file or the new one. Blocks the calling thread for those syncs (imports are rare).
+  bool save(const auth::user_store& store, std::string& error);
+
+ private:
+  std::filesystem::path path_;
+  std::mutex save_mutex_;
+};
+
+}  // namespace warren::mgmt
