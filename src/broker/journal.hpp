@@ -18,9 +18,10 @@ namespace warren::broker {
 
 struct queue_settings;
 
-class journal {
+// The definitions half: what vhost::snapshot reports too (an export collects it this way).
+class definitions_journal {
  public:
-  virtual ~journal() = default;
+  virtual ~definitions_journal() = default;
 
   // --- definitions (only durable ones reach the journal) ---
   virtual void exchange_declared(const exchange_settings& s) = 0;
@@ -31,7 +32,11 @@ class journal {
   virtual void binding_changed(bool added, std::string_view source, bool dest_is_queue,
                                std::string_view dest, std::string_view key,
                                const common::field_table& args) = 0;
+};
 
+// The whole journal: definitions and messages.
+class journal : public definitions_journal {
+ public:
   // --- messages ---
   // Records the message before it is enqueued anywhere, holding `refs` references on its
   // segment (one per queue that will keep it there: durable queues, and queues that page it

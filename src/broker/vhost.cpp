@@ -871,7 +871,7 @@ void vhost::journal_binding(bool added, std::string_view source, dest_id dest,
   journal_->binding_changed(added, source, to_queue, dname, key, args);
 }
 
-void vhost::snapshot(journal& j) const {
+void vhost::snapshot(definitions_journal& j) const {
   for (const auto& [n, x] : exchanges_)
     if (x->settings().durable && !n.empty() && n.rfind("amq.", 0) != 0)
       j.exchange_declared(x->settings());

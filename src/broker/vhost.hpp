@@ -175,7 +175,7 @@ class vhost {
   void set_journal(journal* j) { journal_ = j; }
   journal* get_journal() const { return journal_; }
   // Tells `j` every durable definition (exchanges, queues, bindings): a snapshot of the state.
-  void snapshot(journal& j) const;
+  void snapshot(definitions_journal& j) const;
   // Recovery: puts back a stored message (store_id and store_segment set) into the queue
   // whose store id is `queue_store_id`, marked redelivered. False if there is no such queue.
   bool restore_message(uint32_t queue_store_id, message_ptr m);

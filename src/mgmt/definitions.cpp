@@ -11,9 +11,8 @@ namespace warren::mgmt {
 
 namespace {
 
-// A journal that writes nothing: vhost::snapshot tells it every durable definition, which it
-// keeps as definitions. The message calls never come from a snapshot.
-class collector final : public broker::journal {
+// vhost::snapshot tells it every durable definition, which it keeps as definitions.
+class collector final : public broker::definitions_journal {
  public:
   collector(definitions& d, std::string vhost) : d_(d), vhost_(std::move(vhost)) {}
 
@@ -34,12 +33,6 @@ class collector final : public broker::journal {
   }
   void exchange_deleted(std::string_view) override {}
   void queue_deleted(std::string_view) override {}
-  void assign(const broker::message&, uint32_t) override {}
-  void unref(const broker::message&, uint32_t) override {}
-  uint64_t write(const broker::message&, std::span<const uint32_t>) override { return 0; }
-  void release(const broker::message&, uint32_t) override {}
-  void when_synced(uint64_t, std::function<void()> fn) override { fn(); }
-  uint64_t synced() const override { return 0; }
 
  private:
   definitions& d_;
