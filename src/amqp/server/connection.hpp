@@ -101,6 +101,7 @@ class amqp_connection final : public net::connection_handler {
   bool cap_blocked_ = false;
   bool cap_cancel_notify_ = false;
   bool blocked_ = false;
+  bool reading_paused_ = false;  // by us: the peer's silence is not a missed heartbeat
   bool published_ = false;
   bool client_close_pending_ = false;
   bool flow_paused_ = false;
@@ -113,6 +114,7 @@ class amqp_connection final : public net::connection_handler {
   clock::time_point last_recv_;
   clock::time_point last_send_;
   clock::time_point close_deadline_;
+  std::string blocked_reason_;
   const auth::user* user_ = nullptr;
   broker::vhost* vhost_ = nullptr;
   uint64_t id_;
