@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <limits>
 
 #include "alarm/limits.hpp"
@@ -32,7 +33,8 @@ resource_monitor::resource_monitor(monitor_settings s, probes p, listener on_cha
     : settings_(std::move(s)),
       probes_(std::move(p)),
       listener_(std::move(on_change)),
-      disk_(settings_.disk_free_limit) {
+      disk_(settings_.disk_free_limit),
+      next_wait_(settings_.memory_interval) {
   if (settings_.memory_limit && probes_.rss) memory_.emplace(*settings_.memory_limit);
   auto now = clock::now();
   check_memory(now);
@@ -61,7 +63,9 @@ bool resource_monitor::check_memory(clock::time_point now) {
     last_release_ = now;
     if (auto again = probes_.rss()) rss = again;
   }
-  if (!memory_->update(*rss)) return false;
+  bool changed = memory_->update(*rss);
+  next_wait_ = memory_wait(*rss, now);
+  if (!changed) return false;
   if (memory_->on())
     spdlog::warn(
         "memory resource limit alarm set: resident memory {} is above the high watermark {}; "
@@ -93,6 +97,25 @@ bool resource_monitor::check_disk() {
     spdlog::info("disk resource limit alarm cleared: {} free in {}, limit {}", describe_size(*free),
                  settings_.disk_path, describe_size(disk_.limit()));
   return true;
+}
+
+std::chrono::nanoseconds resource_monitor::memory_wait(uint64_t rss, clock::time_point now) {
+  std::chrono::nanoseconds wait = settings_.memory_interval;
+  if (last_rss_at_ != clock::time_point{} && rss > last_rss_ && !memory_->on()) {
+    auto elapsed =
+        std::max<std::chrono::nanoseconds>(now - last_rss_at_, std::chrono::milliseconds(1));
+    double rate = double(rss - last_rss_) / double(elapsed.count());  // bytes per ns
+    uint64_t limit = memory_->limit();
+    // Growth kept up crosses the watermark before the next regular sample: come back after
+    // about a twentieth of the watermark's worth of growth instead.
+    if (rss + uint64_t(rate * double(wait.count())) > limit) {
+      auto step = std::chrono::nanoseconds(int64_t(double(limit / 20 + 1) / rate));
+      wait = std::clamp<std::chrono::nanoseconds>(step, settings_.min_memory_interval, wait);
+    }
+  }
+  last_rss_ = rss;
+  last_rss_at_ = now;
+  return wait;
 }
 
 void resource_monitor::poll(clock::time_point now) {
@@ -132,7 +155,7 @@ void resource_monitor::run() {
     lock.unlock();
     poll(clock::now());
     lock.lock();
-    wake_.wait_for(lock, settings_.memory_interval, [this] { return stopping_; });
+    wake_.wait_for(lock, next_wait_, [this] { return stopping_; });
   }
 }
 

@@ -1,7 +1,8 @@
-// The resource monitor: one thread that samples the process's resident memory (every 100 ms)
-// and the data directory's free space (every second), decides whether the memory and disk
-// alarms are on, logs each change in one line, and reports the new set to a listener (the
-// broker's wiring tells every worker). Owned by the application; knows no workers or protocol.
+// The resource monitor: one thread that samples the process's resident memory (every 100 ms,
+// sooner while it grows fast) and the data directory's free space (every second), decides
+// whether the memory and disk alarms are on, logs each change in one line, and reports the new
+// set to a listener (the broker's wiring tells every worker). Owned by the application; knows
+// no workers or protocol.
 //
 //   alarm   goes on when                 goes off when
 //   memory  RSS > high watermark         RSS < watermark - watermark/20
@@ -11,6 +12,12 @@
 // Before raising the memory alarm, and about twice a second while it is on, the monitor first
 // asks malloc to return its free memory to the kernel (release_memory) and samples again, so
 // that memory the broker has already freed counts neither for raising nor for keeping it.
+//
+// A flood can fill memory faster than one sample per 100 ms notices: when the last interval's
+// growth, kept up, would cross the watermark before the next sample, the next one comes as soon
+// as the growth reaches about 1/20 of the watermark (not sooner than min_memory_interval). The
+// overshoot past the watermark is then about 1/20 of it plus what arrives while the workers
+// apply the block.
 #pragma once
 
 #include <chrono>
@@ -66,6 +73,7 @@ struct monitor_settings {
   uint64_t disk_free_limit = 50'000'000;
   std::string disk_path;  // the data directory, for log lines
   std::chrono::milliseconds memory_interval{100};
+  std::chrono::milliseconds min_memory_interval{5};
   std::chrono::milliseconds disk_interval{1000};
   std::chrono::milliseconds release_interval{500};  // malloc_trim while the memory alarm is on
 };
@@ -96,11 +104,15 @@ class resource_monitor {
   // One round of sampling as the thread does it; calls the listener when the set changed.
   // For tests (without start()).
   void poll(clock::time_point now);
+  // How long the thread waits after the last poll.
+  std::chrono::nanoseconds next_wait() const { return next_wait_; }
   // The current set. Safe before start(), after stop(), or from the listener.
   alarm_set state() const { return state_; }
 
  private:
   bool check_memory(clock::time_point now);
+  // When to sample memory next, given the growth since the previous sample.
+  std::chrono::nanoseconds memory_wait(uint64_t rss, clock::time_point now);
   bool check_disk();
   void run();
 
@@ -112,6 +124,9 @@ class resource_monitor {
   alarm_set state_;
   clock::time_point next_disk_{};
   clock::time_point last_release_{};
+  uint64_t last_rss_ = 0;
+  clock::time_point last_rss_at_{};
+  std::chrono::nanoseconds next_wait_;
   bool warned_rss_ = false;
   bool warned_disk_ = false;
 

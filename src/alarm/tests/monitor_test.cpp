@@ -190,6 +190,33 @@ TEST(Monitor, NoMemoryLimitMeansNoMemoryAlarm) {
   EXPECT_EQ(sc.releases, 0);
 }
 
+TEST(Monitor, SamplesSoonerWhileMemoryGrowsFastTowardsTheWatermark) {
+  script sc;
+  sc.rss = 100'000'000;
+  resource_monitor m(settings(1'000'000'000, 100), sc.make(), sc.listener());
+  EXPECT_EQ(m.next_wait(), 100ms);
+  auto t = clock::now();
+  sc.rss += 1'000'000;  // 10 MB/s: the watermark is far away at this pace
+  m.poll(t += 100ms);
+  EXPECT_EQ(m.next_wait(), 100ms);
+  sc.rss += 500'000'000;  // 5 GB/s: 500 MB more in the next 100 ms would cross it
+  m.poll(t += 100ms);
+  // 1/20 of the watermark (50 MB) at 5 GB/s: 10 ms.
+  using ms = std::chrono::duration<double, std::milli>;
+  EXPECT_NEAR(ms(m.next_wait()).count(), 10.0, 0.5);
+  sc.rss += 100'000'000;  // 100 MB in 1 ms: as soon as allowed
+  m.poll(t += 1ms);
+  EXPECT_EQ(m.next_wait(), 5ms);
+  sc.rss = 2'000'000'000;
+  m.poll(t += 5ms);
+  EXPECT_TRUE(m.state().memory);
+  EXPECT_EQ(m.next_wait(), 100ms);  // on: nothing to catch any more
+  sc.rss = 100'000'000;
+  m.poll(t += 100ms);
+  EXPECT_FALSE(m.state().memory);
+  EXPECT_EQ(m.next_wait(), 100ms);  // shrinking
+}
+
 TEST(Monitor, ThreadSamplesAndStops) {
   std::atomic<uint64_t> rss{10};
   std::atomic<int> calls{0};
