@@ -275,7 +275,8 @@ void amqp_connection::handle_open(const connection_open& m) {
   vhost_ = v;
   send(0, connection_open_ok{});
   phase_ = phase::open;
-  // An alarm on before the connection opened: it starts blocked, and the client hears it now.
+  // An alarm on before the connection opened: it starts blocked, and (as in RabbitMQ) hears so
+  // when it first publishes, by which time a client has registered its blocked handler.
   if (ctx_.alarms) {
     alarm::alarm_set on = ctx_.alarms->on(conn().owner().index());
     if (on.any() && !blocked_) {
@@ -283,7 +284,6 @@ void amqp_connection::handle_open(const connection_open& m) {
       blocked_reason_ = blocked_reason(on);
     }
   }
-  if (blocked_ && cap_blocked_) send(0, connection_blocked{blocked_reason_});
   spdlog::debug("{}: user '{}' opened vhost '{}'", describe(), user_->name, v->name());
 }
 
@@ -491,7 +491,10 @@ constexpr uint32_t inflight_low = 64;
 
 void amqp_connection::note_publish() {
   published_ = true;
-  if (blocked_) update_reading();
+  if (blocked_) {
+    tell_blocked();
+    update_reading();
+  }
 }
 
 void amqp_connection::publish_started() {
@@ -527,14 +530,23 @@ void amqp_connection::set_blocked(bool blocked, std::string_view reason) {
   if (blocked == blocked_) return;
   blocked_ = blocked;
   blocked_reason_ = blocked ? std::string(reason) : std::string();
-  if (phase_ == phase::open && cap_blocked_) {
-    if (blocked)
-      send(0, connection_blocked{std::string(reason)});
-    else
+  if (blocked) {
+    tell_blocked();
+  } else if (blocked_told_) {
+    blocked_told_ = false;
+    if (phase_ == phase::open) {
       send(0, connection_unblocked{});
-    conn().flush();
+      conn().flush();
+    }
   }
   update_reading();
+}
+
+void amqp_connection::tell_blocked() {
+  if (phase_ != phase::open || !cap_blocked_ || blocked_told_) return;
+  send(0, connection_blocked{blocked_reason_});
+  blocked_told_ = true;
+  conn().flush();
 }
 
 }  // namespace warren::amqp::server

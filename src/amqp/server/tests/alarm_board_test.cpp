@@ -36,13 +36,14 @@ TEST(AlarmBoard, ConnectionOpenedDuringAnAlarmStartsBlocked) {
   server.set_alarms({false, true});
   test_client c(server.port());
   ASSERT_TRUE(c.open_connection(true));
-  auto b = c.expect<protocol::connection_blocked>();  // right after open-ok
+  c.send(1, protocol::channel_open{});
+  ASSERT_TRUE(c.expect<protocol::channel_open_ok>());  // no connection.blocked before it
+  // The first publish is read (it is what tells a publisher from a consumer) and brings
+  // connection.blocked, as in RabbitMQ; later publishes are not read.
+  c.publish(1, "nowhere", "one", true);
+  auto b = c.expect<protocol::connection_blocked>();
   ASSERT_TRUE(b);
   EXPECT_EQ(b->reason, "low on disk");
-  c.send(1, protocol::channel_open{});
-  ASSERT_TRUE(c.expect<protocol::channel_open_ok>());
-  // The first publish is read (it is what tells a publisher from a consumer), later ones are not.
-  c.publish(1, "nowhere", "one", true);
   ASSERT_TRUE(c.expect<basic_return>());
   ASSERT_TRUE(c.next());
   ASSERT_TRUE(c.next());
@@ -51,6 +52,16 @@ TEST(AlarmBoard, ConnectionOpenedDuringAnAlarmStartsBlocked) {
   server.set_alarms({});
   EXPECT_TRUE(c.expect<protocol::connection_unblocked>());
   EXPECT_TRUE(c.expect<basic_return>());
+}
+
+TEST(AlarmBoard, ClientNeverToldIsNotToldUnblocked) {
+  test_server server;
+  server.set_alarms({true, false});
+  test_client c(server.port());
+  ASSERT_TRUE(c.handshake(true));
+  server.set_alarms({});  // blocked since open, never published: nothing to take back
+  c.send(1, protocol::channel_flow{true});
+  EXPECT_TRUE(c.expect<protocol::channel_flow_ok>());
 }
 
 TEST(AlarmBoard, AlarmOnAndOffBeforeOpenLeavesItUnblocked) {
