@@ -108,9 +108,11 @@ std::chrono::nanoseconds resource_monitor::memory_wait(uint64_t rss, clock::time
     uint64_t limit = memory_->limit();
     // Growth kept up crosses the watermark before the next regular sample: come back after
     // about a twentieth of the watermark's worth of growth instead.
-    if (rss + uint64_t(rate * double(wait.count())) > limit) {
-      auto step = std::chrono::nanoseconds(int64_t(double(limit / 20 + 1) / rate));
-      wait = std::clamp<std::chrono::nanoseconds>(step, settings_.min_memory_interval, wait);
+    // (In doubles: a scripted reading may be any size, and float-to-integer overflow is UB.)
+    if (double(rss) + rate * double(wait.count()) > double(limit)) {
+      double step = std::min(double(limit / 20 + 1) / rate, double(wait.count()));
+      wait = std::max<std::chrono::nanoseconds>(std::chrono::nanoseconds(int64_t(step)),
+                                                settings_.min_memory_interval);
     }
   }
   last_rss_ = rss;
