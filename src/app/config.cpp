@@ -1,13 +1,17 @@
 // Command-line (CLI11) and TOML (toml++) configuration.
 #include "app/config.hpp"
 
+#include "alarm/limits.hpp"
+
 #include <toml++/toml.h>
 #include <CLI/CLI.hpp>
 
 #include <fmt/format.h>
 
 #include <functional>
+#include <optional>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -20,6 +24,7 @@ struct binding {
   CLI::Option* option;
   std::function<void(config&, const config&)> copy;           // flag value -> config
   std::function<bool(config&, const toml::node&)> from_toml;  // false: wrong type/range
+  std::string expected;  // what a valid value looks like, when the type does not say it
 };
 
 template <typename T>
@@ -48,6 +53,63 @@ void bind_option(CLI::App& app, std::vector<binding>& out, config& cli, T config
                 return true;
               }});
 }
+
+// A flag and key checked (and maybe rewritten) by `parse`, which returns the canonical text
+// for CLI11 to convert, or nullopt when the value is bad. The TOML value may be a string or a
+// number. Used for sizes ("50MB") and watermark fractions.
+template <typename T>
+void bind_checked_option(CLI::App& app, std::vector<binding>& out, config& cli, T config::*field,
+                         const std::string& key, const std::string& help,
+                         std::function<std::optional<std::string>(const std::string&)> parse,
+                         const std::string& type_name, const std::string& expected) {
+  std::string flag = "--" + key;
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  CLI::Option* o = app.add_option(flag, cli.*field, help)
+                       ->type_name(type_name)
+                       ->transform(CLI::Validator(
+                           [parse, expected](std::string& text) {
+                             auto canonical = parse(text);
+                             if (!canonical)
+                               return fmt::format("'{}': expected {}", text, expected);
+                             text = *canonical;
+                             return std::string();
+                           },
+                           "", key));
+  out.push_back(binding{key, o,
+                        [field](config& dst, const config& src) { dst.*field = src.*field; },
+                        [field, parse](config& dst, const toml::node& n) {
+                          std::optional<std::string> text;
+                          if (auto str = n.value_exact<std::string>())
+                            text = *str;
+                          else if (auto i = n.value_exact<int64_t>())
+                            text = std::to_string(*i);
+                          else if (auto d = n.value_exact<double>())
+                            text = fmt::format("{}", *d);
+                          if (!text) return false;
+                          auto canonical = parse(*text);
+                          if (!canonical) return false;
+                          std::istringstream in(*canonical);
+                          in >> dst.*field;
+                          return true;
+                        },
+                        expected});
+}
+
+std::optional<std::string> canonical_size(const std::string& text) {
+  auto v = alarm::parse_size(text);
+  if (!v) return std::nullopt;
+  return std::to_string(*v);
+}
+
+std::optional<std::string> canonical_fraction(const std::string& text) {
+  auto v = alarm::parse_fraction(text);
+  if (!v) return std::nullopt;
+  return fmt::format("{}", *v);
+}
+
+constexpr const char* size_expected =
+    "bytes, or a size with a unit such as 50MB, 512MiB, 2GB (kB/MB/GB/TB: powers of 1000; "
+    "k/M/G/T or kiB/MiB/GiB/TiB: powers of 1024)";
 
 }  // namespace
 
@@ -83,6 +145,19 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
   bind_option(app, b, cli, &config::default_vhost, "default_vhost", "Vhost created at first start");
   bind_option(app, b, cli, &config::vhosts, "vhosts",
               "More vhosts to create, comma-separated; each gets its own home worker");
+  bind_checked_option(app, b, cli, &config::vm_memory_high_watermark, "vm_memory_high_watermark",
+                      "Memory alarm: resident memory above this fraction of the total (RAM, or "
+                      "the cgroup's limit if lower) blocks publishers (default 0.4)",
+                      canonical_fraction, "FRACTION", "a fraction from 0 to 1, such as 0.4");
+  bind_checked_option(app, b, cli, &config::vm_memory_high_watermark_absolute,
+                      "vm_memory_high_watermark_absolute",
+                      "Memory alarm at an absolute size instead (e.g. 512MiB); wins over the "
+                      "fraction when set",
+                      canonical_size, "SIZE", size_expected);
+  bind_checked_option(app, b, cli, &config::disk_free_limit, "disk_free_limit",
+                      "Disk alarm: free space in the data directory below this size (default "
+                      "50MB) blocks publishers",
+                      canonical_size, "SIZE", size_expected);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -107,8 +182,10 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
       if (it == b.end())
         return exit_request{2, fmt::format("{}: unknown key '{}'\n", cli.config_file, k.str())};
       if (!it->from_toml(cfg, v))
-        return exit_request{2, fmt::format("{}: key '{}' has the wrong type or is out of range\n",
-                                           cli.config_file, k.str())};
+        return exit_request{
+            2,
+            fmt::format("{}: key '{}' has the wrong type or is out of range{}\n", cli.config_file,
+                        k.str(), it->expected.empty() ? "" : " (expected " + it->expected + ")")};
     }
   }
   for (const auto& x : b)

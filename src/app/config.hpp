@@ -28,6 +28,11 @@ struct config {
   std::string default_pass = "guest";
   std::string default_vhost = "/";
   std::string vhosts;  // more vhosts to create, comma-separated (the default user may use them)
+  // Resource alarms (RabbitMQ's vm_memory_high_watermark.relative / .absolute and
+  // disk_free_limit.absolute). The absolute watermark, when set, wins over the fraction.
+  double vm_memory_high_watermark = 0.4;           // of min(RAM, cgroup limit)
+  uint64_t vm_memory_high_watermark_absolute = 0;  // bytes; 0: not set
+  uint64_t disk_free_limit = 50'000'000;           // bytes (RabbitMQ's 50MB)
   std::string config_file;
 };
 

@@ -23,6 +23,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "amqp/server/connection.hpp"
+#include "app/alarms.hpp"
 #include "app/config.hpp"
 #include "auth/password.hpp"
 #include "common/log.hpp"
@@ -167,6 +168,8 @@ int run(const app::config& cfg) {
 
   net::worker_pool pool(cfg.workers);
   ctx.pool = &pool;
+  app::resource_alarms alarms(cfg, pool);  // memory and disk alarms block publishers
+  ctx.alarms = &alarms.board();
   auto addr = boost::asio::ip::make_address(cfg.bind);
   net::listener amqp_listener(
       pool, {addr, cfg.amqp_port},
@@ -188,6 +191,7 @@ int run(const app::config& cfg) {
     tickers.push_back(std::make_unique<vhost_ticker>(pool.at(v->home_worker()), *v));
   }
   pool.start();
+  alarms.start();
   amqp_listener.start();
   http_listener.start();
   if (!cfg.ports_file.empty())

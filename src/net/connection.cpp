@@ -153,6 +153,7 @@ void connection::on_write_done(const boost::system::error_code& ec) {
     flush();
     return;
   }
+  release_if_large(out_);  // it may have grown before or during the async write
   after_drain();
 }
 

@@ -61,6 +61,10 @@ class connection : public std::enable_shared_from_this<connection> {
   // mailbox tasks (deliveries from other workers) goes out in one write.
   void flush_soon();
   size_t queued_bytes() const { return out_.size() + inflight_.size(); }
+  // Memory the connection's buffers hold, used or not (released once a burst has drained).
+  size_t buffer_capacity() const {
+    return out_.capacity() + inflight_.capacity() + pending_.capacity();
+  }
 
   // Sends what is queued, then half-closes and discards input until the peer closes or `linger`
   // passes. The handler gets no more data.

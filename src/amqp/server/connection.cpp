@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "amqp/server/alarm_board.hpp"
 #include "auth/sasl.hpp"
 
 namespace warren::amqp::server {
@@ -274,6 +275,15 @@ void amqp_connection::handle_open(const connection_open& m) {
   vhost_ = v;
   send(0, connection_open_ok{});
   phase_ = phase::open;
+  // An alarm on before the connection opened: it starts blocked, and (as in RabbitMQ) hears so
+  // when it first publishes, by which time a client has registered its blocked handler.
+  if (ctx_.alarms) {
+    alarm::alarm_set on = ctx_.alarms->on(conn().owner().index());
+    if (on.any() && !blocked_) {
+      blocked_ = true;
+      blocked_reason_ = blocked_reason(on);
+    }
+  }
   spdlog::debug("{}: user '{}' opened vhost '{}'", describe(), user_->name, v->name());
 }
 
@@ -430,6 +440,9 @@ void amqp_connection::on_tick(clock::time_point now) {
     return;
   }
   if (heartbeat_ == 0) return;
+  // While we do not read, the peer's heartbeats wait in the socket (RabbitMQ likewise pauses
+  // its heartbeat monitor for a blocked connection).
+  if (reading_paused_) last_recv_ = now;
   auto interval = std::chrono::seconds(heartbeat_);
   if (now - last_recv_ >= 2 * interval) {
     // As RabbitMQ: a peer silent for two intervals is gone; no close method is sent.
@@ -478,7 +491,10 @@ constexpr uint32_t inflight_low = 64;
 
 void amqp_connection::note_publish() {
   published_ = true;
-  if (blocked_) update_reading();
+  if (blocked_) {
+    tell_blocked();
+    update_reading();
+  }
 }
 
 void amqp_connection::publish_started() {
@@ -506,20 +522,31 @@ void amqp_connection::throttle(bool on) {
 
 void amqp_connection::update_reading() {
   if (phase_ == phase::closing || conn().closing()) return;
-  conn().pause_reading(flow_paused_ || throttled_channels_ > 0 || (blocked_ && published_));
+  reading_paused_ = flow_paused_ || throttled_channels_ > 0 || (blocked_ && published_);
+  conn().pause_reading(reading_paused_);
 }
 
 void amqp_connection::set_blocked(bool blocked, std::string_view reason) {
   if (blocked == blocked_) return;
   blocked_ = blocked;
-  if (phase_ == phase::open && cap_blocked_) {
-    if (blocked)
-      send(0, connection_blocked{std::string(reason)});
-    else
+  blocked_reason_ = blocked ? std::string(reason) : std::string();
+  if (blocked) {
+    tell_blocked();
+  } else if (blocked_told_) {
+    blocked_told_ = false;
+    if (phase_ == phase::open) {
       send(0, connection_unblocked{});
-    conn().flush();
+      conn().flush();
+    }
   }
   update_reading();
+}
+
+void amqp_connection::tell_blocked() {
+  if (phase_ != phase::open || !cap_blocked_ || blocked_told_) return;
+  send(0, connection_blocked{blocked_reason_});
+  blocked_told_ = true;
+  conn().flush();
 }
 
 }  // namespace warren::amqp::server

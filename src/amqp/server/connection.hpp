@@ -92,6 +92,8 @@ class amqp_connection final : public net::connection_handler {
   // A framing error leaves the byte stream unusable: reply 501 and read nothing more.
   void fatal_frame_error(std::string_view text);
   void update_reading();
+  // Sends connection.blocked once per blocking, to an open client that asked for it.
+  void tell_blocked();
   void refuse_login(std::string_view mechanism, std::string_view why);
   std::string describe();
 
@@ -101,6 +103,8 @@ class amqp_connection final : public net::connection_handler {
   bool cap_blocked_ = false;
   bool cap_cancel_notify_ = false;
   bool blocked_ = false;
+  bool blocked_told_ = false;    // connection.blocked sent; connection.unblocked is owed
+  bool reading_paused_ = false;  // by us: the peer's silence is not a missed heartbeat
   bool published_ = false;
   bool client_close_pending_ = false;
   bool flow_paused_ = false;
@@ -113,6 +117,7 @@ class amqp_connection final : public net::connection_handler {
   clock::time_point last_recv_;
   clock::time_point last_send_;
   clock::time_point close_deadline_;
+  std::string blocked_reason_;
   auth::user_ptr user_;  // the version of the user at login, kept while connected
   broker::vhost* vhost_ = nullptr;
   uint64_t id_;

@@ -13,6 +13,8 @@
 
 namespace warren::amqp::server {
 
+class alarm_board;
+
 struct server_settings {
   uint16_t channel_max = 2047;  // offered in connection.tune
   uint32_t frame_max = 131072;  // offered in connection.tune
@@ -28,6 +30,9 @@ struct server_context {
   const broker::vhost_registry* vhosts = nullptr;  // each vhost is used on its home worker only
   net::worker_pool* pool = nullptr;
   protocol::field_table server_properties;
+  // The resource alarms each worker knows of (the one exception to "read-only": see
+  // alarm_board). Null: no alarms (tests).
+  const alarm_board* alarms = nullptr;
 };
 
 // product, version, platform, copyright, information, cluster_name and the capabilities table.

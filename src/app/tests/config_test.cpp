@@ -61,13 +61,72 @@ TEST(Config, BadFileIsRefused) {
   EXPECT_NE(std::get<exit_request>(syntax).code, 0);
 }
 
+TEST(Config, AlarmDefaultsAreRabbitMQs) {
+  auto r = parse({});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  const auto& c = std::get<config>(r);
+  EXPECT_DOUBLE_EQ(c.vm_memory_high_watermark, 0.4);
+  EXPECT_EQ(c.vm_memory_high_watermark_absolute, 0u);
+  EXPECT_EQ(c.disk_free_limit, 50'000'000u);
+}
+
+TEST(Config, AlarmFlagsTakeSizesAndFractions) {
+  auto r = parse({"--vm-memory-high-watermark", "0.25", "--vm-memory-high-watermark-absolute",
+                  "200MiB", "--disk-free-limit", "1GB"});
+  ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<exit_request>(r).text;
+  const auto& c = std::get<config>(r);
+  EXPECT_DOUBLE_EQ(c.vm_memory_high_watermark, 0.25);
+  EXPECT_EQ(c.vm_memory_high_watermark_absolute, 200u << 20);
+  EXPECT_EQ(c.disk_free_limit, 1'000'000'000u);
+}
+
+TEST(Config, AlarmKeysInTheFileTakeStringsOrNumbers) {
+  std::string path = write_toml(
+      "vm_memory_high_watermark = 0.6\nvm_memory_high_watermark_absolute = \"1G\"\n"
+      "disk_free_limit = 123456\n");
+  auto r = parse({"--config", path});
+  ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<exit_request>(r).text;
+  const auto& c = std::get<config>(r);
+  EXPECT_DOUBLE_EQ(c.vm_memory_high_watermark, 0.6);
+  EXPECT_EQ(c.vm_memory_high_watermark_absolute, 1u << 30);
+  EXPECT_EQ(c.disk_free_limit, 123456u);
+  auto flag_wins = parse({"--config", path, "--disk-free-limit", "2kB"});
+  ASSERT_TRUE(std::holds_alternative<config>(flag_wins));
+  EXPECT_EQ(std::get<config>(flag_wins).disk_free_limit, 2000u);
+}
+
+TEST(Config, BadAlarmValuesAreRefusedWithTheExpectedForm) {
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"--vm-memory-high-watermark", "1.5"},
+        {"--vm-memory-high-watermark", "40%"},
+        {"--vm-memory-high-watermark-absolute", "12XB"},
+        {"--disk-free-limit", "-5"},
+        {"--disk-free-limit", "1.5GB"}}) {
+    auto r = parse(args);
+    ASSERT_TRUE(std::holds_alternative<exit_request>(r)) << args[0] << " " << args[1];
+    const auto& e = std::get<exit_request>(r);
+    EXPECT_NE(e.code, 0);
+    EXPECT_NE(e.text.find(args[0]), std::string::npos) << e.text;
+    EXPECT_NE(e.text.find("expected"), std::string::npos) << e.text;
+  }
+  for (const char* toml :
+       {"disk_free_limit = \"lots\"\n", "disk_free_limit = -1\n",
+        "vm_memory_high_watermark = 2.0\n", "vm_memory_high_watermark_absolute = true\n"}) {
+    auto r = parse({"--config", write_toml(toml)});
+    ASSERT_TRUE(std::holds_alternative<exit_request>(r)) << toml;
+    EXPECT_NE(std::get<exit_request>(r).text.find("expected"), std::string::npos);
+  }
+}
+
 TEST(Config, HelpListsTheOptionsAndUnknownFlagsFail) {
   auto help = parse({"--help"});
   ASSERT_TRUE(std::holds_alternative<exit_request>(help));
   const auto& h = std::get<exit_request>(help);
   EXPECT_EQ(h.code, 0);
-  for (const char* o : {"--amqp-port", "--http-port", "--web-port", "--data-dir", "--workers",
-                        "--config", "--heartbeat", "--loopback-networks"})
+  for (const char* o :
+       {"--amqp-port", "--http-port", "--web-port", "--data-dir", "--workers", "--config",
+        "--heartbeat", "--loopback-networks", "--vm-memory-high-watermark",
+        "--vm-memory-high-watermark-absolute", "--disk-free-limit"})
     EXPECT_NE(h.text.find(o), std::string::npos) << o;
   auto bad = parse({"--no-such-flag"});
   ASSERT_TRUE(std::holds_alternative<exit_request>(bad));

@@ -126,5 +126,57 @@ TEST_F(ConnectionTest, PeerCloseIsNoticed) {
   EXPECT_EQ(closed_, 5);
 }
 
+// Answers "burst\n" with 16 MB at once, more than the socket takes: the rest goes out through an
+// async write. Remembers its connection so that the test can look at its buffers.
+class burst_writer : public connection_handler {
+ public:
+  static constexpr size_t burst = 16 * 1024 * 1024;
+  explicit burst_writer(std::promise<connection*>* me) : me_(me) {}
+  size_t on_data(std::span<const uint8_t> data) override {
+    std::string_view s(reinterpret_cast<const char*>(data.data()), data.size());
+    if (s.find('\n') == std::string_view::npos) return 0;
+    me_->set_value(&conn());
+    conn().out().append(burst, 'y');
+    conn().flush();
+    return data.size();
+  }
+
+ private:
+  std::promise<connection*>* me_;
+};
+
+TEST(ConnectionBuffers, ReleasedAfterAnAsyncWriteDrains) {
+  // Regression: the output buffer kept the burst's capacity when the burst went out through an
+  // async write, so a drained consumer connection could pin tens of MB.
+  worker_pool pool(1);
+  std::promise<connection*> me;
+  listener lst(
+      pool, tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),
+      [&me](std::shared_ptr<connection> c) { c->start(std::make_unique<burst_writer>(&me)); },
+      "test");
+  lst.start();
+  pool.start();
+  boost::asio::io_context io;
+  tcp::socket s(io);
+  s.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), lst.port()));
+  boost::asio::write(s, boost::asio::buffer(std::string("burst\n")));
+  connection* c = me.get_future().get();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the socket buffers fill up
+  std::string got(burst_writer::burst, '\0');
+  boost::asio::read(s, boost::asio::buffer(got));
+  EXPECT_EQ(got.find_first_not_of('y'), std::string::npos);
+  size_t capacity = SIZE_MAX;
+  for (int i = 0; i < 100 && capacity > 64 * 1024; ++i) {
+    std::promise<size_t> cap;
+    pool.at(0).post([&] { cap.set_value(c->buffer_capacity()); });
+    capacity = cap.get_future().get();
+    if (capacity > 64 * 1024) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_LE(capacity, 64u * 1024);
+  lst.stop();
+  pool.stop();
+  pool.join();
+}
+
 }  // namespace
 }  // namespace warren::net

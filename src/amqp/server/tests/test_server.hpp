@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "amqp/protocol/frame.hpp"
+#include "amqp/server/alarm_board.hpp"
 #include "amqp/server/connection.hpp"
 #include "auth/password.hpp"
 #include "net/listener.hpp"
@@ -28,6 +29,7 @@ class test_server {
     ctx_.users = &users_;
     ctx_.vhosts = &vhosts_;
     ctx_.pool = &pool_;
+    ctx_.alarms = &alarms_;
     ctx_.server_properties = make_server_properties(ctx_.settings);
     listener_.emplace(
         pool_, boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),
@@ -44,6 +46,13 @@ class test_server {
     pool_.join();
   }
   uint16_t port() const { return listener_->port(); }
+  // What the resource monitor does on a change; returns once the worker has applied it.
+  void set_alarms(alarm::alarm_set s) {
+    alarms_.broadcast(pool_, s);
+    std::promise<void> done;
+    pool_.at(0).post_urgent([&] { done.set_value(); });  // urgent tasks run in order
+    done.get_future().wait();
+  }
   // Runs fn on every AMQP connection, on its worker, and waits.
   void for_each_amqp(const std::function<void(amqp_connection&)>& fn) {
     std::promise<void> done;
@@ -61,6 +70,7 @@ class test_server {
   broker::vhost_registry vhosts_;
   server_context ctx_;
   net::worker_pool pool_{1};
+  alarm_board alarms_{1, {}};
   std::optional<net::listener> listener_;
 };
 
@@ -137,8 +147,9 @@ class test_client {
     if (!m || !std::holds_alternative<M>(*m)) return std::nullopt;
     return std::get<M>(*m);
   }
-  // Full handshake as guest; `blocked_capability` announces connection.blocked.
-  bool handshake(bool blocked_capability) {
+  // Handshake as guest up to connection.open-ok; `blocked_capability` announces
+  // connection.blocked; `heartbeat` is the client's choice in tune-ok.
+  bool open_connection(bool blocked_capability, uint16_t heartbeat = 0) {
     boost::asio::write(socket_, boost::asio::buffer(protocol::protocol_header));
     if (!expect<protocol::connection_start>()) return false;
     protocol::connection_start_ok ok;
@@ -151,11 +162,15 @@ class test_client {
     send(0, ok);
     auto tune = expect<protocol::connection_tune>();
     if (!tune) return false;
-    send(0, protocol::connection_tune_ok{tune->channel_max, tune->frame_max, 0});
+    send(0, protocol::connection_tune_ok{tune->channel_max, tune->frame_max, heartbeat});
     protocol::connection_open open;
     open.virtual_host = "/";
     send(0, open);
-    if (!expect<protocol::connection_open_ok>()) return false;
+    return expect<protocol::connection_open_ok>().has_value();
+  }
+  // Full handshake as guest, and channel 1 opened.
+  bool handshake(bool blocked_capability, uint16_t heartbeat = 0) {
+    if (!open_connection(blocked_capability, heartbeat)) return false;
     send(1, protocol::channel_open{});
     return expect<protocol::channel_open_ok>().has_value();
   }

@@ -1,0 +1,63 @@
+// Wiring of the resource monitor to the workers.
+#include "app/alarms.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "alarm/limits.hpp"
+#include "alarm/system.hpp"
+
+namespace warren::app {
+
+namespace {
+
+// The RSS limit from the configuration; nullopt (memory alarm off) when it cannot be known.
+std::optional<uint64_t> memory_limit(const config& cfg) {
+  using alarm::describe_size;
+  auto total = alarm::available_memory();
+  std::string of_total =
+      total ? fmt::format("total memory {}, {}", describe_size(total->bytes),
+                          total->cgroup_limited ? "the cgroup's limit" : "physical RAM")
+            : "total memory unknown";
+  if (cfg.vm_memory_high_watermark_absolute > 0) {
+    uint64_t limit = cfg.vm_memory_high_watermark_absolute;
+    spdlog::info("memory high watermark set to {} (absolute; {})", describe_size(limit), of_total);
+    if (total && limit > total->bytes)
+      spdlog::warn(
+          "the memory high watermark is above the total memory: the memory alarm may "
+          "never go off before the kernel's OOM killer acts");
+    return limit;
+  }
+  if (!total) {
+    spdlog::warn(
+        "cannot read the total memory (/proc/meminfo, cgroup limits): memory alarm "
+        "disabled; set vm_memory_high_watermark_absolute to enable it");
+    return std::nullopt;
+  }
+  auto limit = uint64_t(double(total->bytes) * cfg.vm_memory_high_watermark);
+  spdlog::info("memory high watermark set to {} ({} of {})", describe_size(limit),
+               cfg.vm_memory_high_watermark, of_total);
+  return limit;
+}
+
+}  // namespace
+
+resource_alarms::resource_alarms(const config& cfg, net::worker_pool& pool)
+    : pool_(pool),
+      monitor_(
+          [&cfg] {
+            alarm::monitor_settings s;
+            s.memory_limit = memory_limit(cfg);
+            s.disk_free_limit = cfg.disk_free_limit;
+            s.disk_path = cfg.data_dir;
+            spdlog::info("disk free limit set to {} for {}",
+                         alarm::describe_size(cfg.disk_free_limit), cfg.data_dir);
+            return s;
+          }(),
+          alarm::probes{[] { return alarm::process_rss(); },
+                        [dir = cfg.data_dir] { return alarm::disk_free(dir); },
+                        alarm::release_free_memory},
+          // On the monitor's thread; board_ is built by then (the monitor's thread starts later).
+          [this](alarm::alarm_set s) { board_.broadcast(pool_, s); }),
+      board_(pool.size(), monitor_.state()) {}
+
+}  // namespace warren::app

@@ -1,0 +1,31 @@
+// The broker's resource alarms: resolves the configured memory watermark and disk free limit
+// against this machine, runs the resource monitor, and connects it to the AMQP connections
+// through the alarm board. Owned by run() in main.cpp; built after the worker pool and
+// destroyed before it.
+#pragma once
+
+#include "alarm/monitor.hpp"
+#include "amqp/server/alarm_board.hpp"
+#include "app/config.hpp"
+#include "net/worker.hpp"
+
+namespace warren::app {
+
+class resource_alarms {
+ public:
+  // Logs the limits and takes the first readings: alarms already on are on for every worker
+  // from its start. Call before the workers start.
+  resource_alarms(const config& cfg, net::worker_pool& pool);
+  ~resource_alarms() { monitor_.stop(); }  // before board_ goes: the monitor's thread uses it
+  // For server_context::alarms.
+  const amqp::server::alarm_board& board() const { return board_; }
+  // Starts sampling (after the workers have started).
+  void start() { monitor_.start(); }
+
+ private:
+  net::worker_pool& pool_;
+  alarm::resource_monitor monitor_;
+  amqp::server::alarm_board board_;
+};
+
+}  // namespace warren::app
