@@ -47,6 +47,12 @@ resource_monitor::~resource_monitor() {
   stop();
 }
 
+void resource_monitor::on_paging(double ratio, std::function<void(bool)> fn) {
+  if (!memory_) return;
+  paging_.emplace(uint64_t(double(memory_->limit()) * ratio));
+  paging_listener_ = std::move(fn);
+}
+
 bool resource_monitor::check_memory(clock::time_point now) {
   if (!memory_) return false;
   auto rss = probes_.rss();
@@ -62,6 +68,17 @@ bool resource_monitor::check_memory(clock::time_point now) {
     probes_.release_memory();
     last_release_ = now;
     if (auto again = probes_.rss()) rss = again;
+  }
+  if (paging_ && paging_->update(*rss)) {
+    if (paging_->on())
+      spdlog::info(
+          "resident memory {} is above the paging mark {}: queues page their backlogs "
+          "to disk",
+          describe_size(*rss), describe_size(paging_->limit()));
+    else
+      spdlog::info("resident memory {} is below the paging mark {} again", describe_size(*rss),
+                   describe_size(paging_->limit()));
+    if (paging_listener_) paging_listener_(paging_->on());
   }
   bool changed = memory_->update(*rss);
   next_wait_ = memory_wait(*rss, now);

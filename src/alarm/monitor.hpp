@@ -108,6 +108,10 @@ class resource_monitor {
   std::chrono::nanoseconds next_wait() const { return next_wait_; }
   // The current set. Safe before start(), after stop(), or from the listener.
   alarm_set state() const { return state_; }
+  // Memory above `ratio` of the watermark (RabbitMQ's vm_memory_high_watermark_paging_ratio,
+  // 0.5): queues should page their backlogs to disk before the alarm has to block publishers.
+  // fn(on) is called on the monitor's thread when that changes. Set before start().
+  void on_paging(double ratio, std::function<void(bool)> fn);
 
  private:
   bool check_memory(clock::time_point now);
@@ -120,6 +124,8 @@ class resource_monitor {
   probes probes_;
   listener listener_;
   std::optional<high_watch> memory_;
+  std::optional<high_watch> paging_;
+  std::function<void(bool)> paging_listener_;
   low_watch disk_;
   alarm_set state_;
   clock::time_point next_disk_{};

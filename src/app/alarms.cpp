@@ -60,4 +60,16 @@ resource_alarms::resource_alarms(const config& cfg, net::worker_pool& pool)
           [this](alarm::alarm_set s) { board_.broadcast(pool_, s); }),
       board_(pool.size(), monitor_.state()) {}
 
+void resource_alarms::page_vhosts(broker::vhost_registry& vhosts, std::vector<std::string> names) {
+  monitor_.on_paging(0.5, [this, &vhosts, names = std::move(names)](bool on) {
+    for (const auto& name : names) {
+      broker::vhost* v = vhosts.find(name);
+      pool_.at(v->home_worker()).post([v, on] {
+        size_t n = v->set_memory_pressure(on);
+        if (n) spdlog::info("vhost '{}': {} messages paged out to disk", v->name(), n);
+      });
+    }
+  });
+}
+
 }  // namespace warren::app

@@ -7,6 +7,7 @@
 #include "alarm/monitor.hpp"
 #include "amqp/server/alarm_board.hpp"
 #include "app/config.hpp"
+#include "broker/vhost.hpp"
 #include "net/worker.hpp"
 
 namespace warren::app {
@@ -19,6 +20,9 @@ class resource_alarms {
   ~resource_alarms() { monitor_.stop(); }  // before board_ goes: the monitor's thread uses it
   // For server_context::alarms.
   const amqp::server::alarm_board& board() const { return board_; }
+  // Past half the watermark every vhost pages its queues' backlogs to disk (on its home
+  // worker), and stops when memory is back under. Call before start().
+  void page_vhosts(broker::vhost_registry& vhosts, std::vector<std::string> names);
   // Starts sampling (after the workers have started).
   void start() { monitor_.start(); }
 

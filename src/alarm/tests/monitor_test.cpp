@@ -116,6 +116,25 @@ TEST(Monitor, ReportsEachChangeOnce) {
   EXPECT_EQ(sc.heard[1], alarm_set{});
 }
 
+TEST(Monitor, PagingMarkAtHalfTheWatermarkIsReportedApart) {
+  script sc;
+  sc.rss = 400;
+  resource_monitor m(settings(1000, 100), sc.make(), sc.listener());
+  std::vector<bool> paging;
+  m.on_paging(0.5, [&](bool on) { paging.push_back(on); });
+  auto t = clock::now();
+  m.poll(t += 100ms);
+  EXPECT_TRUE(paging.empty());
+  sc.rss = 600;  // above half the watermark, under the watermark: paging, no alarm
+  m.poll(t += 100ms);
+  ASSERT_EQ(paging, std::vector<bool>{true});
+  EXPECT_TRUE(sc.heard.empty());
+  EXPECT_EQ(m.state(), alarm_set{});
+  sc.rss = 400;
+  m.poll(t += 100ms);
+  EXPECT_EQ(paging, (std::vector<bool>{true, false}));
+}
+
 TEST(Monitor, BothAlarmsClearIndependently) {
   script sc;
   sc.rss = 500;
