@@ -887,12 +887,12 @@ void vhost::snapshot(definitions_journal& j) const {
   }
 }
 
-size_t vhost::set_memory_pressure(bool on) {
+size_t vhost::set_memory_pressure(bool on, bool page_out_now) {
   memory_pressure_ = on;
   size_t n = 0;
   for (auto& [name, q] : queues_) {
     q->page_threshold = on ? queue::read_ahead : page_threshold_;
-    if (on) n += q->page_out(queue::read_ahead);
+    if (on && page_out_now) n += q->page_out(queue::read_ahead);
   }
   return n;
 }

@@ -188,9 +188,10 @@ class vhost {
   void set_page_threshold(size_t n) { page_threshold_ = n; }
   static constexpr size_t default_page_threshold = 20000;
   // Memory pressure (the broker's memory passed its paging mark): every queue keeps only its
-  // read-ahead in memory and pages the rest, now and for what arrives until it is off again.
-  // Returns the number of messages paged out.
-  size_t set_memory_pressure(bool on);
+  // read-ahead in memory and pages what arrives until it is off again; with `page_out_now`,
+  // what is in memory beyond the read-ahead is paged out at once too. Returns the number of
+  // messages paged out.
+  size_t set_memory_pressure(bool on, bool page_out_now = true);
 
   // Read-only access for statistics and tests (home worker only); null if there is none.
   const queue* inspect_queue(std::string_view name) const { return find_queue(name); }
