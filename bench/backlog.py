@@ -305,11 +305,12 @@ def run_perf(name: str, args: list[str], port: int, tmp: Path, timeout: float,
 
 def measure_empty_rate(broker: Broker, sampler: Sampler, tmp: Path, args, persistent: bool, tag: str) -> dict:
     """The median delivery rate of --repeat runs of an unlimited producer and a consumer. A producer
-    faster than the consumer builds a backlog, and then the figure is no longer an empty queue's:
-    if the queue went past the paging threshold, the producer is paced at that rate instead. If the
-    queue stays below the threshold with the consumer keeping up (in most runs), the pace goes up by 10% while it
-    still does (at most 3 steps); if not, down by 10% until it does (at most 5 steps). The rate is
-    the median of the highest pace at which the queue stayed empty."""
+    faster than the consumer builds a backlog, and then the figure is no longer an empty queue's
+    (once the queue pages, an unlimited producer takes most of the broker and deliveries collapse):
+    then the producer is paced instead, starting at the best unlimited run's delivery rate. If the
+    queue stays below the paging threshold with the consumer keeping up (in most runs), the pace
+    goes up by 10% while it still does (at most 3 steps); if not, down by 10% until it does (at
+    most 5 steps). The rate is the median of the highest pace at which the queue stayed empty."""
     kind = "persistent" if persistent else "transient"
     extra = ["--persistent"] if persistent else []
 
@@ -340,7 +341,7 @@ def measure_empty_rate(broker: Broker, sampler: Sampler, tmp: Path, args, persis
            "rate": unlimited_rate, "runs": unlimited, "empty": empty(unlimited)}
     if res["empty"]:
         return res
-    rate, direction = unlimited_rate, 0
+    rate, direction = max(r["received_rate"] for r in unlimited), 0
     for step in range(8):
         runs = runs_at(rate, f"paced{step + 1}")
         ok = empty(runs)
