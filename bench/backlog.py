@@ -4,7 +4,8 @@ durability issue's targets. Starts build/warren on free ports with a temporary d
 it with build/warren-perf:
 
   1. empty-queue rate: 1 producer, 1 consumer, 1 KiB, prefetch 200, ack every 50 (the `throughput`
-     scenario with -s 1024), median of --repeat runs of --empty-seconds;
+     scenario with -s 1024), the best of --repeat runs of --empty-seconds in which the consumer kept
+     up (see measure_empty_rate); measured again after the drain, as the machine's load moves;
   2. fill: N messages into perf-q-0 with no consumer (warren-perf --pmessages N --keep-queues),
      the broker's VmRSS sampled every second;
   3. drain: one consumer while one producer publishes at a quarter of the empty-queue rate, until
