@@ -135,6 +135,7 @@ int run(const options& o) {
   for (int i = 0; i < o.queues; ++i) topo.queues.push_back("perf-q-" + std::to_string(i));
   if (o.fanout > 0) topo.fanout_exchange = "perf-fanout";
   topo.durable = o.durable;
+  topo.keep = o.keep_queues;
 
   auto adm = std::make_shared<admin>(io[0]->io, o.address, tr.events(), topo);
   boost::asio::post(io[0]->io, [adm] { adm->start(); });
@@ -174,6 +175,7 @@ int run(const options& o) {
     po.size = o.size;
     po.rate = o.rate;
     po.confirm_window = o.confirm;
+    po.messages = o.pmessages;
     po.persistent = o.persistent;
     po.mandatory = o.mandatory;
     producers.push_back(std::make_shared<producer>(t.io, "producer-" + std::to_string(i), o.address,
@@ -184,6 +186,21 @@ int run(const options& o) {
   int expected = 1 + connections;
   bool started =
       tr.wait([expected](tracker& t) { return t.ready() == expected || t.failed() > 0; }, 60s);
+
+  // A run with no consumers whose producers each have a message count ends once every producer
+  // has sent it and, with confirms, had it settled: the broker then holds all of them.
+  auto all_sent = [&] {
+    if (o.pmessages == 0 || o.consumers > 0) return false;
+    for (const auto& p : producers) {
+      const auto& s = p->stats();
+      if (s.published.load(std::memory_order_relaxed) < o.pmessages) return false;
+      if (confirms &&
+          s.confirmed.load(std::memory_order_relaxed) + s.nacked.load(std::memory_order_relaxed) <
+              o.pmessages)
+        return false;
+    }
+    return true;
+  };
 
   std::vector<double> sent_rates, confirmed_rates, received_rates;
   totals final_totals;
@@ -199,7 +216,9 @@ int run(const options& o) {
     auto prev_time = t0;
     for (int second = 1;; ++second) {
       auto deadline = std::min(t0 + std::chrono::seconds(second), end);
-      while (clock::now() < deadline && !interrupted && !tr.any_failed())
+      bool finished = false;
+      while (clock::now() < deadline && !interrupted && !tr.any_failed() &&
+             !(finished = all_sent()))
         std::this_thread::sleep_until(std::min(deadline, clock::now() + 50ms));
       auto now = clock::now();
       totals cur = sum(clients);
@@ -226,7 +245,7 @@ int run(const options& o) {
       }
       prev = cur;
       prev_time = now;
-      if (now >= end || interrupted || tr.any_failed()) {
+      if (now >= end || interrupted || tr.any_failed() || finished) {
         measuring = false;
         elapsed = seconds(now - t0);
         final_totals = cur;
@@ -237,7 +256,8 @@ int run(const options& o) {
 
   // Tear down in the order that ends an overloaded broker's work soonest: stop publishing and
   // close the producers; delete the queues (dropping any backlog; consumers get basic.cancel, which
-  // is expected now); then close the consumers and the admin connection. Every step is bounded.
+  // is expected now) unless they are kept; then close the consumers and the admin connection.
+  // Every step is bounded.
   for (auto& p : producers)
     boost::asio::post(p->io(), [p] {
       p->halt();
@@ -245,15 +265,17 @@ int run(const options& o) {
     });
   size_t n_producers = producers.size();
   tr.wait([n_producers](tracker& t) { return size_t(t.closed()) >= n_producers; }, 10s);
-  std::atomic<bool> removed{false};
-  boost::asio::post(io[0]->io, [&] {
-    adm->remove_topology([&] {
-      removed = true;
-      tr.notify();
+  if (!o.keep_queues) {
+    std::atomic<bool> removed{false};
+    boost::asio::post(io[0]->io, [&] {
+      adm->remove_topology([&] {
+        removed = true;
+        tr.notify();
+      });
     });
-  });
-  tr.wait([&](tracker&) { return removed.load() || adm->failed(); }, 30s);
-  if (!removed) std::fprintf(stderr, "warren-perf: could not delete the perf-q-* queues\n");
+    tr.wait([&](tracker&) { return removed.load() || adm->failed(); }, 30s);
+    if (!removed) std::fprintf(stderr, "warren-perf: could not delete the perf-q-* queues\n");
+  }
   for (auto& c : clients) boost::asio::post(c->io(), [c] { c->close(); });
   size_t n_clients = clients.size();
   tr.wait([n_clients](tracker& t) { return size_t(t.closed()) >= n_clients; }, 10s);

@@ -196,6 +196,13 @@ std::variant<options, usage_exit> parse_options(int argc, char** argv) {
   app.add_option("-z,--duration", o.duration, "Seconds to run")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 86400.0));
+  app.add_option("-C,--pmessages", o.pmessages,
+                 "Each producer stops after N messages (0: no limit). With no consumers the run "
+                 "then ends once every producer has sent, and with confirms had settled, its N")
+      ->capture_default_str();
+  app.add_flag("--keep-queues", o.keep_queues,
+               "Declare the queues without purging them and leave them (with their messages) "
+               "at the end: fill a backlog in one run, drain it in another");
   app.add_option("--threads", o.threads, "I/O threads (0: min(cores, connections))")
       ->capture_default_str()
       ->check(CLI::Range(0, 256));

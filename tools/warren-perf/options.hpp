@@ -27,7 +27,9 @@ struct options {
   bool durable = false;  // queues and exchange; implied by --persistent
   bool mandatory = false;
   double duration = 10;
-  int threads = 0;  // I/O threads; 0 = min(cores, connections)
+  uint64_t pmessages = 0;    // per producer; 0 = no limit
+  bool keep_queues = false;  // neither purge the queues first nor delete them at the end
+  int threads = 0;           // I/O threads; 0 = min(cores, connections)
   bool json = false;
 };
 

@@ -1,6 +1,7 @@
 // Producer pacing and confirm window, consumer acking and latency, admin topology.
 #include "warren-perf/roles.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <memory>
@@ -78,13 +79,15 @@ void producer::pump() {
     auto due = uint64_t(elapsed * opts_.rate) + 1;
     allowed = due > sent_ ? due - sent_ : 0;
   }
+  if (opts_.messages > 0) allowed = std::min(allowed, opts_.messages - sent_);
   while (allowed > 0 && out_.size() < batch_bytes &&
          (opts_.confirm_window == 0 || next_tag_ - low_ < opts_.confirm_window)) {
     publish(now);
     --allowed;
   }
   flush();
-  if (opts_.rate > 0 && allowed == 0 && !timer_armed_) {
+  bool all_sent = opts_.messages > 0 && sent_ >= opts_.messages;
+  if (opts_.rate > 0 && allowed == 0 && !all_sent && !timer_armed_) {
     timer_armed_ = true;
     timer_.expires_at(start_ +
                       std::chrono::nanoseconds(uint64_t(double(sent_) * 1e9 / opts_.rate)));
@@ -166,8 +169,8 @@ admin::admin(boost::asio::io_context& io, broker_address addr, client_events eve
     : client(io, "warren-perf-admin", std::move(addr), std::move(events)),
       topology_(std::move(t)) {}
 
-// Declares (and empties, in case an earlier run left messages) every queue; with a fanout
-// exchange, binds each queue to it. All pipelined: replies come back in order.
+// Declares (and, unless kept, empties in case an earlier run left messages) every queue; with a
+// fanout exchange, binds each queue to it. All pipelined: replies come back in order.
 void admin::setup() {
   if (!topology_.fanout_exchange.empty()) {
     protocol::exchange_declare x;
@@ -181,9 +184,11 @@ void admin::setup() {
     d.queue = q;
     d.durable = topology_.durable;
     call(d);
-    protocol::queue_purge p;
-    p.queue = q;
-    call(p);
+    if (!topology_.keep) {
+      protocol::queue_purge p;
+      p.queue = q;
+      call(p);
+    }
     if (!topology_.fanout_exchange.empty()) {
       protocol::queue_bind b;
       b.queue = q;

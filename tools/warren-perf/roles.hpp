@@ -19,6 +19,7 @@ struct producer_options {
   size_t size = 16;             // body bytes; the first 8 carry the send time
   double rate = 0;              // messages per second; 0 = as fast as the broker takes them
   uint32_t confirm_window = 0;  // 0 = no publisher confirms
+  uint64_t messages = 0;        // stop after this many; 0 = no limit
   bool persistent = false;
   bool mandatory = false;
 };
@@ -95,12 +96,14 @@ struct topology {
   std::vector<std::string> queues;
   std::string fanout_exchange;  // empty: none
   bool durable = false;
+  bool keep = false;  // reuse the queues as they are (no purge) and leave them at the end
 };
 
 class admin : public client {
  public:
   admin(boost::asio::io_context& io, broker_address addr, client_events events, topology t);
-  // I/O thread: deletes the queues and the exchange, then calls done (also on failure).
+  // I/O thread: deletes the queues and the exchange, then calls done (also on failure). Not
+  // called with topology::keep.
   void remove_topology(std::function<void()> done);
 
  protected:
