@@ -426,7 +426,10 @@
 
     _event(ev) {
       if (!ev || !Number.isSafeInteger(ev.seq)) return;
-      if (this.lastSeq !== null && ev.seq <= this.lastSeq) {
+      // A reset about our own position is taken even below it: a new inbox numbered after the
+      // gateway's clock went back starts below where we were, and its events must not be dropped.
+      const ours = ev.type === 'reset' && ev.data && ev.data.after === this.lastSeq;
+      if (this.lastSeq !== null && ev.seq <= this.lastSeq && !ours) {
         this.stats.duplicates += 1;
         return;
       }

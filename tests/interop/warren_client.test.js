@@ -182,6 +182,19 @@ test('a reset is delivered, told to onReset, and moves the position', async () =
   c.close();
 });
 
+test('a reset about our position below it still counts (a new inbox after the clock went back)', async () => {
+  const storage = memoryStorage();
+  storage.setItem(`warren.seq ${URL_} ann`, '5000');
+  const { c, events } = client({ storage });
+  await tick();
+  sockets[0].accept();
+  sockets[0].push({ seq: 1200, type: 'reset', data: { reason: 'new-inbox', after: 5000, missed_to: 1200 } });
+  sockets[0].push(ev(1201));
+  sockets[0].push({ seq: 1100, type: 'reset', data: { reason: 'dropped', after: 4000, missed_to: 1100 } });
+  assert.deepEqual(seqs(events), [1200, 1201]);
+  c.close();
+});
+
 test('falls back from WebSocket to SSE to long-poll, then waits', async () => {
   const { c, events, statuses } = client();
   await tick();
