@@ -82,7 +82,8 @@
       case 'reset': {
         const d = ev.data || {};
         const why = d.reason === 'new-inbox' ? 'you were away too long' : 'too many arrived while you were away';
-        for (const room of state.rooms) append(room, { seq: ev.seq, type: 'note', text: `Some messages were missed (${why}).` });
+        const text = `Some messages were missed (${why}).`;
+        for (const room of state.rooms) append(room, { seq: ev.seq, type: 'note', text });
         refreshMembers();
         break;
       }
@@ -180,7 +181,7 @@
         const x = document.createElement('button');
         x.type = 'button';
         x.title = `leave ${room}`;
-        x.textContent = '×';
+        x.textContent = '\u00d7'; // the multiplication sign
         x.onclick = (e) => {
           e.stopPropagation();
           leaveRoom(room);
