@@ -519,7 +519,8 @@
         this.pending.delete(id);
         clearTimeout(p.timer);
         if (p.op === 'publish') {
-          p.reject(new WarrenError('the connection closed before the gateway answered: may or may not be published', 0));
+          const why = 'the connection closed before the gateway answered: may or may not be published';
+          p.reject(new WarrenError(why, 0));
         } else {
           this._httpOp(p.op, p.room, p.data).then(p.resolve, p.reject);
         }

@@ -115,12 +115,39 @@ class Backend {
 
 // --- the page, seen through its DOM as a person would ---
 
+const openPages = new Set(); // for diagnostics when a test fails, and closing what it left open
+const shortUrl = (url) => url.replace(/token=[^&]+/, 'token=T');
+
 class ChatPage {
   constructor(page, user) {
     this.page = page;
     this.user = user;
     this.errors = [];
+    this.log = []; // console messages and failed requests
+    this.inflight = new Map(); // request -> when it started
+    openPages.add(this);
+    page.setDefaultTimeout(WAIT);
     page.on('pageerror', (e) => this.errors.push(e.message));
+    page.on('console', (m) => this.log.push(`console ${m.type()}: ${shortUrl(m.text())}`));
+    page.on('request', (r) => this.inflight.set(r, Date.now()));
+    page.on('requestfinished', (r) => this.inflight.delete(r));
+    page.on('requestfailed', (r) => {
+      this.inflight.delete(r);
+      this.log.push(`failed: ${r.method()} ${shortUrl(r.url())}: ${r.failure() && r.failure().errorText}`);
+    });
+  }
+
+  async diagnose() {
+    let status = '?';
+    try {
+      status = await this.page.textContent('#status', { timeout: 1000 });
+    } catch (e) {
+      // the page is gone or elsewhere
+    }
+    const now = Date.now();
+    const open = [...this.inflight].map(([r, t]) => `${r.method()} ${shortUrl(r.url())} (${now - t} ms)`);
+    return [`--- ${this.user}: status "${status}", url ${shortUrl(this.page.url())}`,
+            `requests in flight: ${open.join(', ') || 'none'}`, ...this.log.slice(-20)].join('\n');
   }
 
   static async open(browser, base, user, query = '') {
@@ -183,8 +210,28 @@ class ChatPage {
   }
 
   async close() {
+    openPages.delete(this);
     await this.page.context().close();
   }
+}
+
+// A test body whose failure message ends with what its pages were doing, and which closes the
+// pages it left open.
+function diagnosed(body) {
+  return async () => {
+    try {
+      await body();
+    } catch (e) {
+      const notes = [];
+      for (const p of openPages) notes.push(await p.diagnose());
+      // Node prints the stack, made when the error was: add the notes to both.
+      e.message += `\n${notes.join('\n')}`;
+      if (typeof e.stack === 'string') e.stack += `\n${notes.join('\n')}`;
+      throw e;
+    } finally {
+      for (const p of [...openPages]) await p.close().catch(() => {});
+    }
+  };
 }
 
 // What a page shows must be: the history first, then each expected message once, seqs increasing,
@@ -302,17 +349,17 @@ describe('chat demo in Chromium', { skip }, () => {
     await b.close();
   }
 
-  test('WebSocket: history, live messages, a reload with nothing lost or twice', async () => {
+  test('WebSocket: history, live messages, a reload with nothing lost or twice', diagnosed(async () => {
     await conversation('ws', '', 'ws');
-  });
+  }));
 
-  test('SSE alone: the same', async () => {
+  test('SSE alone: the same', diagnosed(async () => {
     await conversation('sse', '?transports=sse', 'sse');
-  });
+  }));
 
-  test('long-poll alone: the same', async () => {
+  test('long-poll alone: the same', diagnosed(async () => {
     await conversation('poll', '?transports=poll', 'poll');
-  });
+  }));
 
   // The page's WebSocket (or EventSource) is pointed at a path the gateway does not serve, so it
   // fails as one refused by a proxy would; the client must go on with the next transport.
@@ -338,16 +385,16 @@ describe('chat demo in Chromium', { skip }, () => {
     await c.send(`over ${transport}`);
     await c.waitShown([`over ${transport}`]);
     assert.deepEqual(c.errors, []);
-    await context.close();
+    await c.close();
   }
 
-  test('a WebSocket that cannot connect falls back to SSE', async () => {
+  test('a WebSocket that cannot connect falls back to SSE', diagnosed(async () => {
     await fallback('carol', ['WebSocket'], 'sse');
-  });
+  }));
 
-  test('with neither WebSocket nor SSE it falls back to long-poll', async () => {
+  test('with neither WebSocket nor SSE it falls back to long-poll', diagnosed(async () => {
     await fallback('dave', ['WebSocket', 'EventSource'], 'poll');
-  });
+  }));
 });
 
 // A gateway that forgets quickly: an inbox outlives its last connection by 3 s and holds 8 events.
@@ -369,7 +416,7 @@ describe('chat demo in Chromium, when messages were missed', { skip }, () => {
   const missedNote = (page) => page.page.waitForFunction(() => [...document.querySelectorAll('#messages li.note')]
     .some((li) => li.textContent.startsWith('Some messages were missed')), null, { timeout: WAIT });
 
-  test('back after the inbox was removed: a reset, a note, and the history without repeats', async () => {
+  test('back after the inbox was removed: a reset, a note, the history once', diagnosed(async () => {
     const a = await ChatPage.open(browser, server.base, 'dora');
     const b = await ChatPage.open(browser, server.base, 'eve');
     await a.join('away');
@@ -396,9 +443,9 @@ describe('chat demo in Chromium, when messages were missed', { skip }, () => {
     assert.deepEqual(a.errors, []);
     await a.close();
     await b.close();
-  });
+  }));
 
-  test('back after the inbox dropped events: a reset, a note, then what it still held', async () => {
+  test('back after the inbox dropped events: a reset, a note, what it held', diagnosed(async () => {
     const a = await ChatPage.open(browser, server.base, 'fay');
     await a.join('crowd');
     await a.waitOpen();
@@ -417,8 +464,9 @@ describe('chat demo in Chromium, when messages were missed', { skip }, () => {
     // The inbox held its last 8 events: c5 to c12.
     assert.deepEqual(texts, ['c0', 'c5', 'c6', 'c7', 'c8', 'c9', 'c10', 'c11', 'c12']);
     const note = shown.findIndex((m) => m.note && m.note.startsWith('Some messages were missed'));
-    assert.ok(note > texts.indexOf('c0') && note < shown.findIndex((m) => m.text === 'c5'), 'the note stands at the gap');
+    const c5 = shown.findIndex((m) => m.text === 'c5');
+    assert.ok(note > texts.indexOf('c0') && note < c5, 'the note stands at the gap');
     assert.deepEqual(a.errors, []);
     await a.close();
-  });
+  }));
 });

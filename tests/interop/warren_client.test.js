@@ -173,7 +173,8 @@ test('a reset is delivered, told to onReset, and moves the position', async () =
   await tick();
   sockets[0].accept();
   sockets[0].push(ev(3));
-  sockets[0].push({ seq: 90, type: 'reset', room: null, from: null, data: { reason: 'dropped', after: 3, missed_to: 90 } });
+  const data = { reason: 'dropped', after: 3, missed_to: 90 };
+  sockets[0].push({ seq: 90, type: 'reset', room: null, from: null, data });
   sockets[0].push(ev(50)); // below the reset: already counted as lost
   sockets[0].push(ev(91));
   assert.deepEqual(seqs(events), [3, 90, 91]);
