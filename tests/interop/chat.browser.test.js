@@ -32,8 +32,10 @@ const chromiumPath = findChromium();
 const skip = chromiumPath ? false : 'chromium not found (scripts/install-deps installs Debian\'s chromium)';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Root needs --no-sandbox; a small /dev/shm (containers) would crash tabs.
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-dev-shm-usage'];
 const GUEST = `Basic ${Buffer.from('guest:guest').toString('base64')}`;
-const WAIT = 20000; // ms for a page to show what it should
+const WAIT = 30000; // ms for a page to do or show what it should (generous: CI runs it beside ASan builds)
 
 // One warren process on port 0 with the web gateway, its dev tokens and presence events.
 async function startWarren(extra = []) {
@@ -264,7 +266,7 @@ describe('chat demo in Chromium', { skip }, () => {
 
   before(async () => {
     ({ chromium } = require('playwright-core'));
-    browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] });
+    browser = await chromium.launch({ executablePath: chromiumPath, args: CHROMIUM_ARGS });
     server = await startWarren();
   });
 
@@ -404,7 +406,7 @@ describe('chat demo in Chromium, when messages were missed', { skip }, () => {
 
   before(async () => {
     const { chromium } = require('playwright-core');
-    browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] });
+    browser = await chromium.launch({ executablePath: chromiumPath, args: CHROMIUM_ARGS });
     server = await startWarren(['--inbox-linger', '3', '--inbox-size', '8']);
   });
 
