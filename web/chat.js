@@ -102,6 +102,8 @@
     const what = { connecting: 'connecting', open: 'connected', fallback: 'trying the next transport',
                    waiting: `retrying in ${((s.delay || 0) / 1000).toFixed(1)} s`, closed: 'closed' }[s.state];
     el.textContent = `${s.transport || ''} ${what || s.state}`.trim();
+    // Only long-poll sees the HTTP status of a refused connection (browsers hide it from the others).
+    if (s.error && s.error.code === 401) el.textContent = `token refused, ${what}`;
     if (s.state !== 'open') return;
     if (!state.user && client.user) {
       state.user = client.user; // from a ?token= URL
