@@ -68,6 +68,13 @@ async function startWarren(extra = []) {
     }
   }
   assert.ok(ports.web > 0, `ports file has no web port: ${JSON.stringify(ports)}`);
+  const page = await fetch(`http://127.0.0.1:${ports.web}/warren.js`);
+  if (page.status !== 200) {
+    proc.kill('SIGTERM');
+    await exited;
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw new Error(`${bin} serves no /warren.js (${page.status}): it was built without this tree's web/ files`);
+  }
   return {
     base: `http://127.0.0.1:${ports.web}`,
     amqpUrl: `amqp://guest:guest@127.0.0.1:${ports.amqp}`,
