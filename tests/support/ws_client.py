@@ -20,7 +20,7 @@ import struct
 import time
 import zlib
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -134,6 +134,9 @@ class HttpResponse:
         return f"HTTP {self.status} {self.reason} {self.headers!r} {self.body[:300]!r}"
 
 
+_INCOMPLETE = object()
+
+
 class RawHttp:
     """One TCP connection with a read buffer: send bytes, read a response head, a body (Content-Length, chunked,
     or up to EOF), chunks one by one, or wait for the server to close."""
@@ -221,20 +224,42 @@ class RawHttp:
         return int(parts[1]), parts[2] if len(parts) > 2 else "", Headers(items)
 
     def read_chunk(self, timeout: float = 5.0) -> bytes | None:
-        """The next chunk of a chunked body, or None for the last (empty) chunk."""
+        """The next chunk of a chunked body, or None for the last (empty) chunk. A time-out consumes nothing."""
         deadline = time.monotonic() + timeout
-        size_line = self.read_until(b"\r\n", deadline, limit=1024)
+        while True:
+            got = self._parse_chunk()
+            if got is not _INCOMPLETE:
+                return got
+            self._fill(deadline)
+
+    def _parse_chunk(self):
+        buf = self.buf
+        i = buf.find(b"\r\n")
+        if i < 0:
+            if len(buf) > 1024:
+                raise ProtocolViolation(f"no chunk size line in {bytes(buf[:64])!r}...")
+            return _INCOMPLETE
         try:
-            size = int(size_line.split(b";")[0].strip(), 16)
+            size = int(bytes(buf[:i]).split(b";")[0].strip(), 16)
         except ValueError:
-            raise ProtocolViolation(f"bad chunk size line {size_line!r}") from None
-        if size == 0:
-            while self.read_until(b"\r\n", deadline) != b"\r\n":
-                pass  # a trailer field
-            return None
-        data = self.read_exact(size, deadline)
-        if self.read_exact(2, deadline) != b"\r\n":
+            raise ProtocolViolation(f"bad chunk size line {bytes(buf[:i])!r}") from None
+        if size == 0:  # the last chunk, trailer fields, an empty line
+            j = i + 2
+            while True:
+                k = buf.find(b"\r\n", j)
+                if k < 0:
+                    return _INCOMPLETE
+                if k == j:
+                    del buf[:k + 2]
+                    return None
+                j = k + 2
+        end = i + 2 + size
+        if len(buf) < end + 2:
+            return _INCOMPLETE
+        if buf[end:end + 2] != b"\r\n":
             raise ProtocolViolation("chunk not followed by CRLF")
+        data = bytes(buf[i + 2:end])
+        del buf[:end + 2]
         return data
 
     def read_body(self, status: int, headers: Headers, timeout: float = 5.0, head_request: bool = False) -> bytes:
@@ -333,6 +358,13 @@ class SseEvent:
         return json.loads(self.data)
 
 
+@dataclass
+class _SsePartial:
+    id: str | None = None
+    data: list[str] = field(default_factory=list)
+    event: str | None = None
+
+
 class SseClient:
     """GET an event stream and parse it (the WHATWG event-stream format): events, `retry:` and comment lines."""
 
@@ -347,6 +379,7 @@ class SseClient:
         self.retry: list[int] = []
         self.first_lines: list[str] = []  # the first few lines exactly as sent
         self.body_if_refused = b""
+        self._partial = _SsePartial()  # the event being read
         if self.status != 200:
             self.body_if_refused = self.http.read_body(self.status, self.headers, timeout)
 
@@ -382,14 +415,16 @@ class SseClient:
             self._more(deadline)
 
     def next_event(self, timeout: float = 5.0) -> SseEvent:
-        """The next event (comments and retry lines are recorded on the way)."""
+        """The next event (comments and retry lines are recorded on the way). The fields of an event read before
+        a time-out are kept for the next call."""
         deadline = time.monotonic() + timeout
-        ev_id, data, name = None, [], None
+        ev = self._partial
         while True:
             line = self._line(deadline)
             if line == "":
-                if data:
-                    return SseEvent(ev_id, "\n".join(data), name)
+                if ev.data:
+                    self._partial = _SsePartial(ev.id)  # the last event id carries over
+                    return SseEvent(ev.id, "\n".join(ev.data), ev.event)
                 continue
             if line.startswith(":"):
                 self.comments.append(line[1:].strip())
@@ -398,11 +433,11 @@ class SseClient:
             if value.startswith(" "):
                 value = value[1:]
             if key == "id":
-                ev_id = value
+                ev.id = value
             elif key == "data":
-                data.append(value)
+                ev.data.append(value)
             elif key == "event":
-                name = value
+                ev.event = value
             elif key == "retry":
                 self.retry.append(int(value))
             else:
@@ -517,6 +552,10 @@ class WsClient:
         self.pending: deque[Any] = deque()  # JSON messages read while looking for something else
         self.compressed_received = 0
         self._next_id = 0
+        # The message being received, kept across read time-outs.
+        self._msg_opcode: int | None = None
+        self._msg_parts: list[bytes] = []
+        self._msg_compressed = False
 
     # --- opening handshake ---
 
@@ -617,38 +656,57 @@ class WsClient:
     # --- receiving ---
 
     def recv_frame(self, timeout: float | None = None) -> WsFrame:
+        """The next frame; a time-out consumes nothing, so a later call picks up where this one stopped."""
         assert self.http
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        b0, b1 = self.http.read_exact(2, deadline)
+        while True:
+            frame = self._parse_frame()
+            if frame is not None:
+                return frame
+            self.http._fill(deadline)
+
+    def _parse_frame(self) -> WsFrame | None:
+        assert self.http
+        buf = self.http.buf
+        if len(buf) < 2:
+            return None
+        b0, b1 = buf[0], buf[1]
         if b1 & 0x80:
             raise ProtocolViolation("the server masked a frame")
-        n = b1 & 0x7F
+        n, pos = b1 & 0x7F, 2
         if n == 126:
-            (n,) = struct.unpack(">H", self.http.read_exact(2, deadline))
+            if len(buf) < 4:
+                return None
+            (n,), pos = struct.unpack_from(">H", buf, 2), 4
             if n < 126:
                 raise ProtocolViolation(f"16-bit length form for {n} bytes")
         elif n == 127:
-            (n,) = struct.unpack(">Q", self.http.read_exact(8, deadline))
+            if len(buf) < 10:
+                return None
+            (n,), pos = struct.unpack_from(">Q", buf, 2), 10
             if n < 65536 or n >> 63:
                 raise ProtocolViolation(f"64-bit length form for {n} bytes")
-        opcode = b0 & 0xF
-        frame = WsFrame(bool(b0 & 0x80), (b0 >> 4) & 7, opcode, self.http.read_exact(n, deadline))
+        opcode, rsv = b0 & 0xF, (b0 >> 4) & 7
         if opcode >= 0x8:
-            if not frame.fin or n > 125:
-                raise ProtocolViolation(f"bad control frame from the server: {frame}")
-            if frame.rsv:
+            if not b0 & 0x80 or n > 125:
+                raise ProtocolViolation(f"bad control frame from the server: opcode {opcode:#x}, {n} bytes")
+            if rsv:
                 raise ProtocolViolation("the server set RSV bits on a control frame")
         elif opcode not in (OP_CONT, OP_TEXT, OP_BINARY):
             raise ProtocolViolation(f"the server sent reserved opcode {opcode:#x}")
-        if frame.rsv & 0b011 or (frame.rsv & 0b100 and not self.deflate):
-            raise ProtocolViolation(f"the server set RSV bits {frame.rsv:#05b}")
+        if rsv & 0b011 or (rsv & 0b100 and not self.deflate):
+            raise ProtocolViolation(f"the server set RSV bits {rsv:#05b}")
+        if len(buf) < pos + n:
+            return None
+        frame = WsFrame(bool(b0 & 0x80), rsv, opcode, bytes(buf[pos:pos + n]))
+        del buf[:pos + n]
         return frame
 
     def recv_message(self, timeout: float | None = None, answer_pings: bool = True) -> tuple[int, bytes]:
         """(opcode, payload) of the next whole message, inflated. A close frame comes back as (OP_CLOSE, payload).
-        Pings are answered (when asked) and pongs recorded on the way."""
+        Pings are answered (when asked) and pongs recorded on the way. The fragments of a message survive a
+        time-out."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        opcode, parts, compressed = None, [], False
         while True:
             f = self.recv_frame(max(0.0, deadline - time.monotonic()))
             if f.opcode == OP_PING:
@@ -661,17 +719,19 @@ class WsClient:
             if f.opcode == OP_CLOSE:
                 return OP_CLOSE, f.payload
             if f.opcode == OP_CONT:
-                if opcode is None:
+                if self._msg_opcode is None:
                     raise ProtocolViolation("the server sent a continuation with no message started")
                 if f.rsv:
                     raise ProtocolViolation("RSV1 on a continuation frame")
             else:
-                if opcode is not None:
+                if self._msg_opcode is not None:
                     raise ProtocolViolation("the server started a message inside another")
-                opcode, compressed = f.opcode, bool(f.rsv & 0b100)
-            parts.append(f.payload)
+                self._msg_opcode, self._msg_compressed = f.opcode, bool(f.rsv & 0b100)
+            self._msg_parts.append(f.payload)
             if f.fin:
-                data = b"".join(parts)
+                opcode, data = self._msg_opcode, b"".join(self._msg_parts)
+                compressed = self._msg_compressed
+                self._msg_opcode, self._msg_parts, self._msg_compressed = None, [], False
                 if compressed:
                     self.compressed_received += 1
                     data = inflate_message(data)
