@@ -43,6 +43,7 @@ class Gateway:
     def __init__(self, proc: WarrenProcess, secret: str = SECRET):
         self.proc = proc
         self.secret = secret
+        self._opened: dict[str, list[Any]] = {}  # browser connections per user, for _track
 
     @property
     def port(self) -> int:
@@ -52,27 +53,57 @@ class Gateway:
         return make_jwt(self.secret, sub, **claims)
 
     # --- browser transports ---
+    #
+    # The gateway answers an upgrade (or the head of an SSE or stream response) before the connection is attached
+    # to the user's inbox, so a message sent right after the answer can find no inbox, or miss a connection that
+    # takes live events only (test_web_gateway.py::test_connection_is_attached_once_answered). With `attached` the
+    # helpers wait until the presence API counts exactly the connections of the user these helpers opened and
+    # that are still open, the new one included (a connection closed just before may not be counted off yet).
+    # Once the gateway attaches first, that wait returns at once.
+
+    def _expected_connections(self, sub: str) -> int:
+        alive = [c for c in self._opened.get(sub, []) if not c.http.closed]
+        self._opened[sub] = alive
+        return len(alive)
+
+    def _track(self, sub: str | None, client: Any, attached: bool) -> None:
+        if not sub:
+            return
+        self._opened.setdefault(sub, []).append(client)
+        if attached:
+            expected = self._expected_connections(sub)
+            wait_for(lambda: self.presence(sub)["connections"] == expected, 5,
+                     f"{sub}'s connections to be counted ({expected})")
 
     def ws(self, sub: str | None, since: int | None = None, token: str | None = None,
-           extensions: str | None = None, source_address: str | None = None, **claims: Any) -> WsClient:
+           extensions: str | None = None, source_address: str | None = None, attached: bool = True,
+           **claims: Any) -> WsClient:
         """A connected WebSocket as `sub` (sub None and no token: no token at all)."""
         if token is None and sub is not None:
             token = self.token(sub, **claims)
-        return WsClient(self.port, query("/ws", token=token, since=since), extensions=extensions,
-                        source_address=source_address).connect()
+        ws = WsClient(self.port, query("/ws", token=token, since=since), extensions=extensions,
+                      source_address=source_address).connect()
+        self._track(sub, ws, attached)
+        return ws
 
     def sse(self, sub: str | None, since: int | None = None, last_event_id: int | str | None = None,
-            token: str | None = None, **claims: Any) -> SseClient:
+            token: str | None = None, attached: bool = True, **claims: Any) -> SseClient:
         if token is None and sub is not None:
             token = self.token(sub, **claims)
         headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
-        return SseClient(self.port, query("/sse", token=token, since=since), headers)
+        s = SseClient(self.port, query("/sse", token=token, since=since), headers)
+        if s.status == 200:
+            self._track(sub, s, attached)
+        return s
 
-    def stream(self, sub: str | None, since: int | None = None, token: str | None = None,
+    def stream(self, sub: str | None, since: int | None = None, token: str | None = None, attached: bool = True,
                **claims: Any) -> ChunkStream:
         if token is None and sub is not None:
             token = self.token(sub, **claims)
-        return ChunkStream(self.port, query("/stream", token=token, since=since))
+        s = ChunkStream(self.port, query("/stream", token=token, since=since))
+        if s.status == 200:
+            self._track(sub, s, attached)
+        return s
 
     def poll(self, sub: str | None, since: int | str | None, timeout: float | None = None,
              callback: str | None = None, token: str | None = None, **claims: Any) -> HttpResponse:

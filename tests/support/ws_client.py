@@ -154,6 +154,11 @@ class RawHttp:
         except OSError:
             pass
 
+    @property
+    def closed(self) -> bool:
+        """Closed by us, or seen closed by the server."""
+        return self.eof or self.sock.fileno() == -1
+
     def __enter__(self):
         return self
 
@@ -380,6 +385,7 @@ class SseClient:
         self.first_lines: list[str] = []  # the first few lines exactly as sent
         self.body_if_refused = b""
         self._partial = _SsePartial()  # the event being read
+        self._ready: deque[SseEvent] = deque()
         if self.status != 200:
             self.body_if_refused = self.http.read_body(self.status, self.headers, timeout)
 
@@ -398,8 +404,9 @@ class SseClient:
             if chunk is None:
                 raise PeerClosed("the event stream ended")
             self.text += chunk
-        else:
-            self.http._fill(deadline)
+        else:  # close-delimited: whatever came with the head first
+            if not self.http.buf:
+                self.http._fill(deadline)
             self.text += self.http.buf
             self.http.buf.clear()
 
@@ -418,35 +425,39 @@ class SseClient:
         """The next event (comments and retry lines are recorded on the way). The fields of an event read before
         a time-out are kept for the next call."""
         deadline = time.monotonic() + timeout
-        ev = self._partial
-        while True:
-            line = self._line(deadline)
-            if line == "":
-                if ev.data:
-                    self._partial = _SsePartial(ev.id)  # the last event id carries over
-                    return SseEvent(ev.id, "\n".join(ev.data), ev.event)
-                continue
-            if line.startswith(":"):
-                self.comments.append(line[1:].strip())
-                continue
-            key, _, value = line.partition(":")
-            if value.startswith(" "):
-                value = value[1:]
-            if key == "id":
-                ev.id = value
-            elif key == "data":
-                ev.data.append(value)
-            elif key == "event":
-                ev.event = value
-            elif key == "retry":
-                self.retry.append(int(value))
-            else:
-                raise ProtocolViolation(f"unknown event-stream field {line!r}")
+        while not self._ready:
+            self._take_line(self._line(deadline))
+        return self._ready.popleft()
 
     def wait_comment(self, text: str, timeout: float) -> None:
+        """Reads until a comment line `: text` (events read meanwhile are kept for next_event)."""
         deadline = time.monotonic() + timeout
         while text not in self.comments:
-            self._line(deadline)
+            self._take_line(self._line(deadline))
+
+    def _take_line(self, line: str) -> None:
+        ev = self._partial
+        if line == "":
+            if ev.data:
+                self._ready.append(SseEvent(ev.id, "\n".join(ev.data), ev.event))
+                self._partial = _SsePartial(ev.id)  # the last event id carries over
+            return
+        if line.startswith(":"):
+            self.comments.append(line[1:].strip())
+            return
+        key, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if key == "id":
+            ev.id = value
+        elif key == "data":
+            ev.data.append(value)
+        elif key == "event":
+            ev.event = value
+        elif key == "retry":
+            self.retry.append(int(value))
+        else:
+            raise ProtocolViolation(f"unknown event-stream field {line!r}")
 
 
 class ChunkStream:
