@@ -796,7 +796,8 @@ class WsClient:
         except OSError:
             pass
 
-    def expect_close(self, code: int | None, timeout: float | None = None, reply: bool = True) -> tuple[int | None, str]:
+    def expect_close(self, code: int | None, timeout: float | None = None,
+                     reply: bool = True) -> tuple[int | None, str]:
         """Reads until the server's close frame (messages before it are dropped), checks its code (None: an
         empty close), answers it, and checks that the server then closes the TCP connection."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
