@@ -5,9 +5,7 @@ backend API's authentication, bad input and limits, and resource alarms.
 
 Tests that run on every transport take the transport as a parameter and read events through one Receiver per
 transport (tests/support/web_gateway.py). Each test gets its own warren; `@pytest.mark.gateway_args(...)` adds
-flags. Timing bounds are generous: CI is two loaded cores. Where the gateway departs from the contract, a test of
-its own is marked xfail with the request, what the contract says and what came back; remove the mark with the
-fix."""
+flags. Timing bounds are generous: CI is two loaded cores."""
 
 import json
 import threading
@@ -131,27 +129,16 @@ def attempt(gw: Gateway, transport: str, token: str | None):
     return r.status, r.body
 
 
-# Gateway bugs found by this file, each named by the test that meets it; xfail until the gateway is fixed.
-BUG_NO_TOKEN_BODY = ("gateway bug: an HTTP operation (POST /api/rooms/R/join) without any Authorization header "
-                     "answers 401 {\"error\":\"not_authorized\",\"reason\":\"Authorization required\"}, the "
-                     "management API's word, not the contract's {\"error\":\"unauthorized\",...}")
-
-
 @pytest.mark.parametrize("transport", TRANSPORTS + ["http-op"])
 def test_bad_tokens_are_401_on_every_transport(gw, transport):
-    wrong, known = [], []
+    wrong = []
     for case, make in BAD_TOKENS.items():
         status, body = attempt(gw, transport, make())
         doc = json_or_none(body)
         if status != 401 or not isinstance(doc, dict) or doc.get("error") != "unauthorized" \
                 or not doc.get("reason"):
-            if (transport, case) == ("http-op", "no-token") and status == 401:
-                known.append(case)
-            else:
-                wrong.append(f"{case}: {status} {body!r}")
+            wrong.append(f"{case}: {status} {body!r}")
     assert not wrong, f"{transport}: expected 401 {{'error': 'unauthorized', 'reason': ...}}:\n" + "\n".join(wrong)
-    if known:
-        pytest.xfail(BUG_NO_TOKEN_BODY)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS + ["http-op"])
@@ -222,9 +209,6 @@ def test_anonymous_connections_read_only_their_rooms(gw):
         assert len(members) == 1 and members[0]["user"].startswith("anonymous:"), members
 
 
-@pytest.mark.xfail(reason="gateway bug: POST /api/send {\"user\": \"anonymous:1\", ...} to a connected anonymous "
-                          "user answers {\"routed\": true} (and the message reaches it); the contract says an "
-                          "anonymous user is never sent to", strict=True)
 @pytest.mark.gateway_args("--anonymous-rooms", "lobby")
 def test_anonymous_users_are_never_sent_to(gw):
     with WsClient(gw.port, "/ws").connect() as anon:
@@ -313,11 +297,6 @@ def test_every_connection_of_a_user_receives(gw):
         stream.close()
 
 
-@pytest.mark.xfail(reason="gateway bug: the 101 (or the 200 head of /sse and /stream) is flushed before the "
-                          "connection is attached to the user's inbox (gateway_handler::start_ws/start_sse/"
-                          "start_stream call attach() after conn().flush(), and attach posts to the hub): a "
-                          "POST /api/send right after the answer can find no inbox and answer routed:false",
-                   strict=False)
 @pytest.mark.parametrize("transport", ["ws", "sse", "stream"])
 def test_connection_is_attached_once_answered(gw, transport):
     # A client that was answered is connected: what is sent to its user from then on reaches it.
@@ -627,9 +606,6 @@ def test_members(gw):
             c.close_socket()
 
 
-@pytest.mark.xfail(reason="gateway bug: the members of a room that does not exist are 200 {\"members\": [], ...} "
-                          "(WebSocket op members, and GET /api/rooms/nowhere/members); the contract says 404",
-                   strict=True)
 def test_members_of_an_unknown_room_is_404(gw):
     with gw.ws("alice") as ws:
         r = ws.request({"op": "members", "room": "nowhere"})
@@ -637,9 +613,6 @@ def test_members_of_an_unknown_room_is_404(gw):
     assert gw.api("GET", "/api/rooms/nowhere/members").status == 404
 
 
-@pytest.mark.xfail(reason="gateway bug: GET /api/rooms/R/members with the bearer token of a user who is not a "
-                          "member of R answers 200 with the member list; the contract allows a member or a backend",
-                   strict=True)
 def test_members_of_a_room_are_hidden_from_non_members(gw):
     with gw.ws("alice") as ws:
         ws.request({"op": "join", "room": "r"})
@@ -702,10 +675,6 @@ def million_edges() -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-@pytest.mark.xfail(reason="gateway bug: POST /api/follows with a body over --web-max-body (1 MiB) answers 413 "
-                          "'body limit exceeded' although its limit is 64 MiB: Beast checks Content-Length against "
-                          "the parser's first body_limit (max_body) while it finishes the head, before "
-                          "gateway_handler::http_data raises the limit for /api/follows", strict=True)
 def test_bulk_load_of_a_million_edges(gw):
     body = million_edges()
     t0 = time.monotonic()

@@ -446,9 +446,6 @@ def test_handshake_with_a_key_that_is_not_16_bytes_is_400(gw):
     assert r.status == 400, r
 
 
-@pytest.mark.xfail(reason="gateway bug (ws_handshake): an upgrade without Sec-WebSocket-Version answers 426 with "
-                          "Sec-WebSocket-Version: 13; a request missing a required header is malformed (RFC 6455 "
-                          "4.2.1: 400), 426 is for a version the server does not speak", strict=True)
 def test_handshake_without_version_is_400(gw):
     r = raw_upgrade(gw, upgrade_headers(version=None))
     assert r.status == 400, r

@@ -54,12 +54,10 @@ class Gateway:
 
     # --- browser transports ---
     #
-    # The gateway answers an upgrade (or the head of an SSE or stream response) before the connection is attached
-    # to the user's inbox, so a message sent right after the answer can find no inbox, or miss a connection that
-    # takes live events only (test_web_gateway.py::test_connection_is_attached_once_answered). With `attached` the
-    # helpers wait until the presence API counts exactly the connections of the user these helpers opened and
-    # that are still open, the new one included (a connection closed just before may not be counted off yet).
-    # Once the gateway attaches first, that wait returns at once.
+    # The gateway attaches a connection to its user's inbox before it answers the upgrade (or the head of an SSE
+    # or stream response); test_web_gateway.py::test_connection_is_attached_once_answered checks that. With
+    # `attached` the helpers also wait until the presence API counts exactly the connections of the user these
+    # helpers opened and that are still open (a connection closed just before may not be counted off yet).
 
     def _expected_connections(self, sub: str) -> int:
         alive = [c for c in self._opened.get(sub, []) if not c.http.closed]
