@@ -113,14 +113,19 @@
     refreshMembers();
   }
 
+  // Who is in the room: asked after each join and connection; presence events keep it current.
+  // Only members may ask (403 otherwise, e.g. before the join after a new inbox): then the join's
+  // own call fills it in.
+  function loadMembers(room) {
+    if (room === DIRECT) return Promise.resolve();
+    return client.members(room).then((list) => {
+      members.set(room, new Map(list.map((m) => [m.user, m.connections])));
+      renderUsers();
+    }, () => {});
+  }
+
   function refreshMembers() {
-    for (const room of state.rooms) {
-      if (room === DIRECT) continue;
-      client.members(room).then((list) => {
-        members.set(room, new Map(list.map((m) => [m.user, m.connections])));
-        renderUsers();
-      }, () => {});
-    }
+    for (const room of state.rooms) loadMembers(room);
   }
 
   // --- rendering ---
@@ -233,10 +238,7 @@
     renderAll();
     return client.join(room).then(() => {
       $('send-error').textContent = '';
-      return client.members(room);
-    }).then((list) => {
-      members.set(room, new Map(list.map((m) => [m.user, m.connections])));
-      renderUsers();
+      return loadMembers(room);
     }, (e) => {
       $('send-error').textContent = `join ${room}: ${e.message}`;
     });
@@ -280,7 +282,9 @@
     renderAll();
     // The user may still be a member (membership outlives the page); then this is acknowledged
     // without repeating the history.
-    for (const room of state.rooms) if (room !== DIRECT) client.join(room).catch(() => {});
+    for (const room of state.rooms) {
+      if (room !== DIRECT) client.join(room).then(() => loadMembers(room), () => {});
+    }
     window.chat.client = client;
   }
 

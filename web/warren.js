@@ -378,10 +378,11 @@
       this.stats.connections += 1;
       const again = this.everOpened;
       this.everOpened = true;
-      this._status('open', {});
       // After a new inbox the user is in no room; elsewhere this is acknowledged without history.
       if (again) for (const room of this.rooms) this._op('join', room).catch(() => {});
+      // What waited goes first (over a WebSocket, in order), then what onStatus may ask.
       this._flush(this.queue.slice());
+      this._status('open', {});
     }
 
     _dropped(conn, error) {

@@ -449,6 +449,7 @@ describe('chat demo in Chromium, when messages were missed', { skip }, () => {
     await sleep(300);
     const texts = (await a.shown()).filter((m) => m.text !== undefined).map((m) => m.text);
     assert.deepEqual(texts, ['before', 'while away 1', 'while away 2', 'after']);
+    await a.waitUsers(['dora', 'eve']); // asked again once she was a member again
     assert.deepEqual(a.errors, []);
     await a.close();
     await b.close();
