@@ -737,6 +737,9 @@ void gateway_handler::on_replay(std::vector<event> evs) {
   lagging_ = catching_up_ = false;
   bool wrote = false;
   for (const auto& e : evs) {
+    // A reset may number below the position asked for (a position this inbox never gave out):
+    // from it on, the inbox's numbering is what counts.
+    if (e.tail->starts_with(",\"type\":\"reset\"")) last_seq_ = 0;
     if (last_seq_ && e.seq <= last_seq_) continue;
     write_event(e);
     wrote = true;
@@ -918,6 +921,8 @@ void gateway_handler::ws_message(std::string_view text) {
     return answer(403, "the token does not allow this room", json::object());
   if (op == "publish" && !rights_->may_publish(room))
     return answer(403, "the token does not allow publishing to this room", json::object());
+  if (op == "publish" && !req.contains("data"))
+    return answer(400, "missing \"data\"", json::object());
   if (op == "publish" && g_.alarm_on(conn().owner().index()))
     return answer(503, "publishing is refused while a resource alarm is on", json::object());
   std::string data = op == "publish" ? (req.contains("data") ? req["data"] : json(nullptr))
@@ -1013,7 +1018,7 @@ void gateway_handler::browser_http_op(request& req, const std::vector<std::strin
       return;
     }
     auto body = json::parse(req.body(), nullptr, false);
-    if (!body.is_object()) {
+    if (!body.is_object() || !body.contains("data")) {
       respond_error(400, "bad_request", "expected {\"data\": ...}");
       return;
     }
@@ -1076,8 +1081,8 @@ void gateway_handler::backend(request& req, std::string_view path,
   };
   auto body_object = [&](json& out) {
     out = json::parse(req.body(), nullptr, false);
-    if (out.is_object()) return true;
-    respond_error(400, "bad_request", "the body must be a JSON object");
+    if (out.is_object() && out.contains("data")) return true;
+    respond_error(400, "bad_request", "the body must be a JSON object with \"data\"");
     return false;
   };
   auto publishing_refused = [&] {

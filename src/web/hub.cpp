@@ -190,7 +190,14 @@ const hub::inbox* hub::find_inbox(const std::string& user) const {
 std::vector<event> hub::replay(inbox& box, uint64_t since) const {
   std::vector<event> out;
   uint64_t last = box.next_seq - 1;
-  if (since >= last) return out;  // nothing newer (or a number from nowhere)
+  if (since == last) return out;  // nothing newer
+  if (since > last) {
+    // A number this inbox never gave out (from a later numbering: the clock went back between
+    // two inboxes of the user): say the position is unknown here, then go on from this inbox's.
+    nlohmann::json d = {{"reason", "new-inbox"}, {"after", since}, {"missed_to", last}};
+    out.push_back(event{last, make_tail("reset", nullptr, nullptr, d.dump(), now_ms())});
+    return out;
+  }
   uint64_t oldest = box.oldest_held();
   if (since != 0 && since + 1 < oldest) {
     // Something after `since` is gone: say so before what follows.

@@ -848,10 +848,20 @@ def test_oversized_body_is_413(gw, bystander, path, size):
 
 
 def test_unknown_paths_are_404(gw, bystander):
-    for method, path in (("GET", "/"), ("GET", "/nope"), ("GET", "/api/nope"), ("POST", "/ws2"),
-                         ("GET", "/api/rooms/r/dance")):
+    for method, path in (("GET", "/nope"), ("GET", "/api/nope"), ("POST", "/ws2"),
+                         ("GET", "/api/rooms/r/dance"), ("GET", "/warren.js/x")):
         r = gw.api(method, path)
         assert r.status == 404, (method, path, r)
+
+
+def test_the_demo_page_and_the_client_are_served(gw):
+    page = gw.api("GET", "/")
+    assert page.status == 200, page
+    assert page.headers.get("Content-Type", "").startswith("text/html"), page
+    assert b"warren.js" in page.body, page
+    js = gw.api("GET", "/warren.js")
+    assert js.status == 200 and js.headers.get("Content-Type", "").startswith("text/javascript"), js
+    assert b"Warren" in js.body
 
 
 @pytest.mark.gateway_args("--web-max-connections-per-ip", "5")

@@ -165,6 +165,14 @@ TEST_F(HubTest, ResumeReplaysWhatIsHeldAndSaysResetForWhatIsGone) {
   EXPECT_EQ(r3.got[0]["type"], "reset");
   EXPECT_EQ(r3.got[0]["data"]["reason"], "new-inbox");
 
+  // A number above anything this inbox gave out: a reset numbered at its last event, so that the
+  // client goes on from there (and nothing later is held back as "already seen").
+  recorder r5;
+  on_hub([&] { hub().attach(link("bob", r5), first + 1000); });
+  ASSERT_EQ(r5.got.size(), 1u);
+  EXPECT_EQ(r5.got[0]["type"], "reset");
+  EXPECT_EQ(r5.got[0]["seq"], first + 4);
+
   // since=0: everything held, no reset.
   recorder r4;
   on_hub([&] { hub().attach(link("bob", r4), 0); });
