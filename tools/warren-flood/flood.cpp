@@ -26,12 +26,20 @@ void replace_all(std::string& s, std::string_view from, std::string_view to) {
     s.replace(at, from.size(), to);
 }
 
-nlohmann::json latency_json(const perf::latency_histogram& h) {
-  return {{"count", h.count()},
-          {"p50", h.quantile(0.50)},
-          {"p90", h.quantile(0.90)},
-          {"p99", h.quantile(0.99)},
-          {"max", h.max()}};
+// Percentiles, and the histogram's non-empty buckets as [value, count] pairs so that a script
+// can merge the latencies of several flood processes exactly.
+nlohmann::json latency_json(const perf::latency_histogram& h, bool buckets = false) {
+  nlohmann::json j{{"count", h.count()},
+                   {"p50", h.quantile(0.50)},
+                   {"p90", h.quantile(0.90)},
+                   {"p99", h.quantile(0.99)},
+                   {"max", h.max()}};
+  if (buckets) {
+    auto b = nlohmann::json::array();
+    h.for_each_bucket([&](uint64_t v, uint64_t n) { b.push_back({v, n}); });
+    j["buckets"] = std::move(b);
+  }
+  return j;
 }
 
 nlohmann::json counters_json(const counters& c) {
@@ -193,7 +201,7 @@ void flood::snapshot() {
   j["elapsed"] = std::chrono::duration<double>(clock::now() - start_).count();
   j["messages_since"] = c_.messages - last_snapshot_.messages;
   j["events_since"] = c_.events - last_snapshot_.events;
-  j["latency_us"] = latency_json(h);
+  j["latency_us"] = latency_json(h, true);
   if (o_.json) {
     std::printf("%s\n", j.dump().c_str());
   } else {
@@ -231,7 +239,7 @@ void flood::print_summary() {
   j["transport"] = o_.transport;
   j["elapsed"] = elapsed;
   j["connect_seconds"] = connect_seconds_;
-  j["latency_us"] = latency_json(total_);
+  j["latency_us"] = latency_json(total_, true);
   nlohmann::json ref = nlohmann::json::object();
   for (auto& [status, n] : refusals_) ref[std::to_string(status)] = n;
   j["refusals"] = ref;
