@@ -32,11 +32,19 @@ void bind_option(CLI::App& app, std::vector<binding>& out, config& cli, T config
                  const std::string& key, const std::string& help) {
   std::string flag = "--" + key;
   std::replace(flag.begin(), flag.end(), '_', '-');
-  CLI::Option* o = app.add_option(flag, cli.*field, help)->capture_default_str();
+  CLI::Option* o;
+  if constexpr (std::is_same_v<T, bool>)
+    o = app.add_flag(flag, cli.*field, help);
+  else
+    o = app.add_option(flag, cli.*field, help)->capture_default_str();
   out.push_back(
       binding{key, o, [field](config& dst, const config& src) { dst.*field = src.*field; },
               [field](config& dst, const toml::node& n) {
-                if constexpr (std::is_same_v<T, std::string>) {
+                if constexpr (std::is_same_v<T, bool>) {
+                  auto v = n.value_exact<bool>();
+                  if (!v) return false;
+                  dst.*field = *v;
+                } else if constexpr (std::is_same_v<T, std::string>) {
                   auto v = n.value_exact<std::string>();
                   if (!v) return false;
                   dst.*field = *v;
@@ -123,7 +131,7 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
   bind_option(app, b, cli, &config::amqp_port, "amqp_port", "AMQP 0-9-1 port (0: any free port)");
   bind_option(app, b, cli, &config::http_port, "http_port", "Management HTTP port (/healthz)");
   bind_option(app, b, cli, &config::web_port, "web_port",
-              "Web gateway port (reserved: the gateway is not built yet)");
+              "Web gateway port: WebSocket, SSE, long-poll, streaming and its HTTP API");
   bind_option(app, b, cli, &config::data_dir, "data_dir",
               "Directory for data (created if missing)");
   bind_option(app, b, cli, &config::workers, "workers", "Worker threads (0: one per core)");
@@ -158,6 +166,37 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
                       "Disk alarm: free space in the data directory below this size (default "
                       "50MB) blocks publishers",
                       canonical_size, "SIZE", size_expected);
+  bind_option(app, b, cli, &config::web_vhost, "web_vhost",
+              "Vhost of the web gateway's exchanges (default: the default vhost)");
+  bind_option(app, b, cli, &config::jwt_secret, "jwt_secret",
+              "Secret of the HS256 tokens browsers present (none: no token is valid)");
+  bind_option(app, b, cli, &config::jwt_public_key, "jwt_public_key",
+              "PEM file of an RSA public key: RS256 tokens are accepted too");
+  bind_option(app, b, cli, &config::inbox_linger, "inbox_linger",
+              "Seconds a user's inbox outlives its last connection");
+  bind_option(app, b, cli, &config::inbox_size, "inbox_size",
+              "Events an inbox holds for replay on reconnect");
+  bind_option(app, b, cli, &config::room_history, "room_history",
+              "Recent messages a room gives a member who joins");
+  bind_option(app, b, cli, &config::room_presence_events, "room_presence_events",
+              "Send presence events (join, leave) to room members");
+  bind_option(app, b, cli, &config::anonymous_rooms, "anonymous_rooms",
+              "Rooms connections without a token may join (read-only), comma-separated");
+  bind_option(app, b, cli, &config::ws_max_message, "ws_max_message",
+              "Largest WebSocket message from a browser, bytes (else close 1009)");
+  bind_option(app, b, cli, &config::web_max_connections_per_ip, "web_max_connections_per_ip",
+              "Gateway connections per client address (0: no limit)");
+  bind_option(app, b, cli, &config::web_publish_rate, "web_publish_rate",
+              "Browser operations (join, leave, publish) per second per connection, burst 2x");
+  bind_option(app, b, cli, &config::web_max_header, "web_max_header",
+              "Largest HTTP request head on the gateway, bytes (else 431)");
+  bind_option(app, b, cli, &config::web_max_body, "web_max_body",
+              "Largest HTTP request body on the gateway, bytes (else 413)");
+  bind_option(app, b, cli, &config::web_heartbeat, "web_heartbeat",
+              "Seconds between SSE and stream heartbeats");
+  bind_option(app, b, cli, &config::web_dev_tokens, "web_dev_tokens",
+              "Serve POST /api/dev-token (tokens for any user, signed with --jwt-secret): "
+              "for the demo page on a development machine only");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

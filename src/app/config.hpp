@@ -33,6 +33,22 @@ struct config {
   double vm_memory_high_watermark = 0.4;           // of min(RAM, cgroup limit)
   uint64_t vm_memory_high_watermark_absolute = 0;  // bytes; 0: not set
   uint64_t disk_free_limit = 50'000'000;           // bytes (RabbitMQ's 50MB)
+  // The web gateway (docs/web-api.md).
+  std::string web_vhost;  // empty: the default vhost
+  std::string jwt_secret;
+  std::string jwt_public_key;   // PEM file: RS256 tokens too
+  uint32_t inbox_linger = 300;  // seconds
+  uint32_t inbox_size = 1000;
+  uint32_t room_history = 20;
+  bool room_presence_events = false;
+  std::string anonymous_rooms;  // comma-separated
+  uint32_t ws_max_message = 65536;
+  uint32_t web_max_connections_per_ip = 1000;
+  double web_publish_rate = 20;
+  uint32_t web_max_header = 8192;
+  uint64_t web_max_body = 1024 * 1024;
+  uint32_t web_heartbeat = 15;  // seconds
+  bool web_dev_tokens = false;
   std::string config_file;
 };
 

@@ -15,6 +15,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
+#include <optional>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -31,6 +33,7 @@
 #include "mgmt/users_file.hpp"
 #include "net/listener.hpp"
 #include "store/message_store.hpp"
+#include "web/gateway.hpp"
 
 namespace fs = std::filesystem;
 using namespace warren;
@@ -186,6 +189,47 @@ int run(const app::config& cfg) {
         c->start(std::make_unique<http::http_handler>(router));
       },
       "http");
+  // The web gateway, in its vhost (whose home worker runs the hub).
+  std::string web_vhost = cfg.web_vhost.empty() ? cfg.default_vhost : cfg.web_vhost;
+  broker::vhost* gw_vhost = vhosts.find(web_vhost);
+  if (!gw_vhost) throw std::runtime_error("--web-vhost: no vhost '" + web_vhost + "'");
+  web::gateway_settings gs;
+  gs.vhost = web_vhost;
+  gs.inbox_linger = std::chrono::seconds(cfg.inbox_linger);
+  gs.inbox_size = std::max<uint32_t>(1, cfg.inbox_size);
+  gs.room_history = cfg.room_history;
+  gs.room_presence_events = cfg.room_presence_events;
+  for (std::string_view rest = cfg.anonymous_rooms; !rest.empty();) {
+    size_t comma = rest.find(',');
+    if (comma != 0) gs.anonymous_rooms.emplace_back(rest.substr(0, comma));
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  gs.ws_max_message = cfg.ws_max_message;
+  gs.max_connections_per_ip = cfg.web_max_connections_per_ip;
+  gs.publish_rate = cfg.web_publish_rate;
+  gs.max_header = cfg.web_max_header;
+  gs.max_body = cfg.web_max_body;
+  gs.heartbeat = std::chrono::seconds(std::max<uint32_t>(1, cfg.web_heartbeat));
+  gs.dev_tokens = cfg.web_dev_tokens;
+  gs.jwt_secret = cfg.jwt_secret;
+  std::optional<web::jwt_config> jwt;
+  if (!cfg.jwt_secret.empty() || !cfg.jwt_public_key.empty()) {
+    jwt.emplace();
+    jwt->hs256_secret = cfg.jwt_secret;
+    if (!cfg.jwt_public_key.empty()) {
+      std::ifstream f(cfg.jwt_public_key);
+      if (!f) throw std::runtime_error("--jwt-public-key: cannot read " + cfg.jwt_public_key);
+      jwt->rs256_public_pem.assign(std::istreambuf_iterator<char>(f), {});
+    }
+  }
+  web::gateway gateway(
+      gs, jwt, {&users, gw_vhost, &pool, &alarms.board()},
+      fs::path(cfg.data_dir) / "vhosts" / store_dir_name(web_vhost) / "follows.log");
+  gateway.prepare();
+  net::listener web_listener(
+      pool, {addr, cfg.web_port},
+      [&gateway](std::shared_ptr<net::connection> c) { gateway.accept(std::move(c)); }, "web");
   std::vector<std::unique_ptr<vhost_ticker>> tickers;  // armed before the workers run
   for (const auto& name : vhost_names) {
     broker::vhost* v = vhosts.find(name);
@@ -195,12 +239,16 @@ int run(const app::config& cfg) {
   alarms.start();
   amqp_listener.start();
   http_listener.start();
+  web_listener.start();
   if (!cfg.ports_file.empty())
-    write_ports_file(cfg.ports_file,
-                     {{"amqp", amqp_listener.port()}, {"http", http_listener.port()}});
-  spdlog::info("Warren {} started: AMQP on {}:{}, HTTP on {}:{}, {} workers, data in {}",
-               WARREN_VERSION, cfg.bind, amqp_listener.port(), cfg.bind, http_listener.port(),
-               cfg.workers, cfg.data_dir);
+    write_ports_file(cfg.ports_file, {{"amqp", amqp_listener.port()},
+                                      {"http", http_listener.port()},
+                                      {"web", web_listener.port()}});
+  spdlog::info(
+      "Warren {} started: AMQP on {}:{}, HTTP on {}:{}, web gateway on {}:{}, {} workers, data in "
+      "{}",
+      WARREN_VERSION, cfg.bind, amqp_listener.port(), cfg.bind, http_listener.port(), cfg.bind,
+      web_listener.port(), cfg.workers, cfg.data_dir);
 
   int sig = 0;
   sigwait(&sigs, &sig);
@@ -208,6 +256,7 @@ int run(const app::config& cfg) {
 
   amqp_listener.stop();
   http_listener.stop();
+  web_listener.stop();
   on_every_worker(pool, [](net::worker& w) {
     w.for_each_connection([](net::connection& c) {
       if (c.handler()) c.handler()->on_shutdown();

@@ -7,7 +7,11 @@ namespace warren::broker {
 
 bool is_known_exchange_type(std::string_view type) {
   return type == "direct" || type == "fanout" || type == "topic" || type == "headers" ||
-         type == "x-recent-history" || type == "x-consistent-hash";
+         type == "x-recent-history" || type == "x-consistent-hash" || is_sink_exchange_type(type);
+}
+
+bool is_sink_exchange_type(std::string_view type) {
+  return type == "x-warren-inbox" || type == "x-warren-room" || type == "x-warren-feed";
 }
 
 maybe_error check_exchange_arguments(const exchange_settings& s) {
@@ -38,6 +42,7 @@ std::unique_ptr<exchange> make_exchange(exchange_settings s, dest_id id) {
   }
   if (s.type == "x-consistent-hash")
     return std::make_unique<consistent_hash_exchange>(std::move(s), id);
+  if (is_sink_exchange_type(s.type)) return std::make_unique<sink_exchange>(std::move(s), id);
   return nullptr;
 }
 

@@ -3,6 +3,7 @@
 // them and keeps the list of bindings. Runs on the vhost's worker only.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -54,6 +55,9 @@ class exchange {
   virtual void on_published(const message_ptr& /*m*/) {}
   // Messages a newly bound queue receives at once (the recent-history exchange's history).
   virtual void history(std::vector<message_ptr>& /*out*/) const {}
+  // Hands the message to a receiver outside the queue model (the web gateway's inboxes, rooms
+  // and feeds). True if it took the message, which then counts as routed.
+  virtual bool deliver_external(const message& /*m*/) { return false; }
 
  private:
   exchange_settings settings_;
@@ -155,6 +159,32 @@ class consistent_hash_exchange final : public exchange {
   consistent_hash_ring ring_;
   std::map<dest_id, uint32_t> bindings_;  // destination -> number of bindings (first weight wins)
 };
+
+// The web gateway's exchanges (docs/web-api.md): x-warren-inbox (routing key: a user id),
+// x-warren-room (a room name) and x-warren-feed (the user whose followers get it). Queues may be
+// bound to them and are routed to as by a direct exchange; besides, every message goes to the
+// sink the gateway attaches, on the vhost's home worker. Without a sink (the gateway is not
+// running in this vhost) they route to their queues only.
+class sink_exchange final : public exchange {
+ public:
+  using sink = std::function<bool(const message&)>;
+  using exchange::exchange;
+  void add_binding(dest_id d, const std::string& key, const common::field_table& args) override {
+    direct_.add_binding(d, key, args);
+  }
+  void remove_binding(dest_id d, const std::string& key, const common::field_table& args) override {
+    direct_.remove_binding(d, key, args);
+  }
+  void route(const message& m, std::vector<dest_id>& out) const override { direct_.route(m, out); }
+  bool deliver_external(const message& m) override { return sink_ && sink_(m); }
+  void set_sink(sink s) { sink_ = std::move(s); }
+
+ private:
+  direct_exchange direct_{exchange_settings{}, 0};
+  sink sink_;
+};
+
+bool is_sink_exchange_type(std::string_view type);
 
 // Validates type-specific declare arguments (e.g. x-recent-history-length).
 maybe_error check_exchange_arguments(const exchange_settings& s);

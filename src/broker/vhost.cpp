@@ -363,7 +363,7 @@ void vhost::destroy_queue(queue& q, bool notify_consumers) {
 
 // ----------------------------------------------------------------------------- publishing
 
-void vhost::route(exchange& x, const message& m, std::vector<dest_id>& out,
+bool vhost::route(exchange& x, const message& m, std::vector<dest_id>& out,
                   std::set<dest_id>& seen) {
   size_t before = out.size();
   std::vector<dest_id> direct;
@@ -372,20 +372,30 @@ void vhost::route(exchange& x, const message& m, std::vector<dest_id>& out,
   } else {
     x.route(m, direct);
   }
+  bool external = x.deliver_external(m);
   for (dest_id d : direct) {
     if (d & exchange_bit) {
-      if (exchange* to = exchange_by_id(d); to && seen.insert(d).second) route(*to, m, out, seen);
+      if (exchange* to = exchange_by_id(d); to && seen.insert(d).second)
+        external |= route(*to, m, out, seen);
     } else {
       out.push_back(d);
     }
   }
-  if (out.size() == before) {
+  if (out.size() == before && !external) {
     // Nothing took it: the exchange's alternate exchange gets a try.
     if (auto ae = common::table_string(x.settings().arguments, "alternate-exchange")) {
       if (exchange* a = find_exchange(*ae); a && seen.insert(a->id()).second)
-        route(*a, m, out, seen);
+        external |= route(*a, m, out, seen);
     }
   }
+  return external;
+}
+
+bool vhost::attach_sink(std::string_view name, std::function<bool(const message&)> fn) {
+  auto* x = dynamic_cast<sink_exchange*>(find_exchange(name));
+  if (!x) return false;
+  x->set_sink(std::move(fn));
+  return true;
 }
 
 std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publisher,
@@ -398,9 +408,9 @@ std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publ
         fmt::format("cannot publish to internal exchange '{}' in vhost '{}'", m->exchange, name_)};
   std::vector<dest_id> targets;
   std::set<dest_id> seen{x->id()};
-  route(*x, *m, targets, seen);
+  bool external = route(*x, *m, targets, seen);
   x->on_published(m);
-  if (targets.empty()) return publish_outcome::unroutable;
+  if (targets.empty()) return external ? publish_outcome::routed : publish_outcome::unroutable;
   std::sort(targets.begin(), targets.end());
   targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
   bool rejected = false;

@@ -193,6 +193,11 @@ class vhost {
   // messages paged out.
   size_t set_memory_pressure(bool on, bool page_out_now = true);
 
+  // The web gateway: messages published to the sink exchange `exchange` (x-warren-inbox, -room
+  // or -feed) also go to `fn`, on the home worker. False if there is no such exchange or it is
+  // not a sink exchange.
+  bool attach_sink(std::string_view exchange, std::function<bool(const message&)> fn);
+
   // Read-only access for statistics and tests (home worker only); null if there is none.
   const queue* inspect_queue(std::string_view name) const { return find_queue(name); }
   size_t queue_count() const { return queues_.size(); }
@@ -212,7 +217,8 @@ class vhost {
   queue* queue_by_id(dest_id id) const;
   exchange* find_exchange(std::string_view name) const;
   exchange* exchange_by_id(dest_id id) const;
-  void route(exchange& x, const message& m, std::vector<dest_id>& out, std::set<dest_id>& seen);
+  // Returns true if an exchange on the way handed the message to an external sink.
+  bool route(exchange& x, const message& m, std::vector<dest_id>& out, std::set<dest_id>& seen);
   void dispatch(queue& q);
   void deliver_one(consumer& c, queue::entry e);
   void settle(channel_record& ch, std::map<uint64_t, unacked_message>::iterator it, bool requeue,

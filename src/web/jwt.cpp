@@ -72,6 +72,20 @@ bool verify_hs256(std::string_view secret, std::string_view signing_input, std::
   return sig.size() == n && CRYPTO_memcmp(mac, sig.data(), n) == 0;
 }
 
+}  // namespace
+
+std::string jwt_sign_hs256(const nlohmann::json& claims, std::string_view secret) {
+  std::string input =
+      base64url_encode(R"({"alg":"HS256","typ":"JWT"})") + "." + base64url_encode(claims.dump());
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  HMAC(EVP_sha256(), secret.data(), int(secret.size()),
+       reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &n);
+  return input + "." + base64url_encode(std::string_view(reinterpret_cast<char*>(mac), n));
+}
+
+namespace {
+
 bool verify_rs256(EVP_PKEY* key, std::string_view signing_input, std::string_view sig) {
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key) != 1)

@@ -69,4 +69,8 @@ class jwt_verifier {
   std::unique_ptr<EVP_PKEY, pkey_free> rsa_key_;
 };
 
+// Signs `claims` as an HS256 token (header {"alg":"HS256","typ":"JWT"}): the gateway's
+// development tokens (--web-dev-tokens), test clients and load tools.
+std::string jwt_sign_hs256(const nlohmann::json& claims, std::string_view secret);
+
 }  // namespace warren::web

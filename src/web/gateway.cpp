@@ -1,0 +1,89 @@
+// The gateway's wiring: exchanges, the hub's sinks, the follow graph, per-address counts.
+#include "web/gateway.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "amqp/server/alarm_board.hpp"
+#include "broker/vhost.hpp"
+#include "net/connection.hpp"
+#include "net/worker.hpp"
+#include "web/gateway_handler.hpp"
+
+namespace warren::web {
+
+gateway::gateway(gateway_settings settings, std::optional<jwt_config> jwt, deps d,
+                 std::filesystem::path follows_log)
+    : settings_(std::move(settings)),
+      deps_(d),
+      follows_(std::move(follows_log)),
+      hub_(settings_, *d.vhost, *d.pool, follows_) {
+  if (jwt) verifier_ = std::make_unique<jwt_verifier>(*jwt);
+  for (size_t i = 0; i < d.pool->size(); ++i) deflaters_.push_back(std::make_unique<ws_deflate>());
+}
+
+gateway::~gateway() = default;
+
+net::worker& gateway::home() {
+  return deps_.pool->at(deps_.vhost->home_worker());
+}
+
+void gateway::prepare() {
+  struct kind {
+    const char* name;
+    const char* type;
+    bool (hub::*sink)(const broker::message&);
+  };
+  static constexpr kind kinds[] = {{"warren.users", "x-warren-inbox", &hub::on_user_message},
+                                   {"warren.rooms", "x-warren-room", &hub::on_room_message},
+                                   {"warren.feed", "x-warren-feed", &hub::on_feed_message}};
+  broker::vhost& v = *deps_.vhost;
+  for (const auto& k : kinds) {
+    broker::exchange_settings s;
+    s.name = k.name;
+    s.type = k.type;
+    s.durable = true;
+    if (auto err = v.declare_exchange(s, false))
+      throw std::runtime_error(
+          fmt::format("web gateway: cannot declare exchange '{}' in vhost "
+                      "'{}': {}",
+                      k.name, v.name(), err->text));
+    auto sink = k.sink;
+    if (!v.attach_sink(k.name, [this, sink](const broker::message& m) { return (hub_.*sink)(m); }))
+      throw std::runtime_error(
+          fmt::format("web gateway: exchange '{}' is not of type {}", k.name, k.type));
+  }
+  size_t edges = follows_.load();
+  spdlog::info("web gateway: vhost '{}', {} follow edges loaded", v.name(), edges);
+  hub_.start(home());
+}
+
+bool gateway::alarm_on(size_t w) const {
+  return deps_.alarms && deps_.alarms->on(w).any();
+}
+
+bool gateway::acquire_ip(const boost::asio::ip::address& a) {
+  std::lock_guard lock(ip_mutex_);
+  uint32_t& n = per_ip_[a];
+  if (settings_.max_connections_per_ip && n >= settings_.max_connections_per_ip) {
+    if (n == 0) per_ip_.erase(a);
+    return false;
+  }
+  ++n;
+  return true;
+}
+
+void gateway::release_ip(const boost::asio::ip::address& a) {
+  std::lock_guard lock(ip_mutex_);
+  auto it = per_ip_.find(a);
+  if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
+}
+
+void gateway::accept(std::shared_ptr<net::connection> c) {
+  bool ok = acquire_ip(c->peer_address());
+  auto h = std::make_unique<gateway_handler>(*this, ok);
+  auto* raw = h.get();
+  c->start(std::move(h));
+  if (!ok) raw->refuse_over_limit();
+}
+
+}  // namespace warren::web

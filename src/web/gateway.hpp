@@ -1,0 +1,99 @@
+// The web gateway (docs/web-api.md): browsers over WebSocket, SSE, long-poll and chunked
+// streaming on --web-port, and the backend HTTP API, sharing the broker's workers. Connections
+// live on the worker that accepted them (gateway_handler); the shared state (inboxes, rooms,
+// presence, follows) is the hub, an actor on the gateway vhost's home worker, which the
+// exchanges warren.users, warren.rooms and warren.feed feed.
+#pragma once
+
+#include <boost/asio/ip/address.hpp>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "web/follow_graph.hpp"
+#include "web/gateway_settings.hpp"
+#include "web/hub.hpp"
+#include "web/jwt.hpp"
+#include "web/ws_deflate.hpp"
+
+namespace warren::net {
+class connection;
+class worker;
+class worker_pool;
+}  // namespace warren::net
+namespace warren::auth {
+class user_store;
+}
+namespace warren::broker {
+class vhost;
+}
+namespace warren::amqp::server {
+class alarm_board;
+}
+
+namespace warren::web {
+
+// A static file of web/ compiled into the binary (web_assets.cpp, generated).
+struct asset {
+  std::string_view path;  // "/warren.js"
+  std::string_view content_type;
+  std::string_view body;
+};
+const asset* find_asset(std::string_view path);
+
+class gateway {
+ public:
+  struct deps {
+    auth::user_store* users = nullptr;
+    broker::vhost* vhost = nullptr;
+    net::worker_pool* pool = nullptr;
+    const amqp::server::alarm_board* alarms = nullptr;  // null: no alarms
+  };
+  // `jwt` empty: no token is valid (anonymous rooms only). `follows_log` empty: follows are not
+  // persisted. Throws std::invalid_argument for a bad JWT configuration.
+  gateway(gateway_settings settings, std::optional<jwt_config> jwt, deps d,
+          std::filesystem::path follows_log);
+  ~gateway();
+
+  // On the main thread, before the workers start: declares the exchanges, attaches the hub to
+  // them and loads the follow graph. Throws std::runtime_error if the vhost has an exchange of
+  // that name and another type, or the follows log cannot be read.
+  void prepare();
+  // The listener's callback (on the accepting worker).
+  void accept(std::shared_ptr<net::connection> c);
+
+  // --- for the connection handlers ---
+  const gateway_settings& settings() const { return settings_; }
+  const jwt_verifier* verifier() const { return verifier_.get(); }
+  hub& the_hub() { return hub_; }
+  net::worker& home();
+  broker::vhost& vhost() { return *deps_.vhost; }
+  auth::user_store& users() { return *deps_.users; }
+  // A resource alarm is on, as worker `w` last heard.
+  bool alarm_on(size_t w) const;
+  // The worker's permessage-deflate compressor (on that worker only).
+  ws_deflate& deflater(size_t w) { return *deflaters_[w]; }
+  // Connections from one address (any worker).
+  bool acquire_ip(const boost::asio::ip::address& a);
+  void release_ip(const boost::asio::ip::address& a);
+  uint64_t next_anonymous() { return ++anonymous_; }
+
+ private:
+  gateway_settings settings_;
+  std::unique_ptr<jwt_verifier> verifier_;
+  deps deps_;
+  follow_graph follows_;
+  hub hub_;
+  std::vector<std::unique_ptr<ws_deflate>> deflaters_;
+  std::mutex ip_mutex_;  // taken on connect and disconnect only
+  std::map<boost::asio::ip::address, uint32_t> per_ip_;
+  std::atomic<uint64_t> anonymous_{0};
+};
+
+}  // namespace warren::web

@@ -1,0 +1,1216 @@
+// A web gateway connection: HTTP requests, then possibly a WebSocket, SSE, stream or long-poll.
+#include "web/gateway_handler.hpp"
+
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <charconv>
+#include <regex>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include "auth/user_store.hpp"
+#include "broker/vhost.hpp"
+#include "mgmt/api.hpp"
+#include "net/worker.hpp"
+#include "web/gateway.hpp"
+#include "web/ws_close.hpp"
+#include "web/ws_deflate.hpp"
+#include "web/ws_frame.hpp"
+#include "web/ws_handshake.hpp"
+#include "web/ws_parser.hpp"
+
+namespace warren::web {
+
+namespace bhttp = boost::beast::http;
+using json = nlohmann::json;
+using clock = std::chrono::steady_clock;
+
+struct ws_state {
+  ws_parser parser;
+  ws_close_handshake close;
+  bool deflate;
+  ws_state(const ws_parser_options& o, bool d) : parser(o), deflate(d) {}
+};
+
+namespace {
+
+constexpr std::chrono::seconds head_timeout{10};  // to send a whole request head
+constexpr std::chrono::seconds idle_timeout{60};  // a keep-alive connection with no request
+constexpr size_t max_name = 200;                  // user ids and room names, in bytes
+const std::string cors = "Access-Control-Allow-Origin: *\r\n";
+
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 101:
+      return "Switching Protocols";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Payload Too Large";
+    case 426:
+      return "Upgrade Required";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Unknown";
+  }
+}
+
+std::optional<std::string> url_decode(std::string_view s, bool plus_is_space) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '%') {
+      if (i + 2 >= s.size()) return std::nullopt;
+      int v = 0;
+      auto r = std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16);
+      if (r.ec != std::errc() || r.ptr != s.data() + i + 3) return std::nullopt;
+      out += char(v);
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// The value of a query parameter (decoded), if present.
+std::optional<std::string> query_param(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query.remove_prefix(amp == std::string_view::npos ? query.size() : amp + 1);
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) != name) continue;
+    if (eq == std::string_view::npos) return std::string();
+    return url_decode(pair.substr(eq + 1), true).value_or(std::string());
+  }
+  return std::nullopt;
+}
+
+// A non-negative integer, or nullopt.
+std::optional<uint64_t> parse_u64(std::string_view s) {
+  uint64_t v = 0;
+  if (s.empty()) return std::nullopt;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r.ec != std::errc() || r.ptr != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+bool valid_name(std::string_view s) {
+  return !s.empty() && s.size() <= max_name;
+}
+
+std::string error_json(std::string_view error, std::string_view reason) {
+  return json{{"error", error}, {"reason", reason}}.dump();
+}
+
+std::string_view error_word(int status) {
+  switch (status) {
+    case 400:
+      return "bad_request";
+    case 401:
+      return "unauthorized";
+    case 403:
+      return "forbidden";
+    case 404:
+      return "not_found";
+    case 429:
+      return "too_many_requests";
+    case 503:
+      return "unavailable";
+    default:
+      return "error";
+  }
+}
+
+bool matches(const std::vector<std::string>& patterns, std::string_view room) {
+  for (const auto& p : patterns) {
+    if (!p.empty() && p.back() == '*') {
+      if (room.substr(0, p.size() - 1) == std::string_view(p).substr(0, p.size() - 1)) return true;
+    } else if (p == room) {
+      return true;
+    }
+  }
+  return false;
+}
+
+broker::message_ptr make_message(std::string exchange, std::string key, std::string body,
+                                 const std::optional<std::string>& from) {
+  auto m = std::make_shared<broker::message>();
+  m->exchange = std::move(exchange);
+  m->routing_key = std::move(key);
+  m->body = std::move(body);
+  m->properties.content_type = "application/json";
+  if (from) {
+    common::field_table h;
+    h.set("from", *from);
+    m->properties.headers = std::move(h);
+  }
+  return m;
+}
+
+// Publishes on the hub's worker; true if routed. Errors (no exchange) count as not routed.
+bool publish(broker::vhost& v, broker::message_ptr m) {
+  auto r = v.publish(std::move(m));
+  auto* o = std::get_if<broker::publish_outcome>(&r);
+  return o && *o == broker::publish_outcome::routed;
+}
+
+}  // namespace
+
+bool room_rights::may_join(std::string_view room) const {
+  return !join || matches(*join, room);
+}
+
+bool room_rights::may_publish(std::string_view room) const {
+  if (anonymous) return false;
+  if (publish) return matches(*publish, room);
+  return may_join(room);
+}
+
+gateway_handler::gateway_handler(gateway& g, bool ip_counted)
+    : g_(g),
+      self_(std::make_shared<self_ref>(self_ref{this})),
+      tokens_(2 * g.settings().publish_rate),
+      refill_at_(clock::now()),
+      last_in_(clock::now()),
+      last_out_(clock::now()),
+      ip_counted_(ip_counted) {}
+
+gateway_handler::~gateway_handler() {
+  self_->h = nullptr;
+  if (session_) session_->receiver = nullptr;
+}
+
+void gateway_handler::on_closed() {
+  self_->h = nullptr;
+  detach();
+  if (ip_counted_) {
+    g_.release_ip(conn().peer_address());
+    ip_counted_ = false;
+  }
+}
+
+void gateway_handler::refuse_over_limit() {
+  keep_alive_ = false;
+  respond_error(429, "too_many_connections",
+                fmt::format("more than {} connections from this address",
+                            g_.settings().max_connections_per_ip));
+}
+
+// --- HTTP ----------------------------------------------------------------------------------------
+
+size_t gateway_handler::on_data(std::span<const uint8_t> data) {
+  last_in_ = clock::now();
+  ping_sent_ = false;
+  size_t used = 0;
+  for (;;) {
+    if (conn().closing()) return data.size();
+    if (used >= data.size()) return used;
+    auto rest = data.subspan(used);
+    switch (mode_) {
+      case mode::http: {
+        bool handled = false;
+        used += http_data(rest, handled);
+        if (!handled) return conn().closing() ? data.size() : used;
+        break;
+      }
+      case mode::ws:
+        used += ws_data(rest);
+        return conn().closing() ? data.size() : used;
+      case mode::sse:
+      case mode::stream:
+        return data.size();  // nothing is expected from the client; reading notices it going
+      case mode::waiting:
+      case mode::poll:
+        return used;  // reading is paused; the rest is offered again afterwards
+    }
+  }
+}
+
+size_t gateway_handler::http_data(std::span<const uint8_t> data, bool& handled) {
+  const auto& s = g_.settings();
+  if (!parser_) {
+    parser_ = std::make_unique<bhttp::request_parser<bhttp::string_body>>();
+    parser_->header_limit(uint32_t(s.max_header));
+    parser_->body_limit(s.max_body);
+    head_checked_ = false;
+    deadline_ = clock::now() + head_timeout;
+  }
+  size_t used = 0;
+  while (used < data.size()) {
+    boost::beast::error_code ec;
+    size_t n = parser_->put(boost::asio::buffer(data.data() + used, data.size() - used), ec);
+    used += n;
+    if (ec == bhttp::error::need_more) return used;
+    if (ec) {
+      keep_alive_ = false;
+      int status = ec == bhttp::error::header_limit ? 431
+                   : ec == bhttp::error::body_limit ? 413
+                                                    : 400;
+      parser_.reset();
+      respond_error(status, error_word(status), ec.message());
+      handled = true;
+      return data.size();
+    }
+    if (parser_->is_header_done() && !head_checked_) {
+      head_checked_ = true;
+      const auto& h = parser_->get();
+      size_t limit = s.max_body;
+      if (h.method() == bhttp::verb::post && h.target() == "/api/follows") limit = s.max_bulk_body;
+      auto len = parser_->content_length();
+      if (len && *len > limit) {
+        keep_alive_ = false;
+        parser_.reset();
+        respond_error(413, "payload_too_large",
+                      fmt::format("request body larger than {} bytes", limit));
+        handled = true;
+        return data.size();
+      }
+      parser_->body_limit(limit);
+    }
+    if (parser_->is_done()) break;
+    if (n == 0) return used;
+  }
+  if (!parser_->is_done()) return used;
+  request req = parser_->release();
+  parser_.reset();
+  keep_alive_ = req.keep_alive();
+  handled = true;
+  handle(std::move(req));
+  return used;
+}
+
+void gateway_handler::respond(int status, std::string_view content_type, std::string_view body,
+                              std::string_view extra_headers) {
+  if (conn().closing()) return;
+  std::string& out = conn().out();
+  out += fmt::format("HTTP/1.1 {} {}\r\nServer: Warren\r\n", status, reason_phrase(status));
+  if (!content_type.empty()) out += fmt::format("Content-Type: {}\r\n", content_type);
+  out += fmt::format("Content-Length: {}\r\n", body.size());
+  out += cors;
+  out += extra_headers;
+  if (!keep_alive_) out += "Connection: close\r\n";
+  out += "\r\n";
+  out += body;
+  finish_response();
+}
+
+void gateway_handler::respond_error(int status, std::string_view error, std::string_view reason,
+                                    std::string_view extra_headers) {
+  respond(status, "application/json", error_json(error, reason), extra_headers);
+}
+
+void gateway_handler::finish_response() {
+  last_out_ = clock::now();
+  if (!keep_alive_) {
+    conn().close_gracefully(std::chrono::seconds(1));
+    return;
+  }
+  conn().flush();
+  if (mode_ == mode::waiting || mode_ == mode::poll) {
+    mode_ = mode::http;
+    conn().pause_reading(false);
+  }
+  mode_ = mode::http;
+}
+
+void gateway_handler::on_hub(std::function<std::pair<int, std::string>()> fn) {
+  mode_ = mode::waiting;
+  conn().pause_reading(true);
+  auto self = self_;
+  net::worker* w = &conn().owner();
+  g_.home().post([self, w, fn = std::move(fn)] {
+    std::pair<int, std::string> r;
+    try {
+      r = fn();
+    } catch (const std::exception& e) {
+      spdlog::error("web gateway: {}", e.what());
+      r = {500, error_json("internal_error", e.what())};
+    }
+    w->post([self, r = std::move(r)]() mutable {
+      if (self->h) self->h->reply(r.first, std::move(r.second));
+    });
+  });
+}
+
+void gateway_handler::reply(int status, std::string body) {
+  if (status == 201 || status == 204)
+    respond(status, {}, {});
+  else
+    respond_json(status, body);
+}
+
+bool gateway_handler::take_token() {
+  double rate = g_.settings().publish_rate;
+  if (rate <= 0) return true;
+  auto now = clock::now();
+  tokens_ =
+      std::min(2 * rate, tokens_ + std::chrono::duration<double>(now - refill_at_).count() * rate);
+  refill_at_ = now;
+  if (tokens_ < 1) return false;
+  tokens_ -= 1;
+  return true;
+}
+
+void gateway_handler::handle(request req) {
+  std::string_view target(req.target().data(), req.target().size());
+  size_t q = target.find('?');
+  std::string_view raw_path = target.substr(0, q);
+  std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  auto method = req.method();
+
+  if (method == bhttp::verb::options) {
+    respond(204, {}, {},
+            "Access-Control-Allow-Methods: GET, POST, PUT, DELETE, OPTIONS\r\n"
+            "Access-Control-Allow-Headers: Authorization, Content-Type, Last-Event-ID\r\n"
+            "Access-Control-Max-Age: 600\r\n");
+    return;
+  }
+
+  auto since_param = [&](std::optional<uint64_t>& since) {
+    if (auto s = query_param(query, "since")) {
+      since = parse_u64(*s);
+      if (!since) {
+        respond_error(400, "bad_request", "since must be a non-negative integer");
+        return false;
+      }
+    }
+    return true;
+  };
+
+  if (raw_path == "/ws" || raw_path == "/sse" || raw_path == "/poll" || raw_path == "/stream") {
+    if (method != bhttp::verb::get) {
+      respond_error(405, "method_not_allowed", "use GET", "Allow: GET\r\n");
+      return;
+    }
+    std::optional<uint64_t> since;
+    if (!since_param(since)) return;
+    if (raw_path == "/ws") {
+      start_ws(req);
+      return;
+    }
+    std::string token = query_param(query, "token").value_or("");
+    if (!authenticate_browser(req, token)) return;
+    if (raw_path == "/sse") {
+      auto last = req["Last-Event-ID"];
+      if (!last.empty()) {
+        since = parse_u64(std::string_view(last.data(), last.size()));
+        if (!since) {
+          respond_error(400, "bad_request", "Last-Event-ID must be a non-negative integer");
+          return;
+        }
+      }
+      start_sse(req, since);
+    } else if (raw_path == "/stream") {
+      start_stream(req, since);
+    } else {
+      start_poll(req, since);
+    }
+    return;
+  }
+
+  if (raw_path.starts_with("/api/")) {
+    std::vector<std::string> parts;
+    std::string_view rest = raw_path.substr(5);
+    while (true) {
+      size_t slash = rest.find('/');
+      auto part = url_decode(rest.substr(0, slash), false);
+      if (!part) {
+        respond_error(400, "bad_request", "bad percent-encoding in the path");
+        return;
+      }
+      parts.push_back(std::move(*part));
+      if (slash == std::string_view::npos) break;
+      rest.remove_prefix(slash + 1);
+    }
+    if (parts.size() == 1 && parts[0] == "dev-token") {
+      const auto& s = g_.settings();
+      if (!s.dev_tokens || s.jwt_secret.empty()) {
+        respond_error(404, "not_found", "development tokens are off (--web-dev-tokens)");
+        return;
+      }
+      if (method != bhttp::verb::post) {
+        respond_error(405, "method_not_allowed", "use POST", "Allow: POST\r\n");
+        return;
+      }
+      auto body = json::parse(req.body(), nullptr, false);
+      if (!body.is_object() || !body.contains("user") || !body["user"].is_string() ||
+          !valid_name(body["user"].get<std::string>())) {
+        respond_error(400, "bad_request", "expected {\"user\": \"name\"}");
+        return;
+      }
+      int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+      json claims = {{"sub", body["user"]}, {"iat", now}, {"exp", now + 86400}};
+      respond_json(200, json{{"token", jwt_sign_hs256(claims, s.jwt_secret)}}.dump());
+      return;
+    }
+    auto auth = req[bhttp::field::authorization];
+    bool bearer = auth.size() > 7 && boost::beast::iequals(auth.substr(0, 7), "Bearer ");
+    if (bearer && parts.size() == 3 && parts[0] == "rooms") {
+      browser_http_op(req, parts);
+      return;
+    }
+    backend(req, raw_path, parts);
+    return;
+  }
+
+  if (method == bhttp::verb::get || method == bhttp::verb::head) {
+    std::string_view p = raw_path == "/" ? std::string_view("/index.html") : raw_path;
+    if (const asset* a = find_asset(p)) {
+      respond(200, a->content_type, method == bhttp::verb::head ? std::string_view() : a->body,
+              "Cache-Control: no-cache\r\n");
+      return;
+    }
+  }
+  respond_error(404, "not_found", "no such resource");
+}
+
+// --- browsers ------------------------------------------------------------------------------------
+
+bool gateway_handler::authenticate_browser(const request& req, std::string_view token) {
+  std::string header_token;
+  if (token.empty()) {
+    auto auth = req[bhttp::field::authorization];
+    if (auth.size() > 7 && boost::beast::iequals(auth.substr(0, 7), "Bearer ")) {
+      header_token.assign(auth.data() + 7, auth.size() - 7);
+      token = header_token;
+    }
+  }
+  const auto& s = g_.settings();
+  rights_ = std::make_unique<room_rights>();
+  std::string user;
+  if (token.empty()) {
+    if (s.anonymous_rooms.empty()) {
+      keep_alive_ = false;
+      respond_error(401, "unauthorized", "no token");
+      return false;
+    }
+    rights_->join = s.anonymous_rooms;
+    rights_->anonymous = true;
+    user = fmt::format("anonymous:{}", g_.next_anonymous());
+  } else {
+    if (!g_.verifier()) {
+      keep_alive_ = false;
+      respond_error(401, "unauthorized", "this gateway accepts no tokens (no --jwt-secret)");
+      return false;
+    }
+    auto r = g_.verifier()->verify(token);
+    if (!r.ok() || !valid_name(r.claims.sub)) {
+      keep_alive_ = false;
+      respond_error(401, "unauthorized", r.ok() ? "sub too long" : r.error);
+      return false;
+    }
+    rights_->join = std::move(r.claims.rooms);
+    rights_->publish = std::move(r.claims.publish);
+    user = std::move(r.claims.sub);
+  }
+  detach();
+  session_ = std::make_shared<session_link>();
+  session_->worker = &conn().owner();
+  session_->user = std::move(user);
+  return true;
+}
+
+void gateway_handler::attach(std::optional<uint64_t> since) {
+  session_->receiver = this;
+  last_seq_ = since.value_or(0);
+  lagging_ = catching_up_ = false;
+  link_ptr l = session_;
+  hub* h = &g_.the_hub();
+  g_.home().post([h, l, since] { h->attach(l, since); });
+}
+
+void gateway_handler::detach() {
+  if (!session_ || !session_->receiver) return;
+  session_->receiver = nullptr;
+  link_ptr l = session_;
+  hub* h = &g_.the_hub();
+  g_.home().post([h, l] { h->detach(l); });
+}
+
+void gateway_handler::start_ws(const request& req) {
+  std::vector<http_header> headers;
+  for (const auto& f : req)
+    headers.push_back(http_header{std::string_view(f.name_string().data(), f.name_string().size()),
+                                  std::string_view(f.value().data(), f.value().size())});
+  ws_upgrade_request u;
+  u.method = std::string_view(req.method_string().data(), req.method_string().size());
+  u.version = req.version();
+  u.headers = headers;
+  ws_handshake_options opts;
+  opts.permessage_deflate = true;
+  auto hs = ws_handshake(u, opts);
+  if (!hs.ok()) {
+    keep_alive_ = false;
+    std::string extra;
+    for (const auto& [k, v] : hs.headers) extra += k + ": " + v + "\r\n";
+    respond_error(int(hs.status), error_word(int(hs.status)), hs.error, extra);
+    return;
+  }
+  std::string_view target(req.target().data(), req.target().size());
+  size_t q = target.find('?');
+  std::string token = q == std::string_view::npos
+                          ? std::string()
+                          : query_param(target.substr(q + 1), "token").value_or("");
+  if (!authenticate_browser(req, token)) return;
+  std::optional<uint64_t> since;
+  if (q != std::string_view::npos)
+    if (auto s = query_param(target.substr(q + 1), "since")) since = parse_u64(*s);
+  conn().out() += ws_format_response(hs);
+  ws_parser_options po;
+  po.max_message_size = g_.settings().ws_max_message;
+  po.permessage_deflate = hs.deflate;
+  po.inflater = &g_.deflater(conn().owner().index());
+  ws_ = std::make_unique<ws_state>(po, hs.deflate);
+  mode_ = mode::ws;
+  conn().flush();
+  attach(since);
+}
+
+void gateway_handler::start_sse(const request&, std::optional<uint64_t> since) {
+  mode_ = mode::sse;
+  conn().out() +=
+      "HTTP/1.1 200 OK\r\nServer: Warren\r\nContent-Type: text/event-stream\r\n"
+      "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n" +
+      cors + "\r\nretry: 3000\n\n";
+  conn().flush();
+  last_out_ = clock::now();
+  attach(since);
+}
+
+void gateway_handler::start_stream(const request&, std::optional<uint64_t> since) {
+  mode_ = mode::stream;
+  conn().out() +=
+      "HTTP/1.1 200 OK\r\nServer: Warren\r\nContent-Type: application/x-ndjson\r\n"
+      "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\nX-Accel-Buffering: no\r\n" +
+      cors + "\r\n";
+  conn().flush();
+  last_out_ = clock::now();
+  attach(since);
+}
+
+void gateway_handler::start_poll(const request& req, std::optional<uint64_t> since) {
+  const auto& s = g_.settings();
+  std::string_view target(req.target().data(), req.target().size());
+  std::string_view query = target.substr(target.find('?') + 1);
+  auto timeout = s.poll_timeout;
+  if (auto t = query_param(query, "timeout")) {
+    auto v = parse_u64(*t);
+    if (!v || *v > uint64_t(s.poll_timeout_max.count())) {
+      respond_error(400, "bad_request",
+                    fmt::format("timeout must be 0 to {} seconds", s.poll_timeout_max.count()));
+      return;
+    }
+    timeout = std::chrono::seconds(*v);
+  }
+  callback_.clear();
+  if (auto cb = query_param(query, "callback")) {
+    static const std::regex ok("[A-Za-z_$][A-Za-z0-9_$.]{0,63}");
+    if (!std::regex_match(*cb, ok)) {
+      respond_error(400, "bad_request", "callback must match [A-Za-z_$][A-Za-z0-9_$.]{0,63}");
+      return;
+    }
+    callback_ = *cb;
+  }
+  mode_ = mode::poll;
+  conn().pause_reading(true);
+  poll_out_.clear();
+  deadline_ = clock::now() + timeout;
+  attach(since);
+}
+
+void gateway_handler::finish_poll() {
+  detach();
+  std::string body = "[" + poll_out_ + "]";
+  poll_out_.clear();
+  poll_out_.shrink_to_fit();
+  if (!callback_.empty()) {
+    body = callback_ + "(" + body + ");";
+    respond(200, "application/javascript; charset=utf-8", body, "Cache-Control: no-cache\r\n");
+  } else {
+    respond(200, "application/json", body, "Cache-Control: no-cache\r\n");
+  }
+}
+
+void gateway_handler::write_event(const event& e) {
+  std::string& out = conn().out();
+  switch (mode_) {
+    case mode::ws: {
+      std::string j;
+      j.reserve(event_json_size(e));
+      append_event_json(j, e);
+      ws_send(j);
+      break;
+    }
+    case mode::sse:
+      out += "id: ";
+      out += std::to_string(e.seq);
+      out += "\ndata: ";
+      append_event_json(out, e);
+      out += "\n\n";
+      break;
+    case mode::stream: {
+      std::string j;
+      j.reserve(event_json_size(e) + 1);
+      append_event_json(j, e);
+      j += '\n';
+      out += fmt::format("{:x}\r\n", j.size());
+      out += j;
+      out += "\r\n";
+      break;
+    }
+    case mode::poll:
+      if (!poll_out_.empty()) poll_out_ += ',';
+      append_event_json(poll_out_, e);
+      break;
+    default:
+      return;
+  }
+  last_seq_ = e.seq;
+  last_out_ = clock::now();
+}
+
+void gateway_handler::on_events(const event* evs, size_t n) {
+  if (!session_ || session_->receiver != this || lagging_ || conn().closing()) return;
+  bool wrote = false;
+  for (size_t i = 0; i < n; ++i) {
+    if (last_seq_ && evs[i].seq <= last_seq_) continue;
+    if (mode_ != mode::poll && conn().queued_bytes() > g_.settings().max_queued_output) {
+      // A slow reader: stop here and catch up from the inbox once the output has drained.
+      lagging_ = true;
+      break;
+    }
+    write_event(evs[i]);
+    wrote = true;
+  }
+  if (!wrote) return;
+  if (mode_ == mode::poll)
+    finish_poll();
+  else
+    conn().flush_soon();
+}
+
+void gateway_handler::on_replay(std::vector<event> evs) {
+  if (!session_ || session_->receiver != this || conn().closing()) return;
+  lagging_ = catching_up_ = false;
+  bool wrote = false;
+  for (const auto& e : evs) {
+    if (last_seq_ && e.seq <= last_seq_) continue;
+    write_event(e);
+    wrote = true;
+  }
+  if (!wrote) return;
+  if (mode_ == mode::poll)
+    finish_poll();
+  else
+    conn().flush_soon();
+}
+
+void gateway_handler::on_output_drained() {
+  if (!lagging_ || catching_up_ || !session_ || session_->receiver != this) return;
+  catching_up_ = true;
+  link_ptr l = session_;
+  hub* h = &g_.the_hub();
+  uint64_t since = last_seq_;
+  g_.home().post([h, l, since] { h->catch_up(l, since); });
+}
+
+void gateway_handler::on_tick(clock::time_point now) {
+  const auto& s = g_.settings();
+  switch (mode_) {
+    case mode::http:
+      if (parser_ && now > deadline_) {
+        keep_alive_ = false;
+        parser_.reset();
+        respond_error(408, "request_timeout", "the request was not sent in time");
+      } else if (!parser_ && now - last_in_ > idle_timeout && now - last_out_ > idle_timeout) {
+        conn().close_now();
+      }
+      break;
+    case mode::waiting:
+      break;
+    case mode::ws:
+      if (!ws_->close.accepts_data()) break;
+      if (now - last_in_ > 2 * s.ws_ping) {
+        ws_close(ws_close::going_away, "no answer to ping");
+      } else if (now - last_in_ > s.ws_ping && !ping_sent_) {
+        ping_sent_ = true;
+        ws_append_frame(conn().out(), ws_opcode::ping, {});
+        conn().flush();
+      }
+      break;
+    case mode::sse:
+      if (now - last_out_ >= s.heartbeat) {
+        conn().out() += ": ping\n\n";
+        last_out_ = now;
+        conn().flush();
+      }
+      break;
+    case mode::stream:
+      if (now - last_out_ >= s.heartbeat) {
+        conn().out() += "1\r\n\n\r\n";
+        last_out_ = now;
+        conn().flush();
+      }
+      break;
+    case mode::poll:
+      if (now >= deadline_) finish_poll();
+      break;
+  }
+}
+
+void gateway_handler::on_shutdown() {
+  detach();
+  if (mode_ == mode::ws && ws_) {
+    ws_close(ws_close::going_away, "server shutting down");
+  } else if (mode_ == mode::stream) {
+    conn().out() += "0\r\n\r\n";
+    conn().close_gracefully(std::chrono::seconds(1));
+  } else {
+    conn().close_gracefully(std::chrono::seconds(1));
+  }
+}
+
+// --- WebSocket -----------------------------------------------------------------------------------
+
+size_t gateway_handler::ws_data(std::span<const uint8_t> data) {
+  // net::connection hands us its own mutable buffers (the worker's scratch buffer or the saved
+  // partial frame); the parser unmasks frames in place there.
+  std::span<uint8_t> buf(const_cast<uint8_t*>(data.data()), data.size());
+  size_t used = 0;
+  for (;;) {
+    auto r = ws_->parser.parse(buf.subspan(used));
+    used += r.consumed;
+    switch (r.event.kind) {
+      case ws_event_kind::need_more:
+        return used;
+      case ws_event_kind::message:
+        if (!ws_->close.accepts_data()) continue;
+        if (r.event.opcode != ws_opcode::text) {
+          ws_close(ws_close::unsupported_data, "only text messages are accepted");
+          return data.size();
+        }
+        ws_message(r.event.data);
+        if (conn().closing()) return data.size();
+        continue;
+      case ws_event_kind::ping:
+        ws_->close.on_ping(conn().out(), r.event.data);
+        conn().flush_soon();
+        continue;
+      case ws_event_kind::pong:
+        continue;
+      case ws_event_kind::close:
+        detach();
+        ws_->close.on_peer_close(conn().out(), r.event.code);
+        conn().close_gracefully(std::chrono::seconds(1));
+        return data.size();
+      case ws_event_kind::error:
+        detach();
+        ws_->close.fail(conn().out(), r.event.code, r.event.data);
+        conn().close_gracefully(std::chrono::seconds(1));
+        return data.size();
+    }
+  }
+}
+
+void gateway_handler::ws_send(const std::string& text) {
+  if (!ws_ || !ws_->close.may_send_data()) return;
+  if (ws_->deflate) {
+    std::string z;
+    g_.deflater(conn().owner().index()).compress(text, z);
+    ws_append_message(conn().out(), ws_opcode::text, z, 0, true);
+  } else {
+    ws_append_message(conn().out(), ws_opcode::text, text);
+  }
+}
+
+void gateway_handler::ws_close(uint16_t code, std::string_view reason) {
+  detach();
+  if (ws_->close.close(conn().out(), code, reason))
+    conn().close_gracefully(std::chrono::seconds(2));
+}
+
+void gateway_handler::ws_message(std::string_view text) {
+  json req = json::parse(text, nullptr, false);
+  json id = nullptr;
+  std::string op;
+  std::string room;
+  auto answer = [this, &op, &room, &id](int code, std::string_view error, const json& extra) {
+    json r = {{"seq", nullptr},
+              {"type", code == 200 ? "ok" : "error"},
+              {"op", op.empty() ? json(nullptr) : json(op)}};
+    if (!room.empty()) r["room"] = room;
+    if (code != 200) {
+      r["code"] = code;
+      r["error"] = error;
+    }
+    if (!id.is_null()) r["id"] = id;
+    for (auto& [k, v] : extra.items()) r[k] = v;
+    ws_send(r.dump(-1, ' ', false, json::error_handler_t::replace));
+    conn().flush_soon();
+  };
+  if (!req.is_object()) return answer(400, "expected a JSON object", json::object());
+  if (req.contains("id")) id = req["id"];
+  if (!req.contains("op") || !req["op"].is_string())
+    return answer(400, "missing \"op\"", json::object());
+  op = req["op"].get<std::string>();
+  if (op == "ping") return answer(200, {}, json::object());
+  if (op != "join" && op != "leave" && op != "publish" && op != "members")
+    return answer(400, "unknown op", json::object());
+  if (!req.contains("room") || !req["room"].is_string() ||
+      !valid_name(req["room"].get_ref<const std::string&>()))
+    return answer(400, "missing or invalid \"room\"", json::object());
+  room = req["room"].get<std::string>();
+  if (op != "members") {
+    if (!take_token()) {
+      ++strikes_;
+      if (strikes_ > 4 * g_.settings().publish_rate + 10) {
+        ws_close(ws_close::policy_violation, "rate limit exceeded");
+        return;
+      }
+      return answer(429, "rate limit exceeded", json::object());
+    }
+    strikes_ = 0;
+  }
+  if ((op == "join" || op == "members") && !rights_->may_join(room))
+    return answer(403, "the token does not allow this room", json::object());
+  if (op == "publish" && !rights_->may_publish(room))
+    return answer(403, "the token does not allow publishing to this room", json::object());
+  if (op == "publish" && g_.alarm_on(conn().owner().index()))
+    return answer(503, "publishing is refused while a resource alarm is on", json::object());
+  std::string data = op == "publish" ? (req.contains("data") ? req["data"] : json(nullptr))
+                                           .dump(-1, ' ', false, json::error_handler_t::replace)
+                                     : std::string();
+  auto self = self_;
+  net::worker* w = &conn().owner();
+  gateway* g = &g_;
+  std::string user = session_->user;
+  g_.home().post([self, w, g, user, op, room, id, data = std::move(data)]() mutable {
+    hub& h = g->the_hub();
+    int code = 200;
+    std::string error;
+    json extra = json::object();
+    if (op == "join") {
+      auto r = h.join(user, room);
+      code = r.code;
+      error = r.error;
+      if (r.already) extra["already"] = true;
+    } else if (op == "leave") {
+      auto r = h.leave(user, room);
+      code = r.code;
+      error = r.error;
+    } else if (op == "publish") {
+      extra["routed"] = publish(g->vhost(), make_message("warren.rooms", room, data, user));
+    } else {
+      json list = json::array();
+      for (const auto& m : h.members(room))
+        list.push_back({{"user", m.user}, {"connections", m.connections}});
+      extra["members"] = std::move(list);
+    }
+    w->post([self, op = std::move(op), room = std::move(room), id = std::move(id), code,
+             error = std::move(error), extra = std::move(extra)] {
+      gateway_handler* me = self->h;
+      if (!me || !me->ws_ || me->conn().closing()) return;
+      json r = {
+          {"seq", nullptr}, {"type", code == 200 ? "ok" : "error"}, {"op", op}, {"room", room}};
+      if (code != 200) {
+        r["code"] = code;
+        r["error"] = error;
+      }
+      if (!id.is_null()) r["id"] = id;
+      for (auto& [k, v] : extra.items()) r[k] = v;
+      me->ws_send(r.dump(-1, ' ', false, json::error_handler_t::replace));
+      me->conn().flush_soon();
+    });
+  });
+}
+
+// --- HTTP operations -----------------------------------------------------------------------------
+
+void gateway_handler::browser_http_op(request& req, const std::vector<std::string>& parts) {
+  const std::string& room = parts[1];
+  const std::string& op = parts[2];
+  bool is_get = req.method() == bhttp::verb::get;
+  if (op == "members" ? !is_get : req.method() != bhttp::verb::post) {
+    respond_error(405, "method_not_allowed", op == "members" ? "use GET" : "use POST");
+    return;
+  }
+  if (op != "join" && op != "leave" && op != "publish" && op != "members") {
+    respond_error(404, "not_found", "no such operation");
+    return;
+  }
+  if (!authenticate_browser(req, {})) return;
+  if (!valid_name(room)) {
+    respond_error(400, "bad_request", "invalid room name");
+    return;
+  }
+  if (op != "members") {
+    if (!take_token()) {
+      respond_error(429, "too_many_requests", "rate limit exceeded");
+      return;
+    }
+  }
+  if ((op == "join" || op == "members") && !rights_->may_join(room)) {
+    respond_error(403, "forbidden", "the token does not allow this room");
+    return;
+  }
+  std::string data;
+  if (op == "publish") {
+    if (!rights_->may_publish(room)) {
+      respond_error(403, "forbidden", "the token does not allow publishing to this room");
+      return;
+    }
+    if (g_.alarm_on(conn().owner().index())) {
+      respond_error(503, "unavailable", "publishing is refused while a resource alarm is on");
+      return;
+    }
+    auto body = json::parse(req.body(), nullptr, false);
+    if (!body.is_object()) {
+      respond_error(400, "bad_request", "expected {\"data\": ...}");
+      return;
+    }
+    data = (body.contains("data") ? body["data"] : json(nullptr))
+               .dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+  gateway* g = &g_;
+  std::string user = session_->user;
+  on_hub([g, user, room, op, data = std::move(data)]() -> std::pair<int, std::string> {
+    hub& h = g->the_hub();
+    if (op == "join") {
+      auto r = h.join(user, room);
+      return {200, r.already ? R"({"ok":true,"already":true})" : R"({"ok":true})"};
+    }
+    if (op == "leave") {
+      auto r = h.leave(user, room);
+      if (r.code != 200) return {r.code, error_json(error_word(r.code), r.error)};
+      return {200, R"({"ok":true})"};
+    }
+    if (op == "publish") {
+      bool routed = publish(g->vhost(), make_message("warren.rooms", room, data, user));
+      return {200, json{{"ok", true}, {"routed", routed}}.dump()};
+    }
+    json list = json::array();
+    for (const auto& m : h.members(room))
+      list.push_back({{"user", m.user}, {"connections", m.connections}});
+    return {200, json{{"room", room}, {"members", std::move(list)}}.dump()};
+  });
+}
+
+void gateway_handler::backend(request& req, std::string_view path,
+                              const std::vector<std::string>& parts) {
+  auto who = mgmt::authenticate(req.base(), conn().peer_address(), g_.users(), false);
+  if (auto* res = std::get_if<http::response>(&who)) {
+    res->keep_alive(keep_alive_);
+    res->set(bhttp::field::access_control_allow_origin, "*");
+    std::ostringstream os;
+    os << *res;
+    conn().out() += os.str();
+    finish_response();
+    return;
+  }
+  const auto& user = *std::get<auth::user_ptr>(who);
+  if (!auth::user_store::has_tag(user, "administrator") &&
+      !auth::user_store::has_tag(user, "management")) {
+    respond_error(403, "not_authorised",
+                  "the gateway API needs the management or administrator tag");
+    return;
+  }
+  auto method = req.method();
+  gateway* g = &g_;
+  auto need = [&](bhttp::verb v, std::string_view name) {
+    if (method == v) return true;
+    respond_error(405, "method_not_allowed", fmt::format("use {}", name),
+                  fmt::format("Allow: {}\r\n", name));
+    return false;
+  };
+  auto body_object = [&](json& out) {
+    out = json::parse(req.body(), nullptr, false);
+    if (out.is_object()) return true;
+    respond_error(400, "bad_request", "the body must be a JSON object");
+    return false;
+  };
+  auto publishing_refused = [&] {
+    if (!g_.alarm_on(conn().owner().index())) return false;
+    respond_error(503, "unavailable", "publishing is refused while a resource alarm is on");
+    return true;
+  };
+  auto optional_from = [](const json& b) -> std::optional<std::string> {
+    if (b.contains("from") && b["from"].is_string()) return b["from"].get<std::string>();
+    return std::nullopt;
+  };
+  auto data_of = [](const json& b) {
+    return (b.contains("data") ? b["data"] : json(nullptr))
+        .dump(-1, ' ', false, json::error_handler_t::replace);
+  };
+
+  if (parts.size() == 1 && parts[0] == "send") {
+    json b;
+    if (!need(bhttp::verb::post, "POST") || !body_object(b)) return;
+    if (!b.contains("user") || !b["user"].is_string() ||
+        !valid_name(b["user"].get_ref<const std::string&>())) {
+      respond_error(400, "bad_request", "expected {\"user\": U, \"data\": D}");
+      return;
+    }
+    if (publishing_refused()) return;
+    auto m =
+        make_message("warren.users", b["user"].get<std::string>(), data_of(b), optional_from(b));
+    on_hub([g, m]() -> std::pair<int, std::string> {
+      return {200, json{{"routed", publish(g->vhost(), m)}}.dump()};
+    });
+    return;
+  }
+  if (parts.size() == 3 && parts[0] == "rooms" && parts[2] == "publish") {
+    json b;
+    if (!need(bhttp::verb::post, "POST") || !body_object(b)) return;
+    if (!valid_name(parts[1])) {
+      respond_error(400, "bad_request", "invalid room name");
+      return;
+    }
+    if (publishing_refused()) return;
+    auto m = make_message("warren.rooms", parts[1], data_of(b), optional_from(b));
+    on_hub([g, m]() -> std::pair<int, std::string> {
+      return {200, json{{"routed", publish(g->vhost(), m)}}.dump()};
+    });
+    return;
+  }
+  if (parts.size() == 3 && parts[0] == "rooms" && parts[2] == "members") {
+    if (!need(bhttp::verb::get, "GET")) return;
+    std::string room = parts[1];
+    on_hub([g, room]() -> std::pair<int, std::string> {
+      json list = json::array();
+      for (const auto& m : g->the_hub().members(room))
+        list.push_back({{"user", m.user}, {"connections", m.connections}});
+      return {200, json{{"room", room}, {"members", std::move(list)}}.dump()};
+    });
+    return;
+  }
+  if (parts.size() == 3 && parts[0] == "follows") {
+    std::string a = parts[1], b = parts[2];
+    if (!valid_name(a) || !valid_name(b) || a.find(' ') != std::string::npos ||
+        b.find(' ') != std::string::npos || a.find('\n') != std::string::npos ||
+        b.find('\n') != std::string::npos) {
+      respond_error(400, "bad_request", "user ids must be 1-200 bytes without spaces or newlines");
+      return;
+    }
+    if (method == bhttp::verb::put) {
+      on_hub([g, a, b]() -> std::pair<int, std::string> {
+        return {g->the_hub().follows().follow(a, b) ? 201 : 204, {}};
+      });
+    } else if (method == bhttp::verb::delete_) {
+      on_hub([g, a, b]() -> std::pair<int, std::string> {
+        if (g->the_hub().follows().unfollow(a, b)) return {204, {}};
+        return {404, error_json("not_found", a + " does not follow " + b)};
+      });
+    } else {
+      respond_error(405, "method_not_allowed", "use PUT or DELETE", "Allow: PUT, DELETE\r\n");
+    }
+    return;
+  }
+  if (parts.size() == 1 && parts[0] == "follows") {
+    if (!need(bhttp::verb::post, "POST")) return;
+    // Parsed on the hub's worker, over the body in place (no copy per edge).
+    auto body = std::make_shared<std::string>(std::move(req.body()));
+    on_hub([g, body]() -> std::pair<int, std::string> {
+      std::vector<std::pair<std::string_view, std::string_view>> edges;
+      std::string_view rest = *body;
+      size_t line_no = 0;
+      while (!rest.empty()) {
+        size_t nl = rest.find('\n');
+        std::string_view line = rest.substr(0, nl);
+        rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+        ++line_no;
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        size_t start = line.find_first_not_of(" \t");
+        if (start == std::string_view::npos || line[start] == '#') continue;
+        line.remove_prefix(start);
+        size_t sp = line.find_first_of(" \t");
+        std::string_view a = line.substr(0, sp);
+        std::string_view b;
+        if (sp != std::string_view::npos) {
+          b = line.substr(sp);
+          b.remove_prefix(std::min(b.size(), b.find_first_not_of(" \t")));
+          while (!b.empty() && (b.back() == ' ' || b.back() == '\t')) b.remove_suffix(1);
+        }
+        if (!valid_name(a) || !valid_name(b) || b.find_first_of(" \t") != std::string_view::npos)
+          return {400, error_json("bad_request",
+                                  fmt::format("line {}: expected \"A B\" (A follows B)", line_no))};
+        edges.emplace_back(a, b);
+      }
+      auto r = g->the_hub().follows().follow_all(edges);
+      return {200, json{{"added", r.added}, {"existing", r.existing}}.dump()};
+    });
+    return;
+  }
+  if (parts.size() == 2 && (parts[0] == "follows" || parts[0] == "followers")) {
+    if (!need(bhttp::verb::get, "GET")) return;
+    std::string who_ = parts[1];
+    bool out = parts[0] == "follows";
+    on_hub([g, who_, out]() -> std::pair<int, std::string> {
+      auto& f = g->the_hub().follows();
+      auto list = out ? f.following(who_) : f.followers(who_);
+      return {200, json{{"user", who_}, {out ? "follows" : "followers", list}}.dump()};
+    });
+    return;
+  }
+  if (parts.size() == 2 && parts[0] == "feed") {
+    json b;
+    if (!need(bhttp::verb::post, "POST") || !body_object(b)) return;
+    if (!valid_name(parts[1])) {
+      respond_error(400, "bad_request", "invalid user id");
+      return;
+    }
+    if (publishing_refused()) return;
+    auto m = make_message("warren.feed", parts[1], data_of(b), std::nullopt);
+    on_hub([g, m]() -> std::pair<int, std::string> {
+      publish(g->vhost(), m);
+      return {200, json{{"delivered", g->the_hub().last_feed_fanout()}}.dump()};
+    });
+    return;
+  }
+  if (parts.size() == 2 && parts[0] == "presence") {
+    if (!need(bhttp::verb::get, "GET")) return;
+    std::string u = parts[1];
+    on_hub([g, u]() -> std::pair<int, std::string> {
+      auto [online, n] = g->the_hub().presence(u);
+      return {200, json{{"online", online}, {"connections", n}}.dump()};
+    });
+    return;
+  }
+  (void)path;
+  respond_error(404, "not_found", "no such resource");
+}
+
+}  // namespace warren::web

@@ -1,0 +1,125 @@
+// One connection to the web gateway, on the worker that accepted it. It starts as HTTP/1.1
+// (Beast's parser, held only while a request is being read) and either answers requests (the
+// APIs, static files; keep-alive, one request at a time) or becomes a transport: a WebSocket
+// (our codec, web/ws_*), an SSE stream, a chunked stream or a waiting long-poll, attached to the
+// user's inbox in the hub.
+//
+// Memory of an idle WebSocket: this object (about 200 bytes), the WebSocket parser and closing
+// state (about 80), the hub's link (about 80) and net::connection; no buffers (input lands in
+// the worker's scratch buffer, output is released after a burst).
+#pragma once
+
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "net/connection.hpp"
+#include "web/hub.hpp"
+
+namespace warren::web {
+
+class gateway;
+struct ws_state;
+
+// What a token lets its user do with rooms (jwt_claims' rooms/publish; docs/web-api.md).
+struct room_rights {
+  std::optional<std::vector<std::string>> join;
+  std::optional<std::vector<std::string>> publish;
+  bool anonymous = false;
+  bool may_join(std::string_view room) const;
+  bool may_publish(std::string_view room) const;
+};
+
+class gateway_handler final : public net::connection_handler, public event_receiver {
+ public:
+  gateway_handler(gateway& g, bool ip_counted);
+  ~gateway_handler() override;
+
+  size_t on_data(std::span<const uint8_t> data) override;
+  void on_tick(std::chrono::steady_clock::time_point now) override;
+  void on_shutdown() override;
+  void on_output_drained() override;
+  void on_closed() override;
+
+  void on_events(const event* evs, size_t n) override;
+  void on_replay(std::vector<event> evs) override;
+
+  // The address has too many connections: 429, then close.
+  void refuse_over_limit();
+
+ private:
+  using request = boost::beast::http::request<boost::beast::http::string_body>;
+  enum class mode : uint8_t { http, waiting, ws, sse, stream, poll };
+  struct self_ref {
+    gateway_handler* h;
+  };
+
+  // HTTP
+  size_t http_data(std::span<const uint8_t> data, bool& handled);
+  void handle(request req);
+  void respond(int status, std::string_view content_type, std::string_view body,
+               std::string_view extra_headers = {});
+  void respond_json(int status, const std::string& body) {
+    respond(status, "application/json", body);
+  }
+  void respond_error(int status, std::string_view error, std::string_view reason,
+                     std::string_view extra_headers = {});
+  void finish_response();
+  // Runs fn on the hub's worker; its string result (status, JSON body) comes back as the response.
+  void on_hub(std::function<std::pair<int, std::string>()> fn);
+  void reply(int status, std::string body);
+  bool take_token();
+
+  // Transports
+  bool authenticate_browser(const request& req, std::string_view token);
+  void start_ws(const request& req);
+  void start_sse(const request& req, std::optional<uint64_t> since);
+  void start_stream(const request& req, std::optional<uint64_t> since);
+  void start_poll(const request& req, std::optional<uint64_t> since);
+  void attach(std::optional<uint64_t> since);
+  void detach();
+  void write_event(const event& e);
+  void finish_poll();
+
+  // WebSocket
+  size_t ws_data(std::span<const uint8_t> data);
+  void ws_message(std::string_view text);
+  void ws_send(const std::string& json);
+  void ws_close(uint16_t code, std::string_view reason);
+
+  // Browser operations, shared by WebSocket and HTTP (answers through `done`).
+  using op_done = std::function<void(int code, std::string error, bool already)>;
+  void room_op(std::string_view op, const std::string& room, std::string data_json, op_done done);
+  void backend(request& req, std::string_view path, const std::vector<std::string>& parts);
+  void browser_http_op(request& req, const std::vector<std::string>& parts);
+
+  gateway& g_;
+  std::shared_ptr<self_ref> self_;
+  link_ptr session_;  // attached to the inbox while a transport runs
+  std::unique_ptr<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  std::unique_ptr<ws_state> ws_;
+  std::unique_ptr<room_rights> rights_;
+  std::string poll_out_;   // events gathered for a long-poll's answer
+  std::string callback_;   // JSONP
+  uint64_t last_seq_ = 0;  // the last event written (0: none yet)
+  double tokens_;          // rate limit bucket
+  std::chrono::steady_clock::time_point refill_at_;
+  std::chrono::steady_clock::time_point last_in_;
+  std::chrono::steady_clock::time_point last_out_;
+  std::chrono::steady_clock::time_point deadline_;  // long-poll answer, or request head
+  uint32_t strikes_ = 0;                            // operations refused by the rate limit in a row
+  mode mode_ = mode::http;
+  bool keep_alive_ = true;
+  bool head_checked_ = false;
+  bool ip_counted_;
+  bool lagging_ = false;
+  bool catching_up_ = false;
+  bool ping_sent_ = false;
+};
+
+}  // namespace warren::web
