@@ -180,8 +180,27 @@ void amqp_sender::send(const std::string& target, const std::string& data) {
   h.properties.content_type = "application/json";
   protocol::write_content_header_frame(out_, channel, h);
   protocol::write_body_frames(out_, channel, data, frame_max_);
+  ++sent_;
   ++tally_.sent;
   flush();
+}
+
+void amqp_sender::setup() {
+  call(protocol::confirm_select{});
+}
+
+void amqp_sender::on_confirm(uint64_t tag, bool multiple, bool ack) {
+  // Delivery tags count this connection's publishes from 1, and Warren (like RabbitMQ)
+  // confirms them in order: a multiple confirm settles everything above the highest so far.
+  uint64_t n = multiple ? (tag > highest_ ? tag - highest_ : 0) : 1;
+  highest_ = std::max(highest_, tag);
+  if (n == 0) return;
+  confirmed_ += n;
+  tally_.answered += n;
+  if (ack)
+    tally_.ok += n;
+  else
+    tally_.statuses[0] += n;  // nacked
 }
 
 }  // namespace warren::msggen

@@ -23,7 +23,7 @@ namespace warren::msggen {
 
 struct tally {
   uint64_t sent = 0;
-  uint64_t answered = 0;    // HTTP responses
+  uint64_t answered = 0;    // HTTP responses; AMQP publisher confirms
   uint64_t ok = 0;          // 2xx
   uint64_t routed = 0;      // {"routed": true}; nchan: 201 (it had subscribers)
   uint64_t unroutable = 0;  // {"routed": false}; nchan: 202; AMQP: basic.return
@@ -42,7 +42,7 @@ class sender {
   virtual size_t room() const = 0;
   // target: a user id or a room name; data: the message's JSON data.
   virtual void send(const std::string& target, const std::string& data) = 0;
-  // Requests sent and not answered (HTTP); 0 for AMQP.
+  // Requests sent and not answered (HTTP), publishes not confirmed (AMQP).
   virtual size_t in_flight() const = 0;
   virtual void close() = 0;
 };
@@ -93,15 +93,21 @@ class amqp_sender : public perf::client, public sender {
   bool ready() const override { return ready_ && !failed(); }
   size_t room() const override;
   void send(const std::string& target, const std::string& data) override;
-  size_t in_flight() const override { return 0; }
+  // Publishes not confirmed yet: the run ends once the broker has taken every message.
+  size_t in_flight() const override { return size_t(sent_ - confirmed_); }
   void close() override { client::close(); }
 
  protected:
+  void setup() override;
   void on_ready() override { ready_ = true; }
+  void on_confirm(uint64_t tag, bool multiple, bool ack) override;
 
  private:
   std::string exchange_;
   tally& tally_;
+  uint64_t sent_ = 0;       // publishes on this connection: the last delivery tag
+  uint64_t confirmed_ = 0;  // of which settled (acks and nacks)
+  uint64_t highest_ = 0;    // the highest tag settled
   bool ready_ = false;
 };
 
