@@ -88,6 +88,16 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system time of a process (all its threads), in seconds."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        f = stat[stat.rindex(")") + 2:].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return 0.0
+
+
 def fd_count(pid: int) -> int:
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))
@@ -141,6 +151,9 @@ class Server:
 
     def fds(self) -> int:
         return sum(fd_count(p) for p in self.pids())
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(p) for p in self.pids())
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -295,6 +308,9 @@ class FloodProc:
             self.proc.kill()
             self.proc.wait()
 
+    def cpu(self) -> float:
+        return cpu_seconds(self.proc.pid)
+
 
 class Sampler(threading.Thread):
     """Every second: the server's RSS, PSS and open files, and the flood clients' open connections."""
@@ -304,8 +320,9 @@ class Sampler(threading.Thread):
         self.server: Server | None = None
         self.floods: list[FloodProc] = []
         self.phase = "idle"
+        self.run_index = 0
         self.rows: list[dict] = []
-        self.phases: list[tuple[str, str, float]] = []  # (server, phase, t)
+        self.phases: list[tuple[str, str, float, int]] = []  # (server, phase, t, run)
         self.t0 = time.monotonic()
         self.stop_event = threading.Event()
 
@@ -313,7 +330,7 @@ class Sampler(threading.Thread):
         self.server = server
         self.phase = phase
         if server:
-            self.phases.append((server.name, phase, time.monotonic() - self.t0))
+            self.phases.append((server.name, phase, time.monotonic() - self.t0, self.run_index))
         log(f"{server.name if server else '-'}: {phase} (load {loadavg()})")
 
     def run(self) -> None:
@@ -322,6 +339,7 @@ class Sampler(threading.Thread):
             if not s or not s.alive():
                 continue
             self.rows.append({"t": round(time.monotonic() - self.t0, 1), "server": s.name, "phase": self.phase,
+                              "run": self.run_index,
                               "rss_kib": s.rss_kib(), "pss_kib": s.pss_kib(), "fds": s.fds(),
                               "open": sum(f.last("open") for f in self.floods if f.proc.poll() is None)})
 
@@ -465,6 +483,7 @@ class Bench:
             for f in group:
                 f.snapshot()
             before = [f.last("messages") for f in group]
+            server_cpu0, flood_cpu0 = self.server.cpu(), sum(f.cpu() for f in group)
             t0 = time.time()
             m = self.msggen([*api, "--room", ROOM, "-r", str(rate), "-z", str(self.args.fanout_seconds),
                              "-c", "1", "--pipeline", "64"], timeout=self.args.fanout_seconds + 60)
@@ -472,6 +491,8 @@ class Bench:
             expected = m["sent"] * members
             got = self.wait_delivered(group, before, expected, timeout=30)
             drained = time.time()
+            server_cpu = self.server.cpu() - server_cpu0
+            flood_cpu = sum(f.cpu() for f in group) - flood_cpu0
             snaps = [f.snapshot() for f in group]
             lat = self.merge_latency(snaps)
             # Deliveries/s while publishing, from the ticks one second in until the end (the first second
@@ -481,10 +502,14 @@ class Bench:
             step = {"publish_rate": rate, "sent": m["sent"], "answered": m["answered"], "expected": expected,
                     "delivered": got, "deliveries_per_s": round(during or overall),
                     "deliveries_per_s_with_drain": round(overall), "latency": lat,
+                    "server_cpu_s": round(server_cpu, 2), "flood_cpu_s": round(flood_cpu, 2),
+                    "server_us_per_delivery": round(server_cpu * 1e6 / got, 2) if got else None,
+                    "flood_us_per_delivery": round(flood_cpu * 1e6 / got, 2) if got else None,
                     "kept_up": got >= 0.99 * expected and (lat.get("p99_ms") or 0) < 1000}
             steps.append(step)
             log(f"fan-out {rate}/s x {members}: {got}/{expected} delivered, {step['deliveries_per_s']:,}/s, "
-                f"p99 {lat.get('p99_ms')} ms{'' if step['kept_up'] else ' (fell behind)'}")
+                f"p99 {lat.get('p99_ms')} ms, server {step['server_us_per_delivery']} us CPU per delivery, "
+                f"clients {step['flood_us_per_delivery']}{'' if step['kept_up'] else ' (fell behind)'}")
             if not step["kept_up"]:
                 break
         return steps
@@ -613,9 +638,9 @@ class Bench:
             self.server.stop()
 
 
-def plot(rows: list[dict], phases: list[tuple[str, str, float]], server: str, png: Path, tmp: Path) -> bool:
-    """RSS (MiB, left axis) and connections (right axis) over time, phases marked."""
-    rows = [r for r in rows if r["server"] == server]
+def plot(rows: list[dict], phases: list[tuple], server: str, png: Path, tmp: Path) -> bool:
+    """RSS (MiB, left axis) and connections (right axis) over time, phases marked; the first run only."""
+    rows = [r for r in rows if r["server"] == server and r["run"] == 0]
     if not rows or not shutil.which("gnuplot"):
         return False
     t0 = rows[0]["t"]
@@ -623,7 +648,7 @@ def plot(rows: list[dict], phases: list[tuple[str, str, float]], server: str, pn
     data.write_text("".join(f"{r['t'] - t0:.1f} {r['rss_kib'] / 1024:.2f} {r['pss_kib'] / 1024:.2f} {r['open']}\n"
                             for r in rows))
     marks = ""
-    for i, (name, phase, t) in enumerate(p for p in phases if p[0] == server):
+    for i, (name, phase, t, _) in enumerate(p for p in phases if p[0] == server and p[3] == 0):
         x = max(0.0, t - t0)
         marks += (f"set arrow from {x:.1f}, graph 0 to {x:.1f}, graph 1 nohead dt 3 lc rgb '#999999'\n"
                   f"set label \"{phase}\" at {x:.1f}, graph {0.97 - 0.05 * (i % 4):.2f} font ',8' offset 0.3,0\n")
@@ -694,8 +719,7 @@ def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("MET" if ok else "NOT MET")
 
 
-def report(res: dict) -> str:
-    w, n = res.get("warren"), res.get("nchan")
+def run_block(res: dict, w: dict | None, n: dict | None) -> list[str]:
     out = []
     if w:
         out.append(f"Warren ({res['commit']}, {res['workers']} workers), load {w['load_before']} -> {w['load_after']}")
@@ -711,10 +735,7 @@ def report(res: dict) -> str:
         out.append(f"    delivery latency ms: p50 {lat['p50_ms']} p90 {lat['p90_ms']} p99 {lat['p99_ms']} "
                    f"max {lat['max_ms']}; RSS after {m['rss_after_kib'] / 1024:.1f} MiB "
                    f"({m['kib_per_user_after']:+.2f} KiB per user: held inbox events)")
-        for s in w["fanout"]["steps"]:
-            out.append(f"  fan-out {s['publish_rate']:>4}/s to {w['fanout']['members']} members: "
-                       f"{s['deliveries_per_s']:>9,} deliveries/s, {s['delivered']}/{s['expected']}, "
-                       f"p99 {s['latency'].get('p99_ms')} ms{'' if s['kept_up'] else '  (fell behind)'}")
+        out += fanout_lines(w, "members")
     if n:
         out.append(f"nchan (nginx {res.get('nginx_version', '?')}, {res['workers']} workers), "
                    f"load {n['load_before']} -> {n['load_after']}")
@@ -722,27 +743,62 @@ def report(res: dict) -> str:
         out.append(f"  {u['users']:>6} idle WebSocket subscribers: PSS {n['idle']['pss_kib'] / 1024:.1f} -> "
                    f"{u['pss_kib'] / 1024:.1f} MiB = {u['kib_per_user']:.2f} KiB per subscriber "
                    f"(sum of RSS: {u['rss_sum_kib_per_user']:.2f})")
-        for s in n["fanout"]["steps"]:
-            out.append(f"  fan-out {s['publish_rate']:>4}/s to {n['fanout']['members']} subscribers: "
-                       f"{s['deliveries_per_s']:>9,} deliveries/s, {s['delivered']}/{s['expected']}, "
-                       f"p99 {s['latency'].get('p99_ms')} ms{'' if s['kept_up'] else '  (fell behind)'}")
-    wb, nb = fanout_best(w), fanout_best(n)
-    out.append("Targets:")
-    if w:
-        per = w["users2"]["kib_per_user"]
-        out.append(f"  idle WebSocket user <= {TARGET_IDLE_KIB} KiB:            {per:.2f} KiB  {verdict(per <= TARGET_IDLE_KIB)}")
-        p99 = w["messages"]["latency"]["p99_ms"]
-        ok = p99 is not None and p99 < TARGET_P99_MS and w["messages"]["delivered"] >= w["messages"]["routed"]
-        out.append(f"  {w['users2']['users']} users, {w['messages']['rate']} msg/s, p99 < {TARGET_P99_MS} ms:   "
-                   f"{p99} ms  {verdict(ok)}")
-    if n and w:
-        ratio = w["users1"]["kib_per_user"] / max(1e-9, n["users1"]["kib_per_user"])
-        out.append(f"  memory per idle user, Warren/nchan:       {ratio:.2f}x")
-    if wb and nb:
-        ratio = wb["deliveries_per_s"] / max(1, nb["deliveries_per_s"])
-        out.append(f"  fan-out deliveries/s >= {TARGET_FANOUT_RATIO}x nchan:        {wb['deliveries_per_s']:,} / "
-                   f"{nb['deliveries_per_s']:,} = {ratio:.2f}x  {verdict(ratio >= TARGET_FANOUT_RATIO)}")
-    out.append(million_text(w, n))
+        out += fanout_lines(n, "subscribers")
+    return out
+
+
+def fanout_lines(r: dict, who: str) -> list[str]:
+    return [f"  fan-out {s['publish_rate']:>4}/s to {r['fanout']['members']} {who}: "
+            f"{s['deliveries_per_s']:>9,} deliveries/s, {s['delivered']}/{s['expected']}, "
+            f"p99 {s['latency'].get('p99_ms')} ms, server CPU {s['server_us_per_delivery']} us/delivery, "
+            f"clients {s['flood_us_per_delivery']} us{'' if s['kept_up'] else '  (fell behind)'}"
+            for s in r["fanout"]["steps"]]
+
+
+def med(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(v, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:,.{digits}f}"
+
+
+def report(res: dict) -> str:
+    runs = res["runs"]
+    out = []
+    for i, r in enumerate(runs):
+        out.append(f"--- run {i + 1} of {len(runs)}")
+        out += run_block(res, r.get("warren"), r.get("nchan"))
+    ws = [r["warren"] for r in runs if r.get("warren")]
+    ns = [r["nchan"] for r in runs if r.get("nchan")]
+    w_idle1 = med([w["users1"]["kib_per_user"] for w in ws if "users1" in w])
+    w_idle2 = med([w["users2"]["kib_per_user"] for w in ws if "users2" in w])
+    n_idle = med([n["users1"]["kib_per_user"] for n in ns if "users1" in n])
+    w_msgs = [w["messages"] for w in ws if "messages" in w]
+    p50, p99, pmax = (med([m["latency"][k] for m in w_msgs]) for k in ("p50_ms", "p99_ms", "max_ms"))
+    complete = all(m["delivered"] >= m["routed"] for m in w_msgs) if w_msgs else None
+    w_best = med([(fanout_best(w) or {}).get("deliveries_per_s") for w in ws])
+    n_best = med([(fanout_best(n) or {}).get("deliveries_per_s") for n in ns])
+    w_cpu = med([s["server_us_per_delivery"] for w in ws if "fanout" in w for s in w["fanout"]["steps"]])
+    n_cpu = med([s["server_us_per_delivery"] for n in ns if "fanout" in n for s in n["fanout"]["steps"]])
+    out.append(f"=== medians over {len(runs)} run(s), load average {res.get('load_start')} -> {res.get('load_end')}")
+    out.append(f"  idle WebSocket user, Warren RSS:       {fmt(w_idle1)} KiB at {res['args']['users1']}, "
+               f"{fmt(w_idle2)} KiB at {res['args']['users2']}   target <= {TARGET_IDLE_KIB}: "
+               f"{verdict(None if w_idle2 is None else w_idle2 <= TARGET_IDLE_KIB)}")
+    out.append(f"  idle WebSocket subscriber, nchan PSS:  {fmt(n_idle)} KiB; Warren/nchan "
+               f"{fmt(None if not (w_idle1 and n_idle) else w_idle1 / n_idle)}x")
+    out.append(f"  {res['args']['users2']} users, {res['args']['rate']} msg/s to random ids: latency ms p50 {fmt(p50, 3)} "
+               f"p99 {fmt(p99, 3)} max {fmt(pmax, 1)}, all delivered: {complete}   target p99 < {TARGET_P99_MS} ms: "
+               f"{verdict(None if p99 is None else p99 < TARGET_P99_MS and bool(complete))}")
+    ratio = w_best / n_best if w_best and n_best else None
+    out.append(f"  room fan-out to {res['args']['members']}: best deliveries/s Warren {fmt(w_best, 0)}, nchan "
+               f"{fmt(n_best, 0)} = {fmt(ratio)}x   target >= {TARGET_FANOUT_RATIO}x: "
+               f"{verdict(None if ratio is None else ratio >= TARGET_FANOUT_RATIO)}")
+    cratio = n_cpu / w_cpu if w_cpu and n_cpu else None
+    out.append(f"  server CPU per fan-out delivery:       Warren {fmt(w_cpu)} us, nchan {fmt(n_cpu)} us "
+               f"(nchan/Warren {fmt(cratio)}x)")
+    out.append(million_text(ws[-1] if ws else None, ns[-1] if ns else None))
     return "\n".join(out)
 
 
@@ -753,7 +809,7 @@ def main() -> int:
     p.add_argument("--members", type=int, default=10_000)
     p.add_argument("--rate", type=int, default=2000, help="messages per second to random users")
     p.add_argument("--seconds", type=int, default=30, help="how long the messages run")
-    p.add_argument("--fanout-rates", default="5,10,20,40,80,160,320",
+    p.add_argument("--fanout-rates", default="1,2,4,8,16,32,64,128",
                    help="room publishes per second, tried in turn until delivery falls behind")
     p.add_argument("--fanout-seconds", type=int, default=5)
     p.add_argument("--workers", type=int, default=2, help="Warren workers and nginx worker processes")
@@ -764,6 +820,7 @@ def main() -> int:
     p.add_argument("--png-dir", type=Path, default=Path("."), help="where web_flood_<server>.png go")
     p.add_argument("--out", type=Path, help="write every figure and sample as JSON")
     p.add_argument("--time-limit", type=int, default=1500, help="seconds; the whole run stops after this")
+    p.add_argument("--repeat", type=int, default=1, help="runs of both servers, interleaved; medians reported")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, nginx.conf)")
     args = p.parse_args()
     args.fanout_rates = [int(x) for x in args.fanout_rates.split(",") if x]
@@ -801,12 +858,18 @@ def main() -> int:
         if shutil.which("nginx") else "?"
     res: dict = {"commit": commit, "workers": args.workers, "nginx_version": nginx_v,
                  "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+    res["runs"] = []
+    res["load_start"] = loadavg()
     rc = 0
     try:
-        if not args.skip_warren:
-            res["warren"] = bench.run_warren()
-        if not args.skip_nchan:
-            res["nchan"] = bench.run_nchan()
+        for i in range(args.repeat):
+            run: dict = {}
+            res["runs"].append(run)
+            bench.sampler.run_index = i
+            if not args.skip_warren:
+                run["warren"] = bench.run_warren()
+            if not args.skip_nchan:
+                run["nchan"] = bench.run_nchan()
     except BaseException as e:  # report what was measured, then fail
         log(f"stopped: {type(e).__name__}: {e}")
         rc = 1
@@ -814,6 +877,7 @@ def main() -> int:
         signal.alarm(0)
         bench.cleanup()
         bench.sampler.stop_event.set()
+    res["load_end"] = loadavg()
     res["samples"] = bench.sampler.rows
     res["phases"] = bench.sampler.phases
     args.png_dir.mkdir(parents=True, exist_ok=True)
