@@ -137,7 +137,7 @@ class Server:
     name = "?"
 
     def __init__(self, tmp: Path):
-        self.tmp = tmp
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=tmp))  # its own, per run
         self.proc: subprocess.Popen | None = None
 
     def pids(self) -> list[int]:
@@ -371,7 +371,7 @@ class Bench:
                     "--user-prefix", prefix, "--source-base", f"127.{src}.0.1", "--per-source", str(PER_SOURCE),
                     "-r", str(self.args.connect_rate), "-z", str(self.args.time_limit)]
             args += ["--path", path] if path else ["--jwt-secret", SECRET]
-            group.append(FloodProc(args + extra, self.tmp, f"{self.server.name}-{tag}-{k}"))
+            group.append(FloodProc(args + extra, self.tmp, f"{self.server.name}-r{self.sampler.run_index}-{tag}-{k}"))
             assigned += n
         self.floods += group
         self.sampler.floods = self.floods
