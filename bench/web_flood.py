@@ -480,15 +480,16 @@ class Bench:
     def fanout_steps(self, group: list[FloodProc], members: int, api: list[str]) -> list[dict]:
         steps = []
         for rate in self.args.fanout_rates:
-            for f in group:
-                f.snapshot()
+            start = [f.snapshot() for f in group]
             before = [f.last("messages") for f in group]
             server_cpu0, flood_cpu0 = self.server.cpu(), sum(f.cpu() for f in group)
             t0 = time.time()
             m = self.msggen([*api, "--room", ROOM, "-r", str(rate), "-z", str(self.args.fanout_seconds),
-                             "-c", "1", "--pipeline", "64"], timeout=self.args.fanout_seconds + 60)
+                             "-c", "1", "--pipeline", "64", "--drain-timeout", "60"],
+                            timeout=self.args.fanout_seconds + 120)
             t1 = time.time()
-            expected = m["sent"] * members
+            # A request still unanswered when msggen closes may or may not have been published.
+            expected = m["answered"] * members
             got = self.wait_delivered(group, before, expected, timeout=30)
             drained = time.time()
             server_cpu = self.server.cpu() - server_cpu0
@@ -500,12 +501,17 @@ class Bench:
             during = self.rate_between(group, t0 + 1, t1 + 0.5)
             overall = got / max(0.001, drained - t0)
             step = {"publish_rate": rate, "sent": m["sent"], "answered": m["answered"], "expected": expected,
+                    "response_us": m["response_us"],
+                    # Cumulative counters: this step's share is the difference to the step's start.
+                    **{k: sum(e[k] - b[k] for e, b in zip(snaps, start))
+                       for k in ("seq_missing", "seq_backwards", "resets", "lost")},
                     "delivered": got, "deliveries_per_s": round(during or overall),
                     "deliveries_per_s_with_drain": round(overall), "latency": lat,
                     "server_cpu_s": round(server_cpu, 2), "flood_cpu_s": round(flood_cpu, 2),
                     "server_us_per_delivery": round(server_cpu * 1e6 / got, 2) if got else None,
                     "flood_us_per_delivery": round(flood_cpu * 1e6 / got, 2) if got else None,
-                    "kept_up": got >= 0.99 * expected and (lat.get("p99_ms") or 0) < 1000}
+                    "kept_up": m["answered"] == m["sent"] and got >= 0.99 * expected
+                               and (lat.get("p99_ms") or 0) < 1000}
             steps.append(step)
             log(f"fan-out {rate}/s x {members}: {got}/{expected} delivered, {step['deliveries_per_s']:,}/s, "
                 f"p99 {lat.get('p99_ms')} ms, server {step['server_us_per_delivery']} us CPU per delivery, "
@@ -548,19 +554,19 @@ class Bench:
 
             self.sampler.set(server, f"{a.rate} msg/s")
             everyone = g1 + g2
-            for f in everyone:
-                f.snapshot()
+            start = [f.snapshot() for f in everyone]
             before = [f.last("messages") for f in everyone]
-            m = self.msggen(["-n", str(a.users2), "-r", str(a.rate), "-z", str(a.seconds), "-c", "2"],
-                            timeout=a.seconds + 60)
-            got = self.wait_delivered(everyone, before, m["routed"], timeout=30)
+            m = self.msggen(["-n", str(a.users2), "-r", str(a.rate), "-z", str(a.seconds), "-c", "2",
+                             "--drain-timeout", "30"], timeout=a.seconds + 90)
+            got = self.wait_delivered(everyone, before, m["routed"], timeout=60)
             snaps = [f.snapshot() for f in everyone]
             res["messages"] = {"rate": a.rate, "seconds": a.seconds, "sent": m["sent"], "routed": m["routed"],
                                "unroutable": m["unroutable"], "errors": m["errors"], "delivered": got,
-                               "seq_missing": sum(s["seq_missing"] for s in snaps),
-                               "seq_backwards": sum(s["seq_backwards"] for s in snaps),
+                               "seq_missing": sum(e["seq_missing"] - b["seq_missing"] for e, b in zip(snaps, start)),
+                               "seq_backwards": sum(e["seq_backwards"] - b["seq_backwards"]
+                                                    for e, b in zip(snaps, start)),
                                "latency": self.merge_latency(snaps), "response_us": m["response_us"],
-                               "lost_connections": sum(s["lost"] for s in snaps)}
+                               "lost_connections": sum(e["lost"] - b["lost"] for e, b in zip(snaps, start))}
             rss3, _ = self.settled_memory()
             res["messages"]["rss_after_kib"] = rss3
             res["messages"]["kib_per_user_after"] = round((rss3 - rss2) / a.users2, 3)
@@ -751,7 +757,8 @@ def fanout_lines(r: dict, who: str) -> list[str]:
     return [f"  fan-out {s['publish_rate']:>4}/s to {r['fanout']['members']} {who}: "
             f"{s['deliveries_per_s']:>9,} deliveries/s, {s['delivered']}/{s['expected']}, "
             f"p99 {s['latency'].get('p99_ms')} ms, server CPU {s['server_us_per_delivery']} us/delivery, "
-            f"clients {s['flood_us_per_delivery']} us{'' if s['kept_up'] else '  (fell behind)'}"
+            f"clients {s['flood_us_per_delivery']} us, publish answered in p50 "
+            f"{s['response_us']['p50'] / 1000:.1f} ms, gaps {s['seq_missing']}{'' if s['kept_up'] else '  (fell behind)'}"
             for s in r["fanout"]["steps"]]
 
 

@@ -25,7 +25,6 @@ using clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 constexpr auto pace_interval = 1ms;
-constexpr auto drain_limit = 5s;  // how long the answers to the last requests may take
 
 class generator {
  public:
@@ -210,11 +209,12 @@ class generator {
     draining_ = true;
     send_seconds_ = std::chrono::duration<double>(clock::now() - start_).count();
     why_ = why;
-    drain_deadline_ = clock::now() + drain_limit;
+    drain_deadline_ = clock::now() + std::chrono::duration_cast<clock::duration>(
+                                         std::chrono::duration<double>(o_.drain_timeout));
     end_timer_.cancel();
     maybe_done();
     if (!done_) {
-      // Wait for the answers still due, at most drain_limit.
+      // Wait for the answers still due, at most --drain-timeout.
       pace_timer_.expires_after(10ms);
       pace_timer_.async_wait([this](const boost::system::error_code& ec) {
         if (!ec) drain_wait();

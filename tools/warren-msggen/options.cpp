@@ -36,6 +36,10 @@ std::variant<options, usage_exit> parse_options(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("-C,--messages", o.messages, "stop after this many (0: no limit)")
       ->capture_default_str();
+  app.add_option("--drain-timeout", o.drain_timeout,
+                 "seconds to wait for the answers to the last requests before closing")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("-c,--connections", o.connections, "connections")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();

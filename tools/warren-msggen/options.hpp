@@ -20,6 +20,7 @@ struct options {
   double rate = 1000;  // messages per second in all; 0: as fast as the windows allow
   double duration = 10;
   uint64_t messages = 0;  // stop after this many; 0: no limit
+  double drain_timeout = 5;  // seconds to wait for the last answers
   int connections = 2;
   int pipeline = 16;  // HTTP requests in flight per connection
   std::string user = "guest";
