@@ -136,6 +136,11 @@ int run(const app::config& cfg) {
 
   broker::vhost_registry vhosts;
   for (size_t i = 0; i < vhost_names.size(); ++i) vhosts.add(vhost_names[i], i % cfg.workers);
+  // The web gateway's exchanges exist before recovery, which restores bindings to them.
+  std::string web_vhost = cfg.web_vhost.empty() ? cfg.default_vhost : cfg.web_vhost;
+  broker::vhost* gw_vhost = vhosts.find(web_vhost);
+  if (!gw_vhost) throw std::runtime_error("--web-vhost: no vhost '" + web_vhost + "'");
+  web::gateway::declare_exchanges(*gw_vhost);
   // Each vhost's durable state comes back from its store before anything can reach it.
   std::vector<std::unique_ptr<store::message_store>> stores;
   for (const auto& name : vhost_names) {
@@ -190,9 +195,6 @@ int run(const app::config& cfg) {
       },
       "http");
   // The web gateway, in its vhost (whose home worker runs the hub).
-  std::string web_vhost = cfg.web_vhost.empty() ? cfg.default_vhost : cfg.web_vhost;
-  broker::vhost* gw_vhost = vhosts.find(web_vhost);
-  if (!gw_vhost) throw std::runtime_error("--web-vhost: no vhost '" + web_vhost + "'");
   web::gateway_settings gs;
   gs.vhost = web_vhost;
   gs.inbox_linger = std::chrono::seconds(cfg.inbox_linger);

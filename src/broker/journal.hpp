@@ -54,6 +54,15 @@ class journal : public definitions_journal {
   virtual bool retain(uint32_t segment) = 0;
   // Reads a record back (paging in). Null if it cannot be read (logged).
   virtual message_ptr read(uint32_t segment, uint32_t offset, uint32_t length) = 0;
+  struct location {
+    uint32_t segment, offset, length;
+  };
+  // Reads several records (out[i] for where[i], null if unreadable). A store may read
+  // neighbouring records with one system call; this default reads them one by one.
+  virtual void read_many(std::span<const location> where, std::vector<message_ptr>& out) {
+    out.clear();
+    for (const auto& l : where) out.push_back(read(l.segment, l.offset, l.length));
+  }
 
   // Runs fn once everything written up to `ticket` is on disk: at once on the calling thread if
   // it is already, else later on the store's own thread (fn should only post somewhere).

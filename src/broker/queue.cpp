@@ -139,11 +139,17 @@ void queue::refill(uint8_t lvl) {
   // Read back in arrival order; they take their place behind what is in memory (a message
   // arriving meanwhile was paged too, behind them). An unreadable record is logged by the store
   // and the message dropped from the queue.
-  for (size_t n = 0; n < read_ahead && !pg.empty(); ++n) {
+  size_t n = std::min(read_ahead, pg.size());
+  std::vector<journal::location> where;
+  where.reserve(n);
+  for (size_t i = 0; i < n; ++i) where.push_back({pg[i].segment, pg[i].offset, pg[i].length});
+  std::vector<message_ptr> got;
+  pager->read_many(where, got);
+  for (size_t i = 0; i < n; ++i) {
     paged p = pg.front();
     pg.pop_front();
     --paged_count_;
-    message_ptr m = pager->read(p.segment, p.offset, p.length);
+    message_ptr m = std::move(got[i]);
     if (!m) {
       bytes_ -= p.body_size;
       --count_;

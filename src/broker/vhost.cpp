@@ -159,6 +159,9 @@ maybe_error vhost::delete_exchange(std::string_view name, bool if_unused) {
   if (name.rfind("amq.", 0) == 0)
     return error{error_code::access_refused,
                  fmt::format("exchange name '{}' contains reserved prefix 'amq.*'", name)};
+  if (builtin_.count(name))
+    return error{error_code::access_refused,
+                 fmt::format("operation not permitted on the built-in exchange '{}'", name)};
   exchange* x = find_exchange(name);
   if (!x) return std::nullopt;  // deleting what is not there succeeds, as in RabbitMQ
   bool used = std::any_of(bindings_.begin(), bindings_.end(),
@@ -389,6 +392,15 @@ bool vhost::route(exchange& x, const message& m, std::vector<dest_id>& out,
     }
   }
   return external;
+}
+
+maybe_error vhost::declare_builtin_exchange(const exchange_settings& s) {
+  bool was = restoring_;
+  restoring_ = true;  // not journalled: it is declared again at every start
+  auto e = declare_exchange(s, false);
+  restoring_ = was;
+  if (!e) builtin_.insert(s.name);
+  return e;
 }
 
 bool vhost::attach_sink(std::string_view name, std::function<bool(const message&)> fn) {
@@ -883,7 +895,7 @@ void vhost::journal_binding(bool added, std::string_view source, dest_id dest,
 
 void vhost::snapshot(definitions_journal& j) const {
   for (const auto& [n, x] : exchanges_)
-    if (x->settings().durable && !n.empty() && n.rfind("amq.", 0) != 0)
+    if (x->settings().durable && !n.empty() && n.rfind("amq.", 0) != 0 && !builtin_.count(n))
       j.exchange_declared(x->settings());
   for (const auto& [n, q] : queues_)
     if (q->store_id) j.queue_declared(q->settings(), q->store_id);

@@ -197,6 +197,10 @@ class vhost {
   // or -feed) also go to `fn`, on the home worker. False if there is no such exchange or it is
   // not a sink exchange.
   bool attach_sink(std::string_view exchange, std::function<bool(const message&)> fn);
+  // An exchange the broker itself provides (the gateway's warren.*): declared at every start
+  // before recovery, never journalled or exported, and not deletable; bindings to it are
+  // journalled as usual. Like declare_exchange otherwise (an existing equivalent one is fine).
+  maybe_error declare_builtin_exchange(const exchange_settings& s);
 
   // Read-only access for statistics and tests (home worker only); null if there is none.
   const queue* inspect_queue(std::string_view name) const { return find_queue(name); }
@@ -270,6 +274,7 @@ class vhost {
   std::map<dest_id, exchange*> exchange_ids_;
   std::vector<binding> bindings_;
   std::map<uint64_t, channel_record> channels_;
+  std::set<std::string, std::less<>> builtin_;  // declare_builtin_exchange
 };
 
 // The set of vhosts. Built at start-up and read-only afterwards (lookups from any worker); each

@@ -509,27 +509,88 @@ void message_store::release(uint32_t segment, uint32_t offset, uint32_t queue_id
   unref_segment(segment, 1);
 }
 
-broker::message_ptr message_store::read(uint32_t segment, uint32_t offset, uint32_t length) {
+int message_store::read_fd(uint32_t segment) {
   auto it = read_fds_.find(segment);
-  if (it == read_fds_.end()) {
-    if (read_fds_.size() >= 64) {
-      for (auto& [s, fd] : read_fds_) ::close(fd);
-      read_fds_.clear();
-    }
-    int fd = ::open(segment_path(segment, false).c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      flush();  // a segment the writer has not created yet
-      fd = ::open(segment_path(segment, false).c_str(), O_RDONLY | O_CLOEXEC);
-    }
-    if (fd < 0) {
-      spdlog::error("message store {}: cannot open segment {} to page in", dir_.string(), segment);
-      return nullptr;
-    }
-    it = read_fds_.emplace(segment, fd).first;
+  if (it != read_fds_.end()) return it->second;
+  if (read_fds_.size() >= 64) {
+    for (auto& [s, fd] : read_fds_) ::close(fd);
+    read_fds_.clear();
   }
+  int fd = ::open(segment_path(segment, false).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    flush();  // a segment the writer has not created yet
+    fd = ::open(segment_path(segment, false).c_str(), O_RDONLY | O_CLOEXEC);
+  }
+  if (fd < 0) {
+    spdlog::error("message store {}: cannot open segment {} to page in", dir_.string(), segment);
+    return -1;
+  }
+  read_fds_.emplace(segment, fd);
+  return fd;
+}
+
+void message_store::read_many(std::span<const location> where,
+                              std::vector<broker::message_ptr>& out) {
+  constexpr uint32_t max_span = 1 << 20;  // bytes per pread
+  constexpr uint32_t max_gap = 64 << 10;  // other records between two wanted ones, read and skipped
+  out.assign(where.size(), nullptr);
+  std::string buf;
+  std::vector<uint32_t> queues;
+  size_t i = 0;
+  while (i < where.size()) {
+    // A run: same segment, increasing offsets, small gaps, within max_span.
+    size_t j = i + 1;
+    uint32_t begin = where[i].offset;
+    uint32_t end = begin + where[i].length;
+    while (j < where.size() && where[j].segment == where[i].segment && where[j].offset >= end &&
+           where[j].offset - end <= max_gap &&
+           where[j].offset + where[j].length - begin <= max_span) {
+      end = where[j].offset + where[j].length;
+      ++j;
+    }
+    if (j == i + 1) {
+      out[i] = read(where[i].segment, where[i].offset, where[i].length);
+      ++i;
+      continue;
+    }
+    int fd = read_fd(where[i].segment);
+    bool ok = fd >= 0;
+    if (ok) {
+      buf.resize(end - begin);
+      ssize_t n = ::pread(fd, buf.data(), buf.size(), off_t(begin));
+      if (n != ssize_t(buf.size())) {
+        flush();  // part of it is still in the pending batch
+        n = ::pread(fd, buf.data(), buf.size(), off_t(begin));
+      }
+      ok = n == ssize_t(buf.size());
+    }
+    if (!ok) {
+      for (size_t k = i; k < j; ++k)
+        out[k] = read(where[k].segment, where[k].offset, where[k].length);
+      i = j;
+      continue;
+    }
+    for (size_t k = i; k < j; ++k) {
+      std::string_view rec = std::string_view(buf).substr(where[k].offset - begin, where[k].length);
+      common::byte_reader h(rec.data(), 8);
+      uint32_t len = h.u32();
+      queues.clear();
+      if (size_t(len) + 8 == rec.size())
+        out[k] = decode_message(rec.substr(8), where[k].segment, where[k].offset, queues, true);
+      if (!out[k])
+        spdlog::error("message store {}: bad record paging in segment {} at {}", dir_.string(),
+                      where[k].segment, where[k].offset);
+    }
+    i = j;
+  }
+}
+
+broker::message_ptr message_store::read(uint32_t segment, uint32_t offset, uint32_t length) {
+  int fd = read_fd(segment);
+  if (fd < 0) return nullptr;
   std::string buf(length, '\0');
   for (int attempt = 0;; ++attempt) {
-    ssize_t n = ::pread(it->second, buf.data(), length, off_t(offset));
+    ssize_t n = ::pread(fd, buf.data(), length, off_t(offset));
     if (n == ssize_t(length)) break;
     if (attempt == 0) {
       flush();  // not written yet: it is in the pending batch

@@ -79,6 +79,10 @@ class message_store final : public broker::journal {
     return true;
   }
   broker::message_ptr read(uint32_t segment, uint32_t offset, uint32_t length) override;
+  int read_fd(uint32_t segment);  // opened on first use; -1 if it cannot be (logged)
+  // Records close together in one segment (a paged queue's usually are: they were appended in
+  // order) are read with one pread of up to 1 MB: one system call for hundreds of messages.
+  void read_many(std::span<const location> where, std::vector<broker::message_ptr>& out) override;
   // Any thread.
   void when_synced(uint64_t ticket, std::function<void()> fn) override;
   uint64_t synced() const override { return synced_.load(std::memory_order_acquire); }

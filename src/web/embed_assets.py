@@ -28,8 +28,9 @@ def main() -> None:
             continue
         data = f.read_bytes()
         body = ",".join(str(b) for b in data) or "0"
-        lines.append(f"const char asset_{i}[] = {{{body}}};")
-        entries.append(f'  {{"/{f.name}", "{TYPES[f.suffix]}", std::string_view(asset_{i}, {len(data)})}},')
+        lines.append(f"const unsigned char asset_{i}[] = {{{body}}};")
+        entries.append(f'  {{"/{f.name}", "{TYPES[f.suffix]}", '
+                       f'std::string_view(reinterpret_cast<const char*>(asset_{i}), {len(data)})}},')
     lines.append("const asset assets[] = {")
     lines += entries or ['  {"", "", {}},']
     lines += ["};", "}  // namespace", "",

@@ -27,26 +27,34 @@ net::worker& gateway::home() {
   return deps_.pool->at(deps_.vhost->home_worker());
 }
 
-void gateway::prepare() {
-  struct kind {
-    const char* name;
-    const char* type;
-    bool (hub::*sink)(const broker::message&);
-  };
-  static constexpr kind kinds[] = {{"warren.users", "x-warren-inbox", &hub::on_user_message},
-                                   {"warren.rooms", "x-warren-room", &hub::on_room_message},
-                                   {"warren.feed", "x-warren-feed", &hub::on_feed_message}};
-  broker::vhost& v = *deps_.vhost;
+namespace {
+struct kind {
+  const char* name;
+  const char* type;
+  bool (hub::*sink)(const broker::message&);
+};
+constexpr kind kinds[] = {{"warren.users", "x-warren-inbox", &hub::on_user_message},
+                          {"warren.rooms", "x-warren-room", &hub::on_room_message},
+                          {"warren.feed", "x-warren-feed", &hub::on_feed_message}};
+}  // namespace
+
+void gateway::declare_exchanges(broker::vhost& v) {
   for (const auto& k : kinds) {
     broker::exchange_settings s;
     s.name = k.name;
     s.type = k.type;
     s.durable = true;
-    if (auto err = v.declare_exchange(s, false))
+    if (auto err = v.declare_builtin_exchange(s))
       throw std::runtime_error(
-          fmt::format("web gateway: cannot declare exchange '{}' in vhost "
-                      "'{}': {}",
-                      k.name, v.name(), err->text));
+          fmt::format("web gateway: cannot declare exchange '{}' in vhost '{}': {}", k.name,
+                      v.name(), err->text));
+  }
+}
+
+void gateway::prepare() {
+  broker::vhost& v = *deps_.vhost;
+  declare_exchanges(v);
+  for (const auto& k : kinds) {
     auto sink = k.sink;
     if (!v.attach_sink(k.name, [this, sink](const broker::message& m) { return (hub_.*sink)(m); }))
       throw std::runtime_error(

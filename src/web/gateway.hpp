@@ -61,9 +61,13 @@ class gateway {
           std::filesystem::path follows_log);
   ~gateway();
 
-  // On the main thread, before the workers start: declares the exchanges, attaches the hub to
-  // them and loads the follow graph. Throws std::runtime_error if the vhost has an exchange of
-  // that name and another type, or the follows log cannot be read.
+  // The exchanges warren.users, warren.rooms and warren.feed, as built-ins of the vhost. Call
+  // before the vhost's store recovers it (durable bindings to them come back then). Throws
+  // std::runtime_error if the vhost has an exchange of such a name and another type.
+  static void declare_exchanges(broker::vhost& v);
+  // On the main thread, before the workers start: declares the exchanges (if not yet), attaches
+  // the hub to them and loads the follow graph. Throws std::runtime_error as declare_exchanges,
+  // or if the follows log cannot be read.
   void prepare();
   // The listener's callback (on the accepting worker).
   void accept(std::shared_ptr<net::connection> c);

@@ -263,7 +263,9 @@ size_t gateway_handler::http_data(std::span<const uint8_t> data, bool& handled) 
   if (!parser_) {
     parser_ = std::make_unique<bhttp::request_parser<bhttp::string_body>>();
     parser_->header_limit(uint32_t(s.max_header));
-    parser_->body_limit(s.max_body);
+    // The largest any route accepts: Beast checks Content-Length against the limit while it
+    // finishes the head, before the route is known; the route's own limit is applied below.
+    parser_->body_limit(std::max(s.max_body, s.max_bulk_body));
     head_checked_ = false;
     deadline_ = clock::now() + head_timeout;
   }
@@ -479,7 +481,9 @@ void gateway_handler::handle(request req) {
     }
     auto auth = req[bhttp::field::authorization];
     bool bearer = auth.size() > 7 && boost::beast::iequals(auth.substr(0, 7), "Bearer ");
-    if (bearer && parts.size() == 3 && parts[0] == "rooms") {
+    bool browser_only =
+        parts.size() == 3 && parts[0] == "rooms" && (parts[2] == "join" || parts[2] == "leave");
+    if ((bearer && parts.size() == 3 && parts[0] == "rooms") || browser_only) {
       browser_http_op(req, parts);
       return;
     }
@@ -528,9 +532,12 @@ bool gateway_handler::authenticate_browser(const request& req, std::string_view 
       return false;
     }
     auto r = g_.verifier()->verify(token);
-    if (!r.ok() || !valid_name(r.claims.sub)) {
+    if (!r.ok() || !valid_name(r.claims.sub) || r.claims.sub.starts_with("anonymous:")) {
       keep_alive_ = false;
-      respond_error(401, "unauthorized", r.ok() ? "sub too long" : r.error);
+      respond_error(401, "unauthorized",
+                    !r.ok()                     ? r.error
+                    : !valid_name(r.claims.sub) ? std::string("sub too long")
+                                                : std::string("sub may not start with anonymous:"));
       return false;
     }
     rights_->join = std::move(r.claims.rooms);
@@ -596,8 +603,10 @@ void gateway_handler::start_ws(const request& req) {
   po.inflater = &g_.deflater(conn().owner().index());
   ws_ = std::make_unique<ws_state>(po, hs.deflate);
   mode_ = mode::ws;
-  conn().flush();
+  // Attached before the client can see the 101, so that anything sent to the user once the
+  // client knows it is connected reaches it.
   attach(since);
+  conn().flush();
 }
 
 void gateway_handler::start_sse(const request&, std::optional<uint64_t> since) {
@@ -606,9 +615,9 @@ void gateway_handler::start_sse(const request&, std::optional<uint64_t> since) {
       "HTTP/1.1 200 OK\r\nServer: Warren\r\nContent-Type: text/event-stream\r\n"
       "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n" +
       cors + "\r\nretry: 3000\n\n";
+  attach(since);
   conn().flush();
   last_out_ = clock::now();
-  attach(since);
 }
 
 void gateway_handler::start_stream(const request&, std::optional<uint64_t> since) {
@@ -617,9 +626,9 @@ void gateway_handler::start_stream(const request&, std::optional<uint64_t> since
       "HTTP/1.1 200 OK\r\nServer: Warren\r\nContent-Type: application/x-ndjson\r\n"
       "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\nX-Accel-Buffering: no\r\n" +
       cors + "\r\n";
+  attach(since);
   conn().flush();
   last_out_ = clock::now();
-  attach(since);
 }
 
 void gateway_handler::start_poll(const request& req, std::optional<uint64_t> since) {
@@ -934,6 +943,12 @@ void gateway_handler::ws_message(std::string_view text) {
       error = r.error;
     } else if (op == "publish") {
       extra["routed"] = publish(g->vhost(), make_message("warren.rooms", room, data, user));
+    } else if (!h.room_exists(room)) {
+      code = 404;
+      error = "no room '" + room + "'";
+    } else if (!h.is_member(user, room)) {
+      code = 403;
+      error = "only members see who is in a room";
     } else {
       json list = json::array();
       for (const auto& m : h.members(room))
@@ -1022,6 +1037,9 @@ void gateway_handler::browser_http_op(request& req, const std::vector<std::strin
       bool routed = publish(g->vhost(), make_message("warren.rooms", room, data, user));
       return {200, json{{"ok", true}, {"routed", routed}}.dump()};
     }
+    if (!h.room_exists(room)) return {404, error_json("not_found", "no room '" + room + "'")};
+    if (!h.is_member(user, room))
+      return {403, error_json("forbidden", "only members see who is in a room")};
     json list = json::array();
     for (const auto& m : h.members(room))
       list.push_back({{"user", m.user}, {"connections", m.connections}});
@@ -1110,6 +1128,8 @@ void gateway_handler::backend(request& req, std::string_view path,
     if (!need(bhttp::verb::get, "GET")) return;
     std::string room = parts[1];
     on_hub([g, room]() -> std::pair<int, std::string> {
+      if (!g->the_hub().room_exists(room))
+        return {404, error_json("not_found", "no room '" + room + "'")};
       json list = json::array();
       for (const auto& m : g->the_hub().members(room))
         list.push_back({{"user", m.user}, {"connections", m.connections}});

@@ -333,6 +333,8 @@ std::pair<bool, size_t> hub::presence(const std::string& user) const {
 }
 
 bool hub::on_user_message(const broker::message& m) {
+  // Anonymous connections are read-only rooms members; nobody sends to them.
+  if (m.routing_key.starts_with("anonymous:")) return false;
   inbox* box = find_inbox(m.routing_key);
   if (!box) return false;
   push(*box, make_tail("message", m, nullptr, nullptr));

@@ -256,6 +256,12 @@ ws_handshake_result ws_handshake(const ws_upgrade_request& req,
     set_error(r, 400, "more than one Sec-WebSocket-Version header");
     return r;
   }
+  if (versions == 0) {
+    // A handshake without a required field is malformed (RFC 6455 4.2.1): 400. 426 with the
+    // version we speak is for a client that asked for another version.
+    set_error(r, 400, "no Sec-WebSocket-Version header");
+    return r;
+  }
   if (version != "13") {
     set_error(r, 426, "only WebSocket version 13 is supported");
     r.headers.emplace_back("Sec-WebSocket-Version", "13");

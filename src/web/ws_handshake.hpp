@@ -49,7 +49,7 @@ struct ws_handshake_result {
 //   method GET (else 405); HTTP/1.1 or later; a Host header;
 //   Upgrade lists "websocket" and Connection lists "Upgrade" (comma lists, any case);
 //   exactly one Sec-WebSocket-Key, the base64 of 16 bytes;
-//   exactly one Sec-WebSocket-Version, "13" (else 426 with Sec-WebSocket-Version: 13).
+//   exactly one Sec-WebSocket-Version (none: 400), "13" (else 426 with Sec-WebSocket-Version: 13).
 // Then picks the subprotocol and the extension. Origin is the caller's policy, not checked.
 ws_handshake_result ws_handshake(const ws_upgrade_request& req,
                                  const ws_handshake_options& options);

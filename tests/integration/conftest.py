@@ -10,6 +10,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from support.warren_process import WarrenProcess  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gateway_args(*flags): more warren flags for a web test's gateway fixture")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

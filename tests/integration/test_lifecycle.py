@@ -26,11 +26,11 @@ def test_healthz(warren):
 
 
 def test_ports_file_names_every_listener(warren):
-    # The web gateway's listener arrives with the gateway; until then: AMQP and HTTP.
+    # AMQP, the management HTTP API and the web gateway, each on its own port.
     ports = json.loads(warren.ports_file.read_text())
-    assert set(ports) == {"amqp", "http"}, ports
+    assert set(ports) == {"amqp", "http", "web"}, ports
     assert all(isinstance(p, int) and 0 < p < 65536 for p in ports.values()), ports
-    assert len(set(ports.values())) == 2, ports
+    assert len(set(ports.values())) == 3, ports
     for p in ports.values():
         with socket.create_connection(("127.0.0.1", p), timeout=5):
             pass

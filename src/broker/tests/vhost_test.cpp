@@ -95,6 +95,27 @@ TEST_F(VhostTest, AlternateExchangeTakesUnroutable) {
   EXPECT_EQ(count("lost"), 1u);
 }
 
+TEST_F(VhostTest, SinkExchangeCountsAsRoutedWhenItsSinkTakesTheMessage) {
+  ASSERT_FALSE(v.declare_exchange({"users", "x-warren-inbox"}, false));
+  EXPECT_FALSE(v.attach_sink("amq.direct", [](const message&) { return true; }));
+  EXPECT_FALSE(v.attach_sink("missing", [](const message&) { return true; }));
+  // No sink yet: routes to bound queues only (here none).
+  EXPECT_EQ(publish(msg("users", "alice", "0")), publish_outcome::unroutable);
+  std::vector<std::string> seen;
+  ASSERT_TRUE(v.attach_sink("users", [&](const message& m) {
+    seen.push_back(m.routing_key + ":" + m.body);
+    return m.routing_key == "alice";  // alice has an inbox, bob has not
+  }));
+  EXPECT_EQ(publish(msg("users", "alice", "1")), publish_outcome::routed);
+  EXPECT_EQ(publish(msg("users", "bob", "2")), publish_outcome::unroutable);
+  // A queue bound with the user id as key gets a copy, as from a direct exchange.
+  declare("audit");
+  bind("audit", "users", "bob");
+  EXPECT_EQ(publish(msg("users", "bob", "3")), publish_outcome::routed);
+  EXPECT_EQ(count("audit"), 1u);
+  EXPECT_EQ(seen, (std::vector<std::string>{"alice:1", "bob:2", "bob:3"}));
+}
+
 TEST_F(VhostTest, PrefetchRoundRobinAndRequeueOrder) {
   declare("q");
   ASSERT_FALSE(v.consume(1, "q", "c1", false, false, 2, 100));

@@ -96,7 +96,7 @@ TEST(WsHandshake, Refusals) {
       {with(h, "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25j"), 400},      // 15 bytes
       {with(h, "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=!"), 400},
       {with(h, "Sec-WebSocket-Key", ""), 400},
-      {without(h, "Sec-WebSocket-Version"), 426},
+      {without(h, "Sec-WebSocket-Version"), 400},
       {with(h, "Sec-WebSocket-Version", "8"), 426},
       {with(h, "Sec-WebSocket-Version", "13, 8"), 426},
       {with(h, "Sec-WebSocket-Version", "14"), 426},
