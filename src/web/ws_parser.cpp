@@ -27,7 +27,8 @@ bool known_opcode(uint8_t op) {
 ws_parser::ws_parser(const ws_parser_options& o)
     : inflater_(o.inflater),
       max_message_(o.max_message_size),
-      deflate_(o.permessage_deflate && o.inflater != nullptr) {}
+      deflate_(o.permessage_deflate && o.inflater != nullptr),
+      masked_(!o.from_server) {}
 
 ws_parse_result ws_parser::fail(uint16_t code, const char* why, size_t consumed) {
   finished_ = true;
@@ -86,7 +87,9 @@ ws_parse_result ws_parser::parse(std::span<uint8_t> data) {
                   deflate_ ? "RSV1 set on a frame that does not start a message"
                            : "RSV1 set without permessage-deflate",
                   all);
-    if (!(b1 & 0x80)) return fail(ws_close::protocol_error, "client frame not masked", all);
+    if (bool(b1 & 0x80) != masked_)
+      return fail(ws_close::protocol_error,
+                  masked_ ? "client frame not masked" : "server frame masked", all);
     uint64_t len = b1 & 0x7f;
     if (control) {
       if (!fin) return fail(ws_close::protocol_error, "fragmented control frame", all);
@@ -120,9 +123,10 @@ ws_parse_result ws_parser::parse(std::span<uint8_t> data) {
       if (len > max_message_ - so_far)
         return fail(ws_close::message_too_big, "message too big", all);
     }
-    header += 4;
+    if (masked_) header += 4;
     if (in.size() < header) return {{}, used};
-    const uint8_t* key = in.data() + header - 4;
+    static constexpr uint8_t no_mask[4] = {0, 0, 0, 0};
+    const uint8_t* key = masked_ ? in.data() + header - 4 : no_mask;
     uint8_t* payload = in.data() + header;
     const size_t avail = in.size() - header;
 
@@ -144,7 +148,7 @@ ws_parse_result ws_parser::parse(std::span<uint8_t> data) {
 
     // The frame is whole.
     const size_t n = size_t(len);
-    ws_mask(payload, n, key);
+    if (masked_) ws_mask(payload, n, key);
     used += header + n;
     const std::string_view body(reinterpret_cast<const char*>(payload), n);
     const uint32_t already = checked_;

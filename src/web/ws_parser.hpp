@@ -28,6 +28,9 @@ struct ws_parser_options {
   // messages are inflated with `inflater` (required then; the worker's ws_deflate).
   bool permessage_deflate = false;
   ws_deflate* inflater = nullptr;
+  // Parse the frames a server sends instead (the client's side, for test clients and load
+  // tools): frames must be unmasked, and a masked one is the protocol error (RFC 6455 5.1).
+  bool from_server = false;
 };
 
 enum class ws_event_kind : uint8_t {
@@ -67,7 +70,7 @@ struct ws_parse_result {
 // Checks, each failing the connection with the code shown:
 //   unknown opcode (3-7, B-F); RSV2 or RSV3 set; RSV1 set unless permessage-deflate was
 //   negotiated and the frame is the first of a text or binary message           1002
-//   frame not masked                                                            1002
+//   frame not masked (masked, with from_server)                                 1002
 //   control frame fragmented or longer than 125 bytes                           1002
 //   continuation with no message started; text/binary inside a started one      1002
 //   length not in its shortest form; 64-bit length with the top bit set        1002
@@ -103,6 +106,7 @@ class ws_parser {
   bool deflate_;
   bool compressed_ = false;  // the message in progress had RSV1 on its first frame
   bool finished_ = false;
+  bool masked_;  // frames carry a masking key (from a client); false on the client's side
 };
 
 }  // namespace warren::web

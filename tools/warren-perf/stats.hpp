@@ -2,6 +2,7 @@
 // latency histogram per I/O thread, and the end-of-run summary.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -42,6 +43,13 @@ class latency_histogram {
   uint64_t max() const { return max_; }
   // Value at quantile q (0..1), the midpoint of its bucket, capped at max().
   uint64_t quantile(double q) const;
+  // f(midpoint, count) for every non-empty bucket, lowest first: enough for another process to
+  // merge histograms (warren-flood's JSON output).
+  template <typename F>
+  void for_each_bucket(F&& f) const {
+    for (size_t i = 0; i < bucket_count; ++i)
+      if (buckets_[i] != 0) f(std::min(max_, lowest(i) + (highest(i) - lowest(i)) / 2), buckets_[i]);
+  }
 
  private:
   static constexpr int sub_bits = 6;

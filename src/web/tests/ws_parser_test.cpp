@@ -596,5 +596,37 @@ TEST_F(deflate_fixture, CorruptDataAndInvalidUtf8AfterInflating) {
                      {"binary:valid then \xed\xa0\x80 surrogate"});
 }
 
+// ---- the client's side: frames from a server ----------------------------------------------
+
+ws_parser_options server_frames() {
+  ws_parser_options o;
+  o.from_server = true;
+  return o;
+}
+
+TEST(WsServerFrames, UnmaskedFramesOfEveryKindAtEverySplit) {
+  std::string wire;
+  ws_append_message(wire, ws_opcode::text, "{\"seq\":1}");
+  ws_append_message(wire, ws_opcode::binary, repeat('b', 300));
+  ws_append_frame(wire, ws_opcode::ping, "p");
+  ws_append_message(wire, ws_opcode::text, "fragmented text", 4);
+  ws_append_close(wire, ws_close::going_away, "bye");
+  expect_every_split(server_frames(), wire,
+                     {"text:{\"seq\":1}", "binary:" + repeat('b', 300), "ping:p",
+                      "text:fragmented text", "close:1001:bye"});
+}
+
+TEST(WsServerFrames, MaskedFrameFromAServerIsAProtocolError) {
+  expect_every_split(server_frames(), text("Hello"), {"error:1002"});
+  // The RFC 6455 5.7 unmasked example is what a server sends.
+  expect_every_split(server_frames(), std::string("\x81\x05Hello", 7), {"text:Hello"});
+}
+
+TEST(WsServerFrames, InvalidUtf8FromAServerFailsWith1007) {
+  std::string wire;
+  ws_append_message(wire, ws_opcode::text, "bad \xc3\x28 byte");
+  expect_every_split(server_frames(), wire, {"error:1007"});
+}
+
 }  // namespace
 }  // namespace warren::web
