@@ -1,6 +1,8 @@
 // Management routes: matching, method checks, authentication, then the resource.
 #include "mgmt/routes.hpp"
 
+#include "http/url.hpp"
+
 #include "mgmt/definitions_resource.hpp"
 
 namespace warren::mgmt {
@@ -17,28 +19,6 @@ struct route {
   std::optional<std::string> vhost;  // /api/definitions/{vhost}, decoded
   const char* allow = "";
 };
-
-std::optional<std::string> percent_decode(std::string_view s) {
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out += s[i];
-      continue;
-    }
-    if (i + 2 >= s.size()) return std::nullopt;
-    int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out += char(hi * 16 + lo);
-    i += 2;
-  }
-  return out;
-}
 
 route match(const http::request_header& req) {
   std::string_view target = req.target();
@@ -59,7 +39,7 @@ route match(const http::request_header& req) {
   if (!rest.empty()) {
     if (rest.front() != '/' || rest.size() == 1 || rest.find('/', 1) != std::string_view::npos)
       return r;
-    r.vhost = percent_decode(rest.substr(1));
+    r.vhost = http::percent_decode(rest.substr(1));
     if (!r.vhost) return r;
   }
   r.what = route::kind::definitions;

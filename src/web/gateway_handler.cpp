@@ -14,6 +14,7 @@
 
 #include "auth/user_store.hpp"
 #include "broker/vhost.hpp"
+#include "http/url.hpp"
 #include "mgmt/api.hpp"
 #include "net/worker.hpp"
 #include "web/gateway.hpp"
@@ -82,40 +83,8 @@ std::string_view reason_phrase(int status) {
   }
 }
 
-std::optional<std::string> url_decode(std::string_view s, bool plus_is_space) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (c == '%') {
-      if (i + 2 >= s.size()) return std::nullopt;
-      int v = 0;
-      auto r = std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16);
-      if (r.ec != std::errc() || r.ptr != s.data() + i + 3) return std::nullopt;
-      out += char(v);
-      i += 2;
-    } else if (c == '+' && plus_is_space) {
-      out += ' ';
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-// The value of a query parameter (decoded), if present.
-std::optional<std::string> query_param(std::string_view query, std::string_view name) {
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    query.remove_prefix(amp == std::string_view::npos ? query.size() : amp + 1);
-    size_t eq = pair.find('=');
-    if (pair.substr(0, eq) != name) continue;
-    if (eq == std::string_view::npos) return std::string();
-    return url_decode(pair.substr(eq + 1), true).value_or(std::string());
-  }
-  return std::nullopt;
-}
+using http::percent_decode;
+using http::query_param;
 
 // A non-negative integer, or nullopt.
 std::optional<uint64_t> parse_u64(std::string_view s) {
@@ -447,7 +416,7 @@ void gateway_handler::handle(request req) {
     std::string_view rest = raw_path.substr(5);
     while (true) {
       size_t slash = rest.find('/');
-      auto part = url_decode(rest.substr(0, slash), false);
+      auto part = percent_decode(rest.substr(0, slash), false);
       if (!part) {
         respond_error(400, "bad_request", "bad percent-encoding in the path");
         return;

@@ -8,8 +8,8 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "load-common/jwt_sign.hpp"
 #include "warren-flood/session.hpp"
+#include "web/jwt.hpp"
 
 namespace warren::flood {
 namespace {
@@ -43,17 +43,28 @@ nlohmann::json latency_json(const perf::latency_histogram& h, bool buckets = fal
 }
 
 nlohmann::json counters_json(const counters& c) {
-  return {{"launched", c.launched},     {"connected", c.connected},
-          {"open", c.open},             {"pending", c.pending},
-          {"connect_failed", c.connect_failed}, {"refused", c.refused},
-          {"timed_out", c.timed_out},   {"lost", c.lost},
-          {"broken", c.broken},         {"events", c.events},
-          {"messages", c.messages},     {"history", c.history},
-          {"resets", c.resets},         {"presence", c.presence},
-          {"replies", c.replies},       {"other", c.other},
-          {"timed", c.timed},           {"seq_missing", c.seq_missing},
-          {"seq_backwards", c.seq_backwards}, {"joined", c.joined},
-          {"join_errors", c.join_errors}, {"pings", c.pings},
+  return {{"launched", c.launched},
+          {"connected", c.connected},
+          {"open", c.open},
+          {"pending", c.pending},
+          {"connect_failed", c.connect_failed},
+          {"refused", c.refused},
+          {"timed_out", c.timed_out},
+          {"lost", c.lost},
+          {"broken", c.broken},
+          {"events", c.events},
+          {"messages", c.messages},
+          {"history", c.history},
+          {"resets", c.resets},
+          {"presence", c.presence},
+          {"replies", c.replies},
+          {"other", c.other},
+          {"timed", c.timed},
+          {"seq_missing", c.seq_missing},
+          {"seq_backwards", c.seq_backwards},
+          {"joined", c.joined},
+          {"join_errors", c.join_errors},
+          {"pings", c.pings},
           {"bytes", c.bytes}};
 }
 
@@ -86,10 +97,11 @@ void flood::start() {
   stop_signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
     if (!ec) stop(sig == SIGINT ? "interrupted" : "terminated");
   });
-  snapshot_signal_.async_wait(
-      [this](const boost::system::error_code& ec, int) { if (!ec) snapshot(); });
-  end_timer_.expires_after(std::chrono::duration_cast<clock::duration>(
-      std::chrono::duration<double>(o_.duration)));
+  snapshot_signal_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (!ec) snapshot();
+  });
+  end_timer_.expires_after(
+      std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(o_.duration)));
   end_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) stop("duration reached");
   });
@@ -105,9 +117,9 @@ void flood::pace() {
   auto now = clock::now();
   double elapsed = std::chrono::duration<double>(now - start_).count();
   uint64_t due = std::min<uint64_t>(o_.users, uint64_t(elapsed * o_.connect_rate) + 1);
-  const auto exp = std::chrono::system_clock::now() +
-                   std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::duration<double>(o_.token_ttl));
+  const auto exp =
+      std::chrono::system_clock::now() +
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::duration<double>(o_.token_ttl));
   const int64_t exp_s =
       std::chrono::duration_cast<std::chrono::seconds>(exp.time_since_epoch()).count();
   const bool wants_token = o_.path.find("{token}") != std::string::npos;
@@ -120,7 +132,7 @@ void flood::pace() {
     replace_all(path, "{i}", std::to_string(number));
     if (wants_token)
       replace_all(path, "{token}",
-                  load::jwt_sign_hs256(o_.jwt_secret, {{"sub", user}, {"exp", exp_s}}));
+                  web::jwt_sign_hs256({{"sub", user}, {"exp", exp_s}}, o_.jwt_secret));
     std::string request = "GET " + path + " HTTP/1.1\r\n" + host_line;
     sessions_.push_back(std::make_unique<session>(*this, number));
     sessions_.back()->start(std::move(request));
@@ -157,8 +169,8 @@ void flood::tick() {
     auto limit = std::chrono::seconds(std::max<int64_t>(1, int64_t(o_.handshake_timeout)));
     for (auto& s : sessions_) s->check_timeout(now, limit);
   }
-  if (connect_seconds_ == 0 && c_.connected + c_.connect_failed + c_.refused + c_.timed_out >=
-                                   o_.users)
+  if (connect_seconds_ == 0 &&
+      c_.connected + c_.connect_failed + c_.refused + c_.timed_out >= o_.users)
     connect_seconds_ = elapsed;
   window_.merge(second_);
   total_.merge(second_);
@@ -212,8 +224,9 @@ void flood::snapshot() {
   total_.merge(second_);
   second_ = perf::latency_histogram{};
   last_snapshot_ = c_;
-  snapshot_signal_.async_wait(
-      [this](const boost::system::error_code& ec, int) { if (!ec) snapshot(); });
+  snapshot_signal_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (!ec) snapshot();
+  });
 }
 
 void flood::stop(const char* why) {

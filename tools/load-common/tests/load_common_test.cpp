@@ -7,7 +7,6 @@
 
 #include "load-common/event_scan.hpp"
 #include "load-common/http_stream.hpp"
-#include "load-common/jwt_sign.hpp"
 #include "load-common/source_address.hpp"
 #include "web/jwt.hpp"
 
@@ -18,11 +17,11 @@ TEST(JwtSign, TheGatewaysVerifierAcceptsTheToken) {
   web::jwt_config c;
   c.hs256_secret = "s3cret";
   web::jwt_verifier v(c);
-  auto token = jwt_sign_hs256("s3cret", {{"sub", "user-7"}, {"exp", 2000000000}});
+  auto token = web::jwt_sign_hs256({{"sub", "user-7"}, {"exp", 2000000000}}, "s3cret");
   auto r = v.verify(token, 1900000000);
   ASSERT_TRUE(r.ok()) << r.error;
   EXPECT_EQ(r.claims.sub, "user-7");
-  EXPECT_FALSE(v.verify(jwt_sign_hs256("other", {{"sub", "user-7"}}), 1900000000).ok());
+  EXPECT_FALSE(v.verify(web::jwt_sign_hs256({{"sub", "user-7"}}, "other"), 1900000000).ok());
 }
 
 TEST(SourceAddresses, SpreadOverLoopbackSkippingZeroAnd255) {
@@ -44,9 +43,8 @@ TEST(SourceAddresses, SpreadOverLoopbackSkippingZeroAnd255) {
 }
 
 TEST(EventScan, WarrenEventsRepliesAndBareBodies) {
-  auto e = scan_event(
-      R"({"seq":1764000000000041,"type":"message","room":null,"from":null,)"
-      R"("data":{"t":1764000000123456},"ts":1764000000124})");
+  auto e = scan_event(R"({"seq":1764000000000041,"type":"message","room":null,"from":null,)"
+                      R"("data":{"t":1764000000123456},"ts":1764000000124})");
   EXPECT_TRUE(e.has_seq);
   EXPECT_EQ(e.seq, 1764000000000041);
   EXPECT_EQ(e.type, "message");
