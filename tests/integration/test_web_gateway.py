@@ -8,6 +8,7 @@ transport (tests/support/web_gateway.py). Each test gets its own warren; `@pytes
 flags. Timing bounds are generous: CI is two loaded cores."""
 
 import json
+import urllib.request
 import threading
 import time
 
@@ -718,6 +719,41 @@ def test_follows_survive_a_restart(gw):
     with gw.ws("ann") as ws:
         assert gw.ok("POST", "/api/feed/ben", {"data": "after restart"}) == {"delivered": 1}
         assert ws.recv_json()["data"] == "after restart"
+
+
+def test_builtin_exchanges_over_amqp_and_across_a_restart(gw):
+    """warren.users from AMQP: unroutable without an inbox (mandatory returns it), routed to a queue bound with
+    the user id, not deletable (403), and a durable binding to it survives a restart (the exchange exists before
+    recovery) while the exchange itself is never exported."""
+    c = amqp(gw)
+    ch = c.channel()
+    ch.exchange_declare("warren.users", "x-warren-inbox", passive=True)
+    ch.queue_declare("audit", durable=True)
+    ch.queue_bind("audit", "warren.users", "bob")
+    ch.confirm_delivery()
+    with pytest.raises(pika.exceptions.UnroutableError):
+        ch.basic_publish("warren.users", "nobody", b"x", mandatory=True)
+    ch.basic_publish("warren.users", "bob", b'{"n":1}', mandatory=True,
+                     properties=pika.BasicProperties(delivery_mode=2))
+    assert ch.queue_declare("audit", passive=True).method.message_count == 1
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        ch.exchange_delete("warren.users")
+    assert e.value.reply_code == 403, e.value
+    c.close()
+    http_port = gw.proc.http_port
+    doc = json.loads(urllib.request.urlopen(urllib.request.Request(
+        f"http://127.0.0.1:{http_port}/api/definitions",
+        headers={"Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q="}), timeout=10).read())
+    assert not [x for x in doc["exchanges"] if x["name"].startswith("warren.")], doc["exchanges"]
+    assert {"source": "warren.users", "destination": "audit", "routing_key": "bob"}.items() <= next(
+        b for b in doc["bindings"] if b["destination"] == "audit").items()
+    gw.proc.restart()
+    c = amqp(gw)
+    ch = c.channel()
+    ch.confirm_delivery()
+    ch.basic_publish("warren.users", "bob", b'{"n":2}', mandatory=True)  # routed through the restored binding
+    assert ch.queue_declare("audit", passive=True).method.message_count == 2
+    c.close()
 
 
 # --- presence and inbox lifetime ----------------------------------------------------------------------------------
