@@ -60,9 +60,9 @@ resource_alarms::resource_alarms(const config& cfg, net::worker_pool& pool)
           [this](alarm::alarm_set s) { board_.broadcast(pool_, s); }),
       board_(pool.size(), monitor_.state()) {}
 
-void resource_alarms::page_vhosts(broker::vhost_registry& vhosts, std::vector<std::string> names) {
-  monitor_.on_paging(0.5, [this, &vhosts, names = std::move(names)](bool on) {
-    for (const auto& name : names) {
+void resource_alarms::page_vhosts(broker::vhost_registry& vhosts) {
+  monitor_.on_paging(0.5, [this, &vhosts](bool on) {
+    for (const auto& name : vhosts.names()) {
       broker::vhost* v = vhosts.find(name);
       pool_.at(v->home_worker()).post([v, on] {
         // New arrivals only: paging out what is in memory at once first copies every body into

@@ -22,7 +22,7 @@ class resource_alarms {
   const amqp::server::alarm_board& board() const { return board_; }
   // Past half the watermark every vhost pages its queues' backlogs to disk (on its home
   // worker), and stops when memory is back under. Call before start().
-  void page_vhosts(broker::vhost_registry& vhosts, std::vector<std::string> names);
+  void page_vhosts(broker::vhost_registry& vhosts);
   // Starts sampling (after the workers have started).
   void start() { monitor_.start(); }
 

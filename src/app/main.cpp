@@ -16,6 +16,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -33,6 +34,7 @@
 #include "mgmt/users_file.hpp"
 #include "net/listener.hpp"
 #include "store/message_store.hpp"
+#include "store/record_file.hpp"
 #include "web/gateway.hpp"
 
 namespace fs = std::filesystem;
@@ -127,6 +129,20 @@ int run(const app::config& cfg) {
     if (comma == std::string_view::npos) break;
     rest.remove_prefix(comma + 1);
   }
+  // Vhosts created at run time (PUT /api/vhosts/X, definitions import) come back too.
+  const fs::path vhosts_file = fs::path(cfg.data_dir) / "vhosts.json";
+  std::vector<std::string> created_vhosts;
+  if (std::string text; store::read_whole_file(vhosts_file, text)) {
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (!j.is_array()) throw std::runtime_error(vhosts_file.string() + ": not a JSON array");
+    for (const auto& n : j) {
+      if (!n.is_string()) throw std::runtime_error(vhosts_file.string() + ": not a list of names");
+      created_vhosts.push_back(n.get<std::string>());
+      if (std::find(vhost_names.begin(), vhost_names.end(), created_vhosts.back()) ==
+          vhost_names.end())
+        vhost_names.push_back(created_vhosts.back());
+    }
+  }
   auth::user u{cfg.default_user, auth::hash_password(cfg.default_pass), {"administrator"}, {}};
   for (const auto& name : vhost_names) u.permissions[name] = auth::permission{};
   users.add_user(std::move(u));
@@ -142,19 +158,20 @@ int run(const app::config& cfg) {
   if (!gw_vhost) throw std::runtime_error("--web-vhost: no vhost '" + web_vhost + "'");
   web::gateway::declare_exchanges(*gw_vhost);
   // Each vhost's durable state comes back from its store before anything can reach it.
+  std::mutex vhosts_mutex;  // stores, tickers and vhosts.json, for vhosts created at run time
   std::vector<std::unique_ptr<store::message_store>> stores;
-  for (const auto& name : vhost_names) {
-    broker::vhost& v = *vhosts.find(name);
+  auto open_store = [&](broker::vhost& v) {
     auto& st = stores.emplace_back(std::make_unique<store::message_store>(
-        fs::path(cfg.data_dir) / "vhosts" / store_dir_name(name)));
+        fs::path(cfg.data_dir) / "vhosts" / store_dir_name(v.name())));
     auto r = st->recover(v);
     spdlog::info(
         "vhost '{}': recovered {} queues, {} exchanges and {} messages in {:.3f} s "
         "({} definition records, {} segments, {:.1f} MB{})",
-        name, v.queue_count(), v.exchange_count(), r.messages, r.seconds, r.definitions, r.segments,
-        double(r.bytes) / 1e6,
+        v.name(), v.queue_count(), v.exchange_count(), r.messages, r.seconds, r.definitions,
+        r.segments, double(r.bytes) / 1e6,
         r.torn_files ? fmt::format(", {} torn files cut back", r.torn_files) : "");
-  }
+  };
+  for (const auto& name : vhost_names) open_store(*vhosts.find(name));
 
   amqp::server::server_context ctx;
   ctx.settings.channel_max = cfg.channel_max;
@@ -178,7 +195,7 @@ int run(const app::config& cfg) {
   ctx.pool = &pool;
   app::resource_alarms alarms(cfg, pool);  // memory and disk alarms block publishers
   ctx.alarms = &alarms.board();
-  alarms.page_vhosts(vhosts, vhost_names);
+  alarms.page_vhosts(vhosts);
   auto addr = boost::asio::ip::make_address(cfg.bind);
   net::listener amqp_listener(
       pool, {addr, cfg.amqp_port},
@@ -186,7 +203,44 @@ int run(const app::config& cfg) {
         c->start(std::make_unique<amqp::server::amqp_connection>(ctx));
       },
       "amqp");
-  mgmt::api_context api{&users, &vhosts, vhost_names, &pool, &user_file, WARREN_VERSION};
+  std::vector<std::unique_ptr<vhost_ticker>> tickers;  // armed before the workers run
+  mgmt::api_context api{&users, &vhosts, &pool, &user_file, WARREN_VERSION, {}};
+  // A vhost created at run time: recovered from its (empty, or left over) directory before
+  // anyone can find it, then its housekeeping armed on its home worker. The acting user gets
+  // full permissions on it, as RabbitMQ's HTTP API does.
+  api.create_vhost = [&](const std::string& name, const std::string& acting_user) -> std::string {
+    std::lock_guard lock(vhosts_mutex);
+    if (vhosts.find(name)) return {};
+    if (name.empty() || name.size() > 255) return "a vhost name has 1 to 255 bytes";
+    auto v = std::make_unique<broker::vhost>(name, vhosts.size() % cfg.workers);
+    try {
+      open_store(*v);
+      created_vhosts.push_back(name);
+      store::replace_file(vhosts_file, nlohmann::json(created_vhosts).dump() + "\n");
+    } catch (const std::exception& e) {
+      return fmt::format("cannot create vhost '{}': {}", name, e.what());
+    }
+    broker::vhost& added = vhosts.add(std::move(v));
+    net::worker& home = pool.at(added.home_worker());
+    home.post([&, v = &added, w = &home] {
+      std::lock_guard lock(vhosts_mutex);
+      tickers.push_back(std::make_unique<vhost_ticker>(*w, *v));
+    });
+    if (auto who = users.find(acting_user)) {
+      users.update([&](auth::user_map& m) {
+        auto it = m.find(acting_user);
+        if (it == m.end()) return;
+        auto copy = std::make_shared<auth::user>(*it->second);
+        copy->permissions.try_emplace(name, auth::permission{});
+        it->second = std::move(copy);
+      });
+      std::string err;
+      if (!user_file.save(users, err))
+        spdlog::error("vhost '{}': permissions of '{}' not saved: {}", name, acting_user, err);
+    }
+    spdlog::info("vhost '{}' created by '{}'", name, acting_user);
+    return {};
+  };
   http::router router = mgmt::make_router(api);
   net::listener http_listener(
       pool, {addr, cfg.http_port},
@@ -232,7 +286,6 @@ int run(const app::config& cfg) {
   net::listener web_listener(
       pool, {addr, cfg.web_port},
       [&gateway](std::shared_ptr<net::connection> c) { gateway.accept(std::move(c)); }, "web");
-  std::vector<std::unique_ptr<vhost_ticker>> tickers;  // armed before the workers run
   for (const auto& name : vhost_names) {
     broker::vhost* v = vhosts.find(name);
     tickers.push_back(std::make_unique<vhost_ticker>(pool.at(v->home_worker()), *v));

@@ -933,14 +933,33 @@ bool vhost::restore_message(uint32_t queue_store_id, message_ptr m) {
 // ----------------------------------------------------------------------------- registry
 
 vhost& vhost_registry::add(std::string name, size_t home_worker) {
-  auto& slot = vhosts_[name];
-  if (!slot) slot = std::make_unique<vhost>(std::move(name), home_worker);
+  return add(std::make_unique<vhost>(std::move(name), home_worker));
+}
+
+vhost& vhost_registry::add(std::unique_ptr<vhost> v) {
+  std::unique_lock lock(mutex_);
+  auto& slot = vhosts_[v->name()];
+  if (!slot) {
+    order_.push_back(v->name());
+    slot = std::move(v);
+  }
   return *slot;
 }
 
 vhost* vhost_registry::find(std::string_view name) const {
+  std::shared_lock lock(mutex_);
   auto it = vhosts_.find(name);
   return it == vhosts_.end() ? nullptr : it->second.get();
+}
+
+size_t vhost_registry::size() const {
+  std::shared_lock lock(mutex_);
+  return vhosts_.size();
+}
+
+std::vector<std::string> vhost_registry::names() const {
+  std::shared_lock lock(mutex_);
+  return order_;
 }
 
 }  // namespace warren::broker

@@ -10,6 +10,8 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -277,16 +279,25 @@ class vhost {
   std::set<std::string, std::less<>> builtin_;  // declare_builtin_exchange
 };
 
-// The set of vhosts. Built at start-up and read-only afterwards (lookups from any worker); each
-// vhost itself is touched only on its home worker.
+// The set of vhosts. Built at start-up; vhosts may be added at run time (the management API),
+// never removed, so a pointer found stays valid. Lookups from any thread take a shared lock
+// (once per connection.open or HTTP request, not per message); each vhost itself is touched
+// only on its home worker.
 class vhost_registry {
  public:
   vhost& add(std::string name, size_t home_worker = 0);
+  // Adds a vhost built (and recovered) elsewhere; if the name is taken, the existing one wins and
+  // `v` is dropped.
+  vhost& add(std::unique_ptr<vhost> v);
   vhost* find(std::string_view name) const;
-  size_t size() const { return vhosts_.size(); }
+  size_t size() const;
+  // In the order they were added.
+  std::vector<std::string> names() const;
 
  private:
+  mutable std::shared_mutex mutex_;
   std::map<std::string, std::unique_ptr<vhost>, std::less<>> vhosts_;
+  std::vector<std::string> order_;
 };
 
 }  // namespace warren::broker

@@ -3,6 +3,8 @@
 // user store.
 #pragma once
 
+#include <functional>
+
 #include <boost/asio/ip/address.hpp>
 
 #include <string>
@@ -25,11 +27,12 @@ class users_file;
 struct api_context {
   auth::user_store* users = nullptr;
   broker::vhost_registry* vhosts = nullptr;
-  // The registry's vhosts in start-up order (the registry cannot list them).
-  std::vector<std::string> vhost_names;
   net::worker_pool* pool = nullptr;
   users_file* user_file = nullptr;  // null: imported users last until the process exits
   std::string version;              // Warren's
+  // Creates a vhost (durably; the acting user gets full permissions on it). Any thread. Returns
+  // an error sentence, empty on success or if it exists. Unset: vhosts cannot be created.
+  std::function<std::string(const std::string& name, const std::string& acting_user)> create_vhost;
 };
 
 http::response json_response(const http::request_header& req, boost::beast::http::status status,

@@ -136,10 +136,10 @@ void export_definitions(const api_context& api, const http::request_header& req,
   job->req = req;
   job->done = std::move(done);
   job->info = export_info{api.version, vhost};
-  std::vector<std::string> names = vhost ? std::vector<std::string>{*vhost} : api.vhost_names;
+  std::vector<std::string> names = vhost ? std::vector<std::string>{*vhost} : api.vhosts->names();
   if (!vhost) {
     add_users(job->all, api.users->all());
-    job->all.vhosts = api.vhost_names;
+    job->all.vhosts = api.vhosts->names();
   }
   job->parts.resize(names.size());
   job->pending = names.size();
@@ -181,20 +181,23 @@ void import_definitions(const api_context& api, const http::request& req,
   job->d = std::move(std::get<definitions>(parsed));
   const definitions& d = job->d;
 
-  // Vhosts cannot be created at run time yet: every vhost the file names must exist.
-  std::vector<std::string> named = d.vhosts;
+  // Every vhost the file uses must exist or be in its "vhosts" list (as in RabbitMQ).
+  std::vector<std::string> named;
   for (const auto& p : d.permissions) named.push_back(p.vhost);
   for (const auto& x : d.exchanges) job->vhosts.push_back(x.vhost);
   for (const auto& q : d.queues) job->vhosts.push_back(q.vhost);
   for (const auto& b : d.bindings) job->vhosts.push_back(b.vhost);
   named.insert(named.end(), job->vhosts.begin(), job->vhosts.end());
   for (const auto& n : named)
-    if (!api.vhosts->find(n))
-      return bad(
-          fmt::format("vhost '{}' does not exist, and Warren cannot create virtual hosts "
-                      "at run time: start it with --vhosts {}",
-                      n, n));
+    if (!api.vhosts->find(n) && std::find(d.vhosts.begin(), d.vhosts.end(), n) == d.vhosts.end())
+      return bad(fmt::format("vhost '{}' does not exist and the file does not declare it", n));
   if (auto why = precheck(d)) return bad(*why);
+  for (const auto& n : d.vhosts) {
+    if (api.vhosts->find(n)) continue;
+    std::string why =
+        api.create_vhost ? api.create_vhost(n, acting_user) : "this broker cannot create vhosts";
+    if (!why.empty()) return bad(why);
+  }
 
   note_ignored(d, acting_user);
   if (!d.users.empty() || !d.permissions.empty()) {

@@ -15,7 +15,14 @@ namespace {
 constexpr size_t small_body_bytes = 64 * 1024;
 
 struct route {
-  enum class kind { healthz, definitions, not_found, bad_method } what = kind::not_found;
+  enum class kind {
+    healthz,
+    definitions,
+    vhosts,
+    vhost,
+    not_found,
+    bad_method
+  } what = kind::not_found;
   std::optional<std::string> vhost;  // /api/definitions/{vhost}, decoded
   const char* allow = "";
 };
@@ -30,6 +37,26 @@ route match(const http::request_header& req) {
     if (verb != bhttp::verb::get && verb != bhttp::verb::head) {
       r.what = route::kind::bad_method;
       r.allow = "GET, HEAD";
+    }
+    return r;
+  }
+  if (path == "/api/vhosts") {
+    r.what = route::kind::vhosts;
+    if (verb != bhttp::verb::get) {
+      r.what = route::kind::bad_method;
+      r.allow = "GET";
+    }
+    return r;
+  }
+  constexpr std::string_view vh = "/api/vhosts/";
+  if (path.rfind(vh, 0) == 0 && path.size() > vh.size() &&
+      path.find('/', vh.size()) == std::string_view::npos) {
+    r.vhost = http::percent_decode(path.substr(vh.size()));
+    if (!r.vhost) return r;
+    r.what = route::kind::vhost;
+    if (verb != bhttp::verb::get && verb != bhttp::verb::put) {
+      r.what = route::kind::bad_method;
+      r.allow = "GET, PUT";  // vhosts are never deleted (pointers to them live on every worker)
     }
     return r;
   }
@@ -86,11 +113,38 @@ http::router make_router(const api_context& api) {
         // RabbitMQ's words for an unknown path.
         return done(json_error(req, bhttp::status::not_found, "Object Not Found", "Not Found"));
       case route::kind::definitions:
+      case route::kind::vhosts:
+      case route::kind::vhost:
         break;
     }
     auto who = authenticate(req, ctx.peer, *api.users, true);
     if (auto* refusal = std::get_if<http::response>(&who)) return done(std::move(*refusal));
     const auto& user = std::get<auth::user_ptr>(who);
+    if (m.what == route::kind::vhosts) {
+      json list = json::array();
+      for (const auto& n : api.vhosts->names()) list.push_back({{"name", n}});
+      return done(json_response(req, bhttp::status::ok, list));
+    }
+    if (m.what == route::kind::vhost) {
+      bool exists = api.vhosts->find(*m.vhost) != nullptr;
+      if (req.method() == bhttp::verb::get) {
+        if (!exists)
+          return done(json_error(req, bhttp::status::not_found, "Object Not Found", "Not Found"));
+        return done(json_response(req, bhttp::status::ok, json{{"name", *m.vhost}}));
+      }
+      if (exists) {
+        http::response res{bhttp::status::no_content, req.version()};
+        res.set(bhttp::field::server, "Warren");
+        return done(std::move(res));
+      }
+      std::string why = api.create_vhost ? api.create_vhost(*m.vhost, user->name)
+                                         : "this broker cannot create vhosts";
+      if (!why.empty())
+        return done(json_error(req, bhttp::status::bad_request, "bad_request", why));
+      http::response res{bhttp::status::created, req.version()};
+      res.set(bhttp::field::server, "Warren");
+      return done(std::move(res));
+    }
     if (req.method() == bhttp::verb::get)
       export_definitions(api, req, std::move(m.vhost), *ctx.worker, std::move(done));
     else
