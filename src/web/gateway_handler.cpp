@@ -155,6 +155,48 @@ bool publish(broker::vhost& v, broker::message_ptr m) {
   return o && *o == broker::publish_outcome::routed;
 }
 
+json members_json(const hub& h, const std::string& room) {
+  json list = json::array();
+  for (const auto& m : h.members(room))
+    list.push_back({{"user", m.user}, {"connections", m.connections}});
+  return list;
+}
+
+struct op_outcome {
+  int code = 200;
+  std::string error;
+  json extra = json::object();  // fields of a successful answer
+};
+
+// A browser's room operation (join, leave, publish, members), on the hub's worker; the
+// WebSocket and the HTTP paths both answer from it.
+op_outcome run_room_op(gateway& g, const std::string& user, const std::string& op,
+                       const std::string& room, const std::string& data) {
+  hub& h = g.the_hub();
+  op_outcome r;
+  if (op == "join") {
+    auto j = h.join(user, room);
+    r.code = j.code;
+    r.error = j.error;
+    if (j.already) r.extra["already"] = true;
+  } else if (op == "leave") {
+    auto l = h.leave(user, room);
+    r.code = l.code;
+    r.error = l.error;
+  } else if (op == "publish") {
+    r.extra["routed"] = publish(g.vhost(), make_message("warren.rooms", room, data, user));
+  } else if (!h.room_exists(room)) {
+    r.code = 404;
+    r.error = "no room '" + room + "'";
+  } else if (!h.is_member(user, room)) {
+    r.code = 403;
+    r.error = "only members see who is in a room";
+  } else {
+    r.extra["members"] = members_json(h, room);
+  }
+  return r;
+}
+
 }  // namespace
 
 bool room_rights::may_join(std::string_view room) const {
@@ -754,15 +796,10 @@ void gateway_handler::on_tick(clock::time_point now) {
       }
       break;
     case mode::sse:
-      if (now - last_out_ >= s.heartbeat) {
-        conn().out() += ": ping\n\n";
-        last_out_ = now;
-        conn().flush();
-      }
-      break;
     case mode::stream:
       if (now - last_out_ >= s.heartbeat) {
-        conn().out() += "1\r\n\n\r\n";
+        // An SSE comment line, or a chunk holding one newline.
+        conn().out() += mode_ == mode::sse ? ": ping\n\n" : "1\r\n\n\r\n";
         last_out_ = now;
         conn().flush();
       }
@@ -850,18 +887,7 @@ void gateway_handler::ws_message(std::string_view text) {
   std::string op;
   std::string room;
   auto answer = [this, &op, &room, &id](int code, std::string_view error, const json& extra) {
-    json r = {{"seq", nullptr},
-              {"type", code == 200 ? "ok" : "error"},
-              {"op", op.empty() ? json(nullptr) : json(op)}};
-    if (!room.empty()) r["room"] = room;
-    if (code != 200) {
-      r["code"] = code;
-      r["error"] = error;
-    }
-    if (!id.is_null()) r["id"] = id;
-    for (auto& [k, v] : extra.items()) r[k] = v;
-    ws_send(r.dump(-1, ' ', false, json::error_handler_t::replace));
-    conn().flush_soon();
+    ws_reply(op, room, id, code, error, extra);
   };
   if (!req.is_object()) return answer(400, "expected a JSON object", json::object());
   if (req.contains("id")) id = req["id"];
@@ -902,49 +928,29 @@ void gateway_handler::ws_message(std::string_view text) {
   gateway* g = &g_;
   std::string user = session_->user;
   g_.home().post([self, w, g, user, op, room, id, data = std::move(data)]() mutable {
-    hub& h = g->the_hub();
-    int code = 200;
-    std::string error;
-    json extra = json::object();
-    if (op == "join") {
-      auto r = h.join(user, room);
-      code = r.code;
-      error = r.error;
-      if (r.already) extra["already"] = true;
-    } else if (op == "leave") {
-      auto r = h.leave(user, room);
-      code = r.code;
-      error = r.error;
-    } else if (op == "publish") {
-      extra["routed"] = publish(g->vhost(), make_message("warren.rooms", room, data, user));
-    } else if (!h.room_exists(room)) {
-      code = 404;
-      error = "no room '" + room + "'";
-    } else if (!h.is_member(user, room)) {
-      code = 403;
-      error = "only members see who is in a room";
-    } else {
-      json list = json::array();
-      for (const auto& m : h.members(room))
-        list.push_back({{"user", m.user}, {"connections", m.connections}});
-      extra["members"] = std::move(list);
-    }
-    w->post([self, op = std::move(op), room = std::move(room), id = std::move(id), code,
-             error = std::move(error), extra = std::move(extra)] {
-      gateway_handler* me = self->h;
-      if (!me || !me->ws_ || me->conn().closing()) return;
-      json r = {
-          {"seq", nullptr}, {"type", code == 200 ? "ok" : "error"}, {"op", op}, {"room", room}};
-      if (code != 200) {
-        r["code"] = code;
-        r["error"] = error;
-      }
-      if (!id.is_null()) r["id"] = id;
-      for (auto& [k, v] : extra.items()) r[k] = v;
-      me->ws_send(r.dump(-1, ' ', false, json::error_handler_t::replace));
-      me->conn().flush_soon();
-    });
+    auto r = run_room_op(*g, user, op, room, data);
+    w->post(
+        [self, op = std::move(op), room = std::move(room), id = std::move(id), r = std::move(r)] {
+          if (gateway_handler* me = self->h; me && me->ws_ && !me->conn().closing())
+            me->ws_reply(op, room, id, r.code, r.error, r.extra);
+        });
   });
+}
+
+void gateway_handler::ws_reply(const std::string& op, const std::string& room, const json& id,
+                               int code, std::string_view error, const json& extra) {
+  json r = {{"seq", nullptr},
+            {"type", code == 200 ? "ok" : "error"},
+            {"op", op.empty() ? json(nullptr) : json(op)}};
+  if (!room.empty()) r["room"] = room;
+  if (code != 200) {
+    r["code"] = code;
+    r["error"] = error;
+  }
+  if (!id.is_null()) r["id"] = id;
+  for (auto& [k, v] : extra.items()) r[k] = v;
+  ws_send(r.dump(-1, ' ', false, json::error_handler_t::replace));
+  conn().flush_soon();
 }
 
 // --- HTTP operations -----------------------------------------------------------------------------
@@ -997,27 +1003,12 @@ void gateway_handler::browser_http_op(request& req, const std::vector<std::strin
   gateway* g = &g_;
   std::string user = session_->user;
   on_hub([g, user, room, op, data = std::move(data)]() -> std::pair<int, std::string> {
-    hub& h = g->the_hub();
-    if (op == "join") {
-      auto r = h.join(user, room);
-      return {200, r.already ? R"({"ok":true,"already":true})" : R"({"ok":true})"};
-    }
-    if (op == "leave") {
-      auto r = h.leave(user, room);
-      if (r.code != 200) return {r.code, error_json(error_word(r.code), r.error)};
-      return {200, R"({"ok":true})"};
-    }
-    if (op == "publish") {
-      bool routed = publish(g->vhost(), make_message("warren.rooms", room, data, user));
-      return {200, json{{"ok", true}, {"routed", routed}}.dump()};
-    }
-    if (!h.room_exists(room)) return {404, error_json("not_found", "no room '" + room + "'")};
-    if (!h.is_member(user, room))
-      return {403, error_json("forbidden", "only members see who is in a room")};
-    json list = json::array();
-    for (const auto& m : h.members(room))
-      list.push_back({{"user", m.user}, {"connections", m.connections}});
-    return {200, json{{"room", room}, {"members", std::move(list)}}.dump()};
+    auto r = run_room_op(*g, user, op, room, data);
+    if (r.code != 200) return {r.code, error_json(error_word(r.code), r.error)};
+    if (op == "members") return {200, json{{"room", room}, {"members", r.extra["members"]}}.dump()};
+    json body = {{"ok", true}};
+    body.update(r.extra);
+    return {200, body.dump()};
   });
 }
 
@@ -1104,10 +1095,7 @@ void gateway_handler::backend(request& req, std::string_view path,
     on_hub([g, room]() -> std::pair<int, std::string> {
       if (!g->the_hub().room_exists(room))
         return {404, error_json("not_found", "no room '" + room + "'")};
-      json list = json::array();
-      for (const auto& m : g->the_hub().members(room))
-        list.push_back({{"user", m.user}, {"connections", m.connections}});
-      return {200, json{{"room", room}, {"members", std::move(list)}}.dump()};
+      return {200, json{{"room", room}, {"members", members_json(g->the_hub(), room)}}.dump()};
     });
     return;
   }

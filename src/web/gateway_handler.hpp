@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -91,10 +92,10 @@ class gateway_handler final : public net::connection_handler, public event_recei
   void ws_message(std::string_view text);
   void ws_send(const std::string& json);
   void ws_close(uint16_t code, std::string_view reason);
+  // A reply to a client's operation: {"seq":null,"type":"ok"|"error","op",...} with `extra`.
+  void ws_reply(const std::string& op, const std::string& room, const nlohmann::json& id, int code,
+                std::string_view error, const nlohmann::json& extra);
 
-  // Browser operations, shared by WebSocket and HTTP (answers through `done`).
-  using op_done = std::function<void(int code, std::string error, bool already)>;
-  void room_op(std::string_view op, const std::string& room, std::string data_json, op_done done);
   void backend(request& req, std::string_view path, const std::vector<std::string>& parts);
   void browser_http_op(request& req, const std::vector<std::string>& parts);
 
