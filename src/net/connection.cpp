@@ -109,6 +109,7 @@ void connection::deliver(std::span<const uint8_t> bytes) {
 void connection::flush() {
   if (writing_ || out_.empty() || state_ == state::closed) return;
   boost::system::error_code ec;
+  ++write_calls_;
   size_t n = socket_.write_some(boost::asio::buffer(out_), ec);
   if (ec && ec != boost::asio::error::would_block && ec != boost::asio::error::try_again) {
     close_now();
@@ -134,10 +135,7 @@ void connection::flush() {
 void connection::flush_soon() {
   if (flush_scheduled_ || state_ == state::closed) return;
   flush_scheduled_ = true;
-  boost::asio::post(owner_.io(), [self = shared_from_this()] {
-    self->flush_scheduled_ = false;
-    self->flush();
-  });
+  owner_.schedule_flush(shared_from_this());
 }
 
 void connection::on_write_done(const boost::system::error_code& ec) {

@@ -58,9 +58,13 @@ class connection : public std::enable_shared_from_this<connection> {
   std::string& out() { return out_; }
   void flush();
   // Flushes after the worker finishes what it is running now: output produced by a batch of
-  // mailbox tasks (deliveries from other workers) goes out in one write.
+  // mailbox tasks (deliveries from other workers) goes out in one write. The worker flushes its
+  // scheduled connections a slice at a time (worker::run_flushes), so output added before a
+  // connection's turn joins the same write.
   void flush_soon();
   size_t queued_bytes() const { return out_.size() + inflight_.size(); }
+  // Writes handed to the kernel so far (system calls and async writes): output per write.
+  uint64_t write_calls() const { return write_calls_; }
   // Memory the connection's buffers hold, used or not (released once a burst has drained).
   size_t buffer_capacity() const {
     return out_.capacity() + inflight_.capacity() + pending_.capacity();
@@ -107,6 +111,7 @@ class connection : public std::enable_shared_from_this<connection> {
   std::chrono::steady_clock::time_point linger_deadline_;
   boost::asio::ip::address peer_address_;
   uint16_t peer_port_ = 0;
+  uint64_t write_calls_ = 0;
   state state_ = state::open;
   bool writing_ = false;
   bool flush_scheduled_ = false;

@@ -3,6 +3,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "net/connection.hpp"
@@ -99,6 +101,37 @@ void worker::for_each_connection(const std::function<void(connection&)>& fn) {
     auto keep = *it++;  // fn may release this one
     fn(*keep);
   }
+}
+
+void worker::schedule_flush(std::shared_ptr<connection> c) {
+  flush_queue_.push_back(std::move(c));
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  boost::asio::post(io_, [this] { run_flushes(); });
+}
+
+void worker::run_flushes() {
+  // A slice of connections at a time, then whatever was posted meanwhile runs first. A connection
+  // that gets more output before its turn (the next message of a room with thousands of members
+  // on this worker, say) sends it in the same write: when fan-out outgrows what the worker can
+  // write one message at a time, each write carries several messages instead of the worker
+  // falling further behind with one system call per message per connection.
+  constexpr size_t slice = 64;
+  const size_t end = std::min(flush_queue_.size(), flush_head_ + slice);
+  while (flush_head_ < end) {
+    // flush() may reach handlers that schedule other connections: the vector may grow.
+    std::shared_ptr<connection> c = std::move(flush_queue_[flush_head_++]);
+    c->flush_scheduled_ = false;
+    c->flush();
+  }
+  if (flush_head_ < flush_queue_.size()) {
+    boost::asio::post(io_, [this] { run_flushes(); });
+    return;
+  }
+  flush_queue_.clear();
+  if (flush_queue_.capacity() > 4096) flush_queue_.shrink_to_fit();
+  flush_head_ = 0;
+  flush_posted_ = false;
 }
 
 void worker::arm_tick() {

@@ -66,10 +66,13 @@ class worker {
   size_t connection_count() const { return connections_.size(); }
   // Calls fn for each live connection (fn may close the one it is given).
   void for_each_connection(const std::function<void(connection&)>& fn);
+  // Owner thread only: c->flush() once the tasks already waiting have run (connection::flush_soon).
+  void schedule_flush(std::shared_ptr<connection> c);
 
  private:
   void arm_tick();
   void on_tick();
+  void run_flushes();
   void wake();
   void drain();
 
@@ -84,6 +87,9 @@ class worker {
   std::vector<uint8_t> read_buffer_;
   boost::asio::steady_timer tick_timer_;
   std::list<std::shared_ptr<connection>> connections_;
+  std::vector<std::shared_ptr<connection>> flush_queue_;  // from flush_head_ on: not flushed yet
+  size_t flush_head_ = 0;
+  bool flush_posted_ = false;
 };
 
 class worker_pool {
