@@ -69,7 +69,8 @@ def one_run(args, tmp: Path, i: int) -> dict:
             res[name] = {"command": r["command"], "sent_rate": r.get("sent_rate"),
                          "received_rate": r.get("received_rate"), "lowest_received_second": min(recv, default=0),
                          "exit_code": r["exit_code"], **phase_rss(sampler, name)}
-            log(f"{name}: sent {r.get('sent_rate')} msg/s, received {r.get('received_rate')} msg/s, lowest second "
+            log(f"{name}: sent {r.get('sent_rate', 0):.0f} msg/s, received {r.get('received_rate', 0):.0f} msg/s, "
+                f"lowest second "
                 f"{res[name]['lowest_received_second']}, RSS max {res[name].get('max_mib')} MiB, growth over the "
                 f"second half {res[name].get('second_half_growth_mib')} MiB")
         sampler.set_phase("latency-after", watch=False)
@@ -88,7 +89,7 @@ def one_run(args, tmp: Path, i: int) -> dict:
 
 def med(values: list) -> float | None:
     values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
+    return round(statistics.median(values), 1) if values else None
 
 
 def main() -> int:
