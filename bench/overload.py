@@ -14,6 +14,9 @@ temporary data dir and drives it with build/warren-perf:
 
     /usr/bin/python3 bench/overload.py [--seconds 30] [--producers 4] [--repeat 3] [--out result.json]
 
+It exits 1 if a warren-perf run failed, if the consumers had a second with no delivery, or (with
+--max-rss-mib) if RSS went above the bound; CTest runs it briefly that way (integration.overload_smoke).
+
 It prints RSS before, the largest during each overload phase and its growth over the phase's second
 half (bounded: about flat), the consumers' received rate per second (never stalled: the lowest
 second), and p50/p99 latency before and after. Every step is bounded in time. BUILD_DIR (default
@@ -99,6 +102,7 @@ def main() -> int:
     p.add_argument("--producers", type=int, default=4, help="unlimited producers in the flood phase")
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--out", type=Path, help="write every figure as JSON")
+    p.add_argument("--max-rss-mib", type=float, help="exit 1 if the broker's RSS went above this (a check, for the smoke test)")
     args = p.parse_args()
     for binary in (WARREN, PERF):
         if not binary.exists():
@@ -126,7 +130,18 @@ def main() -> int:
     for k in ("p50", "p99", "max"):
         print(f"  latency20k {k}: before {med([r['latency_before'][k] for r in runs])} us, after "
               f"{med([r['latency_after'][k] for r in runs])} us")
-    return 0 if all(r[n]["exit_code"] == 0 for r in runs for n in ("flood", "fanout100")) else 1
+    failures = []
+    for r in runs:
+        for n in ("flood", "fanout100"):
+            if r[n]["exit_code"] != 0:
+                failures.append(f"{n}: warren-perf exited {r[n]['exit_code']}")
+            if r[n]["lowest_received_second"] <= 0:
+                failures.append(f"{n}: a second with no delivery (consumers starved)")
+            if args.max_rss_mib and (r[n].get("max_mib") or 0) > args.max_rss_mib:
+                failures.append(f"{n}: RSS {r[n].get('max_mib')} MiB above {args.max_rss_mib}")
+    for f in failures:
+        print(f"FAIL {f}")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
