@@ -102,12 +102,14 @@ void channel::mark_closing() {
 template <typename Op, typename Reply>
 void channel::call_vhost(Op op, Reply reply, bool urgent) {
   broker::vhost* v = &conn_.vhost();
-  auto link = link_;
   ++pending_;
-  auto run = [v, link, op = std::move(op), reply = std::move(reply)]() mutable {
+  // Captures move along rather than copy: every shared_ptr copy is an atomic count that the
+  // other worker's cache then has to fetch back.
+  auto run = [v, link = link_, op = std::move(op), reply = std::move(reply)]() mutable {
     auto result = op(*v);
-    link->worker().run_or_post(
-        [link, result = std::move(result), reply = std::move(reply)]() mutable {
+    net::worker& w = link->worker();
+    w.run_or_post(
+        [link = std::move(link), result = std::move(result), reply = std::move(reply)]() mutable {
           if (!link->ch) return;
           channel& ch = *link->ch;
           reply(ch, result);
@@ -282,19 +284,21 @@ void channel::complete_publish() {
   msg->body = std::move(body_);
   body_ = std::string();
   bool mandatory = publish_.mandatory;
-  broker::message_ptr shared = std::move(msg);
-  auto publish = [this, shared, mandatory, seq] {
+  // Called once (now, or at tx.commit): the message moves on to the vhost, and comes back with
+  // the reply only when a basic.return may need it.
+  auto publish = [this, shared = broker::message_ptr(std::move(msg)), mandatory, seq]() mutable {
     conn_.publish_started();
     ++inflight_publishes_;
+    broker::message_ptr returnable = mandatory ? shared : nullptr;
     // The connection outlives its channels' replies only while open; the reply runs on this
     // worker only if the channel (and so the connection) still exists.
     call_vhost(
-        [shared, cid = global_id_](broker::vhost& v) {
+        [shared = std::move(shared), cid = global_id_](broker::vhost& v) mutable {
           uint64_t ticket = 0;
-          auto r = v.publish(shared, cid, &ticket);
+          auto r = v.publish(std::move(shared), cid, &ticket);
           return std::pair{std::move(r), ticket};
         },
-        [shared, mandatory, seq](
+        [returnable = std::move(returnable), mandatory, seq](
             channel& ch,
             const std::pair<std::variant<broker::publish_outcome, broker::error>, uint64_t>& res) {
           const auto& r = res.first;
@@ -312,10 +316,10 @@ void channel::complete_publish() {
             basic_return ret;
             ret.reply_code = uint16_t(reply_code::no_route);
             ret.reply_text = "NO_ROUTE";
-            ret.exchange = shared->exchange;
-            ret.routing_key = shared->routing_key;
+            ret.exchange = returnable->exchange;
+            ret.routing_key = returnable->routing_key;
             ch.conn_.send(ch.id_, ret);
-            ch.send_message(*shared);
+            ch.send_message(*returnable);
           }
           if (seq != 0) {
             bool nack = outcome == broker::publish_outcome::rejected;
