@@ -357,6 +357,8 @@ class Bench:
 
     def start_floods(self, total: int, first: int, prefix: str, path: str | None, extra: list[str],
                      tag: str) -> list[FloodProc]:
+        if total <= 0:
+            return []  # nothing to add (--users2 equal to --users1)
         per = self.args.per_process
         n_proc = max(1, math.ceil(total / per))
         group = []

@@ -60,8 +60,10 @@ resource_alarms::resource_alarms(const config& cfg, net::worker_pool& pool)
           [this](alarm::alarm_set s) { board_.broadcast(pool_, s); }),
       board_(pool.size(), monitor_.state()) {}
 
-void resource_alarms::page_vhosts(broker::vhost_registry& vhosts) {
-  monitor_.on_paging(0.5, [this, &vhosts](bool on) {
+void resource_alarms::page_vhosts(broker::vhost_registry& vhosts, double ratio) {
+  if (!(ratio > 0))
+    throw std::runtime_error("vm_memory_high_watermark_paging_ratio must be above 0");
+  monitor_.on_paging(ratio, [this, &vhosts](bool on) {
     for (const auto& name : vhosts.names()) {
       broker::vhost* v = vhosts.find(name);
       pool_.at(v->home_worker()).post([v, on] {

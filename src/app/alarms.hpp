@@ -20,9 +20,10 @@ class resource_alarms {
   ~resource_alarms() { monitor_.stop(); }  // before board_ goes: the monitor's thread uses it
   // For server_context::alarms.
   const amqp::server::alarm_board& board() const { return board_; }
-  // Past half the watermark every vhost pages its queues' backlogs to disk (on its home
-  // worker), and stops when memory is back under. Call before start().
-  void page_vhosts(broker::vhost_registry& vhosts);
+  // Past `ratio` of the watermark (--vm-memory-high-watermark-paging-ratio, 0.5) every vhost
+  // pages its queues' new arrivals to disk (on its home worker), and stops when memory is back
+  // under. Call before start().
+  void page_vhosts(broker::vhost_registry& vhosts, double ratio);
   // Starts sampling (after the workers have started).
   void start() { monitor_.start(); }
 

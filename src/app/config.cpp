@@ -162,6 +162,11 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
                       "Memory alarm at an absolute size instead (e.g. 512MiB); wins over the "
                       "fraction when set",
                       canonical_size, "SIZE", size_expected);
+  bind_option(app, b, cli, &config::vm_memory_high_watermark_paging_ratio,
+              "vm_memory_high_watermark_paging_ratio",
+              "Queues page new arrivals to disk above this fraction of the memory watermark; "
+              "above 1: no paging before the alarm");
+  b.back().option->check(CLI::Range(0.01, 100.0));
   bind_checked_option(app, b, cli, &config::disk_free_limit, "disk_free_limit",
                       "Disk alarm: free space in the data directory below this size (default "
                       "50MB) blocks publishers",

@@ -32,7 +32,10 @@ struct config {
   // disk_free_limit.absolute). The absolute watermark, when set, wins over the fraction.
   double vm_memory_high_watermark = 0.4;           // of min(RAM, cgroup limit)
   uint64_t vm_memory_high_watermark_absolute = 0;  // bytes; 0: not set
-  uint64_t disk_free_limit = 50'000'000;           // bytes (RabbitMQ's 50MB)
+  // Queues page new arrivals to disk above this fraction of the watermark (RabbitMQ's
+  // vm_memory_high_watermark_paging_ratio); above 1: no paging before the alarm.
+  double vm_memory_high_watermark_paging_ratio = 0.5;
+  uint64_t disk_free_limit = 50'000'000;  // bytes (RabbitMQ's 50MB)
   // The web gateway (docs/web-api.md).
   std::string web_vhost;  // empty: the default vhost
   std::string jwt_secret;

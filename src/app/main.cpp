@@ -195,7 +195,7 @@ int run(const app::config& cfg) {
   ctx.pool = &pool;
   app::resource_alarms alarms(cfg, pool);  // memory and disk alarms block publishers
   ctx.alarms = &alarms.board();
-  alarms.page_vhosts(vhosts);
+  alarms.page_vhosts(vhosts, cfg.vm_memory_high_watermark_paging_ratio);
   auto addr = boost::asio::ip::make_address(cfg.bind);
   net::listener amqp_listener(
       pool, {addr, cfg.amqp_port},

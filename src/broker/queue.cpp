@@ -95,7 +95,8 @@ queue::queue(queue_settings s, queue_policy p, dest_id id)
 bool queue::pages(const message& m) const {
   if (!pager) return false;
   uint8_t lvl = std::min<uint8_t>(m.properties.priority.value_or(0), policy_.max_priority);
-  return !paged_[lvl].empty() || count_ - paged_count_ >= page_threshold;
+  return !paged_[lvl].empty() || count_ - paged_count_ >= page_threshold ||
+         bytes_ - paged_bytes_ >= page_threshold_bytes;
 }
 
 queue::accept queue::enqueue(message_ptr m, int64_t now, std::vector<entry>& dropped,
@@ -116,6 +117,7 @@ queue::accept queue::enqueue(message_ptr m, int64_t now, std::vector<entry>& dro
     paged_[lvl].push_back(paged{m->store_segment, m->store_offset, m->store_length,
                                 uint32_t(m->body.size()), deadline, redelivered});
     ++paged_count_;
+    paged_bytes_ += m->body.size();
   } else {
     level(lvl).push_back(entry{next_seq_++, std::move(m), deadline, redelivered, lvl, stored});
   }
@@ -136,10 +138,14 @@ void queue::refill(uint8_t lvl) {
   auto& mem = levels_[lvl];
   auto& pg = paged_[lvl];
   if (pg.empty() || mem.size() >= read_ahead / 2) return;
+  if (!mem.empty() && bytes_ - paged_bytes_ >= read_ahead_bytes / 2) return;
   // Read back in arrival order; they take their place behind what is in memory (a message
   // arriving meanwhile was paged too, behind them). An unreadable record is logged by the store
-  // and the message dropped from the queue.
-  size_t n = std::min(read_ahead, pg.size());
+  // and the message dropped from the queue. At least one, however large.
+  size_t n = 0;
+  for (size_t bytes = 0;
+       n < std::min(read_ahead, pg.size()) && (n == 0 || bytes < read_ahead_bytes); ++n)
+    bytes += pg[n].body_size;
   std::vector<journal::location> where;
   where.reserve(n);
   for (size_t i = 0; i < n; ++i) where.push_back({pg[i].segment, pg[i].offset, pg[i].length});
@@ -149,6 +155,7 @@ void queue::refill(uint8_t lvl) {
     paged p = pg.front();
     pg.pop_front();
     --paged_count_;
+    paged_bytes_ -= p.body_size;
     message_ptr m = std::move(got[i]);
     if (!m) {
       bytes_ -= p.body_size;
@@ -161,15 +168,18 @@ void queue::refill(uint8_t lvl) {
   }
 }
 
-size_t queue::page_out(size_t keep) {
+size_t queue::page_out(size_t keep, size_t keep_bytes) {
   if (!pager) return 0;
   size_t n = 0;
   for (size_t lvl = 0; lvl < levels_.size(); ++lvl) {
     auto& mem = levels_[lvl];
     auto& pg = paged_[lvl];
+    uint64_t mem_bytes = 0;
+    for (const entry& e : mem) mem_bytes += e.msg->body.size();
     // From the back, so that each goes to the front of the paged tail and order is kept.
-    while (mem.size() > keep) {
+    while (mem.size() > keep || (mem.size() > 1 && mem_bytes > keep_bytes)) {
       entry& e = mem.back();
+      mem_bytes -= e.msg->body.size();
       const message& m = *e.msg;
       if (!e.stored) {
         // Its record may exist (for other queues): shared if still there, else a spool record.
@@ -179,6 +189,7 @@ size_t queue::page_out(size_t keep) {
       pg.push_front(paged{m.store_segment, m.store_offset, m.store_length, uint32_t(m.body.size()),
                           e.expires_at, e.redelivered});
       ++paged_count_;
+      paged_bytes_ += m.body.size();
       mem.pop_back();
       ++n;
     }
@@ -242,6 +253,7 @@ size_t queue::purge() {
   for (auto& l : levels_) l.clear();
   for (auto& l : paged_) l.clear();
   paged_count_ = 0;
+  paged_bytes_ = 0;
   bytes_ = 0;
   count_ = 0;
   expiring_ = 0;

@@ -109,13 +109,18 @@ class queue {
   size_t paged_count() const { return paged_count_; }
   // Pages out the ready messages beyond the first `keep` in memory at each priority level
   // (memory pressure), writing spool records for those not in the store yet. Returns how many.
-  size_t page_out(size_t keep);
+  size_t page_out(size_t keep, size_t keep_bytes = SIZE_MAX);
   // Paging: reads records back, releases unreadable ones. Set by the vhost for every queue
   // when it has a store.
   journal* pager = nullptr;
   size_t page_threshold = 0;
-  // Paged messages read back at a time, when fewer than half as many are left in memory.
+  // Under memory pressure also a bound in bytes on what stays in memory (SIZE_MAX: none), so
+  // that large messages do not keep read_ahead times their size in memory.
+  size_t page_threshold_bytes = SIZE_MAX;
+  // Paged messages read back at a time (and at most read_ahead_bytes of bodies), when fewer than
+  // half as many (or half as many bytes) are left in memory.
   static constexpr size_t read_ahead = 512;
+  static constexpr size_t read_ahead_bytes = 4u << 20;
   size_t message_count() const { return count_; }
   uint64_t message_bytes() const { return bytes_; }
   bool has_expiring() const { return expiring_ > 0; }
@@ -150,6 +155,7 @@ class queue {
   std::vector<std::deque<entry>> levels_;  // index = priority level; highest delivered first
   std::vector<std::deque<paged>> paged_;   // per level, the tail that is only on disk
   size_t paged_count_ = 0;
+  uint64_t paged_bytes_ = 0;  // bodies of the paged entries
   std::list<consumer*> consumers_;
 };
 

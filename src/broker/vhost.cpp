@@ -308,6 +308,7 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
   auto q = std::make_unique<queue>(std::move(s), std::move(policy), id);
   q->pager = journal_;
   q->page_threshold = memory_pressure_ ? queue::read_ahead : page_threshold_;
+  q->page_threshold_bytes = memory_pressure_ ? queue::read_ahead_bytes : SIZE_MAX;
   // Exclusive queues die with their connection, so they are never stored (as in RabbitMQ).
   if (journal_ && r.durable && !r.exclusive) {
     q->store_id = r.store_id ? r.store_id : next_store_queue_;
@@ -914,7 +915,8 @@ size_t vhost::set_memory_pressure(bool on, bool page_out_now) {
   size_t n = 0;
   for (auto& [name, q] : queues_) {
     q->page_threshold = on ? queue::read_ahead : page_threshold_;
-    if (on && page_out_now) n += q->page_out(queue::read_ahead);
+    q->page_threshold_bytes = on ? queue::read_ahead_bytes : SIZE_MAX;
+    if (on && page_out_now) n += q->page_out(queue::read_ahead, queue::read_ahead_bytes);
   }
   return n;
 }

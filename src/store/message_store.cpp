@@ -472,8 +472,16 @@ uint64_t message_store::write(const broker::message& m, uint32_t refs,
   live_[active_seg_] += refs;
 
   std::lock_guard lk(m_);
+  // Records gather in chunks of about 1 MiB, each reserved once: one growing string would double
+  // its capacity (and copy itself) while a flood pages out, holding up to twice what waits for
+  // the writer, at the moment memory is shortest.
+  constexpr size_t chunk_bytes = 1 << 20;
   auto& segs = pending_.segs;
-  if (segs.empty() || segs.back().first != m.store_segment) segs.emplace_back(m.store_segment, "");
+  if (segs.empty() || segs.back().first != m.store_segment ||
+      segs.back().second.size() >= chunk_bytes) {
+    segs.emplace_back(m.store_segment, "");
+    segs.back().second.reserve(chunk_bytes + m.body.size() + 1024);
+  }
   std::string& out = segs.back().second;
   size_t at = begin_record(out);
   common::byte_writer w(out);

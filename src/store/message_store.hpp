@@ -89,11 +89,12 @@ class message_store final : public broker::journal {
 
  private:
   struct batch {
-    std::string defs;                                    // definitions log records
-    std::vector<std::pair<uint32_t, std::string>> segs;  // message records, by segment, in order
-    std::map<uint32_t, std::string> acks;                // ack records, by segment
-    std::vector<uint32_t> deletes;                       // segments to remove
-    uint64_t ticket = 0;                                 // message writes included so far
+    std::string defs;  // definitions log records
+    // Message records in order, in chunks (several consecutive chunks may share a segment).
+    std::vector<std::pair<uint32_t, std::string>> segs;
+    std::map<uint32_t, std::string> acks;  // ack records, by segment
+    std::vector<uint32_t> deletes;         // segments to remove
+    uint64_t ticket = 0;                   // message writes included so far
     bool empty() const { return defs.empty() && segs.empty() && acks.empty() && deletes.empty(); }
   };
 

@@ -142,8 +142,12 @@ def test_memory_alarm_blocks_a_flood_and_publishing_resumes_once_drained(warren_
     monkeypatch.setenv("ASAN_OPTIONS", ":".join(filter(None, [
         asan, "quarantine_size_mb=0", "allocator_release_to_os_interval_ms=100"])))
     watermark = idle_rss(warren_factory) + (40 << 20)
-    warren = warren_factory("--vm-memory-high-watermark-absolute", str(watermark))
+    # No paging before the alarm (ratio above 1): paging would free memory and clear the alarm within
+    # the second this test watches the publisher stand still. The next test floods with paging on.
+    warren = warren_factory("--vm-memory-high-watermark-absolute", str(watermark),
+                            "--vm-memory-high-watermark-paging-ratio", "2")
     assert "memory resource limit alarm set" not in log_text(warren)
+    assert "paging mark" not in log_text(warren)
     sampler = RssSampler(warren.pid)
     sampler.start()
     setup = pika.BlockingConnection(params(warren))
@@ -195,6 +199,52 @@ def test_memory_alarm_blocks_a_flood_and_publishing_resumes_once_drained(warren_
     assert flooder.events, "no connection.blocked reached the publisher"
     assert flooder.events[0] == ("blocked", "low on memory")
     assert ("unblocked", None) in flooder.events
+    assert sampler.peak < watermark + RSS_MARGIN, \
+        f"RSS peaked at {sampler.peak >> 20} MiB, watermark {watermark >> 20} MiB"
+    warren.assert_alive()
+
+
+def test_a_flood_of_large_messages_pages_to_disk_within_the_watermark_and_drains_whole(warren_factory, monkeypatch):
+    # Paging on (the default ratio, half the watermark): 64 KiB messages go to disk past the paging mark
+    # and the alarm blocks the publisher whenever memory still reaches the watermark. RSS stays within
+    # the margin both while the flood pages out and while a consumer reads the backlog back (read-ahead
+    # is bounded in bytes, not only in messages: 512 of these would be 32 MiB), and every message
+    # published is delivered once.
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    monkeypatch.setenv("ASAN_OPTIONS", ":".join(filter(None, [
+        asan, "quarantine_size_mb=0", "allocator_release_to_os_interval_ms=100"])))
+    watermark = idle_rss(warren_factory) + (40 << 20)
+    warren = warren_factory("--vm-memory-high-watermark-absolute", str(watermark))
+    sampler = RssSampler(warren.pid)
+    sampler.start()
+    setup = pika.BlockingConnection(params(warren))
+    setup.channel().queue_declare("big")
+    setup.close()
+
+    flooder = Flooder(warren, "big")
+    flooder.start()
+    wait_for(lambda: "queues page their backlogs to disk" in log_text(warren), 30, "paging to start")
+    wait_for(lambda: flooder.sent >= 3000, 60, "3000 messages of 64 KiB (about 4 times the watermark)")
+    flooder.stopping.set()
+    flooder.join(30)
+    assert not flooder.is_alive() and flooder.error is None, flooder.error
+    flood_peak = sampler.peak
+
+    consumer = Consumer(warren, "big")
+    consumer.start()
+    wait_for(lambda: consumer.received >= flooder.sent, 60, f"all {flooder.sent} messages to be consumed")
+    time.sleep(0.3)  # nothing more comes
+    consumer.stopping.set()
+    consumer.join(10)
+    assert consumer.error is None, consumer.error
+    sampler.stopping.set()
+    sampler.join()
+    print(f"watermark {watermark >> 20} MiB, RSS peak {flood_peak / 2**20:.1f} MiB while flooding, "
+          f"{sampler.peak / 2**20:.1f} MiB in all; {flooder.sent} published, {consumer.received} consumed")
+    assert consumer.received == flooder.sent
+    check = pika.BlockingConnection(params(warren))
+    assert check.channel().queue_declare("big", passive=True).method.message_count == 0
+    check.close()
     assert sampler.peak < watermark + RSS_MARGIN, \
         f"RSS peaked at {sampler.peak >> 20} MiB, watermark {watermark >> 20} MiB"
     warren.assert_alive()
