@@ -135,24 +135,31 @@ def idle_rss(warren_factory) -> int:
     return rss
 
 
-def test_memory_alarm_blocks_a_flood_and_publishing_resumes_once_drained(warren_factory, monkeypatch):
+def start_for_a_flood(warren_factory, monkeypatch, queue: str, *extra):
+    """A broker whose absolute watermark is 40 MiB above its idle RSS, an RSS sampler on it, and `queue` declared.
+    Returns (warren, watermark, sampler)."""
     # Under ASan (the CI's first pass) freed memory waits in ASan's quarantine and never leaves RSS, so the alarm
     # could not clear: let its allocator free and return memory as malloc does. A normal build ignores this.
     asan = os.environ.get("ASAN_OPTIONS", "")
     monkeypatch.setenv("ASAN_OPTIONS", ":".join(filter(None, [
         asan, "quarantine_size_mb=0", "allocator_release_to_os_interval_ms=100"])))
     watermark = idle_rss(warren_factory) + (40 << 20)
-    # No paging before the alarm (ratio above 1): paging would free memory and clear the alarm within
-    # the second this test watches the publisher stand still. The next test floods with paging on.
-    warren = warren_factory("--vm-memory-high-watermark-absolute", str(watermark),
-                            "--vm-memory-high-watermark-paging-ratio", "2")
-    assert "memory resource limit alarm set" not in log_text(warren)
-    assert "paging mark" not in log_text(warren)
+    warren = warren_factory("--vm-memory-high-watermark-absolute", str(watermark), *extra)
     sampler = RssSampler(warren.pid)
     sampler.start()
     setup = pika.BlockingConnection(params(warren))
-    setup.channel().queue_declare("flood")
+    setup.channel().queue_declare(queue)
     setup.close()
+    return warren, watermark, sampler
+
+
+def test_memory_alarm_blocks_a_flood_and_publishing_resumes_once_drained(warren_factory, monkeypatch):
+    # No paging before the alarm (ratio above 1): paging would free memory and clear the alarm within
+    # the second this test watches the publisher stand still. The next test floods with paging on.
+    warren, watermark, sampler = start_for_a_flood(warren_factory, monkeypatch, "flood",
+                                                   "--vm-memory-high-watermark-paging-ratio", "2")
+    assert "memory resource limit alarm set" not in log_text(warren)
+    assert "paging mark" not in log_text(warren)
 
     flooder = Flooder(warren, "flood")
     flooder.start()
@@ -210,16 +217,7 @@ def test_a_flood_of_large_messages_pages_to_disk_within_the_watermark_and_drains
     # the margin both while the flood pages out and while a consumer reads the backlog back (read-ahead
     # is bounded in bytes, not only in messages: 512 of these would be 32 MiB), and every message
     # published is delivered once.
-    asan = os.environ.get("ASAN_OPTIONS", "")
-    monkeypatch.setenv("ASAN_OPTIONS", ":".join(filter(None, [
-        asan, "quarantine_size_mb=0", "allocator_release_to_os_interval_ms=100"])))
-    watermark = idle_rss(warren_factory) + (40 << 20)
-    warren = warren_factory("--vm-memory-high-watermark-absolute", str(watermark))
-    sampler = RssSampler(warren.pid)
-    sampler.start()
-    setup = pika.BlockingConnection(params(warren))
-    setup.channel().queue_declare("big")
-    setup.close()
+    warren, watermark, sampler = start_for_a_flood(warren_factory, monkeypatch, "big")
 
     flooder = Flooder(warren, "big")
     flooder.start()
