@@ -28,10 +28,16 @@ class mailbox {
   // Owner thread only: runs every task that is visible now. Returns how many ran. A task pushed
   // while draining may run in this call or the next one.
   size_t drain(size_t limit = SIZE_MAX) {
+    return drain(limit, [] {});
+  }
+  // The same, calling before_each() after a task is taken and before it runs.
+  template <typename Before>
+  size_t drain(size_t limit, Before&& before_each) {
     size_t ran = 0;
     while (ran < limit) {
       node* n = pop();
       if (!n) break;
+      before_each();
       n->fn();
       delete n;
       ++ran;

@@ -57,9 +57,18 @@ void worker::drain() {
   // Urgent tasks first and between batches; ordinary tasks in batches, and past a few batches
   // the rest waits for the next turn of the loop so that socket events are served meanwhile.
   constexpr size_t batch = 64, batches_per_turn = 8;
+  //
+  // Urgent tasks are also run after an ordinary task is taken and before it runs. A producer
+  // that posts an urgent task and then an ordinary one (a channel's basic.ack, then its
+  // queue.declare) must see them run in that order; had the urgent queue been checked only
+  // between batches, the ordinary task could slip in first when both arrive during a batch.
+  // Once the ordinary task is taken, the urgent one posted before it is visible.
+  auto urgent_first = [this] {
+    if (!urgent_.empty()) urgent_.drain();
+  };
   for (size_t i = 0; i < batches_per_turn; ++i) {
     urgent_.drain();
-    if (mailbox_.drain(batch) < batch) {
+    if (mailbox_.drain(batch, urgent_first) < batch) {
       urgent_.drain();
       return;
     }

@@ -3,7 +3,9 @@
 
 #include <atomic>
 #include <future>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "net/mailbox.hpp"
 #include "net/worker.hpp"
@@ -70,6 +72,26 @@ TEST(Worker, PostRunsOnTheWorkerThreadInOrderPerProducer) {
     ASSERT_EQ(v.size(), size_t(per));
     for (int i = 0; i < per; ++i) EXPECT_EQ(v[size_t(i)], i);
   }
+}
+
+TEST(Worker, AnUrgentTaskRunsBeforeAnOrdinaryTaskPostedAfterIt) {
+  // Both posted while the worker is in the middle of a batch of ordinary tasks: the ordinary one
+  // must not overtake the urgent one (a channel's ack, then its next method).
+  worker w(0);
+  w.start();
+  std::vector<std::string> seen;
+  std::promise<void> done;
+  w.post([&] {
+    w.post_urgent([&] { seen.push_back("urgent"); });
+    w.post([&] {
+      seen.push_back("ordinary");
+      done.set_value();
+    });
+  });
+  ASSERT_EQ(done.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  w.stop();
+  w.join();
+  EXPECT_EQ(seen, (std::vector<std::string>{"urgent", "ordinary"}));
 }
 
 }  // namespace
