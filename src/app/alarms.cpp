@@ -39,6 +39,31 @@ std::optional<uint64_t> memory_limit(const config& cfg) {
   return limit;
 }
 
+// One step of paging out a vhost's in-memory backlog, on its home worker. A flood can fill
+// memory up to the paging mark before the monitor's next sample: that backlog must go to disk
+// too, or memory may stay above the watermark with publishers blocked for good (seen in
+// test_alarms). Paging it all at once would first copy every body into the store's write batch,
+// a spike past the watermark it is meant to protect; so each step pages a few MiB and the next
+// waits until the store has written them.
+constexpr size_t page_step_bytes = 4u << 20;
+
+void page_out_in_steps(net::worker_pool& pool, broker::vhost* v, size_t paged_so_far) {
+  auto step = v->page_out_some(page_step_bytes);
+  size_t total = paged_so_far + step.messages;
+  if (!step.more) {
+    if (total) spdlog::info("vhost '{}': {} messages paged out to disk", v->name(), total);
+    return;
+  }
+  auto next = [&pool, v, total] {
+    pool.at(v->home_worker()).post([&pool, v, total] { page_out_in_steps(pool, v, total); });
+  };
+  broker::journal* j = v->get_journal();
+  if (j && step.ticket)
+    j->when_synced(step.ticket, next);  // on the store's thread: posts only
+  else
+    next();
+}
+
 }  // namespace
 
 resource_alarms::resource_alarms(const config& cfg, net::worker_pool& pool)
@@ -66,12 +91,10 @@ void resource_alarms::page_vhosts(broker::vhost_registry& vhosts, double ratio) 
   monitor_.on_paging(ratio, [this, &vhosts](bool on) {
     for (const auto& name : vhosts.names()) {
       broker::vhost* v = vhosts.find(name);
-      pool_.at(v->home_worker()).post([v, on] {
-        // New arrivals only: paging out what is in memory at once first copies every body into
-        // the store's write batch, a spike that can take RSS past the watermark it is meant to
-        // protect (seen in test_alarms). Chunked page-out is the next step.
-        size_t n = v->set_memory_pressure(on, false);
-        if (n) spdlog::info("vhost '{}': {} messages paged out to disk", v->name(), n);
+      pool_.at(v->home_worker()).post([&pool = pool_, v, on] {
+        // New arrivals are paged from now on; what is already in memory goes in steps.
+        v->set_memory_pressure(on, false);
+        if (on) page_out_in_steps(pool, v, 0);
       });
     }
   });

@@ -21,8 +21,9 @@ class resource_alarms {
   // For server_context::alarms.
   const amqp::server::alarm_board& board() const { return board_; }
   // Past `ratio` of the watermark (--vm-memory-high-watermark-paging-ratio, 0.5) every vhost
-  // pages its queues' new arrivals to disk (on its home worker), and stops when memory is back
-  // under. Call before start().
+  // pages its queues' new arrivals to disk (on its home worker) and, a few MiB at a time, what
+  // they hold in memory beyond their read-ahead; it stops when memory is back under. Call
+  // before start().
   void page_vhosts(broker::vhost_registry& vhosts, double ratio);
   // Starts sampling (after the workers have started).
   void start() { monitor_.start(); }

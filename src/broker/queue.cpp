@@ -168,24 +168,25 @@ void queue::refill(uint8_t lvl) {
   }
 }
 
-size_t queue::page_out(size_t keep, size_t keep_bytes) {
+size_t queue::page_out(size_t keep, size_t keep_bytes, page_budget& budget) {
   if (!pager) return 0;
   size_t n = 0;
-  for (size_t lvl = 0; lvl < levels_.size(); ++lvl) {
+  for (size_t lvl = 0; lvl < levels_.size() && budget.bytes > 0; ++lvl) {
     auto& mem = levels_[lvl];
     auto& pg = paged_[lvl];
     uint64_t mem_bytes = 0;
     for (const entry& e : mem) mem_bytes += e.msg->body.size();
     // From the back, so that each goes to the front of the paged tail and order is kept.
-    while (mem.size() > keep || (mem.size() > 1 && mem_bytes > keep_bytes)) {
+    while (budget.bytes > 0 && (mem.size() > keep || (mem.size() > 1 && mem_bytes > keep_bytes))) {
       entry& e = mem.back();
       mem_bytes -= e.msg->body.size();
       const message& m = *e.msg;
       if (!e.stored) {
         // Its record may exist (for other queues): shared if still there, else a spool record.
         // (Overwriting m's store fields is safe then: no queue holds a reference on them.)
-        if (!m.store_id || !pager->retain(m.store_segment)) pager->write(m, 1, {});
+        if (!m.store_id || !pager->retain(m.store_segment)) budget.ticket = pager->write(m, 1, {});
       }
+      budget.bytes -= std::min(budget.bytes, m.body.size() + page_cost_per_message);
       pg.push_front(paged{m.store_segment, m.store_offset, m.store_length, uint32_t(m.body.size()),
                           e.expires_at, e.redelivered});
       ++paged_count_;

@@ -921,6 +921,21 @@ size_t vhost::set_memory_pressure(bool on, bool page_out_now) {
   return n;
 }
 
+vhost::page_out_step vhost::page_out_some(size_t budget_bytes) {
+  page_out_step step;
+  if (!memory_pressure_) return step;
+  queue::page_budget budget{budget_bytes, 0};
+  for (auto& [name, q] : queues_) {
+    step.messages += q->page_out(queue::read_ahead, queue::read_ahead_bytes, budget);
+    if (budget.bytes == 0) {
+      step.more = true;
+      break;
+    }
+  }
+  step.ticket = budget.ticket;
+  return step;
+}
+
 bool vhost::restore_message(uint32_t queue_store_id, message_ptr m) {
   auto it = store_queues_.find(queue_store_id);
   if (it == store_queues_.end()) return false;

@@ -9,8 +9,8 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <set>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -194,6 +194,17 @@ class vhost {
   // what is in memory beyond the read-ahead is paged out at once too. Returns the number of
   // messages paged out.
   size_t set_memory_pressure(bool on, bool page_out_now = true);
+  bool memory_pressure() const { return memory_pressure_; }
+  // Under memory pressure, one step of paging out what is in memory beyond the read-ahead:
+  // at most about `budget_bytes` (bodies plus a fixed cost per message). `more` when the budget
+  // ran out (another step may find more); `ticket` is the store ticket to wait for before the
+  // next step, so that the copies waiting in the store's write batch stay within one step.
+  struct page_out_step {
+    size_t messages = 0;
+    uint64_t ticket = 0;
+    bool more = false;
+  };
+  page_out_step page_out_some(size_t budget_bytes);
 
   // The web gateway: messages published to the sink exchange `exchange` (x-warren-inbox, -room
   // or -feed) also go to `fn`, on the home worker. False if there is no such exchange or it is
