@@ -912,6 +912,7 @@ void vhost::snapshot(definitions_journal& j) const {
 
 size_t vhost::set_memory_pressure(bool on, bool page_out_now) {
   memory_pressure_ = on;
+  page_cursor_.clear();
   size_t n = 0;
   for (auto& [name, q] : queues_) {
     q->page_threshold = on ? queue::read_ahead : page_threshold_;
@@ -925,13 +926,18 @@ vhost::page_out_step vhost::page_out_some(size_t budget_bytes) {
   page_out_step step;
   if (!memory_pressure_) return step;
   queue::page_budget budget{budget_bytes, 0};
-  for (auto& [name, q] : queues_) {
-    step.messages += q->page_out(queue::read_ahead, queue::read_ahead_bytes, budget);
+  // A step resumes at the queue where the last one ran out of budget: the queues before it are
+  // done (they page what arrives since), so a vhost with many queues is walked once, not once
+  // per step.
+  for (auto it = queues_.lower_bound(page_cursor_); it != queues_.end(); ++it) {
+    step.messages += it->second->page_out(queue::read_ahead, queue::read_ahead_bytes, budget);
     if (budget.bytes == 0) {
       step.more = true;
+      page_cursor_ = it->first;
       break;
     }
   }
+  if (!step.more) page_cursor_.clear();
   step.ticket = budget.ticket;
   return step;
 }

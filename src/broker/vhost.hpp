@@ -278,6 +278,7 @@ class vhost {
   bool restoring_ = false;
   size_t page_threshold_ = default_page_threshold;
   bool memory_pressure_ = false;
+  std::string page_cursor_;  // page_out_some resumes at this queue
   uint32_t next_store_queue_ = 1;
   dest_id next_id_ = 1;
   std::map<std::string, std::unique_ptr<exchange>, std::less<>> exchanges_;

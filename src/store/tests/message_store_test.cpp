@@ -473,14 +473,17 @@ namespace {
 
 TEST_F(PagingTest, AnInMemoryBacklogPagesOutInBoundedSteps) {
   // What a flood left in memory before the pressure came on goes to disk a step at a time, each
-  // step within its budget and with a ticket to wait for; order is kept throughout.
+  // step within its budget and with a ticket to wait for, queue after queue; order is kept.
   life l(dir);
-  l.declare("t", false);
+  const std::vector<std::string> names{"a", "b", "c"};
+  for (const auto& n : names) l.declare(n, false);
   const std::string big(16 << 10, 'b');
-  for (int i = 0; i < 2000; ++i) l.publish(msg("t", body(i) + big, false));
+  constexpr int each = 1000;
+  for (int i = 0; i < each; ++i)
+    for (const auto& n : names) l.publish(msg(n, body(i) + big, false));
   EXPECT_EQ(l.v.page_out_some(1 << 20).messages, 0u);  // no pressure: nothing to do
   l.v.set_memory_pressure(true, false);
-  EXPECT_EQ(l.v.inspect_queue("t")->paged_count(), 0u);
+  for (const auto& n : names) EXPECT_EQ(l.v.inspect_queue(n)->paged_count(), 0u);
   const size_t budget = 1 << 20, per = big.size() + queue::page_cost_per_message;
   size_t steps = 0, total = 0;
   uint64_t last_ticket = 0;
@@ -496,16 +499,22 @@ TEST_F(PagingTest, AnInMemoryBacklogPagesOutInBoundedSteps) {
     if (!step.more) break;
     ASSERT_LT(steps, 1000u);
   }
-  // What stays in memory: the read-ahead's bytes (4 MiB of 16 KiB bodies, plus the one that
-  // crosses the bound).
-  size_t in_memory = 2000 - l.v.inspect_queue("t")->paged_count();
-  EXPECT_EQ(total, 2000 - in_memory);
+  // What stays in memory in each queue: the read-ahead's bytes (4 MiB of 16 KiB bodies, plus the
+  // one that crosses the bound).
+  size_t paged = 0;
+  for (const auto& n : names) {
+    size_t in_memory = each - l.v.inspect_queue(n)->paged_count();
+    EXPECT_LE(in_memory, queue::read_ahead_bytes / big.size() + 1) << n;
+    paged += each - in_memory;
+  }
+  EXPECT_EQ(total, paged);
   EXPECT_GE(steps, total * per / budget);
-  EXPECT_LE(in_memory, queue::read_ahead_bytes / big.size() + 1);
   EXPECT_EQ(l.v.page_out_some(budget).messages, 0u);  // nothing more
-  std::vector<std::string> got = l.drain("t");
-  ASSERT_EQ(got.size(), 2000u);
-  for (int i = 0; i < 2000; ++i) ASSERT_EQ(got[size_t(i)], body(i) + big);
+  for (const auto& n : names) {
+    std::vector<std::string> got = l.drain(n);
+    ASSERT_EQ(got.size(), size_t(each)) << n;
+    for (int i = 0; i < each; ++i) ASSERT_EQ(got[size_t(i)], body(i) + big) << n;
+  }
 }
 
 TEST_F(PagingTest, MemoryPressurePagesOutWhatIsInMemoryAndKeepsOrder) {
