@@ -138,6 +138,14 @@ def idle_rss(warren_factory) -> int:
     return rss
 
 
+# ThreadSanitizer resets the shadow of freed memory by writing to it, so the shadow stays resident and RSS
+# never comes back down after a flood: the alarm could not clear. (Set by CTest from the build's
+# WARREN_SANITIZE; ASan's allocator is told below to return memory.)
+needs_rss_to_follow_the_heap = pytest.mark.skipif(
+    "thread" in os.environ.get("WARREN_SANITIZE", ""),
+    reason="under ThreadSanitizer RSS includes shadow memory that freeing does not release")
+
+
 def start_for_a_flood(warren_factory, monkeypatch, queue: str, *extra):
     """A broker whose absolute watermark is 40 MiB above its idle RSS, an RSS sampler on it, and `queue` declared.
     Returns (warren, watermark, sampler)."""
@@ -156,6 +164,7 @@ def start_for_a_flood(warren_factory, monkeypatch, queue: str, *extra):
     return warren, watermark, sampler
 
 
+@needs_rss_to_follow_the_heap
 def test_memory_alarm_blocks_a_flood_and_publishing_resumes_once_drained(warren_factory, monkeypatch):
     # No paging before the alarm (ratio above 1): paging would free memory and clear the alarm within
     # the second this test watches the publisher stand still. The next test floods with paging on.
@@ -214,6 +223,7 @@ def test_memory_alarm_blocks_a_flood_and_publishing_resumes_once_drained(warren_
     warren.assert_alive()
 
 
+@needs_rss_to_follow_the_heap
 @pytest.mark.parametrize("paging_ratio", ["0.5", "0.9"])
 def test_a_flood_of_large_messages_pages_to_disk_within_the_watermark_and_drains_whole(warren_factory, monkeypatch,
                                                                                        paging_ratio):
