@@ -288,7 +288,9 @@ def run_perf(name: str, args: list[str], port: int, tmp: Path, timeout: float,
         out = p.stdout.read() if p.stdout else ""
     lines = [l for l in out.splitlines() if l.startswith("{")]
     if not lines:
-        raise RuntimeError(f"warren-perf {name} exited {p.returncode} without a summary; see {err_path}")
+        tail = err_path.read_text(errors="replace").splitlines()[-20:]
+        raise RuntimeError(f"warren-perf {name} exited {p.returncode} without a summary; the end of {err_path}:\n"
+                           + "\n".join(tail))
     summary = json.loads(lines[-1])
     sent, received = [], []
     for line in err_path.read_text(errors="replace").splitlines():

@@ -66,7 +66,10 @@ channel::channel(amqp_connection& conn, uint16_t id)
   uint64_t cid = global_id_, conn_id = conn_.id();
   auto link = link_;
   broker::vhost* v = &conn_.vhost();
-  conn_.home_of(*v).post([v, cid, conn_id, link] { v->open_channel(cid, conn_id, link); });
+  // Inline on the home worker, like the operations that follow (call_vhost): posted there, it
+  // would wait behind the mailbox while a method read in the same go ran first and found no
+  // channel (a client that pipelines basic.consume after channel.open, or a busy home worker).
+  conn_.home_of(*v).run_or_post([v, cid, conn_id, link] { v->open_channel(cid, conn_id, link); });
 }
 
 channel::~channel() {

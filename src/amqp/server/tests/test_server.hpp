@@ -9,6 +9,7 @@
 
 #include <future>
 #include <optional>
+#include <thread>
 
 #include "amqp/protocol/frame.hpp"
 #include "amqp/server/alarm_board.hpp"
@@ -52,6 +53,11 @@ class test_server {
     std::promise<void> done;
     pool_.at(0).post_urgent([&] { done.set_value(); });  // urgent tasks run in order
     done.get_future().wait();
+  }
+  // Keeps the worker busy for `d` (without waiting for it): what clients send meanwhile is read
+  // in one go afterwards.
+  void stall(std::chrono::milliseconds d) {
+    pool_.at(0).post([d] { std::this_thread::sleep_for(d); });
   }
   // Runs fn on every AMQP connection, on its worker, and waits.
   void for_each_amqp(const std::function<void(amqp_connection&)>& fn) {
