@@ -93,7 +93,7 @@ void resource_alarms::page_vhosts(broker::vhost_registry& vhosts, double ratio) 
       broker::vhost* v = vhosts.find(name);
       pool_.at(v->home_worker()).post([&pool = pool_, v, on] {
         // New arrivals are paged from now on; what is already in memory goes in steps.
-        v->set_memory_pressure(on, false);
+        v->set_memory_pressure(on);
         if (on) page_out_in_steps(pool, v, 0);
       });
     }

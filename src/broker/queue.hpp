@@ -107,12 +107,6 @@ class queue {
       for (const auto& p : l) f(p.segment, p.offset);
   }
   size_t paged_count() const { return paged_count_; }
-  // Pages out the ready messages beyond the first `keep` in memory at each priority level
-  // (memory pressure), writing spool records for those not in the store yet. Returns how many.
-  size_t page_out(size_t keep, size_t keep_bytes = SIZE_MAX) {
-    page_budget unbounded;
-    return page_out(keep, keep_bytes, unbounded);
-  }
   // What one step of a gradual page-out may do: `bytes` is spent by each message paged (its
   // body and page_cost_per_message) and the page-out stops when it reaches 0; `ticket` is the
   // store's ticket of the last record written (0: none), which the caller can wait for.
@@ -121,6 +115,9 @@ class queue {
     uint64_t ticket = 0;
   };
   static constexpr size_t page_cost_per_message = 64;
+  // Pages out the ready messages beyond the first `keep` (or `keep_bytes` of bodies) in memory
+  // at each priority level (memory pressure), within `budget`, writing spool records for those
+  // not in the store yet. Returns how many.
   size_t page_out(size_t keep, size_t keep_bytes, page_budget& budget);
   // Paging: reads records back, releases unreadable ones. Set by the vhost for every queue
   // when it has a store.

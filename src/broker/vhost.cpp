@@ -910,16 +910,13 @@ void vhost::snapshot(definitions_journal& j) const {
   }
 }
 
-size_t vhost::set_memory_pressure(bool on, bool page_out_now) {
+void vhost::set_memory_pressure(bool on) {
   memory_pressure_ = on;
   page_cursor_.clear();
-  size_t n = 0;
   for (auto& [name, q] : queues_) {
     q->page_threshold = on ? queue::read_ahead : page_threshold_;
     q->page_threshold_bytes = on ? queue::read_ahead_bytes : SIZE_MAX;
-    if (on && page_out_now) n += q->page_out(queue::read_ahead, queue::read_ahead_bytes);
   }
-  return n;
 }
 
 vhost::page_out_step vhost::page_out_some(size_t budget_bytes) {

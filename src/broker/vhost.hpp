@@ -190,10 +190,9 @@ class vhost {
   void set_page_threshold(size_t n) { page_threshold_ = n; }
   static constexpr size_t default_page_threshold = 20000;
   // Memory pressure (the broker's memory passed its paging mark): every queue keeps only its
-  // read-ahead in memory and pages what arrives until it is off again; with `page_out_now`,
-  // what is in memory beyond the read-ahead is paged out at once too. Returns the number of
-  // messages paged out.
-  size_t set_memory_pressure(bool on, bool page_out_now = true);
+  // read-ahead in memory and pages what arrives until it is off again. What is in memory
+  // beyond the read-ahead goes by page_out_some.
+  void set_memory_pressure(bool on);
   bool memory_pressure() const { return memory_pressure_; }
   // Under memory pressure, one step of paging out what is in memory beyond the read-ahead:
   // at most about `budget_bytes` (bodies plus a fixed cost per message). `more` when the budget

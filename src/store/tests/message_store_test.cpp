@@ -482,7 +482,7 @@ TEST_F(PagingTest, AnInMemoryBacklogPagesOutInBoundedSteps) {
   for (int i = 0; i < each; ++i)
     for (const auto& n : names) l.publish(msg(n, body(i) + big, false));
   EXPECT_EQ(l.v.page_out_some(1 << 20).messages, 0u);  // no pressure: nothing to do
-  l.v.set_memory_pressure(true, false);
+  l.v.set_memory_pressure(true);
   for (const auto& n : names) EXPECT_EQ(l.v.inspect_queue(n)->paged_count(), 0u);
   const size_t budget = 1 << 20, per = big.size() + queue::page_cost_per_message;
   size_t steps = 0, total = 0;
@@ -528,7 +528,8 @@ TEST_F(PagingTest, MemoryPressurePagesOutWhatIsInMemoryAndKeepsOrder) {
   EXPECT_EQ(l.v.inspect_queue("t")->paged_count(), 0u);
   // Two messages delivered, one requeued: it must come back first.
   auto first = std::get<get_ok>(l.v.get(1, "t", false, 7));
-  size_t n = l.v.set_memory_pressure(true);
+  l.v.set_memory_pressure(true);
+  size_t n = l.v.page_out_some(SIZE_MAX).messages;
   EXPECT_EQ(n, 2 * (3000 - queue::read_ahead) - 1);
   EXPECT_EQ(l.v.inspect_queue("t")->paged_count(), 3000 - 1 - queue::read_ahead);
   ASSERT_FALSE(l.v.reject(1, first.delivery_tag, false, true));
