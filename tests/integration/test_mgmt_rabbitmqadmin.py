@@ -580,7 +580,8 @@ def test_export_and_import(broker, tmp_path):
 def test_vhost_with_a_space(broker):
     """-V applies to declare, publish and get (path segments quoted with %20) and to list, export and import
     (quote_plus: a space becomes '+'). RabbitMQ takes '+' in a path literally, so those three answer 404/400 for
-    such a vhost: a rabbitmqadmin limitation that a compatible server shares."""
+    such a vhost; Warren takes a '+' for a space when no vhost has the name as written (compatibility.md), so
+    they work."""
     b = broker
     v = f"my vhost {b.token}"
     b.ok("declare", "vhost", f"name={v}")
@@ -592,8 +593,11 @@ def test_vhost_with_a_space(broker):
     assert [r["payload"] for r in rows] == ["spaced"]
     assert {"vhost": v, "name": q} in b.tsv("list", "queues", "vhost", "name")
     assert v in [r["name"] for r in b.tsv("list", "vhosts")]
-    err = admin_error(b.admin("list", "queues", vhost=v))
-    assert "Not found: /api/queues/my+vhost+" in err, err
+    if EXTERNAL:
+        err = admin_error(b.admin("list", "queues", vhost=v))
+        assert "Not found: /api/queues/my+vhost+" in err, err
+    else:
+        assert [r["name"] for r in b.tsv("list", "queues", vhost=v)] == [q]
     b.ok("delete", "queue", f"name={q}", vhost=v)
     b.ok("delete", "vhost", f"name={v}")
 
