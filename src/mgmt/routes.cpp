@@ -93,7 +93,7 @@ http::router make_router(const api_context& api) {
     // Refuse an unauthenticated upload before reading it (and close: its body is not read).
     // Requests without a body are refused in handle, keeping the connection.
     if (has_body(req)) {
-      auto who = authenticate(req, ctx.peer, *api.users, true);
+      auto who = authenticate(req, ctx, *api.users, true);
       if (auto* refusal = std::get_if<http::response>(&who)) return std::move(*refusal);
     }
     return req.method() == bhttp::verb::post ? max_definitions_bytes : small_body_bytes;
@@ -117,7 +117,7 @@ http::router make_router(const api_context& api) {
       case route::kind::vhost:
         break;
     }
-    auto who = authenticate(req, ctx.peer, *api.users, true);
+    auto who = authenticate(req, ctx, *api.users, true);
     if (auto* refusal = std::get_if<http::response>(&who)) return done(std::move(*refusal));
     const auto& user = std::get<auth::user_ptr>(who);
     if (m.what == route::kind::vhosts) {

@@ -48,6 +48,21 @@ TEST(Config, FileThenFlagsWin) {
   EXPECT_DOUBLE_EQ(c.handshake_timeout, 2.5);
 }
 
+TEST(Config, CtlSocketDefaultsToTheDataDirAndEmptyMeansNone) {
+  auto r = parse({"--data-dir", "/tmp/d"});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).ctl_socket, "/tmp/d/warren.sock");
+  r = parse({"--config", write_toml("data_dir = \"/tmp/e\"\n")});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).ctl_socket, "/tmp/e/warren.sock");
+  r = parse({"--config", write_toml("ctl_socket = \"/run/w.sock\"\n")});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).ctl_socket, "/run/w.sock");
+  r = parse({"--ctl-socket", ""});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).ctl_socket, "");
+}
+
 TEST(Config, BadFileIsRefused) {
   auto unknown = parse({"--config", write_toml("amqp_prot = 1\n")});
   ASSERT_TRUE(std::holds_alternative<exit_request>(unknown));
