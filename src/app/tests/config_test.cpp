@@ -17,7 +17,9 @@ std::variant<config, exit_request> parse(std::vector<std::string> args) {
 }
 
 std::string write_toml(const std::string& text) {
-  std::string path = testing::TempDir() + "/warren-config-test.toml";
+  // One file per test: CTest runs the tests of this binary in parallel processes.
+  std::string path = testing::TempDir() + "/warren-config-test-" +
+                     testing::UnitTest::GetInstance()->current_test_info()->name() + ".toml";
   std::ofstream(path) << text;
   return path;
 }
