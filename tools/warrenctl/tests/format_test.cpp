@@ -142,10 +142,10 @@ TEST(Format, ListChannelsNameStandsForPid) {
             "Listing channels ...\n"
             "name\tuser\tconsumer_count\tmessages_unacknowledged\n"
             "127.0.0.1:50000 -> 127.0.0.1:5672 (1)\tguest\t2\t5\n");
-EXPECT_EQ(listing("list_channels", api, {"pid", "number"}),
-          "Listing channels ...\n"
-          "pid\tnumber\n"
-          "127.0.0.1:50000 -> 127.0.0.1:5672 (1)\t1\n");
+  EXPECT_EQ(listing("list_channels", api, {"pid", "number"}),
+            "Listing channels ...\n"
+            "pid\tnumber\n"
+            "127.0.0.1:50000 -> 127.0.0.1:5672 (1)\t1\n");
 }
 
 TEST(Format, ListConsumers) {
@@ -306,7 +306,8 @@ TEST(Format, PathSegmentEncodesEveryReservedByte) {
 }
 
 TEST(Format, ErrorReason) {
-  EXPECT_EQ(error_reason(404, R"j({"error":"Object Not Found","reason":"Not Found"})j"), "Not Found");
+  EXPECT_EQ(error_reason(404, R"j({"error":"Object Not Found","reason":"Not Found"})j"),
+            "Not Found");
   EXPECT_EQ(error_reason(400, R"j({"error":"bad_request"})j"), "bad_request");
   EXPECT_EQ(error_reason(502, "Bad Gateway\r\n"), "Bad Gateway");
   EXPECT_EQ(error_reason(500, ""), "HTTP status 500");
