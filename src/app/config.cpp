@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <set>
@@ -134,6 +135,9 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
               "Web gateway port: WebSocket, SSE, long-poll, streaming and its HTTP API");
   bind_option(app, b, cli, &config::data_dir, "data_dir",
               "Directory for data (created if missing)");
+  bind_option(app, b, cli, &config::ctl_socket, "ctl_socket",
+              "Unix socket serving the management API to warrenctl without a password (mode "
+              "0600: the file's permissions are the access control; empty: none)");
   bind_option(app, b, cli, &config::workers, "workers", "Worker threads (0: one per core)");
   bind_option(app, b, cli, &config::log_level, "log_level", "trace, debug, info, warn, error, off");
   bind_option(app, b, cli, &config::ports_file, "ports_file",
@@ -234,6 +238,8 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
   }
   for (const auto& x : b)
     if (x.option->count() > 0) x.copy(cfg, cli);
+  if (cfg.ctl_socket == ctl_socket_in_data_dir)
+    cfg.ctl_socket = (std::filesystem::path(cfg.data_dir) / "warren.sock").string();
   if (cfg.workers == 0) cfg.workers = std::max(1u, std::thread::hardware_concurrency());
   return cfg;
 }

@@ -5,9 +5,12 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <variant>
 
 namespace warren::app {
+
+inline constexpr std::string_view ctl_socket_in_data_dir = "<data_dir>/warren.sock";
 
 struct config {
   std::string bind = "0.0.0.0";
@@ -15,6 +18,9 @@ struct config {
   uint16_t http_port = 15672;
   uint16_t web_port = 8080;
   std::string data_dir = "./var";
+  // The management API on a Unix socket, for warrenctl: no password, file mode 0600. The
+  // default (the placeholder below) is resolved to <data_dir>/warren.sock; empty: none.
+  std::string ctl_socket = std::string(ctl_socket_in_data_dir);
   unsigned workers = 0;  // 0: one per core
   std::string log_level = "info";
   std::string ports_file;

@@ -380,6 +380,16 @@ int run(const app::config& cfg) {
         c->start(std::make_unique<http::http_handler>(router));
       },
       "http");
+  // The same API for warrenctl on a Unix socket, authenticated by the file's mode.
+  std::optional<net::listener> ctl_listener;
+  if (!cfg.ctl_socket.empty())
+    ctl_listener.emplace(
+        pool, net::listener::unix_path{cfg.ctl_socket},
+        [&router](std::shared_ptr<net::connection> c) {
+          c->start(std::make_unique<http::http_handler>(router, /*local_socket=*/true));
+        },
+        "ctl");
+  if (ctl_listener) spdlog::info("management API for warrenctl on {}", cfg.ctl_socket);
   // The web gateway, in its vhost (whose home worker runs the hub).
   web::gateway_settings gs;
   gs.vhost = web_vhost;
@@ -430,6 +440,7 @@ int run(const app::config& cfg) {
   alarms.start();
   amqp_listener.start();
   http_listener.start();
+  if (ctl_listener) ctl_listener->start();
   web_listener.start();
   if (!cfg.ports_file.empty())
     write_ports_file(cfg.ports_file, {{"amqp", amqp_listener.port()},
@@ -447,6 +458,7 @@ int run(const app::config& cfg) {
 
   amqp_listener.stop();
   http_listener.stop();
+  if (ctl_listener) ctl_listener->stop();  // removes the socket file
   web_listener.stop();
   on_every_worker(pool, [](net::worker& w) {
     w.for_each_connection([](net::connection& c) {

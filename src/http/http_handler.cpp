@@ -28,8 +28,10 @@ response text_response(const request_header& req, bhttp::status status, std::str
   return res;
 }
 
-http_handler::http_handler(const router& r)
-    : router_(r), link_(std::make_shared<handler_ref>(handler_ref{this})) {}
+http_handler::http_handler(const router& r, bool local_socket)
+    : router_(r),
+      link_(std::make_shared<handler_ref>(handler_ref{this})),
+      local_socket_(local_socket) {}
 
 http_handler::~http_handler() {
   link_->handler = nullptr;
@@ -41,7 +43,7 @@ void http_handler::on_closed() {
 }
 
 request_context http_handler::context() {
-  return request_context{conn().peer_address(), &conn().owner()};
+  return request_context{conn().peer_address(), &conn().owner(), local_socket_};
 }
 
 void http_handler::reset_parser() {

@@ -40,6 +40,10 @@ using responder = std::function<void(response)>;
 struct request_context {
   boost::asio::ip::address peer;
   net::worker* worker = nullptr;  // the connection's worker: where its responder runs
+  // The request came over the local control socket (<data-dir>/warren.sock, mode 0600): the
+  // socket file's permissions authenticated the peer, so no credentials are asked for
+  // (mgmt::authenticate admits it as the administrator "warrenctl").
+  bool local_socket = false;
 };
 
 struct router {
@@ -67,7 +71,9 @@ class http_handler final : public net::connection_handler {
   // Requests parsed and waiting for their response before reading stops.
   static constexpr size_t max_in_flight = 16;
 
-  explicit http_handler(const router& r);
+  // `local_socket`: the connection is on the control socket; its requests say so in their
+  // request_context.
+  explicit http_handler(const router& r, bool local_socket = false);
   ~http_handler() override;
   size_t on_data(std::span<const uint8_t> data) override;
   void on_tick(std::chrono::steady_clock::time_point now) override;
@@ -94,6 +100,7 @@ class http_handler final : public net::connection_handler {
   const router& router_;
   std::shared_ptr<handler_ref> link_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  bool local_socket_ = false;
   bool head_checked_ = false;
   bool done_reading_ = false;  // a request asked to close, or the input was bad
   bool paused_ = false;        // too many in flight

@@ -106,4 +106,25 @@ std::variant<auth::user_ptr, http::response> authenticate(const http::request_he
   return who;
 }
 
+std::variant<auth::user_ptr, http::response> authenticate(const http::request_header& req,
+                                                          const http::request_context& ctx,
+                                                          const auth::user_store& users,
+                                                          bool admin_only) {
+  if (ctx.local_socket) {
+    // Built once; administrators see and manage every vhost whatever their permissions map says.
+    static const auth::user_ptr local_admin = std::make_shared<const auth::user>(
+        auth::user{std::string(local_admin_name), {}, {"administrator"}, {}});
+    return local_admin;
+  }
+  return authenticate(req, ctx.peer, users, admin_only);
+}
+
+std::variant<auth::user_ptr, http::response> authenticate(const http::request_header& req,
+                                                          const http::request_context& ctx,
+                                                          const auth::user_store& users,
+                                                          access level) {
+  if (ctx.local_socket) return authenticate(req, ctx, users, true);
+  return authenticate(req, ctx.peer, users, level);
+}
+
 }  // namespace warren::mgmt

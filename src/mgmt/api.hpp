@@ -120,4 +120,24 @@ std::variant<auth::user_ptr, http::response> authenticate(const http::request_he
                                                           const auth::user_store& users,
                                                           access level);
 
+// The name of the administrator a request on the control socket acts as. It is not in the user
+// store: nobody can log in as it with a password, over AMQP or HTTP.
+inline constexpr std::string_view local_admin_name = "warrenctl";
+
+// As above for a management request; one that came over the control socket
+// (request_context::local_socket) is the administrator local_admin_name, without credentials:
+// the socket file's mode (0600) restricts it to the broker's own system user. Routes call this
+// one.
+std::variant<auth::user_ptr, http::response> authenticate(const http::request_header& req,
+                                                          const http::request_context& ctx,
+                                                          const auth::user_store& users,
+                                                          bool admin_only);
+
+// The same with an access level, for the API's routes.
+std::variant<auth::user_ptr, http::response> authenticate(const http::request_header& req,
+                                                          const http::request_context& ctx,
+                                                          const auth::user_store& users,
+                                                          access level);
+
+
 }  // namespace warren::mgmt

@@ -438,7 +438,11 @@ void publish_message(const call_ptr& c) {
   over_vhosts<result>(
       c, {v}, [m = broker::message_ptr(std::move(m))](broker::vhost& v) { return v.publish(m); },
       [c](std::vector<result> res) {
-        if (auto* e = std::get_if<broker::error>(&res[0])) return refuse(c, *e);
+        // RabbitMQ publishes on an internal channel and reports that channel's error as a 400.
+        if (auto* e = std::get_if<broker::error>(&res[0]))
+          return c->bad_request(fmt::format(
+              "{} {} - {}", int(e->code),
+              e->code == broker::error_code::not_found ? "NOT_FOUND" : "ACCESS_REFUSED", e->text));
         c->json_reply({{"routed", std::get<broker::publish_outcome>(res[0]) ==
                                       broker::publish_outcome::routed}});
       });

@@ -173,7 +173,7 @@ void definitions_route(const api_context& api, http::request req, const http::re
     res.set(bhttp::field::allow, "GET, POST");
     return done(std::move(res));
   }
-  auto who = authenticate(req, ctx.peer, *api.users, access::administrator);
+  auto who = authenticate(req, ctx, *api.users, access::administrator);
   if (auto* refusal = std::get_if<http::response>(&who)) return done(std::move(*refusal));
   const auto& user = std::get<auth::user_ptr>(who);
   if (req.method() == bhttp::verb::get)
@@ -194,7 +194,7 @@ http::router make_router(const api_context& api) {
     // Refuse an unauthenticated upload before reading it (and close: its body is not read).
     // Requests without a body are refused in handle, keeping the connection.
     if (has_body(req)) {
-      auto who = authenticate(req, ctx.peer, *api.users, access::administrator);
+      auto who = authenticate(req, ctx, *api.users, access::administrator);
       if (auto* refusal = std::get_if<http::response>(&who)) return std::move(*refusal);
     }
     return req.method() == bhttp::verb::post ? max_definitions_bytes : small_body_bytes;
@@ -239,7 +239,7 @@ http::router make_router(const api_context& api) {
       res.set(bhttp::field::allow, allow);
       return done(std::move(res));
     }
-    auto who = authenticate(req, ctx.peer, *api.users, found->level);
+    auto who = authenticate(req, ctx, *api.users, found->level);
     if (auto* refusal = std::get_if<http::response>(&who)) return done(std::move(*refusal));
     auto q = parse_list_query(target);
     if (auto* e = std::get_if<query_error>(&q))

@@ -1,11 +1,14 @@
-// TCP connection mechanics. Reads wait for readability and then read into the worker's shared
-// buffer, so an idle connection owns no read buffer; writes are tried synchronously first and
-// fall back to an async write only when the socket buffer is full.
+// Stream connection mechanics (TCP or Unix). Reads wait for readability and then read into the
+// worker's shared buffer, so an idle connection owns no read buffer; writes are tried synchronously
+// first and fall back to an async write only when the socket buffer is full.
 #include "net/connection.hpp"
 
 #include <boost/asio/write.hpp>
 
+#include <cstring>
+
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include "net/worker.hpp"
 
@@ -26,24 +29,37 @@ void connection_handler::on_shutdown() {
   conn().close_gracefully(std::chrono::seconds(1));
 }
 
-connection::connection(worker& owner, boost::asio::ip::tcp::socket socket)
+connection::connection(worker& owner, socket_type socket)
     : owner_(owner), socket_(std::move(socket)) {
   boost::system::error_code ec;
-  auto ep = socket_.remote_endpoint(ec);
-  if (!ec) {
-    peer_address_ = ep.address();
-    peer_port_ = ep.port();
+  int family = socket_.is_open() ? socket_.local_endpoint(ec).protocol().family() : AF_UNSPEC;
+  unix_socket_ = family == AF_UNIX;
+  if (family == AF_INET || family == AF_INET6) {
+    // The generic endpoint holds a sockaddr_in or sockaddr_in6: read it as a TCP endpoint.
+    auto generic = socket_.remote_endpoint(ec);
+    if (!ec && generic.size() <= sizeof(sockaddr_storage)) {
+      boost::asio::ip::tcp::endpoint ep;
+      std::memcpy(ep.data(), generic.data(), generic.size());
+      ep.resize(generic.size());
+      peer_address_ = ep.address();
+      peer_port_ = ep.port();
+    }
+    socket_.set_option(boost::asio::ip::tcp::no_delay(true), ec);
   }
   socket_.non_blocking(true, ec);
-  socket_.set_option(boost::asio::ip::tcp::no_delay(true), ec);
 }
 
 connection::~connection() = default;
 
 boost::asio::ip::tcp::endpoint connection::local_endpoint() const {
+  boost::asio::ip::tcp::endpoint ep;
+  if (unix_socket_) return ep;
   boost::system::error_code ec;
-  auto ep = socket_.local_endpoint(ec);
-  return ec ? boost::asio::ip::tcp::endpoint{} : ep;
+  auto generic = socket_.local_endpoint(ec);
+  if (ec || generic.size() > sizeof(sockaddr_storage)) return ep;
+  std::memcpy(ep.data(), generic.data(), generic.size());
+  ep.resize(generic.size());
+  return ep;
 }
 
 void connection::start(std::unique_ptr<connection_handler> handler) {
@@ -57,7 +73,7 @@ void connection::arm_read() {
   if (read_armed_ || state_ == state::closed) return;
   if (state_ == state::open && (paused_by_handler_ || paused_by_writes_)) return;
   read_armed_ = true;
-  socket_.async_wait(boost::asio::ip::tcp::socket::wait_read,
+  socket_.async_wait(socket_type::wait_read,
                      [self = shared_from_this()](const boost::system::error_code& ec) {
                        self->read_armed_ = false;
                        if (ec || self->state_ == state::closed) return;
@@ -168,7 +184,7 @@ void connection::on_write_done(const boost::system::error_code& ec) {
 void connection::after_drain() {
   if (state_ == state::lingering) {
     boost::system::error_code ec;
-    socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
+    socket_.shutdown(socket_type::shutdown_send, ec);
   }
   update_read_state();
   if (state_ == state::open && handler_) handler_->on_output_drained();

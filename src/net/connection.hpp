@@ -1,8 +1,9 @@
-// A TCP connection owned by one worker: non-blocking reads into the worker's shared buffer, a
-// write queue with backpressure, graceful and immediate close. Protocols plug in as a
-// connection_handler; this file knows no protocol.
+// A stream connection (TCP, or a Unix socket such as the control socket) owned by one worker:
+// non-blocking reads into the worker's shared buffer, a write queue with backpressure, graceful
+// and immediate close. Protocols plug in as a connection_handler; this file knows no protocol.
 #pragma once
 
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
 #include <chrono>
@@ -46,7 +47,12 @@ class connection : public std::enable_shared_from_this<connection> {
   // read cannot make us buffer without bound.
   static constexpr size_t write_high_watermark = 4 * 1024 * 1024;
 
-  connection(worker& owner, boost::asio::ip::tcp::socket socket);
+  // The socket type is Asio's generic stream socket, so one connection class serves TCP and
+  // Unix sockets alike: the same system calls, no virtual dispatch on the hot path.
+  using socket_type = boost::asio::generic::stream_protocol::socket;
+
+  // A TCP socket converts to socket_type (connection::socket_type(std::move(tcp_socket))).
+  connection(worker& owner, socket_type socket);
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
   ~connection();
@@ -88,8 +94,11 @@ class connection : public std::enable_shared_from_this<connection> {
   // consumed are offered again on resume.
   void pause_reading(bool paused);
 
+  // The peer's IP address and port; for a Unix socket, the unspecified address and 0.
   const boost::asio::ip::address& peer_address() const { return peer_address_; }
   uint16_t peer_port() const { return peer_port_; }
+  // True for a Unix stream socket (the peer is a process on this machine).
+  bool unix_socket() const { return unix_socket_; }
   worker& owner() { return owner_; }
   connection_handler* handler() { return handler_.get(); }
 
@@ -108,7 +117,7 @@ class connection : public std::enable_shared_from_this<connection> {
   void update_read_state();
 
   worker& owner_;
-  boost::asio::ip::tcp::socket socket_;
+  socket_type socket_;
   std::unique_ptr<connection_handler> handler_;
   std::string pending_;   // received bytes the handler has not consumed yet (partial frame)
   std::string out_;       // queued for writing
@@ -122,6 +131,7 @@ class connection : public std::enable_shared_from_this<connection> {
   uint64_t bytes_received_ = 0;
   uint64_t bytes_sent_ = 0;
   state state_ = state::open;
+  bool unix_socket_ = false;
   bool writing_ = false;
   bool flush_scheduled_ = false;
   bool read_armed_ = false;

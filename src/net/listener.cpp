@@ -1,20 +1,35 @@
-// Acceptors: one per worker on the same port with SO_REUSEPORT.
+// Acceptors: one per worker on the same TCP port with SO_REUSEPORT, or one per worker on
+// duplicates of a Unix socket's descriptor.
 #include "net/listener.hpp"
 
+#include <boost/asio/basic_socket_acceptor.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <fcntl.h>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
 
 #include "net/connection.hpp"
 
 namespace warren::net {
 
+using generic_stream = boost::asio::generic::stream_protocol;
+
 struct listener::acceptor_slot {
   worker& w;
-  boost::asio::ip::tcp::acceptor acceptor;
+  boost::asio::ip::tcp::acceptor tcp;
+  boost::asio::basic_socket_acceptor<generic_stream> unix_socket;
   boost::asio::steady_timer retry;
-  explicit acceptor_slot(worker& wk) : w(wk), acceptor(wk.io()), retry(wk.io()) {}
+  explicit acceptor_slot(worker& wk) : w(wk), tcp(wk.io()), unix_socket(wk.io()), retry(wk.io()) {}
 };
 
 listener::listener(worker_pool& pool, const boost::asio::ip::tcp::endpoint& ep, on_accept cb,
@@ -23,7 +38,7 @@ listener::listener(worker_pool& pool, const boost::asio::ip::tcp::endpoint& ep, 
   auto bind_ep = ep;
   for (size_t i = 0; i < pool.size(); ++i) {
     auto slot = std::make_unique<acceptor_slot>(pool.at(i));
-    auto& a = slot->acceptor;
+    auto& a = slot->tcp;
     a.open(bind_ep.protocol());
     a.set_option(boost::asio::socket_base::reuse_address(true));
     int one = 1;
@@ -39,7 +54,85 @@ listener::listener(worker_pool& pool, const boost::asio::ip::tcp::endpoint& ep, 
   }
 }
 
-listener::~listener() = default;
+namespace {
+
+std::runtime_error path_error(const std::string& name, const std::string& path,
+                              const std::string& what) {
+  return std::runtime_error(fmt::format("{} listener: {}: {}", name, path, what));
+}
+
+// A socket file at `path` that nobody accepts on is left over from a process that died.
+bool is_stale_socket(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path, path.data(), path.size());
+  bool stale =
+      ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno == ECONNREFUSED;
+  ::close(fd);
+  return stale;
+}
+
+}  // namespace
+
+listener::listener(worker_pool& pool, const unix_path& where, on_accept cb, std::string name)
+    : cb_(std::move(cb)), name_(std::move(name)), path_(where.path) {
+  if (path_.empty()) throw path_error(name_, path_, "empty path");
+  if (path_.size() >= sizeof(sockaddr_un::sun_path))
+    throw path_error(name_, path_,
+                     fmt::format("longer than a Unix socket path may be ({} bytes)",
+                                 sizeof(sockaddr_un::sun_path) - 1));
+  struct stat st {};
+  if (::lstat(path_.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) throw path_error(name_, path_, "exists and is not a socket");
+    if (!is_stale_socket(path_)) throw path_error(name_, path_, "in use by another process");
+    spdlog::info("{} listener: removing the stale socket {}", name_, path_);
+    if (::unlink(path_.c_str()) != 0 && errno != ENOENT)
+      throw path_error(name_, path_, std::strerror(errno));
+  }
+  auto first = std::make_unique<acceptor_slot>(pool.at(0));
+  auto& a = first->unix_socket;
+  boost::asio::local::stream_protocol::endpoint local_ep(path_);
+  a.open(generic_stream(AF_UNIX, 0));
+  // Linux gives the file the mode of the socket's inode at bind (less the umask): set it first,
+  // so the file is never more open than asked, then again after bind in case the umask removed
+  // bits we want.
+  ::fchmod(a.native_handle(), where.mode);
+  a.bind(generic_stream::endpoint(local_ep));
+  if (::chmod(path_.c_str(), where.mode) != 0 || ::lstat(path_.c_str(), &st) != 0) {
+    int err = errno;
+    ::unlink(path_.c_str());
+    throw path_error(name_, path_, std::strerror(err));
+  }
+  path_dev_ = st.st_dev;
+  path_ino_ = st.st_ino;
+  a.listen(4096);
+  int fd = a.native_handle();
+  slots_.push_back(std::move(first));
+  for (size_t i = 1; i < pool.size(); ++i) {
+    auto slot = std::make_unique<acceptor_slot>(pool.at(i));
+    int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) {
+      remove_socket_file();
+      throw path_error(name_, path_, std::strerror(errno));
+    }
+    slot->unix_socket.assign(generic_stream(AF_UNIX, 0), dup);
+    slots_.push_back(std::move(slot));
+  }
+}
+
+listener::~listener() {
+  remove_socket_file();
+}
+
+void listener::remove_socket_file() {
+  if (path_.empty() || path_ino_ == 0) return;
+  struct stat st {};
+  if (::lstat(path_.c_str(), &st) == 0 && st.st_dev == path_dev_ && st.st_ino == path_ino_)
+    ::unlink(path_.c_str());
+  path_ino_ = 0;
+}
 
 void listener::start() {
   for (auto& s : slots_) {
@@ -49,9 +142,10 @@ void listener::start() {
 }
 
 void listener::accept_next(acceptor_slot& slot) {
-  slot.acceptor.async_accept(slot.w.io(), [this, &slot](const boost::system::error_code& ec,
-                                                        boost::asio::ip::tcp::socket socket) {
-    if (ec == boost::asio::error::operation_aborted || !slot.acceptor.is_open()) return;
+  auto on_accepted = [this, &slot](const boost::system::error_code& ec, auto socket) {
+    if (ec == boost::asio::error::operation_aborted ||
+        !(slot.tcp.is_open() || slot.unix_socket.is_open()))
+      return;
     if (ec) {
       // Out of descriptors or memory: back off instead of spinning, keep serving the others.
       spdlog::warn("{} listener: accept failed: {}; retrying in 100 ms", name_, ec.message());
@@ -61,17 +155,23 @@ void listener::accept_next(acceptor_slot& slot) {
       });
       return;
     }
-    cb_(std::make_shared<connection>(slot.w, std::move(socket)));
+    cb_(std::make_shared<connection>(slot.w, connection::socket_type(std::move(socket))));
     accept_next(slot);
-  });
+  };
+  if (slot.tcp.is_open())
+    slot.tcp.async_accept(on_accepted);
+  else
+    slot.unix_socket.async_accept(on_accepted);
 }
 
 void listener::stop() {
+  remove_socket_file();
   for (auto& s : slots_) {
     acceptor_slot* slot = s.get();
     slot->w.post([slot] {
       boost::system::error_code ec;
-      slot->acceptor.close(ec);
+      slot->tcp.close(ec);
+      slot->unix_socket.close(ec);
       slot->retry.cancel();
     });
   }

@@ -17,7 +17,9 @@ std::variant<config, exit_request> parse(std::vector<std::string> args) {
 }
 
 std::string write_toml(const std::string& text) {
-  std::string path = testing::TempDir() + "/warren-config-test.toml";
+  // One file per test: CTest runs the tests of this binary in parallel processes.
+  std::string path = testing::TempDir() + "/warren-config-test-" +
+                     testing::UnitTest::GetInstance()->current_test_info()->name() + ".toml";
   std::ofstream(path) << text;
   return path;
 }
@@ -46,6 +48,21 @@ TEST(Config, FileThenFlagsWin) {
   EXPECT_EQ(c.data_dir, "/tmp/w");
   EXPECT_EQ(c.workers, 3u);
   EXPECT_DOUBLE_EQ(c.handshake_timeout, 2.5);
+}
+
+TEST(Config, CtlSocketDefaultsToTheDataDirAndEmptyMeansNone) {
+  auto r = parse({"--data-dir", "/tmp/d"});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).ctl_socket, "/tmp/d/warren.sock");
+  r = parse({"--config", write_toml("data_dir = \"/tmp/e\"\n")});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).ctl_socket, "/tmp/e/warren.sock");
+  r = parse({"--config", write_toml("ctl_socket = \"/run/w.sock\"\n")});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).ctl_socket, "/run/w.sock");
+  r = parse({"--ctl-socket", ""});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).ctl_socket, "");
 }
 
 TEST(Config, BadFileIsRefused) {
