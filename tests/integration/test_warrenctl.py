@@ -130,7 +130,7 @@ def test_socket_exists_owner_only(warren):
 def test_socket_needs_no_credentials_and_tcp_still_does(warren):
     status, body = unix_http(str(warren.data_dir / "warren.sock"), "GET", "/api/vhosts")
     assert status == 200, body
-    assert json.loads(body) == [{"name": "/"}]
+    assert [v["name"] for v in json.loads(body)] == ["/"]
     # Credentials sent anyway are ignored on the socket, even wrong ones.
     status, _ = unix_http(str(warren.data_dir / "warren.sock"), "GET", "/api/vhosts",
                           headers={"Authorization": "Basic Z3Vlc3Q6d3Jvbmc="})
