@@ -3,6 +3,7 @@
 
 #include "http/url.hpp"
 
+#include "mgmt/dashboard.hpp"
 #include "mgmt/definitions_resource.hpp"
 
 namespace warren::mgmt {
@@ -99,6 +100,10 @@ http::router make_router(const api_context& api) {
     return req.method() == bhttp::verb::post ? max_definitions_bytes : small_body_bytes;
   };
   r.handle = [&api](http::request req, const http::request_context& ctx, http::responder done) {
+    // The dashboard's files (GET/HEAD, no auth) for any path outside /api and /healthz.
+    std::string_view path = req.target().substr(0, req.target().find('?'));
+    if (path.rfind("/api", 0) != 0 && path != "/healthz")
+      if (auto page = serve_dashboard(req)) return done(std::move(*page));
     route m = match(req);
     switch (m.what) {
       case route::kind::healthz:
