@@ -51,6 +51,10 @@ export async function api(path, { method = 'GET', body, headers = {} } = {}) {
   const init = {
     method,
     cache: 'no-store',
+    // Credentials go in our own Authorization header. With 'omit', a 401 carrying
+    // WWW-Authenticate (RabbitMQ and Warren send one) comes back to us instead of making Chromium
+    // prompt for a password (or, headless, wait for one forever).
+    credentials: 'omit',
     headers: { Authorization: session.header() || '', 'X-Requested-With': 'XMLHttpRequest', ...headers },
   };
   if (body !== undefined) {
