@@ -11,7 +11,7 @@ namespace warren::app {
 namespace {
 
 // The RSS limit from the configuration; nullopt (memory alarm off) when it cannot be known.
-std::optional<uint64_t> memory_limit(const config& cfg) {
+std::optional<uint64_t> resolve_memory_limit(const config& cfg) {
   using alarm::describe_size;
   auto total = alarm::available_memory();
   std::string of_total =
@@ -69,9 +69,10 @@ void page_out_in_steps(net::worker_pool& pool, broker::vhost* v, size_t paged_so
 resource_alarms::resource_alarms(const config& cfg, net::worker_pool& pool)
     : pool_(pool),
       monitor_(
-          [&cfg] {
+          [&cfg, this] {
             alarm::monitor_settings s;
-            s.memory_limit = memory_limit(cfg);
+            s.memory_limit = resolve_memory_limit(cfg);
+            memory_limit_ = s.memory_limit.value_or(0);
             s.disk_free_limit = cfg.disk_free_limit;
             s.disk_path = cfg.data_dir;
             spdlog::info("disk free limit set to {} for {}",

@@ -27,9 +27,12 @@ class resource_alarms {
   void page_vhosts(broker::vhost_registry& vhosts, double ratio);
   // Starts sampling (after the workers have started).
   void start() { monitor_.start(); }
+  // The memory watermark in bytes (0: none).
+  uint64_t memory_limit() const { return memory_limit_; }
 
  private:
   net::worker_pool& pool_;
+  uint64_t memory_limit_ = 0;
   alarm::resource_monitor monitor_;
   amqp::server::alarm_board board_;
 };

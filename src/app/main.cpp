@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +26,7 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include "alarm/system.hpp"
 #include "amqp/server/connection.hpp"
 #include "app/alarms.hpp"
 #include "app/config.hpp"
@@ -107,6 +109,53 @@ class vhost_ticker {
     });
   }
   broker::vhost& v_;
+  boost::asio::steady_timer timer_;
+};
+
+// Samples the overview's history every 5 s on worker 0: the sums of the vhosts' last samples
+// and of every thread's counters.
+class overview_ticker {
+ public:
+  overview_ticker(net::worker& w, broker::vhost_registry& vhosts, mgmt::overview_sampler& out)
+      : vhosts_(vhosts), out_(out), timer_(w.io()) {
+    arm();
+  }
+
+ private:
+  void arm() {
+    timer_.expires_after(std::chrono::milliseconds(broker::overview_history::interval_ms));
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      sample();
+      arm();
+    });
+  }
+  void sample() {
+    using G = broker::global_counters;
+    broker::overview_history::values v{};
+    for (const auto& n : vhosts_.names())
+      if (broker::vhost* x = vhosts_.find(n)) {
+        v[broker::os_ready] += x->sampled_ready();
+        v[broker::os_unacked] += x->sampled_unacked();
+      }
+    auto g = G::total();
+    v[broker::os_publish] = g[G::received];
+    v[broker::os_confirm] = g[G::confirmed];
+    v[broker::os_deliver] = g[G::delivered_consume_manual_ack];
+    v[broker::os_deliver_no_ack] = g[G::delivered_consume_auto_ack];
+    v[broker::os_get] = g[G::delivered_get_manual_ack];
+    v[broker::os_get_no_ack] = g[G::delivered_get_auto_ack];
+    v[broker::os_deliver_get] = v[broker::os_deliver] + v[broker::os_deliver_no_ack] +
+                                v[broker::os_get] + v[broker::os_get_no_ack];
+    v[broker::os_get_empty] = g[G::get_empty];
+    v[broker::os_ack] = g[G::acknowledged];
+    v[broker::os_redeliver] = g[G::redelivered];
+    v[broker::os_return_unroutable] = g[G::unroutable_returned];
+    v[broker::os_drop_unroutable] = g[G::unroutable_dropped];
+    out_.record(broker::wall_ms(), v);
+  }
+  broker::vhost_registry& vhosts_;
+  mgmt::overview_sampler& out_;
   boost::asio::steady_timer timer_;
 };
 
@@ -241,6 +290,89 @@ int run(const app::config& cfg) {
     spdlog::info("vhost '{}' created by '{}'", name, acting_user);
     return {};
   };
+  // A vhost deleted at run time: gone from the registry at once (new connections and requests
+  // no longer find it), its connections closed on their workers, then on its home worker its
+  // queues deleted, its store closed and its directory removed. The object itself stays (see
+  // vhost_registry::retire). The web gateway's vhost cannot be deleted.
+  api.delete_vhost = [&](const std::string& name, std::function<void(std::string)> done) {
+    if (name == web_vhost)
+      return done(fmt::format("vhost '{}' holds the web gateway and cannot be deleted", name));
+    broker::vhost* v = vhosts.retire(name);
+    if (!v) return done(fmt::format("no vhost '{}'", name));
+    std::string reason = fmt::format("vhost '{}' is deleted", name);
+    for (size_t i = 0; i < pool.size(); ++i) {
+      net::worker& w = pool.at(i);
+      w.post([&w, v, reason] { amqp::server::amqp_connection::close_vhost(w, v, reason); });
+    }
+    pool.at(v->home_worker()).post([&, v, name, done = std::move(done)] {
+      v->destroy_all();
+      std::lock_guard lock(vhosts_mutex);
+      broker::journal* j = v->get_journal();
+      v->set_journal(nullptr);
+      std::erase_if(stores,
+                    [j](const auto& s) { return static_cast<broker::journal*>(s.get()) == j; });
+      std::error_code ec;
+      fs::remove_all(fs::path(cfg.data_dir) / "vhosts" / store_dir_name(name), ec);
+      std::erase(created_vhosts, name);
+      try {
+        store::replace_file(vhosts_file, nlohmann::json(created_vhosts).dump() + "\n");
+      } catch (const std::exception& e) {
+        spdlog::error("vhost '{}': vhosts.json not updated: {}", name, e.what());
+      }
+      users.update([&](auth::user_map& m) {
+        for (auto& [n, u] : m)
+          if (u->permissions.count(name)) {
+            auto copy = std::make_shared<auth::user>(*u);
+            copy->permissions.erase(name);
+            u = std::move(copy);
+          }
+      });
+      std::string err;
+      if (!user_file.save(users, err)) spdlog::error("users not saved: {}", err);
+      spdlog::info("vhost '{}' deleted", name);
+      done(ec ? fmt::format("vhost deleted, but its data was not removed: {}", ec.message())
+              : std::string());
+    });
+  };
+  api.list_connections = [](net::worker& w, std::vector<broker::connection_view>& out) {
+    amqp::server::amqp_connection::describe_all(w, out);
+  };
+  api.close_connection = [](net::worker& w, uint64_t id, const std::string& reason) {
+    return amqp::server::amqp_connection::force_close(w, id, reason);
+  };
+  {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    api.node_name = fmt::format("warren@{}", host);
+    api.cluster_name = api.node_name;
+  }
+  api.started_at = broker::wall_ms();
+  const uint64_t mem_limit = alarms.memory_limit();
+  api.node = [&alarms, &pool, &cfg, mem_limit] {
+    mgmt::node_status s;
+    s.mem_used = alarm::process_rss().value_or(0);
+    s.mem_limit = mem_limit;
+    s.disk_free = alarm::disk_free(cfg.data_dir).value_or(0);
+    s.disk_free_limit = cfg.disk_free_limit;
+    // The calling worker's view of the alarms (each worker keeps its own slot).
+    for (size_t i = 0; i < pool.size(); ++i)
+      if (pool.at(i).on_own_thread()) {
+        auto on = alarms.board().on(i);
+        s.mem_alarm = on.memory;
+        s.disk_free_alarm = on.disk;
+      }
+    std::error_code ec;
+    for (auto it = fs::directory_iterator("/proc/self/fd", ec);
+         !ec && it != fs::directory_iterator(); it.increment(ec))
+      ++s.fd_used;
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0) s.fd_total = rl.rlim_cur;
+    for (size_t i = 0; i < pool.size(); ++i) s.threads += 1;
+    s.sockets_used = s.fd_used;
+    return s;
+  };
+  mgmt::overview_sampler overview;
+  api.overview = &overview;
   http::router router = mgmt::make_router(api);
   net::listener http_listener(
       pool, {addr, cfg.http_port},
@@ -290,6 +422,10 @@ int run(const app::config& cfg) {
     broker::vhost* v = vhosts.find(name);
     tickers.push_back(std::make_unique<vhost_ticker>(pool.at(v->home_worker()), *v));
   }
+  api.listeners = {{"amqp", cfg.bind, amqp_listener.port()},
+                   {"http", cfg.bind, http_listener.port()},
+                   {"web", cfg.bind, web_listener.port()}};
+  overview_ticker overview_timer(pool.at(0), vhosts, overview);
   pool.start();
   alarms.start();
   amqp_listener.start();

@@ -17,6 +17,7 @@
 #include "broker/headers_match.hpp"
 #include "broker/message.hpp"
 #include "broker/recent_history.hpp"
+#include "broker/stats.hpp"
 #include "broker/topic_index.hpp"
 #include "common/field_table.hpp"
 
@@ -58,6 +59,10 @@ class exchange {
   // Hands the message to a receiver outside the queue model (the web gateway's inboxes, rooms
   // and feeds). True if it took the message, which then counts as routed.
   virtual bool deliver_external(const message& /*m*/) { return false; }
+
+  // Statistics (broker/stats.hpp), on the vhost's worker.
+  exchange_counters stats;
+  exchange_history samples;
 
  private:
   exchange_settings settings_;

@@ -15,6 +15,7 @@
 #include "broker/error.hpp"
 #include "broker/journal.hpp"
 #include "broker/message.hpp"
+#include "broker/stats.hpp"
 #include "common/field_table.hpp"
 
 namespace warren::broker {
@@ -107,6 +108,7 @@ class queue {
       for (const auto& p : l) f(p.segment, p.offset);
   }
   size_t paged_count() const { return paged_count_; }
+  uint64_t paged_bytes() const { return paged_bytes_; }
   // What one step of a gradual page-out may do: `bytes` is spent by each message paged (its
   // body and page_cost_per_message) and the page-out stops when it reaches 0; `ticket` is the
   // store's ticket of the last record written (0: none), which the caller can wait for.
@@ -146,6 +148,12 @@ class queue {
   std::vector<uint64_t> throttled;  // publishing channels this queue holds back
   int64_t flow_credit = 0;          // deliveries minus publishes, capped (see vhost::flow_slack)
   uint32_t store_id = 0;            // its number in the message store; 0: not durable
+
+  // Statistics (broker/stats.hpp), kept by the vhost on this queue's worker.
+  uint32_t unacked = 0;        // delivered or got, not yet settled
+  uint64_t unacked_bytes = 0;  // their bodies
+  queue_counters stats;
+  queue_history history;
 
  private:
   std::deque<entry>& level(uint8_t p) { return levels_[p]; }

@@ -261,6 +261,7 @@ void vhost::maybe_auto_delete_exchange(std::string_view name) {
 // ----------------------------------------------------------------------------- queues
 
 std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_request& r) {
+  if (!restoring_) count(global_counters::queues_declared);
   std::string name = r.name;
   if (r.passive) {
     queue* q = find_queue(name);
@@ -318,6 +319,7 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
   }
   queue_ids_[id] = q.get();
   queues_[name] = std::move(q);
+  count(global_counters::queues_created);
   return queue_declare_ok{name, 0, 0};
 }
 
@@ -361,6 +363,17 @@ void vhost::destroy_queue(queue& q, bool notify_consumers) {
     if (!restoring_) journal_->queue_deleted(q.name());
   }
   remove_bindings_of(id);
+  const queue_counters& c = q.stats;
+  for (auto [sum, add] : {std::pair{&retired_.publish, c.publish},
+                          {&retired_.deliver, c.deliver},
+                          {&retired_.deliver_no_ack, c.deliver_no_ack},
+                          {&retired_.get, c.get},
+                          {&retired_.get_no_ack, c.get_no_ack},
+                          {&retired_.get_empty, c.get_empty},
+                          {&retired_.redeliver, c.redeliver},
+                          {&retired_.ack, c.ack}})
+    *sum += add;
+  count(global_counters::queues_deleted);
   queue_ids_.erase(id);
   queues_.erase(queues_.find(q.name()));
 }
@@ -423,7 +436,11 @@ std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publ
   std::set<dest_id> seen{x->id()};
   bool external = route(*x, *m, targets, seen);
   x->on_published(m);
-  if (targets.empty()) return external ? publish_outcome::routed : publish_outcome::unroutable;
+  ++x->stats.publish_in;
+  if (targets.empty() && !external) return publish_outcome::unroutable;
+  ++x->stats.publish_out;
+  count(global_counters::routed);
+  if (targets.empty()) return publish_outcome::routed;
   std::sort(targets.begin(), targets.end());
   targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
   bool rejected = false;
@@ -503,6 +520,7 @@ bool vhost::enqueue(queue& q, message_ptr m, int64_t now, bool& rejected, bool s
     return false;
   }
   dead_letter_all(q, dropped, "maxlen", now);
+  ++q.stats.publish;
   dispatch(q);
   return true;
 }
@@ -520,6 +538,9 @@ void vhost::dead_letter_all(queue& q, std::vector<queue::entry>& entries, std::s
 void vhost::dead_letter(queue& q, queue::entry e, std::string_view reason, int64_t) {
   const auto& dlx = q.policy().dead_letter_exchange;
   if (!dlx) return;
+  broker::count(reason == "expired"  ? global_counters::dead_lettered_expired
+                : reason == "maxlen" ? global_counters::dead_lettered_maxlen
+                                     : global_counters::dead_lettered_rejected);
   exchange* x = find_exchange(*dlx);
   if (!x) return;  // as RabbitMQ: a missing dead-letter exchange drops the message
   const message& old = *e.msg;
@@ -588,6 +609,10 @@ void vhost::dead_letter(queue& q, queue::entry e, std::string_view reason, int64
 }
 
 void vhost::tick(int64_t now) {
+  if (now >= next_sample_) {
+    next_sample_ = now + queue_history::interval_ms;
+    sample(wall_ms());
+  }
   std::vector<queue*> expiring, unused;
   for (auto& [n, q] : queues_) {
     if (q->has_expiring()) expiring.push_back(q.get());
@@ -756,12 +781,23 @@ void vhost::deliver_one(consumer& c, queue::entry e) {
   uint64_t tag = ch.next_tag++;
   bool redelivered = e.redelivered;
   message_ptr m = e.msg;
+  queue& q = *c.q;
+  if (redelivered) {
+    ++q.stats.redeliver;
+    count(global_counters::redelivered);
+  }
   if (!c.no_ack) {
-    ch.unacked.emplace(tag, unacked_message{std::move(e), c.q->id(), c.q->store_id, &c});
+    ++q.stats.deliver;
+    count(global_counters::delivered_consume_manual_ack);
+    ++q.unacked;
+    q.unacked_bytes += m->body.size();
+    ch.unacked.emplace(tag, unacked_message{std::move(e), q.id(), q.store_id, &c});
     ++c.unacked;
     ++ch.unacked_count;
   } else {
-    release(*c.q, e);
+    ++q.stats.deliver_no_ack;
+    count(global_counters::delivered_consume_auto_ack);
+    release(q, e);
   }
   ch.target->deliver(c.tag, tag, redelivered, m);
 }
@@ -778,14 +814,28 @@ std::variant<get_ok, get_empty, error> vhost::get(uint64_t channel_id, std::stri
   std::vector<queue::entry> expired;
   auto e = q->take(now, expired);
   dead_letter_all(*q, expired, "expired", now);
-  if (!e) return get_empty{};
+  if (!e) {
+    ++q->stats.get_empty;
+    count(global_counters::get_empty);
+    return get_empty{};
+  }
   channel_record& ch = cit->second;
   uint64_t tag = ch.next_tag++;
   get_ok ok{tag, e->redelivered, uint32_t(q->message_count()), e->msg};
+  if (e->redelivered) {
+    ++q->stats.redeliver;
+    count(global_counters::redelivered);
+  }
   if (!no_ack) {
+    ++q->stats.get;
+    count(global_counters::delivered_get_manual_ack);
+    ++q->unacked;
+    q->unacked_bytes += e->msg->body.size();
     ch.unacked.emplace(tag, unacked_message{std::move(*e), q->id(), q->store_id, nullptr});
     ++ch.unacked_count;
   } else {
+    ++q->stats.get_no_ack;
+    count(global_counters::delivered_get_auto_ack);
     release(*q, *e);
   }
   return ok;
@@ -799,6 +849,12 @@ void vhost::settle(channel_record& ch, std::map<uint64_t, unacked_message>::iter
   if (u.owner) --u.owner->unacked;
   --ch.unacked_count;
   queue* q = queue_by_id(u.queue_id);
+  if (!requeue && !dead) count(global_counters::acknowledged);
+  if (q) {
+    --q->unacked;
+    q->unacked_bytes -= u.entry.msg->body.size();
+    if (!requeue && !dead) ++q->stats.ack;
+  }
   if (q && requeue) {
     q->requeue(std::move(u.entry));
   } else {
@@ -964,6 +1020,17 @@ vhost& vhost_registry::add(std::unique_ptr<vhost> v) {
     slot = std::move(v);
   }
   return *slot;
+}
+
+vhost* vhost_registry::retire(std::string_view name) {
+  std::unique_lock lock(mutex_);
+  auto it = vhosts_.find(name);
+  if (it == vhosts_.end()) return nullptr;
+  vhost* v = it->second.get();
+  retired_.push_back(std::move(it->second));
+  vhosts_.erase(it);
+  std::erase(order_, std::string(name));
+  return v;
 }
 
 vhost* vhost_registry::find(std::string_view name) const {

@@ -6,6 +6,7 @@
 // the next step; the interface (ids, targets, no shared pointers into the model) allows it.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -20,6 +21,7 @@
 #include "broker/exchange.hpp"
 #include "broker/journal.hpp"
 #include "broker/queue.hpp"
+#include "broker/views.hpp"
 
 namespace warren::broker {
 
@@ -214,6 +216,38 @@ class vhost {
   // journalled as usual. Like declare_exchange otherwise (an existing equivalent one is fine).
   maybe_error declare_builtin_exchange(const exchange_settings& s);
 
+  // --- management (vhost_views.cpp); home worker only ---
+  // Copies of the queues (all, or the one named `only`), with their history when asked.
+  std::vector<queue_view> view_queues(std::string_view only = {}, bool with_history = false) const;
+  std::vector<exchange_view> view_exchanges() const;
+  std::optional<exchange_view> view_exchange(std::string_view name) const;  // "" is the default
+  // Every binding, the default exchange's implicit ones (to each queue by its name) first.
+  std::vector<binding_view> view_bindings() const;
+  // The consumers of every queue, or of the queue named `queue`.
+  std::vector<consumer_view> view_consumers(std::string_view queue = {}) const;
+  std::vector<channel_usage> view_channels() const;
+  vhost_totals totals() const;
+  // The vhost's own history (the sums of its queues), sampled with them.
+  const queue_history& history() const { return history_; }
+  // Ready and unacknowledged messages at the last sample: any thread (the overview's sampler).
+  uint64_t sampled_ready() const { return sampled_ready_.load(std::memory_order_relaxed); }
+  uint64_t sampled_unacked() const { return sampled_unacked_.load(std::memory_order_relaxed); }
+  // Samples every queue, exchange and the vhost itself (tick does it every sample interval).
+  void sample(int64_t wall);
+  // The management API's "get messages": takes up to `count` ready messages as a basic.get on a
+  // channel of its own would, then settles them: requeued (ack_requeue_true,
+  // reject_requeue_true: redelivered from then on), acknowledged or rejected (dead-lettered).
+  enum class fetch_mode {
+    ack_requeue_true,
+    ack_requeue_false,
+    reject_requeue_true,
+    reject_requeue_false
+  };
+  std::variant<std::vector<get_ok>, error> fetch(std::string_view queue, size_t count,
+                                                 fetch_mode m);
+  // Deletes every queue (the vhost itself is being deleted), cancelling their consumers.
+  void destroy_all();
+
   // Read-only access for statistics and tests (home worker only); null if there is none.
   const queue* inspect_queue(std::string_view name) const { return find_queue(name); }
   size_t queue_count() const { return queues_.size(); }
@@ -288,6 +322,12 @@ class vhost {
   std::vector<binding> bindings_;
   std::map<uint64_t, channel_record> channels_;
   std::set<std::string, std::less<>> builtin_;  // declare_builtin_exchange
+  queue_counters retired_;                      // of queues deleted, so totals never go back
+  queue_history history_;
+  int64_t next_sample_ = 0;  // steady ms
+  std::atomic<uint64_t> sampled_ready_{0};
+  std::atomic<uint64_t> sampled_unacked_{0};
+  uint64_t next_fetch_channel_ = 0;
 };
 
 // The set of vhosts. Built at start-up; vhosts may be added at run time (the management API),
@@ -301,6 +341,10 @@ class vhost_registry {
   // `v` is dropped.
   vhost& add(std::unique_ptr<vhost> v);
   vhost* find(std::string_view name) const;
+  // Takes a vhost out of the registry (it is being deleted): find no longer sees it, but the
+  // object lives on until the registry goes, since workers may still hold pointers to it.
+  // Null if there is no such vhost.
+  vhost* retire(std::string_view name);
   size_t size() const;
   // In the order they were added.
   std::vector<std::string> names() const;
@@ -309,6 +353,7 @@ class vhost_registry {
   mutable std::shared_mutex mutex_;
   std::map<std::string, std::unique_ptr<vhost>, std::less<>> vhosts_;
   std::vector<std::string> order_;
+  std::vector<std::unique_ptr<vhost>> retired_;
 };
 
 }  // namespace warren::broker

@@ -64,12 +64,44 @@ std::variant<auth::user_ptr, http::response> authenticate(const http::request_he
       return unauthenticated(req, "Login failed");
     case auth::login_result::loopback_only:
       spdlog::warn("HTTP access denied: user '{}' can only log in via localhost", creds->username);
-      return json_error(req, bhttp::status::forbidden, "not_authorised",
+      // 401 as RabbitMQ answers (rabbitmqadmin turns a 403 into a traceback).
+      return json_error(req, bhttp::status::unauthorized, "not_authorised",
                         "User can only log in via localhost");
   }
   if (admin_only && !auth::user_store::has_tag(*who, "administrator")) {
     spdlog::warn("HTTP access denied: user '{}' - Not administrator user", who->name);
-    return json_error(req, bhttp::status::forbidden, "not_authorised", "Not administrator user");
+    return json_error(req, bhttp::status::unauthorized, "not_authorised", "Not administrator user");
+  }
+  return who;
+}
+
+bool has_access(const auth::user& u, access level) {
+  auto tag = [&](std::string_view t) { return auth::user_store::has_tag(u, t); };
+  switch (level) {
+    case access::management:
+      return tag("management") || tag("policymaker") || tag("monitoring") || tag("administrator");
+    case access::monitoring:
+      return tag("monitoring") || tag("administrator");
+    case access::administrator:
+      return tag("administrator");
+  }
+  return false;
+}
+
+bool sees_all_vhosts(const auth::user& u) {
+  return has_access(u, access::monitoring);
+}
+
+std::variant<auth::user_ptr, http::response> authenticate(const http::request_header& req,
+                                                          const boost::asio::ip::address& peer,
+                                                          const auth::user_store& users,
+                                                          access level) {
+  auto who = authenticate(req, peer, users, false);
+  if (auto* u = std::get_if<auth::user_ptr>(&who); u && !has_access(**u, level)) {
+    static constexpr std::string_view why[] = {"Not management user", "Not monitor user",
+                                               "Not administrator user"};
+    spdlog::warn("HTTP access denied: user '{}' - {}", (*u)->name, why[size_t(level)]);
+    return json_error(req, bhttp::status::unauthorized, "not_authorised", why[size_t(level)]);
   }
   return who;
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <mutex>
 
 #include <boost/asio/ip/address.hpp>
 
@@ -14,6 +15,7 @@
 
 #include "auth/user_store.hpp"
 #include "broker/vhost.hpp"
+#include "broker/views.hpp"
 #include "http/http_handler.hpp"
 #include "mgmt/definitions_json.hpp"
 #include "net/worker.hpp"
@@ -21,6 +23,44 @@
 namespace warren::mgmt {
 
 class users_file;
+
+// Resources of the node as the operator watches them.
+struct node_status {
+  uint64_t mem_used = 0;
+  uint64_t mem_limit = 0;  // 0: no memory alarm
+  bool mem_alarm = false;
+  uint64_t disk_free = 0;
+  uint64_t disk_free_limit = 0;
+  bool disk_free_alarm = false;
+  uint64_t fd_used = 0;
+  uint64_t fd_total = 0;
+  uint64_t sockets_used = 0;  // client connections
+  uint64_t threads = 0;
+};
+
+struct listener_info {
+  std::string protocol;  // amqp, http, web, prometheus
+  std::string ip_address;
+  uint16_t port = 0;
+};
+
+// The overview's history: sums over every vhost and thread, sampled on one worker, read by
+// requests on any; a mutex guards it (taken every 5 s and once per overview request).
+class overview_sampler {
+ public:
+  void record(int64_t wall, const broker::overview_history::values& v) {
+    std::lock_guard lock(mutex_);
+    history_.record(wall, v);
+  }
+  void copy_to(broker::overview_history& out) const {
+    std::lock_guard lock(mutex_);
+    out.copy_from(history_);
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  broker::overview_history history_;
+};
 
 // Built by main before the listeners start; read-only afterwards (the user store it points to
 // is itself safe for concurrent use).
@@ -33,6 +73,23 @@ struct api_context {
   // Creates a vhost (durably; the acting user gets full permissions on it). Any thread. Returns
   // an error sentence, empty on success or if it exists. Unset: vhosts cannot be created.
   std::function<std::string(const std::string& name, const std::string& acting_user)> create_vhost;
+  // Deletes a vhost: closes its connections, deletes its queues, removes its data. Any thread;
+  // calls `done` (any thread) with an error sentence, empty on success. Unset: not possible.
+  std::function<void(const std::string& name, std::function<void(std::string)> done)> delete_vhost;
+
+  // Clients, from the protocol layer (amqp/server), which this module does not know. Each runs
+  // on the worker it is given (the caller posts there).
+  std::function<void(net::worker&, std::vector<broker::connection_view>&)> list_connections;
+  std::function<bool(net::worker&, uint64_t id, const std::string& reason)> close_connection;
+
+  // The node, for /api/nodes and /api/overview. Called on the requesting worker.
+  std::string node_name = "warren@localhost";
+  std::string cluster_name = "warren@localhost";
+  int64_t started_at = 0;  // wall ms
+  std::function<node_status()> node;
+  std::vector<listener_info> listeners;
+  // The broker-wide history the overview charts (sampled every 5 s by main's stats timer).
+  overview_sampler* overview = nullptr;
 };
 
 http::response json_response(const http::request_header& req, boost::beast::http::status status,
@@ -44,10 +101,23 @@ http::response json_error(const http::request_header& req, boost::beast::http::s
 // Checks the request's basic-auth credentials, RabbitMQ's loopback rule and, with
 // `admin_only`, the administrator tag. The user, or the response refusing the request:
 //   no or malformed Authorization, unknown user, wrong password  401 + WWW-Authenticate
-//   loopback-only user from elsewhere, not an administrator      403 (RabbitMQ: 401)
+//   loopback-only user from elsewhere, not an administrator      401 (as RabbitMQ)
 std::variant<auth::user_ptr, http::response> authenticate(const http::request_header& req,
                                                           const boost::asio::ip::address& peer,
                                                           const auth::user_store& users,
                                                           bool admin_only);
+
+// What a request needs of the user's tags, as RabbitMQ's management: any management tag
+// (management, policymaker, monitoring, administrator); monitoring (or administrator);
+// administrator.
+enum class access { management, monitoring, administrator };
+bool has_access(const auth::user& u, access level);
+// Monitoring users and administrators see every vhost; others those they have permissions on.
+bool sees_all_vhosts(const auth::user& u);
+// As above, refusing with 401 "Not management user" (and so on) below `level`.
+std::variant<auth::user_ptr, http::response> authenticate(const http::request_header& req,
+                                                          const boost::asio::ip::address& peer,
+                                                          const auth::user_store& users,
+                                                          access level);
 
 }  // namespace warren::mgmt

@@ -1,10 +1,13 @@
-// Management routes: matching, method checks, authentication, then the resource.
+// Management routes: the path split into decoded segments and matched against a table, the
+// method checked, the user authenticated for the route's access level, then the resource.
 #include "mgmt/routes.hpp"
 
-#include "http/url.hpp"
+#include <array>
 
+#include "http/url.hpp"
 #include "mgmt/dashboard.hpp"
 #include "mgmt/definitions_resource.hpp"
+#include "mgmt/resources.hpp"
 
 namespace warren::mgmt {
 
@@ -15,72 +18,169 @@ namespace {
 // Bodies of requests other than a definitions upload.
 constexpr size_t small_body_bytes = 64 * 1024;
 
+using handler = void (*)(const call_ptr&);
+
 struct route {
-  enum class kind {
-    healthz,
-    definitions,
-    vhosts,
-    vhost,
-    not_found,
-    bad_method
-  } what = kind::not_found;
-  std::optional<std::string> vhost;  // /api/definitions/{vhost}, decoded
-  const char* allow = "";
+  std::string_view pattern;  // segments after "/api/", "*" for a variable one
+  bhttp::verb verb;
+  access level;
+  handler fn;
 };
 
-route match(const http::request_header& req) {
-  std::string_view target = req.target();
-  std::string_view path = target.substr(0, target.find('?'));
-  route r;
-  auto verb = req.method();
-  if (path == "/healthz") {
-    r.what = route::kind::healthz;
-    if (verb != bhttp::verb::get && verb != bhttp::verb::head) {
-      r.what = route::kind::bad_method;
-      r.allow = "GET, HEAD";
-    }
-    return r;
+// clang-format off
+// The table: RabbitMQ 3.13's paths (rabbit_mgmt_dispatcher.erl) that Warren serves.
+const route routes[] = {
+  {"overview", bhttp::verb::get, access::management, get_overview},
+  {"cluster-name", bhttp::verb::get, access::management,
+   [](const call_ptr& c) { c->json_reply({{"name", c->api.cluster_name}}); }},
+  {"nodes", bhttp::verb::get, access::monitoring, [](const call_ptr& c) { get_nodes(c, false); }},
+  {"nodes/*", bhttp::verb::get, access::monitoring, [](const call_ptr& c) { get_nodes(c, true); }},
+  {"whoami", bhttp::verb::get, access::management, get_whoami},
+  {"extensions", bhttp::verb::get, access::management, [](const call_ptr& c) { c->json_reply(json::array()); }},
+  {"connections", bhttp::verb::get, access::management, [](const call_ptr& c) { list_connections(c, false); }},
+  {"vhosts/*/connections", bhttp::verb::get, access::management, [](const call_ptr& c) { list_connections(c, true); }},
+  {"connections/*", bhttp::verb::get, access::management, get_connection},
+  {"connections/*", bhttp::verb::delete_, access::management, close_connection},
+  {"connections/*/channels", bhttp::verb::get, access::management, [](const call_ptr& c) { list_channels(c, 2); }},
+  {"channels", bhttp::verb::get, access::management, [](const call_ptr& c) { list_channels(c, 0); }},
+  {"vhosts/*/channels", bhttp::verb::get, access::management, [](const call_ptr& c) { list_channels(c, 1); }},
+  {"channels/*", bhttp::verb::get, access::management, get_channel},
+  {"consumers", bhttp::verb::get, access::management, [](const call_ptr& c) { list_consumers(c, false); }},
+  {"consumers/*", bhttp::verb::get, access::management, [](const call_ptr& c) { list_consumers(c, true); }},
+  {"exchanges", bhttp::verb::get, access::management, [](const call_ptr& c) { list_exchanges(c, false); }},
+  {"exchanges/*", bhttp::verb::get, access::management, [](const call_ptr& c) { list_exchanges(c, true); }},
+  {"exchanges/*/*", bhttp::verb::get, access::management, get_exchange},
+  {"exchanges/*/*", bhttp::verb::put, access::management, put_exchange},
+  {"exchanges/*/*", bhttp::verb::delete_, access::management, delete_exchange},
+  {"exchanges/*/*/bindings/source", bhttp::verb::get, access::management, [](const call_ptr& c) { exchange_bindings(c, true); }},
+  {"exchanges/*/*/bindings/destination", bhttp::verb::get, access::management, [](const call_ptr& c) { exchange_bindings(c, false); }},
+  {"exchanges/*/*/publish", bhttp::verb::post, access::management, publish_message},
+  {"queues", bhttp::verb::get, access::management, [](const call_ptr& c) { list_queues(c, false); }},
+  {"queues/*", bhttp::verb::get, access::management, [](const call_ptr& c) { list_queues(c, true); }},
+  {"queues/*/*", bhttp::verb::get, access::management, get_queue},
+  {"queues/*/*", bhttp::verb::put, access::management, put_queue},
+  {"queues/*/*", bhttp::verb::delete_, access::management, delete_queue},
+  {"queues/*/*/contents", bhttp::verb::delete_, access::management, purge_queue},
+  {"queues/*/*/get", bhttp::verb::post, access::management, get_messages},
+  {"queues/*/*/bindings", bhttp::verb::get, access::management, queue_bindings},
+  {"bindings", bhttp::verb::get, access::management, [](const call_ptr& c) { list_bindings(c, false); }},
+  {"bindings/*", bhttp::verb::get, access::management, [](const call_ptr& c) { list_bindings(c, true); }},
+  {"bindings/*/e/*/q/*", bhttp::verb::get, access::management, [](const call_ptr& c) { bindings_between(c, false); }},
+  {"bindings/*/e/*/q/*", bhttp::verb::post, access::management, [](const call_ptr& c) { add_binding(c, false); }},
+  {"bindings/*/e/*/e/*", bhttp::verb::get, access::management, [](const call_ptr& c) { bindings_between(c, true); }},
+  {"bindings/*/e/*/e/*", bhttp::verb::post, access::management, [](const call_ptr& c) { add_binding(c, true); }},
+  {"bindings/*/e/*/q/*/*", bhttp::verb::get, access::management, [](const call_ptr& c) { binding_by_props(c, false, false); }},
+  {"bindings/*/e/*/q/*/*", bhttp::verb::delete_, access::management, [](const call_ptr& c) { binding_by_props(c, false, true); }},
+  {"bindings/*/e/*/e/*/*", bhttp::verb::get, access::management, [](const call_ptr& c) { binding_by_props(c, true, false); }},
+  {"bindings/*/e/*/e/*/*", bhttp::verb::delete_, access::management, [](const call_ptr& c) { binding_by_props(c, true, true); }},
+  {"users", bhttp::verb::get, access::administrator, list_users},
+  {"users/*", bhttp::verb::get, access::administrator, get_user},
+  {"users/*", bhttp::verb::put, access::administrator, put_user},
+  {"users/*", bhttp::verb::delete_, access::administrator, delete_user},
+  {"users/*/permissions", bhttp::verb::get, access::administrator, [](const call_ptr& c) { list_permissions(c, 2); }},
+  {"permissions", bhttp::verb::get, access::administrator, [](const call_ptr& c) { list_permissions(c, 0); }},
+  {"vhosts/*/permissions", bhttp::verb::get, access::administrator, [](const call_ptr& c) { list_permissions(c, 1); }},
+  {"permissions/*/*", bhttp::verb::get, access::administrator, get_permission},
+  {"permissions/*/*", bhttp::verb::put, access::administrator, put_permission},
+  {"permissions/*/*", bhttp::verb::delete_, access::administrator, delete_permission},
+  {"vhosts", bhttp::verb::get, access::management, list_vhosts},
+  {"vhosts/*", bhttp::verb::get, access::management, get_vhost},
+  {"vhosts/*", bhttp::verb::put, access::administrator, put_vhost},
+  {"vhosts/*", bhttp::verb::delete_, access::administrator, delete_vhost},
+  // Parameters and policies do not exist yet: empty lists, so tools that list them work.
+  {"parameters", bhttp::verb::get, access::management, [](const call_ptr& c) { c->list(json::array()); }},
+  {"parameters/*", bhttp::verb::get, access::management, [](const call_ptr& c) { c->list(json::array()); }},
+  {"parameters/*/*", bhttp::verb::get, access::management, [](const call_ptr& c) { c->list(json::array()); }},
+  {"global-parameters", bhttp::verb::get, access::management, [](const call_ptr& c) { c->list(json::array()); }},
+  {"policies", bhttp::verb::get, access::management, [](const call_ptr& c) { c->list(json::array()); }},
+  {"policies/*", bhttp::verb::get, access::management, [](const call_ptr& c) { c->list(json::array()); }},
+  {"operator-policies", bhttp::verb::get, access::management, [](const call_ptr& c) { c->list(json::array()); }},
+  {"operator-policies/*", bhttp::verb::get, access::management, [](const call_ptr& c) { c->list(json::array()); }},
+  {"vhost-limits", bhttp::verb::get, access::management, [](const call_ptr& c) { c->list(json::array()); }},
+  {"user-limits", bhttp::verb::get, access::administrator, [](const call_ptr& c) { c->list(json::array()); }},
+  {"feature-flags", bhttp::verb::get, access::management, [](const call_ptr& c) { c->json_reply(json::array()); }},
+  {"health/checks/alarms", bhttp::verb::get, access::monitoring,
+   [](const call_ptr& c) {
+     node_status s = c->api.node ? c->api.node() : node_status{};
+     if (s.mem_alarm || s.disk_free_alarm)
+       return c->error(bhttp::status::service_unavailable, "failed", "resource alarm(s) in effect");
+     c->json_reply({{"status", "ok"}});
+   }},
+};
+// clang-format on
+
+// Splits "/api/a/b%2Fc" into decoded segments after "api": {"a", "b/c"}. False if the path is
+// not under /api or a segment does not decode. A '+' stays a '+' (RabbitMQ's paths).
+bool api_segments(std::string_view path, std::vector<std::string>& out) {
+  constexpr std::string_view prefix = "/api/";
+  if (path.rfind(prefix, 0) != 0) return false;
+  path.remove_prefix(prefix.size());
+  while (!path.empty() && path.back() == '/') path.remove_suffix(1);
+  while (true) {
+    size_t slash = path.find('/');
+    auto seg = http::percent_decode(path.substr(0, slash));
+    if (!seg) return false;
+    out.push_back(std::move(*seg));
+    if (slash == std::string_view::npos) return true;
+    path.remove_prefix(slash + 1);
   }
-  if (path == "/api/vhosts") {
-    r.what = route::kind::vhosts;
-    if (verb != bhttp::verb::get) {
-      r.what = route::kind::bad_method;
-      r.allow = "GET";
-    }
-    return r;
+}
+
+// The pattern's "*" segments, or nullopt if the segments do not fit it.
+std::optional<std::vector<std::string>> fit(std::string_view pattern,
+                                            const std::vector<std::string>& segs) {
+  std::vector<std::string> args;
+  size_t i = 0;
+  while (true) {
+    size_t slash = pattern.find('/');
+    std::string_view p = pattern.substr(0, slash);
+    if (i >= segs.size()) return std::nullopt;
+    if (p == "*")
+      args.push_back(segs[i]);
+    else if (p != segs[i])
+      return std::nullopt;
+    ++i;
+    if (slash == std::string_view::npos) break;
+    pattern.remove_prefix(slash + 1);
   }
-  constexpr std::string_view vh = "/api/vhosts/";
-  if (path.rfind(vh, 0) == 0 && path.size() > vh.size() &&
-      path.find('/', vh.size()) == std::string_view::npos) {
-    r.vhost = http::percent_decode(path.substr(vh.size()));
-    if (!r.vhost) return r;
-    r.what = route::kind::vhost;
-    if (verb != bhttp::verb::get && verb != bhttp::verb::put) {
-      r.what = route::kind::bad_method;
-      r.allow = "GET, PUT";  // vhosts are never deleted (pointers to them live on every worker)
-    }
-    return r;
-  }
-  constexpr std::string_view defs = "/api/definitions";
-  if (path.rfind(defs, 0) != 0) return r;
-  std::string_view rest = path.substr(defs.size());
-  if (!rest.empty()) {
-    if (rest.front() != '/' || rest.size() == 1 || rest.find('/', 1) != std::string_view::npos)
-      return r;
-    r.vhost = http::percent_decode(rest.substr(1));
-    if (!r.vhost) return r;
-  }
-  r.what = route::kind::definitions;
-  if (verb != bhttp::verb::get && verb != bhttp::verb::post) {
-    r.what = route::kind::bad_method;
-    r.allow = "GET, POST";
-  }
-  return r;
+  if (i != segs.size()) return std::nullopt;
+  return args;
 }
 
 bool has_body(const http::request_header& req) {
   auto length = req[bhttp::field::content_length];
   return (!length.empty() && length != "0") || req.count(bhttp::field::transfer_encoding) > 0;
+}
+
+bool is_definitions(std::string_view path) {
+  return path == "/api/definitions" || path.rfind("/api/definitions/", 0) == 0;
+}
+
+// Definitions keep their own handling (large uploads, administrator only).
+void definitions_route(const api_context& api, http::request req, const http::request_context& ctx,
+                       http::responder done, std::string_view path) {
+  std::optional<std::string> vhost;
+  std::string_view rest = path.substr(std::string_view("/api/definitions").size());
+  if (!rest.empty()) {
+    if (rest.front() != '/' || rest.size() == 1 || rest.find('/', 1) != std::string_view::npos)
+      return done(json_error(req, bhttp::status::not_found, "Object Not Found", "Not Found"));
+    vhost = http::percent_decode(rest.substr(1));
+    if (!vhost)
+      return done(json_error(req, bhttp::status::not_found, "Object Not Found", "Not Found"));
+  }
+  if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::post) {
+    auto res =
+        json_error(req, bhttp::status::method_not_allowed, "method_not_allowed", "use GET, POST");
+    res.set(bhttp::field::allow, "GET, POST");
+    return done(std::move(res));
+  }
+  auto who = authenticate(req, ctx.peer, *api.users, access::administrator);
+  if (auto* refusal = std::get_if<http::response>(&who)) return done(std::move(*refusal));
+  const auto& user = std::get<auth::user_ptr>(who);
+  if (req.method() == bhttp::verb::get)
+    export_definitions(api, req, std::move(vhost), *ctx.worker, std::move(done));
+  else
+    import_definitions(api, req, std::move(vhost), user->name, *ctx.worker, std::move(done));
 }
 
 }  // namespace
@@ -89,71 +189,69 @@ http::router make_router(const api_context& api) {
   http::router r;
   r.on_head = [&api](const http::request_header& req,
                      const http::request_context& ctx) -> std::variant<size_t, http::response> {
-    route m = match(req);
-    if (m.what != route::kind::definitions) return small_body_bytes;
+    std::string_view target = req.target();
+    std::string_view path = target.substr(0, target.find('?'));
+    if (!is_definitions(path)) return small_body_bytes;
     // Refuse an unauthenticated upload before reading it (and close: its body is not read).
     // Requests without a body are refused in handle, keeping the connection.
     if (has_body(req)) {
-      auto who = authenticate(req, ctx.peer, *api.users, true);
+      auto who = authenticate(req, ctx.peer, *api.users, access::administrator);
       if (auto* refusal = std::get_if<http::response>(&who)) return std::move(*refusal);
     }
     return req.method() == bhttp::verb::post ? max_definitions_bytes : small_body_bytes;
   };
   r.handle = [&api](http::request req, const http::request_context& ctx, http::responder done) {
-    // The dashboard's files (GET/HEAD, no auth) for any path outside /api and /healthz.
-    std::string_view path = req.target().substr(0, req.target().find('?'));
-    if (path.rfind("/api", 0) != 0 && path != "/healthz")
-      if (auto page = serve_dashboard(req)) return done(std::move(*page));
-    route m = match(req);
-    switch (m.what) {
-      case route::kind::healthz:
-        return done(http::text_response(req, bhttp::status::ok, "ok"));
-      case route::kind::bad_method: {
+    std::string target(req.target());
+    std::string_view path = std::string_view(target).substr(0, target.find('?'));
+    if (path == "/healthz") {
+      if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head) {
         auto res = json_error(req, bhttp::status::method_not_allowed, "method_not_allowed",
-                              std::string("use ") + m.allow);
-        res.set(bhttp::field::allow, m.allow);
+                              "use GET, HEAD");
+        res.set(bhttp::field::allow, "GET, HEAD");
         return done(std::move(res));
       }
-      case route::kind::not_found:
-        // RabbitMQ's words for an unknown path.
-        return done(json_error(req, bhttp::status::not_found, "Object Not Found", "Not Found"));
-      case route::kind::definitions:
-      case route::kind::vhosts:
-      case route::kind::vhost:
+      return done(http::text_response(req, bhttp::status::ok, "ok"));
+    }
+    // The dashboard's files (GET/HEAD, no auth) for any other path outside /api.
+    if (path.rfind("/api", 0) != 0)
+      if (auto page = serve_dashboard(req)) return done(std::move(*page));
+    if (is_definitions(path))
+      return definitions_route(api, std::move(req), ctx, std::move(done), path);
+    std::vector<std::string> segs;
+    if (!api_segments(path, segs))
+      return done(json_error(req, bhttp::status::not_found, "Object Not Found", "Not Found"));
+    bhttp::verb verb = req.method() == bhttp::verb::head ? bhttp::verb::get : req.method();
+    const route* found = nullptr;
+    std::vector<std::string> args;
+    std::string allow;
+    for (const auto& rt : routes) {
+      auto a = fit(rt.pattern, segs);
+      if (!a) continue;
+      if (rt.verb == verb) {
+        found = &rt;
+        args = std::move(*a);
         break;
-    }
-    auto who = authenticate(req, ctx.peer, *api.users, true);
-    if (auto* refusal = std::get_if<http::response>(&who)) return done(std::move(*refusal));
-    const auto& user = std::get<auth::user_ptr>(who);
-    if (m.what == route::kind::vhosts) {
-      json list = json::array();
-      for (const auto& n : api.vhosts->names()) list.push_back({{"name", n}});
-      return done(json_response(req, bhttp::status::ok, list));
-    }
-    if (m.what == route::kind::vhost) {
-      bool exists = api.vhosts->find(*m.vhost) != nullptr;
-      if (req.method() == bhttp::verb::get) {
-        if (!exists)
-          return done(json_error(req, bhttp::status::not_found, "Object Not Found", "Not Found"));
-        return done(json_response(req, bhttp::status::ok, json{{"name", *m.vhost}}));
       }
-      if (exists) {
-        http::response res{bhttp::status::no_content, req.version()};
-        res.set(bhttp::field::server, "Warren");
-        return done(std::move(res));
-      }
-      std::string why = api.create_vhost ? api.create_vhost(*m.vhost, user->name)
-                                         : "this broker cannot create vhosts";
-      if (!why.empty())
-        return done(json_error(req, bhttp::status::bad_request, "bad_request", why));
-      http::response res{bhttp::status::created, req.version()};
-      res.set(bhttp::field::server, "Warren");
+      if (!allow.empty()) allow += ", ";
+      allow += std::string(bhttp::to_string(rt.verb));
+    }
+    if (!found) {
+      if (allow.empty())
+        return done(json_error(req, bhttp::status::not_found, "Object Not Found", "Not Found"));
+      auto res =
+          json_error(req, bhttp::status::method_not_allowed, "method_not_allowed", "use " + allow);
+      res.set(bhttp::field::allow, allow);
       return done(std::move(res));
     }
-    if (req.method() == bhttp::verb::get)
-      export_definitions(api, req, std::move(m.vhost), *ctx.worker, std::move(done));
-    else
-      import_definitions(api, req, std::move(m.vhost), user->name, *ctx.worker, std::move(done));
+    auto who = authenticate(req, ctx.peer, *api.users, found->level);
+    if (auto* refusal = std::get_if<http::response>(&who)) return done(std::move(*refusal));
+    auto q = parse_list_query(target);
+    if (auto* e = std::get_if<query_error>(&q))
+      return done(json_error(req, bhttp::status::bad_request, e->error, e->reason));
+    auto c = std::make_shared<call>(call{api, std::move(req), *ctx.worker, std::move(done),
+                                         std::get<auth::user_ptr>(who), std::move(args),
+                                         std::move(std::get<list_query>(q))});
+    found->fn(c);
   };
   return r;
 }

@@ -40,6 +40,12 @@ connection::connection(worker& owner, boost::asio::ip::tcp::socket socket)
 
 connection::~connection() = default;
 
+boost::asio::ip::tcp::endpoint connection::local_endpoint() const {
+  boost::system::error_code ec;
+  auto ep = socket_.local_endpoint(ec);
+  return ec ? boost::asio::ip::tcp::endpoint{} : ep;
+}
+
 void connection::start(std::unique_ptr<connection_handler> handler) {
   handler_ = std::move(handler);
   handler_->conn_ = this;
@@ -72,6 +78,8 @@ void connection::on_readable() {
       return;
     }
     if (state_ == state::lingering) continue;  // discard input while closing
+    ++read_calls_;
+    bytes_received_ += n;
     deliver(buf.subspan(0, n));
     total += n;
     if (total >= read_budget) {
@@ -115,6 +123,7 @@ void connection::flush() {
     close_now();
     return;
   }
+  bytes_sent_ += n;
   if (n == out_.size()) {
     out_.clear();
     release_if_large(out_);
@@ -140,6 +149,7 @@ void connection::flush_soon() {
 
 void connection::on_write_done(const boost::system::error_code& ec) {
   writing_ = false;
+  if (!ec) bytes_sent_ += inflight_.size();
   inflight_.clear();
   release_if_large(inflight_);
   if (state_ == state::closed) return;

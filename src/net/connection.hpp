@@ -65,6 +65,12 @@ class connection : public std::enable_shared_from_this<connection> {
   size_t queued_bytes() const { return out_.size() + inflight_.size(); }
   // Writes handed to the kernel so far (system calls and async writes): output per write.
   uint64_t write_calls() const { return write_calls_; }
+  // Traffic so far, for the management API.
+  uint64_t bytes_received() const { return bytes_received_; }
+  uint64_t bytes_sent() const { return bytes_sent_; }
+  uint64_t read_calls() const { return read_calls_; }
+  // This end's address and port (unspecified if the socket has none).
+  boost::asio::ip::tcp::endpoint local_endpoint() const;
   // Memory the connection's buffers hold, used or not (released once a burst has drained).
   size_t buffer_capacity() const {
     return out_.capacity() + inflight_.capacity() + pending_.capacity();
@@ -112,6 +118,9 @@ class connection : public std::enable_shared_from_this<connection> {
   boost::asio::ip::address peer_address_;
   uint16_t peer_port_ = 0;
   uint64_t write_calls_ = 0;
+  uint64_t read_calls_ = 0;
+  uint64_t bytes_received_ = 0;
+  uint64_t bytes_sent_ = 0;
   state state_ = state::open;
   bool writing_ = false;
   bool flush_scheduled_ = false;

@@ -61,6 +61,7 @@ void channel_link::cancelled(const std::string& consumer_tag) {
 
 channel::channel(amqp_connection& conn, uint16_t id)
     : conn_(conn), id_(id), global_id_(next_channel_id.fetch_add(1)) {
+  broker::count(broker::global_counters::channels_opened);
   link_ = std::make_shared<channel_link>(conn_.conn().owner());
   link_->ch = this;
   uint64_t cid = global_id_, conn_id = conn_.id();
@@ -73,6 +74,7 @@ channel::channel(amqp_connection& conn, uint16_t id)
 }
 
 channel::~channel() {
+  broker::count(broker::global_counters::channels_closed);
   detach_from_vhost();
 }
 
@@ -261,6 +263,13 @@ void channel::handle_body(const frame_view& f) {
 void channel::complete_publish() {
   content_ = content_phase::none;
   conn_.note_publish();
+  ++stat_publish_;
+  {
+    auto& g = broker::global_counters::local();
+    g.add(broker::global_counters::received);
+    if (confirm_mode_) g.add(broker::global_counters::received_confirm);
+    g.observe_size(body_.size());
+  }
   uint64_t seq = confirm_mode_ ? ++publish_seq_ : 0;
   const auto& uid = header_.properties.user_id;
   if (uid && *uid != conn_.user().name) {
@@ -315,7 +324,11 @@ void channel::complete_publish() {
           }
           auto outcome = std::get<broker::publish_outcome>(r);
           if (ch.state_ != state::open) return;
+          if (outcome == broker::publish_outcome::unroutable)
+            broker::count(mandatory ? broker::global_counters::unroutable_returned
+                                    : broker::global_counters::unroutable_dropped);
           if (outcome == broker::publish_outcome::unroutable && mandatory) {
+            ++ch.stat_returned_;
             basic_return ret;
             ret.reply_code = uint16_t(reply_code::no_route);
             ret.reply_text = "NO_ROUTE";
@@ -398,6 +411,8 @@ void channel::send_pending_confirms() {
   confirm_flush_scheduled_ = false;
   if (acked_upto_ <= acked_sent_ || state_ != state::open) return;
   conn_.send(id_, basic_ack{acked_upto_, acked_upto_ - acked_sent_ > 1});
+  broker::count(broker::global_counters::confirmed, acked_upto_ - acked_sent_);
+  stat_confirmed_ += acked_upto_ - acked_sent_;
   acked_sent_ = acked_upto_;
   conn_.conn().flush_soon();
 }
@@ -418,6 +433,7 @@ void channel::on_deliver(const std::string& consumer_tag, uint64_t delivery_tag,
   d.redelivered = redelivered;
   d.exchange = m->exchange;
   d.routing_key = m->routing_key;
+  ++stat_delivered_;
   conn_.send(id_, d);
   send_message(*m);
   conn_.conn().flush_soon();
@@ -667,6 +683,7 @@ void channel::on_get(basic_get& x) {
           ch.conn_.send(ch.id_, basic_get_empty{});
         } else {
           const auto& ok = std::get<broker::get_ok>(r);
+          ++ch.stat_delivered_;
           ch.conn_.send(ch.id_, basic_get_ok{ok.delivery_tag, ok.redelivered, ok.msg->exchange,
                                              ok.msg->routing_key, ok.message_count});
           ch.send_message(*ok.msg);
@@ -677,6 +694,7 @@ void channel::on_get(basic_get& x) {
 
 void channel::on_settle(uint64_t tag, bool multiple, bool requeue, bool is_ack, uint16_t class_id,
                         uint16_t method_id) {
+  if (is_ack) ++stat_acked_;
   if (tx_mode_) {
     tx_pending_.push_back([this, tag, multiple, requeue, is_ack, class_id, method_id] {
       call_vhost(
@@ -858,6 +876,23 @@ void channel::handle_method(method& m) {
         }
       },
       m);
+}
+
+void channel::describe(broker::channel_view& v) const {
+  v.id = global_id_;
+  v.number = id_;
+  v.confirm = confirm_mode_;
+  v.transactional = tx_mode_;
+  v.closing = state_ != state::open;
+  v.flow_blocked = throttled_;
+  v.prefetch = prefetch_count_;
+  v.unconfirmed = publish_seq_ - acked_sent_;
+  v.uncommitted = tx_pending_.size();
+  v.publish = stat_publish_;
+  v.confirmed = stat_confirmed_;
+  v.returned = stat_returned_;
+  v.delivered = stat_delivered_;
+  v.acked = stat_acked_;
 }
 
 }  // namespace warren::amqp::server

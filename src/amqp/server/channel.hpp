@@ -13,6 +13,7 @@
 
 #include "amqp/protocol/frame.hpp"
 #include "broker/vhost.hpp"
+#include "broker/views.hpp"
 
 namespace warren::net {
 class worker;
@@ -68,6 +69,8 @@ class channel {
   // The connection's output drained: credit held back for a slow peer can go now.
   void on_output_drained();
   void on_throttle(bool on);
+  // A copy for the management API (on the connection's worker).
+  void describe(broker::channel_view& v) const;
 
  private:
   enum class content_phase : uint8_t { none, header, body };
@@ -144,6 +147,12 @@ class channel {
   uint32_t pending_ = 0;
   uint32_t inflight_publishes_ = 0;  // of pending_, the publishes (counted by the connection)
   bool close_requested_ = false;     // the client sent channel.close while replies were pending
+  // Statistics for the management API.
+  uint64_t stat_publish_ = 0;
+  uint64_t stat_confirmed_ = 0;
+  uint64_t stat_returned_ = 0;
+  uint64_t stat_delivered_ = 0;
+  uint64_t stat_acked_ = 0;
   protocol::basic_publish publish_;
   protocol::content_header header_;
   std::string body_;

@@ -38,10 +38,14 @@ std::atomic<uint64_t> next_connection_id{1};
 
 amqp_connection::amqp_connection(const server_context& ctx)
     : ctx_(ctx), id_(next_connection_id.fetch_add(1)) {
-  accepted_ = last_recv_ = last_send_ = clock::now();
+  accepted_ = last_recv_ = last_send_ = rate_at_ = clock::now();
+  connected_at_ = broker::wall_ms();
+  broker::count(broker::global_counters::connections_opened);
 }
 
-amqp_connection::~amqp_connection() = default;
+amqp_connection::~amqp_connection() {
+  broker::count(broker::global_counters::connections_closed);
+}
 
 std::string amqp_connection::describe() {
   return fmt::format("{}:{}", conn().peer_address().to_string(), conn().peer_port());
@@ -180,6 +184,9 @@ void amqp_connection::refuse_undecodable(std::span<const uint8_t> payload, decod
 }
 
 void amqp_connection::handle_start_ok(const connection_start_ok& m) {
+  client_properties_ = m.client_properties;
+  mechanism_ = m.mechanism;
+  broker::count(broker::global_counters::auth_attempts);
   if (const field_table* caps = table_table(m.client_properties, "capabilities")) {
     cap_auth_failure_close_ = table_bool(*caps, "authentication_failure_close").value_or(false);
     cap_blocked_ = table_bool(*caps, "connection.blocked").value_or(false);
@@ -216,6 +223,7 @@ void amqp_connection::handle_start_ok(const connection_start_ok& m) {
 }
 
 void amqp_connection::refuse_login(std::string_view mechanism, std::string_view why) {
+  broker::count(broker::global_counters::auth_failed);
   spdlog::warn("{}: {} login refused: {}", describe(), mechanism, why);
   if (!cap_auth_failure_close_) {
     // RabbitMQ's behaviour for clients that do not announce authentication_failure_close.
@@ -427,6 +435,15 @@ void amqp_connection::fatal_frame_error(std::string_view text) {
 }
 
 void amqp_connection::on_tick(clock::time_point now) {
+  // Byte rates for the management API, over the last 5 s or so.
+  if (now - rate_at_ >= std::chrono::seconds(5)) {
+    double secs = std::chrono::duration<double>(now - rate_at_).count();
+    recv_rate_ = double(conn().bytes_received() - rate_bytes_in_) / secs;
+    send_rate_ = double(conn().bytes_sent() - rate_bytes_out_) / secs;
+    rate_bytes_in_ = conn().bytes_received();
+    rate_bytes_out_ = conn().bytes_sent();
+    rate_at_ = now;
+  }
   if (phase_ == phase::closing) {
     if (now >= close_deadline_) conn().close_now();
     return;
@@ -547,6 +564,91 @@ void amqp_connection::tell_blocked() {
   send(0, connection_blocked{blocked_reason_});
   blocked_told_ = true;
   conn().flush();
+}
+
+// ----------------------------------------------------------------------------- management
+
+void amqp_connection::describe(broker::connection_view& v) const {
+  auto& c = const_cast<amqp_connection*>(this)->conn();
+  v.id = id_;
+  v.worker = c.owner().index();
+  v.peer_host = c.peer_address().to_string();
+  v.peer_port = c.peer_port();
+  auto local = c.local_endpoint();
+  v.host = local.address().to_string();
+  v.port = local.port();
+  v.name = fmt::format("{}:{} -> {}:{}", v.peer_host, v.peer_port, v.host, v.port);
+  if (user_) v.user = user_->name;
+  if (vhost_) v.vhost = vhost_->name();
+  switch (phase_) {
+    case phase::header:
+    case phase::start_ok:
+      v.state = "starting";
+      break;
+    case phase::tune_ok:
+      v.state = "tuning";
+      break;
+    case phase::open_wait:
+      v.state = "opening";
+      break;
+    case phase::open:
+      v.state = blocked_ ? (reading_paused_ ? "blocked" : "blocking") : "running";
+      break;
+    case phase::closing:
+      v.state = "closing";
+      break;
+  }
+  v.auth_mechanism = mechanism_;
+  v.client_properties = client_properties_;
+  v.channel_max = channel_max_;
+  v.frame_max = frame_max_;
+  v.heartbeat = heartbeat_;
+  v.connected_at = connected_at_;
+  v.recv_oct = c.bytes_received();
+  v.send_oct = c.bytes_sent();
+  v.recv_cnt = c.read_calls();
+  v.send_cnt = c.write_calls();
+  v.send_pend = c.queued_bytes();
+  v.recv_rate = recv_rate_;
+  v.send_rate = send_rate_;
+  v.channels.reserve(channels_.size());
+  for (const auto& ch : channels_) ch->describe(v.channels.emplace_back());
+}
+
+void amqp_connection::force_close(std::string_view reason) {
+  if (phase_ != phase::open) {
+    conn().close_now();
+    return;
+  }
+  connection_error(reply_code::connection_forced,
+                   reason.empty() ? std::string_view("Closed via management plugin") : reason);
+  conn().flush();
+}
+
+void amqp_connection::describe_all(net::worker& w, std::vector<broker::connection_view>& out) {
+  w.for_each_connection([&](net::connection& c) {
+    if (auto* a = dynamic_cast<amqp_connection*>(c.handler()); a && !c.closed())
+      a->describe(out.emplace_back());
+  });
+}
+
+bool amqp_connection::force_close(net::worker& w, uint64_t id, std::string_view reason) {
+  bool found = false;
+  w.for_each_connection([&](net::connection& c) {
+    if (auto* a = dynamic_cast<amqp_connection*>(c.handler()); a && a->id_ == id && !c.closed()) {
+      a->force_close(reason);
+      found = true;
+    }
+  });
+  return found;
+}
+
+void amqp_connection::close_vhost(net::worker& w, const broker::vhost* vhost,
+                                  std::string_view reason) {
+  w.for_each_connection([&](net::connection& c) {
+    if (auto* a = dynamic_cast<amqp_connection*>(c.handler()); a && a->vhost_ == vhost)
+      a->force_close(reason);
+  });
 }
 
 }  // namespace warren::amqp::server

@@ -15,6 +15,7 @@
 #include "amqp/protocol/frame.hpp"
 #include "amqp/server/channel.hpp"
 #include "amqp/server/server_context.hpp"
+#include "broker/views.hpp"
 #include "net/connection.hpp"
 
 namespace warren::amqp::server {
@@ -36,6 +37,17 @@ class amqp_connection final : public net::connection_handler {
   // connection.blocked capability is told so, and a connection that has published stops being
   // read until unblocked. Consumers keep receiving.
   void set_blocked(bool blocked, std::string_view reason);
+
+  // A copy for the management API (on this connection's worker), with its channels.
+  void describe(broker::connection_view& v) const;
+  // The management API closes the connection: connection.close 320 CONNECTION_FORCED.
+  void force_close(std::string_view reason);
+  // Every AMQP connection of worker `w` (call on w's thread).
+  static void describe_all(net::worker& w, std::vector<broker::connection_view>& out);
+  // Closes the connection `id` if it is on worker `w` (call on w's thread). True if found.
+  static bool force_close(net::worker& w, uint64_t id, std::string_view reason);
+  // Closes every connection of worker `w` to vhost `vhost` (the vhost is being deleted).
+  static void close_vhost(net::worker& w, const broker::vhost* vhost, std::string_view reason);
 
   // --- used by channels ---
   template <typename M>
@@ -118,6 +130,13 @@ class amqp_connection final : public net::connection_handler {
   clock::time_point last_send_;
   clock::time_point close_deadline_;
   std::string blocked_reason_;
+  // For the management API.
+  int64_t connected_at_ = 0;  // wall ms
+  std::string mechanism_;
+  protocol::field_table client_properties_;
+  uint64_t rate_bytes_in_ = 0, rate_bytes_out_ = 0;  // at the last rate sample
+  clock::time_point rate_at_;
+  double recv_rate_ = 0, send_rate_ = 0;
   auth::user_ptr user_;  // the version of the user at login, kept while connected
   broker::vhost* vhost_ = nullptr;
   uint64_t id_;

@@ -1,0 +1,138 @@
+// What the management API's resources share: one request in progress (`call`), gathering
+// answers from the vhosts' home workers and from every worker, and the usual responses.
+// Resources live in resources_*.cpp, one file per family; routes.cpp maps paths to them.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mgmt/api.hpp"
+#include "mgmt/list_query.hpp"
+#include "mgmt/render.hpp"
+
+namespace warren::mgmt {
+
+// One request, from routing to its answer. Held by shared_ptr while answers from other workers
+// come back; touched only on the connection's worker (`here`).
+struct call {
+  const api_context& api;
+  http::request req;
+  net::worker& here;
+  http::responder done;
+  auth::user_ptr user;
+  std::vector<std::string> args;  // the path's variable segments, decoded
+  list_query query;
+
+  void reply(http::response res) { done(std::move(res)); }
+  void json_reply(const json& body, boost::beast::http::status s = boost::beast::http::status::ok);
+  void error(boost::beast::http::status s, std::string_view error, std::string_view reason);
+  void bad_request(std::string_view reason);
+  void not_found();
+  void no_content();
+  void created();
+  // A list: filtered, sorted, paged, columns kept (list_query.hpp).
+  void list(json items);
+  template <typename T>
+  void list(std::vector<T> items, const list_source<T>& src) {
+    auto r = answer_list(query, std::move(items), src);
+    if (auto* e = std::get_if<query_error>(&r)) return bad_request_error(*e);
+    json_reply(std::get<json>(r));
+  }
+  void bad_request_error(const query_error& e);
+  // The vhost named by args[i], if it exists and the user may see it; else answers (404 or
+  // 401) and returns null.
+  broker::vhost* vhost_arg(size_t i);
+  // The vhosts the user may see, in the registry's order.
+  std::vector<broker::vhost*> visible_vhosts() const;
+  bool may_see(std::string_view vhost) const;
+  // The body as JSON (an object); else answers 400 and returns nullopt.
+  std::optional<json> body_object();
+  const std::string& node() const { return api.node_name; }
+};
+using call_ptr = std::shared_ptr<call>;
+
+// Runs fn on each vhost's home worker, then done(results in order) on c's worker.
+template <typename R>
+void over_vhosts(const call_ptr& c, std::vector<broker::vhost*> vs,
+                 std::function<R(broker::vhost&)> fn, std::function<void(std::vector<R>)> done) {
+  struct job {
+    std::vector<R> out;
+    size_t left = 0;
+    std::function<void(std::vector<R>)> done;
+  };
+  auto j = std::make_shared<job>();
+  j->out.resize(vs.size());
+  j->left = vs.size();
+  j->done = std::move(done);
+  if (vs.empty()) return j->done({});
+  net::worker* back = &c->here;
+  for (size_t i = 0; i < vs.size(); ++i) {
+    broker::vhost* v = vs[i];
+    c->api.pool->at(v->home_worker()).post([j, v, i, fn, back] {
+      R r = fn(*v);
+      back->post([j, i, r = std::move(r)]() mutable {
+        j->out[i] = std::move(r);
+        if (--j->left == 0) j->done(std::move(j->out));
+      });
+    });
+  }
+}
+
+// Every client connection on every worker, then done(them) on c's worker.
+void all_connections(const call_ptr& c,
+                     std::function<void(std::vector<broker::connection_view>)> done);
+
+// Boolean and count fields read leniently, as RabbitMQ does ("true", "false", numbers as text).
+std::optional<bool> json_bool(const json& j, std::string_view key);
+std::optional<int64_t> json_int(const json& j, std::string_view key);
+std::string json_text(const json& j, std::string_view key, std::string_view fallback = "");
+
+// The resources, by family. Each answers through its call.
+void get_overview(const call_ptr& c);
+void get_nodes(const call_ptr& c, bool one);
+void get_whoami(const call_ptr& c);
+
+void list_queues(const call_ptr& c, bool one_vhost);
+void get_queue(const call_ptr& c);
+void put_queue(const call_ptr& c);
+void delete_queue(const call_ptr& c);
+void purge_queue(const call_ptr& c);
+void get_messages(const call_ptr& c);
+void queue_bindings(const call_ptr& c);
+
+void list_exchanges(const call_ptr& c, bool one_vhost);
+void get_exchange(const call_ptr& c);
+void put_exchange(const call_ptr& c);
+void delete_exchange(const call_ptr& c);
+void exchange_bindings(const call_ptr& c, bool as_source);
+void publish_message(const call_ptr& c);
+
+void list_bindings(const call_ptr& c, bool one_vhost);
+// /api/bindings/{vhost}/e/{source}/{q|e}/{destination}[/{props}]
+void bindings_between(const call_ptr& c, bool to_exchange);
+void add_binding(const call_ptr& c, bool to_exchange);
+void binding_by_props(const call_ptr& c, bool to_exchange, bool remove);
+
+void list_connections(const call_ptr& c, bool one_vhost);
+void get_connection(const call_ptr& c);
+void close_connection(const call_ptr& c);
+void list_channels(const call_ptr& c, int scope);  // 0 all, 1 per vhost, 2 per connection
+void get_channel(const call_ptr& c);
+void list_consumers(const call_ptr& c, bool one_vhost);
+
+void list_users(const call_ptr& c);
+void get_user(const call_ptr& c);
+void put_user(const call_ptr& c);
+void delete_user(const call_ptr& c);
+void list_permissions(const call_ptr& c, int scope);  // 0 all, 1 of a vhost, 2 of a user
+void get_permission(const call_ptr& c);
+void put_permission(const call_ptr& c);
+void delete_permission(const call_ptr& c);
+void list_vhosts(const call_ptr& c);
+void get_vhost(const call_ptr& c);
+void put_vhost(const call_ptr& c);
+void delete_vhost(const call_ptr& c);
+
+}  // namespace warren::mgmt
