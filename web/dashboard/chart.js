@@ -39,23 +39,28 @@ function ascending(samples) {
 export function chartData(key, series, kind) {
   const withSamples = series.filter((s) => s.details && Array.isArray(s.details.samples)
                                            && s.details.samples.length > 1);
-  if (withSamples.length && withSamples.length === series.filter((s) => s.details).length) {
+  if (withSamples.length) {
     const base = ascending(withSamples[0].details.samples);
     let ts = base.map((s) => s.timestamp);
     const lines = series.map((s) => {
       const by = new Map(((s.details && s.details.samples) || []).map((x) => [x.timestamp, x.sample]));
       return ts.map((t) => (by.has(t) ? by.get(t) : null));
     });
+    let out = lines;
     if (kind === 'rate') {
-      const rates = lines.map((line) => line.slice(1).map((v, i) => {
+      out = lines.map((line) => line.slice(1).map((v, i) => {
         const prev = line[i];
         const dt = (ts[i + 1] - ts[i]) / 1000;
         return v === null || prev === null || dt <= 0 ? null : Math.max(0, (v - prev) / dt);
       }));
       ts = ts.slice(1);
-      return [ts.map((t) => t / 1000), ...rates];
     }
-    return [ts.map((t) => t / 1000), ...lines];
+    // A line the API sent no samples for shows its current value at the last point only.
+    series.forEach((s, i) => {
+      if (withSamples.includes(s) || !out[i].length) return;
+      out[i][out[i].length - 1] = (kind === 'rate' ? s.details && s.details.rate : s.value) ?? null;
+    });
+    return [ts.map((t) => t / 1000), ...out];
   }
   const values = series.map((s) => (kind === 'rate' ? s.details && s.details.rate : s.value) ?? 0);
   return remember(key, values);
