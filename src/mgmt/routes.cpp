@@ -5,6 +5,7 @@
 #include <array>
 
 #include "http/url.hpp"
+#include "mgmt/dashboard.hpp"
 #include "mgmt/definitions_resource.hpp"
 #include "mgmt/resources.hpp"
 
@@ -211,6 +212,9 @@ http::router make_router(const api_context& api) {
       }
       return done(http::text_response(req, bhttp::status::ok, "ok"));
     }
+    // The dashboard's files (GET/HEAD, no auth) for any other path outside /api.
+    if (path.rfind("/api", 0) != 0)
+      if (auto page = serve_dashboard(req)) return done(std::move(*page));
     if (is_definitions(path))
       return definitions_route(api, std::move(req), ctx, std::move(done), path);
     std::vector<std::string> segs;
