@@ -369,8 +369,8 @@ def test_vhosts_created_at_run_time_work_and_survive_a_restart(warren):
     assert status == 200 and [v["name"] for v in body] == ["/", "made-by-import", "made-by-put"], body  # sorted by name, as RabbitMQ lists
     status, _, body = api(warren, "GET", "/api/vhosts/nope")
     assert status == 404
-    status, headers, _ = api(warren, "DELETE", "/api/vhosts/made-by-put")
-    assert status == 405 and headers["Allow"] == "GET, PUT"
+    status, _, _ = api(warren, "DELETE", "/api/vhosts/nope")
+    assert status == 404
 
     def use(vhost):
         c = pika.BlockingConnection(pika.ConnectionParameters(
@@ -422,3 +422,29 @@ def test_rabbitmqadmin_export_then_import_into_another_broker(warren_factory, tm
     assert set(by_name(json.loads(one.read_text())["queues"])) == {"orders", "dead-letters"}
     shutil.copy(path, tmp_path / "again.json")
     admin(target, "import", str(tmp_path / "again.json"))  # importing twice is fine
+
+
+def test_deleting_a_vhost_closes_its_connections_and_removes_it_for_good(warren):
+    """DELETE /api/vhosts/X: its connections are closed with 320, its queues and data go, and it stays gone after
+    a restart."""
+    status, _, _ = api(warren, "PUT", "/api/vhosts/doomed", {})
+    assert status == 201
+    c = pika.BlockingConnection(pika.ConnectionParameters(
+        host="127.0.0.1", port=warren.amqp_port, virtual_host="doomed",
+        credentials=pika.PlainCredentials("guest", "guest")))
+    ch = c.channel()
+    ch.queue_declare("kept", durable=True)
+    ch.basic_publish("", "kept", b"x", pika.BasicProperties(delivery_mode=2))
+    status, _, _ = api(warren, "DELETE", "/api/vhosts/doomed")
+    assert status == 204
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+        for _ in range(50):
+            c.process_data_events(0.1)
+    assert closed.value.reply_code == 320
+    assert api(warren, "GET", "/api/vhosts/doomed")[0] == 404
+    assert api(warren, "GET", "/api/queues/doomed")[0] == 404
+    warren.restart()
+    assert api(warren, "GET", "/api/vhosts/doomed")[0] == 404
+    status, _, _ = api(warren, "PUT", "/api/vhosts/doomed", {})
+    assert status == 201
+    assert api(warren, "GET", "/api/queues/doomed")[2] == []
