@@ -19,6 +19,7 @@
 #include "http/http_handler.hpp"
 #include "mgmt/definitions_json.hpp"
 #include "net/worker.hpp"
+#include "web/gateway_stats.hpp"
 
 namespace warren::mgmt {
 
@@ -90,6 +91,13 @@ struct api_context {
   std::vector<listener_info> listeners;
   // The broker-wide history the overview charts (sampled every 5 s by main's stats timer).
   overview_sampler* overview = nullptr;
+
+  // The web gateway's statistics, gathered from the workers that hold them; `done` is called
+  // once, on any thread. Unset: there is no gateway (the routes answer 404).
+  std::function<void(std::function<void(web::gateway_stats)> done)> gateway_stats;
+  // Changes the memory high watermark at run time: a fraction of total memory or an absolute
+  // number of bytes; returns the limit in bytes now in force. Unset: not possible.
+  std::function<uint64_t(std::variant<double, uint64_t> limit)> set_memory_high_watermark;
 };
 
 http::response json_response(const http::request_header& req, boost::beast::http::status status,
