@@ -48,9 +48,31 @@ resource_monitor::~resource_monitor() {
 }
 
 void resource_monitor::on_paging(double ratio, std::function<void(bool)> fn) {
-  if (!memory_) return;
-  paging_.emplace(uint64_t(double(memory_->limit()) * ratio));
+  paging_ratio_ = ratio;
   paging_listener_ = std::move(fn);
+  if (memory_) paging_.emplace(uint64_t(double(memory_->limit()) * ratio));
+}
+
+void resource_monitor::set_memory_limit(uint64_t bytes) {
+  {
+    std::lock_guard lock(mutex_);
+    new_memory_limit_ = bytes;
+  }
+  wake_.notify_all();
+}
+
+void resource_monitor::apply_memory_limit() {
+  std::optional<uint64_t> limit;
+  {
+    std::lock_guard lock(mutex_);
+    limit.swap(new_memory_limit_);
+  }
+  if (!limit || !probes_.rss) return;
+  spdlog::info("memory high watermark changed to {}", describe_size(*limit));
+  memory_.emplace(*limit, memory_ && memory_->on());
+  if (paging_listener_)
+    paging_.emplace(uint64_t(double(*limit) * paging_ratio_), paging_ && paging_->on());
+  last_rss_at_ = {};  // the growth estimate was against the old limit
 }
 
 bool resource_monitor::check_memory(clock::time_point now) {
@@ -138,6 +160,7 @@ std::chrono::nanoseconds resource_monitor::memory_wait(uint64_t rss, clock::time
 }
 
 void resource_monitor::poll(clock::time_point now) {
+  apply_memory_limit();
   bool changed = check_memory(now);
   if (now >= next_disk_) {
     changed |= check_disk();
@@ -174,7 +197,7 @@ void resource_monitor::run() {
     lock.unlock();
     poll(clock::now());
     lock.lock();
-    wake_.wait_for(lock, next_wait_, [this] { return stopping_; });
+    wake_.wait_for(lock, next_wait_, [this] { return stopping_ || new_memory_limit_; });
   }
 }
 

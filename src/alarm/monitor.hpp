@@ -41,7 +41,8 @@ struct alarm_set {
 // Hysteresis for "too high" (memory) and "too low" (disk) readings. Pure: tests feed numbers.
 class high_watch {
  public:
-  explicit high_watch(uint64_t limit) : limit_(limit), clear_below_(limit - limit / 20) {}
+  explicit high_watch(uint64_t limit, bool on = false)
+      : limit_(limit), clear_below_(limit - limit / 20), on_(on) {}
   // True when the state changed.
   bool update(uint64_t value);
   bool on() const { return on_; }
@@ -112,8 +113,13 @@ class resource_monitor {
   // 0.5): queues should page their backlogs to disk before the alarm has to block publishers.
   // fn(on) is called on the monitor's thread when that changes. Set before start().
   void on_paging(double ratio, std::function<void(bool)> fn);
+  // Changes the memory watermark (and the paging mark with it) from any thread, as
+  // rabbitmqctl's set_vm_memory_high_watermark does; the alarm keeps its state and the next
+  // sample, taken at once, decides against the new limit (logging any change).
+  void set_memory_limit(uint64_t bytes);
 
  private:
+  void apply_memory_limit();  // what set_memory_limit() left, on the sampling thread
   bool check_memory(clock::time_point now);
   // When to sample memory next, given the growth since the previous sample.
   std::chrono::nanoseconds memory_wait(uint64_t rss, clock::time_point now);
@@ -125,6 +131,7 @@ class resource_monitor {
   listener listener_;
   std::optional<high_watch> memory_;
   std::optional<high_watch> paging_;
+  double paging_ratio_ = 0;
   std::function<void(bool)> paging_listener_;
   low_watch disk_;
   alarm_set state_;
@@ -139,6 +146,7 @@ class resource_monitor {
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  std::optional<uint64_t> new_memory_limit_;  // guarded by mutex_
   std::thread thread_;
 };
 

@@ -86,6 +86,21 @@ resource_alarms::resource_alarms(const config& cfg, net::worker_pool& pool)
           [this](alarm::alarm_set s) { board_.broadcast(pool_, s); }),
       board_(pool.size(), monitor_.state()) {}
 
+std::optional<uint64_t> resource_alarms::set_memory_high_watermark(
+    std::variant<double, uint64_t> limit) {
+  uint64_t bytes = 0;
+  if (auto* fraction = std::get_if<double>(&limit)) {
+    auto total = alarm::available_memory();
+    if (!total) return std::nullopt;
+    bytes = uint64_t(double(total->bytes) * *fraction);
+  } else {
+    bytes = std::get<uint64_t>(limit);
+  }
+  memory_limit_.store(bytes, std::memory_order_relaxed);
+  monitor_.set_memory_limit(bytes);
+  return bytes;
+}
+
 void resource_alarms::page_vhosts(broker::vhost_registry& vhosts, double ratio) {
   if (!(ratio > 0))
     throw std::runtime_error("vm_memory_high_watermark_paging_ratio must be above 0");

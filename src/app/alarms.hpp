@@ -4,6 +4,10 @@
 // destroyed before it.
 #pragma once
 
+#include <atomic>
+#include <optional>
+#include <variant>
+
 #include "alarm/monitor.hpp"
 #include "amqp/server/alarm_board.hpp"
 #include "app/config.hpp"
@@ -27,12 +31,16 @@ class resource_alarms {
   void page_vhosts(broker::vhost_registry& vhosts, double ratio);
   // Starts sampling (after the workers have started).
   void start() { monitor_.start(); }
-  // The memory watermark in bytes (0: none).
-  uint64_t memory_limit() const { return memory_limit_; }
+  // The memory watermark in bytes (0: none). Any thread.
+  uint64_t memory_limit() const { return memory_limit_.load(std::memory_order_relaxed); }
+  // Changes the memory watermark at run time (rabbitmqctl's set_vm_memory_high_watermark): a
+  // fraction of the total memory, or a number of bytes. Any thread. The limit in bytes, or
+  // nullopt for a fraction when the total memory cannot be read.
+  std::optional<uint64_t> set_memory_high_watermark(std::variant<double, uint64_t> limit);
 
  private:
   net::worker_pool& pool_;
-  uint64_t memory_limit_ = 0;
+  std::atomic<uint64_t> memory_limit_ = 0;
   alarm::resource_monitor monitor_;
   amqp::server::alarm_board board_;
 };

@@ -347,11 +347,13 @@ int run(const app::config& cfg) {
     api.cluster_name = api.node_name;
   }
   api.started_at = broker::wall_ms();
-  const uint64_t mem_limit = alarms.memory_limit();
-  api.node = [&alarms, &pool, &cfg, mem_limit] {
+  api.set_memory_high_watermark = [&alarms](std::variant<double, uint64_t> limit) {
+    return alarms.set_memory_high_watermark(limit);
+  };
+  api.node = [&alarms, &pool, &cfg] {
     mgmt::node_status s;
     s.mem_used = alarm::process_rss().value_or(0);
-    s.mem_limit = mem_limit;
+    s.mem_limit = alarms.memory_limit();
     s.disk_free = alarm::disk_free(cfg.data_dir).value_or(0);
     s.disk_free_limit = cfg.disk_free_limit;
     // The calling worker's view of the alarms (each worker keeps its own slot).
@@ -367,7 +369,10 @@ int run(const app::config& cfg) {
       ++s.fd_used;
     rlimit rl{};
     if (::getrlimit(RLIMIT_NOFILE, &rl) == 0) s.fd_total = rl.rlim_cur;
-    for (size_t i = 0; i < pool.size(); ++i) s.threads += 1;
+    ec.clear();
+    for (auto it = fs::directory_iterator("/proc/self/task", ec);
+         !ec && it != fs::directory_iterator(); it.increment(ec))
+      ++s.threads;
     s.sockets_used = s.fd_used;
     return s;
   };

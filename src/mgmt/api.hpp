@@ -8,6 +8,7 @@
 
 #include <boost/asio/ip/address.hpp>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -96,8 +97,10 @@ struct api_context {
   // once, on any thread. Unset: there is no gateway (the routes answer 404).
   std::function<void(std::function<void(web::gateway_stats)> done)> gateway_stats;
   // Changes the memory high watermark at run time: a fraction of total memory or an absolute
-  // number of bytes; returns the limit in bytes now in force. Unset: not possible.
-  std::function<uint64_t(std::variant<double, uint64_t> limit)> set_memory_high_watermark;
+  // number of bytes. Any thread. The limit in bytes now in force, or nullopt when a fraction
+  // cannot be resolved (total memory unknown). Unset: not possible.
+  std::function<std::optional<uint64_t>(std::variant<double, uint64_t> limit)>
+      set_memory_high_watermark;
 };
 
 http::response json_response(const http::request_header& req, boost::beast::http::status status,
@@ -146,6 +149,5 @@ std::variant<auth::user_ptr, http::response> authenticate(const http::request_he
                                                           const http::request_context& ctx,
                                                           const auth::user_store& users,
                                                           access level);
-
 
 }  // namespace warren::mgmt

@@ -135,4 +135,6 @@ void get_vhost(const call_ptr& c);
 void put_vhost(const call_ptr& c);
 void delete_vhost(const call_ptr& c);
 
+void put_memory_watermark(const call_ptr& c);  // Warren's own
+
 }  // namespace warren::mgmt

@@ -7,6 +7,7 @@
 
 #include <thread>
 
+#include "alarm/limits.hpp"
 #include "auth/password.hpp"
 #include "mgmt/resources.hpp"
 #include "mgmt/users_file.hpp"
@@ -450,6 +451,44 @@ void delete_vhost(const call_ptr& c) {
   c->api.delete_vhost(name, [c, back](std::string why) {
     back->post([c, why = std::move(why)] { why.empty() ? c->no_content() : c->bad_request(why); });
   });
+}
+
+// Warren's own: rabbitmqctl's set_vm_memory_high_watermark over HTTP. {"fraction": 0.4} of
+// the total memory, or {"absolute": "200MiB"} (a size as --vm-memory-high-watermark-absolute
+// takes it, or a number of bytes); numbers may come as strings.
+void put_memory_watermark(const call_ptr& c) {
+  auto body = c->body_object();
+  if (!body) return;
+  if (!c->api.set_memory_high_watermark)
+    return c->bad_request("this broker cannot change its memory watermark");
+  bool has_fraction = body->contains("fraction"), has_absolute = body->contains("absolute");
+  if (has_fraction == has_absolute)
+    return c->bad_request("give either \"fraction\" (0 to 1) or \"absolute\" (a size)");
+  std::optional<uint64_t> limit;
+  if (has_fraction) {
+    const json& f = (*body)["fraction"];
+    std::optional<double> v;
+    if (f.is_number()) {
+      double d = f.get<double>();
+      if (d >= 0 && d <= 1) v = d;
+    } else if (f.is_string()) {
+      v = alarm::parse_fraction(f.get<std::string>());
+    }
+    if (!v) return c->bad_request("\"fraction\" must be a number from 0 to 1");
+    limit = c->api.set_memory_high_watermark(*v);
+    if (!limit) return c->bad_request("the total memory cannot be read: give \"absolute\" instead");
+  } else {
+    const json& a = (*body)["absolute"];
+    std::optional<uint64_t> v;
+    if (a.is_number_unsigned())
+      v = a.get<uint64_t>();
+    else if (a.is_string())
+      v = alarm::parse_size(a.get<std::string>());
+    if (!v || *v == 0)
+      return c->bad_request("\"absolute\" must be a size such as 200MiB or a number of bytes");
+    limit = c->api.set_memory_high_watermark(*v);
+  }
+  c->json_reply({{"mem_limit", *limit}});
 }
 
 }  // namespace warren::mgmt

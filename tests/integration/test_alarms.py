@@ -6,10 +6,14 @@ the publisher keeps trying, a consumer on another connection drains the queue me
 once the alarm clears. The disk test starts a broker whose disk_free_limit no disk can meet: publishers are
 blocked from their first publish while consumers are still served."""
 
+import base64
+import json
 import os
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import pika
 import pika.exceptions
@@ -322,6 +326,84 @@ def test_both_alarms_at_start_give_rabbitmqs_combined_reason(warren_factory):
     assert events == ["low on memory & disk"]
     with pytest.raises(pika.exceptions.ConnectionBlockedTimeout):
         conn.process_data_events(10)
+
+
+def put_watermark(warren, body, user="guest", password="guest"):
+    """PUT /api/warren/vm-memory-high-watermark; (status, decoded body)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{warren.http_port}/api/warren/vm-memory-high-watermark",
+                                 data=json.dumps(body).encode(), method="PUT",
+                                 headers={"Content-Type": "application/json", "Authorization": "Basic " +
+                                          base64.b64encode(f"{user}:{password}".encode()).decode()})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def mem_limit(warren) -> int:
+    req = urllib.request.Request(f"http://127.0.0.1:{warren.http_port}/api/nodes",
+                                 headers={"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())[0]["mem_limit"]
+
+
+def test_the_memory_watermark_changes_at_run_time_and_the_alarm_follows(warren_factory):
+    # rabbitmqctl set_vm_memory_high_watermark over the management API: a watermark below what the broker uses
+    # raises the alarm at once (publishers blocked), and raising it again clears the alarm (unblocked).
+    warren = warren_factory()
+    start_limit = mem_limit(warren)
+    assert start_limit > 0
+    events = []
+    conn = pika.BlockingConnection(params(warren))
+    conn.add_on_connection_blocked_callback(lambda _c, f: events.append(f.method.reason))
+    conn.add_on_connection_unblocked_callback(lambda _c, _f: events.append("unblocked"))
+    ch = conn.channel()
+    ch.queue_declare("w")
+
+    assert put_watermark(warren, {"absolute": "1MiB"}) == (200, {"mem_limit": 1 << 20})
+    assert mem_limit(warren) == 1 << 20
+    wait_for(lambda: "memory resource limit alarm set" in log_text(warren), 10, "the memory alarm")
+    assert "memory high watermark changed to 1.0 MiB" in log_text(warren)
+    ch.basic_publish("", "w", b"x")  # a connection is told when it publishes
+    deadline = time.monotonic() + 5
+    while not events and time.monotonic() < deadline:
+        conn.process_data_events(0.05)
+    assert events == ["low on memory"]
+
+    # Numbers may come as strings, as RabbitMQ's API reads them.
+    status, body = put_watermark(warren, {"fraction": "0.4"})
+    assert status == 200 and body["mem_limit"] > 1 << 20
+    deadline = time.monotonic() + 5
+    while events[-1:] != ["unblocked"] and time.monotonic() < deadline:
+        conn.process_data_events(0.05)
+    assert events == ["low on memory", "unblocked"]
+    assert "memory resource limit alarm cleared" in log_text(warren)
+    assert mem_limit(warren) == body["mem_limit"]
+    assert put_watermark(warren, {"absolute": start_limit}) == (200, {"mem_limit": start_limit})
+    conn.close()
+
+
+@pytest.mark.parametrize("body", [{}, {"fraction": 1.5}, {"fraction": -0.1}, {"fraction": "lots"},
+                                  {"absolute": "200 parsecs"}, {"absolute": 0}, {"absolute": -5},
+                                  {"fraction": 0.4, "absolute": "1GiB"}, ["fraction", 0.4]])
+def test_bad_watermark_values_are_refused_at_run_time(warren, body):
+    before = mem_limit(warren)
+    status, answer = put_watermark(warren, body)
+    assert status == 400 and answer["error"] == "bad_request", (status, answer)
+    assert mem_limit(warren) == before
+
+
+def test_only_an_administrator_may_change_the_watermark(warren):
+    req = urllib.request.Request(f"http://127.0.0.1:{warren.http_port}/api/users/watcher",
+                                 data=json.dumps({"password": "pw", "tags": "monitoring"}).encode(), method="PUT",
+                                 headers={"Content-Type": "application/json", "Authorization": "Basic " +
+                                          base64.b64encode(b"guest:guest").decode()})
+    urllib.request.urlopen(req, timeout=10).close()
+    before = mem_limit(warren)
+    assert put_watermark(warren, {"absolute": "1MiB"}, user="watcher", password="pw")[0] == 401
+    assert put_watermark(warren, {"absolute": "1MiB"}, password="wrong")[0] == 401
+    assert mem_limit(warren) == before
 
 
 def test_relative_watermark_is_logged_with_the_total(warren_factory):

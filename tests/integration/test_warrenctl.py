@@ -1,10 +1,7 @@
 """warrenctl against the real broker, over the control socket (<data-dir>/warren.sock, no credentials) and over
 --url with basic auth: every command, with golden output where it is deterministic.
 
-What Warren serves today (the socket itself, GET /api/vhosts, PUT /api/vhosts/{v}, GET/POST /api/definitions) is
-checked strictly. The other commands need management API routes that are still being written: when a command's
-route is not served yet (404 "Not Found" or 405 from the router), its test is skipped with the route named, so it
-starts checking on its own once the route lands. WARRENCTL_REQUIRE_API=1 turns those skips into failures."""
+Every command's management API route is served, so every test checks strictly: a missing route fails."""
 
 import http.client
 import json
@@ -61,21 +58,11 @@ class Ctl:
         return Result(proc)
 
     def ok(self, *args, **kwargs) -> str:
-        """stdout of a command that must succeed; skipped when the API route it needs is not served yet."""
+        """stdout of a command that must succeed."""
         r = self.run(*args, **kwargs)
-        if r.rc != 0:
-            skip_if_not_served(r, args)
         assert r.rc == 0, r
         assert r.err == "", r
         return r.out
-
-
-def skip_if_not_served(r: Result, args) -> None:
-    # The router's answers for a path it does not know (404 "Not Found") or a method it does not serve (405
-    # "use GET, PUT"); the tests below only name objects that exist, so these mean "route missing".
-    missing = r.err.startswith("Error:\nNot Found") or r.err.startswith("Error:\nuse ")
-    if missing and not os.environ.get("WARRENCTL_REQUIRE_API"):
-        pytest.skip(f"management API route for `warrenctl {' '.join(args)}` not served yet: {r.err.strip()!r}")
 
 
 def table(out: str, banner_lines: int):
@@ -265,7 +252,7 @@ def test_import_definitions(ctl, tmp_path):
     assert r.err.startswith("Error:\n")
 
 
-# --- commands whose routes are still being written (skipped until served) ------------------------------------
+# --- commands that change the broker --------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -359,8 +346,6 @@ def test_purge_queue(ctl, model):
 
 def test_delete_queue(ctl, model):
     r = ctl.run("delete_queue", "q2", "--if-empty")
-    if r.rc != 0:
-        skip_if_not_served(r, ("delete_queue", "q2", "--if-empty"))
     assert r.rc == 65 and r.err.startswith("Error:\n"), r
     r = ctl.run("delete_queue", "q1", "--if-unused")
     assert r.rc == 65 and r.err.startswith("Error:\n"), r
@@ -433,7 +418,10 @@ def test_set_vm_memory_high_watermark(ctl, warren):
     out = ctl.ok("set_vm_memory_high_watermark", "absolute", "200MiB")
     assert re.fullmatch(r"Setting memory threshold on \S+ to 200MiB bytes \.\.\.\n", out), out
     status, body = unix_http(str(warren.data_dir / "warren.sock"), "GET", "/api/nodes")
-    if status == 200:
-        assert json.loads(body)[0]["mem_limit"] == 200 * 1024 * 1024
+    assert status == 200, body
+    assert json.loads(body)[0]["mem_limit"] == 200 * 1024 * 1024
+    assert "memory high watermark changed to 200.0 MiB" in warren.stderr_path.read_text()
     r = ctl.run("set_vm_memory_high_watermark", "1.5")
     assert r.rc == 64, r
+    r = ctl.run("set_vm_memory_high_watermark", "absolute", "lots")
+    assert r.rc != 0 and "absolute" in r.err, r

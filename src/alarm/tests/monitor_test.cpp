@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -133,6 +135,70 @@ TEST(Monitor, PagingMarkAtHalfTheWatermarkIsReportedApart) {
   sc.rss = 400;
   m.poll(t += 100ms);
   EXPECT_EQ(paging, (std::vector<bool>{true, false}));
+}
+
+TEST(Monitor, ALowerWatermarkAtRunTimeRaisesTheAlarmAndAHigherOneClearsIt) {
+  script sc;
+  sc.rss = 600;
+  resource_monitor m(settings(1000, 100), sc.make(), sc.listener());
+  std::vector<bool> paging;
+  m.on_paging(0.5, [&](bool on) { paging.push_back(on); });
+  auto t = clock::now();
+  m.poll(t += 100ms);
+  ASSERT_EQ(paging, std::vector<bool>{true});  // 600 is above the paging mark at 500
+  m.set_memory_limit(500);
+  m.poll(t += 100ms);
+  ASSERT_EQ(sc.heard.size(), 1u);
+  EXPECT_EQ(sc.heard[0], (alarm_set{true, false}));
+  EXPECT_EQ(paging.size(), 1u);  // paging stays on: still above 250
+  m.set_memory_limit(2000);      // paging mark 1000: both clear on the next sample
+  m.poll(t += 100ms);
+  ASSERT_EQ(sc.heard.size(), 2u);
+  EXPECT_EQ(sc.heard[1], alarm_set{});
+  EXPECT_EQ(paging, (std::vector<bool>{true, false}));
+  m.poll(t += 100ms);  // applied once
+  EXPECT_EQ(sc.heard.size(), 2u);
+}
+
+TEST(Monitor, AWatermarkSetAtRunTimeTurnsOnAMemoryAlarmThatHadNone) {
+  script sc;
+  sc.rss = 600;
+  monitor_settings s = settings(1000, 100);
+  s.memory_limit.reset();
+  resource_monitor m(s, sc.make(), sc.listener());
+  std::vector<bool> paging;
+  m.on_paging(0.5, [&](bool on) { paging.push_back(on); });
+  auto t = clock::now();
+  m.poll(t += 100ms);
+  EXPECT_TRUE(sc.heard.empty());
+  m.set_memory_limit(550);
+  m.poll(t += 100ms);
+  ASSERT_EQ(sc.heard.size(), 1u);
+  EXPECT_EQ(sc.heard[0], (alarm_set{true, false}));
+  EXPECT_EQ(paging, std::vector<bool>{true});
+}
+
+TEST(Monitor, TheSamplingThreadAppliesANewWatermarkAtOnce) {
+  script sc;
+  sc.rss = 600;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<alarm_set> heard;
+  monitor_settings s = settings(1000, 100);
+  s.memory_interval = std::chrono::hours(1);  // only the change wakes it
+  s.disk_interval = std::chrono::hours(1);
+  resource_monitor m(s, sc.make(), [&](alarm_set a) {
+    std::lock_guard lock(mu);
+    heard.push_back(a);
+    cv.notify_all();
+  });
+  m.start();
+  m.set_memory_limit(500);
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return !heard.empty(); }));
+  EXPECT_EQ(heard[0], (alarm_set{true, false}));
+  lock.unlock();
+  m.stop();
 }
 
 TEST(Monitor, BothAlarmsClearIndependently) {
