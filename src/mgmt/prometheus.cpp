@@ -2,6 +2,7 @@
 #include "mgmt/prometheus.hpp"
 
 #include <sys/resource.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <memory>
@@ -23,6 +24,48 @@ double cpu_seconds() {
 }
 
 }  // namespace
+
+bool accepts_gzip(std::string_view header) {
+  while (!header.empty()) {
+    size_t comma = header.find(',');
+    std::string_view item = header.substr(0, comma);
+    header.remove_prefix(comma == std::string_view::npos ? header.size() : comma + 1);
+    std::string_view coding = item.substr(0, item.find(';'));
+    while (!coding.empty() && coding.front() == ' ') coding.remove_prefix(1);
+    while (!coding.empty() && coding.back() == ' ') coding.remove_suffix(1);
+    if (coding != "gzip" && coding != "x-gzip" && coding != "*") continue;
+    // "gzip;q=0" refuses it.
+    std::string_view params = item.substr(std::min(item.size(), coding.size()));
+    size_t q = params.find("q=");
+    if (q != std::string_view::npos) {
+      std::string_view v = params.substr(q + 2);
+      bool zero = !v.empty() && v.front() == '0';
+      for (char c : v.substr(std::min<size_t>(1, v.size())))
+        if (c >= '1' && c <= '9') zero = false;
+      if (zero) continue;
+    }
+    return true;
+  }
+  return false;
+}
+
+// zlib's fastest level: a per-object scrape of many queues shrinks about tenfold for a few
+// milliseconds of the worker's time per megabyte.
+std::optional<std::string> gzip(std::string_view body) {
+  z_stream z{};
+  if (deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    return std::nullopt;
+  std::string out(deflateBound(&z, uLong(body.size())), '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(body.data()));
+  z.avail_in = uInt(body.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = uInt(out.size());
+  int rc = deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  if (rc != Z_STREAM_END) return std::nullopt;
+  return out;
+}
 
 void gather_metrics(const api_context& api, const metrics_request& r, net::worker& here,
                     std::function<void(metrics_snapshot)> done) {
@@ -128,6 +171,13 @@ http::router make_prometheus_router(const api_context& api) {
     gather_metrics(api, *mr, *ctx.worker, [mr, head, done = std::move(done)](metrics_snapshot s) {
       auto res = http::text_response(*head, bhttp::status::ok, render_metrics(s, *mr),
                                      prometheus_content_type);
+      res.set(bhttp::field::vary, "Accept-Encoding");
+      if (accepts_gzip((*head)[bhttp::field::accept_encoding]))
+        if (auto packed = gzip(res.body())) {
+          res.body() = std::move(*packed);
+          res.set(bhttp::field::content_encoding, "gzip");
+          res.prepare_payload();
+        }
       if (head->method() == bhttp::verb::head) {
         size_t length = res.body().size();
         res.body().clear();

@@ -6,6 +6,9 @@
 #pragma once
 
 #include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
 
 #include "http/http_handler.hpp"
 #include "mgmt/api.hpp"
@@ -21,6 +24,11 @@ inline constexpr std::string_view prometheus_content_type =
 // `here`, which must be a worker of api.pool (the caller's). Never waits on a worker.
 void gather_metrics(const api_context& api, const metrics_request& r, net::worker& here,
                     std::function<void(metrics_snapshot)> done);
+
+// Whether an Accept-Encoding header value takes gzip (Prometheus asks for it), and the gzip
+// (RFC 1952) of a body; nullopt if zlib fails.
+bool accepts_gzip(std::string_view accept_encoding);
+std::optional<std::string> gzip(std::string_view body);
 
 // `api` must outlive the router and every scrape in flight.
 http::router make_prometheus_router(const api_context& api);

@@ -10,6 +10,7 @@ strings of rabbitmq_message_size_bytes, the web gateway's families when the node
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -123,12 +124,15 @@ DASHBOARD = {
 # --- helpers ------------------------------------------------------------------------------------------------------
 
 
-def get(port: int, path: str, method: str = "GET"):
-    """(status, headers, body text) of a request to warren's Prometheus port."""
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+def get(port: int, path: str, method: str = "GET", headers: dict | None = None):
+    """(status, headers, body text) of a request to warren's Prometheus port (a gzip body is unpacked)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.headers, r.read().decode()
+            body = r.read()
+            if r.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            return r.status, r.headers, body.decode()
     except urllib.error.HTTPError as e:
         return e.code, e.headers, e.read().decode()
 
@@ -311,6 +315,11 @@ def test_every_endpoint_passes_promtool(warren):
         assert fams["rabbitmq_identity_info"] == "untyped"
         # Aggregated: no object labels.
         assert 'queue="' not in text and 'channel="' not in text
+        # Compressed for a scraper that takes gzip (Prometheus does).
+        status, headers, unpacked = get(warren.prometheus_port, "/metrics", headers={"Accept-Encoding": "gzip"})
+        assert status == 200 and headers["Content-Encoding"] == "gzip"
+        promtool_check(unpacked)
+        assert families(unpacked) == families(text)
 
         status, _, per_object = get(warren.prometheus_port, "/metrics/per-object")
         assert status == 200

@@ -1,15 +1,18 @@
 // The metrics of a scrape, rendered from a snapshot filled by hand: which families each endpoint
 // has, their labels, RabbitMQ's exact names and bucket strings, the gateway's families, and the
-// parsing of /metrics targets.
+// parsing of /metrics targets, and gzip.
 #include "mgmt/prometheus_metrics.hpp"
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <map>
 #include <regex>
 #include <set>
 #include <sstream>
+
+#include "mgmt/prometheus.hpp"
 
 namespace warren::mgmt {
 namespace {
@@ -421,6 +424,38 @@ TEST(prometheus_metrics, gateway_families_when_the_node_has_a_gateway) {
   // Not in /detailed, which has RabbitMQ's core families only.
   auto d = parse(render_metrics(s, request("/metrics/detailed?family=node_metrics")));
   EXPECT_EQ(d.count("warren_gateway_rooms"), 0u);
+}
+
+TEST(prometheus_metrics, gzip_when_the_scraper_takes_it) {
+  EXPECT_TRUE(accepts_gzip("gzip"));
+  EXPECT_TRUE(accepts_gzip("identity, gzip;q=0.5"));
+  EXPECT_TRUE(accepts_gzip("br, *"));
+  EXPECT_TRUE(accepts_gzip("gzip;q=1.0"));
+  EXPECT_FALSE(accepts_gzip(""));
+  EXPECT_FALSE(accepts_gzip("identity"));
+  EXPECT_FALSE(accepts_gzip("gzip;q=0"));
+  EXPECT_FALSE(accepts_gzip("gzip; q=0.000"));
+  EXPECT_FALSE(accepts_gzip("xgzip"));
+
+  std::string text = render_metrics(sample_snapshot(), request("/metrics/per-object"));
+  auto packed = gzip(text);
+  ASSERT_TRUE(packed);
+  EXPECT_LT(packed->size(), text.size() / 3);
+  ASSERT_GE(packed->size(), 2u);
+  EXPECT_EQ(uint8_t((*packed)[0]), 0x1f);  // gzip's magic
+  EXPECT_EQ(uint8_t((*packed)[1]), 0x8b);
+  // Read back with zlib.
+  z_stream z{};
+  ASSERT_EQ(inflateInit2(&z, 15 + 16), Z_OK);
+  std::string back(text.size() + 16, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(packed->data());
+  z.avail_in = uInt(packed->size());
+  z.next_out = reinterpret_cast<Bytef*>(back.data());
+  z.avail_out = uInt(back.size());
+  EXPECT_EQ(inflate(&z, Z_FINISH), Z_STREAM_END);
+  back.resize(z.total_out);
+  inflateEnd(&z);
+  EXPECT_EQ(back, text);
 }
 
 }  // namespace
