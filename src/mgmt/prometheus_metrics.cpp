@@ -147,6 +147,9 @@ void node_coarse(ctx& c) {
 void node(ctx& c) {
   const auto& n = c.s.node;
   single(c, "process_max_fds", metric_type::gauge, "Open file descriptors limit", n.fd_total);
+  // Sockets are limited by the file descriptor limit alone (/api/nodes' sockets_total too). The
+  // dashboards of RabbitMQ 3.11 to 4.x chart it against the open sockets.
+  single(c, "process_max_tcp_sockets", metric_type::gauge, "Open TCP sockets limit", n.fd_total);
   single(c, "resident_memory_limit_bytes", metric_type::gauge, "Memory high watermark in bytes",
          n.mem_limit);
   single(c, "disk_space_available_limit_bytes", metric_type::gauge,

@@ -43,8 +43,9 @@ DETAILED_FAMILIES = ["connection_churn_metrics", "node_coarse_metrics", "node_me
                      "exchange_names", "exchange_bindings"]
 
 # --- the RabbitMQ-Overview dashboard ------------------------------------------------------------------------------
-# Its panels' expressions, with its template variables: $rabbitmq_cluster, $namespace, $endpoint, $__rate_interval
-# and $__range. Every panel joins its metric to rabbitmq_identity_info like this:
+# Its panels' expressions (rabbitmq-server's main branch, 2026, plus two panels of its 3.11 to 4.x versions), with its
+# template variables: $rabbitmq_cluster, $namespace, $endpoint, $__rate_interval and $__range. Every panel joins its
+# metric to rabbitmq_identity_info like this:
 IDENTITY = ('rabbitmq_identity_info{rabbitmq_cluster="$rabbitmq_cluster", namespace="$namespace", '
             'rabbitmq_endpoint="$endpoint"}')
 J1 = f"* on(instance, job) group_left(rabbitmq_cluster) {IDENTITY}"
@@ -118,6 +119,10 @@ DASHBOARD = {
     "Total connections": f"rabbitmq_connections {J2}",
     "Connections opened / s": _rate_by_node("rabbitmq_connections_opened_total"),
     "Connections closed / s": _rate_by_node("rabbitmq_connections_closed_total"),
+    # Panels of the same dashboard in RabbitMQ 3.11 to 4.x that later changed.
+    "TCP sockets available (3.11 to 4.x)": (
+        f"(rabbitmq_process_max_tcp_sockets - rabbitmq_process_open_tcp_sockets) {J2}"),
+    "Publishers (3.11, 3.12)": f"sum(rabbitmq_channels {J1}) - sum(rabbitmq_channel_consumers {J1})",
 }
 
 

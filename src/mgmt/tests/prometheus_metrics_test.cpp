@@ -239,6 +239,8 @@ TEST(prometheus_metrics, node_resources_and_alarms) {
   EXPECT_TRUE(has_line(f["rabbitmq_process_open_fds"], "rabbitmq_process_open_fds 12"));
   EXPECT_TRUE(has_line(f["rabbitmq_process_max_fds"], "rabbitmq_process_max_fds 1024"));
   EXPECT_TRUE(
+      has_line(f["rabbitmq_process_max_tcp_sockets"], "rabbitmq_process_max_tcp_sockets 1024"));
+  EXPECT_TRUE(
       has_line(f["rabbitmq_process_open_tcp_sockets"], "rabbitmq_process_open_tcp_sockets 3"));
   EXPECT_TRUE(has_line(f["rabbitmq_erlang_uptime_seconds"], "rabbitmq_erlang_uptime_seconds 42.5"));
   EXPECT_TRUE(has_line(f["rabbitmq_alarms_free_disk_space_watermark"],
