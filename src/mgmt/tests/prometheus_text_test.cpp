@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <limits>
 #include <stdexcept>
 
 namespace warren::mgmt::prom {
@@ -80,9 +81,9 @@ TEST(prometheus_text, values) {
   EXPECT_EQ(format_value(1.5), "1.5");
   EXPECT_EQ(format_value(0.0005), "0.0005");
   EXPECT_EQ(format_value(2.5), "2.5");
-  EXPECT_EQ(format_value(1.0 / 0.0), "+Inf");
-  EXPECT_EQ(format_value(-1.0 / 0.0), "-Inf");
-  EXPECT_EQ(format_value(0.0 / 0.0), "NaN");
+  EXPECT_EQ(format_value(std::numeric_limits<double>::infinity()), "+Inf");
+  EXPECT_EQ(format_value(-std::numeric_limits<double>::infinity()), "-Inf");
+  EXPECT_EQ(format_value(std::numeric_limits<double>::quiet_NaN()), "NaN");
   EXPECT_EQ(std::stod(format_value(1712345678.123)), 1712345678.123);
 }
 
