@@ -164,7 +164,7 @@ class Broker:
         ports_file = self.tmp / "ports.json"
         ports_file.unlink(missing_ok=True)
         self.log_path = self.tmp / f"warren-{self.starts}.log"
-        args = [str(WARREN), "--amqp-port", "0", "--http-port", "0", "--web-port", "0", "--bind", "127.0.0.1",
+        args = [str(WARREN), "--amqp-port", "0", "--http-port", "0", "--web-port", "0", "--prometheus-port", "0", "--bind", "127.0.0.1",
                 "--data-dir", str(self.data_dir), "--ports-file", str(ports_file), "--log-level", "info"]
         with open(self.log_path, "wb") as out:
             t0 = time.monotonic()

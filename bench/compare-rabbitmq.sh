@@ -107,8 +107,8 @@ EOF
 start_warren() {
   local port=$1
   mkdir -p "$TMP/warren"
-  "$WARREN" --amqp-port "$port" --http-port 0 --data-dir "$TMP/warren/data" --bind 127.0.0.1 \
-    --ports-file "$TMP/warren/ports.json" --log-level warn \
+  "$WARREN" --amqp-port "$port" --http-port 0 --web-port 0 --prometheus-port 0 --data-dir "$TMP/warren/data" \
+    --bind 127.0.0.1 --ports-file "$TMP/warren/ports.json" --log-level warn \
     >"$TMP/warren/stdout.log" 2>"$TMP/warren/stderr.log" &
   pids+=($!)
   warren_pid=$!

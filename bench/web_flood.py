@@ -176,7 +176,7 @@ class WarrenServer(Server):
         ports = self.tmp / "warren-ports.json"
         self.log_path = self.tmp / "warren.log"
         self.proc = subprocess.Popen(
-            [str(WARREN), "--amqp-port", "0", "--http-port", "0", "--web-port", "0", "--bind", "127.0.0.1",
+            [str(WARREN), "--amqp-port", "0", "--http-port", "0", "--web-port", "0", "--prometheus-port", "0", "--bind", "127.0.0.1",
              "--data-dir", str(data), "--ports-file", str(ports), "--workers", str(workers),
              "--jwt-secret", SECRET, "--log-level", "warning"],
             stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)

@@ -133,6 +133,9 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
   bind_option(app, b, cli, &config::http_port, "http_port", "Management HTTP port (/healthz)");
   bind_option(app, b, cli, &config::web_port, "web_port",
               "Web gateway port: WebSocket, SSE, long-poll, streaming and its HTTP API");
+  bind_option(app, b, cli, &config::prometheus_port, "prometheus_port",
+              "Prometheus metrics port: /metrics, /metrics/per-object, /metrics/detailed, "
+              "without authentication (0: any free port)");
   bind_option(app, b, cli, &config::data_dir, "data_dir",
               "Directory for data (created if missing)");
   bind_option(app, b, cli, &config::ctl_socket, "ctl_socket",

@@ -17,6 +17,7 @@ struct config {
   uint16_t amqp_port = 5672;
   uint16_t http_port = 15672;
   uint16_t web_port = 8080;
+  uint16_t prometheus_port = 15692;  // RabbitMQ's; no authentication, as rabbitmq_prometheus
   std::string data_dir = "./var";
   // The management API on a Unix socket, for warrenctl: no password, file mode 0600. The
   // default (the placeholder below) is resolved to <data_dir>/warren.sock; empty: none.

@@ -32,6 +32,7 @@
 #include "app/config.hpp"
 #include "auth/password.hpp"
 #include "common/log.hpp"
+#include "mgmt/prometheus.hpp"
 #include "mgmt/routes.hpp"
 #include "mgmt/users_file.hpp"
 #include "net/listener.hpp"
@@ -395,6 +396,14 @@ int run(const app::config& cfg) {
         },
         "ctl");
   if (ctl_listener) spdlog::info("management API for warrenctl on {}", cfg.ctl_socket);
+  // Metrics for Prometheus, as rabbitmq_prometheus serves them (no authentication).
+  http::router prometheus_router = mgmt::make_prometheus_router(api);
+  net::listener prometheus_listener(
+      pool, {addr, cfg.prometheus_port},
+      [&prometheus_router](std::shared_ptr<net::connection> c) {
+        c->start(std::make_unique<http::http_handler>(prometheus_router));
+      },
+      "prometheus");
   // The web gateway, in its vhost (whose home worker runs the hub).
   web::gateway_settings gs;
   gs.vhost = web_vhost;
@@ -439,7 +448,8 @@ int run(const app::config& cfg) {
   }
   api.listeners = {{"amqp", cfg.bind, amqp_listener.port()},
                    {"http", cfg.bind, http_listener.port()},
-                   {"web", cfg.bind, web_listener.port()}};
+                   {"web", cfg.bind, web_listener.port()},
+                   {"prometheus", cfg.bind, prometheus_listener.port()}};
   overview_ticker overview_timer(pool.at(0), vhosts, overview);
   pool.start();
   alarms.start();
@@ -447,15 +457,17 @@ int run(const app::config& cfg) {
   http_listener.start();
   if (ctl_listener) ctl_listener->start();
   web_listener.start();
+  prometheus_listener.start();
   if (!cfg.ports_file.empty())
     write_ports_file(cfg.ports_file, {{"amqp", amqp_listener.port()},
                                       {"http", http_listener.port()},
-                                      {"web", web_listener.port()}});
+                                      {"web", web_listener.port()},
+                                      {"prometheus", prometheus_listener.port()}});
   spdlog::info(
-      "Warren {} started: AMQP on {}:{}, HTTP on {}:{}, web gateway on {}:{}, {} workers, data in "
-      "{}",
+      "Warren {} started: AMQP on {}:{}, HTTP on {}:{}, web gateway on {}:{}, Prometheus on {}:{}, "
+      "{} workers, data in {}",
       WARREN_VERSION, cfg.bind, amqp_listener.port(), cfg.bind, http_listener.port(), cfg.bind,
-      web_listener.port(), cfg.workers, cfg.data_dir);
+      web_listener.port(), cfg.bind, prometheus_listener.port(), cfg.workers, cfg.data_dir);
 
   int sig = 0;
   sigwait(&sigs, &sig);
@@ -465,6 +477,7 @@ int run(const app::config& cfg) {
   http_listener.stop();
   if (ctl_listener) ctl_listener->stop();  // removes the socket file
   web_listener.stop();
+  prometheus_listener.stop();
   on_every_worker(pool, [](net::worker& w) {
     w.for_each_connection([](net::connection& c) {
       if (c.handler()) c.handler()->on_shutdown();

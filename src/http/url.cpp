@@ -43,4 +43,19 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
   return std::nullopt;
 }
 
+std::vector<std::string> query_params(std::string_view query, std::string_view name) {
+  std::vector<std::string> out;
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query.remove_prefix(amp == std::string_view::npos ? query.size() : amp + 1);
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) != name) continue;
+    out.push_back(eq == std::string_view::npos
+                      ? std::string()
+                      : percent_decode(pair.substr(eq + 1), true).value_or(std::string()));
+  }
+  return out;
+}
+
 }  // namespace warren::http

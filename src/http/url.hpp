@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace warren::http {
 
@@ -14,5 +15,7 @@ std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space
 // The value of a query parameter ("a=1&b=2"), decoded with plus_is_space; nullopt if absent, ""
 // for "name" or "name=" or a value that does not decode.
 std::optional<std::string> query_param(std::string_view query, std::string_view name);
+// Every value of a repeated parameter ("family=a&family=b"), in order, decoded likewise.
+std::vector<std::string> query_params(std::string_view query, std::string_view name);
 
 }  // namespace warren::http

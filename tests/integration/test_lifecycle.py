@@ -26,11 +26,11 @@ def test_healthz(warren):
 
 
 def test_ports_file_names_every_listener(warren):
-    # AMQP, the management HTTP API and the web gateway, each on its own port.
+    # AMQP, the management HTTP API, the web gateway and the Prometheus metrics, each on its own port.
     ports = json.loads(warren.ports_file.read_text())
-    assert set(ports) == {"amqp", "http", "web"}, ports
+    assert set(ports) == {"amqp", "http", "web", "prometheus"}, ports
     assert all(isinstance(p, int) and 0 < p < 65536 for p in ports.values()), ports
-    assert len(set(ports.values())) == 3, ports
+    assert len(set(ports.values())) == 4, ports
     for p in ports.values():
         with socket.create_connection(("127.0.0.1", p), timeout=5):
             pass
@@ -39,7 +39,8 @@ def test_ports_file_names_every_listener(warren):
 def test_help_lists_flags():
     r = subprocess.run([warren_bin(), "--help"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, r.stderr
-    for flag in ["--amqp-port", "--http-port", "--web-port", "--data-dir", "--workers", "--config"]:
+    for flag in ["--amqp-port", "--http-port", "--web-port", "--prometheus-port", "--data-dir", "--workers",
+                 "--config"]:
         assert flag in r.stdout, f"{flag} missing from --help:\n{r.stdout}"
 
 
@@ -54,6 +55,7 @@ def _write_config(path, amqp_port, data_dir):
         f'amqp_port = {amqp_port}\n'
         'http_port = 0\n'
         'web_port = 0\n'
+        'prometheus_port = 0\n'
         f'data_dir = {json.dumps(str(data_dir))}\n'
         'workers = 1\n'
         'bind = "127.0.0.1"\n')
@@ -63,7 +65,7 @@ def test_config_file_is_honoured(tmp_path):
     port = free_port()
     config = tmp_path / "warren.toml"
     _write_config(config, port, tmp_path / "data-from-config")
-    omit = ("--amqp-port", "--http-port", "--web-port", "--data-dir", "--workers", "--bind")
+    omit = ("--amqp-port", "--http-port", "--web-port", "--prometheus-port", "--data-dir", "--workers", "--bind")
     with WarrenProcess(["--config", str(config)], omit=omit) as w:
         assert w.amqp_port == port
         with RawClient(w.amqp_port) as c:
@@ -77,7 +79,7 @@ def test_flag_overrides_config_file(tmp_path):
     config = tmp_path / "warren.toml"
     _write_config(config, config_port, tmp_path / "data-from-config")
     with WarrenProcess(["--config", str(config), "--amqp-port", str(flag_port)],
-                       omit=("--http-port", "--web-port", "--workers", "--bind")) as w:
+                       omit=("--http-port", "--web-port", "--prometheus-port", "--workers", "--bind")) as w:
         assert w.amqp_port == flag_port
         with RawClient(w.amqp_port) as c:
             c.handshake()

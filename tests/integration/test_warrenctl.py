@@ -406,6 +406,8 @@ def test_status(ctl, warren):
                      re.M), out
     assert re.search(rf"^Interface: \S+, port: {warren.http_port}, protocol: http, purpose: HTTP API$", out,
                      re.M), out
+    assert re.search(rf"^Interface: \S+, port: {warren.prometheus_port}, protocol: prometheus, "
+                     r"purpose: Prometheus exporter API over HTTP$", out, re.M), out
     assert re.search(r"^Total memory used: \d+\.\d{4} gb$", out, re.M), out
     assert not ctl.ok("-q", "status").startswith("Status of node")
     doc = json.loads(ctl.ok("--formatter", "json", "status"))

@@ -18,8 +18,9 @@ let tmp;
 before(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-amqplib-'));
   const portsFile = path.join(tmp, 'ports.json');
-  proc = spawn(bin, ['--amqp-port', '0', '--http-port', '0', '--bind', '127.0.0.1', '--workers', '2',
-                     '--data-dir', path.join(tmp, 'data'), '--ports-file', portsFile],
+  proc = spawn(bin, ['--amqp-port', '0', '--http-port', '0', '--web-port', '0', '--prometheus-port', '0',
+                     '--bind', '127.0.0.1', '--workers', '2', '--data-dir', path.join(tmp, 'data'),
+                     '--ports-file', portsFile],
                { stdio: ['ignore', 'ignore', fs.openSync(path.join(tmp, 'stderr.log'), 'w')] });
   const deadline = Date.now() + 10000;
   while (!fs.existsSync(portsFile)) {

@@ -42,7 +42,7 @@ async function startWarren() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-dash-'));
   const portsFile = path.join(tmp, 'ports.json');
   const stderr = path.join(tmp, 'stderr.log');
-  const proc = spawn(bin, ['--amqp-port', '0', '--http-port', '0', '--web-port', '0', '--bind', '127.0.0.1',
+  const proc = spawn(bin, ['--amqp-port', '0', '--http-port', '0', '--web-port', '0', '--prometheus-port', '0', '--bind', '127.0.0.1',
                            '--workers', '2', '--data-dir', path.join(tmp, 'data'), '--ports-file', portsFile],
                      { stdio: ['ignore', 'ignore', fs.openSync(stderr, 'w')] });
   let spawnError = null;

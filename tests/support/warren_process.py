@@ -48,6 +48,7 @@ class WarrenProcess:
             "--amqp-port": "0",
             "--http-port": "0",
             "--web-port": "0",
+            "--prometheus-port": "0",
             "--data-dir": str(self.data_dir),
             "--workers": str(workers),
             "--ports-file": str(self.ports_file),
@@ -128,6 +129,10 @@ class WarrenProcess:
     @property
     def web_port(self) -> int:
         return self.ports["web"]
+
+    @property
+    def prometheus_port(self) -> int:
+        return self.ports["prometheus"]
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -256,11 +256,12 @@ std::string format_status(const json& overview, const json& node, const output_o
   out += "\nListeners\n\n";
   for (const auto& l : listeners) {
     std::string protocol = string_or(l, "protocol", "");
-    std::string purpose = protocol == "amqp"   ? "AMQP 0-9-1"
-                          : protocol == "http" ? "HTTP API"
-                          : protocol == "web"  ? "web gateway (WebSocket, SSE, HTTP)"
-                          : protocol == "ctl"  ? "warrenctl (Unix socket)"
-                                               : protocol;
+    std::string purpose = protocol == "amqp"         ? "AMQP 0-9-1"
+                          : protocol == "http"       ? "HTTP API"
+                          : protocol == "web"        ? "web gateway (WebSocket, SSE, HTTP)"
+                          : protocol == "ctl"        ? "warrenctl (Unix socket)"
+                          : protocol == "prometheus" ? "Prometheus exporter API over HTTP"
+                                                     : protocol;
     out += fmt::format("Interface: {}, port: {}, protocol: {}, purpose: {}\n",
                        string_or(l, "ip_address", ""), cell_text(l.value("port", json())), protocol,
                        purpose);

@@ -31,6 +31,7 @@ TEST(Config, Defaults) {
   EXPECT_EQ(c.amqp_port, 5672);
   EXPECT_EQ(c.http_port, 15672);
   EXPECT_EQ(c.web_port, 8080);
+  EXPECT_EQ(c.prometheus_port, 15692);
   EXPECT_EQ(c.data_dir, "./var");
   EXPECT_GE(c.workers, 1u);
   EXPECT_EQ(c.default_user, "guest");
@@ -39,7 +40,7 @@ TEST(Config, Defaults) {
 TEST(Config, FileThenFlagsWin) {
   std::string path = write_toml(
       "amqp_port = 6000\nhttp_port = 16000\ndata_dir = \"/tmp/w\"\n"
-      "workers = 3\nhandshake_timeout = 2.5\n");
+      "workers = 3\nhandshake_timeout = 2.5\nprometheus_port = 16692\n");
   auto r = parse({"--config", path, "--amqp-port", "7000"});
   ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<exit_request>(r).text;
   const auto& c = std::get<config>(r);
@@ -48,6 +49,10 @@ TEST(Config, FileThenFlagsWin) {
   EXPECT_EQ(c.data_dir, "/tmp/w");
   EXPECT_EQ(c.workers, 3u);
   EXPECT_DOUBLE_EQ(c.handshake_timeout, 2.5);
+  EXPECT_EQ(c.prometheus_port, 16692);
+  r = parse({"--config", path, "--prometheus-port", "0"});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).prometheus_port, 0);
 }
 
 TEST(Config, CtlSocketDefaultsToTheDataDirAndEmptyMeansNone) {

@@ -27,5 +27,13 @@ TEST(QueryParam, FindsDecodesAndTellsAbsentFromEmpty) {
   EXPECT_FALSE(query_param("", "a"));
 }
 
+TEST(QueryParams, EveryValueOfARepeatedParameterInOrder) {
+  std::string_view q = "family=a&vhost=%2F&family=b+c&familyx=no&family&family=d";
+  EXPECT_EQ(query_params(q, "family"), (std::vector<std::string>{"a", "b c", "", "d"}));
+  EXPECT_EQ(query_params(q, "vhost"), std::vector<std::string>{"/"});
+  EXPECT_TRUE(query_params(q, "queue").empty());
+  EXPECT_TRUE(query_params("", "family").empty());
+}
+
 }  // namespace
 }  // namespace warren::http

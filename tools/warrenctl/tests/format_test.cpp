@@ -260,6 +260,18 @@ TEST(Format, Status) {
             "Interface: 0.0.0.0, port: 15672, protocol: http, purpose: HTTP API\n");
 }
 
+TEST(Format, StatusNamesThePrometheusListenerAsRabbitmqctlDoes) {
+  json with = overview;
+  with["listeners"].push_back({{"node", "warren@host1"},
+                               {"protocol", "prometheus"},
+                               {"ip_address", "::"},
+                               {"port", 15692}});
+  EXPECT_NE(format_status(with, node, {})
+                .find("Interface: ::, port: 15692, protocol: prometheus, purpose: Prometheus "
+                      "exporter API over HTTP\n"),
+            std::string::npos);
+}
+
 TEST(Format, StatusQuietAndJson) {
   json calm = node;
   calm["disk_free_alarm"] = false;
