@@ -112,7 +112,7 @@ queue::accept queue::enqueue(message_ptr m, int64_t now, std::vector<entry>& dro
   bool page = stored && pages(*m);  // decided before counting m, as the vhost did
   bytes_ += m->body.size();
   ++count_;
-  if (deadline) ++expiring_;
+  if (deadline) add_expiring();
   if (page) {
     paged_[lvl].push_back(paged{m->store_segment, m->store_offset, m->store_length,
                                 uint32_t(m->body.size()), deadline, redelivered});
@@ -123,6 +123,16 @@ queue::accept queue::enqueue(message_ptr m, int64_t now, std::vector<entry>& dro
   }
   drop_for_limits(dropped);
   return accept::ok;
+}
+
+void queue::list_timed() {
+  if (timed_listed || !timed_sink) return;
+  timed_listed = true;
+  timed_sink->push_back(id_);
+}
+
+void queue::add_expiring() {
+  if (expiring_++ == 0) list_timed();
 }
 
 queue::entry queue::remove_front(std::deque<entry>& l) {
@@ -242,7 +252,7 @@ void queue::requeue(entry e) {
   e.redelivered = true;
   bytes_ += e.msg->body.size();
   ++count_;
-  if (e.expires_at) ++expiring_;
+  if (e.expires_at) add_expiring();
   auto& l = level(e.level);
   auto pos = std::lower_bound(l.begin(), l.end(), e.seq,
                               [](const entry& x, uint64_t s) { return x.seq < s; });

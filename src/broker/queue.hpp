@@ -135,6 +135,12 @@ class queue {
   size_t message_count() const { return count_; }
   uint64_t message_bytes() const { return bytes_; }
   bool has_expiring() const { return expiring_ > 0; }
+  // Where the queue lists itself when it starts holding messages that expire: the vhost's list
+  // of queues its housekeeping tick looks at (vhost::timed_), so that the tick does not walk
+  // every queue of a vhost with 100 000 of them. `timed_listed` says it is on that list.
+  std::vector<dest_id>* timed_sink = nullptr;
+  bool timed_listed = false;
+  void list_timed();
 
   // Consumers in delivery preference: higher x-priority first; within a priority the one served
   // longest ago first (the vhost rotates a consumer to the back of its group after a delivery).
@@ -161,6 +167,7 @@ class queue {
   std::optional<entry> pop_front();
   void refill(uint8_t lvl);                  // pages in the head of level lvl's paged tail
   entry remove_front(std::deque<entry>& l);  // keeps the counters right
+  void add_expiring();                       // one more ready message with a deadline
 
   queue_settings settings_;
   queue_policy policy_;

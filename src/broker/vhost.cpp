@@ -318,6 +318,8 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
     if (!restoring_) journal_->queue_declared(q->settings(), q->store_id);
   }
   queue_ids_[id] = q.get();
+  q->timed_sink = &timed_;
+  if (q->policy().expires_ms) q->list_timed();
   queues_[name] = std::move(q);
   count(global_counters::queues_created);
   return queue_declare_ok{name, 0, 0};
@@ -614,12 +616,21 @@ void vhost::tick(int64_t now) {
     sample(wall_ms());
   }
   std::vector<queue*> expiring, unused;
-  for (auto& [n, q] : queues_) {
-    if (q->has_expiring()) expiring.push_back(q.get());
+  std::vector<dest_id> still;
+  for (dest_id id : timed_) {
+    queue* q = queue_by_id(id);
+    if (!q) continue;  // deleted
+    if (!q->has_expiring() && !q->policy().expires_ms) {
+      q->timed_listed = false;
+      continue;
+    }
+    still.push_back(id);
+    if (q->has_expiring()) expiring.push_back(q);
     if (q->policy().expires_ms && q->consumers().empty() &&
         now - q->last_used >= *q->policy().expires_ms)
-      unused.push_back(q.get());
+      unused.push_back(q);
   }
+  timed_.swap(still);  // dead-lettering below may list more queues
   for (queue* q : expiring) {
     if (queue_by_id(q->id()) != q) continue;
     std::vector<queue::entry> expired;

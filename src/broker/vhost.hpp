@@ -219,6 +219,13 @@ class vhost {
   // --- management (vhost_views.cpp); home worker only ---
   // Copies of the queues (all, or the one named `only`), with their history when asked.
   std::vector<queue_view> view_queues(std::string_view only = {}, bool with_history = false) const;
+  // For one page of a long list: how many queues pass `keep` (all when it is empty), and views of
+  // those from the `skip`-th on, in name order, at most `count` of them. Walks the names only;
+  // builds views for the page alone.
+  size_t count_queues(const std::function<bool(std::string_view)>& keep) const;
+  std::vector<queue_view> view_queues_window(const std::function<bool(std::string_view)>& keep,
+                                             size_t skip, size_t count,
+                                             bool with_history = false) const;
   std::vector<exchange_view> view_exchanges() const;
   std::optional<exchange_view> view_exchange(std::string_view name) const;  // "" is the default
   // Every binding, the default exchange's implicit ones (to each queue by its name) first.
@@ -322,7 +329,10 @@ class vhost {
   std::vector<binding> bindings_;
   std::map<uint64_t, channel_record> channels_;
   std::set<std::string, std::less<>> builtin_;  // declare_builtin_exchange
-  queue_counters retired_;                      // of queues deleted, so totals never go back
+  // Queues with ready messages that expire, or an x-expires: all that tick() looks at. A queue
+  // lists itself (queue::list_timed); tick() drops those with neither any more.
+  std::vector<dest_id> timed_;
+  queue_counters retired_;  // of queues deleted, so totals never go back
   queue_history history_;
   int64_t next_sample_ = 0;  // steady ms
   std::atomic<uint64_t> sampled_ready_{0};

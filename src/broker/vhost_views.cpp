@@ -47,41 +47,69 @@ void vhost_totals::add(const vhost_totals& o) {
   for (size_t i = 0; i < rates.size(); ++i) rates[i] += o.rates[i];
 }
 
+namespace {
+queue_view view_of(const queue& q, bool with_history) {
+  queue_view v;
+  const auto& s = q.settings();
+  v.name = s.name;
+  v.durable = s.durable;
+  v.auto_delete = s.auto_delete;
+  v.exclusive = s.exclusive;
+  v.exclusive_owner = s.exclusive_owner;
+  v.arguments = s.arguments;
+  v.ready = q.message_count();
+  v.ready_bytes = q.message_bytes();
+  v.unacked = q.unacked;
+  v.unacked_bytes = q.unacked_bytes;
+  v.paged = q.paged_count();
+  v.consumers = uint32_t(const_cast<queue&>(q).consumers().size());
+  v.counters = q.stats;
+  v.rates = rates_of(q.history);
+  if (with_history) {
+    auto h = std::make_shared<queue_history>();
+    h->copy_from(q.history);
+    v.history = std::move(h);
+  }
+  // Bookkeeping plus what of the bodies is in memory (paged ones are 32 bytes each).
+  v.memory = sizeof(queue) + q.history.heap_bytes() + (v.ready - v.paged) * 96 +
+             v.paged * sizeof(queue::paged) +
+             (v.ready_bytes - std::min<uint64_t>(v.ready_bytes, q.paged_bytes()));
+  return v;
+}
+}  // namespace
+
 std::vector<queue_view> vhost::view_queues(std::string_view only, bool with_history) const {
   std::vector<queue_view> out;
-  auto add = [&](const queue& q) {
-    queue_view& v = out.emplace_back();
-    const auto& s = q.settings();
-    v.name = s.name;
-    v.durable = s.durable;
-    v.auto_delete = s.auto_delete;
-    v.exclusive = s.exclusive;
-    v.exclusive_owner = s.exclusive_owner;
-    v.arguments = s.arguments;
-    v.ready = q.message_count();
-    v.ready_bytes = q.message_bytes();
-    v.unacked = q.unacked;
-    v.unacked_bytes = q.unacked_bytes;
-    v.paged = q.paged_count();
-    v.consumers = uint32_t(const_cast<queue&>(q).consumers().size());
-    v.counters = q.stats;
-    v.rates = rates_of(q.history);
-    if (with_history) {
-      auto h = std::make_shared<queue_history>();
-      h->copy_from(q.history);
-      v.history = std::move(h);
-    }
-    // Bookkeeping plus what of the bodies is in memory (paged ones are 32 bytes each).
-    v.memory = sizeof(queue) + q.history.heap_bytes() + (v.ready - v.paged) * 96 +
-               v.paged * sizeof(queue::paged) +
-               (v.ready_bytes - std::min<uint64_t>(v.ready_bytes, q.paged_bytes()));
-  };
   if (!only.empty()) {
-    if (const queue* q = find_queue(only)) add(*q);
+    if (const queue* q = find_queue(only)) out.push_back(view_of(*q, with_history));
     return out;
   }
   out.reserve(queues_.size());
-  for (const auto& [n, q] : queues_) add(*q);
+  for (const auto& [n, q] : queues_) out.push_back(view_of(*q, with_history));
+  return out;
+}
+
+size_t vhost::count_queues(const std::function<bool(std::string_view)>& keep) const {
+  if (!keep) return queues_.size();
+  size_t n = 0;
+  for (const auto& [name, q] : queues_) n += keep(name) ? 1 : 0;
+  return n;
+}
+
+std::vector<queue_view> vhost::view_queues_window(const std::function<bool(std::string_view)>& keep,
+                                                  size_t skip, size_t count,
+                                                  bool with_history) const {
+  std::vector<queue_view> out;
+  out.reserve(std::min(count, queues_.size()));
+  for (const auto& [name, q] : queues_) {
+    if (out.size() == count) break;
+    if (keep && !keep(name)) continue;
+    if (skip > 0) {
+      --skip;
+      continue;
+    }
+    out.push_back(view_of(*q, with_history));
+  }
   return out;
 }
 

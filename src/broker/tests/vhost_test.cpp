@@ -209,5 +209,35 @@ TEST_F(VhostTest, TransitWindowBoundsDeliveriesUntilCredited) {
   EXPECT_EQ(target->got.size(), vhost::transit_window + 5);
 }
 
+TEST_F(VhostTest, TheTickExpiresARequeuedMessageAfterItsQueueLeftTheTimedList) {
+  common::field_table args;
+  args.set("x-message-ttl", int64_t(1000));
+  declare("q", args);
+  declare("plain");
+  publish(msg("", "q", "m"));
+  publish(msg("", "plain", "stays"));
+  auto ok = std::get<get_ok>(v.get(1, "q", false, 100));
+  // Nothing ready expires now: the tick drops the queue from what it looks at.
+  v.tick(now_ms() + 60'000);
+  EXPECT_EQ(count("q"), 0u);
+  ASSERT_FALSE(v.reject(1, ok.delivery_tag, false, true));  // back, with its deadline
+  EXPECT_EQ(count("q"), 1u);
+  v.tick(now_ms() + 60'000);
+  EXPECT_EQ(count("q"), 0u);
+  EXPECT_EQ(count("plain"), 1u);
+}
+
+TEST_F(VhostTest, TheTickDeletesAnUnusedQueueWithXExpires) {
+  common::field_table args;
+  args.set("x-expires", int64_t(1000));
+  declare("e", args);
+  declare("kept");
+  v.tick(now_ms());
+  EXPECT_NE(v.inspect_queue("e"), nullptr);
+  v.tick(now_ms() + 5'000);
+  EXPECT_EQ(v.inspect_queue("e"), nullptr);
+  EXPECT_NE(v.inspect_queue("kept"), nullptr);
+}
+
 }  // namespace
 }  // namespace warren::broker
