@@ -99,6 +99,8 @@ const route routes[] = {
   {"vhost-limits", bhttp::verb::get, access::management, [](const call_ptr& c) { c->list(json::array()); }},
   {"user-limits", bhttp::verb::get, access::administrator, [](const call_ptr& c) { c->list(json::array()); }},
   {"feature-flags", bhttp::verb::get, access::management, [](const call_ptr& c) { c->json_reply(json::array()); }},
+  // Warren's own: the web gateway's statistics.
+  {"warren/gateway", bhttp::verb::get, access::monitoring, get_gateway},
   {"health/checks/alarms", bhttp::verb::get, access::monitoring,
    [](const call_ptr& c) {
      node_status s = c->api.node ? c->api.node() : node_status{};
