@@ -114,11 +114,13 @@ class vhost_ticker {
 };
 
 // Samples the overview's history every 5 s on worker 0: the sums of the vhosts' last samples
-// and of every thread's counters.
+// and of every thread's counters; and the web gateway's, whose counters are gathered from its
+// workers (recorded when the last one answers, under the time the sample was asked at).
 class overview_ticker {
  public:
-  overview_ticker(net::worker& w, broker::vhost_registry& vhosts, mgmt::overview_sampler& out)
-      : vhosts_(vhosts), out_(out), timer_(w.io()) {
+  overview_ticker(net::worker& w, broker::vhost_registry& vhosts, mgmt::overview_sampler& out,
+                  const mgmt::api_context& api)
+      : vhosts_(vhosts), out_(out), api_(api), timer_(w.io()) {
     arm();
   }
 
@@ -153,10 +155,18 @@ class overview_ticker {
     v[broker::os_redeliver] = g[G::redelivered];
     v[broker::os_return_unroutable] = g[G::unroutable_returned];
     v[broker::os_drop_unroutable] = g[G::unroutable_dropped];
-    out_.record(broker::wall_ms(), v);
+    int64_t now = broker::wall_ms();
+    out_.record(now, v);
+    if (api_.gateway_stats && api_.gateway_history)
+      api_.gateway_stats([out = api_.gateway_history, now](web::gateway_stats s) {
+        mgmt::gateway_history::values gv{};
+        gv[mgmt::gs_delivered] = s.events_delivered;
+        out->record(now, gv);
+      });
   }
   broker::vhost_registry& vhosts_;
   mgmt::overview_sampler& out_;
+  const mgmt::api_context& api_;
   boost::asio::steady_timer timer_;
 };
 
@@ -439,6 +449,11 @@ int run(const app::config& cfg) {
       gs, jwt, {&users, gw_vhost, &pool, &alarms.board()},
       fs::path(cfg.data_dir) / "vhosts" / store_dir_name(web_vhost) / "follows.log");
   gateway.prepare();
+  mgmt::gateway_sampler gateway_history;
+  api.gateway_stats = [&gateway](std::function<void(web::gateway_stats)> done) {
+    gateway.gather_stats(std::move(done));
+  };
+  api.gateway_history = &gateway_history;
   net::listener web_listener(
       pool, {addr, cfg.web_port},
       [&gateway](std::shared_ptr<net::connection> c) { gateway.accept(std::move(c)); }, "web");
@@ -450,7 +465,7 @@ int run(const app::config& cfg) {
                    {"http", cfg.bind, http_listener.port()},
                    {"web", cfg.bind, web_listener.port()},
                    {"prometheus", cfg.bind, prometheus_listener.port()}};
-  overview_ticker overview_timer(pool.at(0), vhosts, overview);
+  overview_ticker overview_timer(pool.at(0), vhosts, overview, api);
   pool.start();
   alarms.start();
   amqp_listener.start();

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "auth/user_store.hpp"
+#include "broker/stats.hpp"
 #include "broker/vhost.hpp"
 #include "broker/views.hpp"
 #include "http/http_handler.hpp"
@@ -46,23 +47,33 @@ struct listener_info {
   uint16_t port = 0;
 };
 
-// The overview's history: sums over every vhost and thread, sampled on one worker, read by
-// requests on any; a mutex guards it (taken every 5 s and once per overview request).
-class overview_sampler {
+// A broker-wide history sampled on one worker (main's stats timer) and read by requests on any;
+// a mutex guards it (taken every 5 s and once per request that shows it).
+template <typename History>
+class history_sampler {
  public:
-  void record(int64_t wall, const broker::overview_history::values& v) {
+  void record(int64_t wall, const typename History::values& v) {
     std::lock_guard lock(mutex_);
     history_.record(wall, v);
   }
-  void copy_to(broker::overview_history& out) const {
+  void copy_to(History& out) const {
     std::lock_guard lock(mutex_);
     out.copy_from(history_);
   }
 
  private:
   mutable std::mutex mutex_;
-  broker::overview_history history_;
+  History history_;
 };
+
+// The overview's history: sums over every vhost and thread.
+using overview_sampler = history_sampler<broker::overview_history>;
+
+// The web gateway's history (for GET /api/warren/gateway's rates): events delivered, 120
+// samples (10 min) like the overview's.
+enum gateway_series : size_t { gs_delivered, gs_count_ };
+using gateway_history = broker::sample_history<gs_count_, 120>;
+using gateway_sampler = history_sampler<gateway_history>;
 
 // Built by main before the listeners start; read-only afterwards (the user store it points to
 // is itself safe for concurrent use).
@@ -96,6 +107,8 @@ struct api_context {
   // The web gateway's statistics, gathered from the workers that hold them; `done` is called
   // once, on any thread. Unset: there is no gateway (the routes answer 404).
   std::function<void(std::function<void(web::gateway_stats)> done)> gateway_stats;
+  // Its history, sampled every 5 s by main's stats timer. Null: rates are 0, no samples.
+  gateway_sampler* gateway_history = nullptr;
   // Changes the memory high watermark at run time: a fraction of total memory or an absolute
   // number of bytes. Any thread. The limit in bytes now in force, or nullopt when a fraction
   // cannot be resolved (total memory unknown). Unset: not possible.

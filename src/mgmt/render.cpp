@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <functional>
 
@@ -258,6 +259,45 @@ json message_properties_json(const broker::message_properties& p) {
   put("app_id", p.app_id);
   put("cluster_id", p.cluster_id);
   return j;
+}
+
+double histogram_quantile(double q, std::span<const double> bounds,
+                          std::span<const uint64_t> cumulative, uint64_t count) {
+  if (count == 0 || bounds.empty()) return 0;
+  double rank = std::clamp(q, 0.0, 1.0) * double(count);
+  size_t i = 0;
+  while (i < bounds.size() && double(cumulative[i]) < rank) ++i;
+  if (i == bounds.size()) return bounds.back();  // in the +Inf bucket
+  double lower = i == 0 ? 0.0 : bounds[i - 1];
+  uint64_t below = i == 0 ? 0 : cumulative[i - 1];
+  uint64_t in = cumulative[i] - below;
+  if (in == 0) return bounds[i];
+  return lower + (bounds[i] - lower) * (rank - double(below)) / double(in);
+}
+
+json gateway_json(const web::gateway_stats& s, json delivered_details) {
+  auto ms = [&s](double q) {
+    return 1000.0 * histogram_quantile(q, s.latency_bounds, s.latency_buckets, s.latency_count);
+  };
+  return {{"connections",
+           {{"websocket", s.websocket},
+            {"sse", s.sse},
+            {"stream", s.stream},
+            {"longpoll", s.longpoll}}},
+          {"online_users", s.online_users},
+          {"inboxes", s.inboxes},
+          {"held_events", s.held_events},
+          {"rooms", s.rooms},
+          {"events_delivered", s.events_delivered},
+          {"events_delivered_details", std::move(delivered_details)},
+          {"replays", s.replays},
+          {"resets", s.resets},
+          {"slow_readers_cut", s.slow_readers_cut},
+          {"delivery_latency",
+           {{"count", s.latency_count},
+            {"sum_seconds", s.latency_sum_seconds},
+            {"p50_ms", ms(0.5)},
+            {"p99_ms", ms(0.99)}}}};
 }
 
 }  // namespace warren::mgmt

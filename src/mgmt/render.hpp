@@ -2,12 +2,14 @@
 // names. Pure: views in, JSON out, on whatever worker answers the request.
 #pragma once
 
+#include <span>
 #include <string_view>
 
 #include "broker/message.hpp"
 #include "broker/views.hpp"
 #include "mgmt/definitions_json.hpp"
 #include "mgmt/list_query.hpp"
+#include "web/gateway_stats.hpp"
 
 namespace warren::mgmt {
 
@@ -61,5 +63,15 @@ json consumer_json(const broker::consumer_view& v, std::string_view vhost,
                    const broker::connection_view* conn, const broker::channel_view* ch,
                    std::string_view node);
 json message_properties_json(const broker::message_properties& p);
+
+// The value below which a fraction q (0..1) of a histogram's observations lie, estimated from its
+// cumulative bucket counts as Prometheus's histogram_quantile does: linear within the bucket the
+// rank falls in (from 0 for the first), the highest finite bound when it falls beyond them, 0
+// without observations. `cumulative[i]` counts the observations <= bounds[i]; `count` all of them.
+double histogram_quantile(double q, std::span<const double> bounds,
+                          std::span<const uint64_t> cumulative, uint64_t count);
+// GET /api/warren/gateway: the statistics with `delivered_details` ({"rate": ..., samples}) as
+// events_delivered_details and the latency summed up (count, sum, p50 and p99 in ms).
+json gateway_json(const web::gateway_stats& s, json delivered_details);
 
 }  // namespace warren::mgmt

@@ -93,6 +93,8 @@ std::string json_text(const json& j, std::string_view key, std::string_view fall
 void get_overview(const call_ptr& c);
 void get_nodes(const call_ptr& c, bool one);
 void get_whoami(const call_ptr& c);
+// GET /api/warren/gateway: the web gateway's statistics (404 without a gateway).
+void get_gateway(const call_ptr& c);
 
 void list_queues(const call_ptr& c, bool one_vhost);
 void get_queue(const call_ptr& c);

@@ -1,6 +1,6 @@
-// The broker as a whole (overview, nodes, whoami) and its administration: users, permissions
-// and vhosts. Users live in the shared user store (any thread) and are saved to users.json;
-// vhost sums come from each vhost's home worker.
+// The broker as a whole (overview, nodes, whoami, the web gateway's statistics) and its
+// administration: users, permissions and vhosts. Users live in the shared user store (any
+// thread) and are saved to users.json; vhost sums come from each vhost's home worker.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -244,6 +244,21 @@ void get_overview(const call_ptr& c) {
           c->json_reply(c->query.columns.empty() ? j : keep_columns(j, c->query.columns));
         });
       });
+}
+
+void get_gateway(const call_ptr& c) {
+  if (!c->api.gateway_stats) return c->not_found();
+  // Gathered on the gateway's workers; answered on the request's.
+  c->api.gateway_stats([c](web::gateway_stats s) {
+    c->here.post([c, s] {
+      gateway_history h;
+      if (c->api.gateway_history) c->api.gateway_history->copy_to(h);
+      int64_t age = c->query.msg_rates_age.value_or(0) * 1000,
+              incr = c->query.msg_rates_incr.value_or(5) * 1000;
+      json j = gateway_json(s, details(h.rate(gs_delivered), &h, gs_delivered, age, incr));
+      c->json_reply(c->query.columns.empty() ? j : keep_columns(j, c->query.columns));
+    });
+  });
 }
 
 // ----------------------------------------------------------------------------- users

@@ -101,6 +101,7 @@ const route routes[] = {
   {"feature-flags", bhttp::verb::get, access::management, [](const call_ptr& c) { c->json_reply(json::array()); }},
   // Warren's own.
   {"warren/vm-memory-high-watermark", bhttp::verb::put, access::administrator, put_memory_watermark},
+  {"warren/gateway", bhttp::verb::get, access::monitoring, get_gateway},
   {"health/checks/alarms", bhttp::verb::get, access::monitoring,
    [](const call_ptr& c) {
      node_status s = c->api.node ? c->api.node() : node_status{};

@@ -1,5 +1,8 @@
-// The gateway's wiring: exchanges, the hub's sinks, the follow graph, per-address counts.
+// The gateway's wiring: exchanges, the hub's sinks, the follow graph, per-address counts, and
+// the statistics gathered from the workers.
 #include "web/gateway.hpp"
+
+#include <atomic>
 
 #include <spdlog/spdlog.h>
 
@@ -16,7 +19,8 @@ gateway::gateway(gateway_settings settings, std::optional<jwt_config> jwt, deps 
     : settings_(std::move(settings)),
       deps_(d),
       follows_(std::move(follows_log)),
-      hub_(settings_, *d.vhost, *d.pool, follows_) {
+      counters_(d.pool->size()),
+      hub_(settings_, *d.vhost, *d.pool, follows_, counters_) {
   if (jwt) verifier_ = std::make_unique<jwt_verifier>(*jwt);
   for (size_t i = 0; i < d.pool->size(); ++i) deflaters_.push_back(std::make_unique<ws_deflate>());
 }
@@ -84,6 +88,33 @@ void gateway::release_ip(const boost::asio::ip::address& a) {
   std::lock_guard lock(ip_mutex_);
   auto it = per_ip_.find(a);
   if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
+}
+
+void gateway::gather_stats(std::function<void(gateway_stats)> done) {
+  // Each worker copies its own counters into its slot; the last to finish adds them up (the
+  // acquire-release count orders every slot's write before that read).
+  struct job {
+    std::vector<worker_counters> parts;
+    gateway_stats hub_part;
+    std::atomic<size_t> left;
+    std::function<void(gateway_stats)> done;
+  };
+  net::worker_pool& pool = *deps_.pool;
+  auto j = std::make_shared<job>();
+  j->parts.resize(pool.size());
+  j->left = pool.size();
+  j->done = std::move(done);
+  size_t home_index = deps_.vhost->home_worker();
+  for (size_t i = 0; i < pool.size(); ++i) {
+    pool.at(i).post([this, j, i, home_index] {
+      j->parts[i] = counters_[i];
+      if (i == home_index) hub_.add_stats(j->hub_part);
+      if (j->left.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+      gateway_stats s = j->hub_part;
+      for (const auto& p : j->parts) p.add_to(s);
+      j->done(s);
+    });
+  }
 }
 
 void gateway::accept(std::shared_ptr<net::connection> c) {

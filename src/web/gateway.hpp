@@ -8,6 +8,7 @@
 #include <boost/asio/ip/address.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -17,7 +18,9 @@
 #include <vector>
 
 #include "web/follow_graph.hpp"
+#include "web/gateway_counters.hpp"
 #include "web/gateway_settings.hpp"
+#include "web/gateway_stats.hpp"
 #include "web/hub.hpp"
 #include "web/jwt.hpp"
 #include "web/ws_deflate.hpp"
@@ -71,6 +74,10 @@ class gateway {
   void prepare();
   // The listener's callback (on the accepting worker).
   void accept(std::shared_ptr<net::connection> c);
+  // The gateway's statistics: each worker's counters and the hub's figures, gathered by posting
+  // to every worker; `done` runs once, on whichever worker answers last. Any thread; the workers
+  // must be running.
+  void gather_stats(std::function<void(gateway_stats)> done);
 
   // --- for the connection handlers ---
   const gateway_settings& settings() const { return settings_; }
@@ -83,6 +90,8 @@ class gateway {
   bool alarm_on(size_t w) const;
   // The worker's permessage-deflate compressor (on that worker only).
   ws_deflate& deflater(size_t w) { return *deflaters_[w]; }
+  // The worker's statistics (on that worker only).
+  worker_counters& counters(size_t w) { return counters_[w]; }
   // Connections from one address (any worker).
   bool acquire_ip(const boost::asio::ip::address& a);
   void release_ip(const boost::asio::ip::address& a);
@@ -93,6 +102,7 @@ class gateway {
   std::unique_ptr<jwt_verifier> verifier_;
   deps deps_;
   follow_graph follows_;
+  std::vector<worker_counters> counters_;  // one per worker, each touched only on its worker
   hub hub_;
   std::vector<std::unique_ptr<ws_deflate>> deflaters_;
   std::mutex ip_mutex_;  // taken on connect and disconnect only

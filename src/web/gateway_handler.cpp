@@ -226,6 +226,7 @@ gateway_handler::~gateway_handler() {
 void gateway_handler::on_closed() {
   self_->h = nullptr;
   detach();
+  set_mode(mode::http);  // no longer an open transport
   if (ip_counted_) {
     g_.release_ip(conn().peer_address());
     ip_counted_ = false;
@@ -344,22 +345,44 @@ void gateway_handler::respond_error(int status, std::string_view error, std::str
   respond(status, "application/json", error_json(error, reason), extra_headers);
 }
 
+void gateway_handler::set_mode(mode m) {
+  if (m == mode_) return;
+  worker_counters& wc = g_.counters(conn().owner().index());
+  auto count = [&wc](mode x) -> uint64_t* {
+    switch (x) {
+      case mode::ws:
+        return &wc.websocket;
+      case mode::sse:
+        return &wc.sse;
+      case mode::stream:
+        return &wc.stream;
+      case mode::poll:
+        return &wc.longpoll;
+      case mode::http:
+      case mode::waiting:
+        break;
+    }
+    return nullptr;
+  };
+  if (uint64_t* c = count(mode_)) --*c;
+  if (uint64_t* c = count(m)) ++*c;
+  mode_ = m;
+}
+
 void gateway_handler::finish_response() {
   last_out_ = clock::now();
+  bool paused = mode_ == mode::waiting || mode_ == mode::poll;
+  set_mode(mode::http);  // an answered long-poll is no longer waiting
   if (!keep_alive_) {
     conn().close_gracefully(std::chrono::seconds(1));
     return;
   }
   conn().flush();
-  if (mode_ == mode::waiting || mode_ == mode::poll) {
-    mode_ = mode::http;
-    conn().pause_reading(false);
-  }
-  mode_ = mode::http;
+  if (paused) conn().pause_reading(false);
 }
 
 void gateway_handler::on_hub(std::function<std::pair<int, std::string>()> fn) {
-  mode_ = mode::waiting;
+  set_mode(mode::waiting);
   conn().pause_reading(true);
   auto self = self_;
   net::worker* w = &conn().owner();
@@ -613,7 +636,7 @@ void gateway_handler::start_ws(const request& req) {
   po.permessage_deflate = hs.deflate;
   po.inflater = &g_.deflater(conn().owner().index());
   ws_ = std::make_unique<ws_state>(po, hs.deflate);
-  mode_ = mode::ws;
+  set_mode(mode::ws);
   // Attached before the client can see the 101, so that anything sent to the user once the
   // client knows it is connected reaches it.
   attach(since);
@@ -621,7 +644,7 @@ void gateway_handler::start_ws(const request& req) {
 }
 
 void gateway_handler::start_sse(const request&, std::optional<uint64_t> since) {
-  mode_ = mode::sse;
+  set_mode(mode::sse);
   conn().out() +=
       "HTTP/1.1 200 OK\r\nServer: Warren\r\nContent-Type: text/event-stream\r\n"
       "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n" +
@@ -632,7 +655,7 @@ void gateway_handler::start_sse(const request&, std::optional<uint64_t> since) {
 }
 
 void gateway_handler::start_stream(const request&, std::optional<uint64_t> since) {
-  mode_ = mode::stream;
+  set_mode(mode::stream);
   conn().out() +=
       "HTTP/1.1 200 OK\r\nServer: Warren\r\nContent-Type: application/x-ndjson\r\n"
       "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\nX-Accel-Buffering: no\r\n" +
@@ -665,7 +688,7 @@ void gateway_handler::start_poll(const request& req, std::optional<uint64_t> sin
     }
     callback_ = *cb;
   }
-  mode_ = mode::poll;
+  set_mode(mode::poll);
   conn().pause_reading(true);
   poll_out_.clear();
   deadline_ = clock::now() + timeout;
@@ -721,26 +744,29 @@ void gateway_handler::write_event(const event& e) {
   }
   last_seq_ = e.seq;
   last_out_ = clock::now();
+  ++g_.counters(conn().owner().index()).events_delivered;
 }
 
-void gateway_handler::on_events(const event* evs, size_t n) {
-  if (!session_ || session_->receiver != this || lagging_ || conn().closing()) return;
-  bool wrote = false;
+size_t gateway_handler::on_events(const event* evs, size_t n) {
+  if (!session_ || session_->receiver != this || lagging_ || conn().closing()) return 0;
+  size_t wrote = 0;
   for (size_t i = 0; i < n; ++i) {
     if (last_seq_ && evs[i].seq <= last_seq_) continue;
     if (mode_ != mode::poll && conn().queued_bytes() > g_.settings().max_queued_output) {
       // A slow reader: stop here and catch up from the inbox once the output has drained.
       lagging_ = true;
+      ++g_.counters(conn().owner().index()).slow_readers_cut;
       break;
     }
     write_event(evs[i]);
-    wrote = true;
+    ++wrote;
   }
-  if (!wrote) return;
+  if (!wrote) return 0;
   if (mode_ == mode::poll)
     finish_poll();
   else
     conn().flush_soon();
+  return wrote;
 }
 
 void gateway_handler::on_replay(std::vector<event> evs) {

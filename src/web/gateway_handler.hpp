@@ -47,7 +47,7 @@ class gateway_handler final : public net::connection_handler, public event_recei
   void on_output_drained() override;
   void on_closed() override;
 
-  void on_events(const event* evs, size_t n) override;
+  size_t on_events(const event* evs, size_t n) override;
   void on_replay(std::vector<event> evs) override;
 
   // The address has too many connections: 429, then close.
@@ -59,6 +59,10 @@ class gateway_handler final : public net::connection_handler, public event_recei
   struct self_ref {
     gateway_handler* h;
   };
+
+  // Every change of mode goes through here, keeping the worker's count of open connections per
+  // transport (gateway_stats).
+  void set_mode(mode m);
 
   // HTTP
   size_t http_data(std::span<const uint8_t> data, bool& handled);

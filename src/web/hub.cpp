@@ -133,8 +133,13 @@ event_tail make_tail(std::string_view type, const broker::message& m, const std:
 }
 
 hub::hub(const gateway_settings& settings, broker::vhost& vhost, net::worker_pool& pool,
-         follow_graph& follows)
-    : settings_(settings), vhost_(vhost), pool_(pool), follows_(follows), outgoing_(pool.size()) {}
+         follow_graph& follows, std::span<worker_counters> counters)
+    : settings_(settings),
+      vhost_(vhost),
+      pool_(pool),
+      follows_(follows),
+      counters_(counters),
+      outgoing_(pool.size()) {}
 
 hub::~hub() = default;
 
@@ -162,6 +167,7 @@ void hub::tick() {
   for (const auto& user : gone) {
     inbox& box = *inboxes_.at(user);
     for (const auto& r : std::vector<std::string>(box.rooms)) leave(user, r);
+    held_events_ -= box.held.size();
     inboxes_.erase(user);
   }
   flush();
@@ -211,11 +217,23 @@ std::vector<event> hub::replay(inbox& box, uint64_t since) const {
   return out;
 }
 
+void hub::count_replay(const std::vector<event>& evs) {
+  if (evs.empty()) return;
+  if (evs.front().tail->starts_with(",\"type\":\"reset\""))
+    ++resets_;
+  else
+    ++replays_;
+}
+
 void hub::attach(const link_ptr& l, std::optional<uint64_t> since) {
   inbox& box = get_inbox(l->user);
+  if (box.sessions.empty()) ++online_users_;
   box.sessions.push_back(l);
   std::vector<event> evs;
-  if (since) evs = replay(box, *since);
+  if (since) {
+    evs = replay(box, *since);
+    count_replay(evs);
+  }
   l->worker->post([l, evs = std::move(evs)]() mutable {
     if (l->receiver) l->receiver->on_replay(std::move(evs));
   });
@@ -228,6 +246,7 @@ void hub::detach(const link_ptr& l) {
   if (it == box->sessions.end()) return;
   box->sessions.erase(it);
   if (box->sessions.empty()) {
+    --online_users_;
     box->sessions.shrink_to_fit();
     box->idle_since = now_ms();
   }
@@ -237,6 +256,7 @@ void hub::catch_up(const link_ptr& l, uint64_t since) {
   inbox* box = find_inbox(l->user);
   std::vector<event> evs;
   if (box) evs = replay(*box, since);
+  count_replay(evs);
   l->worker->post([l, evs = std::move(evs)]() mutable {
     if (l->receiver) l->receiver->on_replay(std::move(evs));
   });
@@ -244,20 +264,42 @@ void hub::catch_up(const link_ptr& l, uint64_t since) {
 
 void hub::push(inbox& box, const event_tail& tail) {
   event e{box.next_seq++, tail};
+  if (!box.sessions.empty() && !outgoing_since_) outgoing_since_ = std::chrono::steady_clock::now();
   for (const auto& l : box.sessions) outgoing_[l->worker->index()].emplace_back(l, e);
+  size_t held = box.held.size();
   box.held.push(std::move(e), settings_.inbox_size);
+  held_events_ += box.held.size() - held;
 }
 
 void hub::flush() {
+  if (!outgoing_since_) return;  // nothing queued for a connection
+  auto since = *outgoing_since_;
+  outgoing_since_.reset();
   for (size_t w = 0; w < outgoing_.size(); ++w) {
     if (outgoing_[w].empty()) continue;
     auto batch = std::move(outgoing_[w]);
     outgoing_[w] = {};
-    pool_.at(w).post([batch = std::move(batch)] {
+    worker_counters* wc = &counters_[w];
+    pool_.at(w).post([batch = std::move(batch), since, wc] {
+      uint64_t written = 0;
       for (const auto& [l, e] : batch)
-        if (l->receiver) l->receiver->on_events(&e, 1);
+        if (l->receiver) written += l->receiver->on_events(&e, 1);
+      // One clock read per batch: every event of it counts as written when the last one was.
+      if (written)
+        wc->observe_latency(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count(),
+            written);
     });
   }
+}
+
+void hub::add_stats(gateway_stats& s) const {
+  s.online_users += online_users_;
+  s.inboxes += inboxes_.size();
+  s.held_events += held_events_;
+  s.rooms += rooms_.size();
+  s.replays += replays_;
+  s.resets += resets_;
 }
 
 op_result hub::join(const std::string& user, const std::string& room_name) {

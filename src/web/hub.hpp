@@ -13,9 +13,11 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -24,7 +26,9 @@
 #include "broker/message.hpp"
 #include "web/event.hpp"
 #include "web/follow_graph.hpp"
+#include "web/gateway_counters.hpp"
 #include "web/gateway_settings.hpp"
+#include "web/gateway_stats.hpp"
 
 namespace warren::net {
 class worker;
@@ -41,8 +45,9 @@ namespace warren::web {
 class event_receiver {
  public:
   virtual ~event_receiver() = default;
-  // Live events, in order.
-  virtual void on_events(const event* evs, size_t n) = 0;
+  // Live events, in order. Returns how many it wrote (the others it had already, or it is not
+  // taking live events now).
+  virtual size_t on_events(const event* evs, size_t n) = 0;
   // The answer to attach() or catch_up(): what was missed (a reset first if some is gone).
   virtual void on_replay(std::vector<event> evs) = 0;
 };
@@ -68,8 +73,10 @@ struct member_info {
 
 class hub {
  public:
+  // `counters` has one entry per worker of the pool; the hub records there, on each worker, the
+  // latency of the live events it hands to that worker's connections.
   hub(const gateway_settings& settings, broker::vhost& vhost, net::worker_pool& pool,
-      follow_graph& follows);
+      follow_graph& follows, std::span<worker_counters> counters);
   ~hub();
 
   // --- on the hub's worker ---
@@ -97,6 +104,9 @@ class hub {
 
   follow_graph& follows() { return follows_; }
   size_t inbox_count() const { return inboxes_.size(); }
+  // Fills the hub's part of the gateway's statistics: online users, inboxes, held events, rooms,
+  // replays and resets.
+  void add_stats(gateway_stats& s) const;
 
   // Starts the linger timer (call once, before or after the workers start).
   void start(net::worker& home);
@@ -112,6 +122,7 @@ class hub {
   void push(inbox& box, const event_tail& tail);
   void flush();  // posts what push() queued, one task per worker
   std::vector<event> replay(inbox& box, uint64_t since) const;
+  void count_replay(const std::vector<event>& evs);
   void presence_event(room& r, const std::string& user, bool joined);
   void remove_member(room& r, const std::string& user);
   void tick();
@@ -123,9 +134,18 @@ class hub {
   follow_graph& follows_;
   std::unordered_map<std::string, std::unique_ptr<inbox>> inboxes_;
   std::unordered_map<std::string, std::unique_ptr<room>> rooms_;
-  // Deliveries queued by push(), per destination worker.
+  std::span<worker_counters> counters_;
+  // Deliveries queued by push(), per destination worker, and when the first of them was queued
+  // (one clock read per flush; the delivery latency counts from there).
   std::vector<std::vector<std::pair<link_ptr, event>>> outgoing_;
+  std::optional<std::chrono::steady_clock::time_point> outgoing_since_;
   size_t last_feed_fanout_ = 0;
+  // Statistics (add_stats): kept as the state changes, so that a request costs no walk over the
+  // inboxes.
+  uint64_t online_users_ = 0;  // inboxes with at least one session
+  uint64_t held_events_ = 0;   // events in all inboxes' rings
+  uint64_t replays_ = 0;
+  uint64_t resets_ = 0;
   std::unique_ptr<boost::asio::steady_timer> timer_;
 };
 

@@ -1,7 +1,8 @@
 // The management dashboard (web/dashboard/, served at / of the management port) in headless
 // Chromium against the real warren binary: log in, see a queue declared over AMQP (amqplib) in the
-// queues list, watch its depth chart grow while a publisher runs, purge it to 0, and close an
-// amqplib connection from the connections view. Skipped (not failed) where Chromium is not installed.
+// queues list, watch its depth chart grow while a publisher runs, purge it to 0, close an amqplib
+// connection from the connections view, and see a browser user of the web gateway online on the
+// gateway page. Skipped (not failed) where Chromium is not installed.
 //
 // DASHBOARD_URL and DASHBOARD_AMQP_URL point it at a running broker instead (e.g. RabbitMQ with its
 // management plugin behind a proxy that serves web/dashboard). DASHBOARD_SCREENSHOTS=DIR saves
@@ -11,6 +12,7 @@
 const { describe, test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn, execFileSync } = require('node:child_process');
+const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -36,14 +38,23 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-dev-shm-usage'];
 const WAIT = 30000; // ms for the page to show what it should (polls every second here; RabbitMQ samples every 5 s)
 const shots = process.env.DASHBOARD_SCREENSHOTS;
+const JWT_SECRET = 'dashboard-test-secret-0123456789abcdef';
+
+// An HS256 token for the web gateway (docs/web-api.md, "Identity").
+function gatewayToken(sub) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, exp: Math.floor(Date.now() / 1000) + 3600 })}`;
+  return `${body}.${crypto.createHmac('sha256', JWT_SECRET).update(body).digest('base64url')}`;
+}
 
 // One warren process on free ports; its management port serves the dashboard.
 async function startWarren() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-dash-'));
   const portsFile = path.join(tmp, 'ports.json');
   const stderr = path.join(tmp, 'stderr.log');
-  const proc = spawn(bin, ['--amqp-port', '0', '--http-port', '0', '--web-port', '0', '--prometheus-port', '0', '--bind', '127.0.0.1',
-                           '--workers', '2', '--data-dir', path.join(tmp, 'data'), '--ports-file', portsFile],
+  const proc = spawn(bin, ['--amqp-port', '0', '--http-port', '0', '--web-port', '0', '--prometheus-port', '0',
+                           '--bind', '127.0.0.1', '--workers', '2', '--data-dir', path.join(tmp, 'data'),
+                           '--ports-file', portsFile, '--jwt-secret', JWT_SECRET],
                      { stdio: ['ignore', 'ignore', fs.openSync(stderr, 'w')] });
   let spawnError = null;
   proc.on('error', (e) => {
@@ -68,6 +79,7 @@ async function startWarren() {
   return {
     base: `http://127.0.0.1:${ports.http}`,
     amqpUrl: `amqp://guest:guest@127.0.0.1:${ports.amqp}`,
+    webBase: `http://127.0.0.1:${ports.web}`,
     async stop() {
       proc.kill('SIGTERM');
       const { code } = await exited;
@@ -232,6 +244,26 @@ describe('management dashboard in Chromium', { skip }, () => {
     assert.ok(why, 'amqplib saw no close');
     assert.match(String(why.message || why), /CONNECTION_FORCED|320|closed by the dashboard test|closed/i);
     await page.locator('.notice', { hasText: 'closed' }).waitFor({ timeout: WAIT });
+  });
+
+  test('the gateway page shows a browser user online', async (t) => {
+    if (!server.webBase) return t.skip('no Warren web gateway here');
+    // An SSE stream held open (its body is never read) is an open connection of user "dash-user".
+    const sse = new AbortController();
+    const res = await fetch(`${server.webBase}/sse?token=${gatewayToken('dash-user')}`, { signal: sse.signal });
+    assert.equal(res.status, 200, `GET /sse: ${res.status}`);
+    try {
+      await page.click('header.top nav a[href="#/gateway"]');
+      await page.locator('h1', { hasText: 'Web gateway' }).waitFor({ timeout: WAIT });
+      await until('one online user', async () => (await statText('online_users')) === '1');
+      const sseRow = page.locator('table.transports tr', { hasText: 'SSE' });
+      assert.match(await sseRow.textContent(), /SSE\s*1/);
+      assert.equal(await statText('inboxes'), '1');
+      await shot('gateway');
+    } finally {
+      sse.abort();
+    }
+    await until('the user to go offline', async () => (await statText('online_users')) === '0');
   });
 
   test('the nodes and admin views render', async () => {

@@ -19,8 +19,9 @@ namespace {
 
 struct recorder : web::event_receiver {
   std::vector<json> got;
-  void on_events(const web::event* evs, size_t n) override {
+  size_t on_events(const web::event* evs, size_t n) override {
     for (size_t i = 0; i < n; ++i) add(evs[i]);
+    return n;
   }
   void on_replay(std::vector<web::event> evs) override {
     for (const auto& e : evs) add(e);
@@ -247,4 +248,57 @@ TEST_F(HubTest, InboxGoesAfterItsLingerTime) {
   EXPECT_EQ(on_hub([&] { return hub().inbox_count(); }), 0u);
   EXPECT_FALSE(publish("warren.users", "alice", "x"));
   EXPECT_TRUE(on_hub([&] { return hub().members("lobby"); }).empty());
+}
+
+TEST_F(HubTest, StatisticsCountWhatTheHubHoldsAndHowItResumed) {
+  web::gateway_settings s;
+  s.inbox_size = 3;
+  start(s);
+  auto stats = [&] {
+    std::promise<web::gateway_stats> p;
+    gw_->gather_stats([&p](web::gateway_stats st) { p.set_value(st); });
+    return p.get_future().get();
+  };
+  EXPECT_EQ(stats().inboxes, 0u);
+
+  recorder a1, a2, b;
+  auto l1 = link("alice", a1), l2 = link("alice", a2), lb = link("bob", b);
+  on_hub([&] {
+    hub().attach(l1, std::nullopt);
+    hub().attach(l2, std::nullopt);
+    hub().attach(lb, std::nullopt);
+  });
+  on_hub([&] { hub().join("bob", "lobby"); });
+  for (int i = 1; i <= 5; ++i) publish("warren.users", "alice", std::to_string(i));
+  sync();
+  ASSERT_EQ(a1.got.size(), 5u);
+  auto st = stats();
+  EXPECT_EQ(st.online_users, 2u);  // alice (twice connected) and bob
+  EXPECT_EQ(st.inboxes, 2u);
+  EXPECT_EQ(st.held_events, 3u);  // alice's last 3; bob's inbox holds nothing
+  EXPECT_EQ(st.rooms, 1u);
+  EXPECT_EQ(st.replays, 0u);
+  EXPECT_EQ(st.resets, 0u);
+  // Live deliveries to the receivers are timed (10: 5 events to each of alice's connections).
+  EXPECT_EQ(st.latency_count, 10u);
+  EXPECT_EQ(st.latency_buckets.back(), 10u);  // all within 2.5 s
+  EXPECT_GT(st.latency_sum_seconds, 0.0);
+
+  uint64_t first = a1.got[0]["seq"];
+  recorder r1, r2, r3;
+  on_hub([&] { hub().attach(link("alice", r1), first + 3); });  // the 5th: a replay
+  on_hub([&] { hub().attach(link("alice", r2), first + 4); });  // nothing missed: neither
+  on_hub([&] { hub().attach(link("alice", r3), first); });      // the 2nd is gone: a reset
+  st = stats();
+  EXPECT_EQ(st.replays, 1u);
+  EXPECT_EQ(st.resets, 1u);
+  EXPECT_EQ(st.latency_count, 10u);  // replays are not live deliveries
+
+  on_hub([&] {
+    hub().detach(l1);
+    hub().detach(lb);
+  });
+  st = stats();
+  EXPECT_EQ(st.online_users, 1u);  // alice has connections left; bob none
+  EXPECT_EQ(st.inboxes, 2u);       // bob's lingers
 }
