@@ -214,15 +214,16 @@ def main():
              "|---|" + "--:|" * (len(kinds) + (1 if len(kinds) == 2 else 0))]
     for label, key, scale, unit in rows:
         vals = [results[k][key] * scale for k in kinds]
-        cells = [f"{v:,.1f} {unit}" if unit == "ms" else f"{v:,.0f} {unit}" for v in vals]
+        cells = [(f"{v:,.3f} {unit}" if v < 10 else f"{v:,.1f} {unit}") if unit == "ms" else f"{v:,.0f} {unit}"
+                 for v in vals]
         ratio = ""
         if len(vals) == 2 and vals[0] > 0:
             ratio = f" {vals[1] / vals[0]:.1f}x |"
         lines.append(f"| {label} | " + " | ".join(cells) + " |" + ratio)
     for k in kinds:
         q, p = results[k]["p99_runs"]
-        lines.append(f"\n{k} latency20k p99 runs (ms): quiet {', '.join(f'{x:.2f}' for x in q)}; polled "
-                     f"{', '.join(f'{x:.2f}' for x in p)}")
+        lines.append(f"\n{k} latency20k p99 runs (ms): quiet {', '.join(f'{x:.3f}' for x in q)}; polled "
+                     f"{', '.join(f'{x:.3f}' for x in p)}")
     table = "\n".join(lines)
     print(table)
     if args.out:

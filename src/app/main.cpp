@@ -376,15 +376,17 @@ int run(const app::config& cfg) {
       }
     std::error_code ec;
     for (auto it = fs::directory_iterator("/proc/self/fd", ec);
-         !ec && it != fs::directory_iterator(); it.increment(ec))
+         !ec && it != fs::directory_iterator(); it.increment(ec)) {
       ++s.fd_used;
+      std::error_code lec;  // "socket:[inode]" for sockets: listeners, clients, the stores' none
+      if (fs::read_symlink(it->path(), lec).native().starts_with("socket:")) ++s.sockets_used;
+    }
     rlimit rl{};
     if (::getrlimit(RLIMIT_NOFILE, &rl) == 0) s.fd_total = rl.rlim_cur;
     ec.clear();
     for (auto it = fs::directory_iterator("/proc/self/task", ec);
          !ec && it != fs::directory_iterator(); it.increment(ec))
       ++s.threads;
-    s.sockets_used = s.fd_used;
     return s;
   };
   mgmt::overview_sampler overview;

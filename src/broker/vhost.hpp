@@ -233,6 +233,7 @@ class vhost {
   // The consumers of every queue, or of the queue named `queue`.
   std::vector<consumer_view> view_consumers(std::string_view queue = {}) const;
   std::vector<channel_usage> view_channels() const;
+  // Sums over the queues: live up to live_totals_limit queues, else as of the last sample.
   vhost_totals totals() const;
   // The vhost's own history (the sums of its queues), sampled with them.
   const queue_history& history() const { return history_; }
@@ -332,6 +333,10 @@ class vhost {
   // Queues with ready messages that expire, or an x-expires: all that tick() looks at. A queue
   // lists itself (queue::list_timed); tick() drops those with neither any more.
   std::vector<dest_id> timed_;
+  // totals(): live up to this many queues, else from the last sample (see vhost_views.cpp).
+  static constexpr size_t live_totals_limit = 10'000;
+  vhost_totals sampled_totals_;
+  vhost_totals walk_totals() const;
   queue_counters retired_;  // of queues deleted, so totals never go back
   queue_history history_;
   int64_t next_sample_ = 0;  // steady ms

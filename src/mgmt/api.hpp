@@ -37,7 +37,7 @@ struct node_status {
   bool disk_free_alarm = false;
   uint64_t fd_used = 0;
   uint64_t fd_total = 0;
-  uint64_t sockets_used = 0;  // client connections
+  uint64_t sockets_used = 0;  // open sockets: listeners and client connections
   uint64_t threads = 0;
 };
 
