@@ -103,6 +103,8 @@ struct channel_view {
   uint64_t returned = 0;
   uint64_t delivered = 0;  // deliveries and gets written to the client
   uint64_t acked = 0;      // acknowledgements the client sent
+  // Per second over the last 5 s: publish, confirmed, returned, delivered, acked.
+  std::array<double, 5> rates{};
   int64_t idle_since = 0;
 };
 

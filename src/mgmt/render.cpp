@@ -205,11 +205,17 @@ json channel_json(const broker::connection_view& c, const broker::channel_view& 
   j["messages_unconfirmed"] = ch.unconfirmed;
   j["messages_uncommitted"] = ch.uncommitted;
   j["acks_uncommitted"] = 0;
+  auto rate = [](double r) { return json{{"rate", r}}; };
   j["message_stats"] = {{"publish", ch.publish},
+                        {"publish_details", rate(ch.rates[0])},
                         {"confirm", ch.confirmed},
+                        {"confirm_details", rate(ch.rates[1])},
                         {"return_unroutable", ch.returned},
+                        {"return_unroutable_details", rate(ch.rates[2])},
                         {"deliver_get", ch.delivered},
-                        {"ack", ch.acked}};
+                        {"deliver_get_details", rate(ch.rates[3])},
+                        {"ack", ch.acked},
+                        {"ack_details", rate(ch.rates[4])}};
   return j;
 }
 

@@ -250,6 +250,28 @@ def test_list_connections_channels_consumers(broker):
         conn.close()
 
 
+def test_a_publishing_channel_shows_its_publish_rate(broker):
+    b = broker
+    q, cname = b.name("rq"), b.name("rconn")
+    conn = b.connect(name=cname)
+    try:
+        ch = conn.channel()
+        ch.queue_declare(q, auto_delete=True)
+        conn_name = eventually(lambda: connection_named(b, cname))
+
+        def rate():
+            for _ in range(200):  # keep publishing while the rate is sampled
+                ch.basic_publish("", q, b"r")
+            conn.process_data_events(0.1)
+            rows = [r for r in b.tsv("list", "channels", "name", "message_stats.publish_details.rate")
+                    if r["name"] == f"{conn_name} (1)"]
+            return rows and float(rows[0]["message_stats.publish_details.rate"] or 0) > 0
+
+        eventually(rate, timeout=SETTLE + 10)
+    finally:
+        conn.close()
+
+
 def test_show_overview(broker):
     b = broker
     out = b.ok("show", "overview").stdout

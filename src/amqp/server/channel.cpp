@@ -893,6 +893,16 @@ void channel::describe(broker::channel_view& v) const {
   v.returned = stat_returned_;
   v.delivered = stat_delivered_;
   v.acked = stat_acked_;
+  v.rates = rates_;
+}
+
+void channel::sample_rates(double secs) {
+  const std::array<uint64_t, 5> now{stat_publish_, stat_confirmed_, stat_returned_, stat_delivered_,
+                                    stat_acked_};
+  for (size_t i = 0; i < now.size(); ++i) {
+    rates_[i] = secs > 0 ? double(now[i] - rate_base_[i]) / secs : 0;
+    rate_base_[i] = now[i];
+  }
 }
 
 }  // namespace warren::amqp::server

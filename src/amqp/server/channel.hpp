@@ -4,6 +4,7 @@
 // a post back (see call_vhost); deliveries arrive the same way through the channel's link.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -71,6 +72,8 @@ class channel {
   void on_throttle(bool on);
   // A copy for the management API (on the connection's worker).
   void describe(broker::channel_view& v) const;
+  // Rates of the statistics over the last `secs` (the connection's tick calls it every 5 s).
+  void sample_rates(double secs);
 
  private:
   enum class content_phase : uint8_t { none, header, body };
@@ -153,6 +156,8 @@ class channel {
   uint64_t stat_returned_ = 0;
   uint64_t stat_delivered_ = 0;
   uint64_t stat_acked_ = 0;
+  std::array<uint64_t, 5> rate_base_{};  // the statistics at the last sample_rates()
+  std::array<double, 5> rates_{};        // as broker::channel_view::rates
   protocol::basic_publish publish_;
   protocol::content_header header_;
   std::string body_;

@@ -443,6 +443,7 @@ void amqp_connection::on_tick(clock::time_point now) {
     rate_bytes_in_ = conn().bytes_received();
     rate_bytes_out_ = conn().bytes_sent();
     rate_at_ = now;
+    for (auto& ch : channels_) ch->sample_rates(secs);
   }
   if (phase_ == phase::closing) {
     if (now >= close_deadline_) conn().close_now();
