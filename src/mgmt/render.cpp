@@ -22,14 +22,6 @@ render_options render_options::from(const list_query& q) {
   return o;
 }
 
-namespace {
-
-std::string node_text(std::string_view n) {
-  return std::string(n);
-}
-
-}  // namespace
-
 json queue_json(const broker::queue_view& q, std::string_view vhost, std::string_view node,
                 const render_options& o) {
   using namespace broker;
@@ -41,7 +33,7 @@ json queue_json(const broker::queue_view& q, std::string_view vhost, std::string
   j["auto_delete"] = q.auto_delete;
   j["exclusive"] = q.exclusive;
   j["arguments"] = to_json(q.arguments);
-  j["node"] = node_text(node);
+  j["node"] = std::string(node);
   j["state"] = "running";
   j["policy"] = "";
   j["effective_policy_definition"] = json::object();
@@ -76,7 +68,6 @@ json queue_json(const broker::queue_view& q, std::string_view vhost, std::string
   j["message_bytes_ready"] = q.ready_bytes;
   j["message_bytes_unacknowledged"] = q.unacked_bytes;
   j["message_bytes_ram"] = q.ready_bytes + q.unacked_bytes;
-  j["head_message_timestamp"] = "";
   const auto& c = q.counters;
   j["message_stats"] = {
       {"publish", c.publish},
@@ -93,8 +84,8 @@ json queue_json(const broker::queue_view& q, std::string_view vhost, std::string
       {"ack", c.ack},
       {"ack_details", msg(q.rates[qs_ack], qs_ack)},
   };
-  // RabbitMQ leaves head_message_timestamp out when unknown.
-  j.erase("head_message_timestamp");
+  // head_message_timestamp stays out: RabbitMQ leaves it out when unknown, and Warren does not
+  // keep it.
   return j;
 }
 
@@ -151,7 +142,7 @@ json binding_json(const broker::binding_view& b, std::string_view vhost) {
 json connection_json(const broker::connection_view& c, std::string_view node) {
   json j;
   j["name"] = c.name;
-  j["node"] = node_text(node);
+  j["node"] = std::string(node);
   j["type"] = "network";
   j["protocol"] = c.protocol;
   j["user"] = c.user;
@@ -189,7 +180,7 @@ json channel_json(const broker::connection_view& c, const broker::channel_view& 
   json j;
   j["name"] = channel_name(c, ch.number);
   j["number"] = ch.number;
-  j["node"] = node_text(node);
+  j["node"] = std::string(node);
   j["user"] = c.user;
   j["user_who_performed_action"] = c.user;
   j["vhost"] = c.vhost;
@@ -239,7 +230,7 @@ json consumer_json(const broker::consumer_view& v, std::string_view vhost,
                             {"peer_host", conn->peer_host},
                             {"peer_port", conn->peer_port},
                             {"user", conn->user},
-                            {"node", node_text(node)}};
+                            {"node", std::string(node)}};
   else
     j["channel_details"] = json::object();
   return j;
