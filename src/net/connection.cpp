@@ -182,7 +182,7 @@ void connection::on_write_done(const boost::system::error_code& ec) {
 }
 
 void connection::after_drain() {
-  if (state_ == state::lingering) {
+  if (state_ == state::lingering && half_close_) {
     boost::system::error_code ec;
     socket_.shutdown(socket_type::shutdown_send, ec);
   }
@@ -218,10 +218,19 @@ void connection::pause_reading(bool paused) {
   arm_read();
 }
 
-void connection::close_gracefully(std::chrono::milliseconds linger) {
+void connection::close_gracefully(std::chrono::milliseconds linger_for) {
+  linger(linger_for, true);
+}
+
+void connection::await_peer_close(std::chrono::milliseconds deadline) {
+  linger(deadline, false);
+}
+
+void connection::linger(std::chrono::milliseconds deadline, bool half_close) {
   if (state_ != state::open) return;
   state_ = state::lingering;
-  linger_deadline_ = std::chrono::steady_clock::now() + linger;
+  half_close_ = half_close;
+  linger_deadline_ = std::chrono::steady_clock::now() + deadline;
   std::string().swap(pending_);
   if (!writing_ && out_.empty())
     after_drain();
