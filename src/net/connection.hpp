@@ -17,6 +17,9 @@ namespace warren::net {
 class worker;
 class connection;
 
+// "a.b.c.d:port", or "[v6]:port" for an IPv6 address (as RabbitMQ writes them in names and logs).
+std::string host_port(const boost::asio::ip::address& a, uint16_t port);
+
 // Implemented by each protocol (AMQP, HTTP). Owned by its connection; every call is made on the
 // owning worker's thread.
 class connection_handler {

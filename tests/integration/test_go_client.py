@@ -102,11 +102,12 @@ def results(output: str) -> dict[str, str]:
 def amqp_port(request) -> int:
     if EXTERNAL:
         return int(EXTERNAL)
-    return request.getfixturevalue("warren").amqp_port
+    # Warren's default listening address, every IPv4 and IPv6 address, so that both can be tried.
+    return request.getfixturevalue("warren_factory")(omit=("--bind",)).amqp_port
 
 
 def amqp_url(port: int, host: str = "127.0.0.1") -> str:
-    return f"amqp://guest:guest@{host}:{port}/"
+    return f"amqp://guest:guest@{'[' + host + ']' if ':' in host else host}:{port}/"
 
 
 def test_amqp091_go_suite(gopath, amqp_port):
@@ -132,8 +133,10 @@ def test_amqp091_go_suite(gopath, amqp_port):
         f"exit {rc}; failed: {failed}; not run: {not_run}\n{output[-20000:]}")
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 def test_client_close_is_never_an_error(gopath, amqp_port, host):
+    if host == "::1" and EXTERNAL:
+        pytest.skip("an external broker may listen on IPv4 only")
     binary = build(gopath, "warren/closeloop")
     rc, output = run_tests(binary, gopath, amqp_url(amqp_port, host),
                            ["TestDialNotifyCloseClose", "TestCloseWithConsumer"], timeout=100)

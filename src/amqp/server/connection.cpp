@@ -55,7 +55,7 @@ amqp_connection::~amqp_connection() {
 }
 
 std::string amqp_connection::describe() {
-  return fmt::format("{}:{}", conn().peer_address().to_string(), conn().peer_port());
+  return net::host_port(conn().peer_address(), conn().peer_port());
 }
 
 size_t amqp_connection::on_data(std::span<const uint8_t> data) {
@@ -602,7 +602,9 @@ void amqp_connection::describe(broker::connection_view& v) const {
   auto local = c.local_endpoint();
   v.host = local.address().to_string();
   v.port = local.port();
-  v.name = fmt::format("{}:{} -> {}:{}", v.peer_host, v.peer_port, v.host, v.port);
+  // As RabbitMQ: "1.2.3.4:5 -> 6.7.8.9:10", IPv6 addresses in brackets.
+  v.name = net::host_port(c.peer_address(), v.peer_port) + " -> " +
+           net::host_port(local.address(), v.port);
   if (user_) v.user = user_->name;
   if (vhost_) v.vhost = vhost_->name();
   switch (phase_) {
