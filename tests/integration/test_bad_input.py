@@ -369,6 +369,16 @@ def test_client_close_leaves_the_socket_to_the_client(warren):
         c.expect_silence(0.5)
 
 
+def test_crossing_close_gets_close_ok_and_the_client_closes_first(conn):
+    # The broker's connection.close (504) crosses the client's own close: the client's gets close-ok and, as after
+    # any client close, the server leaves the socket to the client.
+    conn.send_method(5, CHANNEL_FLOW, flow_args(True))
+    conn.send_method(0, CONNECTION_CLOSE, close_args(REPLY_SUCCESS, "bye"))
+    conn.expect_method(0, CONNECTION_CLOSE)
+    conn.expect_method(0, CONNECTION_CLOSE_OK)
+    conn.expect_silence(0.5)
+
+
 def test_client_close_server_closes_after_the_deadline(conn):
     # A client that never closes its socket after close-ok is closed by the server after 5 s (RabbitMQ: the
     # heartbeat timeout, at most 30 s).
