@@ -128,7 +128,9 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
   app.set_version_flag("--version", std::string("warren ") + WARREN_VERSION);
   std::vector<binding> b;
   app.add_option("--config", cli.config_file, "TOML configuration file (flags override it)");
-  bind_option(app, b, cli, &config::bind, "bind", "Address the listeners bind to");
+  bind_option(app, b, cli, &config::bind, "bind",
+              "Address the listeners bind to; by default every IPv4 and IPv6 address (0.0.0.0 "
+              "is every IPv4 address only, :: every IPv6 address only)");
   bind_option(app, b, cli, &config::amqp_port, "amqp_port", "AMQP 0-9-1 port (0: any free port)");
   bind_option(app, b, cli, &config::http_port, "http_port", "Management HTTP port (/healthz)");
   bind_option(app, b, cli, &config::web_port, "web_port",

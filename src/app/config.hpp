@@ -13,7 +13,7 @@ namespace warren::app {
 inline constexpr std::string_view ctl_socket_in_data_dir = "<data_dir>/warren.sock";
 
 struct config {
-  std::string bind = "0.0.0.0";
+  std::string bind;  // empty: every IPv4 and IPv6 address (one dual-stack socket per port)
   uint16_t amqp_port = 5672;
   uint16_t http_port = 15672;
   uint16_t web_port = 8080;

@@ -35,6 +35,7 @@
 #include "mgmt/prometheus.hpp"
 #include "mgmt/routes.hpp"
 #include "mgmt/users_file.hpp"
+#include "net/connection.hpp"
 #include "net/listener.hpp"
 #include "store/message_store.hpp"
 #include "store/record_file.hpp"
@@ -256,13 +257,27 @@ int run(const app::config& cfg) {
   app::resource_alarms alarms(cfg, pool);  // memory and disk alarms block publishers
   ctx.alarms = &alarms.board();
   alarms.page_vhosts(vhosts, cfg.vm_memory_high_watermark_paging_ratio);
-  auto addr = boost::asio::ip::make_address(cfg.bind);
+  // Where the listeners bind: by default every IPv4 and IPv6 address, as RabbitMQ, through one
+  // dual-stack socket per port (IPv4 only on a kernel without IPv6); --bind ADDR binds just ADDR.
+  bool dual_stack = cfg.bind.empty();
+  boost::asio::ip::address addr;
+  if (!dual_stack) {
+    addr = boost::asio::ip::make_address(cfg.bind);
+  } else if (auto why = net::dual_stack_unavailable()) {
+    spdlog::warn("IPv6 is not available ({}): listening on IPv4 addresses only", why.message());
+    dual_stack = false;
+    addr = boost::asio::ip::address_v4::any();
+  } else {
+    addr = boost::asio::ip::address_v6::any();
+  }
+  const std::string bound = addr.to_string();  // "::" also stands for IPv4 when dual-stack
+  auto where = [&](uint16_t port) { return net::host_port(addr, port); };
   net::listener amqp_listener(
       pool, {addr, cfg.amqp_port},
       [&ctx](std::shared_ptr<net::connection> c) {
         c->start(std::make_unique<amqp::server::amqp_connection>(ctx));
       },
-      "amqp");
+      "amqp", dual_stack);
   std::vector<std::unique_ptr<vhost_ticker>> tickers;  // armed before the workers run
   mgmt::api_context api{&users, &vhosts, &pool, &user_file, WARREN_VERSION, {}};
   // A vhost created at run time: recovered from its (empty, or left over) directory before
@@ -397,7 +412,7 @@ int run(const app::config& cfg) {
       [&router](std::shared_ptr<net::connection> c) {
         c->start(std::make_unique<http::http_handler>(router));
       },
-      "http");
+      "http", dual_stack);
   // The same API for warrenctl on a Unix socket, authenticated by the file's mode.
   std::optional<net::listener> ctl_listener;
   if (!cfg.ctl_socket.empty())
@@ -415,7 +430,7 @@ int run(const app::config& cfg) {
       [&prometheus_router](std::shared_ptr<net::connection> c) {
         c->start(std::make_unique<http::http_handler>(prometheus_router));
       },
-      "prometheus");
+      "prometheus", dual_stack);
   // The web gateway, in its vhost (whose home worker runs the hub).
   web::gateway_settings gs;
   gs.vhost = web_vhost;
@@ -458,15 +473,16 @@ int run(const app::config& cfg) {
   api.gateway_history = &gateway_history;
   net::listener web_listener(
       pool, {addr, cfg.web_port},
-      [&gateway](std::shared_ptr<net::connection> c) { gateway.accept(std::move(c)); }, "web");
+      [&gateway](std::shared_ptr<net::connection> c) { gateway.accept(std::move(c)); }, "web",
+      dual_stack);
   for (const auto& name : vhost_names) {
     broker::vhost* v = vhosts.find(name);
     tickers.push_back(std::make_unique<vhost_ticker>(pool.at(v->home_worker()), *v));
   }
-  api.listeners = {{"amqp", cfg.bind, amqp_listener.port()},
-                   {"http", cfg.bind, http_listener.port()},
-                   {"web", cfg.bind, web_listener.port()},
-                   {"prometheus", cfg.bind, prometheus_listener.port()}};
+  api.listeners = {{"amqp", bound, amqp_listener.port()},
+                   {"http", bound, http_listener.port()},
+                   {"web", bound, web_listener.port()},
+                   {"prometheus", bound, prometheus_listener.port()}};
   overview_ticker overview_timer(pool.at(0), vhosts, overview, api);
   pool.start();
   alarms.start();
@@ -481,10 +497,11 @@ int run(const app::config& cfg) {
                                       {"web", web_listener.port()},
                                       {"prometheus", prometheus_listener.port()}});
   spdlog::info(
-      "Warren {} started: AMQP on {}:{}, HTTP on {}:{}, web gateway on {}:{}, Prometheus on {}:{}, "
-      "{} workers, data in {}",
-      WARREN_VERSION, cfg.bind, amqp_listener.port(), cfg.bind, http_listener.port(), cfg.bind,
-      web_listener.port(), cfg.bind, prometheus_listener.port(), cfg.workers, cfg.data_dir);
+      "Warren {} started: AMQP on {}, HTTP on {}, web gateway on {}, Prometheus on {}{}, {} "
+      "workers, data in {}",
+      WARREN_VERSION, where(amqp_listener.port()), where(http_listener.port()),
+      where(web_listener.port()), where(prometheus_listener.port()),
+      dual_stack ? " (IPv6 and IPv4)" : "", cfg.workers, cfg.data_dir);
 
   int sig = 0;
   sigwait(&sigs, &sig);

@@ -23,7 +23,28 @@ constexpr size_t keep_capacity = 4096;
 void release_if_large(std::string& s) {
   if (s.empty() && s.capacity() > keep_capacity) std::string().swap(s);
 }
+
+// A generic endpoint of an IP socket as a TCP endpoint, an IPv4 client of a dual-stack listener
+// (::ffff:a.b.c.d) as the IPv4 address it is, so that addresses read the same whichever socket
+// accepted them (loopback rules, per-address limits, the management API).
+boost::asio::ip::tcp::endpoint ip_endpoint(const connection::socket_type::endpoint_type& generic) {
+  boost::asio::ip::tcp::endpoint ep;
+  if (generic.size() > sizeof(sockaddr_storage)) return ep;
+  std::memcpy(ep.data(), generic.data(), generic.size());
+  ep.resize(generic.size());
+  auto a = ep.address();
+  if (a.is_v6() && a.to_v6().is_v4_mapped())
+    ep.address(boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, a.to_v6()));
+  return ep;
+}
 }  // namespace
+
+std::string host_port(const boost::asio::ip::address& a, uint16_t port) {
+  std::string s = a.is_v6() ? "[" + a.to_string() + "]" : a.to_string();
+  s += ':';
+  s += std::to_string(port);
+  return s;
+}
 
 void connection_handler::on_shutdown() {
   conn().close_gracefully(std::chrono::seconds(1));
@@ -37,10 +58,8 @@ connection::connection(worker& owner, socket_type socket)
   if (family == AF_INET || family == AF_INET6) {
     // The generic endpoint holds a sockaddr_in or sockaddr_in6: read it as a TCP endpoint.
     auto generic = socket_.remote_endpoint(ec);
-    if (!ec && generic.size() <= sizeof(sockaddr_storage)) {
-      boost::asio::ip::tcp::endpoint ep;
-      std::memcpy(ep.data(), generic.data(), generic.size());
-      ep.resize(generic.size());
+    if (!ec) {
+      auto ep = ip_endpoint(generic);
       peer_address_ = ep.address();
       peer_port_ = ep.port();
     }
@@ -52,14 +71,11 @@ connection::connection(worker& owner, socket_type socket)
 connection::~connection() = default;
 
 boost::asio::ip::tcp::endpoint connection::local_endpoint() const {
-  boost::asio::ip::tcp::endpoint ep;
-  if (unix_socket_) return ep;
+  if (unix_socket_) return {};
   boost::system::error_code ec;
   auto generic = socket_.local_endpoint(ec);
-  if (ec || generic.size() > sizeof(sockaddr_storage)) return ep;
-  std::memcpy(ep.data(), generic.data(), generic.size());
-  ep.resize(generic.size());
-  return ep;
+  if (ec) return {};
+  return ip_endpoint(generic);
 }
 
 void connection::start(std::unique_ptr<connection_handler> handler) {
@@ -182,7 +198,7 @@ void connection::on_write_done(const boost::system::error_code& ec) {
 }
 
 void connection::after_drain() {
-  if (state_ == state::lingering) {
+  if (state_ == state::lingering && half_close_) {
     boost::system::error_code ec;
     socket_.shutdown(socket_type::shutdown_send, ec);
   }
@@ -218,10 +234,19 @@ void connection::pause_reading(bool paused) {
   arm_read();
 }
 
-void connection::close_gracefully(std::chrono::milliseconds linger) {
+void connection::close_gracefully(std::chrono::milliseconds linger_for) {
+  linger(linger_for, true);
+}
+
+void connection::await_peer_close(std::chrono::milliseconds deadline) {
+  linger(deadline, false);
+}
+
+void connection::linger(std::chrono::milliseconds deadline, bool half_close) {
   if (state_ != state::open) return;
   state_ = state::lingering;
-  linger_deadline_ = std::chrono::steady_clock::now() + linger;
+  half_close_ = half_close;
+  linger_deadline_ = std::chrono::steady_clock::now() + deadline;
   std::string().swap(pending_);
   if (!writing_ && out_.empty())
     after_drain();

@@ -17,6 +17,9 @@ namespace warren::net {
 class worker;
 class connection;
 
+// "a.b.c.d:port", or "[v6]:port" for an IPv6 address (as RabbitMQ writes them in names and logs).
+std::string host_port(const boost::asio::ip::address& a, uint16_t port);
+
 // Implemented by each protocol (AMQP, HTTP). Owned by its connection; every call is made on the
 // owning worker's thread.
 class connection_handler {
@@ -82,9 +85,13 @@ class connection : public std::enable_shared_from_this<connection> {
     return out_.capacity() + inflight_.capacity() + pending_.capacity();
   }
 
-  // Sends what is queued, then half-closes and discards input until the peer closes or `linger`
+  // Sends what is queued, then half-closes and discards input until the peer closes or `linger_for`
   // passes. The handler gets no more data.
-  void close_gracefully(std::chrono::milliseconds linger = std::chrono::seconds(3));
+  void close_gracefully(std::chrono::milliseconds linger_for = std::chrono::seconds(3));
+  // Sends what is queued and discards input until the peer closes or `deadline` passes, without
+  // half-closing: for a protocol whose peer is expected to close first (AMQP after a client's
+  // connection.close), where our end of stream arriving before the peer is done reads as an error.
+  void await_peer_close(std::chrono::milliseconds deadline);
   // Closes at once; queued output is dropped.
   void close_now();
   bool closed() const { return state_ == state::closed; }
@@ -115,6 +122,7 @@ class connection : public std::enable_shared_from_this<connection> {
   void on_write_done(const boost::system::error_code& ec);
   void after_drain();
   void update_read_state();
+  void linger(std::chrono::milliseconds deadline, bool half_close);
 
   worker& owner_;
   socket_type socket_;
@@ -137,6 +145,7 @@ class connection : public std::enable_shared_from_this<connection> {
   bool read_armed_ = false;
   bool paused_by_handler_ = false;
   bool paused_by_writes_ = false;
+  bool half_close_ = false;  // lingering: shut down our sending side once the output is out
 };
 
 }  // namespace warren::net

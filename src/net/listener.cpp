@@ -3,6 +3,7 @@
 #include "net/listener.hpp"
 
 #include <boost/asio/basic_socket_acceptor.hpp>
+#include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 
@@ -32,14 +33,26 @@ struct listener::acceptor_slot {
   explicit acceptor_slot(worker& wk) : w(wk), tcp(wk.io()), unix_socket(wk.io()), retry(wk.io()) {}
 };
 
+boost::system::error_code dual_stack_unavailable() {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor a(io);
+  boost::system::error_code ec;
+  a.open(boost::asio::ip::tcp::v6(), ec);
+  if (!ec) a.set_option(boost::asio::ip::v6_only(false), ec);
+  if (!ec) a.bind({boost::asio::ip::address_v6::any(), 0}, ec);
+  return ec;
+}
+
 listener::listener(worker_pool& pool, const boost::asio::ip::tcp::endpoint& ep, on_accept cb,
-                   std::string name)
+                   std::string name, bool dual_stack)
     : cb_(std::move(cb)), name_(std::move(name)) {
   auto bind_ep = ep;
   for (size_t i = 0; i < pool.size(); ++i) {
     auto slot = std::make_unique<acceptor_slot>(pool.at(i));
     auto& a = slot->tcp;
     a.open(bind_ep.protocol());
+    // Set either way: the kernel's default (net.ipv6.bindv6only) is not ours to rely on.
+    if (bind_ep.address().is_v6()) a.set_option(boost::asio::ip::v6_only(!dual_stack));
     a.set_option(boost::asio::socket_base::reuse_address(true));
     int one = 1;
     if (::setsockopt(a.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)

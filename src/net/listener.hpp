@@ -20,6 +20,10 @@ namespace warren::net {
 
 class connection;
 
+// Why a dual-stack listener (`::` accepting IPv4 as well) cannot be had here, e.g. a kernel
+// without IPv6; no error if it can. Tried on a throwaway socket bound to port 0.
+boost::system::error_code dual_stack_unavailable();
+
 class listener {
  public:
   // Called on the accepting worker's thread with a new, not yet started connection.
@@ -33,9 +37,11 @@ class listener {
   };
 
   // Binds now (port 0 picks a free port, shared by all workers' acceptors); throws
-  // boost::system::system_error if the address cannot be bound.
+  // boost::system::system_error if the address cannot be bound. An IPv6 address is bound for
+  // IPv6 only, unless `dual_stack` (meant for `::`): then IPv4 clients are accepted too, as
+  // IPv4-mapped addresses, which net::connection reports as plain IPv4.
   listener(worker_pool& pool, const boost::asio::ip::tcp::endpoint& ep, on_accept cb,
-           std::string name);
+           std::string name, bool dual_stack = false);
   // Binds a Unix stream socket at `where.path` now. A stale socket file left there by a broker
   // that died is replaced; a live one (something accepts on it) or a file of another kind is
   // not, and the constructor throws std::runtime_error. The file is removed by stop() and by the

@@ -8,14 +8,15 @@ import time
 import pytest
 
 from support.amqp_raw import (
-    ACCESS_REFUSED, BASIC_PUBLISH, CHANNEL_CLOSE_OK, CHANNEL_ERROR, CHANNEL_FLOW, CHANNEL_FLOW_OK, CHANNEL_OPEN,
-    COMMAND_INVALID, REPLY_SUCCESS, close_args,
+    ACCESS_REFUSED, BASIC_PUBLISH, CHANNEL_CLOSE, CHANNEL_CLOSE_OK, CHANNEL_ERROR, CHANNEL_FLOW, CHANNEL_FLOW_OK,
+    CHANNEL_OPEN, COMMAND_INVALID, REPLY_SUCCESS, close_args,
     CONNECTION_CLOSE, CONNECTION_CLOSE_OK, CONNECTION_OPEN_OK, CONNECTION_TUNE, CONNECTION_UPDATE_SECRET,
     CONNECTION_UPDATE_SECRET_OK, FRAME_BODY, FRAME_ERROR, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD,
     NOT_ALLOWED, NOT_FOUND, NOT_IMPLEMENTED, PROTOCOL_HEADER, SYNTAX_ERROR, UNEXPECTED_FRAME, PeerClosed,
     ProtocolViolation, RawClient, ReadTimeout, channel_open_args, content_header_payload,
     flow_args, frame, longstr, method_payload, plain_response, publish_args, shortstr, update_secret_args,
 )
+from support.amqp_raw_broker import declare_queue
 
 
 @pytest.fixture(autouse=True)
@@ -353,6 +354,57 @@ def test_client_connection_close_gets_close_ok_and_socket_closes(conn):
     conn.close_connection()
 
 
+def test_client_close_leaves_the_socket_to_the_client(warren):
+    # As RabbitMQ: after close-ok the server neither sends nor half-closes; it discards what still arrives and closes
+    # when the client does. (Warren used to send its FIN right after close-ok, which the Go client amqp091-go reads
+    # as an error when it races its own close: Exception (501) "EOF".)
+    with RawClient(warren.amqp_port) as c:
+        c.handshake()
+        c.open_channel(1)
+        c.send_method(0, CONNECTION_CLOSE, close_args(REPLY_SUCCESS, "bye"))
+        c.expect_method(0, CONNECTION_CLOSE_OK)
+        c.expect_silence(0.5)
+        c.send_method(1, BASIC_PUBLISH, publish_args("", "q"))  # late input is dropped, no error for it
+        c.send_raw(b"not a frame at all")
+        c.expect_silence(0.5)
+
+
+def test_crossing_close_gets_close_ok_and_the_client_closes_first(conn):
+    # The broker's connection.close (504) crosses the client's own close: the client's gets close-ok and, as after
+    # any client close, the server leaves the socket to the client.
+    conn.send_method(5, CHANNEL_FLOW, flow_args(True))
+    conn.send_method(0, CONNECTION_CLOSE, close_args(REPLY_SUCCESS, "bye"))
+    conn.expect_method(0, CONNECTION_CLOSE)
+    conn.expect_method(0, CONNECTION_CLOSE_OK)
+    conn.expect_silence(0.5)
+
+
+def test_client_close_server_closes_after_the_deadline(conn):
+    # A client that never closes its socket after close-ok is closed by the server after 5 s (RabbitMQ: the
+    # heartbeat timeout, at most 30 s).
+    conn.send_method(0, CONNECTION_CLOSE, close_args(REPLY_SUCCESS, "bye"))
+    conn.expect_method(0, CONNECTION_CLOSE_OK)
+    start = time.monotonic()
+    conn.wait_closed(timeout=10, allow_frames=False)
+    assert 4.5 <= time.monotonic() - start < 9
+
+
+def test_client_close_frees_exclusive_queues_with_close_ok(warren):
+    # As RabbitMQ, a connection's exclusive queues go with its close-ok, not when its socket closes: a new
+    # connection may declare the same exclusive queue at once.
+    with RawClient(warren.amqp_port) as a, RawClient(warren.amqp_port) as b:
+        a.handshake()
+        a.open_channel(1)
+        declare_queue(a, 1, "mine", exclusive=True)
+        a.send_method(0, CONNECTION_CLOSE, close_args(REPLY_SUCCESS, "bye"))
+        a.expect_method(0, CONNECTION_CLOSE_OK)
+        b.handshake()
+        b.open_channel(1)
+        assert declare_queue(b, 1, "mine", exclusive=True)["queue"] == "mine"  # not 405 RESOURCE_LOCKED
+        a.expect_silence(0.05)  # a's socket is still open
+        b.close_connection()
+
+
 def test_client_channel_close_gets_close_ok(conn):
     conn.open_channel(1)
     conn.close_channel(1)
@@ -380,6 +432,23 @@ def test_connection_close_while_a_channel_awaits_the_broker(warren):
             c.send_method(0, CONNECTION_CLOSE, close_args(REPLY_SUCCESS, "bye"))
             c.expect_method(1, CHANNEL_FLOW_OK)
             c.expect_method(0, CONNECTION_CLOSE_OK)
+
+
+def test_connection_close_while_a_channel_fails_on_a_broker_reply(warren):
+    # Regression: connection.close while a publish to a missing exchange was on its way to the vhost: the reply
+    # closed the channel (404) and the connection's close-ok never came (the Go client's
+    # TestIntegrationGetNextPublishSeqNo hung in Close).
+    for _ in range(20):
+        with RawClient(warren.amqp_port) as c:
+            c.handshake()
+            c.open_channel(1)
+            c.publish(1, "no-such-exchange", "k", b"x")
+            c.send_method(0, CONNECTION_CLOSE, close_args(REPLY_SUCCESS, "bye"))
+            m = c.read_method()
+            if m.method == CHANNEL_CLOSE:
+                assert m.args["reply_code"] == NOT_FOUND
+                m = c.read_method()
+            assert m.method == CONNECTION_CLOSE_OK, m.name
 
 
 # --- s. update-secret -------------------------------------------------------------------------------------------

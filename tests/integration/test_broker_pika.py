@@ -714,6 +714,12 @@ def test_basic_recover_requeues_unacked(conn, ch):
     assert ready_count(conn, "q") == 0
 
 
+def test_basic_recover_without_requeue_540(conn, ch):
+    # As RabbitMQ: redelivery to the original consumer (requeue=false) is not implemented, a connection error.
+    e = connection_error(540, ch.basic_recover, requeue=False)
+    assert "requeue=false" in e.reply_text
+
+
 def test_unknown_delivery_tag_406(conn, ch):
     declare(ch, "q")
     ch.basic_ack(99)

@@ -1,7 +1,11 @@
 """Connections and channels through a real client, pika (Debian's python3-pika, BlockingConnection)."""
 
+import base64
+import json
+import socket
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pika
@@ -155,3 +159,92 @@ def test_fifty_concurrent_connections(warren):
     with ThreadPoolExecutor(max_workers=n) as pool:
         results = list(pool.map(one, range(n)))
     assert results == [True] * n
+
+
+# --- listening addresses ----------------------------------------------------------------------------------------
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+needs_ipv6 = pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+
+
+def _round_trip(host, port):
+    """A pika connection over `host`: declare, publish, get."""
+    conn = pika.BlockingConnection(pika.ConnectionParameters(host=host, port=port, connection_attempts=1,
+                                                             socket_timeout=5))
+    try:
+        ch = conn.channel()
+        q = ch.queue_declare("", exclusive=True).method.queue
+        ch.basic_publish("", q, b"over " + host.encode())
+        _, _, body = ch.basic_get(q, auto_ack=True)
+        assert body == b"over " + host.encode()
+    finally:
+        conn.close()
+
+
+def _refused(host, port) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.settimeout(2)
+        return s.connect_ex((host, port)) != 0
+
+
+def _http_get(host, port, path, auth=False):
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}{path}"
+    req = urllib.request.Request(url)
+    if auth:
+        req.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.status, r.read()
+
+
+@needs_ipv6
+def test_default_bind_listens_on_ipv4_and_ipv6(warren_factory):
+    # As RabbitMQ: without --bind every listener takes IPv4 and IPv6 clients (one dual-stack socket per port).
+    w = warren_factory(omit=("--bind",))
+    for host in ("::1", "127.0.0.1"):
+        _round_trip(host, w.amqp_port)
+        assert _http_get(host, w.http_port, "/healthz")[0] == 200
+        assert _http_get(host, w.prometheus_port, "/metrics")[0] == 200
+        assert not _refused(host, w.web_port)
+    # Addresses read as what the client used: an IPv4 client is 127.0.0.1, not ::ffff:127.0.0.1.
+    conns = [pika.BlockingConnection(pika.ConnectionParameters(host=h, port=w.amqp_port, connection_attempts=1))
+             for h in ("::1", "127.0.0.1")]
+    try:
+        listed = []
+        for _ in range(50):
+            listed = json.loads(_http_get("127.0.0.1", w.http_port, "/api/connections", auth=True)[1])
+            if len(listed) == 2:
+                break
+            time.sleep(0.1)
+        peers = sorted((c["peer_host"], c["host"]) for c in listed)
+        assert peers == [("127.0.0.1", "127.0.0.1"), ("::1", "::1")]
+        names = sorted(c["name"] for c in listed)
+        assert names[0].startswith("127.0.0.1:") and names[0].endswith(f" -> 127.0.0.1:{w.amqp_port}")
+        assert names[1].startswith("[::1]:") and names[1].endswith(f" -> [::1]:{w.amqp_port}")
+    finally:
+        for c in conns:
+            c.close()
+    overview = json.loads(_http_get("::1", w.http_port, "/api/overview", auth=True)[1])
+    assert {(x["protocol"], x["ip_address"]) for x in overview["listeners"]} == {
+        ("amqp", "::"), ("http", "::"), ("web", "::"), ("prometheus", "::")}
+    log = w.stderr_path.read_text() + w.stdout_path.read_text()
+    assert f"AMQP on [::]:{w.amqp_port}" in log and "(IPv6 and IPv4)" in log
+
+
+@needs_ipv6
+def test_explicit_bind_binds_just_that_address(warren_factory):
+    v4 = warren_factory("--bind", "127.0.0.1")
+    _round_trip("127.0.0.1", v4.amqp_port)
+    assert _refused("::1", v4.amqp_port) and _refused("::1", v4.http_port)
+    v6 = warren_factory("--bind", "::1")
+    _round_trip("::1", v6.amqp_port)
+    assert _refused("127.0.0.1", v6.amqp_port) and _refused("127.0.0.1", v6.http_port)

@@ -4,11 +4,12 @@ import json
 import signal
 import socket
 import subprocess
+import time
 import urllib.request
 
 import pika
 
-from support.amqp_raw import RawClient
+from support.amqp_raw import CONNECTION_CLOSE, CONNECTION_CLOSE_OK, REPLY_SUCCESS, RawClient, close_args
 from support.warren_process import WarrenProcess, warren_bin
 
 
@@ -91,6 +92,19 @@ def test_sigterm_with_open_connection_exits_zero():
         conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", w.amqp_port, connection_attempts=1))
         conn.channel()
         assert w.stop(signum=signal.SIGTERM) == 0  # stop() fails unless the exit code is 0 within 5 s
+
+
+def test_sigterm_with_a_connection_after_close_ok_exits_promptly():
+    # After close-ok the broker waits for the client to close its socket (up to 5 s); shutting down does not.
+    with WarrenProcess() as w:
+        with RawClient(w.amqp_port) as c:
+            c.handshake()
+            c.send_method(0, CONNECTION_CLOSE, close_args(REPLY_SUCCESS, "bye"))
+            c.expect_method(0, CONNECTION_CLOSE_OK)
+            start = time.monotonic()
+            assert w.stop(signum=signal.SIGTERM) == 0
+            assert time.monotonic() - start < 2.5
+            c.wait_closed(timeout=1, allow_frames=False)
 
 
 def test_sigint_exits_zero():

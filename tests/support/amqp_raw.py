@@ -450,7 +450,7 @@ class RawClient:
     def connect(self, source_address: str | None = None) -> "RawClient":
         if self.sock is not None:
             raise RuntimeError("already connected")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if source_address is not None:
             sock.bind((source_address, 0))
@@ -659,12 +659,24 @@ class RawClient:
         self.wait_closed(timeout, allow_frames=False)
         return got
 
-    def close_connection(self, timeout: float | None = None) -> None:
-        """Client-initiated close: connection.close, expect close-ok, expect the socket to close."""
+    def close_connection(self, timeout: float | None = None, stays_open: float = 0.05) -> None:
+        """Client-initiated close: connection.close, expect close-ok, then check that the server sends nothing more
+        and leaves the socket open for `stays_open` seconds (as RabbitMQ, it lets the client close first), and close
+        it."""
         self.send_method(0, CONNECTION_CLOSE, close_args(REPLY_SUCCESS, "bye"))
         self.expect_method(0, CONNECTION_CLOSE_OK, timeout)
-        self.wait_closed(timeout, allow_frames=False)
+        self.expect_silence(stays_open)
         self.close()
+
+    def expect_silence(self, seconds: float) -> None:
+        """The server sends nothing and keeps the socket open for `seconds`."""
+        try:
+            f = self.read_frame(seconds)
+        except ReadTimeout:
+            return
+        except PeerClosed:
+            raise AssertionError("the server closed the socket") from None
+        raise AssertionError(f"expected nothing from the server, got {f.describe()}")
 
     # --- channel class ------------------------------------------------------------------------------------
 

@@ -816,6 +816,11 @@ void channel::handle_method(method& m) {
         } else if constexpr (std::is_same_v<T, basic_recover> ||
                              std::is_same_v<T, basic_recover_async>) {
           constexpr bool reply = std::is_same_v<T, basic_recover>;
+          if (!x.requeue) {
+            // As RabbitMQ: redelivery to the same consumer is not implemented (a hard error).
+            conn_.connection_error(reply_code::not_implemented, "requeue=false", cid, mid);
+            return;
+          }
           call_vhost(
               [cid = global_id_](broker::vhost& v) {
                 v.recover(cid);

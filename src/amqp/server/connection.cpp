@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -29,6 +30,12 @@ std::string reply_text(reply_code code, std::string_view text) {
 
 // How long we wait for the peer's close-ok after sending connection.close.
 constexpr std::chrono::seconds close_ok_timeout{3};
+// After our close-ok to a client's connection.close, the client closes the socket first (as with
+// RabbitMQ: a client may take our end of stream, arriving before it has finished closing, for an
+// error). Whoever does not within this time is closed by us. RabbitMQ waits the negotiated
+// heartbeat timeout, at most 30 s; a few seconds are plenty for a client that is closing anyway,
+// and keep a socket that will never be closed from lingering long.
+constexpr std::chrono::seconds client_close_linger{5};
 
 }  // namespace
 
@@ -48,7 +55,7 @@ amqp_connection::~amqp_connection() {
 }
 
 std::string amqp_connection::describe() {
-  return fmt::format("{}:{}", conn().peer_address().to_string(), conn().peer_port());
+  return net::host_port(conn().peer_address(), conn().peer_port());
 }
 
 size_t amqp_connection::on_data(std::span<const uint8_t> data) {
@@ -124,8 +131,9 @@ void amqp_connection::handle_channel0(const frame_view& f) {
     if (std::holds_alternative<connection_close_ok>(m)) {
       conn().close_now();
     } else if (std::holds_alternative<connection_close>(m)) {
+      // Our close crossed the client's: it gets its close-ok and closes first, as below.
       send(0, connection_close_ok{});
-      conn().close_gracefully(std::chrono::seconds(1));
+      conn().await_peer_close(client_close_linger);
     }
     return;
   }
@@ -344,8 +352,27 @@ void amqp_connection::channel_idle() {
   client_close_pending_ = false;
   send(0, connection_close_ok{});
   phase_ = phase::closing;
+  // As RabbitMQ, the connection's resources go with the close-ok (a client may redeclare an
+  // exclusive queue on a new connection at once), not when the socket closes.
   channels_.clear();
-  conn().close_gracefully(std::chrono::seconds(1));
+  leave_vhost();
+  // Differs: RabbitMQ discards input for up to the heartbeat timeout (at most 30 s); Warren for
+  // client_close_linger. Neither half-closes first.
+  conn().await_peer_close(client_close_linger);
+}
+
+void amqp_connection::channel_idle_soon() {
+  boost::asio::post(conn().owner().io(), [c = conn().shared_from_this(), this] {
+    if (!c->closing()) channel_idle();
+  });
+}
+
+void amqp_connection::leave_vhost() {
+  if (!vhost_ || left_vhost_) return;
+  left_vhost_ = true;
+  broker::vhost* v = vhost_;
+  uint64_t id = id_;
+  home_of(*v).post([v, id] { v->close_connection(id); });
 }
 
 void amqp_connection::open_channel(uint16_t id) {
@@ -402,6 +429,8 @@ void amqp_connection::channel_error(channel& ch, reply_code code, std::string_vi
   c.method_id = method_id;
   send(ch.id(), c);
   ch.mark_closing();
+  // The channel waits for nothing now; a client's connection.close may have waited for it.
+  if (client_close_pending_) channel_idle_soon();
 }
 
 void amqp_connection::connection_error(reply_code code, std::string_view text, uint16_t class_id,
@@ -494,11 +523,7 @@ void amqp_connection::on_closed() {
   // Channels tell the vhost they are gone (their unacked messages are requeued), then the
   // connection's exclusive queues are deleted: both posts go to the vhost in this order.
   channels_.clear();
-  if (vhost_) {
-    broker::vhost* v = vhost_;
-    uint64_t id = id_;
-    home_of(*v).post([v, id] { v->close_connection(id); });
-  }
+  leave_vhost();
 }
 
 namespace {
@@ -578,7 +603,9 @@ void amqp_connection::describe(broker::connection_view& v) const {
   auto local = c.local_endpoint();
   v.host = local.address().to_string();
   v.port = local.port();
-  v.name = fmt::format("{}:{} -> {}:{}", v.peer_host, v.peer_port, v.host, v.port);
+  // As RabbitMQ: "1.2.3.4:5 -> 6.7.8.9:10", IPv6 addresses in brackets.
+  v.name = net::host_port(c.peer_address(), v.peer_port) + " -> " +
+           net::host_port(local.address(), v.port);
   if (user_) v.user = user_->name;
   if (vhost_) v.vhost = vhost_->name();
   switch (phase_) {

@@ -107,6 +107,11 @@ class amqp_connection final : public net::connection_handler {
   // Sends connection.blocked once per blocking, to an open client that asked for it.
   void tell_blocked();
   void refuse_login(std::string_view mechanism, std::string_view why);
+  // The connection is done with its vhost: its exclusive queues are deleted. Once only.
+  void leave_vhost();
+  // channel_idle after the current call returns: a channel closed by a broker reply while a
+  // client close waits may be in the middle of its own code.
+  void channel_idle_soon();
   std::string describe();
 
   const server_context& ctx_;
@@ -119,6 +124,7 @@ class amqp_connection final : public net::connection_handler {
   bool reading_paused_ = false;  // by us: the peer's silence is not a missed heartbeat
   bool published_ = false;
   bool client_close_pending_ = false;
+  bool left_vhost_ = false;
   bool flow_paused_ = false;
   uint32_t inflight_publishes_ = 0;
   uint32_t throttled_channels_ = 0;  // connection.close waits for channels' broker replies

@@ -13,6 +13,8 @@
 #include <future>
 #include <mutex>
 
+#include <poll.h>
+
 #include "net/connection.hpp"
 #include "net/listener.hpp"
 
@@ -21,7 +23,8 @@ namespace {
 
 using boost::asio::ip::tcp;
 
-// Echoes complete lines; "bye\n" answers "ok\n" and closes gracefully.
+// Echoes complete lines; "bye\n" answers "ok\n" and closes gracefully; "done\n" answers "ok\n" and
+// waits for the peer to close (at most 300 ms).
 class line_echo : public connection_handler {
  public:
   explicit line_echo(std::atomic<int>* closed) : closed_(closed) {}
@@ -33,6 +36,11 @@ class line_echo : public connection_handler {
       if (line == "bye") {
         conn().out() += "ok\n";
         conn().close_gracefully();
+        return nl + 1;
+      }
+      if (line == "done") {
+        conn().out() += "ok\n";
+        conn().await_peer_close(std::chrono::milliseconds(300));
         return nl + 1;
       }
       conn().out().append(line).append("\n");
@@ -97,6 +105,52 @@ TEST_F(ConnectionTest, GracefulCloseDeliversLastBytesThenEof) {
   EXPECT_EQ(got, "ok\n");
   EXPECT_EQ(ec, boost::asio::error::eof);
   s.close();
+  for (int i = 0; i < 100 && closed_ < 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(closed_, 1);
+}
+
+// True if the socket has something to read (bytes or end of stream) within `ms`.
+bool readable_within(tcp::socket& s, int ms) {
+  pollfd p{s.native_handle(), POLLIN, 0};
+  return ::poll(&p, 1, ms) > 0;
+}
+
+TEST_F(ConnectionTest, AwaitPeerCloseLeavesClosingToThePeer) {
+  auto s = dial();
+  boost::asio::write(s, boost::asio::buffer(std::string("done\n")));
+  std::string got;
+  boost::asio::read_until(s, boost::asio::dynamic_buffer(got), "\n");
+  EXPECT_EQ(got, "ok\n");
+  // No end of stream from the server, and what we still send is dropped unanswered.
+  EXPECT_FALSE(readable_within(s, 100));
+  boost::asio::write(s, boost::asio::buffer(std::string("late\n")));
+  EXPECT_FALSE(readable_within(s, 100));
+  EXPECT_EQ(closed_, 0);
+  s.close();
+  for (int i = 0; i < 100 && closed_ < 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(closed_, 1);
+}
+
+TEST_F(ConnectionTest, AwaitPeerCloseEndsAtTheDeadline) {
+  auto s = dial();
+  auto start = std::chrono::steady_clock::now();
+  boost::asio::write(s, boost::asio::buffer(std::string("done\n")));
+  std::string got;
+  boost::system::error_code ec;
+  char b[64];
+  for (;;) {
+    size_t n = s.read_some(boost::asio::buffer(b), ec);
+    if (ec) break;
+    got.append(b, n);
+  }
+  auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(got, "ok\n");
+  EXPECT_EQ(ec, boost::asio::error::eof);
+  // The deadline is checked on the worker's tick (250 ms).
+  EXPECT_GE(waited, std::chrono::milliseconds(300));
+  EXPECT_LT(waited, std::chrono::seconds(3));
   for (int i = 0; i < 100 && closed_ < 1; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_EQ(closed_, 1);
