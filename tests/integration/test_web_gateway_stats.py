@@ -161,14 +161,14 @@ def test_replays_and_resets_are_counted_on_resume(gw):
 
 def test_slow_reader_is_cut_off_and_catches_up(gw):
     # A WebSocket that does not read: the kernel's buffers fill (a few MB on loopback), then the gateway's
-    # 256 KB, then the connection stops taking live events and is counted.
+    # 256 KB, then the connection stops taking live events and is counted (again if its catch-up backs up too).
     big = "x" * 400_000
     n = 60  # 24 MB, well past what the socket buffers take
     ws = gw.ws("slow")
     try:
         for i in range(n):
             assert gw.send("slow", {"i": i, "pad": big})
-        s = wait_stats(gw, "the slow reader to be cut", lambda s: s["slow_readers_cut"] == 1)
+        s = wait_stats(gw, "the slow reader to be cut", lambda s: s["slow_readers_cut"] >= 1)
         assert s["connections"]["websocket"] == 1, s
         # Reading now, it gets every event in order, the rest from its inbox once its output drained.
         got = [ws.recv_json(timeout=30)["data"]["i"] for _ in range(n)]
