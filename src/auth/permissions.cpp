@@ -207,6 +207,31 @@ const topic_rule* vhost_access::topic(std::string_view exchange) const {
   return it == topics_.end() ? nullptr : &it->second;
 }
 
+// ----------------------------------------------------------------------------- checks
+
+std::optional<std::string> check_resource(const vhost_access* a, perm p, resource r,
+                                          std::string_view name, std::string_view vhost,
+                                          std::string_view user) {
+  if (a && a->allows(p, r, name)) return std::nullopt;
+  return resource_refusal(p, r, name, vhost, user);
+}
+
+std::optional<std::string> check_any_resource(const vhost_access* a, resource r,
+                                              std::string_view name, std::string_view vhost,
+                                              std::string_view user) {
+  if (a && a->allows_any(r, name)) return std::nullopt;
+  // RabbitMQ tries configure last, so a refusal reads like a regular declare's.
+  return resource_refusal(perm::configure, r, name, vhost, user);
+}
+
+std::optional<std::string> check_topic(const vhost_access* a, perm p, std::string_view exchange,
+                                       std::string_view routing_key, std::string_view vhost,
+                                       std::string_view user) {
+  const topic_rule* t = a ? a->topic(exchange) : nullptr;
+  if (!t || (p == perm::write ? t->write : t->read).matches(routing_key)) return std::nullopt;
+  return topic_refusal(p, routing_key, exchange, vhost, user);
+}
+
 // ----------------------------------------------------------------------------- texts
 
 std::string resource_refusal(perm p, resource r, std::string_view name, std::string_view vhost,

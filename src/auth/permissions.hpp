@@ -93,6 +93,20 @@ class vhost_access {
   std::map<std::string, topic_rule, std::less<>> topics_;
 };
 
+// The checks as the AMQP and HTTP layers make them: nullopt if allowed, else the refusal text
+// (below). `a` null: the user has no permission in the vhost, and every resource is refused.
+// A topic check allows what has no topic permission (RabbitMQ's internal backend); the caller
+// makes it only for topic exchanges.
+std::optional<std::string> check_resource(const vhost_access* a, perm p, resource r,
+                                          std::string_view name, std::string_view vhost,
+                                          std::string_view user);
+std::optional<std::string> check_any_resource(const vhost_access* a, resource r,
+                                              std::string_view name, std::string_view vhost,
+                                              std::string_view user);
+std::optional<std::string> check_topic(const vhost_access* a, perm p, std::string_view exchange,
+                                       std::string_view routing_key, std::string_view vhost,
+                                       std::string_view user);
+
 // The name a check uses: "" (the default exchange) is "amq.default".
 std::string_view checked_name(resource r, std::string_view name);
 
