@@ -24,8 +24,8 @@
 //
 // Name-only checks run here on the channel's worker; those that need the broker's state (a
 // server-named queue's name, whether something is new, an exchange's type) run on the vhost's
-// worker (remote_checks). The default exchange and amq.* names are refused by the vhost before
-// any permission, as in RabbitMQ.
+// worker (broker::access_checks). The default exchange and amq.* names are refused by the vhost
+// before any permission, as in RabbitMQ.
 #include "amqp/server/channel.hpp"
 
 #include <fmt/format.h>
@@ -35,6 +35,7 @@
 
 #include "amqp/server/connection.hpp"
 #include "amqp/server/convert.hpp"
+#include "broker/access_checks.hpp"
 #include "net/worker.hpp"
 
 namespace warren::amqp::server {
@@ -45,37 +46,18 @@ namespace {
 
 std::atomic<uint64_t> next_channel_id{1};
 
-// The user's permissions carried to the vhost's worker, for the checks that depend on the
-// broker's state there (see the table above). The access object is immutable: any thread reads it.
-struct remote_checks {
-  std::shared_ptr<const auth::vhost_access> access;
-  std::string user;
-
-  broker::maybe_error resource(auth::perm p, auth::resource r, std::string_view name,
-                               const broker::vhost& v) const {
-    if (auto t = auth::check_resource(access.get(), p, r, name, v.name(), user))
-      return broker::error{broker::error_code::access_refused, std::move(*t)};
-    return std::nullopt;
-  }
-  // Only topic exchanges have their routing keys checked; a missing exchange is left to the
-  // operation's own error (RabbitMQ checks topics after looking the exchange up).
-  broker::maybe_error topic(auth::perm p, std::string_view exchange, std::string_view key,
-                            const broker::vhost& v) const {
-    if (!access || !access->topic(exchange)) return std::nullopt;
-    const broker::exchange* x = v.inspect_exchange(exchange);
-    if (!x || x->settings().type != "topic") return std::nullopt;
-    if (auto t = auth::check_topic(access.get(), p, exchange, key, v.name(), user))
-      return broker::error{broker::error_code::access_refused, std::move(*t)};
-    return std::nullopt;
-  }
-};
+// The checks to carry to the vhost's worker.
+broker::access_checks checks_of(amqp_connection& c) {
+  return broker::access_checks{c.access(), c.user().name};
+}
 
 // What to carry for a topic check on `exchange`: null (nothing to carry) unless the user has a
 // topic permission on an exchange of that name, which most users do not.
-std::shared_ptr<const remote_checks> topic_checks(amqp_connection& c, std::string_view exchange) {
-  const auto& a = c.access();
-  if (!a || !a->topic(exchange)) return nullptr;
-  return std::make_shared<const remote_checks>(remote_checks{a, c.user().name});
+std::shared_ptr<const broker::access_checks> topic_checks(amqp_connection& c,
+                                                          std::string_view exchange) {
+  auto checks = checks_of(c);
+  if (!checks.has_topic_rule(exchange)) return nullptr;
+  return std::make_shared<const broker::access_checks>(std::move(checks));
 }
 
 std::string generated_consumer_tag() {
@@ -357,7 +339,7 @@ void channel::complete_publish() {
   body_ = std::string();
   bool mandatory = publish_.mandatory;
   // Null unless the user has a topic permission on this exchange (checked where its type is known).
-  std::shared_ptr<const remote_checks> topic_check;
+  std::shared_ptr<const broker::access_checks> topic_check;
   if (topic) topic_check = topic_checks(conn_, publish_.exchange);
   // Called once (now, or at tx.commit): the message moves on to the vhost, and comes back with
   // the reply only when a basic.return may need it.
@@ -611,13 +593,12 @@ void channel::on_exchange_declare(exchange_declare& x) {
       return;
     }
   }
-  std::shared_ptr<const remote_checks> alternate_check;
+  std::shared_ptr<const broker::access_checks> alternate_check;
   std::string alternate;
   if (!x.passive)
     if (auto ae = table_string(x.arguments, "alternate-exchange")) {
       alternate = std::string(*ae);
-      alternate_check =
-          std::make_shared<const remote_checks>(remote_checks{conn_.access(), conn_.user().name});
+      alternate_check = std::make_shared<const broker::access_checks>(checks_of(conn_));
     }
   broker::exchange_settings s{x.exchange,    x.type,     x.durable,
                               x.auto_delete, x.internal, std::move(x.arguments)};
@@ -625,14 +606,8 @@ void channel::on_exchange_declare(exchange_declare& x) {
   call_vhost(
       [s = std::move(s), passive, alternate_check = std::move(alternate_check),
        alternate = std::move(alternate)](broker::vhost& v) -> broker::maybe_error {
-        // A new exchange with an alternate: read on it and write on the alternate.
-        if (alternate_check && !v.has_exchange(s.name)) {
-          using auth::perm, auth::resource;
-          if (auto e = alternate_check->resource(perm::read, resource::exchange, s.name, v))
-            return e;
-          if (auto e = alternate_check->resource(perm::write, resource::exchange, alternate, v))
-            return e;
-        }
+        if (alternate_check && !v.has_exchange(s.name))
+          if (auto e = alternate_check->new_exchange_alternate(s.name, alternate, v)) return e;
         return v.declare_exchange(s, passive);
       },
       [no_wait](channel& ch, const broker::maybe_error& e) {
@@ -709,16 +684,9 @@ void channel::on_queue_declare(queue_declare& x) {
     // On the vhost's worker, once the name is known (a server-named queue's too).
     std::optional<std::string> dlx;
     if (auto d = table_string(r.arguments, "x-dead-letter-exchange")) dlx = std::string(*d);
-    r.authorize = [checks = remote_checks{conn_.access(), conn_.user().name},
-                   vhost = &conn_.vhost(), dlx = std::move(dlx)](
-                      const std::string& name, bool exists) -> broker::maybe_error {
-      using auth::perm, auth::resource;
-      if (auto e = checks.resource(perm::configure, resource::queue, name, *vhost)) return e;
-      if (dlx && !exists) {
-        if (auto e = checks.resource(perm::read, resource::queue, name, *vhost)) return e;
-        if (auto e = checks.resource(perm::write, resource::exchange, *dlx, *vhost)) return e;
-      }
-      return std::nullopt;
+    r.authorize = [checks = checks_of(conn_), vhost = &conn_.vhost(), dlx = std::move(dlx)](
+                      const std::string& name, bool exists) {
+      return checks.declare_queue(name, exists, dlx, *vhost);
     };
   }
   bool no_wait = x.no_wait;
