@@ -340,7 +340,7 @@ void channel::complete_publish() {
   bool mandatory = publish_.mandatory;
   // Null unless the user has a topic permission on this exchange (checked where its type is known).
   std::shared_ptr<const broker::access_checks> topic_check;
-  if (topic) topic_check = topic_checks(conn_, publish_.exchange);
+  if (topic) topic_check = topic_checks(conn_, msg->exchange);
   // Called once (now, or at tx.commit): the message moves on to the vhost, and comes back with
   // the reply only when a basic.return may need it.
   auto publish = [this, shared = broker::message_ptr(std::move(msg)), mandatory, seq,
