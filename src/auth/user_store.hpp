@@ -101,7 +101,9 @@ class user_store {
   mutable std::shared_mutex mutex_;  // guards users_ and compiled_ (the maps, not their values)
   user_map users_;
   std::map<std::string, compiled, std::less<>> compiled_;
-  std::atomic<uint64_t> generation_{1};
+  // Read before every channel operation on every worker: kept off the cache line of the lock,
+  // which every reader writes.
+  alignas(64) std::atomic<uint64_t> generation_{1};
   std::vector<std::string> loopback_users_{"guest"};
   std::vector<ip_network> loopback_networks_;
 };

@@ -606,7 +606,10 @@ void channel::on_exchange_declare(exchange_declare& x) {
   call_vhost(
       [s = std::move(s), passive, alternate_check = std::move(alternate_check),
        alternate = std::move(alternate)](broker::vhost& v) -> broker::maybe_error {
-        if (alternate_check && !v.has_exchange(s.name))
+        // A new exchange's alternate, after what the vhost refuses by name or type (RabbitMQ's
+        // order: the type, the reserved prefix, then the alternate).
+        if (alternate_check && !v.has_exchange(s.name) && s.name.rfind("amq.", 0) != 0 &&
+            broker::is_known_exchange_type(s.type))
           if (auto e = alternate_check->new_exchange_alternate(s.name, alternate, v)) return e;
         return v.declare_exchange(s, passive);
       },
