@@ -347,9 +347,10 @@ int run(const app::config& cfg) {
       }
       users.update([&](auth::user_map& m) {
         for (auto& [n, u] : m)
-          if (u->permissions.count(name)) {
+          if (u->permissions.count(name) || u->topic_permissions.count(name)) {
             auto copy = std::make_shared<auth::user>(*u);
             copy->permissions.erase(name);
+            copy->topic_permissions.erase(name);
             u = std::move(copy);
           }
       });

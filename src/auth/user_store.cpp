@@ -12,11 +12,41 @@ void user_store::add_user(user u) {
   auto p = std::make_shared<const user>(std::move(u));
   std::unique_lock lock(mutex_);
   users_[p->name] = std::move(p);
+  recompile_locked();
 }
 
 void user_store::update(const std::function<void(user_map&)>& change) {
   std::unique_lock lock(mutex_);
   change(users_);
+  recompile_locked();
+}
+
+void user_store::recompile_locked() {
+  // A walk over every user per change: changes are rare, and only replaced users are compiled.
+  for (auto it = compiled_.begin(); it != compiled_.end();)
+    it = users_.count(it->first) ? std::next(it) : compiled_.erase(it);
+  for (const auto& [name, u] : users_) {
+    compiled& c = compiled_[name];
+    if (c.from == u) continue;
+    c.from = u;
+    c.by_vhost.clear();
+    for (const auto& [vhost, p] : u->permissions) {
+      auto t = u->topic_permissions.find(vhost);
+      c.by_vhost.emplace(vhost, std::make_shared<const vhost_access>(
+                                    p, t == u->topic_permissions.end() ? nullptr : &t->second,
+                                    topic_variables{u->name, vhost, std::nullopt}));
+    }
+  }
+  generation_.fetch_add(1, std::memory_order_release);
+}
+
+std::shared_ptr<const vhost_access> user_store::access(std::string_view user,
+                                                       std::string_view vhost) const {
+  std::shared_lock lock(mutex_);
+  auto u = compiled_.find(user);
+  if (u == compiled_.end()) return nullptr;
+  auto v = u->second.by_vhost.find(vhost);
+  return v == u->second.by_vhost.end() ? nullptr : v->second;
 }
 
 user_ptr user_store::find(std::string_view name) const {

@@ -1,13 +1,19 @@
-// Users, their password hashes, tags and per-vhost permissions, and the loopback-only rule.
-// Shared by every worker: AMQP connections read it at login, the management API reads it and
-// replaces users at run time (definitions import). Users are immutable values held by
-// shared_ptr; a change swaps the pointer under a writer lock, so a reader keeps the version it
-// looked up for as long as it holds it (a connection keeps its user for its lifetime).
+// Users, their password hashes, tags, per-vhost permissions and topic permissions, and the
+// loopback-only rule. Shared by every worker: AMQP connections read it at login, the management
+// API reads it and replaces users at run time (definitions import). Users are immutable values
+// held by shared_ptr; a change swaps the pointer under a writer lock, so a reader keeps the
+// version it looked up for as long as it holds it (a connection keeps its user for its lifetime).
+//
+// Permissions are compiled (permissions.hpp) under the same writer lock, for the users a change
+// replaced, and then the store's generation is bumped. A connection keeps the compiled access of
+// its vhost and compares the generation (one atomic load) before each operation, so a change
+// applies to open channels from their next operation on.
 // The loopback settings are set before the workers start and read-only afterwards.
 #pragma once
 
 #include <boost/asio/ip/address.hpp>
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -17,6 +23,7 @@
 #include <vector>
 
 #include "auth/ip_network.hpp"
+#include "auth/permissions.hpp"
 #include "auth/sasl.hpp"
 
 namespace warren::auth {
@@ -28,11 +35,21 @@ struct permission {
   bool operator==(const permission&) const = default;
 };
 
+// RabbitMQ's topic permission: which routing keys a user may publish with (write) and bind with
+// (read) on one topic exchange.
+struct topic_permission {
+  std::string write = ".*";
+  std::string read = ".*";
+  bool operator==(const topic_permission&) const = default;
+};
+using topic_permissions_by_exchange = std::map<std::string, topic_permission, std::less<>>;
+
 struct user {
   std::string name;
   std::string password_hash;  // see password.hpp
   std::vector<std::string> tags;
-  std::map<std::string, permission, std::less<>> permissions;  // by vhost
+  std::map<std::string, permission, std::less<>> permissions;                           // by vhost
+  std::map<std::string, topic_permissions_by_exchange, std::less<>> topic_permissions;  // by vhost
   bool operator==(const user&) const = default;
 };
 
@@ -53,6 +70,13 @@ class user_store {
   user_ptr find(std::string_view name) const;
   std::vector<user_ptr> all() const;  // by name
 
+  // Any thread. What `user` may do in `vhost`, compiled when the user last changed; null if the
+  // user does not exist or has no permission there (then nothing is allowed).
+  std::shared_ptr<const vhost_access> access(std::string_view user, std::string_view vhost) const;
+  // Any thread. Grows with every change, after the change's compiled access is in place: access()
+  // called after reading generation g answers as of g or later.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
   // Users that may log in only from a loopback peer (RabbitMQ's loopback_users, default guest),
   // and the networks that count as loopback. Set before the workers start.
   void set_loopback_users(std::vector<std::string> names) { loopback_users_ = std::move(names); }
@@ -65,8 +89,21 @@ class user_store {
   static bool has_tag(const user& u, std::string_view tag);
 
  private:
-  mutable std::shared_mutex mutex_;  // guards users_ (the map, not the users: they are immutable)
+  // Compiles the access of every user whose pointer changed since the last time; drops removed
+  // users. Under the writer lock.
+  void recompile_locked();
+
+  struct compiled {
+    user_ptr from;  // the version compiled
+    std::map<std::string, std::shared_ptr<const vhost_access>, std::less<>> by_vhost;
+  };
+
+  mutable std::shared_mutex mutex_;  // guards users_ and compiled_ (the maps, not their values)
   user_map users_;
+  std::map<std::string, compiled, std::less<>> compiled_;
+  // Read before every channel operation on every worker: kept off the cache line of the lock,
+  // which every reader writes.
+  alignas(64) std::atomic<uint64_t> generation_{1};
   std::vector<std::string> loopback_users_{"guest"};
   std::vector<ip_network> loopback_networks_;
 };

@@ -276,6 +276,8 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
     return error{error_code::access_refused,
                  fmt::format("queue name '{}' contains reserved prefix 'amq.*'", name)};
   }
+  if (r.authorize)
+    if (auto e = r.authorize(name, find_queue(name) != nullptr)) return *e;
   if (queue* q = find_queue(name)) {
     if (auto e = check_exclusive(*q, r.connection_id)) return *e;
     const auto& c = q->settings();

@@ -82,6 +82,11 @@ struct queue_declare_request {
   common::field_table arguments;
   uint64_t connection_id = 0;
   uint32_t store_id = 0;  // restoring definitions: the id the queue had (0: a new one)
+  // Called (not for passive declares) once the name is settled, server-named ones included, and
+  // before the queue is compared or created: an error refuses the declaration. The AMQP and HTTP
+  // layers check the user's permissions here (configure on the queue; read on it and write on
+  // its dead-letter exchange when `exists` is false), in RabbitMQ's order.
+  std::function<maybe_error(const std::string& name, bool exists)> authorize;
 };
 struct queue_declare_ok {
   std::string name;
@@ -258,6 +263,7 @@ class vhost {
 
   // Read-only access for statistics and tests (home worker only); null if there is none.
   const queue* inspect_queue(std::string_view name) const { return find_queue(name); }
+  const exchange* inspect_exchange(std::string_view name) const { return find_exchange(name); }
   size_t queue_count() const { return queues_.size(); }
   size_t exchange_count() const { return exchanges_.size(); }
 

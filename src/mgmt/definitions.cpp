@@ -173,16 +173,31 @@ std::optional<std::string> apply_users(auth::user_store& store, const definition
             p.vhost, p.user);
         return;
       }
+    for (const auto& t : d.topic_permissions)
+      if (!named.count(t.user) && !users.count(t.user)) {
+        error = fmt::format(
+            "no_such_user: topic permission in vhost '{}' for user '{}', who is "
+            "neither in the definitions nor known to the broker",
+            t.vhost, t.user);
+        return;
+      }
     for (const auto& def : d.users) {
       auth::user u{def.name, def.password_hash, def.tags, {}};
-      if (auto it = users.find(def.name); it != users.end())
+      if (auto it = users.find(def.name); it != users.end()) {
         u.permissions = it->second->permissions;
+        u.topic_permissions = it->second->topic_permissions;
+      }
       users[def.name] = std::make_shared<const auth::user>(std::move(u));
     }
     for (const auto& p : d.permissions) {
       auth::user u = *users.at(p.user);
       u.permissions[p.vhost] = p.perm;
       users[p.user] = std::make_shared<const auth::user>(std::move(u));
+    }
+    for (const auto& t : d.topic_permissions) {
+      auth::user u = *users.at(t.user);
+      u.topic_permissions[t.vhost][t.exchange] = t.perm;
+      users[t.user] = std::make_shared<const auth::user>(std::move(u));
     }
   });
   return error;

@@ -37,9 +37,11 @@ struct apply_more {};
 std::variant<apply_done, apply_more, std::string> apply_some(broker::vhost& v, const definitions& d,
                                                              size_t& next, size_t budget);
 
-// Any thread. Adds or replaces the users of `d` (a replaced user keeps its permissions) and
-// sets the permissions of `d`, all under one writer lock. Refuses, changing nothing, a
-// permission for a user that is neither in the store nor in `d`.
+// Any thread. Adds or replaces the users of `d` (a replaced user keeps its permissions and
+// topic permissions) and sets the permissions and topic permissions of `d`, all under one writer
+// lock. Refuses, changing nothing, a permission for a user that is neither in the store nor in
+// `d`. (RabbitMQ 4.3 sets topic permissions after the exchanges and refuses one on an exchange
+// that does not exist; Warren does not look, as RabbitMQ before 4.3 did not.)
 std::optional<std::string> apply_users(auth::user_store& store, const definitions& d);
 
 // "not_found", "precondition_failed", ...: RabbitMQ's names for the AMQP reply codes.

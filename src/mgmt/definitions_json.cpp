@@ -155,6 +155,9 @@ void add_users(definitions& d, const std::vector<auth::user_ptr>& users) {
     d.users.push_back(user_def{u->name, u->password_hash, u->tags});
     for (const auto& [vhost, perm] : u->permissions)
       d.permissions.push_back(permission_def{u->name, vhost, perm});
+    for (const auto& [vhost, by_exchange] : u->topic_permissions)
+      for (const auto& [exchange, perm] : by_exchange)
+        d.topic_permissions.push_back(topic_permission_def{u->name, vhost, exchange, perm});
   }
 }
 
@@ -185,7 +188,14 @@ json export_json(const definitions& d, const export_info& info) {
                            {"write", p.perm.write},
                            {"read", p.perm.read}});
     out["permissions"] = std::move(perms);
-    out["topic_permissions"] = json::array();
+    json topics = json::array();
+    for (const auto& t : d.topic_permissions)
+      topics.push_back(json{{"user", t.user},
+                            {"vhost", t.vhost},
+                            {"exchange", t.exchange},
+                            {"write", t.perm.write},
+                            {"read", t.perm.read}});
+    out["topic_permissions"] = std::move(topics);
   }
   out["parameters"] = json::array();
   if (all) out["global_parameters"] = json::array();
@@ -413,11 +423,32 @@ std::variant<definitions, std::string> parse_definitions(
         if (!r.str("configure", def.perm.configure, true) ||
             !r.str("write", def.perm.write, true) || !r.str("read", def.perm.read, true))
           return r.error();
+        for (const std::string* p : {&def.perm.configure, &def.perm.write, &def.perm.read})
+          if (auto why = auth::pattern::check(*p))
+            return r.refuse(fmt::format("invalid regular expression '{}': {}", *p, *why));
         d.permissions.push_back(std::move(def));
       }
     }
     if (!error.empty()) return error;
-    d.ignored_topic_permissions = count("topic_permissions");
+    if (const json* topics = category("topic_permissions")) {
+      size_t i = 0;
+      for (const auto& t : *topics) {
+        item_reader r(t, fmt::format("topic_permissions[{}]", i++));
+        topic_permission_def def;
+        if (!r.str("user", def.user, true) || !r.str("vhost", def.vhost, true) ||
+            !r.str("exchange", def.exchange, true))
+          return r.error();
+        r.describe(fmt::format("topic permission of user '{}' in vhost '{}' on exchange '{}'",
+                               def.user, def.vhost, def.exchange));
+        if (!r.str("write", def.perm.write, true) || !r.str("read", def.perm.read, true))
+          return r.error();
+        for (const std::string* p : {&def.perm.write, &def.perm.read})
+          if (auto why = auth::pattern::check(*p))
+            return r.refuse(fmt::format("invalid regular expression '{}': {}", *p, *why));
+        d.topic_permissions.push_back(std::move(def));
+      }
+    }
+    if (!error.empty()) return error;
     d.ignored_global_parameters = count("global_parameters");
   }
   d.ignored_parameters = count("parameters");

@@ -83,6 +83,14 @@ struct permission_def {
   bool operator==(const permission_def&) const = default;
 };
 
+struct topic_permission_def {
+  std::string user;
+  std::string vhost;
+  std::string exchange;
+  auth::topic_permission perm;
+  bool operator==(const topic_permission_def&) const = default;
+};
+
 // A user as the file has it: the hash in RabbitMQ's sha256 format (a plain "password" in the
 // file is hashed while parsing).
 struct user_def {
@@ -96,6 +104,7 @@ struct definitions {
   std::vector<user_def> users;
   std::vector<std::string> vhosts;
   std::vector<permission_def> permissions;
+  std::vector<topic_permission_def> topic_permissions;
   std::vector<exchange_def> exchanges;
   std::vector<queue_def> queues;
   std::vector<binding_def> bindings;
@@ -103,7 +112,6 @@ struct definitions {
   size_t ignored_parameters = 0;
   size_t ignored_global_parameters = 0;
   size_t ignored_policies = 0;
-  size_t ignored_topic_permissions = 0;
 };
 
 // --- field tables ---
@@ -130,7 +138,7 @@ std::variant<definitions, std::string> parse_definitions(
     std::string_view body, const std::optional<std::string>& only_vhost = std::nullopt);
 
 // --- users and permissions, to and from the user store ---
-// Users (with their permissions) as definitions, sorted by name.
+// Users (with their permissions and topic permissions) as definitions, sorted by name.
 void add_users(definitions& d, const std::vector<auth::user_ptr>& users);
 
 }  // namespace warren::mgmt

@@ -83,10 +83,10 @@ struct import_job {
         return;
       }
     spdlog::info(
-        "definitions imported by '{}': {} users, {} permissions, {} exchanges, {} queues, "
-        "{} bindings",
-        acting_user, d.users.size(), d.permissions.size(), d.exchanges.size(), d.queues.size(),
-        d.bindings.size());
+        "definitions imported by '{}': {} users, {} permissions, {} topic permissions, "
+        "{} exchanges, {} queues, {} bindings",
+        acting_user, d.users.size(), d.permissions.size(), d.topic_permissions.size(),
+        d.exchanges.size(), d.queues.size(), d.bindings.size());
     http::response res{bhttp::status::no_content, req.version()};
     res.set(bhttp::field::server, "Warren");
     res.prepare_payload();
@@ -121,7 +121,6 @@ void note_ignored(const definitions& d, const std::string& user) {
   say(d.ignored_parameters, "runtime parameters");
   say(d.ignored_global_parameters, "global parameters");
   say(d.ignored_policies, "policies");
-  say(d.ignored_topic_permissions, "topic permissions");
 }
 
 }  // namespace
@@ -184,6 +183,7 @@ void import_definitions(const api_context& api, const http::request& req,
   // Every vhost the file uses must exist or be in its "vhosts" list (as in RabbitMQ).
   std::vector<std::string> named;
   for (const auto& p : d.permissions) named.push_back(p.vhost);
+  for (const auto& t : d.topic_permissions) named.push_back(t.vhost);
   for (const auto& x : d.exchanges) job->vhosts.push_back(x.vhost);
   for (const auto& q : d.queues) job->vhosts.push_back(q.vhost);
   for (const auto& b : d.bindings) job->vhosts.push_back(b.vhost);
@@ -200,7 +200,7 @@ void import_definitions(const api_context& api, const http::request& req,
   }
 
   note_ignored(d, acting_user);
-  if (!d.users.empty() || !d.permissions.empty()) {
+  if (!d.users.empty() || !d.permissions.empty() || !d.topic_permissions.empty()) {
     if (auto why = apply_users(*api.users, d)) return bad(*why);
     std::string error;
     if (api.user_file && !api.user_file->save(*api.users, error)) {

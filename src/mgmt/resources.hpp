@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/access_checks.hpp"
 #include "mgmt/api.hpp"
 #include "mgmt/list_query.hpp"
 #include "mgmt/render.hpp"
@@ -24,6 +25,9 @@ struct call {
   auth::user_ptr user;
   std::vector<std::string> args;  // the path's variable segments, decoded
   list_query query;
+  // Came over the control socket (warrenctl): its administrator is not in the user store, and its
+  // changes are not checked against permissions, as rabbitmqctl's are not.
+  bool local = false;
 
   void reply(http::response res) { done(std::move(res)); }
   void json_reply(const json& body, boost::beast::http::status s = boost::beast::http::status::ok);
@@ -50,6 +54,9 @@ struct call {
   // The body as JSON (an object); else answers 400 and returns nullopt.
   std::optional<json> body_object();
   const std::string& node() const { return api.node_name; }
+  // The user's permissions in `v`, for the checks RabbitMQ's management makes through an internal
+  // channel (rabbit_mgmt_util:direct_request, with_channel), run on the vhost's home worker.
+  broker::access_checks checks_in(const broker::vhost& v) const;
 };
 using call_ptr = std::shared_ptr<call>;
 
@@ -132,6 +139,11 @@ void list_permissions(const call_ptr& c, int scope);  // 0 all, 1 of a vhost, 2 
 void get_permission(const call_ptr& c);
 void put_permission(const call_ptr& c);
 void delete_permission(const call_ptr& c);
+void list_topic_permissions(const call_ptr& c, int scope);  // 0 all, 1 of a vhost, 2 of a user
+void get_topic_permission(const call_ptr& c);
+void put_topic_permission(const call_ptr& c);
+// /api/topic-permissions/{vhost}/{user}[/{exchange}]: all of the user's in the vhost, or one.
+void delete_topic_permission(const call_ptr& c, bool one);
 void list_vhosts(const call_ptr& c);
 void get_vhost(const call_ptr& c);
 void put_vhost(const call_ptr& c);

@@ -77,6 +77,11 @@ broker::vhost* call::vhost_arg(size_t i) {
   return v;
 }
 
+broker::access_checks call::checks_in(const broker::vhost& v) const {
+  if (local) return broker::access_checks{nullptr, user->name, true};
+  return broker::access_checks{api.users->access(user->name, v.name()), user->name};
+}
+
 std::vector<broker::vhost*> call::visible_vhosts() const {
   std::vector<broker::vhost*> out;
   for (const auto& n : api.vhosts->names())

@@ -1,6 +1,23 @@
 // Queues, exchanges and bindings: lists, declare, delete, purge, publish and get. Each change
 // runs on the vhost's home worker through the vhost's ordinary methods, as an AMQP client's
 // would, and its answer is posted back to the request's worker.
+//
+// Changes are checked against the user's permissions as RabbitMQ's management checks them: it
+// runs them on an internal channel as the user, after finding the object (404 first):
+//
+// | request                          | checks                                | refused          |
+// | -------------------------------- | ------------------------------------- | ---------------- |
+// | PUT queue, DELETE queue          | queue.declare's, configure            | 401 "Access      |
+// | DELETE queue contents (purge)    | read on the queue                     | refused."        |
+// | PUT exchange, DELETE exchange    | exchange.declare's, configure         | (direct_request) |
+// | POST/DELETE binding              | write on the destination, read on the |                  |
+// |                                  | source, topic read                    |                  |
+// | POST queue get                   | read on the queue                     | 401, the AMQP    |
+// |                                  |                                       | reply text       |
+// | POST exchange publish            | write on the exchange, topic write    | 400 "403 ACCESS_ |
+// |                                  |                                       | REFUSED - ..."   |
+//
+// Requests over the control socket (warrenctl) are not checked, as rabbitmqctl's are not.
 #include <fmt/format.h>
 
 // GCC 12 sees a std::variant moved inside std::partial_sort's heap as maybe uninitialized
@@ -44,6 +61,13 @@ void refuse(const call_ptr& c, const broker::error& e) {
   if (e.code == broker::error_code::not_found)
     return c->error(bhttp::status::not_found, "not_found", e.text);
   c->bad_request(e.text);
+}
+
+// The user's permissions refused a change that RabbitMQ's management makes with
+// rabbit_mgmt_util:direct_request: it answers 401 without the reason.
+struct denied {};
+void refuse_denied(const call_ptr& c) {
+  c->error(bhttp::status::unauthorized, "not_authorised", "Access refused.");
 }
 
 // Whether the payload can be shown as text (encoding "auto"); overlong forms are not checked.
@@ -242,16 +266,27 @@ void put_queue(const call_ptr& c) {
     if (!t) return c->bad_request(why);
     r.arguments = std::move(*t);
   }
-  using result = std::variant<bool, broker::error>;  // created?
+  using result = std::variant<bool, broker::error, denied>;  // created?
   over_vhosts<result>(
       c, {v},
-      [r](broker::vhost& v) -> result {
+      [r, checks = c->checks_in(*v)](broker::vhost& v) -> result {
         bool existed = v.inspect_queue(r.name) != nullptr;
-        auto out = v.declare_queue(r);
+        auto request = r;
+        std::optional<std::string_view> dlx =
+            common::table_string(request.arguments, "x-dead-letter-exchange");
+        bool refused = false;
+        request.authorize = [&](const std::string& name, bool exists) {
+          auto e = checks.declare_queue(name, exists, dlx, v);
+          refused = e.has_value();
+          return e;
+        };
+        auto out = v.declare_queue(request);
+        if (refused) return denied{};
         if (auto* e = std::get_if<broker::error>(&out)) return *e;
         return !existed;
       },
       [c](std::vector<result> res) {
+        if (std::holds_alternative<denied>(res[0])) return refuse_denied(c);
         if (auto* e = std::get_if<broker::error>(&res[0])) return refuse(c, *e);
         std::get<bool>(res[0]) ? c->created() : c->no_content();
       });
@@ -263,17 +298,19 @@ void delete_queue(const call_ptr& c) {
   std::string name = c->args[1];
   bool if_empty = query_flag(c->req.target(), "if-empty");
   bool if_unused = query_flag(c->req.target(), "if-unused");
-  using result = std::variant<bool, broker::error>;  // existed?
+  using result = std::variant<bool, broker::error, denied>;  // existed?
   over_vhosts<result>(
       c, {v},
-      [name, if_empty, if_unused](broker::vhost& v) -> result {
+      [name, if_empty, if_unused, checks = c->checks_in(*v)](broker::vhost& v) -> result {
         const broker::queue* q = v.inspect_queue(name);
         if (!q) return false;
+        if (checks.resource(auth::perm::configure, auth::resource::queue, name, v)) return denied{};
         auto out = v.delete_queue(name, if_unused, if_empty, q->settings().exclusive_owner);
         if (auto* e = std::get_if<broker::error>(&out)) return *e;
         return true;
       },
       [c](std::vector<result> res) {
+        if (std::holds_alternative<denied>(res[0])) return refuse_denied(c);
         if (auto* e = std::get_if<broker::error>(&res[0])) return refuse(c, *e);
         std::get<bool>(res[0]) ? c->no_content() : c->not_found();
       });
@@ -283,17 +320,19 @@ void purge_queue(const call_ptr& c) {
   broker::vhost* v = c->vhost_arg(0);
   if (!v) return;
   std::string name = c->args[1];
-  using result = std::variant<bool, broker::error>;
+  using result = std::variant<bool, broker::error, denied>;
   over_vhosts<result>(
       c, {v},
-      [name](broker::vhost& v) -> result {
+      [name, checks = c->checks_in(*v)](broker::vhost& v) -> result {
         const broker::queue* q = v.inspect_queue(name);
         if (!q) return false;
+        if (checks.resource(auth::perm::read, auth::resource::queue, name, v)) return denied{};
         auto out = v.purge_queue(name, q->settings().exclusive_owner);
         if (auto* e = std::get_if<broker::error>(&out)) return *e;
         return true;
       },
       [c](std::vector<result> res) {
+        if (std::holds_alternative<denied>(res[0])) return refuse_denied(c);
         if (auto* e = std::get_if<broker::error>(&res[0])) return refuse(c, *e);
         std::get<bool>(res[0]) ? c->no_content() : c->not_found();
       });
@@ -326,9 +365,21 @@ void get_messages(const call_ptr& c) {
   std::string name = c->args[1];
   using result = std::variant<std::vector<broker::get_ok>, broker::error>;
   over_vhosts<result>(
-      c, {v}, [name, n = size_t(*count), mode](broker::vhost& v) { return v.fetch(name, n, mode); },
+      c, {v},
+      [name, n = size_t(*count), mode, checks = c->checks_in(*v)](broker::vhost& v) -> result {
+        // Found first (404), then basic.get's read check on RabbitMQ's internal channel.
+        if (v.inspect_queue(name))
+          if (auto e = checks.resource(auth::perm::read, auth::resource::queue, name, v)) return *e;
+        return v.fetch(name, n, mode);
+      },
       [c, encoding, truncate](std::vector<result> res) {
-        if (auto* e = std::get_if<broker::error>(&res[0])) return refuse(c, *e);
+        if (auto* e = std::get_if<broker::error>(&res[0])) {
+          // with_channel answers a channel closed with 403 as 401, with the reply text.
+          if (e->code == broker::error_code::access_refused)
+            return c->error(bhttp::status::unauthorized, "not_authorised",
+                            "ACCESS_REFUSED - " + e->text);
+          return refuse(c, *e);
+        }
         json out = json::array();
         for (const auto& g : std::get<std::vector<broker::get_ok>>(res[0])) {
           const broker::message& m = *g.msg;
@@ -421,15 +472,23 @@ void put_exchange(const call_ptr& c) {
   if (s.name.empty() || s.name.rfind("amq.", 0) == 0)
     return c->error(bhttp::status::forbidden, "access_refused",
                     fmt::format("exchange name '{}' contains reserved prefix 'amq.*'", s.name));
-  using result = std::variant<bool, broker::error>;
+  using result = std::variant<bool, broker::error, denied>;
   over_vhosts<result>(
       c, {v},
-      [s](broker::vhost& v) -> result {
+      [s, checks = c->checks_in(*v)](broker::vhost& v) -> result {
         bool existed = v.has_exchange(s.name);
+        // exchange.declare's checks (the type first, as RabbitMQ's check_type).
+        if (broker::is_known_exchange_type(s.type)) {
+          if (checks.resource(auth::perm::configure, auth::resource::exchange, s.name, v))
+            return denied{};
+          if (auto ae = common::table_string(s.arguments, "alternate-exchange"); ae && !existed)
+            if (checks.new_exchange_alternate(s.name, *ae, v)) return denied{};
+        }
         if (auto e = v.declare_exchange(s, false)) return *e;
         return !existed;
       },
       [c](std::vector<result> res) {
+        if (std::holds_alternative<denied>(res[0])) return refuse_denied(c);
         if (auto* e = std::get_if<broker::error>(&res[0])) return refuse(c, *e);
         std::get<bool>(res[0]) ? c->created() : c->no_content();
       });
@@ -443,15 +502,18 @@ void delete_exchange(const call_ptr& c) {
     return c->error(bhttp::status::forbidden, "access_refused",
                     fmt::format("cannot delete exchange '{}': it is built in", name));
   bool if_unused = query_flag(c->req.target(), "if-unused");
-  using result = std::variant<bool, broker::error>;
+  using result = std::variant<bool, broker::error, denied>;
   over_vhosts<result>(
       c, {v},
-      [name, if_unused](broker::vhost& v) -> result {
+      [name, if_unused, checks = c->checks_in(*v)](broker::vhost& v) -> result {
         if (!v.has_exchange(name)) return false;
+        if (checks.resource(auth::perm::configure, auth::resource::exchange, name, v))
+          return denied{};
         if (auto e = v.delete_exchange(name, if_unused)) return *e;
         return true;
       },
       [c](std::vector<result> res) {
+        if (std::holds_alternative<denied>(res[0])) return refuse_denied(c);
         if (auto* e = std::get_if<broker::error>(&res[0])) return refuse(c, *e);
         std::get<bool>(res[0]) ? c->no_content() : c->not_found();
       });
@@ -511,7 +573,17 @@ void publish_message(const call_ptr& c) {
   }
   using result = std::variant<broker::publish_outcome, broker::error>;
   over_vhosts<result>(
-      c, {v}, [m = broker::message_ptr(std::move(m))](broker::vhost& v) { return v.publish(m); },
+      c, {v},
+      [m = broker::message_ptr(std::move(m)),
+       checks = c->checks_in(*v)](broker::vhost& v) -> result {
+        // Found first (404), then basic.publish's checks on RabbitMQ's internal channel.
+        if (v.has_exchange(m->exchange)) {
+          if (auto e = checks.resource(auth::perm::write, auth::resource::exchange, m->exchange, v))
+            return *e;
+          if (auto e = checks.topic(auth::perm::write, m->exchange, m->routing_key, v)) return *e;
+        }
+        return v.publish(m);
+      },
       [c](std::vector<result> res) {
         // RabbitMQ publishes on an internal channel and reports that channel's error as a 400.
         if (auto* e = std::get_if<broker::error>(&res[0]))
@@ -531,6 +603,17 @@ struct vhost_binding {
   std::string vhost;
   broker::binding_view b;
 };
+
+// queue.bind and exchange.bind's checks (also for unbinding): write on the destination, read on
+// the source, and the routing key against a topic permission on the source.
+broker::maybe_error binding_checks(const broker::access_checks& checks,
+                                   const broker::binding_view& b, const broker::vhost& v) {
+  using auth::perm, auth::resource;
+  auto dest_kind = b.to_exchange ? resource::exchange : resource::queue;
+  if (auto e = checks.resource(perm::write, dest_kind, b.destination, v)) return e;
+  if (auto e = checks.resource(perm::read, resource::exchange, b.source, v)) return e;
+  return checks.topic(perm::read, b.source, b.routing_key, v);
+}
 
 // Bindings of the vhosts, kept by `keep`, as a list.
 void binding_list(const call_ptr& c, std::vector<broker::vhost*> vs,
@@ -614,17 +697,22 @@ void add_binding(const call_ptr& c, bool to_exchange) {
   if (b.source.empty())
     return c->error(bhttp::status::forbidden, "access_refused",
                     "operation not permitted on the default exchange");
-  using result = std::optional<broker::error>;
+  using result = std::variant<std::monostate, broker::error, denied>;
   over_vhosts<result>(
       c, {v},
-      [b](broker::vhost& v) -> result {
+      [b, checks = c->checks_in(*v)](broker::vhost& v) -> result {
+        // queue.bind's checks come before anything is looked up (binding_action_with_checks).
+        if (binding_checks(checks, b, v)) return denied{};
         auto d =
             b.to_exchange ? v.exchange_dest(b.destination) : v.queue_dest(b.destination, 0, false);
         if (auto* e = std::get_if<broker::error>(&d)) return *e;
-        return v.bind(b.source, std::get<broker::dest_id>(d), b.routing_key, b.arguments);
+        if (auto e = v.bind(b.source, std::get<broker::dest_id>(d), b.routing_key, b.arguments))
+          return *e;
+        return std::monostate{};
       },
       [c, b](std::vector<result> res) {
-        if (res[0]) return refuse(c, *res[0]);
+        if (std::holds_alternative<denied>(res[0])) return refuse_denied(c);
+        if (auto* e = std::get_if<broker::error>(&res[0])) return refuse(c, *e);
         http::response r{bhttp::status::created, c->req.version()};
         r.set(bhttp::field::server, "Warren");
         // RabbitMQ answers with the new binding's path, relative to the request's.
@@ -638,10 +726,10 @@ void binding_by_props(const call_ptr& c, bool to_exchange, bool remove) {
   broker::vhost* v = c->vhost_arg(0);
   if (!v) return;
   std::string s = exchange_name(c->args[1]), d = c->args[2], props = c->args[3];
-  using result = std::variant<std::optional<broker::binding_view>, broker::error>;
+  using result = std::variant<std::optional<broker::binding_view>, broker::error, denied>;
   over_vhosts<result>(
       c, {v},
-      [s, d, props, to_exchange, remove](broker::vhost& v) -> result {
+      [s, d, props, to_exchange, remove, checks = c->checks_in(*v)](broker::vhost& v) -> result {
         for (auto& b : v.view_bindings()) {
           if (b.source != s || b.destination != d || b.to_exchange != to_exchange ||
               properties_key(b) != props)
@@ -650,6 +738,7 @@ void binding_by_props(const call_ptr& c, bool to_exchange, bool remove) {
             if (s.empty())
               return broker::error{broker::error_code::access_refused,
                                    "operation not permitted on the default exchange"};
+            if (binding_checks(checks, b, v)) return denied{};
             auto dest = to_exchange ? v.exchange_dest(d) : v.queue_dest(d, 0, false);
             if (auto* e = std::get_if<broker::error>(&dest)) return *e;
             if (auto e = v.unbind(s, std::get<broker::dest_id>(dest), b.routing_key, b.arguments))
@@ -660,6 +749,7 @@ void binding_by_props(const call_ptr& c, bool to_exchange, bool remove) {
         return std::optional<broker::binding_view>();
       },
       [c, v, remove](std::vector<result> res) {
+        if (std::holds_alternative<denied>(res[0])) return refuse_denied(c);
         if (auto* e = std::get_if<broker::error>(&res[0])) return refuse(c, *e);
         auto& b = std::get<std::optional<broker::binding_view>>(res[0]);
         if (!b) return c->not_found();

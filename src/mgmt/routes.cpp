@@ -83,6 +83,14 @@ const route routes[] = {
   {"permissions/*/*", bhttp::verb::get, access::administrator, get_permission},
   {"permissions/*/*", bhttp::verb::put, access::administrator, put_permission},
   {"permissions/*/*", bhttp::verb::delete_, access::administrator, delete_permission},
+  {"topic-permissions", bhttp::verb::get, access::administrator, [](const call_ptr& c) { list_topic_permissions(c, 0); }},
+  {"vhosts/*/topic-permissions", bhttp::verb::get, access::administrator, [](const call_ptr& c) { list_topic_permissions(c, 1); }},
+  {"users/*/topic-permissions", bhttp::verb::get, access::administrator, [](const call_ptr& c) { list_topic_permissions(c, 2); }},
+  {"topic-permissions/*/*", bhttp::verb::get, access::administrator, get_topic_permission},
+  {"topic-permissions/*/*", bhttp::verb::put, access::administrator, put_topic_permission},
+  {"topic-permissions/*/*", bhttp::verb::delete_, access::administrator, [](const call_ptr& c) { delete_topic_permission(c, false); }},
+  {"topic-permissions/*/*/*", bhttp::verb::get, access::administrator, get_topic_permission},
+  {"topic-permissions/*/*/*", bhttp::verb::delete_, access::administrator, [](const call_ptr& c) { delete_topic_permission(c, true); }},
   {"vhosts", bhttp::verb::get, access::management, list_vhosts},
   {"vhosts/*", bhttp::verb::get, access::management, get_vhost},
   {"vhosts/*", bhttp::verb::put, access::administrator, put_vhost},
@@ -254,6 +262,7 @@ http::router make_router(const api_context& api) {
     auto c = std::make_shared<call>(call{api, std::move(req), *ctx.worker, std::move(done),
                                          std::get<auth::user_ptr>(who), std::move(args),
                                          std::move(std::get<list_query>(q))});
+    c->local = ctx.local_socket;
     found->fn(c);
   };
   return r;

@@ -73,6 +73,7 @@ bool users_file::save(const auth::user_store& store, std::string& error) {
   json full = export_json(d, export_info{});
   doc["users"] = full["users"];
   doc["permissions"] = full["permissions"];
+  doc["topic_permissions"] = full["topic_permissions"];
   std::string text = doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 
   auto tmp = path_;

@@ -1,6 +1,6 @@
 // The users and permissions that must survive a restart, in <data_dir>/users.json: the user
-// store as a definitions document (definitions_json.hpp) holding only "users" and
-// "permissions". Written after every import that changes users; read at start-up after the
+// store as a definitions document (definitions_json.hpp) holding only "users", "permissions"
+// and "topic_permissions". Written after every change of users; read at start-up after the
 // configuration's default user is added, so the file wins (as RabbitMQ's database wins over
 // default_user once a node has booted).
 #pragma once

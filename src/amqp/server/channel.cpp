@@ -1,6 +1,31 @@
 // Channel frames: content assembly and the exchange, queue, basic and confirm classes. Reply
 // codes and texts follow RabbitMQ 3.10 (rabbit_channel, rabbit_command_assembler). Broker work
 // runs on the vhost's worker; see call_vhost.
+//
+// Permissions are checked as rabbit_channel checks them, before the operation:
+//
+// | method                      | checks (in this order)                                        |
+// | --------------------------- | ------------------------------------------------------------- |
+// | exchange.declare            | configure on it; if new with an alternate-exchange: read on   |
+// |                             | it, write on the alternate                                     |
+// | exchange.declare passive    | any of configure, write, read on it                            |
+// | exchange.delete             | configure on it                                                |
+// | exchange.bind/unbind        | write on the destination, read on the source, topic read on    |
+// |                             | the routing key if the source is a topic exchange             |
+// | queue.declare               | configure on it (server-named: on the name given); if new     |
+// |                             | with a dead-letter exchange: read on it, write on that         |
+// | queue.declare passive       | any of configure, write, read on it                            |
+// | queue.delete                | configure                                                      |
+// | queue.purge                 | read                                                           |
+// | queue.bind/unbind           | write on the queue, read on the exchange, topic read          |
+// | basic.publish               | write on the exchange ("" as amq.default), topic write on the  |
+// |                             | routing key if a topic exchange                                |
+// | basic.consume, basic.get    | read on the queue                                              |
+//
+// Name-only checks run here on the channel's worker; those that need the broker's state (a
+// server-named queue's name, whether something is new, an exchange's type) run on the vhost's
+// worker (broker::access_checks). The default exchange and amq.* names are refused by the vhost
+// before any permission, as in RabbitMQ.
 #include "amqp/server/channel.hpp"
 
 #include <fmt/format.h>
@@ -10,6 +35,7 @@
 
 #include "amqp/server/connection.hpp"
 #include "amqp/server/convert.hpp"
+#include "broker/access_checks.hpp"
 #include "net/worker.hpp"
 
 namespace warren::amqp::server {
@@ -19,6 +45,20 @@ using namespace protocol;
 namespace {
 
 std::atomic<uint64_t> next_channel_id{1};
+
+// The checks to carry to the vhost's worker.
+broker::access_checks checks_of(amqp_connection& c) {
+  return broker::access_checks{c.access(), c.user().name};
+}
+
+// What to carry for a topic check on `exchange`: null (nothing to carry) unless the user has a
+// topic permission on an exchange of that name, which most users do not.
+std::shared_ptr<const broker::access_checks> topic_checks(amqp_connection& c,
+                                                          std::string_view exchange) {
+  auto checks = checks_of(c);
+  if (!checks.has_topic_rule(exchange)) return nullptr;
+  return std::make_shared<const broker::access_checks>(std::move(checks));
+}
 
 std::string generated_consumer_tag() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -270,6 +310,8 @@ void channel::complete_publish() {
     if (confirm_mode_) g.add(broker::global_counters::received_confirm);
     g.observe_size(body_.size());
   }
+  bool topic = false;
+  if (!may_publish(publish_.exchange, topic)) return;
   uint64_t seq = confirm_mode_ ? ++publish_seq_ : 0;
   const auto& uid = header_.properties.user_id;
   if (uid && *uid != conn_.user().name) {
@@ -296,18 +338,28 @@ void channel::complete_publish() {
   msg->body = std::move(body_);
   body_ = std::string();
   bool mandatory = publish_.mandatory;
+  // Null unless the user has a topic permission on this exchange (checked where its type is known).
+  std::shared_ptr<const broker::access_checks> topic_check;
+  if (topic) topic_check = topic_checks(conn_, msg->exchange);
   // Called once (now, or at tx.commit): the message moves on to the vhost, and comes back with
   // the reply only when a basic.return may need it.
-  auto publish = [this, shared = broker::message_ptr(std::move(msg)), mandatory, seq]() mutable {
+  auto publish = [this, shared = broker::message_ptr(std::move(msg)), mandatory, seq,
+                  topic_check = std::move(topic_check)]() mutable {
     conn_.publish_started();
     ++inflight_publishes_;
     broker::message_ptr returnable = mandatory ? shared : nullptr;
     // The connection outlives its channels' replies only while open; the reply runs on this
     // worker only if the channel (and so the connection) still exists.
+    using outcome = std::variant<broker::publish_outcome, broker::error>;
     call_vhost(
-        [shared = std::move(shared), cid = global_id_](broker::vhost& v) mutable {
+        [shared = std::move(shared), cid = global_id_,
+         topic_check = std::move(topic_check)](broker::vhost& v) mutable {
           uint64_t ticket = 0;
-          auto r = v.publish(std::move(shared), cid, &ticket);
+          if (topic_check)
+            if (auto e =
+                    topic_check->topic(auth::perm::write, shared->exchange, shared->routing_key, v))
+              return std::pair{outcome(std::move(*e)), ticket};
+          outcome r = v.publish(std::move(shared), cid, &ticket);
           return std::pair{std::move(r), ticket};
         },
         [returnable = std::move(returnable), mandatory, seq](
@@ -480,6 +532,41 @@ void channel::on_cancelled(const std::string& consumer_tag) {
   conn_.conn().flush_soon();
 }
 
+bool channel::permitted(auth::perm p, auth::resource r, std::string_view name, uint16_t class_id,
+                        uint16_t method_id) {
+  auto refusal = auth::check_resource(conn_.access().get(), p, r, name, conn_.vhost().name(),
+                                      conn_.user().name);
+  if (!refusal) return true;
+  fail(broker::error{broker::error_code::access_refused, std::move(*refusal)}, class_id, method_id);
+  return false;
+}
+
+bool channel::permitted_any(auth::resource r, std::string_view name, uint16_t class_id,
+                            uint16_t method_id) {
+  auto refusal = auth::check_any_resource(conn_.access().get(), r, name, conn_.vhost().name(),
+                                          conn_.user().name);
+  if (!refusal) return true;
+  fail(broker::error{broker::error_code::access_refused, std::move(*refusal)}, class_id, method_id);
+  return false;
+}
+
+bool channel::may_publish(const std::string& exchange, bool& topic) {
+  // The hot path: one atomic load and a name comparison while nothing changes.
+  if (conn_.context().users->generation() == publish_allowed_generation_ &&
+      exchange == publish_allowed_) {
+    topic = publish_allowed_topic_;
+    return true;
+  }
+  if (!permitted(auth::perm::write, auth::resource::exchange, exchange,
+                 basic_publish::amqp_class_id, basic_publish::amqp_method_id))
+    return false;
+  const auto& a = conn_.access();
+  publish_allowed_ = exchange;
+  publish_allowed_generation_ = conn_.access_generation();
+  publish_allowed_topic_ = topic = a && a->topic(exchange);
+  return true;
+}
+
 bool channel::resolve_queue(std::string& name, uint16_t class_id, uint16_t method_id) {
   if (!name.empty()) return true;
   if (last_queue_.empty()) {
@@ -494,11 +581,38 @@ bool channel::resolve_queue(std::string& name, uint16_t class_id, uint16_t metho
 // ------------------------------------------------------------------------------ exchange class
 
 void channel::on_exchange_declare(exchange_declare& x) {
+  // The default exchange is refused by the vhost before any permission; an unknown type too
+  // (RabbitMQ checks the type first).
+  if (!x.exchange.empty()) {
+    if (x.passive) {
+      if (!permitted_any(auth::resource::exchange, x.exchange, x.amqp_class_id, x.amqp_method_id))
+        return;
+    } else if (broker::is_known_exchange_type(x.type) &&
+               !permitted(auth::perm::configure, auth::resource::exchange, x.exchange,
+                          x.amqp_class_id, x.amqp_method_id)) {
+      return;
+    }
+  }
+  std::shared_ptr<const broker::access_checks> alternate_check;
+  std::string alternate;
+  if (!x.passive)
+    if (auto ae = table_string(x.arguments, "alternate-exchange")) {
+      alternate = std::string(*ae);
+      alternate_check = std::make_shared<const broker::access_checks>(checks_of(conn_));
+    }
   broker::exchange_settings s{x.exchange,    x.type,     x.durable,
                               x.auto_delete, x.internal, std::move(x.arguments)};
   bool passive = x.passive, no_wait = x.no_wait;
   call_vhost(
-      [s = std::move(s), passive](broker::vhost& v) { return v.declare_exchange(s, passive); },
+      [s = std::move(s), passive, alternate_check = std::move(alternate_check),
+       alternate = std::move(alternate)](broker::vhost& v) -> broker::maybe_error {
+        // A new exchange's alternate, after what the vhost refuses by name or type (RabbitMQ's
+        // order: the type, the reserved prefix, then the alternate).
+        if (alternate_check && !v.has_exchange(s.name) && s.name.rfind("amq.", 0) != 0 &&
+            broker::is_known_exchange_type(s.type))
+          if (auto e = alternate_check->new_exchange_alternate(s.name, alternate, v)) return e;
+        return v.declare_exchange(s, passive);
+      },
       [no_wait](channel& ch, const broker::maybe_error& e) {
         if (e)
           return ch.fail(*e, exchange_declare::amqp_class_id, exchange_declare::amqp_method_id);
@@ -508,6 +622,11 @@ void channel::on_exchange_declare(exchange_declare& x) {
 }
 
 void channel::on_exchange_delete(exchange_delete& x) {
+  // "" and amq.* are refused by the vhost first, as by RabbitMQ.
+  if (!x.exchange.empty() && x.exchange.rfind("amq.", 0) != 0 &&
+      !permitted(auth::perm::configure, auth::resource::exchange, x.exchange, x.amqp_class_id,
+                 x.amqp_method_id))
+    return;
   bool no_wait = x.no_wait;
   call_vhost(
       [name = x.exchange, if_unused = x.if_unused](broker::vhost& v) {
@@ -523,9 +642,18 @@ void channel::on_exchange_delete(exchange_delete& x) {
 void channel::on_exchange_bind(exchange_bind& x, bool bind) {
   bool no_wait = x.no_wait;
   uint16_t mid = bind ? exchange_bind::amqp_method_id : exchange_unbind::amqp_method_id;
+  using auth::perm, auth::resource;
+  if (!permitted(perm::write, resource::exchange, x.destination, class_exchange, mid)) return;
+  // The default exchange at either end is refused by the vhost before the read check.
+  if (!x.destination.empty() && !x.source.empty() &&
+      !permitted(perm::read, resource::exchange, x.source, class_exchange, mid))
+    return;
+  auto checks = topic_checks(conn_, x.source);
   call_vhost(
       [dest = x.destination, src = x.source, key = x.routing_key, args = std::move(x.arguments),
-       bind](broker::vhost& v) -> broker::maybe_error {
+       bind, checks = std::move(checks)](broker::vhost& v) -> broker::maybe_error {
+        if (checks)
+          if (auto e = checks->topic(perm::read, src, key, v)) return e;
         auto d = v.exchange_dest(dest);
         if (auto* e = std::get_if<broker::error>(&d)) return *e;
         if (!v.has_exchange(src))
@@ -549,9 +677,21 @@ void channel::on_exchange_bind(exchange_bind& x, bool bind) {
 // ------------------------------------------------------------------------------ queue class
 
 void channel::on_queue_declare(queue_declare& x) {
+  if (x.passive &&
+      !permitted_any(auth::resource::queue, x.queue, x.amqp_class_id, x.amqp_method_id))
+    return;
   broker::queue_declare_request r{x.queue,     x.passive,     x.durable,
                                   x.exclusive, x.auto_delete, std::move(x.arguments),
                                   conn_.id()};
+  if (!x.passive) {
+    // On the vhost's worker, once the name is known (a server-named queue's too).
+    std::optional<std::string> dlx;
+    if (auto d = table_string(r.arguments, "x-dead-letter-exchange")) dlx = std::string(*d);
+    r.authorize = [checks = checks_of(conn_), vhost = &conn_.vhost(), dlx = std::move(dlx)](
+                      const std::string& name, bool exists) {
+      return checks.declare_queue(name, exists, dlx, *vhost);
+    };
+  }
   bool no_wait = x.no_wait;
   call_vhost(
       [r = std::move(r)](broker::vhost& v) { return v.declare_queue(r); },
@@ -566,12 +706,25 @@ void channel::on_queue_declare(queue_declare& x) {
       });
 }
 
+bool channel::permitted_binding(const std::string& queue, const std::string& exchange,
+                                uint16_t class_id, uint16_t method_id) {
+  using auth::perm, auth::resource;
+  if (!permitted(perm::write, resource::queue, queue, class_id, method_id)) return false;
+  // The default exchange is refused by the vhost before the read check.
+  return exchange.empty() ||
+         permitted(perm::read, resource::exchange, exchange, class_id, method_id);
+}
+
 void channel::on_queue_bind(queue_bind& x) {
   if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
+  if (!permitted_binding(x.queue, x.exchange, x.amqp_class_id, x.amqp_method_id)) return;
   bool no_wait = x.no_wait;
+  auto checks = topic_checks(conn_, x.exchange);
   call_vhost(
       [q = x.queue, ex = x.exchange, key = x.routing_key, args = std::move(x.arguments),
-       conn_id = conn_.id()](broker::vhost& v) -> broker::maybe_error {
+       conn_id = conn_.id(), checks = std::move(checks)](broker::vhost& v) -> broker::maybe_error {
+        if (checks)
+          if (auto e = checks->topic(auth::perm::read, ex, key, v)) return e;
         auto d = v.queue_dest(q, conn_id);
         if (auto* e = std::get_if<broker::error>(&d)) return *e;
         return v.bind(ex, std::get<broker::dest_id>(d), key, args);
@@ -585,9 +738,13 @@ void channel::on_queue_bind(queue_bind& x) {
 
 void channel::on_queue_unbind(queue_unbind& x) {
   if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
+  if (!permitted_binding(x.queue, x.exchange, x.amqp_class_id, x.amqp_method_id)) return;
+  auto checks = topic_checks(conn_, x.exchange);
   call_vhost(
       [q = x.queue, ex = x.exchange, key = x.routing_key, args = std::move(x.arguments),
-       conn_id = conn_.id()](broker::vhost& v) -> broker::maybe_error {
+       conn_id = conn_.id(), checks = std::move(checks)](broker::vhost& v) -> broker::maybe_error {
+        if (checks)
+          if (auto e = checks->topic(auth::perm::read, ex, key, v)) return e;
         auto d = v.queue_dest(q, conn_id);
         if (auto* e = std::get_if<broker::error>(&d)) return *e;
         return v.unbind(ex, std::get<broker::dest_id>(d), key, args);
@@ -601,6 +758,9 @@ void channel::on_queue_unbind(queue_unbind& x) {
 
 void channel::on_queue_purge(queue_purge& x) {
   if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
+  if (!permitted(auth::perm::read, auth::resource::queue, x.queue, x.amqp_class_id,
+                 x.amqp_method_id))
+    return;
   bool no_wait = x.no_wait;
   call_vhost(
       [q = x.queue, conn_id = conn_.id()](broker::vhost& v) { return v.purge_queue(q, conn_id); },
@@ -614,6 +774,9 @@ void channel::on_queue_purge(queue_purge& x) {
 
 void channel::on_queue_delete(queue_delete& x) {
   if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
+  if (!permitted(auth::perm::configure, auth::resource::queue, x.queue, x.amqp_class_id,
+                 x.amqp_method_id))
+    return;
   bool no_wait = x.no_wait;
   call_vhost([q = x.queue, if_unused = x.if_unused, if_empty = x.if_empty, conn_id = conn_.id()](
                  broker::vhost& v) { return v.delete_queue(q, if_unused, if_empty, conn_id); },
@@ -629,6 +792,9 @@ void channel::on_queue_delete(queue_delete& x) {
 
 void channel::on_consume(basic_consume& x) {
   if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
+  if (!permitted(auth::perm::read, auth::resource::queue, x.queue, x.amqp_class_id,
+                 x.amqp_method_id))
+    return;
   if (x.consumer_tag.empty()) x.consumer_tag = generated_consumer_tag();
   broker::vhost* v = &conn_.vhost();
   auto link = link_;
@@ -672,6 +838,9 @@ void channel::on_cancel(basic_cancel& x) {
 
 void channel::on_get(basic_get& x) {
   if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
+  if (!permitted(auth::perm::read, auth::resource::queue, x.queue, x.amqp_class_id,
+                 x.amqp_method_id))
+    return;
   call_vhost(
       [cid = global_id_, q = x.queue, no_ack = x.no_ack, conn_id = conn_.id()](broker::vhost& v) {
         return v.get(cid, q, no_ack, conn_id);

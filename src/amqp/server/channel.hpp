@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "amqp/protocol/frame.hpp"
+#include "auth/permissions.hpp"
 #include "broker/vhost.hpp"
 #include "broker/views.hpp"
 
@@ -103,6 +104,19 @@ class channel {
   void on_synced();
   // "" means the last queue declared on this channel (an AMQP shorthand RabbitMQ supports).
   bool resolve_queue(std::string& name, uint16_t class_id, uint16_t method_id);
+  // RabbitMQ's check_resource_access against the user's permissions in this vhost: true if
+  // allowed, else the channel is closed with 403 ACCESS_REFUSED and RabbitMQ's text.
+  bool permitted(auth::perm p, auth::resource r, std::string_view name, uint16_t class_id,
+                 uint16_t method_id);
+  // A passive declare: any of the three permissions will do.
+  bool permitted_any(auth::resource r, std::string_view name, uint16_t class_id,
+                     uint16_t method_id);
+  // queue.bind/unbind: write on the queue, read on the exchange.
+  bool permitted_binding(const std::string& queue, const std::string& exchange, uint16_t class_id,
+                         uint16_t method_id);
+  // basic.publish's write check, on the hot path: the last exchange allowed is remembered until
+  // the user store changes. Sets `topic` when a topic permission may apply to the exchange.
+  bool may_publish(const std::string& exchange, bool& topic);
 
   void on_exchange_declare(protocol::exchange_declare& x);
   void on_exchange_delete(protocol::exchange_delete& x);
@@ -147,6 +161,10 @@ class channel {
   bool credit_scheduled_ = false;
   bool throttled_ = false;  // a queue holds our publishes back (see vhost::backlog_high)
   std::string last_queue_;
+  // may_publish's memory: this exchange was allowed at this generation of the user store.
+  std::string publish_allowed_;
+  uint64_t publish_allowed_generation_ = 0;  // 0: nothing remembered
+  bool publish_allowed_topic_ = false;       // the user has a topic permission on it
   uint32_t pending_ = 0;
   uint32_t inflight_publishes_ = 0;  // of pending_, the publishes (counted by the connection)
   bool close_requested_ = false;     // the client sent channel.close while replies were pending

@@ -248,6 +248,17 @@ void amqp_connection::refuse_login(std::string_view mechanism, std::string_view 
   connection_error(reply_code::access_refused, text);
 }
 
+const std::shared_ptr<const auth::vhost_access>& amqp_connection::access() {
+  // Read before fetching: what access() returns is as of this generation or later, so the cache
+  // may be refreshed once too often, never kept past a change.
+  uint64_t g = ctx_.users->generation();
+  if (g != access_generation_) {
+    access_ = ctx_.users->access(user_->name, vhost_->name());
+    access_generation_ = g;
+  }
+  return access_;
+}
+
 void amqp_connection::handle_tune_ok(const connection_tune_ok& m) {
   const auto& s = ctx_.settings;
   // Differs: RabbitMQ drops the socket silently on these; Warren says why in connection.close.

@@ -69,6 +69,12 @@ class amqp_connection final : public net::connection_handler {
   // The worker that owns a vhost (where broker work for it is posted).
   net::worker& home_of(const broker::vhost& v) const { return ctx_.pool->at(v.home_worker()); }
   const auth::user& user() const { return *user_; }
+  // What the user may do in the open vhost (null: nothing), as the user store has it now: fetched
+  // again only when the store's generation has moved since the last call (one atomic load when it
+  // has not). A permission change therefore applies from a channel's next operation on.
+  const std::shared_ptr<const auth::vhost_access>& access();
+  // The store's generation that access() last answered for.
+  uint64_t access_generation() const { return access_generation_; }
   uint32_t frame_max() const { return frame_max_; }
   bool cancel_notify() const { return cap_cancel_notify_; }
   void note_publish();
@@ -144,6 +150,8 @@ class amqp_connection final : public net::connection_handler {
   clock::time_point rate_at_;
   double recv_rate_ = 0, send_rate_ = 0;
   auth::user_ptr user_;  // the version of the user at login, kept while connected
+  std::shared_ptr<const auth::vhost_access> access_;  // see access()
+  uint64_t access_generation_ = 0;                    // the store's start at 1
   broker::vhost* vhost_ = nullptr;
   uint64_t id_;
   std::vector<std::unique_ptr<channel>> channels_;  // sorted by id; most connections have few

@@ -144,7 +144,8 @@ constexpr std::string_view rabbit_export = R"({
             {"name": "plain", "password": "secret"}],
   "vhosts": [{"name": "/"}],
   "permissions": [{"user": "ops", "vhost": "/", "configure": ".*", "write": ".*", "read": "^r"}],
-  "topic_permissions": [],
+  "topic_permissions": [{"user": "ops", "vhost": "/", "exchange": "amq.topic",
+                         "write": "^{username}\\.", "read": ".*"}],
   "parameters": [],
   "global_parameters": [{"name": "internal_cluster_id", "value": "rabbitmq-cluster-id-x"}],
   "policies": [{"vhost": "/", "name": "p", "pattern": ".*", "apply-to": "queues",
@@ -171,6 +172,9 @@ TEST(DefinitionsJson, ParsesARabbitMqExport) {
   EXPECT_EQ(d.vhosts, std::vector<std::string>{"/"});
   ASSERT_EQ(d.permissions.size(), 1u);
   EXPECT_EQ(d.permissions[0].perm.read, "^r");
+  ASSERT_EQ(d.topic_permissions.size(), 1u);
+  EXPECT_EQ(d.topic_permissions[0],
+            (topic_permission_def{"ops", "/", "amq.topic", {"^{username}\\.", ".*"}}));
   EXPECT_EQ(d.ignored_global_parameters, 1u);
   EXPECT_EQ(d.ignored_policies, 1u);
   // amq.* queues and exchanges are skipped, as RabbitMQ does.
@@ -188,6 +192,7 @@ TEST(DefinitionsJson, PerVhostImportPutsEverythingInThePathVhost) {
   definitions d = parse_ok(rabbit_export, "other");
   EXPECT_TRUE(d.users.empty());  // ignored for one vhost, as RabbitMQ
   EXPECT_TRUE(d.permissions.empty());
+  EXPECT_TRUE(d.topic_permissions.empty());
   EXPECT_EQ(d.queues.at(0).vhost, "other");
   EXPECT_EQ(d.exchanges.at(0).vhost, "other");
   EXPECT_EQ(d.bindings.at(0).vhost, "other");
@@ -225,6 +230,22 @@ TEST(DefinitionsJson, RefusalsSayWhatIsWrong) {
                             "arguments": {"x": 10000000000000000000}}]})"),
             "queue 'q': 'arguments' argument 'x': integer 10000000000000000000 does not fit a "
             "signed 64-bit field");
+  // Patterns are checked as RabbitMQ's set_permissions checks them.
+  std::string bad = parse_error(
+      R"({"permissions": [{"user": "u", "vhost": "/", "configure": "(", "write": "", "read": ""}]})");
+  EXPECT_EQ(bad.rfind("permission of user 'u' in vhost '/': invalid regular expression '(': ", 0),
+            0u)
+      << bad;
+  bad = parse_error(R"({"topic_permissions": [{"user": "u", "vhost": "/", "exchange": "t",
+                                               "write": ".*", "read": "[z-a]"}]})");
+  EXPECT_EQ(bad.rfind("topic permission of user 'u' in vhost '/' on exchange 't': invalid "
+                      "regular expression '[z-a]': ",
+                      0),
+            0u)
+      << bad;
+  EXPECT_EQ(parse_error(R"({"topic_permissions": [{"user": "u", "vhost": "/", "exchange": "t",
+                                                   "read": ".*"}]})"),
+            "topic permission of user 'u' in vhost '/' on exchange 't': 'write' is missing");
 }
 
 TEST(DefinitionsJson, ExportLayoutForAllVhosts) {
@@ -232,6 +253,7 @@ TEST(DefinitionsJson, ExportLayoutForAllVhosts) {
   d.users.push_back(user_def{"guest", "HASH", {"administrator"}});
   d.vhosts = {"/"};
   d.permissions.push_back(permission_def{"guest", "/", {}});
+  d.topic_permissions.push_back(topic_permission_def{"guest", "/", "amq.topic", {"^a", "^b"}});
   d.queues.push_back(
       queue_def{"/", "q", true, false, table({{"x-max-length", field_value(int64_t(5))}})});
   d.exchanges.push_back(exchange_def{"/", "x", "direct", true, false, true, {}});
@@ -242,7 +264,8 @@ TEST(DefinitionsJson, ExportLayoutForAllVhosts) {
       R"("product_version":"0.1.0","users":[{"name":"guest","password_hash":"HASH",)"
       R"("hashing_algorithm":"rabbit_password_hashing_sha256","tags":["administrator"],)"
       R"("limits":{}}],"vhosts":[{"name":"/"}],"permissions":[{"user":"guest","vhost":"/",)"
-      R"("configure":".*","write":".*","read":".*"}],"topic_permissions":[],"parameters":[],)"
+      R"("configure":".*","write":".*","read":".*"}],"topic_permissions":[{"user":"guest",)"
+      R"("vhost":"/","exchange":"amq.topic","write":"^a","read":"^b"}],"parameters":[],)"
       R"("global_parameters":[],"policies":[],"queues":[{"name":"q","vhost":"/","durable":true,)"
       R"("auto_delete":false,"arguments":{"x-max-length":5}}],"exchanges":[{"name":"x",)"
       R"("vhost":"/","type":"direct","durable":true,"auto_delete":false,"internal":true,)"
@@ -470,6 +493,37 @@ TEST(DefinitionsUsers, AddReplaceAndPermissions) {
   EXPECT_EQ(n->permissions.at("/"), (auth::permission{"", "w", "r"}));
 }
 
+TEST(DefinitionsUsers, TopicPermissionsAreSetAndKeptOnReplace) {
+  auth::user_store store;
+  auth::user guest{"guest", auth::hash_password("guest"), {"administrator"}, {}};
+  guest.permissions["/"] = auth::permission{};
+  guest.topic_permissions["/"]["amq.topic"] = auth::topic_permission{"^g", "^g"};
+  store.add_user(guest);
+  uint64_t before = store.generation();
+  definitions d = parse_ok(R"({
+    "users": [{"name": "guest", "password": "changed"}, {"name": "n", "password": "pw"}],
+    "permissions": [{"user": "n", "vhost": "/", "configure": "", "write": ".*", "read": ".*"}],
+    "topic_permissions": [{"user": "n", "vhost": "/", "exchange": "amq.topic",
+                           "write": "^{username}\\.", "read": ".*"}]
+  })");
+  ASSERT_FALSE(apply_users(store, d));
+  EXPECT_EQ(store.find("guest")->topic_permissions, guest.topic_permissions);
+  EXPECT_EQ(store.find("n")->topic_permissions.at("/").at("amq.topic"),
+            (auth::topic_permission{"^{username}\\.", ".*"}));
+  // Compiled for the store's checks, with the user's name expanded.
+  EXPECT_GT(store.generation(), before);
+  auto a = store.access("n", "/");
+  ASSERT_TRUE(a && a->topic("amq.topic"));
+  EXPECT_TRUE(a->topic("amq.topic")->write.matches("n.x"));
+  EXPECT_FALSE(a->topic("amq.topic")->write.matches("guest.x"));
+
+  definitions ghost = parse_ok(R"({"topic_permissions": [{"user": "ghost", "vhost": "/",
+      "exchange": "t", "write": "", "read": ""}]})");
+  auto err = apply_users(store, ghost);
+  ASSERT_TRUE(err);
+  EXPECT_NE(err->find("topic permission in vhost '/' for user 'ghost'"), std::string::npos) << *err;
+}
+
 TEST(DefinitionsUsers, PermissionForAnUnknownUserChangesNothing) {
   auth::user_store store;
   definitions d = parse_ok(R"({
@@ -488,6 +542,7 @@ TEST(UsersFile, SavedUsersLoadIntoAFreshStore) {
   auth::user a{"alice", auth::hash_password("pw"), {"administrator", "management"}, {}};
   a.permissions["/"] = auth::permission{};
   a.permissions["v2"] = auth::permission{"^a", "^b", "^c"};
+  a.topic_permissions["v2"]["t"] = auth::topic_permission{"^{username}-", ""};
   store.add_user(a);
   store.add_user(auth::user{"bob", "", {}, {}});
   users_file f(dir.path / "users.json");

@@ -47,6 +47,8 @@ class test_server {
     pool_.join();
   }
   uint16_t port() const { return listener_->port(); }
+  // The users connections log in against; changing them is what the management API does.
+  auth::user_store& users() { return users_; }
   // What the resource monitor does on a change; returns once the worker has applied it.
   void set_alarms(alarm::alarm_set s) {
     alarms_.broadcast(pool_, s);
@@ -105,6 +107,7 @@ class test_client {
     protocol::write_method(out, ch, m);
     boost::asio::write(socket_, boost::asio::buffer(out));
   }
+  void send_raw(std::string_view bytes) { boost::asio::write(socket_, boost::asio::buffer(bytes)); }
   void publish(uint16_t ch, std::string_view rk, std::string_view body, bool mandatory) {
     std::string out;
     protocol::basic_publish p;
