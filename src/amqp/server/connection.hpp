@@ -107,6 +107,8 @@ class amqp_connection final : public net::connection_handler {
   // Sends connection.blocked once per blocking, to an open client that asked for it.
   void tell_blocked();
   void refuse_login(std::string_view mechanism, std::string_view why);
+  // SASL EXTERNAL: on TLS with a verified client certificate only.
+  bool offers_external();
   std::string describe();
 
   const server_context& ctx_;
