@@ -86,7 +86,8 @@ struct tls_description {
 
 // One connection's TLS state. Owned by its net::connection, on that connection's worker. The
 // OpenSSL object reads and writes the socket itself; with SSL_MODE_RELEASE_BUFFERS it holds no
-// record buffer while the connection is idle.
+// record buffer while the connection is idle. OpenSSL writes with send() without MSG_NOSIGNAL:
+// the process must ignore SIGPIPE (warren's main does), or a peer's reset would end it.
 class tls_session {
  public:
   // Throws std::runtime_error if OpenSSL cannot allocate the session.
