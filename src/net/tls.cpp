@@ -262,6 +262,7 @@ tls_session::~tls_session() {
 
 tls_description tls_session::describe() const {
   tls_description d;
+  if (!established_) return d;  // still in its handshake: nothing settled yet
   d.protocol = lower(SSL_get_version(ssl_));
   if (const SSL_CIPHER* c = SSL_get_current_cipher(ssl_)) {
     d.key_exchange = key_exchange_text(c);

@@ -98,6 +98,7 @@ class tls_session {
 
   ssl_st* native() const { return ssl_; }
   bool established() const { return established_; }
+  // Empty until the handshake is done.
   tls_description describe() const;
   // A client certificate was presented and verified against the CA file (verify = peer).
   bool peer_verified() const;
