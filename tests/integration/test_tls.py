@@ -310,6 +310,29 @@ def test_websocket_over_wss(warren_factory, pki):
         ws.close()
 
 
+def test_gateway_refusal_before_the_handshake_still_goes_out_over_tls(warren_factory, pki):
+    # Over the per-address limit the gateway queues its 429 as soon as the connection is accepted, before the TLS
+    # handshake: it must go out once the handshake is done, then the connection closes with close_notify.
+    w = warren_factory(*tls_args(pki, "--jwt-secret", SECRET, "--web-max-connections-per-ip", "1"))
+    port = w.ports["web_tls"]
+    first = client_context(pki).wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                            server_hostname="localhost")
+    try:
+        # The first one's handshake is done, so the gateway has counted it (on accept).
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with client_context(pki).wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                data = b""
+                while True:
+                    chunk = s.recv(4096)  # an SSLEOFError here would mean no close_notify
+                    if not chunk:
+                        break
+                    data += chunk
+        assert data.startswith(b"HTTP/1.1 429"), data[:200]
+    finally:
+        first.close()
+
+
 # --- reload -----------------------------------------------------------------------------------------------------
 
 
