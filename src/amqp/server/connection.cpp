@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 
 #include "amqp/server/alarm_board.hpp"
 #include "auth/sasl.hpp"
