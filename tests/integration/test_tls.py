@@ -229,6 +229,24 @@ def test_fail_if_no_peer_cert_refuses_clients_without_one(warren_factory, pki):
     conn.close()
 
 
+def test_warren_perf_over_amqps(warren_factory, pki):
+    # The load generator speaks AMQPS too (amqps:// URI, the broker's name checked against the test CA).
+    perf = Path(os.environ.get("WARREN_PERF_BIN", Path(warren_bin()).parent / "warren-perf"))
+    if not perf.exists():
+        pytest.skip(f"{perf} not built")
+    w = warren_factory(*tls_args(pki))
+    r = subprocess.run([str(perf), "--uri", f"amqps://guest:guest@localhost:{w.ports['amqps']}/", "--tls-ca",
+                        pki.ca, "--scenario", "throughput", "-z", "1", "--json"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["received"] > 0, summary
+    # A CA that did not sign the broker's certificate: the handshake fails.
+    r = subprocess.run([str(perf), "--uri", f"amqps://localhost:{w.ports['amqps']}/", "--tls-ca", pki.guest[0],
+                        "-z", "1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "certificate verify failed" in r.stderr, r.stderr
+
+
 # --- protocol versions ------------------------------------------------------------------------------------------
 
 
