@@ -61,11 +61,15 @@ void connection::on_readable_tls() {
         arm_tls_write_wait();
       } else {
         // Not TLS at all (plain AMQP or HTTP on this port), a version or cipher we refuse, a
-        // client certificate that does not verify, or a peer that went away mid-handshake.
-        std::string why = e == SSL_ERROR_SSL ? tls_error_text() : "connection closed by the peer";
+        // client certificate that does not verify: worth a line in the log. A peer that went
+        // away mid-handshake (a port probe, a health check) only at debug level.
+        if (e == SSL_ERROR_SSL)
+          spdlog::info("TLS handshake with {}:{} failed: {}", peer_address_.to_string(), peer_port_,
+                       tls_error_text());
+        else
+          spdlog::debug("TLS handshake with {}:{}: the peer went away", peer_address_.to_string(),
+                        peer_port_);
         ERR_clear_error();
-        spdlog::info("TLS handshake with {}:{} failed: {}", peer_address_.to_string(), peer_port_,
-                     why);
         close_now();
       }
       return;
