@@ -2,7 +2,10 @@
 """Memory per idle AMQP connection: start warren, open N connections (full handshake, guest, one channel each),
 leave them idle, and report the server's RSS growth per connection. Loopback only; bounded in count and time.
 
-    /usr/bin/python3 bench/conn_memory.py [--connections 10000] [--workers 2] [--heartbeat 60]
+    /usr/bin/python3 bench/conn_memory.py [--connections 10000] [--workers 2] [--heartbeat 60] [--tls]
+
+--tls connects to the AMQPS port instead, with a certificate made for the run by the openssl command (TLS 1.3,
+the client's default suite).
 
 WARREN_BIN (default build/warren) picks the binary. The last line printed is a row for docs/benchmarks.md.
 """
@@ -14,9 +17,11 @@ import asyncio
 import math
 import os
 import resource
+import ssl
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +33,7 @@ from support.warren_process import WarrenProcess  # noqa: E402
 
 MAX_OPEN_FILES = 19_000       # the per-process budget of this workplace
 PORTS_PER_SOURCE = 5_000      # spread over 127.0.0.x: repeated runs stay clear of TIME_WAIT port exhaustion
-CONCURRENT_HANDSHAKES = 256
+CONCURRENT_HANDSHAKES = int(os.environ.get("CONN_MEMORY_CONCURRENCY", "256"))
 TIME_LIMIT = 300.0            # the whole run stops by itself after this
 
 
@@ -72,9 +77,19 @@ async def expect(reader: asyncio.StreamReader, channel: int, method: tuple[int, 
         return amqp.decode_method_args(method, payload[4:])
 
 
-async def open_one(port: int, source: str, heartbeat: int, sem: asyncio.Semaphore):
+def make_certificate(directory: str) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (P-256, as a small server would use)."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+async def open_one(port: int, source: str, heartbeat: int, sem: asyncio.Semaphore,
+                   tls: ssl.SSLContext | None = None):
     async with sem:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0), ssl=tls)
         writer.write(amqp.PROTOCOL_HEADER)
         await expect(reader, 0, amqp.CONNECTION_START)
         writer.write(amqp.method_frame(0, amqp.CONNECTION_START_OK, amqp.start_ok_args(
@@ -94,14 +109,23 @@ async def run(args) -> int:
     sources = [f"127.0.0.{i + 1}" for i in range(max(1, math.ceil(n / PORTS_PER_SOURCE)))]
     raise_nofile(n + 256)
 
-    warren = WarrenProcess([], workers=args.workers)
+    extra, tls, port_key = [], None, "amqp"
+    if args.tls:
+        cert_dir = tempfile.mkdtemp(prefix="warren-conn-memory-")
+        cert, key = make_certificate(cert_dir)
+        extra = ["--tls-cert", cert, "--tls-key", key, "--amqps-port", "0", "--https-port", "0",
+                 "--web-tls-port", "0"]
+        tls = ssl.create_default_context(cafile=cert)
+        port_key = "amqps"
+    warren = WarrenProcess(extra, workers=args.workers)
     warren.start()
     try:
         await asyncio.sleep(0.5)
         before = rss_kib(warren.pid)
         sem = asyncio.Semaphore(CONCURRENT_HANDSHAKES)
         t0 = time.monotonic()
-        conns = await asyncio.gather(*(open_one(warren.amqp_port, sources[i % len(sources)], args.heartbeat, sem)
+        port = warren.ports[port_key]
+        conns = await asyncio.gather(*(open_one(port, sources[i % len(sources)], args.heartbeat, sem, tls)
                                        for i in range(n)))
         handshake_s = time.monotonic() - t0
         await asyncio.sleep(2.0)
@@ -123,14 +147,15 @@ async def run(args) -> int:
                                 text=True, timeout=5).stdout.strip() or "?"
     except OSError:
         commit = "?"
-    print(f"connections:     {n} (one channel each, heartbeat {args.heartbeat}, sources {len(sources)})")
+    kind = "TLS" if args.tls else "plain"
+    print(f"connections:     {n} {kind} (one channel each, heartbeat {args.heartbeat}, sources {len(sources)})")
     print(f"workers:         {args.workers}")
     print(f"handshakes:      {handshake_s:.2f} s ({n / handshake_s:.0f}/s)")
     print(f"RSS before:      {before / 1024:.1f} MiB")
     print(f"RSS after:       {after / 1024:.1f} MiB")
     print(f"per connection:  {per_conn:.2f} KiB")
     print(f"warren exit:     {rc}")
-    print(f"| conn_memory | {commit} | {n} idle connections, 1 channel each, {args.workers} workers | "
+    print(f"| conn_memory | {commit} | {n} idle {kind} connections, 1 channel each, {args.workers} workers | "
           f"RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB | {per_conn:.2f} KiB/connection | "
           f"handshakes {handshake_s:.1f} s |")
     return 0 if rc == 0 else 1
@@ -141,6 +166,7 @@ def main() -> int:
     p.add_argument("--connections", type=int, default=10_000)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--heartbeat", type=int, default=60, help="heartbeat to negotiate (0 disables)")
+    p.add_argument("--tls", action="store_true", help="connect to the AMQPS port (a certificate is made for the run)")
     args = p.parse_args()
     if not 1 <= args.connections <= MAX_OPEN_FILES - 500:
         p.error(f"--connections must be between 1 and {MAX_OPEN_FILES - 500}")

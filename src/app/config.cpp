@@ -138,6 +138,31 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
   bind_option(app, b, cli, &config::prometheus_port, "prometheus_port",
               "Prometheus metrics port: /metrics, /metrics/per-object, /metrics/detailed, "
               "without authentication (0: any free port)");
+  bind_option(app, b, cli, &config::amqps_port, "amqps_port",
+              "AMQP 0-9-1 over TLS port, with --tls-cert (0: any free port)");
+  bind_option(app, b, cli, &config::https_port, "https_port",
+              "Management API over TLS (HTTPS) port, with --tls-cert (0: any free port)");
+  bind_option(app, b, cli, &config::web_tls_port, "web_tls_port",
+              "Web gateway over TLS port (wss://, https:// for SSE and long-poll), with "
+              "--tls-cert (0: any free port)");
+  bind_option(app, b, cli, &config::tls_cert, "tls_cert",
+              "PEM file: the server's certificate, then any intermediates; turns the TLS "
+              "listeners on (reloaded on SIGHUP)");
+  bind_option(app, b, cli, &config::tls_key, "tls_key",
+              "PEM file: the certificate's private key, unencrypted");
+  bind_option(app, b, cli, &config::tls_ca, "tls_ca",
+              "PEM file: the CA certificates client certificates are verified against");
+  bind_checked_option(
+      app, b, cli, &config::tls_verify, "tls_verify",
+      "none: no client certificate is asked for; peer: one is asked for and, when presented, "
+      "must chain to --tls-ca (needed for SASL EXTERNAL)",
+      [](const std::string& text) -> std::optional<std::string> {
+        if (text == "none" || text == "peer") return text;
+        return std::nullopt;
+      },
+      "none|peer", "none or peer");
+  bind_option(app, b, cli, &config::tls_fail_if_no_peer_cert, "tls_fail_if_no_peer_cert",
+              "With --tls-verify peer: refuse TLS clients that present no certificate");
   bind_option(app, b, cli, &config::data_dir, "data_dir",
               "Directory for data (created if missing)");
   bind_option(app, b, cli, &config::ctl_socket, "ctl_socket",

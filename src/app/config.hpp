@@ -18,6 +18,16 @@ struct config {
   uint16_t http_port = 15672;
   uint16_t web_port = 8080;
   uint16_t prometheus_port = 15692;  // RabbitMQ's; no authentication, as rabbitmq_prometheus
+  // TLS listeners (docs/security.md), on only when tls_cert is set: AMQPS (RabbitMQ's 5671),
+  // the management API over HTTPS (RabbitMQ's 15671) and the web gateway (wss://, https://).
+  uint16_t amqps_port = 5671;
+  uint16_t https_port = 15671;
+  uint16_t web_tls_port = 8443;
+  std::string tls_cert;             // PEM: certificate, then intermediates
+  std::string tls_key;              // PEM: its private key
+  std::string tls_ca;               // PEM: CAs client certificates must chain to
+  std::string tls_verify = "none";  // none | peer (ask for a client certificate, verify it)
+  bool tls_fail_if_no_peer_cert = false;
   std::string data_dir = "./var";
   // The management API on a Unix socket, for warrenctl: no password, file mode 0600. The
   // default (the placeholder below) is resolved to <data_dir>/warren.sock; empty: none.

@@ -1,8 +1,8 @@
 // warren: start-up and shut-down order.
 //   1. configuration and logging; 2. data directory and its lock; 3. users and vhosts;
 //   4. workers and listeners (signals blocked first, so only the main thread sees them);
-//   5. the ports file; 6. wait for SIGINT/SIGTERM; 7. stop accepting, close connections with
-//   CONNECTION_FORCED, stop and join the workers.
+//   5. the ports file; 6. wait for SIGINT/SIGTERM (SIGHUP reloads the TLS certificate); 7. stop
+//   accepting, close connections with CONNECTION_FORCED, stop and join the workers.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -37,6 +37,7 @@
 #include "mgmt/users_file.hpp"
 #include "net/connection.hpp"
 #include "net/listener.hpp"
+#include "net/tls.hpp"
 #include "store/message_store.hpp"
 #include "store/record_file.hpp"
 #include "web/gateway.hpp"
@@ -171,7 +172,30 @@ class overview_ticker {
   boost::asio::steady_timer timer_;
 };
 
+// The TLS context, if a certificate is configured; its files are read now so that a bad one
+// stops the start with a clear message.
+std::unique_ptr<net::tls_context_source> load_tls(const app::config& cfg) {
+  if (cfg.tls_cert.empty() && cfg.tls_key.empty()) {
+    if (!cfg.tls_ca.empty() || cfg.tls_verify != "none" || cfg.tls_fail_if_no_peer_cert)
+      throw std::runtime_error(
+          "--tls-ca, --tls-verify and --tls-fail-if-no-peer-cert need --tls-cert and --tls-key");
+    return nullptr;
+  }
+  net::tls_settings s;
+  s.cert_file = cfg.tls_cert;
+  s.key_file = cfg.tls_key;
+  s.ca_file = cfg.tls_ca;
+  s.verify = cfg.tls_verify == "peer" ? net::tls_verify::peer : net::tls_verify::none;
+  s.fail_if_no_peer_cert = cfg.tls_fail_if_no_peer_cert;
+  if (s.fail_if_no_peer_cert && s.verify != net::tls_verify::peer)
+    throw std::runtime_error("--tls-fail-if-no-peer-cert needs --tls-verify peer");
+  auto out = std::make_unique<net::tls_context_source>(std::make_shared<const net::tls_context>(s));
+  spdlog::info("TLS certificate {}: {}", s.cert_file, out->current()->certificate_summary());
+  return out;
+}
+
 int run(const app::config& cfg) {
+  std::unique_ptr<net::tls_context_source> tls = load_tls(cfg);
   int lock_fd = lock_data_dir(cfg.data_dir);
 
   auth::user_store users;
@@ -244,11 +268,13 @@ int run(const app::config& cfg) {
   ctx.vhosts = &vhosts;
   ctx.server_properties = amqp::server::make_server_properties(ctx.settings);
 
-  // Block the shutdown signals before any thread starts; the main thread waits for them.
+  // Block the shutdown and reload signals before any thread starts; the main thread waits for
+  // them.
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
@@ -272,12 +298,22 @@ int run(const app::config& cfg) {
   }
   const std::string bound = addr.to_string();  // "::" also stands for IPv4 when dual-stack
   auto where = [&](uint16_t port) { return net::host_port(addr, port); };
-  net::listener amqp_listener(
-      pool, {addr, cfg.amqp_port},
-      [&ctx](std::shared_ptr<net::connection> c) {
-        c->start(std::make_unique<amqp::server::amqp_connection>(ctx));
-      },
-      "amqp", dual_stack);
+  auto amqp_accept = [&ctx](std::shared_ptr<net::connection> c) {
+    c->start(std::make_unique<amqp::server::amqp_connection>(ctx));
+  };
+  net::listener amqp_listener(pool, {addr, cfg.amqp_port}, amqp_accept, "amqp", dual_stack);
+  // A TLS listener hands its connections to the same handler as the plain one, with the
+  // context of the moment: a reload (SIGHUP) changes it for the handshakes that follow.
+  auto with_tls = [&tls](net::listener::on_accept next) {
+    return [&tls, next = std::move(next)](std::shared_ptr<net::connection> c) {
+      if (c->use_tls(tls->current())) next(std::move(c));
+    };
+  };
+  std::optional<net::listener> amqps_listener, https_listener, web_tls_listener;
+  using tcp_endpoint = boost::asio::ip::tcp::endpoint;
+  if (tls)
+    amqps_listener.emplace(pool, tcp_endpoint(addr, cfg.amqps_port), with_tls(amqp_accept), "amqps",
+                           dual_stack);
   std::vector<std::unique_ptr<vhost_ticker>> tickers;  // armed before the workers run
   mgmt::api_context api{&users, &vhosts, &pool, &user_file, WARREN_VERSION, {}};
   // A vhost created at run time: recovered from its (empty, or left over) directory before
@@ -408,12 +444,13 @@ int run(const app::config& cfg) {
   mgmt::overview_sampler overview;
   api.overview = &overview;
   http::router router = mgmt::make_router(api);
-  net::listener http_listener(
-      pool, {addr, cfg.http_port},
-      [&router](std::shared_ptr<net::connection> c) {
-        c->start(std::make_unique<http::http_handler>(router));
-      },
-      "http", dual_stack);
+  auto http_accept = [&router](std::shared_ptr<net::connection> c) {
+    c->start(std::make_unique<http::http_handler>(router));
+  };
+  net::listener http_listener(pool, {addr, cfg.http_port}, http_accept, "http", dual_stack);
+  if (tls)
+    https_listener.emplace(pool, tcp_endpoint(addr, cfg.https_port), with_tls(http_accept), "https",
+                           dual_stack);
   // The same API for warrenctl on a Unix socket, authenticated by the file's mode.
   std::optional<net::listener> ctl_listener;
   if (!cfg.ctl_socket.empty())
@@ -472,10 +509,13 @@ int run(const app::config& cfg) {
     gateway.gather_stats(std::move(done));
   };
   api.gateway_history = &gateway_history;
-  net::listener web_listener(
-      pool, {addr, cfg.web_port},
-      [&gateway](std::shared_ptr<net::connection> c) { gateway.accept(std::move(c)); }, "web",
-      dual_stack);
+  auto web_accept = [&gateway](std::shared_ptr<net::connection> c) {
+    gateway.accept(std::move(c));
+  };
+  net::listener web_listener(pool, {addr, cfg.web_port}, web_accept, "web", dual_stack);
+  if (tls)
+    web_tls_listener.emplace(pool, tcp_endpoint(addr, cfg.web_tls_port), with_tls(web_accept),
+                             "web-tls", dual_stack);
   for (const auto& name : vhost_names) {
     broker::vhost* v = vhosts.find(name);
     tickers.push_back(std::make_unique<vhost_ticker>(pool.at(v->home_worker()), *v));
@@ -484,6 +524,11 @@ int run(const app::config& cfg) {
                    {"http", bound, http_listener.port()},
                    {"web", bound, web_listener.port()},
                    {"prometheus", bound, prometheus_listener.port()}};
+  if (tls) {
+    api.listeners.push_back({"amqp/ssl", bound, amqps_listener->port()});
+    api.listeners.push_back({"https", bound, https_listener->port()});
+    api.listeners.push_back({"web/ssl", bound, web_tls_listener->port()});
+  }
   overview_ticker overview_timer(pool.at(0), vhosts, overview, api);
   pool.start();
   alarms.start();
@@ -492,23 +537,57 @@ int run(const app::config& cfg) {
   if (ctl_listener) ctl_listener->start();
   web_listener.start();
   prometheus_listener.start();
-  if (!cfg.ports_file.empty())
-    write_ports_file(cfg.ports_file, {{"amqp", amqp_listener.port()},
-                                      {"http", http_listener.port()},
-                                      {"web", web_listener.port()},
-                                      {"prometheus", prometheus_listener.port()}});
+  if (tls) {
+    amqps_listener->start();
+    https_listener->start();
+    web_tls_listener->start();
+  }
+  if (!cfg.ports_file.empty()) {
+    nlohmann::json ports = {{"amqp", amqp_listener.port()},
+                            {"http", http_listener.port()},
+                            {"web", web_listener.port()},
+                            {"prometheus", prometheus_listener.port()}};
+    if (tls) {
+      ports["amqps"] = amqps_listener->port();
+      ports["https"] = https_listener->port();
+      ports["web_tls"] = web_tls_listener->port();
+    }
+    write_ports_file(cfg.ports_file, ports);
+  }
   spdlog::info(
       "Warren {} started: AMQP on {}, HTTP on {}, web gateway on {}, Prometheus on {}{}, {} "
       "workers, data in {}",
       WARREN_VERSION, where(amqp_listener.port()), where(http_listener.port()),
       where(web_listener.port()), where(prometheus_listener.port()),
       dual_stack ? " (IPv6 and IPv4)" : "", cfg.workers, cfg.data_dir);
+  if (tls)
+    spdlog::info("TLS: AMQPS on {}, HTTPS on {}, web gateway on {}", where(amqps_listener->port()),
+                 where(https_listener->port()), where(web_tls_listener->port()));
 
   int sig = 0;
-  sigwait(&sigs, &sig);
+  for (;;) {
+    sigwait(&sigs, &sig);
+    if (sig != SIGHUP) break;
+    // A reload: new handshakes use the new certificate, sessions already open keep theirs.
+    if (!tls) {
+      spdlog::info("received SIGHUP: no TLS certificate to reload");
+      continue;
+    }
+    try {
+      spdlog::info("received SIGHUP: TLS certificate reloaded: {}", tls->reload());
+    } catch (const std::exception& e) {
+      spdlog::error("received SIGHUP: TLS certificate not reloaded, the previous one stays: {}",
+                    e.what());
+    }
+  }
   spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
 
   amqp_listener.stop();
+  if (tls) {
+    amqps_listener->stop();
+    https_listener->stop();
+    web_tls_listener->stop();
+  }
   http_listener.stop();
   if (ctl_listener) ctl_listener->stop();  // removes the socket file
   web_listener.stop();

@@ -1,4 +1,5 @@
-// SASL mechanisms offered to AMQP clients: PLAIN (RFC 4616) and RabbitMQ's AMQPLAIN.
+// SASL mechanisms offered to AMQP clients: PLAIN (RFC 4616), RabbitMQ's AMQPLAIN, and EXTERNAL on
+// TLS connections with a verified client certificate.
 #pragma once
 
 #include <optional>
@@ -14,6 +15,12 @@ struct credentials {
 
 // Space-separated list for connection.start's `mechanisms`.
 inline constexpr std::string_view offered_mechanisms = "PLAIN AMQPLAIN";
+// EXTERNAL, as RabbitMQ's rabbitmq_auth_mechanism_ssl with ssl_cert_login_from = common_name: the
+// user is the subject CN of the client certificate the TLS handshake verified, the response is
+// ignored. Offered (last, so clients that take the first they know keep PLAIN) only on such
+// connections.
+inline constexpr std::string_view external_mechanism = "EXTERNAL";
+inline constexpr std::string_view offered_mechanisms_with_external = "PLAIN AMQPLAIN EXTERNAL";
 
 bool is_offered_mechanism(std::string_view mechanism);
 

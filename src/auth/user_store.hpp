@@ -85,6 +85,10 @@ class user_store {
   // Checks the password and the loopback rule. `who` is set on success. Any thread.
   login_result login(const credentials& c, const boost::asio::ip::address& peer,
                      user_ptr* who) const;
+  // The peer proved who it is otherwise (SASL EXTERNAL: a verified client certificate): the user
+  // must exist, the loopback rule applies, there is no password. Any thread.
+  login_result login_without_password(std::string_view username,
+                                      const boost::asio::ip::address& peer, user_ptr* who) const;
   static bool may_access_vhost(const user& u, std::string_view vhost);
   static bool has_tag(const user& u, std::string_view tag);
 

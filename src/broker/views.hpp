@@ -122,6 +122,16 @@ struct connection_view {
   std::string vhost;
   std::string state;  // starting, tuning, opening, running, blocking, blocked, closing
   std::string auth_mechanism;
+  // TLS, in RabbitMQ's words (ssl_protocol "tlsv1.3", ...); ssl false on a plain connection.
+  // The peer_cert_* are empty without a client certificate.
+  bool ssl = false;
+  std::string ssl_protocol;
+  std::string ssl_key_exchange;
+  std::string ssl_cipher;
+  std::string ssl_hash;
+  std::string peer_cert_subject;
+  std::string peer_cert_issuer;
+  std::string peer_cert_validity;
   common::field_table client_properties;
   uint16_t channel_max = 0;
   uint32_t frame_max = 0;

@@ -153,7 +153,16 @@ json connection_json(const broker::connection_view& c, std::string_view node) {
   j["port"] = c.port;
   j["peer_host"] = c.peer_host;
   j["peer_port"] = c.peer_port;
-  j["ssl"] = false;
+  // As RabbitMQ: null where a plain connection (or one without a client certificate) has none.
+  auto or_null = [](const std::string& s) { return s.empty() ? json(nullptr) : json(s); };
+  j["ssl"] = c.ssl;
+  j["ssl_protocol"] = or_null(c.ssl_protocol);
+  j["ssl_key_exchange"] = or_null(c.ssl_key_exchange);
+  j["ssl_cipher"] = or_null(c.ssl_cipher);
+  j["ssl_hash"] = or_null(c.ssl_hash);
+  j["peer_cert_subject"] = or_null(c.peer_cert_subject);
+  j["peer_cert_issuer"] = or_null(c.peer_cert_issuer);
+  j["peer_cert_validity"] = or_null(c.peer_cert_validity);
   j["auth_mechanism"] = c.auth_mechanism;
   j["channels"] = c.channels.size();
   j["channel_max"] = c.channel_max;

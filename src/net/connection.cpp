@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include "net/tls.hpp"
 #include "net/worker.hpp"
 
 namespace warren::net {
@@ -98,6 +99,10 @@ void connection::arm_read() {
 }
 
 void connection::on_readable() {
+  if (tls_) [[unlikely]] {
+    on_readable_tls();
+    return;
+  }
   auto buf = owner_.read_buffer();
   size_t total = 0;
   while (state_ != state::closed) {
@@ -148,6 +153,10 @@ void connection::deliver(std::span<const uint8_t> bytes) {
 
 void connection::flush() {
   if (writing_ || out_.empty() || state_ == state::closed) return;
+  if (tls_) [[unlikely]] {
+    flush_tls();
+    return;
+  }
   boost::system::error_code ec;
   ++write_calls_;
   size_t n = socket_.write_some(boost::asio::buffer(out_), ec);
@@ -199,6 +208,8 @@ void connection::on_write_done(const boost::system::error_code& ec) {
 
 void connection::after_drain() {
   if (state_ == state::lingering && half_close_) {
+    if (tls_) [[unlikely]]
+      send_close_notify();
     boost::system::error_code ec;
     socket_.shutdown(socket_type::shutdown_send, ec);
   }
@@ -227,7 +238,18 @@ void connection::pause_reading(bool paused) {
       self->deliver(
           std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(again.data()), again.size()));
       self->flush();
-      self->arm_read();
+      if (self->tls_)
+        self->on_readable();  // OpenSSL may hold a record already read from the socket
+      else
+        self->arm_read();
+    });
+    return;
+  }
+  if (tls_ && tls_has_pending()) [[unlikely]] {
+    // Bytes OpenSSL already took from the socket would not make it readable again.
+    boost::asio::post(owner_.io(), [self = shared_from_this()] {
+      if (self->state_ == state::open && !self->paused_by_handler_ && !self->paused_by_writes_)
+        self->on_readable();
     });
     return;
   }

@@ -1,6 +1,7 @@
 // A stream connection (TCP, or a Unix socket such as the control socket) owned by one worker:
 // non-blocking reads into the worker's shared buffer, a write queue with backpressure, graceful
-// and immediate close. Protocols plug in as a connection_handler; this file knows no protocol.
+// and immediate close, and optionally TLS (net/tls.hpp) under all of it. Protocols plug in as a
+// connection_handler and see plaintext; this file knows no protocol.
 #pragma once
 
 #include <boost/asio/generic/stream_protocol.hpp>
@@ -16,6 +17,8 @@ namespace warren::net {
 
 class worker;
 class connection;
+class tls_context;
+class tls_session;
 
 // "a.b.c.d:port", or "[v6]:port" for an IPv6 address (as RabbitMQ writes them in names and logs).
 std::string host_port(const boost::asio::ip::address& a, uint16_t port);
@@ -60,6 +63,10 @@ class connection : public std::enable_shared_from_this<connection> {
   connection& operator=(const connection&) = delete;
   ~connection();
 
+  // Before start(): the connection speaks TLS as the server, with `ctx`'s certificate; the
+  // handshake runs on the first reads, and the handler sees only plaintext. False if OpenSSL
+  // could not make a session (logged): drop the connection.
+  bool use_tls(std::shared_ptr<const tls_context> ctx);
   // Adopts the connection into its worker and starts reading.
   void start(std::unique_ptr<connection_handler> handler);
 
@@ -106,6 +113,8 @@ class connection : public std::enable_shared_from_this<connection> {
   uint16_t peer_port() const { return peer_port_; }
   // True for a Unix stream socket (the peer is a process on this machine).
   bool unix_socket() const { return unix_socket_; }
+  // The TLS session (protocol, cipher, peer certificate), or nullptr on a plain connection.
+  const tls_session* tls() const { return tls_.get(); }
   worker& owner() { return owner_; }
   connection_handler* handler() { return handler_.get(); }
 
@@ -123,10 +132,20 @@ class connection : public std::enable_shared_from_this<connection> {
   void after_drain();
   void update_read_state();
   void linger(std::chrono::milliseconds deadline, bool half_close);
+  // TLS (connection_tls.cpp): the same steps through OpenSSL. The plain path pays one test of
+  // tls_ per readiness event and per flush, no virtual call.
+  void on_readable_tls();
+  void flush_tls();
+  void arm_tls_write_wait();
+  void on_tls_writable();
+  void discard_input_tls();
+  void send_close_notify();
+  bool tls_has_pending() const;
 
   worker& owner_;
   socket_type socket_;
   std::unique_ptr<connection_handler> handler_;
+  std::unique_ptr<tls_session> tls_;  // null: plain
   std::string pending_;   // received bytes the handler has not consumed yet (partial frame)
   std::string out_;       // queued for writing
   std::string inflight_;  // being written by an async write

@@ -4,6 +4,7 @@
 #include "warren-perf/client.hpp"
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
 
 #include <cstring>
@@ -28,6 +29,10 @@ std::string describe(uint16_t code, const std::string& text) {
 
 }  // namespace
 
+struct client::tls_stream {
+  boost::asio::ssl::stream<boost::asio::ip::tcp::socket&> stream;
+};
+
 client::client(boost::asio::io_context& io, std::string name, broker_address addr,
                client_events events)
     : io_(io),
@@ -38,6 +43,8 @@ client::client(boost::asio::io_context& io, std::string name, broker_address add
       resolver_(io),
       close_timer_(io),
       in_(read_chunk) {}
+
+client::~client() = default;
 
 void client::start() {
   resolver_.async_resolve(
@@ -59,6 +66,19 @@ void client::on_connected() {
   boost::system::error_code ec;
   // Latency is measured per message: do not let Nagle hold small frames back.
   socket_.set_option(boost::asio::ip::tcp::no_delay(true), ec);
+  if (!addr_.tls) return begin_handshake();
+  tls_ = std::make_unique<tls_stream>(tls_stream{{socket_, *addr_.tls}});
+  SSL_set_tlsext_host_name(tls_->stream.native_handle(), addr_.host.c_str());
+  tls_->stream.set_verify_callback(boost::asio::ssl::host_name_verification(addr_.host));
+  tls_->stream.async_handshake(boost::asio::ssl::stream_base::client,
+                               [self = shared_from_this()](const boost::system::error_code& e) {
+                                 if (self->state_ != state::connecting) return;
+                                 if (e) return self->fail("TLS handshake: " + e.message());
+                                 self->begin_handshake();
+                               });
+}
+
+void client::begin_handshake() {
   state_ = state::handshake;
   out_.append(protocol::protocol_header);
   flush();
@@ -113,35 +133,40 @@ void client::flush() {
   writing_.swap(out_);
   out_.clear();
   write_in_flight_ = true;
-  boost::asio::async_write(
-      socket_, boost::asio::buffer(writing_),
-      [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
-        self->write_in_flight_ = false;
-        self->writing_.clear();
-        if (self->state_ == state::closed) return;
-        if (ec) return self->fail("write: " + ec.message());
-        self->on_write_done();
-        self->flush();
-      });
+  auto done = [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+    self->write_in_flight_ = false;
+    self->writing_.clear();
+    if (self->state_ == state::closed) return;
+    if (ec) return self->fail("write: " + ec.message());
+    self->on_write_done();
+    self->flush();
+  };
+  if (tls_)
+    boost::asio::async_write(tls_->stream, boost::asio::buffer(writing_), std::move(done));
+  else
+    boost::asio::async_write(socket_, boost::asio::buffer(writing_), std::move(done));
 }
 
 void client::read() {
   if (state_ == state::closed) return;
   if (in_.size() - in_len_ < read_chunk / 4) in_.resize(in_len_ + read_chunk);
-  socket_.async_read_some(
-      boost::asio::buffer(in_.data() + in_len_, in_.size() - in_len_),
-      [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
-        if (self->state_ == state::closed) return;
-        if (ec) {
-          if (self->state_ == state::closing)
-            self->shut_socket();
-          else
-            self->fail(ec == boost::asio::error::eof ? "the broker closed the socket"
-                                                     : "read: " + ec.message());
-          return;
-        }
-        self->on_read(n);
-      });
+  auto done = [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
+    if (self->state_ == state::closed) return;
+    if (ec) {
+      if (self->state_ == state::closing)
+        self->shut_socket();
+      else
+        self->fail(ec == boost::asio::error::eof ? "the broker closed the socket"
+                                                 : "read: " + ec.message());
+      return;
+    }
+    self->on_read(n);
+  };
+  auto buf = boost::asio::buffer(in_.data() + in_len_, in_.size() - in_len_);
+  if (tls_)
+    tls_->stream.async_read_some(buf, std::move(done));
+  else
+    socket_.async_read_some(buf, std::move(done));
 }
 
 void client::on_read(size_t n) {

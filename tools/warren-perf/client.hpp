@@ -18,6 +18,10 @@
 #include <vector>
 
 #include "amqp/protocol/frame.hpp"
+
+namespace boost::asio::ssl {
+class context;
+}
 #include "warren-perf/stats.hpp"
 
 namespace warren::perf {
@@ -30,6 +34,8 @@ struct broker_address {
   std::string user = "guest";
   std::string password = "guest";
   std::string vhost = "/";
+  // AMQPS when set (amqps:// URIs, --tls): shared by every client of the run.
+  std::shared_ptr<boost::asio::ssl::context> tls;
 };
 
 // Reported once per client, from its I/O thread, when it is ready, fails or has closed.
@@ -46,7 +52,7 @@ class client : public std::enable_shared_from_this<client> {
   client(boost::asio::io_context& io, std::string name, broker_address addr, client_events events);
   client(const client&) = delete;
   client& operator=(const client&) = delete;
-  virtual ~client() = default;
+  virtual ~client();
 
   // I/O thread: connects, does the handshake, opens channel 1, then sends the role's setup methods
   // (all pipelined) and reports ready once every one of them has its -ok.
@@ -98,6 +104,7 @@ class client : public std::enable_shared_from_this<client> {
   enum class content_kind { none, delivery, ignored };
 
   void on_connected();
+  void begin_handshake();
   void read();
   void on_read(size_t n);
   void handle_frame(const protocol::frame_view& f);
@@ -110,6 +117,8 @@ class client : public std::enable_shared_from_this<client> {
   broker_address addr_;
   client_events events_;
   boost::asio::ip::tcp::socket socket_;
+  struct tls_stream;
+  std::unique_ptr<tls_stream> tls_;  // over socket_, with addr_.tls
   boost::asio::ip::tcp::resolver resolver_;
   boost::asio::steady_timer close_timer_;
   state state_ = state::connecting;

@@ -2,6 +2,7 @@
 #include "warren-perf/options.hpp"
 
 #include <CLI/CLI.hpp>
+#include <boost/asio/ssl/context.hpp>
 
 #include <functional>
 #include <map>
@@ -94,13 +95,19 @@ bool percent_decode(std::string_view in, std::string& out) {
 }  // namespace
 
 bool parse_uri(const std::string& uri, broker_address& out, std::string& error) {
-  constexpr std::string_view scheme = "amqp://";
   std::string_view s(uri);
-  if (!s.starts_with(scheme)) {
-    error = "only amqp:// URIs are supported";
+  if (s.starts_with("amqps://")) {
+    // The caller makes the TLS context; the port defaults to AMQPS's.
+    if (!out.tls)
+      out.tls = std::make_shared<boost::asio::ssl::context>(boost::asio::ssl::context::tls_client);
+    out.port = 5671;
+    s.remove_prefix(8);
+  } else if (s.starts_with("amqp://")) {
+    s.remove_prefix(7);
+  } else {
+    error = "only amqp:// and amqps:// URIs are supported";
     return false;
   }
-  s.remove_prefix(scheme.size());
   std::string_view authority = s.substr(0, s.find('/'));
   std::string_view path = authority.size() < s.size() ? s.substr(authority.size() + 1) : "";
   if (auto at = authority.rfind('@'); at != std::string_view::npos) {
@@ -154,7 +161,15 @@ std::variant<options, usage_exit> parse_options(int argc, char** argv) {
   app.footer(footer);
 
   auto& a = o.address;
-  app.add_option("--uri", uri, "amqp://user:pass@host:port/vhost (overrides the options below)");
+  app.add_option("--uri", uri,
+                 "amqp://user:pass@host:port/vhost, or amqps:// for TLS (overrides the options "
+                 "below)");
+  bool tls = false;
+  std::string tls_ca;
+  app.add_flag("--tls", tls, "Connect with TLS (AMQPS); also implied by an amqps:// URI");
+  app.add_option("--tls-ca", tls_ca,
+                 "PEM file of CAs to verify the broker's certificate and name with (without it: "
+                 "no verification)");
   app.add_option("--host", a.host, "Broker host")->capture_default_str();
   app.add_option("--port", a.port, "Broker AMQP port")->capture_default_str();
   app.add_option("--user", a.user, "User")->capture_default_str();
@@ -219,6 +234,21 @@ std::variant<options, usage_exit> parse_options(int argc, char** argv) {
       std::fprintf(stderr, "--uri: %s\n", error.c_str());
       return usage_exit{2};
     }
+  }
+  if (tls || !tls_ca.empty() || o.address.tls) {
+    auto ctx = std::make_shared<boost::asio::ssl::context>(boost::asio::ssl::context::tls_client);
+    boost::system::error_code ec;
+    if (!tls_ca.empty()) {
+      ctx->load_verify_file(tls_ca, ec);
+      if (ec) {
+        std::fprintf(stderr, "--tls-ca %s: %s\n", tls_ca.c_str(), ec.message().c_str());
+        return usage_exit{2};
+      }
+      ctx->set_verify_mode(boost::asio::ssl::verify_peer);
+    } else {
+      ctx->set_verify_mode(boost::asio::ssl::verify_none);
+    }
+    o.address.tls = std::move(ctx);
   }
   auto given = [&](const char* flag) { return app.get_option(flag)->count() > 0; };
   for (const auto& s : scenarios())

@@ -48,7 +48,8 @@ class latency_histogram {
   template <typename F>
   void for_each_bucket(F&& f) const {
     for (size_t i = 0; i < bucket_count; ++i)
-      if (buckets_[i] != 0) f(std::min(max_, lowest(i) + (highest(i) - lowest(i)) / 2), buckets_[i]);
+      if (buckets_[i] != 0)
+        f(std::min(max_, lowest(i) + (highest(i) - lowest(i)) / 2), buckets_[i]);
   }
 
  private:

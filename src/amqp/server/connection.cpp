@@ -8,9 +8,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 
 #include "amqp/server/alarm_board.hpp"
 #include "auth/sasl.hpp"
+#include "net/tls.hpp"
 
 namespace warren::amqp::server {
 
@@ -54,6 +56,10 @@ amqp_connection::~amqp_connection() {
   broker::count(broker::global_counters::connections_closed);
 }
 
+bool amqp_connection::offers_external() {
+  return conn().tls() && conn().tls()->peer_verified();
+}
+
 std::string amqp_connection::describe() {
   return net::host_port(conn().peer_address(), conn().peer_port());
 }
@@ -78,7 +84,8 @@ size_t amqp_connection::on_data(std::span<const uint8_t> data) {
     start.version_major = 0;
     start.version_minor = 9;
     start.server_properties = ctx_.server_properties;
-    start.mechanisms = std::string(auth::offered_mechanisms);
+    start.mechanisms = std::string(offers_external() ? auth::offered_mechanisms_with_external
+                                                     : auth::offered_mechanisms);
     start.locales = "en_US";
     send(0, start);
     phase_ = phase::start_ok;
@@ -200,17 +207,30 @@ void amqp_connection::handle_start_ok(const connection_start_ok& m) {
     cap_blocked_ = table_bool(*caps, "connection.blocked").value_or(false);
     cap_cancel_notify_ = table_bool(*caps, "consumer_cancel_notify").value_or(false);
   }
-  if (!auth::is_offered_mechanism(m.mechanism)) {
-    refuse_login(m.mechanism, fmt::format("unknown authentication mechanism '{}'", m.mechanism));
-    return;
-  }
-  auto creds = auth::parse_response(m.mechanism, m.response);
-  if (!creds) {
-    refuse_login(m.mechanism, "malformed SASL response");
-    return;
+  std::optional<auth::credentials> creds;
+  bool external = m.mechanism == auth::external_mechanism && offers_external();
+  if (external) {
+    // The TLS handshake verified the client certificate: its subject CN is the user.
+    creds = auth::credentials{conn().tls()->peer_common_name(), {}};
+    if (creds->username.empty()) {
+      refuse_login(m.mechanism, "the client certificate's subject has no CN");
+      return;
+    }
+  } else {
+    if (!auth::is_offered_mechanism(m.mechanism)) {
+      refuse_login(m.mechanism, fmt::format("unknown authentication mechanism '{}'", m.mechanism));
+      return;
+    }
+    creds = auth::parse_response(m.mechanism, m.response);
+    if (!creds) {
+      refuse_login(m.mechanism, "malformed SASL response");
+      return;
+    }
   }
   auth::user_ptr who;
-  switch (ctx_.users->login(*creds, conn().peer_address(), &who)) {
+  switch (external
+              ? ctx_.users->login_without_password(creds->username, conn().peer_address(), &who)
+              : ctx_.users->login(*creds, conn().peer_address(), &who)) {
     case auth::login_result::ok:
       break;
     case auth::login_result::invalid_credentials:
@@ -638,6 +658,17 @@ void amqp_connection::describe(broker::connection_view& v) const {
       break;
   }
   v.auth_mechanism = mechanism_;
+  if (const net::tls_session* t = c.tls()) {
+    net::tls_description d = t->describe();
+    v.ssl = true;
+    v.ssl_protocol = std::move(d.protocol);
+    v.ssl_key_exchange = std::move(d.key_exchange);
+    v.ssl_cipher = std::move(d.cipher);
+    v.ssl_hash = std::move(d.hash);
+    v.peer_cert_subject = std::move(d.peer_subject);
+    v.peer_cert_issuer = std::move(d.peer_issuer);
+    v.peer_cert_validity = std::move(d.peer_validity);
+  }
   v.client_properties = client_properties_;
   v.channel_max = channel_max_;
   v.frame_max = frame_max_;

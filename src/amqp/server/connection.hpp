@@ -118,6 +118,8 @@ class amqp_connection final : public net::connection_handler {
   // channel_idle after the current call returns: a channel closed by a broker reply while a
   // client close waits may be in the middle of its own code.
   void channel_idle_soon();
+  // SASL EXTERNAL: on TLS with a verified client certificate only.
+  bool offers_external();
   std::string describe();
 
   const server_context& ctx_;

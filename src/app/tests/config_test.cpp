@@ -140,6 +140,45 @@ TEST(Config, BadAlarmValuesAreRefusedWithTheExpectedForm) {
   }
 }
 
+TEST(Config, TlsDefaultsAreRabbitMQsPortsAndOff) {
+  auto r = parse({});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  const auto& c = std::get<config>(r);
+  EXPECT_EQ(c.amqps_port, 5671);
+  EXPECT_EQ(c.https_port, 15671);
+  EXPECT_EQ(c.web_tls_port, 8443);
+  EXPECT_TRUE(c.tls_cert.empty());
+  EXPECT_EQ(c.tls_verify, "none");
+  EXPECT_FALSE(c.tls_fail_if_no_peer_cert);
+}
+
+TEST(Config, TlsKeysInTheFileAndFlagsWin) {
+  auto path = write_toml(
+      "tls_cert = \"/etc/w/cert.pem\"\ntls_key = \"/etc/w/key.pem\"\ntls_ca = \"/etc/w/ca.pem\"\n"
+      "tls_verify = \"peer\"\ntls_fail_if_no_peer_cert = true\namqps_port = 0\n"
+      "https_port = 1\nweb_tls_port = 2\n");
+  auto r = parse({"--config", path, "--tls-key", "/run/key.pem", "--web-tls-port", "9443"});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  const auto& c = std::get<config>(r);
+  EXPECT_EQ(c.tls_cert, "/etc/w/cert.pem");
+  EXPECT_EQ(c.tls_key, "/run/key.pem");
+  EXPECT_EQ(c.tls_ca, "/etc/w/ca.pem");
+  EXPECT_EQ(c.tls_verify, "peer");
+  EXPECT_TRUE(c.tls_fail_if_no_peer_cert);
+  EXPECT_EQ(c.amqps_port, 0);
+  EXPECT_EQ(c.https_port, 1);
+  EXPECT_EQ(c.web_tls_port, 9443);
+}
+
+TEST(Config, TlsVerifyIsNoneOrPeer) {
+  auto flag = parse({"--tls-verify", "sometimes"});
+  ASSERT_TRUE(std::holds_alternative<exit_request>(flag));
+  EXPECT_NE(std::get<exit_request>(flag).text.find("none or peer"), std::string::npos);
+  auto file = parse({"--config", write_toml("tls_verify = \"verify_peer\"\n")});
+  ASSERT_TRUE(std::holds_alternative<exit_request>(file));
+  EXPECT_NE(std::get<exit_request>(file).text.find("none or peer"), std::string::npos);
+}
+
 TEST(Config, HelpListsTheOptionsAndUnknownFlagsFail) {
   auto help = parse({"--help"});
   ASSERT_TRUE(std::holds_alternative<exit_request>(help));

@@ -121,6 +121,22 @@ TEST(UserStore, LoginAndLoopbackRule) {
   EXPECT_FALSE(user_store::may_access_vhost(*s.find("bob"), "/"));
 }
 
+TEST(UserStore, LoginWithoutPasswordNeedsTheUserAndKeepsTheLoopbackRule) {
+  // SASL EXTERNAL: the client certificate stood in for the password.
+  user_store s;
+  s.add_user(user{"guest", hash_password("guest"), {}, {}});
+  s.add_user(user{"carol", hash_password("pw"), {}, {}});
+  s.set_loopback_networks(*parse_ip_networks("127.0.0.0/8"));
+  user_ptr who;
+  EXPECT_EQ(s.login_without_password("carol", make_address("10.1.1.1"), &who), login_result::ok);
+  EXPECT_EQ(who->name, "carol");
+  EXPECT_EQ(s.login_without_password("nobody", make_address("127.0.0.1"), &who),
+            login_result::invalid_credentials);
+  EXPECT_EQ(s.login_without_password("guest", make_address("10.1.1.1"), &who),
+            login_result::loopback_only);
+  EXPECT_EQ(s.login_without_password("guest", make_address("127.0.0.1"), &who), login_result::ok);
+}
+
 TEST(UserStore, ReplacingAUserLeavesHoldersWithTheirVersion) {
   user_store s;
   s.add_user(user{"ann", hash_password("old"), {}, {}});
