@@ -50,6 +50,9 @@ struct call {
   broker::vhost* vhost_arg(size_t i);
   // The vhosts the user may see, in the registry's order.
   std::vector<broker::vhost*> visible_vhosts() const;
+  // A list's vhosts: the one named by args[0] (one_vhost), else every visible one. False when
+  // vhost_arg(0) has answered.
+  bool vhosts_arg(bool one_vhost, std::vector<broker::vhost*>& out);
   bool may_see(std::string_view vhost) const;
   // The body as JSON (an object); else answers 400 and returns nullopt.
   std::optional<json> body_object();

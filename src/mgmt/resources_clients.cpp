@@ -131,13 +131,7 @@ void get_channel(const call_ptr& c) {
 
 void list_consumers(const call_ptr& c, bool one_vhost) {
   std::vector<broker::vhost*> vs;
-  if (one_vhost) {
-    broker::vhost* v = c->vhost_arg(0);
-    if (!v) return;
-    vs.push_back(v);
-  } else {
-    vs = c->visible_vhosts();
-  }
+  if (!c->vhosts_arg(one_vhost, vs)) return;
   over_vhosts<std::vector<broker::consumer_view>>(
       c, vs, [](broker::vhost& v) { return v.view_consumers(); },
       [c, vs](std::vector<std::vector<broker::consumer_view>> parts) {

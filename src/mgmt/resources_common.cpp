@@ -82,6 +82,17 @@ broker::access_checks call::checks_in(const broker::vhost& v) const {
   return broker::access_checks{api.users->access(user->name, v.name()), user->name};
 }
 
+bool call::vhosts_arg(bool one_vhost, std::vector<broker::vhost*>& out) {
+  if (!one_vhost) {
+    out = visible_vhosts();
+    return true;
+  }
+  broker::vhost* v = vhost_arg(0);
+  if (!v) return false;
+  out.push_back(v);
+  return true;
+}
+
 std::vector<broker::vhost*> call::visible_vhosts() const {
   std::vector<broker::vhost*> out;
   for (const auto& n : api.vhosts->names())

@@ -70,6 +70,16 @@ void refuse_denied(const call_ptr& c) {
   c->error(bhttp::status::unauthorized, "not_authorised", "Access refused.");
 }
 
+// The answer to a declare or delete run on the vhost's worker: refused by permissions, refused
+// by the vhost, or done (`yes` when the flag is true, else `no`).
+using change_result = std::variant<bool, broker::error, denied>;
+void answer_change(const call_ptr& c, const change_result& r, void (call::*yes)(),
+                   void (call::*no)()) {
+  if (std::holds_alternative<denied>(r)) return refuse_denied(c);
+  if (auto* e = std::get_if<broker::error>(&r)) return refuse(c, *e);
+  (c.get()->*(std::get<bool>(r) ? yes : no))();
+}
+
 // Whether the payload can be shown as text (encoding "auto"); overlong forms are not checked.
 bool valid_utf8(std::string_view s) {
   size_t i = 0;
@@ -184,13 +194,7 @@ void list_queues_page(const call_ptr& c, std::vector<broker::vhost*> vs, bool hi
 
 void list_queues(const call_ptr& c, bool one_vhost) {
   std::vector<broker::vhost*> vs;
-  if (one_vhost) {
-    broker::vhost* v = c->vhost_arg(0);
-    if (!v) return;
-    vs.push_back(v);
-  } else {
-    vs = c->visible_vhosts();
-  }
+  if (!c->vhosts_arg(one_vhost, vs)) return;
   bool history = wants_history(c->query);
   if (page_in_stored_order(c->query, vs.size())) return list_queues_page(c, std::move(vs), history);
   over_vhosts<std::vector<broker::queue_view>>(
@@ -266,7 +270,7 @@ void put_queue(const call_ptr& c) {
     if (!t) return c->bad_request(why);
     r.arguments = std::move(*t);
   }
-  using result = std::variant<bool, broker::error, denied>;  // created?
+  using result = change_result;  // created?
   over_vhosts<result>(
       c, {v},
       [r, checks = c->checks_in(*v)](broker::vhost& v) -> result {
@@ -286,9 +290,7 @@ void put_queue(const call_ptr& c) {
         return !existed;
       },
       [c](std::vector<result> res) {
-        if (std::holds_alternative<denied>(res[0])) return refuse_denied(c);
-        if (auto* e = std::get_if<broker::error>(&res[0])) return refuse(c, *e);
-        std::get<bool>(res[0]) ? c->created() : c->no_content();
+        answer_change(c, res[0], &call::created, &call::no_content);
       });
 }
 
@@ -298,7 +300,7 @@ void delete_queue(const call_ptr& c) {
   std::string name = c->args[1];
   bool if_empty = query_flag(c->req.target(), "if-empty");
   bool if_unused = query_flag(c->req.target(), "if-unused");
-  using result = std::variant<bool, broker::error, denied>;  // existed?
+  using result = change_result;  // existed?
   over_vhosts<result>(
       c, {v},
       [name, if_empty, if_unused, checks = c->checks_in(*v)](broker::vhost& v) -> result {
@@ -310,9 +312,7 @@ void delete_queue(const call_ptr& c) {
         return true;
       },
       [c](std::vector<result> res) {
-        if (std::holds_alternative<denied>(res[0])) return refuse_denied(c);
-        if (auto* e = std::get_if<broker::error>(&res[0])) return refuse(c, *e);
-        std::get<bool>(res[0]) ? c->no_content() : c->not_found();
+        answer_change(c, res[0], &call::no_content, &call::not_found);
       });
 }
 
@@ -320,7 +320,7 @@ void purge_queue(const call_ptr& c) {
   broker::vhost* v = c->vhost_arg(0);
   if (!v) return;
   std::string name = c->args[1];
-  using result = std::variant<bool, broker::error, denied>;
+  using result = change_result;
   over_vhosts<result>(
       c, {v},
       [name, checks = c->checks_in(*v)](broker::vhost& v) -> result {
@@ -332,9 +332,7 @@ void purge_queue(const call_ptr& c) {
         return true;
       },
       [c](std::vector<result> res) {
-        if (std::holds_alternative<denied>(res[0])) return refuse_denied(c);
-        if (auto* e = std::get_if<broker::error>(&res[0])) return refuse(c, *e);
-        std::get<bool>(res[0]) ? c->no_content() : c->not_found();
+        answer_change(c, res[0], &call::no_content, &call::not_found);
       });
 }
 
@@ -411,13 +409,7 @@ struct vhost_exchange {
 
 void list_exchanges(const call_ptr& c, bool one_vhost) {
   std::vector<broker::vhost*> vs;
-  if (one_vhost) {
-    broker::vhost* v = c->vhost_arg(0);
-    if (!v) return;
-    vs.push_back(v);
-  } else {
-    vs = c->visible_vhosts();
-  }
+  if (!c->vhosts_arg(one_vhost, vs)) return;
   over_vhosts<std::vector<broker::exchange_view>>(
       c, vs, [](broker::vhost& v) { return v.view_exchanges(); },
       [c, vs](std::vector<std::vector<broker::exchange_view>> parts) {
@@ -472,7 +464,7 @@ void put_exchange(const call_ptr& c) {
   if (s.name.empty() || s.name.rfind("amq.", 0) == 0)
     return c->error(bhttp::status::forbidden, "access_refused",
                     fmt::format("exchange name '{}' contains reserved prefix 'amq.*'", s.name));
-  using result = std::variant<bool, broker::error, denied>;
+  using result = change_result;
   over_vhosts<result>(
       c, {v},
       [s, checks = c->checks_in(*v)](broker::vhost& v) -> result {
@@ -488,9 +480,7 @@ void put_exchange(const call_ptr& c) {
         return !existed;
       },
       [c](std::vector<result> res) {
-        if (std::holds_alternative<denied>(res[0])) return refuse_denied(c);
-        if (auto* e = std::get_if<broker::error>(&res[0])) return refuse(c, *e);
-        std::get<bool>(res[0]) ? c->created() : c->no_content();
+        answer_change(c, res[0], &call::created, &call::no_content);
       });
 }
 
@@ -502,7 +492,7 @@ void delete_exchange(const call_ptr& c) {
     return c->error(bhttp::status::forbidden, "access_refused",
                     fmt::format("cannot delete exchange '{}': it is built in", name));
   bool if_unused = query_flag(c->req.target(), "if-unused");
-  using result = std::variant<bool, broker::error, denied>;
+  using result = change_result;
   over_vhosts<result>(
       c, {v},
       [name, if_unused, checks = c->checks_in(*v)](broker::vhost& v) -> result {
@@ -513,9 +503,7 @@ void delete_exchange(const call_ptr& c) {
         return true;
       },
       [c](std::vector<result> res) {
-        if (std::holds_alternative<denied>(res[0])) return refuse_denied(c);
-        if (auto* e = std::get_if<broker::error>(&res[0])) return refuse(c, *e);
-        std::get<bool>(res[0]) ? c->no_content() : c->not_found();
+        answer_change(c, res[0], &call::no_content, &call::not_found);
       });
 }
 
@@ -642,13 +630,7 @@ void binding_list(const call_ptr& c, std::vector<broker::vhost*> vs,
 
 void list_bindings(const call_ptr& c, bool one_vhost) {
   std::vector<broker::vhost*> vs;
-  if (one_vhost) {
-    broker::vhost* v = c->vhost_arg(0);
-    if (!v) return;
-    vs.push_back(v);
-  } else {
-    vs = c->visible_vhosts();
-  }
+  if (!c->vhosts_arg(one_vhost, vs)) return;
   binding_list(c, vs, nullptr);
 }
 
