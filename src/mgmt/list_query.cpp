@@ -93,78 +93,6 @@ json keep(const json& value, const std::vector<std::vector<std::string>>& paths)
   return value;  // a scalar asked for its sub-keys stays whole, as in RabbitMQ
 }
 
-// An upper bound on the size of the automaton `pattern` compiles to: one state per atom (an
-// escape, a class, a character), a group the sum of its parts, a quantified atom or group
-// multiplied by its largest count (*, + and ? by two). False once it passes `limit`.
-bool regex_weight_within(std::string_view pattern, size_t limit) {
-  struct level {
-    size_t total = 0;
-    size_t last = 0;  // the atom or group a quantifier would apply to
-  };
-  std::vector<level> stack(1);
-  auto atom = [&](size_t w) {
-    stack.back().total += w;
-    stack.back().last = w;
-  };
-  auto repeat = [&](size_t times) {
-    level& l = stack.back();
-    if (times > limit) return false;
-    l.total += l.last * (times - 1);
-    l.last *= times;
-    return true;
-  };
-  for (size_t i = 0; i < pattern.size(); ++i) {
-    char c = pattern[i];
-    if (c == '\\') {
-      ++i;
-      atom(1);
-    } else if (c == '[') {
-      size_t j = i + 1;
-      if (j < pattern.size() && pattern[j] == '^') ++j;
-      if (j < pattern.size() && pattern[j] == ']') ++j;
-      while (j < pattern.size() && pattern[j] != ']') j += pattern[j] == '\\' ? 2 : 1;
-      i = j;
-      atom(1);
-    } else if (c == '(') {
-      stack.emplace_back();
-    } else if (c == ')' && stack.size() > 1) {
-      size_t w = stack.back().total + 1;
-      stack.pop_back();
-      atom(w);
-    } else if (c == '*' || c == '+' || c == '?') {
-      if (!repeat(2)) return false;
-    } else if (c == '{') {
-      // {n}, {n,} or {n,m}; anything else is a literal brace.
-      size_t j = i + 1, n = 0, m = 0;
-      bool digits = false, comma = false, m_digits = false;
-      for (; j < pattern.size() && pattern[j] != '}'; ++j) {
-        char d = pattern[j];
-        if (d >= '0' && d <= '9') {
-          size_t& v = comma ? m : n;
-          v = std::min(v * 10 + size_t(d - '0'), limit + 1);
-          (comma ? m_digits : digits) = true;
-        } else if (d == ',' && !comma) {
-          comma = true;
-        } else {
-          break;
-        }
-      }
-      if (j < pattern.size() && pattern[j] == '}' && digits) {
-        if (!repeat(std::max<size_t>({1, n, m_digits ? m : n + 1}))) return false;
-        i = j;
-      } else {
-        atom(1);
-      }
-    } else {
-      atom(1);
-    }
-    if (stack.back().total > limit) return false;
-  }
-  size_t total = 0;
-  for (const auto& l : stack) total += l.total;
-  return total <= limit;
-}
-
 }  // namespace
 
 std::variant<list_query, query_error> parse_list_query(std::string_view target) {
@@ -294,26 +222,11 @@ std::variant<name_filter, query_error> name_filter::make(const list_query& q) {
     f.lowered_ = lower(q.name);
     return f;
   }
-  // The pattern comes from the network and runs on a worker, so it must not take the worker
-  // down. libstdc++ compiles a regex by recursive descent (a deeply nested pattern overflows the
-  // stack) and by default matches by backtracking (a pattern such as "(a|aa)*b" takes time
-  // exponential in the name's length). So: a bounded pattern, whose automaton is bounded too
-  // (counted repetitions multiply it), matched by libstdc++'s polynomial breadth-first matcher
-  // (which refuses back-references), as one match over the whole name rather than a search from
-  // every position: time linear in the name for a given pattern.
-  if (q.name.size() > max_regex_bytes || !regex_weight_within(q.name, max_regex_weight))
-    return invalid_pagination();
-  auto flags = std::regex::ECMAScript | std::regex::icase;
-#ifdef __GLIBCXX__
-  flags |= std::regex_constants::__polynomial;
-#endif
-  try {
-    std::regex alone(q.name, flags);  // refuses what the wrapping below could hide: "a)(b"
-    f.regex_ = std::regex("[\\s\\S]*(?:" + q.name + ")[\\s\\S]*", flags);
-  } catch (const std::regex_error&) {
-    // RabbitMQ's re:run raises badarg inside the pagination step, answered like a bad page.
-    return invalid_pagination();
-  }
+  // Bounded (bounded_regex.hpp): a pattern from the network must not take the worker down.
+  // RabbitMQ's re:run raises badarg inside the pagination step, answered like a bad page.
+  auto r = bounded_regex::make(q.name, true, {max_regex_bytes, max_regex_weight});
+  if (std::holds_alternative<std::string>(r)) return invalid_pagination();
+  f.regex_ = std::move(std::get<bounded_regex>(r));
   f.kind_ = kind::regex;
   return f;
 }
@@ -325,7 +238,7 @@ bool name_filter::matches(std::string_view name) const {
     case kind::substring:
       return lower(name).find(lowered_) != std::string::npos;
     case kind::regex:
-      return std::regex_match(name.begin(), name.end(), regex_);
+      return regex_->search(name);
   }
   return true;
 }

@@ -43,11 +43,12 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
+
+#include "mgmt/bounded_regex.hpp"
 
 namespace warren::mgmt {
 
@@ -78,8 +79,8 @@ inline constexpr size_t default_page_size = 100;
 inline constexpr size_t max_page_size = 500;
 inline constexpr int64_t max_range_samples = 500;  // age / incr
 // The name filter's regex (use_regex=true): longer patterns, or patterns whose automaton would be
-// larger (see regex_weight_within in list_query.cpp), are refused like a bad regex. Names are at
-// most 255 bytes; the limits keep one match to microseconds and compiling it off the stack's edge.
+// larger, are refused like a bad regex (mgmt/bounded_regex.hpp). Names are at most 255 bytes; the
+// limits keep one match to microseconds and compiling it far from the stack's end.
 inline constexpr size_t max_regex_bytes = 256;
 inline constexpr size_t max_regex_weight = 2000;
 
@@ -127,7 +128,7 @@ class name_filter {
   enum class kind { none, substring, regex };
   kind kind_ = kind::none;
   std::string lowered_;
-  std::regex regex_;
+  std::optional<bounded_regex> regex_;
 };
 
 // Which slice of the filtered list a query answers: [offset, offset + count).

@@ -1,8 +1,9 @@
 // Fuzzes what reads request targets: percent-decoding and query parameters (http/url), shared by
 // the management API and the web gateway, and the management API's list parameters
 // (mgmt/list_query: columns, sort, pagination, the name filter with its optional regex), answered
-// over a small fixed list the way a resource answers GET /api/queues. The input is a request
-// target. Checks: decoding never grows the text and agrees with a decode of its own %XX
+// over a small fixed list the way a resource answers GET /api/queues, and the Prometheus
+// endpoint's targets (mgmt/prometheus_metrics: families, vhosts, the queue regex). The input is
+// a request target. Checks: decoding never grows the text and agrees with a decode of its own %XX
 // re-encoding; a page holds at most page_size items, of at most as many as there are; every
 // answer renders to JSON text.
 #include <string>
@@ -12,6 +13,7 @@
 #include "http/url.hpp"
 #include "mgmt/definitions_json.hpp"
 #include "mgmt/list_query.hpp"
+#include "mgmt/prometheus_metrics.hpp"
 
 using namespace warren;
 using mgmt::json;
@@ -98,6 +100,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // The first of the repeated values is the one query_param finds.
     FUZZ_CHECK(one.has_value() == !all.empty());
     if (one) FUZZ_CHECK(*one == all.front());
+  }
+
+  // The Prometheus port's targets (no credentials there): the endpoint, families, vhosts and the
+  // queue regex, tried on the list's names.
+  auto metrics = mgmt::parse_metrics_target(target);
+  if (auto* m = std::get_if<mgmt::metrics_request>(&metrics)) {
+    for (const auto& i : items()) {
+      (void)m->keeps_vhost(i.vhost);
+      if (m->queue) (void)m->queue->search(i.name);
+    }
+    (void)m->needs_queues();
+  } else {
+    int status = std::get<mgmt::metrics_refusal>(metrics).status;
+    FUZZ_CHECK(status == 400 || status == 404);
   }
 
   auto parsed = mgmt::parse_list_query(target);

@@ -149,6 +149,9 @@ put("query", "ranges", "?lengths_age=60&lengths_incr=5&msg_rates_age=600&msg_rat
 put("query", "gateway", "/poll?token=a.b.c&since=1764000000000041&timeout=0&callback=cb"
     "&since=2&x=%E2%82%AC+y")
 put("query", "columns-nested", "/api/x?columns=consumer_details.tag,flag&sort=flag")
+put("query", "prometheus", "/metrics/detailed?family=queue_coarse_metrics&family=queue_metrics"
+    "&vhost=%2F&vhost=b&queue=%5Eord")
+put("query", "prometheus-per-object", "/metrics/per-object")
 
 # --- Definitions -------------------------------------------------------------------------------
 salt = b"\x01\x02\x03\x04"
