@@ -9,8 +9,8 @@
 // 48-byte one). A bounded_regex is a pattern of bounded length whose automaton is bounded too
 // (counted repetitions multiply it), matched by libstdc++'s polynomial breadth-first matcher
 // (which refuses back-references) as one match over the whole subject rather than a search from
-// every position: time linear in the subject for a given pattern. Found by fuzzing
-// (tests/fuzz/fuzz_query.cpp, docs/security.md).
+// every position: time linear in the subject for a given pattern. Found while writing the fuzz
+// target for request targets (tests/fuzz/fuzz_query.cpp; docs/security.md, "Fuzzing").
 #pragma once
 
 #include <cstddef>

@@ -348,9 +348,9 @@ TEST(ListQueryName, CaselessRegex) {
   EXPECT_EQ(answer(parse("?page=1&use_regex=false&name=(unclosed"), items).at("item_count"), 0);
 }
 
-// Found by fuzzing (tests/fuzz/fuzz_query.cpp): a pattern from the network could overflow the
-// worker's stack while compiling (deep nesting) or hold the worker for minutes while matching
-// (exponential backtracking). Both are now bounded; ordinary patterns behave as before.
+// Found with the fuzz targets (docs/security.md, "Fuzzing"): a pattern from the network could
+// overflow the worker's stack while compiling (deep nesting) or hold the worker for minutes while
+// matching (exponential backtracking). Both are now bounded; ordinary patterns behave as before.
 TEST(ListQueryName, RegexCannotTakeTheWorkerDown) {
   json items = json::parse(
       R"([{"name": "Orders.EU"}, {"name": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}])");

@@ -368,7 +368,7 @@ TEST(prometheus_metrics, targets_that_are_refused) {
   EXPECT_EQ(std::get<metrics_refusal>(long_regex).status, 400);
   // This port asks for no credentials: a pattern needing back-references (backtracking) is
   // refused, and one that backtracking would take hours over ("(a|aa)*b" against the sample's
-  // names) is answered at once (bounded_regex.hpp; found by fuzzing).
+  // names) is answered at once (bounded_regex.hpp; docs/security.md, "Fuzzing").
   auto backref = parse_metrics_target("/metrics/detailed?queue=(o)%5C1");
   ASSERT_TRUE(std::holds_alternative<metrics_refusal>(backref));
   EXPECT_EQ(std::get<metrics_refusal>(backref).status, 400);
