@@ -1,6 +1,7 @@
 // List query parameters: parsing, the name filter, the page window, sort values and columns.
 #include "mgmt/list_query.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <limits>
 
@@ -221,12 +222,11 @@ std::variant<name_filter, query_error> name_filter::make(const list_query& q) {
     f.lowered_ = lower(q.name);
     return f;
   }
-  try {
-    f.regex_ = std::regex(q.name, std::regex::ECMAScript | std::regex::icase);
-  } catch (const std::regex_error&) {
-    // RabbitMQ's re:run raises badarg inside the pagination step, answered like a bad page.
-    return invalid_pagination();
-  }
+  // Bounded (bounded_regex.hpp): a pattern from the network must not take the worker down.
+  // RabbitMQ's re:run raises badarg inside the pagination step, answered like a bad page.
+  auto r = bounded_regex::make(q.name, true, {max_regex_bytes, max_regex_weight});
+  if (std::holds_alternative<std::string>(r)) return invalid_pagination();
+  f.regex_ = std::move(std::get<bounded_regex>(r));
   f.kind_ = kind::regex;
   return f;
 }
@@ -238,7 +238,7 @@ bool name_filter::matches(std::string_view name) const {
     case kind::substring:
       return lower(name).find(lowered_) != std::string::npos;
     case kind::regex:
-      return std::regex_search(name.begin(), name.end(), regex_);
+      return regex_->search(name);
   }
   return true;
 }

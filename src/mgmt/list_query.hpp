@@ -32,7 +32,9 @@
 // caller's order; RabbitMQ sorts after cutting columns for some lists (a sort key not among the
 // columns then sorts as 0), here the whole item is sorted on; JSON booleans sort as the strings
 // "false"/"true" (Erlang atoms sort between numbers and strings); `columns=` (empty) keeps
-// everything where RabbitMQ returns empty objects.
+// everything where RabbitMQ returns empty objects; a regex longer than 256 bytes, with
+// back-references, or whose automaton would be large (max_regex_weight) is refused as a bad one,
+// where RabbitMQ's re (PCRE) takes it and bounds the match's work instead.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -41,11 +43,12 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
+
+#include "mgmt/bounded_regex.hpp"
 
 namespace warren::mgmt {
 
@@ -75,6 +78,11 @@ struct list_query {
 inline constexpr size_t default_page_size = 100;
 inline constexpr size_t max_page_size = 500;
 inline constexpr int64_t max_range_samples = 500;  // age / incr
+// The name filter's regex (use_regex=true): longer patterns, or patterns whose automaton would be
+// larger, are refused like a bad regex (mgmt/bounded_regex.hpp). Names are at most 255 bytes; the
+// limits keep one match to microseconds and compiling it far from the stack's end.
+inline constexpr size_t max_regex_bytes = 256;
+inline constexpr size_t max_regex_weight = 2000;
 
 // `target` is the whole request target ("/api/queues?page=1&..."), or just the query ("page=1&..."
 // or "?page=1"). Names and values are percent-decoded, '+' as a space; a repeated parameter: the
@@ -120,7 +128,7 @@ class name_filter {
   enum class kind { none, substring, regex };
   kind kind_ = kind::none;
   std::string lowered_;
-  std::regex regex_;
+  std::optional<bounded_regex> regex_;
 };
 
 // Which slice of the filtered list a query answers: [offset, offset + count).

@@ -54,7 +54,7 @@ struct ctx {
     w.begin(prefix + std::string(name), t, help);
   }
   bool keeps_queue(std::string_view vhost, const std::string& queue) const {
-    return r.keeps_vhost(vhost) && (!r.queue || std::regex_search(queue, *r.queue));
+    return r.keeps_vhost(vhost) && (!r.queue || r.queue->search(queue));
   }
 };
 
@@ -594,11 +594,11 @@ std::variant<metrics_request, metrics_refusal> parse_metrics_target(std::string_
   if (!vhosts.empty()) r.vhosts.emplace(vhosts.begin(), vhosts.end());
   if (auto q = http::query_param(query, "queue"); q && !q->empty()) {
     if (q->size() > max_queue_filter) return metrics_refusal{400, "'queue' regex too long"};
-    try {
-      r.queue.emplace(*q, std::regex::ECMAScript | std::regex::optimize);
-    } catch (const std::regex_error& e) {
-      return metrics_refusal{400, fmt::format("Invalid 'queue' regex: {}", e.what())};
-    }
+    // Bounded (bounded_regex.hpp): this port asks for no credentials.
+    auto re = bounded_regex::make(*q, false, {max_queue_filter, regex_limits{}.max_weight});
+    if (auto* why = std::get_if<std::string>(&re))
+      return metrics_refusal{400, fmt::format("Invalid 'queue' regex: {}", *why)};
+    r.queue = std::move(std::get<bounded_regex>(re));
   }
   return r;
 }

@@ -21,7 +21,6 @@
 #include <array>
 #include <map>
 #include <optional>
-#include <regex>
 #include <set>
 #include <string>
 #include <string_view>
@@ -31,6 +30,7 @@
 #include "broker/stats.hpp"
 #include "broker/views.hpp"
 #include "mgmt/api.hpp"
+#include "mgmt/bounded_regex.hpp"
 #include "web/gateway_stats.hpp"
 
 namespace warren::mgmt {
@@ -44,7 +44,7 @@ struct metrics_request {
   // the queues to keep, by a regular expression searched in the name.
   std::set<std::string, std::less<>> families;
   std::optional<std::set<std::string, std::less<>>> vhosts;
-  std::optional<std::regex> queue;
+  std::optional<bounded_regex> queue;
 
   // Whether the family is rendered (always, outside detailed).
   bool wants(std::string_view family) const;

@@ -84,6 +84,11 @@ void worker::start() {
   });
 }
 
+size_t worker::poll() {
+  thread_id_.store(std::this_thread::get_id());
+  return io_.poll();
+}
+
 void worker::stop() {
   work_.reset();
   io_.stop();

@@ -50,7 +50,11 @@ class worker {
   }
 
   void start();  // spawns the thread
-  void stop();   // any thread: stops the loop; pending work is dropped
+  // Instead of start(), for tests and fuzzers that drive a worker by hand: runs the handlers that
+  // are ready on the calling thread, which becomes the worker's own thread, until none is left,
+  // and returns how many ran. No tick timer runs.
+  size_t poll();
+  void stop();  // any thread: stops the loop; pending work is dropped
   void join();
   // After join(): closes the remaining connections from the calling thread.
   void close_all_connections();

@@ -1,17 +1,12 @@
-// Fuzzes the frame parser and every decoder behind it. The first input byte picks a chunk size:
-// the stream is parsed whole and again fed in chunks, as a socket would deliver it, and both
-// must yield the same frames (resumption after "need more" is exact).
-#include <cstdlib>
-
-// Checked in every build type (RelWithDebInfo defines NDEBUG, which would silence assert).
-#define FUZZ_CHECK(x)       \
-  do {                      \
-    if (!(x)) std::abort(); \
-  } while (0)
+// Fuzzes the frame parser and every decoder behind it (methods, content headers). The first
+// input byte picks a chunking: the stream is parsed whole and again fed in pieces, as a socket
+// would deliver it (unconsumed bytes kept and offered again in front of new ones), and both must
+// yield the same frames (resumption after "need more" is exact).
 #include <string>
 #include <vector>
 
 #include "amqp/protocol/frame.hpp"
+#include "fuzz_support.hpp"
 
 using namespace warren::amqp::protocol;
 
@@ -45,16 +40,11 @@ void decode_payload(const frame_view& f) {
   }
 }
 
-outcome parse_all(std::span<const uint8_t> in, size_t chunk) {
+outcome parse_all(const std::vector<std::string_view>& pieces) {
   outcome o;
   std::string buf;
-  size_t fed = 0;
-  for (;;) {
-    if (fed < in.size()) {
-      size_t n = std::min(chunk, in.size() - fed);
-      buf.append(reinterpret_cast<const char*>(in.data()) + fed, n);
-      fed += n;
-    }
+  for (std::string_view piece : pieces) {
+    buf.append(piece);
     for (;;) {
       parse_result r = parse_frame(
           std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(buf.data()), buf.size()),
@@ -64,6 +54,7 @@ outcome parse_all(std::span<const uint8_t> in, size_t chunk) {
         return o;
       }
       if (r.status == parse_status::need_more) break;
+      FUZZ_CHECK(r.consumed >= frame_overhead && r.consumed <= buf.size());
       decode_payload(r.frame);
       std::string rec(1, char(r.frame.type));
       rec += std::to_string(r.frame.channel) + ":";
@@ -71,19 +62,18 @@ outcome parse_all(std::span<const uint8_t> in, size_t chunk) {
       o.frames.push_back(std::move(rec));
       buf.erase(0, r.consumed);
     }
-    if (fed == in.size()) return o;
   }
+  return o;
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  size_t chunk = 1 + data[0] % 64;
-  std::span<const uint8_t> in(data + 1, size - 1);
-  (void)check_protocol_header(in);
-  outcome whole = parse_all(in, in.size() + 1);
-  outcome pieces = parse_all(in, chunk);
+  std::string_view in = warren::fuzz::as_text(data + 1, size - 1);
+  (void)check_protocol_header({data + 1, size - 1});
+  outcome whole = parse_all({in});
+  outcome pieces = parse_all(warren::fuzz::split(in, data[0]));
   FUZZ_CHECK(whole.frames == pieces.frames);
   FUZZ_CHECK(whole.error == pieces.error);
   return 0;

@@ -1,18 +1,12 @@
 // Fuzzes the WebSocket frame parser (and permessage-deflate behind it). The first input byte
-// picks a chunk size and the options; the stream is parsed whole and again fed in chunks the way
+// picks a chunking and the options; the stream is parsed whole and again fed in pieces the way
 // net::connection delivers bytes (unconsumed bytes kept and offered again in front of new ones),
 // and both must yield the same events. Every delivered text message and close reason must be
 // UTF-8, and no message may exceed the limit.
-#include <cstdlib>
-
-// Checked in every build type (RelWithDebInfo defines NDEBUG, which would silence assert).
-#define FUZZ_CHECK(x)       \
-  do {                      \
-    if (!(x)) std::abort(); \
-  } while (0)
 #include <string>
 #include <vector>
 
+#include "fuzz_support.hpp"
 #include "web/utf8.hpp"
 #include "web/ws_deflate.hpp"
 #include "web/ws_parser.hpp"
@@ -30,15 +24,12 @@ struct outcome {
   std::vector<std::string> events;  // kind, opcode, code, data
 };
 
-outcome parse_all(std::string_view in, size_t chunk, const ws_parser_options& o) {
+outcome parse_all(const std::vector<std::string_view>& pieces, const ws_parser_options& o) {
   outcome out;
   ws_parser p(o);
   std::string pending;
-  size_t fed = 0;
-  while (fed < in.size()) {
-    size_t n = std::min(chunk, in.size() - fed);
-    pending.append(in.substr(fed, n));
-    fed += n;
+  for (std::string_view piece : pieces) {
+    pending.append(piece);
     for (;;) {
       ws_parse_result r = p.parse({reinterpret_cast<uint8_t*>(pending.data()), pending.size()});
       FUZZ_CHECK(r.consumed <= pending.size());
@@ -69,15 +60,14 @@ outcome parse_all(std::string_view in, size_t chunk, const ws_parser_options& o)
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  // Low 6 bits: chunk size 1..64; bit 6: deflate negotiated; bit 7: a small message limit.
-  size_t chunk = 1 + (data[0] & 63);
+  // The whole byte: the chunking; bit 6: deflate negotiated; bit 7: a small message limit.
   ws_parser_options o;
   o.permessage_deflate = data[0] & 64;
   o.inflater = &inflater();
   o.max_message_size = (data[0] & 128) ? 200 : 1 << 20;
   std::string_view in(reinterpret_cast<const char*>(data + 1), size - 1);
-  outcome whole = parse_all(in, in.size() + 1, o);
-  outcome pieces = parse_all(in, chunk, o);
+  outcome whole = parse_all({in}, o);
+  outcome pieces = parse_all(warren::fuzz::split(in, data[0]), o);
   FUZZ_CHECK(whole.events == pieces.events);
   return 0;
 }

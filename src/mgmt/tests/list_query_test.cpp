@@ -348,6 +348,36 @@ TEST(ListQueryName, CaselessRegex) {
   EXPECT_EQ(answer(parse("?page=1&use_regex=false&name=(unclosed"), items).at("item_count"), 0);
 }
 
+// Found with the fuzz targets (docs/security.md, "Fuzzing"): a pattern from the network could
+// overflow the worker's stack while compiling (deep nesting) or hold the worker for minutes while
+// matching (exponential backtracking). Both are now bounded; ordinary patterns behave as before.
+TEST(ListQueryName, RegexCannotTakeTheWorkerDown) {
+  json items = json::parse(
+      R"([{"name": "Orders.EU"}, {"name": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}])");
+  query_error bad{"bad_request", "Pagination parameters are invalid"};
+  std::string nested = std::string(20000, '(') + std::string(20000, ')');
+  EXPECT_EQ(answer_error(parse("?page=1&use_regex=true&name=" + nested), items), bad);
+  EXPECT_EQ(answer_error(parse("?page=1&use_regex=true&name=" + std::string(257, 'a')), items),
+            bad);
+  // Counted repetitions multiply the automaton: refused before it is built.
+  EXPECT_EQ(answer_error(parse("?page=1&use_regex=true&name=(a%3F)%7B200%7D%7B200%7D"), items),
+            bad);
+  // Back-references need backtracking: refused.
+  EXPECT_EQ(answer_error(parse("?page=1&use_regex=true&name=(a)%5C1"), items), bad);
+  // "(a|aa)*b" against 48 a's: 2^33 paths for a backtracking matcher; answered at once now.
+  EXPECT_EQ(answer(parse("?page=1&use_regex=true&name=(a%7Caa)*b"), items).at("item_count"), 0);
+  EXPECT_EQ(names(answer(parse("?page=1&use_regex=true&name=%5E(a%7Caa)*%24"), items)),
+            (std::vector<std::string>{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}));
+  // A wrapped pattern must not turn a bad one good ("a)(b" inside "(?:" ... ")").
+  EXPECT_EQ(answer_error(parse("?page=1&use_regex=true&name=a)(b"), items), bad);
+  // Anchors and classes keep their meaning inside the whole-name match.
+  EXPECT_EQ(names(answer(parse("?page=1&use_regex=true&name=eu%24"), items)),
+            (std::vector<std::string>{"Orders.EU"}));
+  EXPECT_EQ(answer(parse("?page=1&use_regex=true&name=%5Eeu"), items).at("item_count"), 0);
+  EXPECT_EQ(names(answer(parse("?page=1&use_regex=true&name=%5B%5Ea%5D%7B2%7D%5C."), items)),
+            (std::vector<std::string>{"Orders.EU"}));
+}
+
 // --- plain structs: render only what is shown ---------------------------------------------------
 
 struct small_queue {

@@ -366,6 +366,15 @@ TEST(prometheus_metrics, targets_that_are_refused) {
   auto long_regex = parse_metrics_target("/metrics/detailed?queue=" + std::string(2001, 'a'));
   ASSERT_TRUE(std::holds_alternative<metrics_refusal>(long_regex));
   EXPECT_EQ(std::get<metrics_refusal>(long_regex).status, 400);
+  // This port asks for no credentials: a pattern needing back-references (backtracking) is
+  // refused, and one that backtracking would take hours over ("(a|aa)*b" against the sample's
+  // names) is answered at once (bounded_regex.hpp; docs/security.md, "Fuzzing").
+  auto backref = parse_metrics_target("/metrics/detailed?queue=(o)%5C1");
+  ASSERT_TRUE(std::holds_alternative<metrics_refusal>(backref));
+  EXPECT_EQ(std::get<metrics_refusal>(backref).status, 400);
+  auto slow = request("/metrics/detailed?family=queue_coarse_metrics&queue=(.*.*)*x");
+  auto f = parse(render_metrics(sample_snapshot(), slow));
+  EXPECT_TRUE(f["rabbitmq_detailed_queue_messages"].samples.empty());
   // Filters outside /detailed are ignored, as RabbitMQ ignores them.
   auto plain = request("/metrics?family=queue_metrics&vhost=x");
   EXPECT_EQ(plain.endpoint, metrics_endpoint::aggregated);
