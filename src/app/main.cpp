@@ -7,7 +7,9 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <cerrno>
 
 #include <algorithm>
 #include <atomic>
@@ -49,12 +51,19 @@ namespace {
 
 // Holds an exclusive lock on <data_dir>/warren.lock for the life of the process, so that two
 // brokers never share a data directory.
+// A directory it creates is private to the broker's user (0700): it holds every persistent message
+// and the users' password hashes. An existing one keeps the mode the operator gave it.
 int lock_data_dir(const std::string& dir) {
   std::error_code ec;
-  fs::create_directories(dir, ec);
+  if (!fs::exists(dir, ec)) {
+    fs::path parent = fs::path(dir).parent_path();
+    if (!parent.empty()) fs::create_directories(parent, ec);
+    if (!ec && ::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+      ec = std::error_code(errno, std::generic_category());
+  }
   if (ec) throw std::runtime_error(fmt::format("cannot create data dir {}: {}", dir, ec.message()));
   std::string path = (fs::path(dir) / "warren.lock").string();
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) throw std::runtime_error(fmt::format("cannot open {}", path));
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0)
     throw std::runtime_error(fmt::format("data dir {} is in use by another warren", dir));

@@ -51,6 +51,19 @@ def test_unknown_flag_exits_nonzero(tmp_path):
     assert r.returncode != 0
 
 
+def test_a_new_data_dir_is_private_and_an_existing_one_keeps_its_mode(tmp_path):
+    # Persistent messages and password hashes live there: a directory warren creates is 0700.
+    fresh = tmp_path / "parent" / "data"
+    with WarrenProcess(["--data-dir", str(fresh)]):
+        assert (fresh.stat().st_mode & 0o777) == 0o700
+        assert ((fresh / "warren.lock").stat().st_mode & 0o777) == 0o600
+    existing = tmp_path / "existing"
+    existing.mkdir(mode=0o750)
+    existing.chmod(0o750)
+    with WarrenProcess(["--data-dir", str(existing)]):
+        assert (existing.stat().st_mode & 0o777) == 0o750
+
+
 def _write_config(path, amqp_port, data_dir):
     path.write_text(
         f'amqp_port = {amqp_port}\n'
