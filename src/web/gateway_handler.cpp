@@ -1038,6 +1038,29 @@ void gateway_handler::browser_http_op(request& req, const std::vector<std::strin
   });
 }
 
+// The broker's permissions apply to the backend API as to AMQP: the user needs access to the
+// gateway's vhost, write permission on the exchange a request publishes through or changes
+// (warren.users for a send, warren.rooms for a room, warren.feed for a feed and the follow graph),
+// and read permission on it to look (presence, members, follows). nullopt: allowed.
+std::optional<std::string> gateway_handler::backend_refusal(const auth::user& user,
+                                                            bhttp::verb method,
+                                                            const std::vector<std::string>& parts) {
+  const std::string& vhost = g_.vhost().name();
+  auto access = g_.users().access(user.name, vhost);
+  if (!access) return fmt::format("access to vhost '{}' refused for user '{}'", vhost, user.name);
+  if (parts.empty()) return std::nullopt;
+  const std::string& what = parts[0];
+  std::string_view exchange = what == "send" || what == "presence" ? "warren.users"
+                              : what == "rooms"                    ? "warren.rooms"
+                              : what == "feed" || what == "follows" || what == "followers"
+                                  ? "warren.feed"
+                                  : "";
+  if (exchange.empty()) return std::nullopt;  // no such route: 404 below
+  auto p = method == bhttp::verb::get ? auth::perm::read : auth::perm::write;
+  return auth::check_resource(access.get(), p, auth::resource::exchange, exchange, vhost,
+                              user.name);
+}
+
 void gateway_handler::backend(request& req, std::string_view path,
                               const std::vector<std::string>& parts) {
   auto who = mgmt::authenticate(req.base(), conn().peer_address(), g_.users(), false);
@@ -1058,6 +1081,10 @@ void gateway_handler::backend(request& req, std::string_view path,
     return;
   }
   auto method = req.method();
+  if (auto why = backend_refusal(user, method, parts)) {
+    respond_error(403, "access_refused", *why);
+    return;
+  }
   gateway* g = &g_;
   auto need = [&](bhttp::verb v, std::string_view name) {
     if (method == v) return true;

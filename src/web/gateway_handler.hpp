@@ -22,6 +22,10 @@
 #include "net/connection.hpp"
 #include "web/hub.hpp"
 
+namespace warren::auth {
+struct user;
+}
+
 namespace warren::web {
 
 class gateway;
@@ -101,6 +105,9 @@ class gateway_handler final : public net::connection_handler, public event_recei
                 std::string_view error, const nlohmann::json& extra);
 
   void backend(request& req, std::string_view path, const std::vector<std::string>& parts);
+  std::optional<std::string> backend_refusal(const auth::user& user,
+                                             boost::beast::http::verb method,
+                                             const std::vector<std::string>& parts);
   void browser_http_op(request& req, const std::vector<std::string>& parts);
 
   gateway& g_;

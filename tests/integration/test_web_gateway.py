@@ -824,6 +824,47 @@ def test_backend_api_needs_a_management_user(gw):
     assert not wrong, "\n".join(wrong)
 
 
+EXCHANGE_OF_CALL = {"/api/send": "warren.users", "/api/presence": "warren.users", "/api/rooms": "warren.rooms",
+                    "/api/follows": "warren.feed", "/api/followers": "warren.feed", "/api/feed": "warren.feed"}
+
+
+def exchange_of(path: str) -> str:
+    return next(x for prefix, x in EXCHANGE_OF_CALL.items() if path == prefix or path.startswith(prefix + "/"))
+
+
+def test_backend_api_follows_the_users_permissions(gw):
+    # Tagged users whose permissions in the gateway's vhost allow only some of the three exchanges.
+    users = [{"name": n, "password": "pw", "tags": ["management"]}
+             for n in ("noperm", "readonly", "writeonly", "usersonly")]
+    perms = [{"user": "readonly", "vhost": "/", "configure": ".*", "write": "^$", "read": ".*"},
+             {"user": "writeonly", "vhost": "/", "configure": ".*", "write": ".*", "read": "^$"},
+             {"user": "usersonly", "vhost": "/", "configure": "", "write": r"^warren\.users$",
+              "read": r"^warren\.users$"}]
+    r = http_request(gw.proc.http_port, "POST", "/api/definitions", {"users": users, "permissions": perms},
+                     {"Authorization": basic_auth("guest", "guest")})
+    assert r.status == 204, r
+    wrong = []
+    for method, path, body in BACKEND_CALLS:
+        exchange = exchange_of(path)
+        reads = method == "GET"
+        for user, allowed in (("noperm", False), ("readonly", reads), ("writeonly", not reads),
+                              ("usersonly", exchange == "warren.users")):
+            r = gw.api(method, path, body, auth=(user, "pw"))
+            doc = json_or_none(r.body)
+            if allowed:
+                if r.status not in (200, 201, 204):
+                    wrong.append(f"{method} {path} as {user}: expected success, got {r!r}")
+                continue
+            if user == "noperm":
+                text = "access to vhost '/' refused for user 'noperm'"
+            else:
+                kind = "read" if reads else "write"
+                text = f"{kind} access to exchange '{exchange}' in vhost '/' refused for user '{user}'"
+            if r.status != 403 or not isinstance(doc, dict) or doc.get("reason") != text:
+                wrong.append(f"{method} {path} as {user}: expected 403 {text!r}, got {r!r}")
+    assert not wrong, "\n".join(wrong)
+
+
 # --- bad input and limits -----------------------------------------------------------------------------------------
 
 
