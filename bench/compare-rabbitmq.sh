@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Side-by-side throughput and latency of Warren and RabbitMQ (Debian's rabbitmq-server) driven by
-# the same warren-perf scenarios, plus warren-perf against amqp-sink to show the tool's own ceiling.
+# the same warren-perf scenarios, plus warren-perf against amqp-sink to show the tool's own ceiling,
+# and the same comparison driven by rmq-perf (bench/rmq_perf.cpp, on rabbitmq-c: a client that is
+# not Warren's own), with each broker's CPU time per delivered message and its busiest threads.
 # Everything runs on 127.0.0.1 on free high ports with temporary data dirs, and is stopped on exit.
 #
 # Usage: bench/compare-rabbitmq.sh [--scenarios a,b] [--duration S] [--repeat N] [--out FILE]
 #                                  [--keep] [--smoke]
-#   --scenarios   warren-perf scenarios (default: throughput,fanout100,latency20k)
+#   --scenarios   warren-perf scenarios (default: throughput,fanout100,latency20k; "none": skip)
+#   --rmq-rows    rmq-perf rows (default: ack50,autoack,persistent,latency250k,queues8; "none": skip)
 #   --duration    seconds per run (default 15); --repeat N runs each N times and reports medians
 #   --out FILE    also write the Markdown table to FILE
 #   --keep        keep the temporary directory (broker logs, per-run JSON)
@@ -23,6 +26,7 @@ WARREN=$BUILD/warren
 RABBIT_SERVER=/usr/lib/rabbitmq/bin/rabbitmq-server
 
 scenarios=throughput,fanout100,latency20k
+rmq_rows=ack50,autoack,persistent,latency250k,queues8
 duration=15
 repeat=1
 smoke=0
@@ -35,22 +39,27 @@ log() { echo "== $*" >&2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --scenarios) scenarios=$2; shift 2 ;;
+    --rmq-rows) rmq_rows=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     --smoke) smoke=1; shift ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
 if [ "$smoke" = 1 ]; then duration=2; repeat=1; fi
 [[ "$duration" =~ ^[0-9]+$ && "$duration" -ge 1 ]] || die "--duration must be a whole number of seconds"
 [[ "$repeat" =~ ^[0-9]+$ && "$repeat" -ge 1 ]] || die "--repeat must be >= 1"
-for b in "$PERF" "$SINK" "$WARREN"; do
+RMQ_PERF=$BUILD/rmq-perf
+for b in "$PERF" "$SINK" "$WARREN" "$RMQ_PERF"; do
   [ -x "$b" ] || die "$b not found: cmake --preset release && cmake --build build -j2"
 done
+[ "$scenarios" = none ] && scenarios=""
+[ "$rmq_rows" = none ] && rmq_rows=""
 IFS=, read -r -a scenario_list <<<"$scenarios"
+IFS=, read -r -a rmq_row_list <<<"$rmq_rows"
 
 TMP=$(mktemp -d /tmp/warren-compare.XXXXXX)
 mkdir -p "$TMP/results"
@@ -248,6 +257,51 @@ run_perf() {
   fi
 }
 
+# The rmq-perf arguments of each row (the rows of the performance goals in docs/benchmarks.md).
+rmq_args() {
+  case "$1" in
+    ack50) echo "-x 1 -y 1 -s 16 -q 200 --ack-every 50" ;;
+    autoack) echo "-x 1 -y 1 -s 16 --ack-every 0" ;;
+    persistent) echo "-x 1 -y 1 -s 1024 -q 200 --ack-every 50 --persistent -c 100" ;;
+    latency250k) echo "-x 1 -y 1 -s 16 -q 200 --ack-every 50 -r 250000" ;;
+    queues8) echo "-x 8 -y 8 --queues 8 -s 16 -q 200 --ack-every 50" ;;
+    *) die "unknown rmq-perf row $1 (ack50, autoack, persistent, latency250k, queues8)" ;;
+  esac
+}
+for row in "${rmq_row_list[@]}"; do rmq_args "$row" >/dev/null; done
+
+# The process whose CPU a broker's work shows in: warren itself; for RabbitMQ the Erlang VM
+# (beam.smp), a descendant of the start script.
+broker_cpu_pid() {
+  local pid=$1
+  for _ in 1 2 3 4; do
+    if [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = beam.smp ] || [ "$pid" = "$warren_pid" ]; then
+      echo "$pid"
+      return
+    fi
+    local child
+    child=$(pgrep -P "$pid" | head -1)
+    [ -n "$child" ] || break
+    pid=$child
+  done
+  echo "$1"
+}
+
+# run_rmq NAME PORT ROW REPEAT BROKER_PID: one rmq-perf run, JSON summary to results/.
+run_rmq() {
+  local name=$1 port=$2 row=$3 r=$4 pid=$5
+  local base="$TMP/results/$name-rmq-$row-$r"
+  log "$name: rmq-perf $row (${duration} s, run $r)"
+  # shellcheck disable=SC2046
+  if ! timeout $((duration + 90)) "$RMQ_PERF" --port "$port" $(rmq_args "$row") -z "$duration" \
+    --queue-prefix "rmq-perf-$row" --broker-pid "$pid" >"$base.json" 2>"$base.log"; then
+    echo "compare-rabbitmq: rmq-perf failed against $name ($row):" >&2
+    tail -5 "$base.log" >&2
+    rm -f "$base.json"
+    return 1
+  fi
+}
+
 # The commit the Warren binary was built from, read before the runs (others may commit meanwhile):
 # HEAD, marked dirty when src/ has local changes, unless WARREN_COMMIT says otherwise (e.g. for a
 # binary built elsewhere and picked with BUILD_DIR).
@@ -270,6 +324,17 @@ j = json.load(open(sys.argv[1]))
 ok = j["sent"] > 0 and j["received"] > 0 and j["errors"] == 0
 print(f'{"ok  " if ok else "FAIL"} warren {j["scenario"]}: sent {j["sent"]}, received {j["received"]}, '
       f'p99 {j["latency_us"]["p99"]:.0f} us')
+sys.exit(0 if ok else 1)
+EOF
+  done
+  for row in "${rmq_row_list[@]}"; do
+    run_rmq warren "$warren_port" "$row" 1 "$warren_pid" || { status=1; continue; }
+    python3 - "$TMP/results/warren-rmq-$row-1.json" "$row" <<'EOF' || status=1
+import json, sys
+j = json.load(open(sys.argv[1]))
+ok = j["published"] > 0 and j["consumed"] > 0
+print(f'{"ok  " if ok else "FAIL"} warren rmq-perf {sys.argv[2]}: published {j["published"]}, '
+      f'consumed {j["consumed"]}, {j.get("broker_cpu_us_per_msg") or 0:.2f} us CPU/msg')
 sys.exit(0 if ok else 1)
 EOF
   done
@@ -299,16 +364,24 @@ for r in $(seq 1 "$repeat"); do
   done
   # The tool's own ceiling: publishing into a sink that discards, and end to end through a sink
   # that hands each message straight to the consumer.
+  rabbit_cpu_pid=$(broker_cpu_pid "$rabbit_pid")
+  for row in "${rmq_row_list[@]}"; do
+    wait_idle "$rabbit_pid"
+    run_rmq rabbitmq "$rabbit_port" "$row" "$r" "$rabbit_cpu_pid" || true
+    wait_idle "$warren_pid"
+    run_rmq warren "$warren_port" "$row" "$r" "$warren_pid" || true
+  done
   run_perf sink "$sink_port" throughput "$r" || true
   run_perf sink-deliver "$deliver_port" throughput "$r" || true
   run_perf sink-deliver "$deliver_port" latency20k "$r" || true
 done
 
-python3 - "$TMP/results" "$repeat" "$duration" "$rabbit_version" "$commit" "$out" \
+python3 - "$TMP/results" "$repeat" "$duration" "$rabbit_version" "$commit" "$out" "$rmq_rows" \
   "${scenario_list[@]}" <<'EOF'
 import json, statistics, sys, os, datetime
-results, repeat, duration, rversion, commit, out = sys.argv[1:7]
-scenarios = sys.argv[7:]
+results, repeat, duration, rversion, commit, out, rmq_rows = sys.argv[1:8]
+scenarios = sys.argv[8:]
+rmq_rows = [r for r in rmq_rows.split(",") if r]
 repeat = int(repeat)
 
 def load(name, s):
@@ -383,6 +456,31 @@ if any(load(name, s) for _, name, s in ceiling):
         p99 = med(runs, "latency_us.p99") if name != "sink" else None
         lines.append(f"| {label} | {s} | {fmt(med(runs, 'sent_rate'))} | {fmt(recv)} | "
                      f"{fmt(p50)} | {fmt(p99)} |")
+if rmq_rows:
+    lines.append("")
+    lines.append(f"rmq-perf (rabbitmq-c), same brokers, {duration} s per run after 2 s of warm-up, median of "
+                 f"{repeat} run(s); CPU: the broker process's user + system time over the measured window "
+                 "divided by the messages consumed in it; threads: the broker's busiest threads, share of a "
+                 "core")
+    lines.append("")
+    lines.append("| row | metric | RabbitMQ | Warren | Warren/RabbitMQ |")
+    lines.append("| --- | --- | ---: | ---: | ---: |")
+    rows_metrics = [("consumed msg/s", "consume_rate"), ("latency p50 us", "latency_us.p50"),
+                    ("latency p99 us", "latency_us.p99"), ("broker CPU us/msg", "broker_cpu_us_per_msg")]
+    for row in rmq_rows:
+        rr, wr = load("rabbitmq", "rmq-" + row), load("warren", "rmq-" + row)
+        for label, key in rows_metrics:
+            top = key.split(".")[0]
+            a = med([j for j in rr if j.get(top) is not None], key)
+            b = med([j for j in wr if j.get(top) is not None], key)
+            ratio = f"{b / a:.2f}x" if a and b is not None else "n/a"
+            f2 = (lambda v: "-" if v is None else f"{v:.2f}") if "CPU" in label else fmt
+            lines.append(f"| {row} | {label} | {f2(a)} | {f2(b)} | {ratio} |")
+        for name, runs in (("RabbitMQ", rr), ("Warren", wr)):
+            if runs and runs[-1].get("broker_thread_cores"):
+                busy = ", ".join(f"{t.split('/')[0]} {c:.2f}" for t, c in
+                                 list(runs[-1]["broker_thread_cores"].items())[:4])
+                lines.append(f"| {row} | {name} threads (last run) | | | {busy} |")
 text = "\n".join(lines)
 print(text)
 if out:

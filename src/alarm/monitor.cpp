@@ -1,6 +1,7 @@
 // The resource monitor's sampling loop and its hysteresis.
 #include "alarm/monitor.hpp"
 
+#include <pthread.h>
 #include <signal.h>
 
 #include <spdlog/spdlog.h>
@@ -178,6 +179,7 @@ void resource_monitor::start() {
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    pthread_setname_np(pthread_self(), "monitor");
     run();
   });
 }

@@ -2,6 +2,7 @@
 #include "store/message_store.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -214,7 +215,10 @@ recovery_stats message_store::recover(broker::vhost& v) {
   capture_ = nullptr;
   replace_file(defs_path, snapshot);
 
-  writer_ = std::thread([this] { writer_loop(); });
+  writer_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "store-writer");
+    writer_loop();
+  });
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return st;
 }
