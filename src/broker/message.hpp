@@ -34,6 +34,10 @@ struct message {
   std::string routing_key;
   message_properties properties;
   std::string body;
+  // The AMQP content header's property flags and list exactly as the publisher encoded them,
+  // written to consumers as they are (no conversion or encoding per delivery); empty: encoded
+  // from `properties` at each delivery. A copy whose `properties` change must clear it.
+  std::string amqp_properties;
   // The expiration property, parsed (per-message TTL in ms).
   std::optional<int64_t> ttl_ms;
 

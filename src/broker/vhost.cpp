@@ -550,6 +550,7 @@ void vhost::dead_letter(queue& q, queue::entry e, std::string_view reason, int64
   const message& old = *e.msg;
   auto m = std::make_shared<message>(old);
   m->store_id = 0;  // a new message, stored on its own if it needs to be
+  m->amqp_properties.clear();  // its headers change below
   m->exchange = *dlx;
   if (q.policy().dead_letter_routing_key) m->routing_key = *q.policy().dead_letter_routing_key;
   common::field_table headers = old.properties.headers.value_or(common::field_table{});

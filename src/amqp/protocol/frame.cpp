@@ -69,6 +69,40 @@ void write_body_frames(std::string& out, uint16_t channel, std::string_view body
   }
 }
 
+namespace {
+void shortstr(common::byte_writer& w, std::string_view s) {
+  s = s.substr(0, 255);
+  w.u8(uint8_t(s.size()));
+  w.bytes(s);
+}
+}  // namespace
+
+void write_encoded_content_header_frame(std::string& out, uint16_t channel, uint64_t body_size,
+                                        std::string_view encoded_properties) {
+  write_frame(out, frame_header, channel, [&](common::byte_writer& w) {
+    w.u16(basic_deliver::amqp_class_id);
+    w.u16(0);  // weight
+    w.u64(body_size);
+    w.bytes(encoded_properties);
+  });
+}
+
+void write_delivery(std::string& out, uint16_t channel, const delivery_view& d,
+                    std::string_view encoded_properties, std::string_view body,
+                    uint32_t frame_max) {
+  write_frame(out, frame_method, channel, [&](common::byte_writer& w) {
+    w.u16(basic_deliver::amqp_class_id);
+    w.u16(basic_deliver::amqp_method_id);
+    shortstr(w, d.consumer_tag);
+    w.u64(d.delivery_tag);
+    w.u8(d.redelivered ? 1 : 0);
+    shortstr(w, d.exchange);
+    shortstr(w, d.routing_key);
+  });
+  write_encoded_content_header_frame(out, channel, body.size(), encoded_properties);
+  write_body_frames(out, channel, body, frame_max);
+}
+
 void write_heartbeat_frame(std::string& out) {
   common::byte_writer w(out);
   w.u8(frame_heartbeat);

@@ -66,4 +66,21 @@ void write_body_frames(std::string& out, uint16_t channel, std::string_view body
                        uint32_t frame_max);
 void write_heartbeat_frame(std::string& out);
 
+// The frames of one delivery (basic.deliver, its content header, its body) written from views:
+// the broker's most frequent write, without building a basic_deliver (three strings) or a
+// content_header per delivery. `encoded_properties` is a content header's property flags and
+// property list, as encode_basic_properties writes them (or as a publisher sent them).
+struct delivery_view {
+  std::string_view consumer_tag;
+  uint64_t delivery_tag = 0;
+  bool redelivered = false;
+  std::string_view exchange;
+  std::string_view routing_key;
+};
+void write_delivery(std::string& out, uint16_t channel, const delivery_view& d,
+                    std::string_view encoded_properties, std::string_view body, uint32_t frame_max);
+// A content header frame of class basic around properties already encoded.
+void write_encoded_content_header_frame(std::string& out, uint16_t channel, uint64_t body_size,
+                                        std::string_view encoded_properties);
+
 }  // namespace warren::amqp::protocol

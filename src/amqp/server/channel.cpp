@@ -270,6 +270,9 @@ void channel::handle_header(const frame_view& f) {
                            publish_.amqp_class_id, publish_.amqp_method_id);
     return;
   }
+  // class, weight and body size take 12 bytes; the property flags and list follow.
+  header_properties_.assign(reinterpret_cast<const char*>(f.payload.data()) + 12,
+                            f.payload.size() - 12);
   uint64_t max = conn_.context().settings.max_message_size;
   if (header_.body_size > max) {
     // Differs: RabbitMQ checks after receiving the whole body; refusing at the header spares
@@ -335,6 +338,8 @@ void channel::complete_publish() {
   msg->exchange = std::move(publish_.exchange);
   msg->routing_key = std::move(publish_.routing_key);
   msg->properties = to_broker(std::move(header_.properties));
+  msg->amqp_properties = std::move(header_properties_);
+  header_properties_ = std::string();
   msg->body = std::move(body_);
   body_ = std::string();
   bool mandatory = publish_.mandatory;
@@ -469,25 +474,31 @@ void channel::send_pending_confirms() {
   conn_.conn().flush_soon();
 }
 
+namespace {
+// The message's properties as the publisher encoded them, or else encoded now into `scratch`.
+std::string_view encoded_properties(const broker::message& m, std::string& scratch) {
+  if (!m.amqp_properties.empty()) return m.amqp_properties;
+  scratch.clear();
+  common::byte_writer w(scratch);
+  protocol::encode_basic_properties(w, to_amqp(m.properties));
+  return scratch;
+}
+}  // namespace
+
 void channel::send_message(const broker::message& m) {
-  content_header h;
-  h.body_size = m.body.size();
-  h.properties = to_amqp(m.properties);
-  conn_.send_content(id_, h, m.body);
+  std::string scratch;
+  conn_.send_encoded_content(id_, encoded_properties(m, scratch), m.body);
 }
 
 void channel::on_deliver(const std::string& consumer_tag, uint64_t delivery_tag, bool redelivered,
                          const broker::message_ptr& m) {
   if (state_ != state::open) return;
-  basic_deliver d;
-  d.consumer_tag = consumer_tag;
-  d.delivery_tag = delivery_tag;
-  d.redelivered = redelivered;
-  d.exchange = m->exchange;
-  d.routing_key = m->routing_key;
   ++stat_delivered_;
-  conn_.send(id_, d);
-  send_message(*m);
+  std::string scratch;
+  conn_.send_delivery(
+      id_,
+      protocol::delivery_view{consumer_tag, delivery_tag, redelivered, m->exchange, m->routing_key},
+      encoded_properties(*m, scratch), m->body);
   conn_.conn().flush_soon();
   ++uncredited_;
   if (!credit_scheduled_) {

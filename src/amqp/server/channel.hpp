@@ -178,6 +178,7 @@ class channel {
   std::array<double, 5> rates_{};        // as broker::channel_view::rates
   protocol::basic_publish publish_;
   protocol::content_header header_;
+  std::string header_properties_;  // header_'s properties as the client encoded them
   std::string body_;
 };
 

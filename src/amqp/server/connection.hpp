@@ -53,9 +53,13 @@ class amqp_connection final : public net::connection_handler {
   template <typename M>
   void send(uint16_t channel, const M& m) {
     protocol::write_method(conn().out(), channel, m);
-    last_send_ = clock::now();
+    sent_since_tick_ = true;
   }
-  void send_content(uint16_t channel, const protocol::content_header& h, std::string_view body);
+  void send_encoded_content(uint16_t channel, std::string_view encoded_properties,
+                            std::string_view body);
+  // basic.deliver with its content (protocol::write_delivery).
+  void send_delivery(uint16_t channel, const protocol::delivery_view& d,
+                     std::string_view encoded_properties, std::string_view body);
   // Soft error: channel.close on that channel; the channel ignores everything until close-ok.
   void channel_error(channel& ch, protocol::reply_code code, std::string_view text,
                      uint16_t class_id, uint16_t method_id);
@@ -142,6 +146,7 @@ class amqp_connection final : public net::connection_handler {
   clock::time_point accepted_;
   clock::time_point last_recv_;
   clock::time_point last_send_;
+  bool sent_since_tick_ = false;  // since on_tick last looked: last_send_ is then "now"
   clock::time_point close_deadline_;
   std::string blocked_reason_;
   // For the management API.
