@@ -215,7 +215,7 @@ maybe_error vhost::bind(std::string_view source, dest_id dest, const std::string
     x->history(past);
     bool rejected = false;
     int64_t now = now_ms();
-    for (auto& m : past) enqueue_all(m, {dest}, now, rejected, 0);
+    for (auto& m : past) enqueue_all(m, std::span<const dest_id>(&dest, 1), now, rejected, 0);
   }
   return std::nullopt;
 }
@@ -384,19 +384,23 @@ void vhost::destroy_queue(queue& q, bool notify_consumers) {
 
 // ----------------------------------------------------------------------------- publishing
 
-bool vhost::route(exchange& x, const message& m, std::vector<dest_id>& out,
-                  std::set<dest_id>& seen) {
+bool vhost::route(exchange& x, const message& m, dest_list& out, dest_set& seen) {
   size_t before = out.size();
-  std::vector<dest_id> direct;
+  // The exchange's own matches go to the end of route_scratch_ (reused: no allocation per
+  // publish), read by index because routing on from here (and a sink that publishes) appends
+  // after them; they are cut off again before returning.
+  size_t first = route_scratch_.size();
   if (x.name().empty()) {
-    if (queue* q = find_queue(m.routing_key)) direct.push_back(q->id());
+    if (queue* q = find_queue(m.routing_key)) route_scratch_.push_back(q->id());
   } else {
-    x.route(m, direct);
+    x.route(m, route_scratch_);
   }
+  size_t last = route_scratch_.size();
   bool external = x.deliver_external(m);
-  for (dest_id d : direct) {
+  for (size_t i = first; i < last; ++i) {
+    dest_id d = route_scratch_[i];
     if (d & exchange_bit) {
-      if (exchange* to = exchange_by_id(d); to && seen.insert(d).second)
+      if (exchange* to = exchange_by_id(d); to && seen.insert(d))
         external |= route(*to, m, out, seen);
     } else {
       out.push_back(d);
@@ -405,10 +409,11 @@ bool vhost::route(exchange& x, const message& m, std::vector<dest_id>& out,
   if (out.size() == before && !external) {
     // Nothing took it: the exchange's alternate exchange gets a try.
     if (auto ae = common::table_string(x.settings().arguments, "alternate-exchange")) {
-      if (exchange* a = find_exchange(*ae); a && seen.insert(a->id()).second)
+      if (exchange* a = find_exchange(*ae); a && seen.insert(a->id()))
         external |= route(*a, m, out, seen);
     }
   }
+  route_scratch_.resize(first);
   return external;
 }
 
@@ -436,8 +441,9 @@ std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publ
     return error{
         error_code::access_refused,
         fmt::format("cannot publish to internal exchange '{}' in vhost '{}'", m->exchange, name_)};
-  std::vector<dest_id> targets;
-  std::set<dest_id> seen{x->id()};
+  dest_list targets;
+  dest_set seen;
+  seen.insert(x->id());
   bool external = route(*x, *m, targets, seen);
   x->on_published(m);
   ++x->stats.publish_in;
@@ -453,16 +459,15 @@ std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publ
   return rejected ? publish_outcome::rejected : publish_outcome::routed;
 }
 
-uint64_t vhost::enqueue_all(message_ptr m, const std::vector<dest_id>& targets, int64_t now,
+uint64_t vhost::enqueue_all(message_ptr m, std::span<const dest_id> targets, int64_t now,
                             bool& rejected, uint64_t publisher) {
-  std::vector<queue*> qs;
-  qs.reserve(targets.size());
+  boost::container::small_vector<queue*, 16> qs;
   for (dest_id d : targets)
     if (queue* q = queue_by_id(d)) qs.push_back(q);
   // The queues that keep the message in the store: durable ones for a persistent message (a
   // restart gives it back to them), and any that will page it out. One record serves them all.
   std::vector<uint32_t> durable;
-  std::vector<bool> keeps(qs.size(), false);
+  boost::container::small_vector<bool, 16> keeps(qs.size(), false);
   uint32_t refs = 0;
   if (journal_) {
     for (size_t i = 0; i < qs.size(); ++i) {
@@ -549,7 +554,7 @@ void vhost::dead_letter(queue& q, queue::entry e, std::string_view reason, int64
   if (!x) return;  // as RabbitMQ: a missing dead-letter exchange drops the message
   const message& old = *e.msg;
   auto m = std::make_shared<message>(old);
-  m->store_id = 0;  // a new message, stored on its own if it needs to be
+  m->store_id = 0;             // a new message, stored on its own if it needs to be
   m->amqp_properties.clear();  // its headers change below
   m->exchange = *dlx;
   if (q.policy().dead_letter_routing_key) m->routing_key = *q.policy().dead_letter_routing_key;
@@ -593,22 +598,27 @@ void vhost::dead_letter(queue& q, queue::entry e, std::string_view reason, int64
   }
   m->properties.headers = std::move(headers);
 
-  std::vector<dest_id> targets;
-  std::set<dest_id> seen{x->id()};
+  dest_list targets;
+  dest_set seen;
+  seen.insert(x->id());
   route(*x, *m, targets, seen);
   std::sort(targets.begin(), targets.end());
   targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
   // A message that would come back to a queue it already died in, with no client rejection on
   // the way, is in a cycle: RabbitMQ drops it for that queue.
-  std::erase_if(targets, [&](dest_id d) {
-    queue* t = queue_by_id(d);
-    return !t || (!any_rejected && std::any_of(deaths.items.begin(), deaths.items.end(),
-                                               [&](const common::field_value& v) {
-                                                 auto tt = v.get_if<common::field_table>();
-                                                 return tt && common::table_string(*tt, "queue") ==
-                                                                  std::string_view(t->name());
-                                               }));
-  });
+  targets.erase(std::remove_if(
+                    targets.begin(), targets.end(),
+                    [&](dest_id d) {
+                      queue* t = queue_by_id(d);
+                      return !t || (!any_rejected &&
+                                    std::any_of(deaths.items.begin(), deaths.items.end(),
+                                                [&](const common::field_value& v) {
+                                                  auto tt = v.get_if<common::field_table>();
+                                                  return tt && common::table_string(*tt, "queue") ==
+                                                                   std::string_view(t->name());
+                                                }));
+                    }),
+                targets.end());
   bool rejected = false;
   (void)enqueue_all(std::move(m), targets, now_ms(), rejected, 0);
 }
@@ -648,7 +658,7 @@ void vhost::tick(int64_t now) {
 
 void vhost::open_channel(uint64_t channel_id, uint64_t connection_id,
                          std::shared_ptr<delivery_target> target) {
-  channel_record& ch = channels_[channel_id];
+  channel_record& ch = channels_.try_emplace(channel_id, &unacked_pool_).first->second;
   ch.id = channel_id;
   ch.connection_id = connection_id;
   ch.target = std::move(target);
@@ -857,8 +867,8 @@ std::variant<get_ok, get_empty, error> vhost::get(uint64_t channel_id, std::stri
 
 // ----------------------------------------------------------------------------- acks
 
-void vhost::settle(channel_record& ch, std::map<uint64_t, unacked_message>::iterator it,
-                   bool requeue, std::vector<queue*>& touched, bool dead) {
+void vhost::settle(channel_record& ch, unacked_map::iterator it, bool requeue,
+                   std::vector<queue*>& touched, bool dead) {
   unacked_message& u = it->second;
   if (u.owner) --u.owner->unacked;
   --ch.unacked_count;
