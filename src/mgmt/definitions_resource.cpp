@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "mgmt/definitions.hpp"
+#include "mgmt/limits.hpp"
 #include "mgmt/users_file.hpp"
 
 namespace warren::mgmt {
@@ -84,9 +85,9 @@ struct import_job {
       }
     spdlog::info(
         "definitions imported by '{}': {} users, {} permissions, {} topic permissions, "
-        "{} exchanges, {} queues, {} bindings",
+        "{} vhost limits, {} exchanges, {} queues, {} bindings",
         acting_user, d.users.size(), d.permissions.size(), d.topic_permissions.size(),
-        d.exchanges.size(), d.queues.size(), d.bindings.size());
+        d.vhost_limits.size(), d.exchanges.size(), d.queues.size(), d.bindings.size());
     http::response res{bhttp::status::no_content, req.version()};
     res.set(bhttp::field::server, "Warren");
     res.prepare_payload();
@@ -140,6 +141,11 @@ void export_definitions(const api_context& api, const http::request_header& req,
     add_users(job->all, api.users->all());
     job->all.vhosts = api.vhosts->names();
   }
+  // Vhost limits are atomics on the vhost: read here, not on its home worker.
+  for (const auto& n : names)
+    if (broker::vhost* v = api.vhosts->find(n))
+      if (limit_map l = vhost_limits(*v); !l.empty())
+        job->all.vhost_limits.push_back(vhost_limits_def{n, std::move(l)});
   job->parts.resize(names.size());
   job->pending = names.size();
   if (names.empty()) {
@@ -184,6 +190,7 @@ void import_definitions(const api_context& api, const http::request& req,
   std::vector<std::string> named;
   for (const auto& p : d.permissions) named.push_back(p.vhost);
   for (const auto& t : d.topic_permissions) named.push_back(t.vhost);
+  for (const auto& l : d.vhost_limits) named.push_back(l.vhost);
   for (const auto& x : d.exchanges) job->vhosts.push_back(x.vhost);
   for (const auto& q : d.queues) job->vhosts.push_back(q.vhost);
   for (const auto& b : d.bindings) job->vhosts.push_back(b.vhost);
@@ -207,6 +214,19 @@ void import_definitions(const api_context& api, const http::request& req,
       spdlog::error("definitions import by '{}': users not saved: {}", acting_user, error);
       job->done(json_error(req, bhttp::status::internal_server_error, "internal_server_error",
                            "users were changed but could not be saved: " + error));
+      return;
+    }
+  }
+
+  // Vhost limits before the queues, as RabbitMQ imports parameters first: a max-queues in the
+  // file applies to the file's queues.
+  if (!d.vhost_limits.empty()) {
+    for (const auto& l : d.vhost_limits) set_vhost_limits(*api.vhosts->find(l.vhost), l.limits);
+    std::string error;
+    if (api.limits_file && !api.limits_file->save(*api.vhosts, error)) {
+      spdlog::error("definitions import by '{}': vhost limits not saved: {}", acting_user, error);
+      job->done(json_error(req, bhttp::status::internal_server_error, "internal_server_error",
+                           "vhost limits were changed but could not be saved: " + error));
       return;
     }
   }
