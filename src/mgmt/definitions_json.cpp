@@ -412,7 +412,8 @@ std::variant<definitions, std::string> parse_definitions(
         if (auto l = u.find("limits"); l != u.end() && !l->is_null()) {
           auto checked = check_user_limits(*l);
           if (auto* why = std::get_if<std::string>(&checked)) return r.refuse(*why);
-          def.limits = std::get<limit_map>(checked);
+          // {} merges nothing, the same as no key: kept as none, so exports round-trip.
+          if (!std::get<limit_map>(checked).empty()) def.limits = std::get<limit_map>(checked);
         }
         d.users.push_back(std::move(def));
       }
