@@ -338,7 +338,8 @@ def test_vhost_limits_api_errors(broker):
     assert api(broker, "PUT", "/api/vhost-limits/ve/max-foo", {"value": 5}) == (
         400, {"error": "bad_request",
               "reason": "Validation failed\n\nUnrecognised terms [{<<\"max-foo\">>,5}] in limits\n"})
-    assert api(broker, "PUT", "/api/vhost-limits/ve/max-queues", raw=b"not json")[0] == 400
+    assert api(broker, "PUT", "/api/vhost-limits/ve/max-queues", raw=b"not json") == (
+        400, {"error": "bad_request", "reason": "not_json"})
     assert ok(broker, "GET", "/api/vhost-limits/ve") == []  # nothing was set
     assert api(broker, "PUT", "/api/vhost-limits/nope/max-queues", {"value": 1}) == (
         404, {"error": "not_found", "reason": "vhost_not_found"})
@@ -382,6 +383,11 @@ def test_user_limits_api(broker):
     assert ok(broker, "GET", "/api/users/la")["limits"] == {"max-channels": 50, "max-connections": 5}
     ok(broker, "DELETE", "/api/user-limits/la/max-channels")
     assert ok(broker, "GET", "/api/user-limits/la") == [{"user": "la", "value": {"max-connections": 5}}]
+    # ... and sets them when it does, checked as RabbitMQ's put_user checks them.
+    ok(broker, "PUT", "/api/users/la", {"password": "pw", "tags": "", "limits": {"max-connections": 3}})
+    assert ok(broker, "GET", "/api/user-limits/la") == [{"user": "la", "value": {"max-connections": 3}}]
+    assert api(broker, "PUT", "/api/users/la", {"password": "pw", "tags": "", "limits": {"max-connections": "3"}}) == (
+        400, {"error": "bad_request", "reason": "max-connections should be a number, actually was <<\"3\">>"})
     ok(broker, "PUT", "/api/user-limits/la/max-channels", {"value": 1})
     ok(broker, "DELETE", "/api/user-limits/la/all")
     assert ok(broker, "GET", "/api/user-limits/la") == []
@@ -485,6 +491,7 @@ def test_node_max_connections(warren_factory):
     refused_open(w, text)
     ok(w, "PUT", "/api/vhosts/other")
     refused_open(w, text, vhost="other")  # whatever the vhost
+    refused_open(w, text, vhost="no-such-vhost")  # checked first, as in RabbitMQ
     # The management API is not an AMQP connection.
     assert ok(w, "GET", "/api/overview")
     a.close()

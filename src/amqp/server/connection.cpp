@@ -307,12 +307,7 @@ void amqp_connection::handle_tune_ok(const connection_tune_ok& m) {
 
 void amqp_connection::handle_open(const connection_open& m) {
   broker::vhost* v = ctx_.vhosts->find(m.virtual_host);
-  if (!v) {
-    connection_error(reply_code::not_allowed, fmt::format("vhost {} not found", m.virtual_host),
-                     m.amqp_class_id, m.amqp_method_id);
-    return;
-  }
-  if (!take_connection_slots(*v, m)) return;
+  if (!take_connection_slots(v, m)) return;
   if (!auth::user_store::may_access_vhost(*user_, m.virtual_host)) {
     node_slot_.reset();
     vhost_slot_.reset();
@@ -338,10 +333,11 @@ void amqp_connection::handle_open(const connection_open& m) {
   spdlog::debug("{}: user '{}' opened vhost '{}'", describe(), user_->name, v->name());
 }
 
-// Texts from RabbitMQ's rabbit_reader (is_over_node_connection_limit,
-// is_over_vhost_connection_limit, is_over_user_connection_limit), checked before the vhost
-// permission as there. A limit lowered below the count refuses new connections only.
-bool amqp_connection::take_connection_slots(broker::vhost& v, const connection_open& m) {
+// RabbitMQ's rabbit_reader order and texts: the node limit (is_over_node_connection_limit), the
+// vhost's existence and limit (is_over_vhost_connection_limit), the user's limit
+// (is_over_user_connection_limit); the vhost permission comes after. A limit lowered below the
+// count refuses new connections only.
+bool amqp_connection::take_connection_slots(broker::vhost* v, const connection_open& m) {
   auto refuse = [&](std::string text) {
     node_slot_.reset();
     vhost_slot_.reset();
@@ -354,11 +350,12 @@ bool amqp_connection::take_connection_slots(broker::vhost& v, const connection_o
           fmt::format("connection refused: node connection limit ({}) is reached", *limit));
     node_slot_ = common::limit_slot(ctx_.node_connections);
   }
-  if (auto limit = v.connections().try_acquire())
+  if (!v) return refuse(fmt::format("vhost {} not found", m.virtual_host));
+  if (auto limit = v->connections().try_acquire())
     return refuse(
         fmt::format("access to vhost '{}' refused for user '{}': connection limit ({}) is reached",
                     m.virtual_host, user_->name, *limit));
-  vhost_slot_ = common::limit_slot(&v.connections());
+  vhost_slot_ = common::limit_slot(&v->connections());
   user_counts_ = ctx_.users->counts(user_->name);
   if (auto limit = user_counts_->connections.try_acquire())
     return refuse(

@@ -103,8 +103,9 @@ class amqp_connection final : public net::connection_handler {
   void handle_start_ok(const protocol::connection_start_ok& m);
   void handle_tune_ok(const protocol::connection_tune_ok& m);
   void handle_open(const protocol::connection_open& m);
-  // RabbitMQ's connection limits (node, vhost, user), in its order; false when refused.
-  bool take_connection_slots(broker::vhost& v, const protocol::connection_open& m);
+  // RabbitMQ's connection limits (node, vhost, user) and the vhost's existence (null: none), in
+  // its order; false when refused.
+  bool take_connection_slots(broker::vhost* v, const protocol::connection_open& m);
   void handle_channel_frame(const protocol::frame_view& f);
   void open_channel(uint16_t id);
   channel* find_channel(uint16_t id);
