@@ -475,6 +475,25 @@ def test_definitions_import_checks_limits(warren_factory):
                        {"name": "b", "vhost": "iq", "durable": True, "auto_delete": False, "arguments": {}}]}
     status, doc = api(w, "POST", "/api/definitions", defs)
     assert status == 400 and "cannot declare queue 'b': queue limit in vhost 'iq' (1) is reached" in doc["reason"]
+    # New queues are counted against the limit the vhost had before the import, as RabbitMQ's validate_limits.
+    ok(w, "PUT", "/api/vhost-limits/iq/max-queues", {"value": 2})
+    assert [q["name"] for q in ok(w, "GET", "/api/queues/iq")] == ["a"]  # b was refused
+    two_more = {"queues": [{"name": n, "vhost": "iq", "durable": True, "auto_delete": False, "arguments": {}}
+                           for n in ("a", "c", "d")]}  # a exists: two new ones, over a limit of 2 with 1 there
+    status, doc = api(w, "POST", "/api/definitions", two_more)
+    assert (status, doc["reason"]) == (400, 'Adding 2 queue(s) to virtual host "iq" would exceed the limit of 2 '
+                                            'queue(s).\n\nThis virtual host currently has 1 queue(s) defined.\n\n'
+                                            'Import aborted!'), doc
+    assert [q["name"] for q in ok(w, "GET", "/api/queues/iq")] == ["a"]  # nothing declared
+    ok(w, "PUT", "/api/vhost-limits/iq/max-queues", {"value": 0})
+    status, doc = api(w, "POST", "/api/definitions", two_more)
+    assert (status, doc["reason"]) == (400, 'Adding 2 queue(s) to virtual host "iq" would exceed the limit of 0 '
+                                            'queue(s).\n\nThis virtual host currently has 0 queue(s) defined.\n\n'
+                                            'Import aborted!'), doc
+    ok(w, "POST", "/api/definitions", {"queues": two_more["queues"][:1]})  # only existing ones: fine at any limit
+    ok(w, "PUT", "/api/vhost-limits/iq/max-queues", {"value": 3})
+    ok(w, "POST", "/api/definitions", two_more)
+    assert sorted(q["name"] for q in ok(w, "GET", "/api/queues/iq")) == ["a", "c", "d"]
     # Other parameters are still ignored, not refused.
     ok(w, "POST", "/api/definitions", {"parameters": [{"vhost": "/", "component": "federation-upstream",
                                                        "name": "up", "value": {"uri": "amqp://"}}]})
