@@ -562,3 +562,68 @@ def test_node_max_connections_counts_amqps(warren_factory, tmp_path):
     with pytest.raises(pika.exceptions.AMQPConnectionError):
         pika.BlockingConnection(params)
     a.close()
+
+
+def test_limits_hold_under_concurrent_opens_across_workers(warren_factory):
+    # Connections land on both workers (SO_REUSEPORT); the counts are shared atomics, so of many racing
+    # connection.opens exactly the limit's worth get in, and of the user's racing channel.opens too.
+    import threading
+    w = warren_factory("--max-connections", "30", workers=2)
+    vhost_with_user(w, "race")
+    ok(w, "PUT", "/api/vhost-limits/race/max-connections", {"value": 12})
+    barrier = threading.Barrier(24)
+    opened, refused, lock = [], [], threading.Lock()
+
+    def attempt():
+        barrier.wait()
+        try:
+            c = connect(w, vhost="race")
+            with lock:
+                opened.append(c)
+        except pika.exceptions.AMQPConnectionError as e:
+            with lock:
+                refused.append(e)
+
+    threads = [threading.Thread(target=attempt) for _ in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (len(opened), len(refused)) == (12, 12)
+    for c in opened:
+        c.close()
+    connect(w, vhost="race").close()  # every place came back
+
+    ok(w, "PUT", "/api/user-limits/guest/max-channels", {"value": 10})
+    conns = [connect(w) for _ in range(4)]
+    results = []
+
+    def channels(conn):
+        try:
+            for _ in range(5):
+                conn.channel()
+                results.append("ok")
+        except pika.exceptions.ConnectionClosedByBroker as e:
+            results.append((e.reply_code, e.reply_text))
+
+    # pika's connections are not thread-safe; each thread uses its own. A refused connection is closed and its
+    # channels freed, so others may open more afterwards: what must hold is the count at any time.
+    threads = [threading.Thread(target=channels, args=(c,)) for c in conns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    refusal = (530, "NOT_ALLOWED - number of channels opened for user 'guest' has reached the maximum allowed user "
+                    "limit of 10")
+    assert results.count("ok") >= 10 and all(r in ("ok", refusal) for r in results), results
+    assert len(ok(w, "GET", "/api/channels")) <= 10
+    for c in conns:
+        if c.is_open:
+            c.close()
+    # Every place came back: a new connection opens exactly ten.
+    c = connect(w)
+    for _ in range(10):
+        c.channel()
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as e:
+        c.channel()
+    assert (e.value.reply_code, e.value.reply_text) == refusal
