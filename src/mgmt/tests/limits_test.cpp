@@ -1,5 +1,6 @@
 // Vhost and user limits: RabbitMQ's validation texts, the Erlang terms in them, definitions with
-// limits, the vhost limits file, and the counts the broker enforces them with.
+// limits, the vhost limits file, and the counts the broker enforces them with (common's
+// limited_count; the users' counts are tested with the user store, auth/tests).
 #include "mgmt/limits.hpp"
 
 #include <gtest/gtest.h>
@@ -160,28 +161,6 @@ TEST(LimitedCount, RacingWorkersNeverGoPastTheLimit) {
     });
   for (auto& t : threads) t.join();
   EXPECT_EQ(c.count(), 100);
-}
-
-TEST(UserCounts, FollowTheUsersLimits) {
-  auth::user_store store;
-  auth::user u{"u", "", {}, {}};
-  u.limits = {{"max-connections", 2}};
-  store.add_user(u);
-  auto counts = store.counts("u");
-  EXPECT_EQ(counts->connections.limit(), 2);
-  EXPECT_EQ(counts->channels.limit(), common::limited_count::unset);
-  EXPECT_EQ(store.counts("u"), counts);  // one per name
-  EXPECT_FALSE(counts->connections.try_acquire());
-  store.update([](auth::user_map& m) {
-    auto copy = std::make_shared<auth::user>(*m.at("u"));
-    copy->limits["max-channels"] = 0;
-    m["u"] = std::move(copy);
-  });
-  EXPECT_EQ(counts->channels.limit(), 0);
-  EXPECT_EQ(counts->connections.count(), 1);  // counts outlive the change
-  store.update([](auth::user_map& m) { m.erase("u"); });
-  EXPECT_EQ(counts->connections.limit(), common::limited_count::unset);  // deletion lifts them
-  EXPECT_EQ(store.counts("nobody")->connections.limit(), common::limited_count::unset);
 }
 
 }  // namespace
