@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <cstdint>
 #include <fstream>
 #include <sstream>
 
@@ -51,7 +52,10 @@ std::variant<limit_map, std::string> check_limits(const json& value, std::string
     }
     if (!it->is_number_integer())
       return fmt::format("{} should be a number, actually was {}", it.key(), erlang_term(*it));
-    out[it.key()] = it->get<int64_t>();
+    // RabbitMQ's integers have no bound; one past int64 is as good as no bound, not a wrap.
+    out[it.key()] = it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(INT64_MAX)
+                        ? INT64_MAX
+                        : it->get<int64_t>();
   }
   if (!unknown.empty()) return fmt::format("Unrecognised terms [{}] in {}", unknown, component);
   return out;

@@ -44,6 +44,9 @@ TEST(Limits, VhostLimitsAreCheckedAsRabbitMqChecksThem) {
   EXPECT_EQ(refusal(check_vhost_limits(json::parse(R"({"max-channels": 5})"))),
             R"(Unrecognised terms [{<<"max-channels">>,5}] in limits)");
   EXPECT_EQ(validation_failed("x"), "Validation failed\n\nx\n");
+  auto huge = check_vhost_limits(json::parse(R"({"max-queues": 18446744073709551615})"));
+  ASSERT_TRUE(std::holds_alternative<limit_map>(huge));
+  EXPECT_EQ(std::get<limit_map>(huge).at("max-queues"), INT64_MAX);  // not wrapped to -1
 }
 
 TEST(Limits, UserLimitsAreCheckedAsRabbitMqChecksThem) {
