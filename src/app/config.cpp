@@ -110,6 +110,14 @@ std::optional<std::string> canonical_size(const std::string& text) {
   return std::to_string(*v);
 }
 
+// "infinity" (no limit, as -1) or a count, 0 included (then no connection is accepted).
+std::optional<std::string> canonical_connection_max(const std::string& text) {
+  if (text == "infinity") return "-1";
+  if (text.empty() || text.size() > 18 || text.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  return std::to_string(std::stoll(text));
+}
+
 std::optional<std::string> canonical_fraction(const std::string& text) {
   auto v = alarm::parse_fraction(text);
   if (!v) return std::nullopt;
@@ -176,6 +184,11 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
   bind_option(app, b, cli, &config::frame_max, "frame_max",
               "Largest frame offered to clients, bytes");
   bind_option(app, b, cli, &config::channel_max, "channel_max", "Most channels per connection");
+  bind_checked_option(app, b, cli, &config::max_connections, "max_connections",
+                      "AMQP and AMQPS connections the node accepts, counted at connection.open "
+                      "(RabbitMQ's max_connections); infinity: no limit (default)",
+                      canonical_connection_max, "N|infinity",
+                      "a number of connections (0 or more) or infinity");
   bind_option(app, b, cli, &config::handshake_timeout, "handshake_timeout",
               "Seconds a client has to complete the AMQP handshake");
   bind_option(app, b, cli, &config::max_message_size, "max_message_size",

@@ -40,6 +40,9 @@ struct config {
   uint16_t channel_max = 2047;
   double handshake_timeout = 10.0;
   uint64_t max_message_size = 128ull * 1024 * 1024;
+  // AMQP connections (AMQP and AMQPS together) the node accepts at connection.open, RabbitMQ's
+  // max_connections (connection_max); -1: no limit ("infinity", RabbitMQ's default).
+  int64_t max_connections = -1;
   std::string loopback_networks = "127.0.0.0/8,::1/128";
   std::string default_user = "guest";
   std::string default_pass = "guest";

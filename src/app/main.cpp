@@ -34,6 +34,7 @@
 #include "app/config.hpp"
 #include "auth/password.hpp"
 #include "common/log.hpp"
+#include "mgmt/limits.hpp"
 #include "mgmt/prometheus.hpp"
 #include "mgmt/routes.hpp"
 #include "mgmt/users_file.hpp"
@@ -266,6 +267,9 @@ int run(const app::config& cfg) {
         r.torn_files ? fmt::format(", {} torn files cut back", r.torn_files) : "");
   };
   for (const auto& name : vhost_names) open_store(*vhosts.find(name));
+  // Vhost limits set through the management API or definitions (user limits are in users.json).
+  mgmt::vhost_limits_file limits_file(fs::path(cfg.data_dir) / "vhost-limits.json");
+  if (std::string err; !limits_file.load(vhosts, err)) throw std::runtime_error(err);
 
   amqp::server::server_context ctx;
   ctx.settings.channel_max = cfg.channel_max;
@@ -275,6 +279,10 @@ int run(const app::config& cfg) {
   ctx.settings.max_message_size = cfg.max_message_size;
   ctx.users = &users;
   ctx.vhosts = &vhosts;
+  common::limited_count node_connections;
+  node_connections.set_limit(cfg.max_connections);
+  ctx.node_connections = &node_connections;
+  if (cfg.max_connections >= 0) spdlog::info("node connection limit: {}", cfg.max_connections);
   ctx.server_properties = amqp::server::make_server_properties(ctx.settings);
 
   // Block the shutdown and reload signals before any thread starts; the main thread waits for
@@ -325,6 +333,7 @@ int run(const app::config& cfg) {
                            dual_stack);
   std::vector<std::unique_ptr<vhost_ticker>> tickers;  // armed before the workers run
   mgmt::api_context api{&users, &vhosts, &pool, &user_file, WARREN_VERSION, {}};
+  api.limits_file = &limits_file;
   // A vhost created at run time: recovered from its (empty, or left over) directory before
   // anyone can find it, then its housekeeping armed on its home worker. The acting user gets
   // full permissions on it, as RabbitMQ's HTTP API does.
@@ -401,6 +410,8 @@ int run(const app::config& cfg) {
       });
       std::string err;
       if (!user_file.save(users, err)) spdlog::error("users not saved: {}", err);
+      // Its limits go with it (RabbitMQ deletes a vhost's parameters with the vhost).
+      if (!limits_file.save(vhosts, err)) spdlog::error("vhost limits not saved: {}", err);
       spdlog::info("vhost '{}' deleted", name);
       done(ec ? fmt::format("vhost deleted, but its data was not removed: {}", ec.message())
               : std::string());

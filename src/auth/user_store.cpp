@@ -21,14 +21,48 @@ void user_store::update(const std::function<void(user_map&)>& change) {
   recompile_locked();
 }
 
+namespace {
+
+int64_t limit_of(const user* u, std::string_view name) {
+  if (!u) return common::limited_count::unset;
+  auto it = u->limits.find(name);
+  return it == u->limits.end() ? common::limited_count::unset : it->second;
+}
+
+void set_limits(user_counts& c, const user* u) {
+  c.connections.set_limit(limit_of(u, user_max_connections));
+  c.channels.set_limit(limit_of(u, user_max_channels));
+}
+
+}  // namespace
+
+std::shared_ptr<user_counts> user_store::counts(std::string_view name) const {
+  {
+    std::shared_lock lock(mutex_);
+    if (auto it = counts_.find(name); it != counts_.end()) return it->second;
+  }
+  std::unique_lock lock(mutex_);
+  auto& c = counts_[std::string(name)];
+  if (!c) {
+    c = std::make_shared<user_counts>();
+    auto u = users_.find(name);
+    set_limits(*c, u == users_.end() ? nullptr : u->second.get());
+  }
+  return c;
+}
+
 void user_store::recompile_locked() {
   // A walk over every user per change: changes are rare, and only replaced users are compiled.
   for (auto it = compiled_.begin(); it != compiled_.end();)
     it = users_.count(it->first) ? std::next(it) : compiled_.erase(it);
+  // A deleted user's limits are lifted (RabbitMQ finds no limit for a user it does not know).
+  for (auto& [name, c] : counts_)
+    if (!users_.count(name)) set_limits(*c, nullptr);
   for (const auto& [name, u] : users_) {
     compiled& c = compiled_[name];
     if (c.from == u) continue;
     c.from = u;
+    if (auto it = counts_.find(name); it != counts_.end()) set_limits(*it->second, u.get());
     c.by_vhost.clear();
     for (const auto& [vhost, p] : u->permissions) {
       auto t = u->topic_permissions.find(vhost);

@@ -25,6 +25,7 @@
 #include "auth/ip_network.hpp"
 #include "auth/permissions.hpp"
 #include "auth/sasl.hpp"
+#include "common/limited_count.hpp"
 
 namespace warren::auth {
 
@@ -50,7 +51,21 @@ struct user {
   std::vector<std::string> tags;
   std::map<std::string, permission, std::less<>> permissions;                           // by vhost
   std::map<std::string, topic_permissions_by_exchange, std::less<>> topic_permissions;  // by vhost
+  // RabbitMQ's user limits as set: "max-connections", "max-channels" (a negative value: no limit).
+  std::map<std::string, int64_t, std::less<>> limits;
   bool operator==(const user&) const = default;
+};
+
+// The names of RabbitMQ's user limits.
+inline constexpr std::string_view user_max_connections = "max-connections";
+inline constexpr std::string_view user_max_channels = "max-channels";
+
+// What a user has open across every worker, each count with the user's limit on it. Kept apart
+// from the user value, which a change replaces: counts go on across changes, and a changed limit
+// applies to the next connection.open or channel.open.
+struct user_counts {
+  common::limited_count connections;
+  common::limited_count channels;
 };
 
 using user_ptr = std::shared_ptr<const user>;
@@ -89,6 +104,10 @@ class user_store {
   // must exist, the loopback rule applies, there is no password. Any thread.
   login_result login_without_password(std::string_view username,
                                       const boost::asio::ip::address& peer, user_ptr* who) const;
+  // Any thread. The counts of `name` (made on first use; they outlive the user, whose deletion
+  // lifts its limits). Looked up once per AMQP connection.open.
+  std::shared_ptr<user_counts> counts(std::string_view name) const;
+
   static bool may_access_vhost(const user& u, std::string_view vhost);
   static bool has_tag(const user& u, std::string_view tag);
 
@@ -105,6 +124,9 @@ class user_store {
   mutable std::shared_mutex mutex_;  // guards users_ and compiled_ (the maps, not their values)
   user_map users_;
   std::map<std::string, compiled, std::less<>> compiled_;
+  // By user name, never shrinking (a name's counts outlive its deletion and recreation). Under
+  // mutex_; their limits follow the users' in recompile_locked.
+  mutable std::map<std::string, std::shared_ptr<user_counts>, std::less<>> counts_;
   // Read before every channel operation on every worker: kept off the cache line of the lock,
   // which every reader writes.
   alignas(64) std::atomic<uint64_t> generation_{1};

@@ -305,6 +305,12 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
   }
   queue_policy policy;
   if (auto e = parse_queue_arguments(r.arguments, policy)) return *e;
+  // max-queues counts every queue, exclusive, server-named and auto-delete ones too; a queue
+  // that exists was redeclared above. Recovery restores what was there, whatever the limit.
+  if (int64_t limit = max_queues(); limit >= 0 && !restoring_ && int64_t(queues_.size()) >= limit)
+    return error{error_code::precondition_failed,
+                 fmt::format("cannot declare queue '{}': queue limit in vhost '{}' ({}) is reached",
+                             name, name_, limit)};
   queue_settings s{name,          r.durable,   r.exclusive,
                    r.auto_delete, r.arguments, r.exclusive ? r.connection_id : 0};
   dest_id id = next_id_++;

@@ -24,6 +24,7 @@
 #include "broker/journal.hpp"
 #include "broker/queue.hpp"
 #include "broker/views.hpp"
+#include "common/limited_count.hpp"
 
 namespace warren::broker {
 
@@ -275,6 +276,15 @@ class vhost {
   size_t queue_count() const { return queues_.size(); }
   size_t exchange_count() const { return exchanges_.size(); }
 
+  // --- limits (RabbitMQ's vhost limits: max-connections, max-queues) ---
+  // The exception to "home worker only": any thread. The AMQP layer counts connections here at
+  // connection.open and close on its own workers; the limits are set by the management API.
+  // Values as set: limited_count::unset, negative (no limit), 0 (none allowed) or a maximum.
+  common::limited_count& connections() { return connections_; }
+  const common::limited_count& connections() const { return connections_; }
+  void set_max_queues(int64_t v) { max_queues_.store(v, std::memory_order_relaxed); }
+  int64_t max_queues() const { return max_queues_.load(std::memory_order_relaxed); }
+
  private:
   struct binding {
     std::string source;
@@ -358,6 +368,8 @@ class vhost {
   queue_counters retired_;  // of queues deleted, so totals never go back
   queue_history history_;
   int64_t next_sample_ = 0;  // steady ms
+  common::limited_count connections_;
+  std::atomic<int64_t> max_queues_{common::limited_count::unset};
   std::atomic<uint64_t> sampled_ready_{0};
   std::atomic<uint64_t> sampled_unacked_{0};
   uint64_t next_fetch_channel_ = 0;

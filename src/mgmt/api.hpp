@@ -26,6 +26,7 @@
 namespace warren::mgmt {
 
 class users_file;
+class vhost_limits_file;
 
 // Resources of the node as the operator watches them.
 struct node_status {
@@ -114,6 +115,8 @@ struct api_context {
   // cannot be resolved (total memory unknown). Unset: not possible.
   std::function<std::optional<uint64_t>(std::variant<double, uint64_t> limit)>
       set_memory_high_watermark;
+  // Where vhost limits are kept (mgmt/limits.hpp). Null: they last until the process exits.
+  vhost_limits_file* limits_file = nullptr;
 };
 
 http::response json_response(const http::request_header& req, boost::beast::http::status status,

@@ -186,7 +186,11 @@ std::optional<std::string> apply_users(auth::user_store& store, const definition
       if (auto it = users.find(def.name); it != users.end()) {
         u.permissions = it->second->permissions;
         u.topic_permissions = it->second->topic_permissions;
+        u.limits = it->second->limits;
       }
+      // As RabbitMQ: the file's limits are merged into the user's (an absent key keeps them).
+      if (def.limits)
+        for (const auto& [k, v] : *def.limits) u.limits[k] = v;
       users[def.name] = std::make_shared<const auth::user>(std::move(u));
     }
     for (const auto& p : d.permissions) {

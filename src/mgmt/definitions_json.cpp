@@ -9,6 +9,7 @@
 
 #include "auth/password.hpp"
 #include "common/overloaded.hpp"
+#include "mgmt/limits.hpp"
 
 namespace warren::mgmt {
 
@@ -152,7 +153,7 @@ void add_users(definitions& d, const std::vector<auth::user_ptr>& users) {
   std::sort(sorted.begin(), sorted.end(),
             [](const auto& a, const auto& b) { return a->name < b->name; });
   for (const auto& u : sorted) {
-    d.users.push_back(user_def{u->name, u->password_hash, u->tags});
+    d.users.push_back(user_def{u->name, u->password_hash, u->tags, u->limits});
     for (const auto& [vhost, perm] : u->permissions)
       d.permissions.push_back(permission_def{u->name, vhost, perm});
     for (const auto& [vhost, by_exchange] : u->topic_permissions)
@@ -175,7 +176,7 @@ json export_json(const definitions& d, const export_info& info) {
                            {"password_hash", u.password_hash},
                            {"hashing_algorithm", hashing_algorithm},
                            {"tags", u.tags},
-                           {"limits", json::object()}});
+                           {"limits", limits_json(u.limits.value_or(limit_map{}))}});
     out["users"] = std::move(users);
     json vhosts = json::array();
     for (const auto& v : d.vhosts) vhosts.push_back(json{{"name", v}});
@@ -197,7 +198,16 @@ json export_json(const definitions& d, const export_info& info) {
                             {"read", t.perm.read}});
     out["topic_permissions"] = std::move(topics);
   }
-  out["parameters"] = json::array();
+  json params = json::array();
+  for (const auto& l : d.vhost_limits) {
+    json p = json::object();
+    if (all) p["vhost"] = l.vhost;
+    p["component"] = "vhost-limits";
+    p["name"] = "limits";
+    p["value"] = limits_json(l.limits);
+    params.push_back(std::move(p));
+  }
+  out["parameters"] = std::move(params);
   if (all) out["global_parameters"] = json::array();
   out["policies"] = json::array();
 
@@ -399,6 +409,12 @@ std::variant<definitions, std::string> parse_definitions(
         } else if (tags != u.end() && !tags->is_null()) {
           return r.refuse("tags", "must be a list of strings");
         }
+        if (auto l = u.find("limits"); l != u.end() && !l->is_null()) {
+          auto checked = check_user_limits(*l);
+          if (auto* why = std::get_if<std::string>(&checked)) return r.refuse(*why);
+          // {} merges nothing, the same as no key: kept as none, so exports round-trip.
+          if (!std::get<limit_map>(checked).empty()) def.limits = std::get<limit_map>(checked);
+        }
         d.users.push_back(std::move(def));
       }
     }
@@ -451,7 +467,27 @@ std::variant<definitions, std::string> parse_definitions(
     if (!error.empty()) return error;
     d.ignored_global_parameters = count("global_parameters");
   }
-  d.ignored_parameters = count("parameters");
+  if (const json* params = category("parameters")) {
+    size_t i = 0;
+    for (const auto& p : *params) {
+      item_reader r(p, fmt::format("parameters[{}]", i++));
+      std::string component, name;
+      if (!r.str("component", component, false) || !r.str("name", name, false)) return r.error();
+      // Vhost limits are RabbitMQ's parameter "limits" of component "vhost-limits".
+      if (component != "vhost-limits" || name != "limits") {
+        ++d.ignored_parameters;
+        continue;
+      }
+      vhost_limits_def def;
+      if (!vhost_of(r, def.vhost)) return r.error();
+      r.describe(fmt::format("limits of vhost '{}'", def.vhost));
+      auto value = p.find("value");
+      auto checked = check_vhost_limits(value == p.end() ? json() : *value);
+      if (auto* why = std::get_if<std::string>(&checked)) return r.refuse(validation_failed(*why));
+      def.limits = std::get<limit_map>(checked);
+      d.vhost_limits.push_back(std::move(def));
+    }
+  }
   d.ignored_policies = count("policies");
   if (!error.empty()) return error;
 

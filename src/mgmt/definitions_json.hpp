@@ -27,6 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -93,11 +94,24 @@ struct topic_permission_def {
 
 // A user as the file has it: the hash in RabbitMQ's sha256 format (a plain "password" in the
 // file is hashed while parsing).
+// RabbitMQ's limits of a vhost or a user, as set (name -> value; negative: no limit).
+using limit_map = std::map<std::string, int64_t, std::less<>>;
+
 struct user_def {
   std::string name;
   std::string password_hash;
   std::vector<std::string> tags;
+  // "limits": max-connections, max-channels. Absent from an imported file: left as they are.
+  std::optional<limit_map> limits;
   bool operator==(const user_def&) const = default;
+};
+
+// A vhost's limits, which RabbitMQ keeps as the runtime parameter of component "vhost-limits",
+// name "limits", and exports among the "parameters".
+struct vhost_limits_def {
+  std::string vhost;
+  limit_map limits;
+  bool operator==(const vhost_limits_def&) const = default;
 };
 
 struct definitions {
@@ -105,11 +119,12 @@ struct definitions {
   std::vector<std::string> vhosts;
   std::vector<permission_def> permissions;
   std::vector<topic_permission_def> topic_permissions;
+  std::vector<vhost_limits_def> vhost_limits;
   std::vector<exchange_def> exchanges;
   std::vector<queue_def> queues;
   std::vector<binding_def> bindings;
   // Parts Warren does not implement: counted so that an import can say what it skipped.
-  size_t ignored_parameters = 0;
+  size_t ignored_parameters = 0;  // parameters other than vhost limits
   size_t ignored_global_parameters = 0;
   size_t ignored_policies = 0;
 };

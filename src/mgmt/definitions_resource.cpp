@@ -8,8 +8,10 @@
 #include <cctype>
 #include <iterator>
 #include <memory>
+#include <set>
 
 #include "mgmt/definitions.hpp"
+#include "mgmt/limits.hpp"
 #include "mgmt/users_file.hpp"
 
 namespace warren::mgmt {
@@ -72,6 +74,7 @@ struct import_job {
   definitions d;
   std::vector<std::string> vhosts;                 // those with something to declare
   std::vector<std::optional<std::string>> errors;  // per vhost
+  std::vector<int64_t> max_queues;  // per vhost, as it was before the file's limits were set
   size_t pending = 0;
 
   void finish() {
@@ -84,9 +87,9 @@ struct import_job {
       }
     spdlog::info(
         "definitions imported by '{}': {} users, {} permissions, {} topic permissions, "
-        "{} exchanges, {} queues, {} bindings",
+        "{} vhost limits, {} exchanges, {} queues, {} bindings",
         acting_user, d.users.size(), d.permissions.size(), d.topic_permissions.size(),
-        d.exchanges.size(), d.queues.size(), d.bindings.size());
+        d.vhost_limits.size(), d.exchanges.size(), d.queues.size(), d.bindings.size());
     http::response res{bhttp::status::no_content, req.version()};
     res.set(bhttp::field::server, "Warren");
     res.prepare_payload();
@@ -99,9 +102,33 @@ struct import_job {
 // a large import) or posts the outcome back to the connection's worker.
 constexpr size_t import_slice_items = 256;
 
+// RabbitMQ's validate_limits (rabbit_definitions), before the vhost's first declaration: the
+// file's new queues must fit under the max-queues the vhost had before the import. On the home
+// worker. The text is RabbitMQ's.
+std::optional<std::string> check_queue_limit(const import_job& job, const broker::vhost& v,
+                                             int64_t limit) {
+  if (limit < 0) return std::nullopt;
+  std::set<std::string_view> added;
+  for (const auto& q : job.d.queues)
+    if (q.vhost == v.name() && !v.inspect_queue(q.name)) added.insert(q.name);
+  if (added.empty()) return std::nullopt;
+  size_t count = limit == 0 ? 0 : v.queue_count();  // RabbitMQ reports 0 for a limit of 0
+  if (limit > 0 && int64_t(added.size() + count) <= limit) return std::nullopt;
+  return fmt::format(
+      "Adding {} queue(s) to virtual host \"{}\" would exceed the limit of {} queue(s).\n\nThis "
+      "virtual host currently has {} queue(s) defined.\n\nImport aborted!",
+      added.size(), v.name(), limit, count);
+}
+
 void import_slice(std::shared_ptr<import_job> job, broker::vhost* v, net::worker* home,
                   net::worker* back, size_t i, size_t next) {
   home->post([job = std::move(job), v, home, back, i, next]() mutable {
+    if (next == 0)
+      if (auto refused = check_queue_limit(*job, *v, job->max_queues[i]))
+        return back->post([job = std::move(job), i, refused = std::move(refused)] {
+          job->errors[i] = refused;
+          if (--job->pending == 0) job->finish();
+        });
     auto r = apply_some(*v, job->d, next, import_slice_items);
     if (std::holds_alternative<apply_more>(r))
       return import_slice(std::move(job), v, home, back, i, next);
@@ -140,6 +167,11 @@ void export_definitions(const api_context& api, const http::request_header& req,
     add_users(job->all, api.users->all());
     job->all.vhosts = api.vhosts->names();
   }
+  // Vhost limits are atomics on the vhost: read here, not on its home worker.
+  for (const auto& n : names)
+    if (broker::vhost* v = api.vhosts->find(n))
+      if (limit_map l = vhost_limits(*v); !l.empty())
+        job->all.vhost_limits.push_back(vhost_limits_def{n, std::move(l)});
   job->parts.resize(names.size());
   job->pending = names.size();
   if (names.empty()) {
@@ -184,6 +216,7 @@ void import_definitions(const api_context& api, const http::request& req,
   std::vector<std::string> named;
   for (const auto& p : d.permissions) named.push_back(p.vhost);
   for (const auto& t : d.topic_permissions) named.push_back(t.vhost);
+  for (const auto& l : d.vhost_limits) named.push_back(l.vhost);
   for (const auto& x : d.exchanges) job->vhosts.push_back(x.vhost);
   for (const auto& q : d.queues) job->vhosts.push_back(q.vhost);
   for (const auto& b : d.bindings) job->vhosts.push_back(b.vhost);
@@ -211,12 +244,37 @@ void import_definitions(const api_context& api, const http::request& req,
     }
   }
 
+  // Vhost limits before the queues, as RabbitMQ imports parameters first: a max-queues in the
+  // file applies to the file's queues (each declaration checks it), after the file's new queues
+  // were counted against the vhost's limit before the import (check_queue_limit).
+  std::vector<std::pair<std::string, int64_t>> prior_max_queues;
+  for (const auto& q : d.queues)
+    if (std::none_of(prior_max_queues.begin(), prior_max_queues.end(),
+                     [&](const auto& p) { return p.first == q.vhost; }))
+      prior_max_queues.emplace_back(q.vhost, api.vhosts->find(q.vhost)->max_queues());
+  if (!d.vhost_limits.empty()) {
+    for (const auto& l : d.vhost_limits) set_vhost_limits(*api.vhosts->find(l.vhost), l.limits);
+    std::string error;
+    if (api.limits_file && !api.limits_file->save(*api.vhosts, error)) {
+      spdlog::error("definitions import by '{}': vhost limits not saved: {}", acting_user, error);
+      job->done(json_error(req, bhttp::status::internal_server_error, "internal_server_error",
+                           "vhost limits were changed but could not be saved: " + error));
+      return;
+    }
+  }
+
   // Each vhost's part, in slices on its home worker; the vhosts in the order the file names them.
   std::vector<std::string> order;
   for (const auto& n : job->vhosts)
     if (std::find(order.begin(), order.end(), n) == order.end()) order.push_back(n);
   job->vhosts = std::move(order);
   job->errors.resize(job->vhosts.size());
+  for (const auto& n : job->vhosts) {
+    auto it = std::find_if(prior_max_queues.begin(), prior_max_queues.end(),
+                           [&](const auto& p) { return p.first == n; });
+    job->max_queues.push_back(it == prior_max_queues.end() ? common::limited_count::unset
+                                                           : it->second);
+  }
   job->pending = job->vhosts.size();
   if (job->vhosts.empty()) {
     job->finish();

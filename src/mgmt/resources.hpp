@@ -154,4 +154,16 @@ void delete_vhost(const call_ptr& c);
 
 void put_memory_watermark(const call_ptr& c);  // Warren's own
 
+// Saves the user store after a change; answers 500 and returns false if that fails.
+bool save_users(const call_ptr& c);
+
+// Limits (resources_limits.cpp): /api/vhost-limits[/{vhost}[/{name}]],
+// /api/user-limits[/{user}[/{name}]].
+void list_vhost_limits(const call_ptr& c, bool one);
+void put_vhost_limit(const call_ptr& c);
+void delete_vhost_limit(const call_ptr& c);
+void list_user_limits(const call_ptr& c, bool one);
+void put_user_limit(const call_ptr& c);
+void delete_user_limit(const call_ptr& c);
+
 }  // namespace warren::mgmt

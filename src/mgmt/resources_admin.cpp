@@ -9,6 +9,7 @@
 
 #include "alarm/limits.hpp"
 #include "auth/password.hpp"
+#include "mgmt/limits.hpp"
 #include "mgmt/resources.hpp"
 #include "mgmt/users_file.hpp"
 
@@ -23,7 +24,7 @@ json user_json(const auth::user& u) {
           {"password_hash", u.password_hash},
           {"hashing_algorithm", "rabbit_password_hashing_sha256"},
           {"tags", u.tags},
-          {"limits", json::object()}};
+          {"limits", limits_json(u.limits)}};
 }
 
 json permission_json(const std::string& user, const std::string& vhost, const auth::permission& p) {
@@ -49,18 +50,6 @@ void add_topic_permissions(json& items, const auth::user& u, const std::string& 
   if (it == u.topic_permissions.end()) return;
   for (const auto& [exchange, t] : it->second)
     items.push_back(topic_permission_json(u.name, vhost, exchange, t));
-}
-
-// Saves the user store after a change; answers 500 and returns false if that fails.
-bool save_users(const call_ptr& c) {
-  std::string error;
-  if (c->api.user_file && !c->api.user_file->save(*c->api.users, error)) {
-    spdlog::error("users not saved: {}", error);
-    c->error(bhttp::status::internal_server_error, "internal_server_error",
-             "the change was made but could not be saved: " + error);
-    return false;
-  }
-  return true;
 }
 
 json rate(double r) {
@@ -280,6 +269,17 @@ void get_gateway(const call_ptr& c) {
 
 // ----------------------------------------------------------------------------- users
 
+bool save_users(const call_ptr& c) {
+  std::string error;
+  if (c->api.user_file && !c->api.user_file->save(*c->api.users, error)) {
+    spdlog::error("users not saved: {}", error);
+    c->error(bhttp::status::internal_server_error, "internal_server_error",
+             "the change was made but could not be saved: " + error);
+    return false;
+  }
+  return true;
+}
+
 void list_users(const call_ptr& c) {
   json items = json::array();
   for (const auto& u : c->api.users->all()) items.push_back(user_json(*u));
@@ -313,6 +313,13 @@ void put_user(const call_ptr& c) {
   }
   bool has_password = body->contains("password") || body->contains("password_hash");
   auto tags = parse_tags(*body);
+  // RabbitMQ's put_user takes the user's limits too; without the key they stay as they are.
+  std::optional<limit_map> limits;
+  if (auto l = body->find("limits"); l != body->end()) {
+    auto checked = check_user_limits(*l);
+    if (auto* why = std::get_if<std::string>(&checked)) return c->bad_request(*why);
+    limits = std::get<limit_map>(checked);
+  }
   bool created = false;
   c->api.users->update([&](auth::user_map& m) {
     auto it = m.find(name);
@@ -322,6 +329,7 @@ void put_user(const call_ptr& c) {
     u->name = name;
     if (has_password) u->password_hash = hash;
     u->tags = tags;
+    if (limits) u->limits = *limits;
     m[name] = std::move(u);
   });
   if (!save_users(c)) return;

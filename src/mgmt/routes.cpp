@@ -95,7 +95,8 @@ const route routes[] = {
   {"vhosts/*", bhttp::verb::get, access::management, get_vhost},
   {"vhosts/*", bhttp::verb::put, access::administrator, put_vhost},
   {"vhosts/*", bhttp::verb::delete_, access::administrator, delete_vhost},
-  // Parameters and policies do not exist yet: empty lists, so tools that list them work.
+  // Parameters and policies do not exist yet (vhost limits aside, under their own paths): empty
+  // lists, so tools that list them work.
   {"parameters", bhttp::verb::get, access::management, [](const call_ptr& c) { c->list(json::array()); }},
   {"parameters/*", bhttp::verb::get, access::management, [](const call_ptr& c) { c->list(json::array()); }},
   {"parameters/*/*", bhttp::verb::get, access::management, [](const call_ptr& c) { c->list(json::array()); }},
@@ -104,8 +105,14 @@ const route routes[] = {
   {"policies/*", bhttp::verb::get, access::management, [](const call_ptr& c) { c->list(json::array()); }},
   {"operator-policies", bhttp::verb::get, access::management, [](const call_ptr& c) { c->list(json::array()); }},
   {"operator-policies/*", bhttp::verb::get, access::management, [](const call_ptr& c) { c->list(json::array()); }},
-  {"vhost-limits", bhttp::verb::get, access::management, [](const call_ptr& c) { c->list(json::array()); }},
-  {"user-limits", bhttp::verb::get, access::administrator, [](const call_ptr& c) { c->list(json::array()); }},
+  {"vhost-limits", bhttp::verb::get, access::management, [](const call_ptr& c) { list_vhost_limits(c, false); }},
+  {"vhost-limits/*", bhttp::verb::get, access::management, [](const call_ptr& c) { list_vhost_limits(c, true); }},
+  {"vhost-limits/*/*", bhttp::verb::put, access::administrator, put_vhost_limit},
+  {"vhost-limits/*/*", bhttp::verb::delete_, access::administrator, delete_vhost_limit},
+  {"user-limits", bhttp::verb::get, access::administrator, [](const call_ptr& c) { list_user_limits(c, false); }},
+  {"user-limits/*", bhttp::verb::get, access::administrator, [](const call_ptr& c) { list_user_limits(c, true); }},
+  {"user-limits/*/*", bhttp::verb::put, access::administrator, put_user_limit},
+  {"user-limits/*/*", bhttp::verb::delete_, access::administrator, delete_user_limit},
   {"feature-flags", bhttp::verb::get, access::management, [](const call_ptr& c) { c->json_reply(json::array()); }},
   // Warren's own.
   {"warren/vm-memory-high-watermark", bhttp::verb::put, access::administrator, put_memory_watermark},

@@ -76,7 +76,12 @@ bool users_file::save(const auth::user_store& store, std::string& error) {
   doc["topic_permissions"] = full["topic_permissions"];
   std::string text = doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 
-  auto tmp = path_;
+  return write_file_durably(path_, text, error);
+}
+
+bool write_file_durably(const std::filesystem::path& path, std::string_view text,
+                        std::string& error) {
+  auto tmp = path;
   tmp += ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
@@ -86,15 +91,15 @@ bool users_file::save(const auth::user_store& store, std::string& error) {
   bool ok = write_all(fd, text) && ::fsync(fd) == 0;
   if (!ok) error = os_error("cannot write", tmp);
   ::close(fd);
-  if (ok && ::rename(tmp.c_str(), path_.c_str()) != 0) {
-    error = os_error("cannot rename onto", path_);
+  if (ok && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    error = os_error("cannot rename onto", path);
     ok = false;
   }
   if (!ok) {
     ::unlink(tmp.c_str());
     return false;
   }
-  auto dir = path_.parent_path().empty() ? std::filesystem::path(".") : path_.parent_path();
+  auto dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
   if (!fsync_path(dir, O_RDONLY | O_DIRECTORY)) {
     error = os_error("cannot sync directory", dir);
     return false;

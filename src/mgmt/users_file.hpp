@@ -13,6 +13,11 @@
 
 namespace warren::mgmt {
 
+// Writes `text` to `path` so that a crash leaves the old file or the new one: a temporary file
+// (mode 0600), fsync, rename, fsync of the directory. False with `error` set on failure.
+bool write_file_durably(const std::filesystem::path& path, std::string_view text,
+                        std::string& error);
+
 class users_file {
  public:
   explicit users_file(std::filesystem::path path) : path_(std::move(path)) {}

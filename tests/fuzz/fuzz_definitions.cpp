@@ -23,7 +23,8 @@ namespace {
 
 bool same(const mgmt::definitions& a, const mgmt::definitions& b) {
   return a.users == b.users && a.vhosts == b.vhosts && a.permissions == b.permissions &&
-         a.exchanges == b.exchanges && a.queues == b.queues && a.bindings == b.bindings;
+         a.vhost_limits == b.vhost_limits && a.exchanges == b.exchanges && a.queues == b.queues &&
+         a.bindings == b.bindings;
 }
 
 }  // namespace

@@ -194,6 +194,16 @@ per_vhost = {k: v for k, v in defs.items() if k in ("queues", "exchanges", "bind
 put("definitions", "per-vhost", b"\x01" + json.dumps(per_vhost).encode())
 put("definitions", "users-file", b"\x00" + json.dumps({"users": defs["users"],
                                                        "permissions": defs["permissions"]}).encode())
+limits = {
+    "users": [{"name": "u", "password_hash": "", "tags": [],
+               "limits": {"max-connections": 2, "max-channels": -1}}],
+    "vhosts": [{"name": "/"}],
+    "parameters": [{"vhost": "/", "component": "vhost-limits", "name": "limits",
+                    "value": {"max-connections": 0, "max-queues": 1}},
+                   {"vhost": "/", "component": "federation-upstream", "name": "up", "value": {}}],
+    "queues": [{"name": "a", "vhost": "/", "durable": True, "auto_delete": False, "arguments": {}}],
+}
+put("definitions", "limits", b"\x00" + json.dumps(limits).encode())
 
 # --- Config ------------------------------------------------------------------------------------
 put("config", "full.toml", """# Warren's configuration

@@ -764,3 +764,20 @@ def test_pika_traffic_in_queue_counts(broker):
         eventually(counts(("3", "3", "0", "0")))
     finally:
         conn.close()
+
+
+def test_vhost_limits(broker):
+    vhost = broker.name("lim")
+    broker.ok("declare", "vhost", f"name={vhost}")
+    broker.ok("declare", "vhost_limit", f"vhost={vhost}", "name=max-connections", "value=10")
+    broker.ok("declare", "vhost_limit", f"vhost={vhost}", "name=max-queues", "value=-1")
+    mine = [r for r in broker.raw("list", "vhost_limits") if r["vhost"] == vhost]
+    assert mine == [{"vhost": vhost, "value": {"max-connections": 10, "max-queues": -1}}]
+    rows = [r for r in broker.tsv("list", "vhost_limits") if r["vhost"] == vhost]
+    assert len(rows) == 1 and json.loads(rows[0]["value"]) == {"max-connections": 10, "max-queues": -1}, rows
+    r = broker.admin("declare", "vhost_limit", f"vhost={vhost}", "name=max-foo", "value=1")
+    assert r.returncode != 0 and "Unrecognised terms" in r.stdout + r.stderr, r
+    broker.ok("delete", "vhost_limit", f"vhost={vhost}", "name=max-connections")
+    broker.ok("delete", "vhost_limit", f"vhost={vhost}", "name=max-queues")
+    assert [r for r in broker.raw("list", "vhost_limits") if r["vhost"] == vhost] == []
+    broker.ok("delete", "vhost", f"name={vhost}")

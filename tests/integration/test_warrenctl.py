@@ -427,3 +427,44 @@ def test_set_vm_memory_high_watermark(ctl, warren):
     assert r.rc == 64, r
     r = ctl.run("set_vm_memory_high_watermark", "absolute", "lots")
     assert r.rc != 0 and "absolute" in r.err, r
+
+
+def test_vhost_limits(ctl):
+    ctl.ok("add_vhost", "lim")
+    out = ctl.ok("-p", "lim", "set_vhost_limits", '{"max-connections": 10, "max-queues": 20}')
+    assert out == 'Setting vhost limits to "{"max-connections": 10, "max-queues": 20}" for vhost "lim" ...\n'
+    assert ctl.ok("-p", "lim", "list_vhost_limits") == (
+        'Listing limits for vhost "lim" ...\n{"max-connections":10,"max-queues":20}\n')
+    # The definition replaces the vhost's limits, as rabbitmqctl's does.
+    ctl.ok("-p", "lim", "set_vhost_limits", '{"max-queues": 5}')
+    assert ctl.ok("-q", "-p", "lim", "list_vhost_limits") == '{"max-queues":5}\n'
+    out = ctl.ok("list_vhost_limits", "--global")
+    assert out.splitlines()[:2] == ["Listing limits for all vhosts ...", "vhost\tlimits"], out
+    assert 'lim\t{"max-queues":5}' in out.splitlines()
+    assert json.loads(ctl.ok("--formatter", "json", "list_vhost_limits", "--global")) == [
+        {"vhost": "lim", "limits": '{"max-queues":5}'}]
+    assert ctl.ok("-p", "lim", "clear_vhost_limits") == 'Clearing vhost "lim" limits ...\n'
+    assert ctl.ok("-p", "lim", "list_vhost_limits") == 'Listing limits for vhost "lim" ...\n'
+    r = ctl.run("-p", "lim", "set_vhost_limits", '{"max-connections": "x"}')
+    assert r.rc == 65 and 'max-connections should be a number, actually was <<"x">>' in r.err, r
+    r = ctl.run("-p", "lim", "set_vhost_limits", "not json")
+    assert r.rc == 65 and "Could not parse JSON document" in r.err, r
+
+
+def test_user_limits(ctl):
+    ctl.ok("add_user", "bob", "pw")
+    out = ctl.ok("set_user_limits", "bob", '{"max-connections": 2, "max-channels": 8}')
+    assert out == 'Setting user limits to "{"max-connections": 2, "max-channels": 8}" for user "bob" ...\n'
+    assert ctl.ok("list_user_limits", "--user", "bob") == (
+        'Listing limits for user "bob" ...\n{"max-channels":8,"max-connections":2}\n')
+    assert ctl.ok("clear_user_limits", "bob", "max-channels") == 'Clearing "max-channels" limit for user "bob" ...\n'
+    assert ctl.ok("-q", "list_user_limits", "--user", "bob") == '{"max-connections":2}\n'
+    out = ctl.ok("-s", "list_user_limits", "--global")
+    assert out == 'bob\t{"max-connections":2}\n', out
+    assert ctl.ok("clear_user_limits", "bob", "all") == 'Clearing all limits for user "bob" ...\n'
+    assert ctl.ok("-q", "list_user_limits", "--user", "bob") == ""
+    assert ctl.ok("-q", "list_user_limits") == ""  # guest by default, who has none
+    r = ctl.run("set_user_limits", "bob", '{"max-queues": 1}')
+    assert r.rc == 65 and 'Unrecognised terms [{<<"max-queues">>,1}] in user-limits' in r.err, r
+    r = ctl.run("list_user_limits", "--user", "nobody")
+    assert r.rc == 65, r

@@ -271,8 +271,20 @@ describe('management dashboard in Chromium', { skip }, () => {
     await page.locator('.node h2').first().waitFor({ timeout: WAIT });
     assert.match(await page.locator('.node').first().textContent(), /Memory/);
     await shot('nodes');
+    // Limits show beside their user and vhost.
+    const auth = { authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}`,
+      'content-type': 'application/json' };
+    for (const [path, value] of [['user-limits/guest/max-channels', 40], ['vhost-limits/%2F/max-queues', 7]]) {
+      const res = await fetch(`${server.base}/api/${path}`, { method: 'PUT', headers: auth, body: JSON.stringify({ value }) });
+      assert.equal(res.status, 204);
+    }
     await page.click('header.top nav a[href="#/admin"]');
     await page.locator('table.list td', { hasText: 'guest' }).first().waitFor({ timeout: WAIT });
+    await page.locator('table.list td', { hasText: 'max-channels 40' }).first().waitFor({ timeout: WAIT });
+    await page.click('nav.tabs a[href="#/admin/vhosts"]');
+    await page.locator('table.list td', { hasText: 'max-queues 7' }).first().waitFor({ timeout: WAIT });
+    for (const path of ['user-limits/guest/max-channels', 'vhost-limits/%2F/max-queues'])
+      await fetch(`${server.base}/api/${path}`, { method: 'DELETE', headers: auth });
     assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
   });
 

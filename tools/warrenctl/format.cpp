@@ -275,6 +275,28 @@ std::string format_lines(const std::vector<std::string>& lines, const output_opt
   return join_lines(lines);
 }
 
+std::string format_limits(const std::string& banner, const std::string& key, const json& items,
+                          const output_options& o) {
+  std::string out = format_lines({banner}, o);
+  if (!items.is_array()) return out;
+  if (key.empty()) {
+    for (const auto& item : items)
+      if (item.contains("value")) out += item["value"].dump() + "\n";
+    return out;
+  }
+  if (o.json) {
+    json rows = json::array();
+    for (const auto& item : items)
+      rows.push_back(
+          {{key, item.value(key, "")}, {"limits", item.value("value", json::object()).dump()}});
+    return rows.dump() + "\n";
+  }
+  if (!o.silent && !o.no_table_headers) out += key + "\tlimits\n";
+  for (const auto& item : items)
+    out += item.value(key, "") + "\t" + item.value("value", json::object()).dump() + "\n";
+  return out;
+}
+
 std::string path_segment(std::string_view s) {
   std::string out;
   for (unsigned char c : s) {

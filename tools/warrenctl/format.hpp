@@ -70,6 +70,13 @@ std::string format_status(const json& overview, const json& node, const output_o
 // \"bob\" ...". Empty with -q or -s. `lines` comes from banner_for.
 std::string format_lines(const std::vector<std::string>& lines, const output_options& o);
 
+// list_vhost_limits and list_user_limits, from GET /api/vhost-limits or /api/user-limits (a list
+// of {"vhost"|"user": name, "value": {limits}}). One vhost or user (`key` empty): the banner, then
+// its limits as one JSON object (nothing when it has none), as rabbitmqctl prints them. --global
+// (`key` "vhost" or "user"): a table of the name and its limits' JSON.
+std::string format_limits(const std::string& banner, const std::string& key, const json& items,
+                          const output_options& o);
+
 // Every byte but RFC 3986's unreserved ones percent-encoded, so "/" is "%2F": a vhost or a
 // name as one path segment of the API.
 std::string path_segment(std::string_view s);

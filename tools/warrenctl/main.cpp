@@ -44,6 +44,8 @@ struct settings {
   output_options out;
   bool if_empty = false;
   bool if_unused = false;
+  bool global = false;         // list_vhost_limits, list_user_limits
+  std::string user = "guest";  // list_user_limits
 };
 
 class session {
@@ -112,6 +114,83 @@ std::string node_name(session& s) {
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
   return std::string("warren@") + host;
+}
+
+// A limits definition as rabbitmqctl takes it: a JSON object.
+json limits_definition(const std::string& text) {
+  json def = json::parse(text, nullptr, false);
+  if (!def.is_object())
+    throw failure{exit_dataerr, fmt::format("Could not parse JSON document: {}", text)};
+  return def;
+}
+
+// rabbitmqctl's limit commands over /api/vhost-limits and /api/user-limits. False for another
+// command.
+bool run_limits(const std::string& command, const std::vector<std::string>& args,
+                const settings& st, session& s, std::string& out) {
+  const output_options& o = st.out;
+  const std::string vl = "/api/vhost-limits/" + path_segment(st.vhost);
+  if (command == "set_vhost_limits") {
+    need_args(command, args, 1, 1, "set_vhost_limits [-p <vhost>] <definition>");
+    json def = limits_definition(args[0]);
+    // As rabbitmqctl's: the definition replaces the vhost's limits, so those it leaves out go.
+    json current = s.get_json(vl);
+    for (auto it = def.begin(); it != def.end(); ++it)
+      s.call("PUT", vl + "/" + path_segment(it.key()), json{{"value", it.value()}}.dump());
+    if (current.is_array() && !current.empty())
+      for (auto it = current[0]["value"].begin(); it != current[0]["value"].end(); ++it)
+        if (!def.contains(it.key())) s.call("DELETE", vl + "/" + path_segment(it.key()));
+    out = format_lines(
+        {fmt::format("Setting vhost limits to \"{}\" for vhost \"{}\" ...", args[0], st.vhost)}, o);
+    return true;
+  }
+  if (command == "clear_vhost_limits") {
+    need_args(command, args, 0, 0, "clear_vhost_limits [-p <vhost>]");
+    json current = s.get_json(vl);
+    if (current.is_array() && !current.empty())
+      for (auto it = current[0]["value"].begin(); it != current[0]["value"].end(); ++it)
+        s.call("DELETE", vl + "/" + path_segment(it.key()));
+    out = format_lines({fmt::format("Clearing vhost \"{}\" limits ...", st.vhost)}, o);
+    return true;
+  }
+  if (command == "list_vhost_limits") {
+    need_args(command, args, 0, 0, "list_vhost_limits [-p <vhost>] [--global]");
+    out = st.global ? format_limits("Listing limits for all vhosts ...", "vhost",
+                                    s.get_json("/api/vhost-limits"), o)
+                    : format_limits(fmt::format("Listing limits for vhost \"{}\" ...", st.vhost),
+                                    "", s.get_json(vl), o);
+    return true;
+  }
+  if (command == "set_user_limits") {
+    need_args(command, args, 2, 2, "set_user_limits <username> <definition>");
+    json def = limits_definition(args[1]);
+    // As rabbitmqctl's: merged into the user's limits.
+    for (auto it = def.begin(); it != def.end(); ++it)
+      s.call("PUT", "/api/user-limits/" + path_segment(args[0]) + "/" + path_segment(it.key()),
+             json{{"value", it.value()}}.dump());
+    out = format_lines(
+        {fmt::format("Setting user limits to \"{}\" for user \"{}\" ...", args[1], args[0])}, o);
+    return true;
+  }
+  if (command == "clear_user_limits") {
+    need_args(command, args, 2, 2, "clear_user_limits <username> <limit_type> | all");
+    s.call("DELETE", "/api/user-limits/" + path_segment(args[0]) + "/" + path_segment(args[1]));
+    out = format_lines(
+        {args[1] == "all"
+             ? fmt::format("Clearing all limits for user \"{}\" ...", args[0])
+             : fmt::format("Clearing \"{}\" limit for user \"{}\" ...", args[1], args[0])},
+        o);
+    return true;
+  }
+  if (command == "list_user_limits") {
+    need_args(command, args, 0, 0, "list_user_limits [--user <username>] [--global]");
+    out = st.global ? format_limits("Listing limits for all users ...", "user",
+                                    s.get_json("/api/user-limits"), o)
+                    : format_limits(fmt::format("Listing limits for user \"{}\" ...", st.user), "",
+                                    s.get_json("/api/user-limits/" + path_segment(st.user)), o);
+    return true;
+  }
+  return false;
 }
 
 // Runs one command; what it prints to stdout is returned.
@@ -320,6 +399,7 @@ std::string run(const std::string& command, const std::vector<std::string>& args
     s.call("PUT", "/api/warren/vm-memory-high-watermark", body.dump());
     return format_lines({banner}, o);
   }
+  if (std::string out; run_limits(command, args, st, s, out)) return out;
   throw failure{exit_usage, fmt::format("unknown command '{}' (see warrenctl --help)", command)};
 }
 
@@ -352,6 +432,14 @@ const char* const commands_help[][2] = {
     {"export_definitions <file | ->", "writes the definitions (GET /api/definitions)"},
     {"import_definitions <file | ->", "loads definitions (POST /api/definitions)"},
     {"set_vm_memory_high_watermark <fraction>", "sets the memory alarm's threshold"},
+    {"set_vhost_limits <definition>",
+     "replaces the vhost's limits, e.g. '{\"max-connections\": 10, \"max-queues\": 100}'"},
+    {"clear_vhost_limits", "clears the vhost's limits"},
+    {"list_vhost_limits [--global]", "the vhost's limits (--global: every vhost's)"},
+    {"set_user_limits <user> <definition>",
+     "sets user limits, e.g. '{\"max-connections\": 10, \"max-channels\": 20}'"},
+    {"clear_user_limits <user> <limit | all>", "clears one or all of a user's limits"},
+    {"list_user_limits [--user <user>] [--global]", "a user's limits (default guest)"},
     {"set_vm_memory_high_watermark absolute <size>", "... as a size (e.g. 200MiB)"},
 };
 
@@ -397,6 +485,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--if-empty", st.if_empty, "delete_queue: only if it has no messages");
   app.add_flag("--if-unused", st.if_unused, "delete_queue: only if it has no consumers");
+  app.add_flag("--global", st.global,
+               "list_vhost_limits, list_user_limits: of every vhost or user");
+  app.add_option("--user", st.user, "list_user_limits: the user")->capture_default_str();
   std::vector<std::string> words;
   app.add_option("command", words, "A command and its arguments (see below)");
   app.positionals_at_end(false);

@@ -75,6 +75,8 @@ class channel {
   void describe(broker::channel_view& v) const;
   // Rates of the statistics over the last `secs` (the connection's tick calls it every 5 s).
   void sample_rates(double secs);
+  // The channel's place in its user's max-channels count, given back when the channel goes.
+  void hold(common::limit_slot s) { user_slot_ = std::move(s); }
 
  private:
   enum class content_phase : uint8_t { none, header, body };
@@ -176,6 +178,7 @@ class channel {
   uint64_t stat_acked_ = 0;
   std::array<uint64_t, 5> rate_base_{};  // the statistics at the last sample_rates()
   std::array<double, 5> rates_{};        // as broker::channel_view::rates
+  common::limit_slot user_slot_;
   protocol::basic_publish publish_;
   protocol::content_header header_;
   std::string header_properties_;  // header_'s properties as the client encoded them

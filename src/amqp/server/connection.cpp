@@ -307,12 +307,11 @@ void amqp_connection::handle_tune_ok(const connection_tune_ok& m) {
 
 void amqp_connection::handle_open(const connection_open& m) {
   broker::vhost* v = ctx_.vhosts->find(m.virtual_host);
-  if (!v) {
-    connection_error(reply_code::not_allowed, fmt::format("vhost {} not found", m.virtual_host),
-                     m.amqp_class_id, m.amqp_method_id);
-    return;
-  }
+  if (!take_connection_slots(v, m)) return;
   if (!auth::user_store::may_access_vhost(*user_, m.virtual_host)) {
+    node_slot_.reset();
+    vhost_slot_.reset();
+    user_slot_.reset();
     connection_error(
         reply_code::not_allowed,
         fmt::format("access to vhost '{}' refused for user '{}'", m.virtual_host, user_->name),
@@ -332,6 +331,38 @@ void amqp_connection::handle_open(const connection_open& m) {
     }
   }
   spdlog::debug("{}: user '{}' opened vhost '{}'", describe(), user_->name, v->name());
+}
+
+// RabbitMQ's rabbit_reader order and texts: the node limit (is_over_node_connection_limit), the
+// vhost's existence and limit (is_over_vhost_connection_limit), the user's limit
+// (is_over_user_connection_limit); the vhost permission comes after. A limit lowered below the
+// count refuses new connections only.
+bool amqp_connection::take_connection_slots(broker::vhost* v, const connection_open& m) {
+  auto refuse = [&](std::string text) {
+    node_slot_.reset();
+    vhost_slot_.reset();
+    connection_error(reply_code::not_allowed, text, m.amqp_class_id, m.amqp_method_id);
+    return false;
+  };
+  if (ctx_.node_connections) {
+    if (auto limit = ctx_.node_connections->try_acquire())
+      return refuse(
+          fmt::format("connection refused: node connection limit ({}) is reached", *limit));
+    node_slot_ = common::limit_slot(ctx_.node_connections);
+  }
+  if (!v) return refuse(fmt::format("vhost {} not found", m.virtual_host));
+  if (auto limit = v->connections().try_acquire())
+    return refuse(
+        fmt::format("access to vhost '{}' refused for user '{}': connection limit ({}) is reached",
+                    m.virtual_host, user_->name, *limit));
+  vhost_slot_ = common::limit_slot(&v->connections());
+  user_counts_ = ctx_.users->counts(user_->name);
+  if (auto limit = user_counts_->connections.try_acquire())
+    return refuse(
+        fmt::format("connection refused for user '{}': user connection limit ({}) is reached",
+                    user_->name, *limit));
+  user_slot_ = common::limit_slot(&user_counts_->connections);
+  return true;
 }
 
 void amqp_connection::handle_channel_frame(const frame_view& f) {
@@ -399,6 +430,11 @@ void amqp_connection::channel_idle_soon() {
 }
 
 void amqp_connection::leave_vhost() {
+  // The connection stops counting towards its limits with its close-ok, as its exclusive queues
+  // go then too.
+  node_slot_.reset();
+  vhost_slot_.reset();
+  user_slot_.reset();
   if (!vhost_ || left_vhost_) return;
   left_vhost_ = true;
   broker::vhost* v = vhost_;
@@ -423,9 +459,23 @@ void amqp_connection::open_channel(uint16_t id) {
                                  channels_.size(), channel_max_));
     return;
   }
+  // The user's max-channels, counted over all its connections (RabbitMQ's rabbit_reader text;
+  // a connection error, with no method, as there).
+  common::limit_slot slot;
+  if (user_counts_) {
+    if (auto limit = user_counts_->channels.try_acquire()) {
+      connection_error(reply_code::not_allowed,
+                       fmt::format("number of channels opened for user '{}' has reached the "
+                                   "maximum allowed user limit of {}",
+                                   user_->name, *limit));
+      return;
+    }
+    slot = common::limit_slot(&user_counts_->channels);
+  }
   auto it = std::lower_bound(channels_.begin(), channels_.end(), id,
                              [](const auto& c, uint16_t v) { return c->id() < v; });
-  channels_.insert(it, std::make_unique<channel>(*this, id));
+  it = channels_.insert(it, std::make_unique<channel>(*this, id));
+  (*it)->hold(std::move(slot));
   send(id, channel_open_ok{});
 }
 

@@ -107,6 +107,9 @@ class amqp_connection final : public net::connection_handler {
   void handle_start_ok(const protocol::connection_start_ok& m);
   void handle_tune_ok(const protocol::connection_tune_ok& m);
   void handle_open(const protocol::connection_open& m);
+  // RabbitMQ's connection limits (node, vhost, user) and the vhost's existence (null: none), in
+  // its order; false when refused.
+  bool take_connection_slots(broker::vhost* v, const protocol::connection_open& m);
   void handle_channel_frame(const protocol::frame_view& f);
   void open_channel(uint16_t id);
   channel* find_channel(uint16_t id);
@@ -160,6 +163,11 @@ class amqp_connection final : public net::connection_handler {
   std::shared_ptr<const auth::vhost_access> access_;  // see access()
   uint64_t access_generation_ = 0;                    // the store's start at 1
   broker::vhost* vhost_ = nullptr;
+  // The user's connection and channel counts (user limits); set at connection.open.
+  std::shared_ptr<auth::user_counts> user_counts_;
+  // This connection's places in the node's, the vhost's and the user's connection counts, from
+  // connection.open until it leaves its vhost.
+  common::limit_slot node_slot_, vhost_slot_, user_slot_;
   uint64_t id_;
   std::vector<std::unique_ptr<channel>> channels_;  // sorted by id; most connections have few
 };

@@ -9,6 +9,7 @@
 #include "amqp/protocol/field_table.hpp"
 #include "auth/user_store.hpp"
 #include "broker/vhost.hpp"
+#include "common/limited_count.hpp"
 #include "net/worker.hpp"
 
 namespace warren::amqp::server {
@@ -33,6 +34,10 @@ struct server_context {
   // The resource alarms each worker knows of (the one exception to "read-only": see
   // alarm_board). Null: no alarms (tests).
   const alarm_board* alarms = nullptr;
+  // The node's open AMQP connections (AMQP and AMQPS) and --max-connections, counted at
+  // connection.open and close on every worker: the other exception to "read-only" (atomics).
+  // Null: no node limit (tests).
+  common::limited_count* node_connections = nullptr;
 };
 
 // product, version, platform, copyright, information, cluster_name and the capabilities table.

@@ -83,6 +83,36 @@ TEST(Config, BadFileIsRefused) {
   EXPECT_NE(std::get<exit_request>(syntax).code, 0);
 }
 
+TEST(Config, MaxConnectionsIsUnlimitedByDefaultAndTakesInfinityOrACount) {
+  auto r = parse({});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).max_connections, -1);  // RabbitMQ's default: infinity
+  r = parse({"--max-connections", "100"});
+  ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<exit_request>(r).text;
+  EXPECT_EQ(std::get<config>(r).max_connections, 100);
+  r = parse({"--max-connections", "0"});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).max_connections, 0);
+  r = parse({"--max-connections", "infinity"});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).max_connections, -1);
+  r = parse({"--config", write_toml("max_connections = 7\n")});
+  ASSERT_TRUE(std::holds_alternative<config>(r)) << std::get<exit_request>(r).text;
+  EXPECT_EQ(std::get<config>(r).max_connections, 7);
+  r = parse({"--config", write_toml("max_connections = \"infinity\"\n"), "--max-connections", "3"});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).max_connections, 3);  // the flag wins
+  for (const char* bad : {"-1", "ten", "1.5", ""}) {
+    auto refused = parse({"--max-connections", bad});
+    ASSERT_TRUE(std::holds_alternative<exit_request>(refused)) << bad;
+    EXPECT_NE(std::get<exit_request>(refused).text.find("max-connections"), std::string::npos)
+        << std::get<exit_request>(refused).text;
+  }
+  auto refused = parse({"--config", write_toml("max_connections = -5\n")});
+  ASSERT_TRUE(std::holds_alternative<exit_request>(refused));
+  EXPECT_NE(std::get<exit_request>(refused).text.find("max_connections"), std::string::npos);
+}
+
 TEST(Config, AlarmDefaultsAreRabbitMQs) {
   auto r = parse({});
   ASSERT_TRUE(std::holds_alternative<config>(r));

@@ -185,5 +185,27 @@ TEST(UserStore, ConcurrentLoginsWhileUsersChange) {
   EXPECT_EQ(s.all().size(), 11u);
 }
 
+TEST(UserCounts, FollowTheUsersLimits) {
+  user_store store;
+  auth::user u{"u", "", {}, {}};
+  u.limits = {{"max-connections", 2}};
+  store.add_user(u);
+  auto counts = store.counts("u");
+  EXPECT_EQ(counts->connections.limit(), 2);
+  EXPECT_EQ(counts->channels.limit(), common::limited_count::unset);
+  EXPECT_EQ(store.counts("u"), counts);  // one per name
+  EXPECT_FALSE(counts->connections.try_acquire());
+  store.update([](user_map& m) {
+    auto copy = std::make_shared<user>(*m.at("u"));
+    copy->limits["max-channels"] = 0;
+    m["u"] = std::move(copy);
+  });
+  EXPECT_EQ(counts->channels.limit(), 0);
+  EXPECT_EQ(counts->connections.count(), 1);  // counts outlive the change
+  store.update([](user_map& m) { m.erase("u"); });
+  EXPECT_EQ(counts->connections.limit(), common::limited_count::unset);  // deletion lifts them
+  EXPECT_EQ(store.counts("nobody")->connections.limit(), common::limited_count::unset);
+}
+
 }  // namespace
 }  // namespace warren::auth

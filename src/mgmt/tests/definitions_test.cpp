@@ -284,9 +284,11 @@ TEST(DefinitionsJson, ExportLayoutForOneVhostHasNoVhostKeys) {
 
 TEST(DefinitionsJson, ExportThenImportGivesTheSameDefinitions) {
   definitions d;
-  d.users.push_back(user_def{"u", auth::hash_password("pw"), {"management", "x"}});
+  d.users.push_back(user_def{
+      "u", auth::hash_password("pw"), {"management", "x"}, limit_map{{"max-channels", 3}}});
   d.vhosts = {"/", "v2"};
   d.permissions.push_back(permission_def{"u", "v2", {"^c", "^w", "^r"}});
+  d.vhost_limits.push_back(vhost_limits_def{"v2", {{"max-connections", 0}, {"max-queues", -1}}});
   d.queues.push_back(queue_def{"v2", "q", true, false, table({{"a", field_value(int32_t(1))}})});
   d.exchanges.push_back(exchange_def{"/", "x", "fanout", true, true, false, {}});
   d.bindings.push_back(binding_def{"/", "x", "q", true, "", {}});
@@ -294,6 +296,7 @@ TEST(DefinitionsJson, ExportThenImportGivesTheSameDefinitions) {
   EXPECT_EQ(back.users, d.users);
   EXPECT_EQ(back.vhosts, d.vhosts);
   EXPECT_EQ(back.permissions, d.permissions);
+  EXPECT_EQ(back.vhost_limits, d.vhost_limits);
   EXPECT_EQ(back.queues, d.queues);
   EXPECT_EQ(back.exchanges, d.exchanges);
   EXPECT_EQ(back.bindings, d.bindings);

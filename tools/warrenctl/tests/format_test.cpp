@@ -298,6 +298,30 @@ TEST(Format, CommandLines) {
   EXPECT_EQ(format_lines({"Adding user \"bob\" ..."}, q), "");
 }
 
+TEST(Format, Limits) {
+  const json one =
+      json::parse(R"([{"vhost": "/", "value": {"max-queues": 5, "max-connections": 2}}])");
+  EXPECT_EQ(format_limits("Listing limits for vhost \"/\" ...", "", one, {}),
+            "Listing limits for vhost \"/\" ...\n{\"max-connections\":2,\"max-queues\":5}\n");
+  EXPECT_EQ(format_limits("Listing limits for vhost \"/\" ...", "", json::array(), {}),
+            "Listing limits for vhost \"/\" ...\n");
+  const json all = json::parse(R"([{"user": "a", "value": {"max-channels": 1}},
+                                   {"user": "b", "value": {"max-connections": 0}}])");
+  EXPECT_EQ(format_limits("Listing limits for all users ...", "user", all, {}),
+            "Listing limits for all users ...\nuser\tlimits\na\t{\"max-channels\":1}\n"
+            "b\t{\"max-connections\":0}\n");
+  output_options silent;
+  silent.silent = true;
+  EXPECT_EQ(format_limits("x", "user", all, silent),
+            "a\t{\"max-channels\":1}\nb\t{\"max-connections\":0}\n");
+  output_options as_json;
+  as_json.json = true;
+  EXPECT_EQ(
+      format_limits("x", "user", all, as_json),
+      R"([{"limits":"{\"max-channels\":1}","user":"a"},{"limits":"{\"max-connections\":0}","user":"b"}])"
+      "\n");
+}
+
 TEST(Format, CellText) {
   EXPECT_EQ(cell_text(json()), "");
   EXPECT_EQ(cell_text(json(true)), "true");

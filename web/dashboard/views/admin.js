@@ -1,8 +1,12 @@
 // Admin: users (add with password and tags, delete), permissions (per user and vhost: set,
-// clear) and vhosts (add, delete).
+// clear) and vhosts (add, delete), each user's and vhost's limits shown (set them with warrenctl
+// or the API: docs/security.md, "Limits").
 import { html, useState } from '../vendor/htm-preact-standalone.module.js';
 import { api, p } from '../api.js';
 import { ActionResult, ErrorBox, Section, field, num, useAction, usePoll } from '../ui.js';
+
+// {"max-connections": 10} -> "max-connections 10"; none: empty.
+const limitsText = (l) => Object.entries(l || {}).map(([k, v]) => `${k} ${v}`).join(', ');
 
 function Users() {
   const { data, error, reload } = usePoll(() => api('/users'));
@@ -23,8 +27,9 @@ function Users() {
   const tags = (u) => (Array.isArray(u.tags) ? u.tags.join(', ') : u.tags || '');
   return html`<${Section} title="Users">
     <${ErrorBox} error=${error} />
-    <table class="list"><thead><tr><th>Name</th><th>Tags</th><th></th></tr></thead>
+    <table class="list"><thead><tr><th>Name</th><th>Tags</th><th>Limits</th><th></th></tr></thead>
       <tbody>${(data || []).map((u) => html`<tr key=${u.name}><td>${u.name}</td><td>${tags(u)}</td>
+        <td class="mono">${limitsText(u.limits)}</td>
         <td><button class="small danger" onClick=${() => del(u.name)}>Delete</button></td></tr>`)}</tbody></table>
     <h3>Add or update a user</h3>
     <form class="inline" onSubmit=${add}>
@@ -81,6 +86,8 @@ function Permissions() {
 
 function Vhosts() {
   const { data, error, reload } = usePoll(() => api('/vhosts'));
+  const limits = usePoll(() => api('/vhost-limits'));
+  const limitsOf = (name) => ((limits.data || []).find((l) => l.vhost === name) || {}).value;
   const [form, setForm] = useState({ name: '', description: '' });
   const [act, run] = useAction();
   const add = (e) => {
@@ -97,9 +104,10 @@ function Vhosts() {
   };
   return html`<${Section} title="Virtual hosts">
     <${ErrorBox} error=${error} />
-    <table class="list"><thead><tr><th>Name</th><th>Description</th><th class="n">Messages</th><th></th></tr></thead>
+    <table class="list"><thead><tr><th>Name</th><th>Description</th><th class="n">Messages</th><th>Limits</th><th></th>
+      </tr></thead>
       <tbody>${(data || []).map((v) => html`<tr key=${v.name}><td>${v.name}</td><td>${v.description || ''}</td>
-        <td class="n">${num(v.messages)}</td>
+        <td class="n">${num(v.messages)}</td><td class="mono">${limitsText(limitsOf(v.name))}</td>
         <td><button class="small danger" onClick=${() => del(v.name)}>Delete</button></td></tr>`)}</tbody></table>
     <h3>Add a vhost</h3>
     <form class="inline" onSubmit=${add}>
