@@ -260,7 +260,8 @@ def perf_cmd(port: int, *args) -> list:
 
 
 def good_client(port: int, args, seconds: float) -> list:
-    return perf_cmd(port, "-x", 1, "-y", 1, "--confirm", 10, "-r", args.good_rate, "-s", 256, "-q", 100,
+    nice = ["nice", "-n", str(args.good_nice)] if args.good_nice else []
+    return nice + perf_cmd(port, "-x", 1, "-y", 1, "--confirm", 10, "-r", args.good_rate, "-s", 256, "-q", 100,
                     "--prefix", "good-", "-z", seconds, "--threads", 1)
 
 
@@ -555,6 +556,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--connect-rate", type=float, default=2000, help="idle AMQP connections opened per second")
     p.add_argument("--good-rate", type=float, default=100, help="the well-behaved client's messages per second")
     p.add_argument("--after-seconds", type=float, default=10)
+    p.add_argument("--good-nice", type=int, default=0,
+                   help="nice value of the well-behaved client's process (negative: ahead of the flood's load "
+                        "generators on the shared cores, as a client on its own machine would be; needs root)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--watermark-mib", type=int, default=1024, help="--vm-memory-high-watermark-absolute")
     p.add_argument("--margin", type=float, default=0.25, help="RSS may exceed the watermark by this fraction")
