@@ -4,9 +4,11 @@ HTTP ports, for 20 s, while a well-behaved client publishes with confirms and co
 
 Checked: the well-behaved client is never blocked (the flood's queues hold their own publishers back before
 the memory alarm, which would block every publisher) and its p99 stays under a bound (loose: CI's machine has 2
-cores shared with builds; the bench records the real figure against the 50 ms target); no confirmed message is
+cores shared with builds, and a 20 s run on it measured 150-420 ms; the bench records the real figure against the
+50 ms target; before the byte limits it was 4 s, blocked by the alarm); no confirmed message is
 lost; RSS stays under the watermark plus 25% (not under sanitizers, which keep freed memory in quarantine); every
-slowloris socket is closed by the server's 10 s head deadline; the broker survives and exits cleanly; afterwards a
+slowloris socket is answered 408 and closed by the server's 10 s head deadline (a few seconds of slack: the
+script's thread and the broker's tick lag on a loaded machine); the broker survives and exits cleanly; afterwards a
 fresh connection publishes and consumes, the well-behaved client's p99 is back, and no queue of the run is left.
 Under sanitizers (WARREN_SANITIZE) the flood is smaller and the bounds looser, to stay under a minute."""
 
@@ -30,9 +32,10 @@ def flood_args() -> list[str]:
     if SANITIZED:
         return ["--seconds", "20", "--idle", "300", "--ws", "100", "--publishers", "4", "--churn", "4",
                 "--slowloris", "5", "--size", str(256 * 1024), "--connect-rate", "500", "--after-seconds", "5",
-                "--p99-ms", "3000", "--margin", "100", "--deadline-slack", "5"]
+                "--p99-ms", "5000", "--margin", "100", "--deadline-slack", "8"]
     return ["--seconds", "20", "--idle", "1000", "--ws", "200", "--publishers", "10", "--churn", "10",
-            "--slowloris", "10", "--after-seconds", "5", "--p99-ms", "1000", "--margin", "0.25"]
+            "--slowloris", "10", "--after-seconds", "5", "--p99-ms", "2000", "--margin", "0.25",
+            "--deadline-slack", "6"]
 
 
 def test_chat_flood_scaled_down():
