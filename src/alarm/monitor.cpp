@@ -86,8 +86,13 @@ bool resource_monitor::check_memory(clock::time_point now) {
   }
   warned_rss_ = false;
   // Freed memory that malloc still holds is not the broker's: give it back before deciding.
-  if (memory_->above(*rss) && probes_.release_memory &&
-      (!memory_->on() || now - last_release_ >= settings_.release_interval)) {
+  // Above half the watermark it is also given back every settle_release_interval with no
+  // alarm near: after a flood of 1 MB messages glibc kept 680 MB of freed heap for good.
+  bool alarm_near =
+      memory_->above(*rss) && (!memory_->on() || now - last_release_ >= settings_.release_interval);
+  bool settling =
+      *rss > memory_->limit() / 2 && now - last_release_ >= settings_.settle_release_interval;
+  if ((alarm_near || settling) && probes_.release_memory) {
     probes_.release_memory();
     last_release_ = now;
     if (auto again = probes_.rss()) rss = again;

@@ -80,6 +80,8 @@ struct monitor_settings {
   std::chrono::milliseconds min_memory_interval{5};
   std::chrono::milliseconds disk_interval{1000};
   std::chrono::milliseconds release_interval{500};  // malloc_trim while the memory alarm is on
+  // malloc_trim above half the watermark, alarm or not
+  std::chrono::milliseconds settle_release_interval{10'000};
 };
 
 // Where readings come from: the real system in the broker, scripted values in tests.

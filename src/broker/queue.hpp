@@ -153,6 +153,7 @@ class queue {
   int64_t last_used = 0;            // for x-expires
   std::vector<uint64_t> throttled;  // publishing channels this queue holds back
   int64_t flow_credit = 0;          // deliveries minus publishes, capped (see vhost::flow_slack)
+  int64_t flow_credit_bytes = 0;    // the same in body bytes (vhost::flow_slack_bytes)
   uint32_t store_id = 0;            // its number in the message store; 0: not durable
 
   // Statistics (broker/stats.hpp), kept by the vhost on this queue's worker.

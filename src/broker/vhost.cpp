@@ -500,12 +500,17 @@ uint64_t vhost::enqueue_all(message_ptr m, std::span<const dest_id> targets, int
     queue* q = qs[i];
     bool took = enqueue(*q, m, now, rejected, keeps[i]);
     if (keeps[i] && !took) journal_->release(m->store_segment, m->store_offset, q->store_id);
-    // Past its backlog mark, a queue with consumers lets its publishers run ahead of its
-    // deliveries by at most flow_slack messages (flow_credit counts deliveries minus publishes),
-    // so a flood cannot starve its consumers, while a publisher slower than them is never held.
-    if (publisher != 0 && q->message_count() > backlog_high && !q->consumers().empty() &&
-        --q->flow_credit < -int64_t(flow_slack))
-      throttle(*q, publisher);
+    // Past its backlog mark (in messages or bytes), a queue with consumers lets its publishers
+    // run ahead of its deliveries by at most flow_slack messages or flow_slack_bytes (the
+    // credits count deliveries minus publishes), so a flood cannot starve its consumers or fill
+    // the memory, while a publisher slower than them is never held.
+    if (publisher != 0 && !q->consumers().empty() &&
+        (q->message_count() > backlog_high || q->message_bytes() > backlog_high_bytes)) {
+      --q->flow_credit;
+      q->flow_credit_bytes -= int64_t(m->body.size());
+      if (q->flow_credit < -int64_t(flow_slack) || q->flow_credit_bytes < -flow_slack_bytes)
+        throttle(*q, publisher);
+    }
   }
   return ticket;
 }
@@ -782,6 +787,7 @@ void vhost::dispatch(queue& q) {
       const channel_record& ch = *c->channel;
       bool room =
           ch.flow_active && ch.in_transit < transit_window &&
+          (ch.in_transit == 0 || ch.in_transit_bytes < transit_window_bytes) &&
           (c->no_ack || ((c->prefetch == 0 || c->unacked < c->prefetch) &&
                          (ch.global_prefetch == 0 || ch.unacked_count < ch.global_prefetch)));
       if (room) {
@@ -800,14 +806,20 @@ void vhost::dispatch(queue& q) {
   }
   if (!expired.empty()) dead_letter_all(q, expired, "expired", now);
   if (!q.throttled.empty() &&
-      (q.flow_credit >= 0 || q.message_count() <= backlog_low || list.empty()))
+      ((q.flow_credit >= 0 && q.flow_credit_bytes >= 0) ||
+       (q.message_count() <= backlog_low && q.message_bytes() <= backlog_low_bytes) ||
+       list.empty()))
     release_throttles(q);
 }
 
 void vhost::deliver_one(consumer& c, queue::entry e) {
   channel_record& ch = *c.channel;
   if (c.q->flow_credit < int64_t(flow_slack)) ++c.q->flow_credit;
+  if (c.q->flow_credit_bytes < flow_slack_bytes)
+    c.q->flow_credit_bytes =
+        std::min(flow_slack_bytes, c.q->flow_credit_bytes + int64_t(e.msg->body.size()));
   ++ch.in_transit;
+  ch.in_transit_bytes += e.msg->body.size();
   uint64_t tag = ch.next_tag++;
   bool redelivered = e.redelivered;
   message_ptr m = e.msg;
@@ -940,12 +952,14 @@ void vhost::set_global_prefetch(uint64_t channel_id, uint16_t n) {
   for (auto& [tag, c] : it->second.consumers) dispatch(*c->q);
 }
 
-void vhost::credit(uint64_t channel_id, uint32_t n) {
+void vhost::credit(uint64_t channel_id, uint32_t n, uint64_t bytes) {
   auto it = channels_.find(channel_id);
   if (it == channels_.end()) return;
   channel_record& ch = it->second;
-  bool was_full = ch.in_transit >= transit_window;
+  bool was_full = ch.in_transit >= transit_window || ch.in_transit_bytes >= transit_window_bytes;
   ch.in_transit -= std::min(n, ch.in_transit);
+  ch.in_transit_bytes -= std::min(bytes, ch.in_transit_bytes);
+  if (ch.in_transit == 0) ch.in_transit_bytes = 0;
   if (was_full)
     for (auto& [tag, c] : ch.consumers) dispatch(*c->q);
 }

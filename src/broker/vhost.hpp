@@ -75,8 +75,9 @@ struct channel_record {
   uint64_t next_tag = 1;
   uint16_t global_prefetch = 0;  // basic.qos global=true
   uint32_t unacked_count = 0;
-  uint32_t in_transit = 0;    // deliveries sent to the channel and not yet credited back
-  uint32_t throttled_by = 0;  // queues holding this channel's publishes back
+  uint32_t in_transit = 0;        // deliveries sent to the channel and not yet credited back
+  uint64_t in_transit_bytes = 0;  // their bodies
+  uint32_t throttled_by = 0;      // queues holding this channel's publishes back
   bool flow_active = true;
   unacked_map unacked;
   std::map<std::string, std::unique_ptr<consumer>, std::less<>> consumers;
@@ -154,6 +155,13 @@ class vhost {
   static constexpr size_t backlog_high = 4000;
   static constexpr size_t backlog_low = 1000;
   static constexpr size_t flow_slack = 1000;
+  // The same in bytes of bodies, whichever mark is passed first: counted in messages alone,
+  // 1 MB publishers (seed 000's flood) ran 4 GB of backlog and 1 GB of slack ahead of a queue's
+  // consumers, so the global memory alarm tripped first and blocked every publisher, including
+  // those of queues that kept up.
+  static constexpr uint64_t backlog_high_bytes = 64u << 20;
+  static constexpr uint64_t backlog_low_bytes = 16u << 20;
+  static constexpr int64_t flow_slack_bytes = 16 << 20;
 
   // --- channels and consumers ---
   void open_channel(uint64_t channel_id, uint64_t connection_id,
@@ -176,11 +184,15 @@ class vhost {
   maybe_error reject(uint64_t channel_id, uint64_t tag, bool multiple, bool requeue);
   void recover(uint64_t channel_id);
   void set_global_prefetch(uint64_t channel_id, uint16_t n);
-  // The channel wrote n deliveries out: room for n more (see transit_window).
-  void credit(uint64_t channel_id, uint32_t n);
+  // The channel wrote n deliveries (`bytes` of bodies) out: room for more (see transit_window).
+  void credit(uint64_t channel_id, uint32_t n, uint64_t bytes = 0);
   // Deliveries a channel may have in transit (posted, not yet written to its socket). Bounds
   // the memory a slow consumer can make the broker hold outside its queues, acked or not.
   static constexpr uint32_t transit_window = 2000;
+  // The same in body bytes (one delivery always goes, however large): each delivery is copied
+  // into its connection's output, so 50 consumers with prefetch 10 of 1 MB messages held 500 MB
+  // of copies of a 10 MB backlog, and tripped the memory alarm for every publisher.
+  static constexpr uint64_t transit_window_bytes = 1u << 20;
   void set_flow(uint64_t channel_id, bool active);
 
   // Periodic housekeeping on the home worker: expires messages whose TTL passed (dead-lettering

@@ -28,8 +28,9 @@ response text_response(const request_header& req, bhttp::status status, std::str
   return res;
 }
 
-http_handler::http_handler(const router& r, bool local_socket)
+http_handler::http_handler(const router& r, bool local_socket, deadlines d)
     : router_(r),
+      deadlines_(d),
       link_(std::make_shared<handler_ref>(handler_ref{this})),
       local_socket_(local_socket) {}
 
@@ -49,8 +50,9 @@ request_context http_handler::context() {
 void http_handler::reset_parser() {
   parser_.emplace();
   parser_->body_limit(max_body_bytes);
-  parser_->header_limit(64 * 1024);
+  parser_->header_limit(max_header_bytes);
   head_checked_ = false;
+  request_started_ = std::chrono::steady_clock::now();
 }
 
 size_t http_handler::on_data(std::span<const uint8_t> data) {
@@ -73,7 +75,9 @@ size_t http_handler::on_data(std::span<const uint8_t> data) {
       request_header dummy;
       dummy.version(11);
       auto status = ec == bhttp::error::body_limit ? bhttp::status::payload_too_large
-                                                   : bhttp::status::bad_request;
+                    : ec == bhttp::error::header_limit
+                        ? bhttp::status::request_header_fields_too_large
+                        : bhttp::status::bad_request;
       done_reading_ = true;
       parser_.reset();
       push_ready(text_response(dummy, status, ec.message() + "\n"), false);
@@ -172,6 +176,20 @@ void http_handler::write_ready() {
 }
 
 void http_handler::on_tick(std::chrono::steady_clock::time_point now) {
+  if (parser_ && !done_reading_ && !conn().closing()) {
+    // A request is partly in (the parser is made at its first byte and released when it is whole).
+    auto limit = parser_->is_header_done() ? deadlines_.request : deadlines_.head;
+    if (now - request_started_ > limit) {
+      request_header dummy;
+      dummy.version(11);
+      done_reading_ = true;
+      parser_.reset();
+      push_ready(text_response(dummy, bhttp::status::request_timeout,
+                               "the request was not sent in time\n"),
+                 false);
+    }
+    return;
+  }
   if (slots_.empty() && now - last_activity_ > idle_timeout) conn().close_now();
 }
 

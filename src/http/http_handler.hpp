@@ -61,6 +61,16 @@ response text_response(const request_header& req, boost::beast::http::status sta
                        std::string body,
                        std::string_view content_type = "text/plain; charset=utf-8");
 
+// From a request's first byte: its head must be in within `head`, the whole request (a 20 MB
+// definitions upload at 70 KB/s included) within `request`; else 408 and the connection
+// closes. Without them a client trickling a byte a second (slowloris) held its socket as long
+// as it liked, since every byte counted as activity. The head is also bounded in size
+// (max_header_bytes: 431).
+struct request_deadlines {
+  std::chrono::milliseconds head{std::chrono::seconds(10)};
+  std::chrono::milliseconds request{std::chrono::seconds(300)};
+};
+
 class http_handler final : public net::connection_handler {
  public:
   // Bodies above this are refused with 413 unless router::on_head allows less; it is also the
@@ -68,12 +78,16 @@ class http_handler final : public net::connection_handler {
   static constexpr size_t max_body_bytes = 32 * 1024 * 1024;
   // Bodies accepted when the router has no on_head.
   static constexpr size_t default_body_bytes = 1024 * 1024;
+  // The largest request head (request line and fields) read.
+  static constexpr uint32_t max_header_bytes = 64 * 1024;
   // Requests parsed and waiting for their response before reading stops.
   static constexpr size_t max_in_flight = 16;
 
+  using deadlines = request_deadlines;
+
   // `local_socket`: the connection is on the control socket; its requests say so in their
   // request_context.
-  explicit http_handler(const router& r, bool local_socket = false);
+  explicit http_handler(const router& r, bool local_socket = false, deadlines d = deadlines{});
   ~http_handler() override;
   size_t on_data(std::span<const uint8_t> data) override;
   void on_tick(std::chrono::steady_clock::time_point now) override;
@@ -98,6 +112,7 @@ class http_handler final : public net::connection_handler {
   request_context context();
 
   const router& router_;
+  deadlines deadlines_;
   std::shared_ptr<handler_ref> link_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   bool local_socket_ = false;
@@ -107,6 +122,7 @@ class http_handler final : public net::connection_handler {
   std::deque<slot> slots_;     // in request order
   uint64_t next_seq_ = 0;
   std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point request_started_;  // the current request's first byte
 };
 
 }  // namespace warren::http

@@ -297,6 +297,8 @@ void client::handle_method(uint16_t ch, const protocol::method& m) {
             protocol::write_method(out_, channel, protocol::channel_open{});
           },
           [&](const protocol::channel_open_ok&) {
+            // A role that closed and reopens its channel (crowd's churners) waits for this -ok.
+            if (state_ == state::running) return reply_arrived(m);
             state_ = state::setup;
             setup();
             if (pending_.empty()) reply_arrived(m);

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <thread>
 
+#include "warren-perf/crowd.hpp"
 #include "warren-perf/options.hpp"
 #include "warren-perf/roles.hpp"
 
@@ -132,8 +133,8 @@ int run(const options& o) {
   tracker tr;
   std::atomic<bool> measuring{false};
   topology topo;
-  for (int i = 0; i < o.queues; ++i) topo.queues.push_back("perf-q-" + std::to_string(i));
-  if (o.fanout > 0) topo.fanout_exchange = "perf-fanout";
+  for (int i = 0; i < o.queues; ++i) topo.queues.push_back(o.prefix + "q-" + std::to_string(i));
+  if (o.fanout > 0) topo.fanout_exchange = o.prefix + "fanout";
   topo.durable = o.durable;
   topo.keep = o.keep_queues;
 
@@ -187,6 +188,25 @@ int run(const options& o) {
   bool started =
       tr.wait([expected](tracker& t) { return t.ready() == expected || t.failed() > 0; }, 60s);
 
+  // Idle and churning connections (--idle, --churn): the idle ones are all up before the measured
+  // window; the churners run during it.
+  std::vector<boost::asio::io_context*> loops;
+  for (auto& t : io) loops.push_back(&t->io);
+  crowd crowd_(loops, o.address, o.idle, o.churn, o.channel_cycles);
+  const bool has_crowd = o.idle > 0 || o.churn > 0;
+  if (started && !tr.any_failed() && o.idle > 0) {
+    auto limit = std::chrono::seconds(30) +
+                 std::chrono::seconds(o.connect_rate > 0 ? int64_t(o.idle / o.connect_rate) : 0);
+    if (!crowd_.open_idle(o.connect_rate, limit)) {
+      std::fprintf(stderr, "warren-perf: %llu of %d idle connections open (%llu failed)\n",
+                   static_cast<unsigned long long>(crowd_.counts().idle_open.load()), o.idle,
+                   static_cast<unsigned long long>(crowd_.counts().idle_failed.load()));
+      started = false;
+    } else {
+      std::fprintf(progress, "%d idle connections open\n", o.idle);
+    }
+  }
+
   // A run with no consumers whose producers each have a message count ends once every producer
   // has sent it and, with confirms, had it settled: the broker then holds all of them.
   auto all_sent = [&] {
@@ -208,12 +228,14 @@ int run(const options& o) {
   if (started && !tr.any_failed()) {
     auto t0 = clock::now() + 10ms;
     measuring = true;
+    crowd_.start_churn();
     for (auto& p : producers) boost::asio::post(p->io(), [p, t0] { p->begin(t0); });
     std::this_thread::sleep_until(t0);
     auto end =
         t0 + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(o.duration));
     totals prev;
     auto prev_time = t0;
+    uint64_t prev_cycles = 0;
     for (int second = 1;; ++second) {
       auto deadline = std::min(t0 + std::chrono::seconds(second), end);
       bool finished = false;
@@ -240,6 +262,13 @@ int run(const options& o) {
           line += fmt::format(", latency mean {:.0f} us",
                               double(cur.latency_sum_ns - prev.latency_sum_ns) / double(lc) / 1e3);
         if (cur.blocked > prev.blocked) line += ", BLOCKED";
+        if (has_crowd) {
+          uint64_t cycles = crowd_.counts().churn_cycles.load();
+          line += fmt::format(", idle {}, churn {:.0f} conn/s",
+                              crowd_.counts().idle_open.load() - crowd_.counts().idle_failed.load(),
+                              double(cycles - prev_cycles) / dt);
+          prev_cycles = cycles;
+        }
         std::fprintf(progress, "%s\n", line.c_str());
         std::fflush(progress);
       }
@@ -254,6 +283,7 @@ int run(const options& o) {
     }
   }
 
+  crowd_.stop(10s);
   // Tear down in the order that ends an overloaded broker's work soonest: stop publishing and
   // close the producers; delete the queues (dropping any backlog; consumers get basic.cancel, which
   // is expected now) unless they are kept; then close the consumers and the admin connection.
@@ -265,6 +295,26 @@ int run(const options& o) {
     });
   size_t n_producers = producers.size();
   tr.wait([n_producers](tracker& t) { return size_t(t.closed()) >= n_producers; }, 10s);
+  // With confirms and consumers, every confirmed message must reach a consumer: wait (at most
+  // 15 s) for the consumers to catch up, then count what did not arrive. With a fanout each
+  // message is expected once per queue. A redelivery counts twice, so this can only err towards
+  // "nothing lost" when messages are redelivered, which no broker does without a failure.
+  uint64_t expected_deliveries = 0, unreceived = 0;
+  if (confirms && o.consumers > 0 && started) {
+    uint64_t copies = o.fanout > 0 ? uint64_t(o.fanout) : 1;
+    auto deadline = clock::now() + 15s;
+    totals t;
+    do {
+      t = sum(clients);
+      expected_deliveries = t.confirmed * copies;
+      if (t.received >= expected_deliveries) break;
+      std::this_thread::sleep_for(50ms);
+    } while (clock::now() < deadline && !tr.any_failed());
+    unreceived = t.received >= expected_deliveries ? 0 : expected_deliveries - t.received;
+    if (unreceived > 0)
+      std::fprintf(stderr, "warren-perf: %llu confirmed deliveries never arrived\n",
+                   static_cast<unsigned long long>(unreceived));
+  }
   if (!o.keep_queues) {
     std::atomic<bool> removed{false};
     boost::asio::post(io[0]->io, [&] {
@@ -318,6 +368,14 @@ int run(const options& o) {
           {"p95", us(lat.quantile(0.95))},
           {"p99", us(lat.quantile(0.99))},
           {"max", us(lat.max())}}},
+        {"confirmed_expected", expected_deliveries},
+        {"confirmed_unreceived", unreceived},
+        {"idle", o.idle},
+        {"idle_open", crowd_.counts().idle_open.load()},
+        {"idle_failed", crowd_.counts().idle_failed.load()},
+        {"churn", o.churn},
+        {"churn_cycles", crowd_.counts().churn_cycles.load()},
+        {"churn_failed", crowd_.counts().churn_failed.load()},
         {"errors", tr.any_failed() ? 1 : 0},
     };
     std::printf("%s\n", j.dump().c_str());
@@ -335,6 +393,17 @@ int run(const options& o) {
                 static_cast<unsigned long long>(t.nacked),
                 static_cast<unsigned long long>(t.returned),
                 static_cast<unsigned long long>(t.blocked));
+    if (confirms && o.consumers > 0)
+      std::printf("  confirmed and never received: %llu (of %llu expected)\n",
+                  static_cast<unsigned long long>(unreceived),
+                  static_cast<unsigned long long>(expected_deliveries));
+    if (has_crowd)
+      std::printf("  idle %llu open, %llu failed; churn %llu connections (%.0f/s), %llu failed\n",
+                  static_cast<unsigned long long>(crowd_.counts().idle_open.load()),
+                  static_cast<unsigned long long>(crowd_.counts().idle_failed.load()),
+                  static_cast<unsigned long long>(crowd_.counts().churn_cycles.load()),
+                  double(crowd_.counts().churn_cycles.load()) / elapsed,
+                  static_cast<unsigned long long>(crowd_.counts().churn_failed.load()));
     if (timed && lat.count() > 0)
       std::printf("  latency   p50 %.0f us, p95 %.0f us, p99 %.0f us, max %.0f us (%llu samples)\n",
                   us(lat.quantile(0.50)), us(lat.quantile(0.95)), us(lat.quantile(0.99)),

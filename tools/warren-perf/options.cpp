@@ -182,7 +182,8 @@ std::variant<options, usage_exit> parse_options(int argc, char** argv) {
   app.add_option("-y,--consumers", o.consumers, "Consumer connections")
       ->capture_default_str()
       ->check(CLI::Range(0, 100000));
-  app.add_option("--queues", o.queues, "Queues perf-q-0..N-1, declared and deleted by the tool")
+  app.add_option("--queues", o.queues,
+                 "Queues perf-q-0..N-1 (see --prefix), declared and deleted by the tool")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
   app.add_option("--fanout", o.fanout,
@@ -221,6 +222,29 @@ std::variant<options, usage_exit> parse_options(int argc, char** argv) {
   app.add_option("--threads", o.threads, "I/O threads (0: min(cores, connections))")
       ->capture_default_str()
       ->check(CLI::Range(0, 256));
+  app.add_option("--prefix", o.prefix,
+                 "Name prefix of the queues (<prefix>q-N) and exchange (<prefix>fanout): two runs "
+                 "against one broker need different ones")
+      ->capture_default_str();
+  app.add_option("--idle", o.idle,
+                 "Idle connections (handshake and a channel, then silence), open before the "
+                 "measured window and closed after it")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000));
+  app.add_option("--connect-rate", o.connect_rate,
+                 "Idle connections opened per second (0: at once)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e6));
+  app.add_option(
+         "--churn", o.churn,
+         "Churning connections: each opens a connection and channel, closes and reopens the "
+         "channel --channel-cycles times, closes the connection, and again, for the run")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 10000));
+  app.add_option("--channel-cycles", o.channel_cycles,
+                 "channel.close + channel.open pairs per churn connection")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000));
   app.add_flag("--json", o.json,
                "Print the final summary as one JSON line on stdout (progress goes to stderr)");
   try {

@@ -27,9 +27,14 @@ struct options {
   bool durable = false;  // queues and exchange; implied by --persistent
   bool mandatory = false;
   double duration = 10;
-  uint64_t pmessages = 0;    // per producer; 0 = no limit
-  bool keep_queues = false;  // neither purge the queues first nor delete them at the end
-  int threads = 0;           // I/O threads; 0 = min(cores, connections)
+  uint64_t pmessages = 0;        // per producer; 0 = no limit
+  bool keep_queues = false;      // neither purge the queues first nor delete them at the end
+  int threads = 0;               // I/O threads; 0 = min(cores, connections)
+  std::string prefix = "perf-";  // queues <prefix>q-N, exchange <prefix>fanout
+  int idle = 0;                  // idle connections (crowd.hpp)
+  int churn = 0;                 // churning connections (crowd.hpp)
+  int channel_cycles = 2;        // channel.close + channel.open pairs per churn connection
+  double connect_rate = 2000;    // idle connections opened per second
   bool json = false;
 };
 

@@ -237,6 +237,27 @@ TEST(Monitor, MemoryMallocCanGiveBackDoesNotRaiseTheAlarm) {
   EXPECT_FALSE(m.state().memory);
 }
 
+// Between half the watermark and the watermark, freed memory is given back every 10 s: a flood
+// that stopped leaves no heap it freed counted in RSS for good.
+TEST(Monitor, ReleasesAboveHalfTheWatermarkEveryTenSeconds) {
+  script sc;
+  sc.rss = 400;
+  resource_monitor m(settings(1000, 100), sc.make(), sc.listener());
+  auto t = clock::now() + std::chrono::hours(1);
+  m.poll(t);
+  EXPECT_EQ(sc.releases, 0);  // under half
+  sc.rss = 700;
+  m.poll(t += 100ms);
+  EXPECT_EQ(sc.releases, 1);
+  for (int i = 0; i < 50; ++i) m.poll(t += 100ms);  // 5 s
+  EXPECT_EQ(sc.releases, 1);
+  sc.rss_after_release = 300;
+  for (int i = 0; i < 60; ++i) m.poll(t += 100ms);  // 6 s more
+  EXPECT_EQ(sc.releases, 2);
+  EXPECT_EQ(sc.rss, 300u);
+  EXPECT_TRUE(sc.heard.empty());
+}
+
 TEST(Monitor, ReleasesWhileOnAtMostTwiceASecond) {
   script sc;
   sc.rss = 2000;

@@ -125,8 +125,9 @@ void channel::detach_from_vhost() {
     conn_.throttle(false);
   }
   // Replies to our publishes will be dropped: give their flow-control credit back now.
-  conn_.publish_finished(inflight_publishes_);
+  conn_.publish_finished(inflight_publishes_, inflight_bytes_);
   inflight_publishes_ = 0;
+  inflight_bytes_ = 0;
   link_->ch = nullptr;
   link_.reset();
   uint64_t cid = global_id_;
@@ -350,8 +351,10 @@ void channel::complete_publish() {
   // the reply only when a basic.return may need it.
   auto publish = [this, shared = broker::message_ptr(std::move(msg)), mandatory, seq,
                   topic_check = std::move(topic_check)]() mutable {
-    conn_.publish_started();
+    uint64_t bytes = shared->body.size();
+    conn_.publish_started(bytes);
     ++inflight_publishes_;
+    inflight_bytes_ += bytes;
     broker::message_ptr returnable = mandatory ? shared : nullptr;
     // The connection outlives its channels' replies only while open; the reply runs on this
     // worker only if the channel (and so the connection) still exists.
@@ -367,13 +370,14 @@ void channel::complete_publish() {
           outcome r = v.publish(std::move(shared), cid, &ticket);
           return std::pair{std::move(r), ticket};
         },
-        [returnable = std::move(returnable), mandatory, seq](
+        [returnable = std::move(returnable), mandatory, seq, bytes](
             channel& ch,
             const std::pair<std::variant<broker::publish_outcome, broker::error>, uint64_t>& res) {
           const auto& r = res.first;
           uint64_t ticket = res.second;
-          ch.conn_.publish_finished();
+          ch.conn_.publish_finished(1, bytes);
           --ch.inflight_publishes_;
+          ch.inflight_bytes_ -= std::min(bytes, ch.inflight_bytes_);
           ch.max_ticket_ = std::max(ch.max_ticket_, ticket);
           if (auto* e = std::get_if<broker::error>(&r)) {
             ch.fail(*e, basic_publish::amqp_class_id, basic_publish::amqp_method_id);
@@ -501,6 +505,7 @@ void channel::on_deliver(const std::string& consumer_tag, uint64_t delivery_tag,
       encoded_properties(*m, scratch), m->body);
   conn_.conn().flush_soon();
   ++uncredited_;
+  uncredited_bytes_ += m->body.size();
   if (!credit_scheduled_) {
     credit_scheduled_ = true;
     link_->worker().post([link = link_] {
@@ -516,13 +521,15 @@ void channel::give_credit() {
       conn_.conn().queued_bytes() > net::connection::write_high_watermark / 4)
     return;
   uint32_t n = uncredited_;
+  uint64_t bytes = uncredited_bytes_;
   uncredited_ = 0;
+  uncredited_bytes_ = 0;
   broker::vhost* v = &conn_.vhost();
   net::worker& home = conn_.home_of(*v);
   if (home.on_own_thread())
-    v->credit(global_id_, n);
+    v->credit(global_id_, n, bytes);
   else
-    home.post_urgent([v, cid = global_id_, n] { v->credit(cid, n); });
+    home.post_urgent([v, cid = global_id_, n, bytes] { v->credit(cid, n, bytes); });
 }
 
 void channel::on_throttle(bool on) {

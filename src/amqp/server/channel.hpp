@@ -159,7 +159,8 @@ class channel {
   std::deque<unsynced_confirm> unsynced_;  // in sequence order, waiting for the store
   bool sync_wait_ = false;                 // a when_synced callback is registered
   uint64_t max_ticket_ = 0;                // the last store ticket of our publishes (tx.commit)
-  uint32_t uncredited_ = 0;  // deliveries written to the output buffer, not yet credited
+  uint32_t uncredited_ = 0;        // deliveries written to the output buffer, not yet credited
+  uint64_t uncredited_bytes_ = 0;  // their bodies
   bool credit_scheduled_ = false;
   bool throttled_ = false;  // a queue holds our publishes back (see vhost::backlog_high)
   std::string last_queue_;
@@ -169,6 +170,7 @@ class channel {
   bool publish_allowed_topic_ = false;       // the user has a topic permission on it
   uint32_t pending_ = 0;
   uint32_t inflight_publishes_ = 0;  // of pending_, the publishes (counted by the connection)
+  uint64_t inflight_bytes_ = 0;      // their bodies
   bool close_requested_ = false;     // the client sent channel.close while replies were pending
   // Statistics for the management API.
   uint64_t stat_publish_ = 0;

@@ -625,6 +625,8 @@ namespace {
 // In-flight publishes per connection before reading pauses, and the level at which it resumes.
 constexpr uint32_t inflight_high = 256;
 constexpr uint32_t inflight_low = 64;
+constexpr uint64_t inflight_high_bytes = 4u << 20;
+constexpr uint64_t inflight_low_bytes = 1u << 20;
 }  // namespace
 
 void amqp_connection::note_publish() {
@@ -635,16 +637,20 @@ void amqp_connection::note_publish() {
   }
 }
 
-void amqp_connection::publish_started() {
-  if (++inflight_publishes_ >= inflight_high && !flow_paused_) {
+void amqp_connection::publish_started(uint64_t bytes) {
+  inflight_bytes_ += bytes;
+  if ((++inflight_publishes_ >= inflight_high || inflight_bytes_ >= inflight_high_bytes) &&
+      !flow_paused_) {
     flow_paused_ = true;
     update_reading();
   }
 }
 
-void amqp_connection::publish_finished(uint32_t n) {
+void amqp_connection::publish_finished(uint32_t n, uint64_t bytes) {
   inflight_publishes_ -= std::min(n, inflight_publishes_);
-  if (flow_paused_ && inflight_publishes_ <= inflight_low) {
+  inflight_bytes_ -= std::min(bytes, inflight_bytes_);
+  if (flow_paused_ && inflight_publishes_ <= inflight_low &&
+      inflight_bytes_ <= inflight_low_bytes) {
     flow_paused_ = false;
     update_reading();
   }

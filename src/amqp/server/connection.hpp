@@ -85,8 +85,10 @@ class amqp_connection final : public net::connection_handler {
   // Publishes handed to the vhost and not yet answered. Past a limit the connection stops
   // reading its socket until the vhost catches up: a fast publisher slows to the broker's pace
   // instead of filling the vhost worker's mailbox (credit-based flow control, like RabbitMQ's).
-  void publish_started();
-  void publish_finished(uint32_t n = 1);
+  // Counted in messages and in body bytes: 256 publishes of 1 MB each were 256 MB per
+  // connection waiting in the home worker's mailbox.
+  void publish_started(uint64_t bytes);
+  void publish_finished(uint32_t n, uint64_t bytes);
   // A channel's queue backlog holds its publishes back: stop reading while any channel is held.
   void throttle(bool on);
   // 540 for unknown method ids, 501 for arguments that do not decode.
@@ -142,6 +144,7 @@ class amqp_connection final : public net::connection_handler {
   bool left_vhost_ = false;
   bool flow_paused_ = false;
   uint32_t inflight_publishes_ = 0;
+  uint64_t inflight_bytes_ = 0;
   uint32_t throttled_channels_ = 0;  // connection.close waits for channels' broker replies
   uint16_t channel_max_ = 0;
   uint16_t heartbeat_ = 0;

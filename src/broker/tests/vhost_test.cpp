@@ -21,8 +21,10 @@ class recorder : public delivery_target {
     got.push_back({tag, dt, redelivered, m->body});
   }
   void cancelled(const std::string& tag) override { cancels.push_back(tag); }
+  void throttle(bool on) override { throttled = on; }
   std::vector<recorded> got;
   std::vector<std::string> cancels;
+  bool throttled = false;
 };
 
 message_ptr msg(std::string exchange, std::string key, std::string body) {
@@ -207,6 +209,55 @@ TEST_F(VhostTest, TransitWindowBoundsDeliveriesUntilCredited) {
   EXPECT_EQ(count("q"), 10u);
   v.credit(1, 5);
   EXPECT_EQ(target->got.size(), vhost::transit_window + 5);
+}
+
+// Seed 000's flood: 1 MB messages. Deliveries in transit are bounded in bytes too (one always
+// goes, however large), else a no-ack consumer held transit_window copies of 1 MB.
+TEST_F(VhostTest, TransitWindowInBytesBoundsLargeDeliveries) {
+  declare("q");
+  ASSERT_FALSE(v.consume(1, "q", "c", true, false, 0, 100));
+  const size_t size = vhost::transit_window_bytes / 4;
+  for (int i = 0; i < 10; ++i) publish(msg("", "q", std::string(size, 'm')));
+  EXPECT_EQ(target->got.size(), 4u);
+  v.credit(1, 1, size);
+  EXPECT_EQ(target->got.size(), 5u);
+  v.credit(1, 5, 5 * size);
+  EXPECT_EQ(target->got.size(), 9u);
+  // A message above the whole window goes once nothing else is in transit.
+  declare("big");
+  auto other = std::make_shared<recorder>();
+  v.open_channel(3, 102, other);
+  ASSERT_FALSE(v.consume(3, "big", "b", true, false, 0, 102));
+  publish(msg("", "big", std::string(2 * vhost::transit_window_bytes, 'B')));
+  publish(msg("", "big", "small"));
+  EXPECT_EQ(other->got.size(), 1u);
+  v.credit(3, 1, 2 * vhost::transit_window_bytes);
+  EXPECT_EQ(other->got.size(), 2u);
+}
+
+// A queue whose consumer falls behind holds its publisher back once the backlog passes
+// backlog_high_bytes and the publisher is flow_slack_bytes ahead, long before backlog_high
+// messages: 1 MB publishers no longer run the broker into the global memory alarm (which blocks
+// every publisher, those of queues that keep up included).
+TEST_F(VhostTest, ABacklogInBytesThrottlesItsPublisher) {
+  declare("q");
+  ASSERT_FALSE(v.consume(1, "q", "c", false, false, 1, 100));  // takes one, never acks
+  auto pub = std::make_shared<recorder>();
+  v.open_channel(2, 101, pub);
+  const size_t size = 1 << 20;
+  const uint64_t mark = (vhost::backlog_high_bytes + vhost::flow_slack_bytes) / size;
+  int published = 0;
+  while (!pub->throttled && published < 200) {
+    ASSERT_TRUE(std::holds_alternative<publish_outcome>(
+        v.publish(msg("", "q", std::string(size, 'x')), 2)));
+    ++published;
+  }
+  EXPECT_TRUE(pub->throttled);
+  EXPECT_GE(uint64_t(published), mark);
+  EXPECT_LE(uint64_t(published), mark + 3);
+  EXPECT_LT(uint64_t(published), vhost::backlog_high);
+  ASSERT_TRUE(std::holds_alternative<uint32_t>(v.purge_queue("q", 100)));
+  EXPECT_FALSE(pub->throttled);
 }
 
 TEST_F(VhostTest, TheTickExpiresARequeuedMessageAfterItsQueueLeftTheTimedList) {

@@ -58,7 +58,7 @@ class HttpHandlerTest : public ::testing::Test {
     lst_ = std::make_unique<net::listener>(
         pool_, tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),
         [this](std::shared_ptr<net::connection> c) {
-          c->start(std::make_unique<http_handler>(router_));
+          c->start(std::make_unique<http_handler>(router_, false, deadlines_));
         },
         "test");
     lst_->start();
@@ -99,6 +99,35 @@ class HttpHandlerTest : public ::testing::Test {
     boost::system::error_code ec;
     size_t n = s.read_some(boost::asio::buffer(&c, 1), ec);
     return n == 0 && ec == boost::asio::error::eof;
+  }
+
+  // Shorter than the defaults so that the slowloris tests take seconds.
+  static constexpr http_handler::deadlines deadlines_{std::chrono::seconds(2),
+                                                      std::chrono::seconds(4)};
+  // Writes `bytes` one a time, `gap` apart, for at most `limit`; stops quietly when the server
+  // has closed. Returns how long the server let it go on.
+  static std::chrono::milliseconds trickle(tcp::socket& s, std::string_view bytes,
+                                           std::chrono::milliseconds gap,
+                                           std::chrono::milliseconds limit) {
+    auto start = std::chrono::steady_clock::now();
+    for (char c : bytes) {
+      boost::system::error_code ec;
+      boost::asio::write(s, boost::asio::buffer(&c, 1), ec);
+      auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - start);
+      if (ec || spent > limit) return spent;
+      std::this_thread::sleep_for(gap);
+    }
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                 start);
+  }
+
+  // A read that would wait longer than `seconds` fails (and the test with it) instead of hanging.
+  static void read_timeout(tcp::socket& s, int seconds) {
+    struct timeval tv {
+      seconds, 0
+    };
+    setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   }
 
   net::worker_pool pool_{2};
@@ -224,6 +253,47 @@ TEST_F(HttpHandlerTest, MalformedRequestIs400AfterEarlierAnswers) {
   bhttp::read(s, buf_, bad);
   EXPECT_EQ(bad.result(), bhttp::status::bad_request);
   EXPECT_TRUE(closed_by_server(s));
+}
+
+// Slowloris: a head trickled a byte at a time, each byte well within the idle time-out, is cut
+// off at the head deadline with 408 and the connection closes.
+TEST_F(HttpHandlerTest, TrickledHeadIsCutOffAtTheHeadDeadline) {
+  auto s = dial();
+  std::string head = "GET /now/x HTTP/1.1\r\nHost: x\r\n" + std::string(200, 'a');
+  trickle(s, head, std::chrono::milliseconds(250), std::chrono::seconds(5));
+  read_timeout(s, 5);
+  response res;
+  bhttp::read(s, buf_, res);
+  EXPECT_EQ(res.result(), bhttp::status::request_timeout);
+  EXPECT_TRUE(closed_by_server(s));
+  EXPECT_EQ(handled_.load(), 0);
+}
+
+// The body of a request whose head came in time must still arrive within the request deadline.
+TEST_F(HttpHandlerTest, TrickledBodyIsCutOffAtTheRequestDeadline) {
+  auto s = dial();
+  boost::asio::write(
+      s, boost::asio::buffer(std::string("POST /now/x HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                                         "100\r\n\r\n")));
+  trickle(s, std::string(100, 'b'), std::chrono::milliseconds(250), std::chrono::seconds(7));
+  read_timeout(s, 5);
+  response res;
+  bhttp::read(s, buf_, res);
+  EXPECT_EQ(res.result(), bhttp::status::request_timeout);
+  EXPECT_TRUE(closed_by_server(s));
+  EXPECT_EQ(handled_.load(), 0);
+}
+
+TEST_F(HttpHandlerTest, HeadAboveTheSizeLimitIs431) {
+  auto s = dial();
+  std::string head = "GET /now/x HTTP/1.1\r\nHost: x\r\nX-Big: " +
+                     std::string(http_handler::max_header_bytes, 'a') + "\r\n\r\n";
+  boost::system::error_code ec;
+  boost::asio::write(s, boost::asio::buffer(head), ec);  // the server may stop reading first
+  response res;
+  bhttp::read(s, buf_, res);
+  EXPECT_EQ(res.result(), bhttp::status::request_header_fields_too_large);
+  EXPECT_EQ(handled_.load(), 0);
 }
 
 }  // namespace
