@@ -438,7 +438,9 @@ std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publ
         fmt::format("cannot publish to internal exchange '{}' in vhost '{}'", m->exchange, name_)};
   std::vector<dest_id> targets;
   std::set<dest_id> seen{x->id()};
+  external_ticket_ = 0;
   bool external = route(*x, *m, targets, seen);
+  if (sync_ticket) *sync_ticket = external_ticket_;
   x->on_published(m);
   ++x->stats.publish_in;
   if (targets.empty() && !external) return publish_outcome::unroutable;
@@ -449,7 +451,7 @@ std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publ
   targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
   bool rejected = false;
   uint64_t ticket = enqueue_all(m, targets, now_ms(), rejected, publisher);
-  if (sync_ticket) *sync_ticket = ticket;
+  if (sync_ticket) *sync_ticket = std::max(ticket, external_ticket_);
   return rejected ? publish_outcome::rejected : publish_outcome::routed;
 }
 

@@ -37,11 +37,26 @@ struct ws_state {
   ws_state(const ws_parser_options& o, bool d) : parser(o), deflate(d) {}
 };
 
+std::optional<uint64_t> parse_u64(std::string_view s) {
+  uint64_t v = 0;
+  if (s.empty()) return std::nullopt;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r.ec != std::errc() || r.ptr != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+bool valid_name(std::string_view s) {
+  return !s.empty() && s.size() <= max_name;
+}
+
+std::string error_json(std::string_view error, std::string_view reason) {
+  return json{{"error", error}, {"reason", reason}}.dump();
+}
+
 namespace {
 
 constexpr std::chrono::seconds head_timeout{10};  // to send a whole request head
 constexpr std::chrono::seconds idle_timeout{60};  // a keep-alive connection with no request
-constexpr size_t max_name = 200;                  // user ids and room names, in bytes
 const std::string cors = "Access-Control-Allow-Origin: *\r\n";
 
 std::string_view reason_phrase(int status) {
@@ -86,23 +101,6 @@ std::string_view reason_phrase(int status) {
 using http::percent_decode;
 using http::query_param;
 
-// A non-negative integer, or nullopt.
-std::optional<uint64_t> parse_u64(std::string_view s) {
-  uint64_t v = 0;
-  if (s.empty()) return std::nullopt;
-  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (r.ec != std::errc() || r.ptr != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
-bool valid_name(std::string_view s) {
-  return !s.empty() && s.size() <= max_name;
-}
-
-std::string error_json(std::string_view error, std::string_view reason) {
-  return json{{"error", error}, {"reason", reason}}.dump();
-}
-
 std::string_view error_word(int status) {
   switch (status) {
     case 400:
@@ -133,13 +131,15 @@ bool matches(const std::vector<std::string>& patterns, std::string_view room) {
   return false;
 }
 
-broker::message_ptr make_message(std::string exchange, std::string key, std::string body,
-                                 const std::optional<std::string>& from) {
+std::shared_ptr<broker::message> make_message(std::string exchange, std::string key,
+                                              std::string body,
+                                              const std::optional<std::string>& from) {
   auto m = std::make_shared<broker::message>();
   m->exchange = std::move(exchange);
   m->routing_key = std::move(key);
   m->body = std::move(body);
   m->properties.content_type = "application/json";
+  m->properties.delivery_mode = 2;  // its record is on disk before the answer says "taken"
   if (from) {
     common::field_table h;
     h.set("from", *from);
@@ -149,8 +149,8 @@ broker::message_ptr make_message(std::string exchange, std::string key, std::str
 }
 
 // Publishes on the hub's worker; true if routed. Errors (no exchange) count as not routed.
-bool publish(broker::vhost& v, broker::message_ptr m) {
-  auto r = v.publish(std::move(m));
+bool publish(broker::vhost& v, broker::message_ptr m, uint64_t* ticket = nullptr) {
+  auto r = v.publish(std::move(m), 0, ticket);
   auto* o = std::get_if<broker::publish_outcome>(&r);
   return o && *o == broker::publish_outcome::routed;
 }
@@ -400,6 +400,55 @@ void gateway_handler::on_hub(std::function<std::pair<int, std::string>()> fn) {
   });
 }
 
+void gateway_handler::on_hub_synced(std::function<hub_answer()> fn) {
+  set_mode(mode::waiting);
+  conn().pause_reading(true);
+  auto self = self_;
+  net::worker* w = &conn().owner();
+  store::message_store* st = g_.store();
+  g_.home().post([self, w, st, fn = std::move(fn)] {
+    hub_answer r;
+    try {
+      r = fn();
+    } catch (const std::exception& e) {
+      spdlog::error("web gateway: {}", e.what());
+      r = {500, error_json("internal_error", e.what()), 0};
+    }
+    auto answer = [self, w, status = r.status, body = std::move(r.body)]() mutable {
+      w->post([self, status, body = std::move(body)]() mutable {
+        if (self->h) self->h->reply(status, std::move(body));
+      });
+    };
+    // What the answer says was taken is on disk first (the store's group commit).
+    if (st && r.ticket)
+      st->when_synced(r.ticket, std::move(answer));
+    else
+      answer();
+  });
+}
+
+bool gateway_handler::send_options(const json& b, broker::message& m) {
+  if (b.contains("ttl")) {
+    const json& t = b["ttl"];
+    if (!t.is_number() || t.get<double>() < 0 || t.get<double>() > 1e9) {
+      respond_error(400, "bad_request", "ttl must be a number of seconds, 0 or more");
+      return false;
+    }
+    m.properties.expiration = std::to_string(int64_t(t.get<double>() * 1000));
+  }
+  if (b.contains("transient")) {
+    if (!b["transient"].is_boolean()) {
+      respond_error(400, "bad_request", "transient must be true or false");
+      return false;
+    }
+    if (b["transient"].get<bool>()) {
+      if (!m.properties.headers) m.properties.headers.emplace();
+      m.properties.headers->set("x-warren-transient", true);
+    }
+  }
+  return true;
+}
+
 void gateway_handler::reply(int status, std::string body) {
   if (status == 201 || status == 204)
     respond(status, {}, {});
@@ -519,6 +568,10 @@ void gateway_handler::handle(request req) {
         parts.size() == 3 && parts[0] == "rooms" && (parts[2] == "join" || parts[2] == "leave");
     if ((bearer && parts.size() == 3 && parts[0] == "rooms") || browser_only) {
       browser_http_op(req, parts);
+      return;
+    }
+    if (bearer && parts[0] == "inbox" && parts.size() <= 2) {
+      browser_inbox_op(req, parts);
       return;
     }
     backend(req, raw_path, parts);
@@ -719,9 +772,13 @@ void gateway_handler::write_event(const event& e) {
       break;
     }
     case mode::sse:
-      out += "id: ";
-      out += std::to_string(e.seq);
-      out += "\ndata: ";
+      // A transient event carries no id: the browser's Last-Event-ID stays the last held one.
+      if (!e.transient) {
+        out += "id: ";
+        out += std::to_string(e.seq);
+        out += '\n';
+      }
+      out += "data: ";
       append_event_json(out, e);
       out += "\n\n";
       break;
@@ -742,7 +799,7 @@ void gateway_handler::write_event(const event& e) {
     default:
       return;
   }
-  last_seq_ = e.seq;
+  last_seq_ = std::max(last_seq_, e.seq);
   last_out_ = clock::now();
   ++g_.counters(conn().owner().index()).events_delivered;
 }
@@ -751,7 +808,7 @@ size_t gateway_handler::on_events(const event* evs, size_t n) {
   if (!session_ || session_->receiver != this || lagging_ || conn().closing()) return 0;
   size_t wrote = 0;
   for (size_t i = 0; i < n; ++i) {
-    if (last_seq_ && evs[i].seq <= last_seq_) continue;
+    if (last_seq_ && evs[i].seq <= last_seq_ && !evs[i].transient) continue;
     if (mode_ != mode::poll && conn().queued_bytes() > g_.settings().max_queued_output) {
       // A slow reader: stop here and catch up from the inbox once the output has drained.
       lagging_ = true;
@@ -921,6 +978,7 @@ void gateway_handler::ws_message(std::string_view text) {
     return answer(400, "missing \"op\"", json::object());
   op = req["op"].get<std::string>();
   if (op == "ping") return answer(200, {}, json::object());
+  if (op == "read") return ws_read(req, id);
   if (op != "join" && op != "leave" && op != "publish" && op != "members")
     return answer(400, "unknown op", json::object());
   if (!req.contains("room") || !req["room"].is_string() ||
@@ -960,6 +1018,30 @@ void gateway_handler::ws_message(std::string_view text) {
           if (gateway_handler* me = self->h; me && me->ws_ && !me->conn().closing())
             me->ws_reply(op, room, id, r.code, r.error, r.extra);
         });
+  });
+}
+
+void gateway_handler::ws_read(const json& req, const json& id) {
+  // {"op":"read","seq":N}: the user's read position, as PUT /api/inbox/read sets it.
+  if (!req.contains("seq") || !req["seq"].is_number_unsigned())
+    return ws_reply("read", {}, id, 400, "missing or invalid \"seq\"", json::object());
+  if (rights_->anonymous)
+    return ws_reply("read", {}, id, 403, "anonymous connections have no inbox", json::object());
+  auto self = self_;
+  net::worker* w = &conn().owner();
+  gateway* g = &g_;
+  std::string user = session_->user;
+  uint64_t seq = req["seq"].get<uint64_t>();
+  g_.home().post([self, w, g, user, seq, id] {
+    auto unread = g->the_hub().set_read(user, seq);
+    w->post([self, id, unread] {
+      gateway_handler* me = self->h;
+      if (!me || !me->ws_ || me->conn().closing()) return;
+      if (!unread)
+        me->ws_reply("read", {}, id, 404, "nothing held", json::object());
+      else
+        me->ws_reply("read", {}, id, 200, {}, json{{"unread", *unread}});
+    });
   });
 }
 
@@ -1096,9 +1178,16 @@ void gateway_handler::backend(request& req, std::string_view path,
     if (publishing_refused()) return;
     auto m =
         make_message("warren.users", b["user"].get<std::string>(), data_of(b), optional_from(b));
-    on_hub([g, m]() -> std::pair<int, std::string> {
-      return {200, json{{"routed", publish(g->vhost(), m)}}.dump()};
+    if (!send_options(b, *m)) return;
+    on_hub_synced([g, m]() -> hub_answer {
+      uint64_t ticket = 0;
+      bool routed = publish(g->vhost(), m, &ticket);
+      return {200, json{{"routed", routed}}.dump(), ticket};
     });
+    return;
+  }
+  if (parts.size() >= 2 && parts[0] == "inbox") {
+    inbox_api(req, parts);
     return;
   }
   if (parts.size() == 3 && parts[0] == "rooms" && parts[2] == "publish") {
@@ -1110,8 +1199,11 @@ void gateway_handler::backend(request& req, std::string_view path,
     }
     if (publishing_refused()) return;
     auto m = make_message("warren.rooms", parts[1], data_of(b), optional_from(b));
-    on_hub([g, m]() -> std::pair<int, std::string> {
-      return {200, json{{"routed", publish(g->vhost(), m)}}.dump()};
+    if (!send_options(b, *m)) return;
+    on_hub_synced([g, m]() -> hub_answer {
+      uint64_t ticket = 0;
+      bool routed = publish(g->vhost(), m, &ticket);
+      return {200, json{{"routed", routed}}.dump(), ticket};
     });
     return;
   }
@@ -1202,9 +1294,11 @@ void gateway_handler::backend(request& req, std::string_view path,
     }
     if (publishing_refused()) return;
     auto m = make_message("warren.feed", parts[1], data_of(b), std::nullopt);
-    on_hub([g, m]() -> std::pair<int, std::string> {
-      publish(g->vhost(), m);
-      return {200, json{{"delivered", g->the_hub().last_feed_fanout()}}.dump()};
+    if (!send_options(b, *m)) return;
+    on_hub_synced([g, m]() -> hub_answer {
+      uint64_t ticket = 0;
+      publish(g->vhost(), m, &ticket);
+      return {200, json{{"delivered", g->the_hub().last_feed_fanout()}}.dump(), ticket};
     });
     return;
   }

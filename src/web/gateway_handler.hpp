@@ -27,6 +27,13 @@ namespace warren::web {
 class gateway;
 struct ws_state;
 
+// Shared by the handler's files: request values.
+inline constexpr size_t max_name = 200;  // user ids and room names, in bytes
+// A non-negative integer, or nullopt.
+std::optional<uint64_t> parse_u64(std::string_view s);
+bool valid_name(std::string_view s);
+std::string error_json(std::string_view error, std::string_view reason);
+
 // What a token lets its user do with rooms (jwt_claims' rooms/publish; docs/web-api.md).
 struct room_rights {
   std::optional<std::vector<std::string>> join;
@@ -77,6 +84,16 @@ class gateway_handler final : public net::connection_handler, public event_recei
   void finish_response();
   // Runs fn on the hub's worker; its string result (status, JSON body) comes back as the response.
   void on_hub(std::function<std::pair<int, std::string>()> fn);
+  // The same, answering only once the store has synced the ticket fn returns (0: at once).
+  struct hub_answer {
+    int status;
+    std::string body;
+    uint64_t ticket = 0;
+  };
+  void on_hub_synced(std::function<hub_answer()> fn);
+  // A backend send's "ttl" (seconds) and "transient" into the message; false (answered 400) if
+  // they are malformed.
+  bool send_options(const nlohmann::json& body, broker::message& m);
   void reply(int status, std::string body);
   bool take_token();
 
@@ -94,6 +111,7 @@ class gateway_handler final : public net::connection_handler, public event_recei
   // WebSocket
   size_t ws_data(std::span<const uint8_t> data);
   void ws_message(std::string_view text);
+  void ws_read(const nlohmann::json& req, const nlohmann::json& id);
   void ws_send(const std::string& json);
   void ws_close(uint16_t code, std::string_view reason);
   // A reply to a client's operation: {"seq":null,"type":"ok"|"error","op",...} with `extra`.
@@ -101,6 +119,10 @@ class gateway_handler final : public net::connection_handler, public event_recei
                 std::string_view error, const nlohmann::json& extra);
 
   void backend(request& req, std::string_view path, const std::vector<std::string>& parts);
+  // /api/inbox/{user}[/read] for a backend (gateway_inbox_api.cpp)
+  void inbox_api(request& req, const std::vector<std::string>& parts);
+  // /api/inbox[/read] for a browser with its bearer token
+  void browser_inbox_op(request& req, const std::vector<std::string>& parts);
   void browser_http_op(request& req, const std::vector<std::string>& parts);
 
   gateway& g_;
