@@ -87,11 +87,46 @@ hub::hub(const gateway_settings& settings, broker::vhost& vhost, net::worker_poo
       counters_(counters),
       outgoing_(pool.size()) {}
 
-hub::~hub() = default;
+hub::~hub() {
+  alive_->store(false);
+}
 
 void hub::start(net::worker& home) {
+  home_ = &home;
   timer_ = std::make_unique<boost::asio::steady_timer>(home.io());
   arm();
+}
+
+void hub::release(std::function<void()> post) {
+  if (unreleased_.empty() && (!store_ || store_->synced() >= written_ticket_)) {
+    post();
+    return;
+  }
+  unreleased_.emplace_back(written_ticket_, std::move(post));
+  wait_for_store();
+}
+
+void hub::release_ready() {
+  while (!unreleased_.empty() && store_->synced() >= unreleased_.front().first) {
+    auto post = std::move(unreleased_.front().second);
+    unreleased_.pop_front();
+    post();
+  }
+  wait_for_store();
+}
+
+void hub::wait_for_store() {
+  if (waiting_for_store_ || unreleased_.empty() || !home_) return;
+  waiting_for_store_ = true;
+  // On the store's thread: back to the hub's worker, where the queue is.
+  store_->when_synced(unreleased_.front().first, [this, alive = alive_, home = home_] {
+    if (!alive->load()) return;
+    home->post([this, alive] {
+      if (!alive->load()) return;
+      waiting_for_store_ = false;
+      release_ready();
+    });
+  });
 }
 
 void hub::arm() {
@@ -171,8 +206,10 @@ void hub::attach(const link_ptr& l, std::optional<uint64_t> since) {
     evs = replay(box, *since);
     count_replay(evs);
   }
-  l->worker->post([l, evs = std::move(evs)]() mutable {
-    if (l->receiver) l->receiver->on_replay(std::move(evs));
+  release([l, evs = std::move(evs)]() mutable {
+    l->worker->post([l, evs = std::move(evs)]() mutable {
+      if (l->receiver) l->receiver->on_replay(std::move(evs));
+    });
   });
 }
 
@@ -195,8 +232,10 @@ void hub::catch_up(const link_ptr& l, uint64_t since) {
   std::vector<event> evs;
   if (box) evs = replay(*box, since);
   count_replay(evs);
-  l->worker->post([l, evs = std::move(evs)]() mutable {
-    if (l->receiver) l->receiver->on_replay(std::move(evs));
+  release([l, evs = std::move(evs)]() mutable {
+    l->worker->post([l, evs = std::move(evs)]() mutable {
+      if (l->receiver) l->receiver->on_replay(std::move(evs));
+    });
   });
 }
 
@@ -204,22 +243,27 @@ void hub::flush() {
   if (!outgoing_since_) return;  // nothing queued for a connection
   auto since = *outgoing_since_;
   outgoing_since_.reset();
+  std::vector<std::pair<size_t, std::vector<std::pair<link_ptr, event>>>> batches;
   for (size_t w = 0; w < outgoing_.size(); ++w) {
     if (outgoing_[w].empty()) continue;
-    auto batch = std::move(outgoing_[w]);
+    batches.emplace_back(w, std::move(outgoing_[w]));
     outgoing_[w] = {};
-    worker_counters* wc = &counters_[w];
-    pool_.at(w).post([batch = std::move(batch), since, wc] {
-      uint64_t written = 0;
-      for (const auto& [l, e] : batch)
-        if (l->receiver) written += l->receiver->on_events(&e, 1);
-      // One clock read per batch: every event of it counts as written when the last one was.
-      if (written)
-        wc->observe_latency(
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count(),
-            written);
-    });
   }
+  release([this, batches = std::move(batches), since]() mutable {
+    for (auto& [w, batch] : batches) {
+      worker_counters* wc = &counters_[w];
+      pool_.at(w).post([batch = std::move(batch), since, wc] {
+        uint64_t written = 0;
+        for (const auto& [l, e] : batch)
+          if (l->receiver) written += l->receiver->on_events(&e, 1);
+        // One clock read per batch: every event of it counts as written when the last one was.
+        if (written)
+          wc->observe_latency(
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count(),
+              written);
+      });
+    }
+  });
 }
 
 void hub::add_stats(gateway_stats& s) const {

@@ -20,8 +20,11 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -172,6 +175,12 @@ class hub {
   // transient one is only queued.
   void push(const std::string& user, inbox& box, const event_tail& tail, const send_options& o);
   void flush();  // posts what push() queued, one task per worker
+  // Runs `post` (which posts to connections' workers) once everything the hub wrote to the store
+  // so far is on disk, after whatever was released before it: a browser never sees an event a
+  // crash could take back (its seq would be given again), and each worker gets the posts in order.
+  void release(std::function<void()> post);
+  void release_ready();
+  void wait_for_store();
   std::vector<event> replay(inbox& box, uint64_t since);
   // Held events of the inbox with seq >= from, oldest first, at most `limit`.
   std::vector<event> held_from(inbox& box, uint64_t from, size_t limit, bool& more);
@@ -205,6 +214,12 @@ class hub {
   uint64_t replays_ = 0;
   uint64_t resets_ = 0;
   std::unique_ptr<boost::asio::steady_timer> timer_;
+  net::worker* home_ = nullptr;
+  uint64_t written_ticket_ = 0;  // the store ticket of the hub's last record
+  std::deque<std::pair<uint64_t, std::function<void()>>> unreleased_;
+  bool waiting_for_store_ = false;
+  // Cleared when the hub goes: a store callback that comes later does nothing.
+  std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
 };
 
 // `,"type":...,"room":...,"from":...,"data":...,"ts":...}` for a message: the body as JSON if it

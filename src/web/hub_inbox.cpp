@@ -83,6 +83,7 @@ int64_t hub::expiry(const send_options& o, int64_t now) const {
 }
 
 void hub::note_ticket(uint64_t t, bool persistent) {
+  written_ticket_ = std::max(written_ticket_, t);
   // The publish in progress (AMQP with confirms, or the HTTP API) waits for it.
   if (persistent) vhost_.external_stored(t);
 }
@@ -284,7 +285,8 @@ std::optional<uint64_t> hub::set_read(const std::string& user, uint64_t seq) {
     w.u64(box->read_seq);
     put_str(w, user);
     store::inbox_location at;
-    store_->write_inbox(store::inbox_read, expiry(send_options{}, now_ms()), body, at);
+    note_ticket(store_->write_inbox(store::inbox_read, expiry(send_options{}, now_ms()), body, at),
+                false);
   }
   uint64_t read_to = std::max(box->read_seq, box->first_seq - 1);
   return box->last_seq() > read_to ? box->last_seq() - read_to : 0;
@@ -301,6 +303,7 @@ uint64_t hub::erase(const std::string& user) {
     put_str(w, user);
     store::inbox_location at;
     ticket = store_->write_inbox(store::inbox_erase, expiry(send_options{}, now_ms()), body, at);
+    note_ticket(ticket, false);
   }
   if (!box->on) {
     inboxes_.erase(user);

@@ -89,6 +89,10 @@ class InboxTest : public ::testing::Test {
     });
     auto v = p.get_future();
     v.wait();
+    // Deliveries wait for the store's sync; then the hub's worker releases them, then the
+    // receivers' worker (the same one here) delivers.
+    store_->flush();
+    sync();
     sync();
     return v.get();
   }
