@@ -33,6 +33,27 @@ inline constexpr size_t max_name = 200;  // user ids and room names, in bytes
 std::optional<uint64_t> parse_u64(std::string_view s);
 bool valid_name(std::string_view s);
 std::string error_json(std::string_view error, std::string_view reason);
+// A message as the HTTP APIs publish it (JSON, persistent, `from` in a header).
+std::shared_ptr<broker::message> make_message(std::string exchange, std::string key,
+                                              std::string body,
+                                              const std::optional<std::string>& from);
+// Publishes on the hub's worker; true if routed (errors count as not routed). `ticket` receives
+// the store ticket to wait for before answering.
+bool publish(broker::vhost& v, broker::message_ptr m, uint64_t* ticket = nullptr);
+// [{"user": U, "connections": n}, ...]
+nlohmann::json members_json(const hub& h, const std::string& room);
+// "bad_request" for 400, and so on.
+std::string_view error_word(int status);
+
+struct op_outcome {
+  int code = 200;
+  std::string error;
+  nlohmann::json extra = nlohmann::json::object();  // fields of a successful answer
+};
+// A browser's room operation (join, leave, publish, members), on the hub's worker; the
+// WebSocket and the HTTP paths both answer from it.
+op_outcome run_room_op(gateway& g, const std::string& user, const std::string& op,
+                       const std::string& room, const std::string& data);
 
 // What a token lets its user do with rooms (jwt_claims' rooms/publish; docs/web-api.md).
 struct room_rights {
