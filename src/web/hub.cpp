@@ -145,15 +145,19 @@ void hub::tick() {
   // The live part of an inbox goes --inbox-linger after its last connection: its rooms are
   // left and its cache freed; what it holds stays in the store. Without a store the live part
   // is all there is, so it stays while it holds events.
+  // Only the live inboxes are looked at: a million users away cost this nothing.
   std::vector<std::string> gone;
-  for (auto& [user, box] : inboxes_)
-    if (box.on && box.on->sessions.empty() && now - box.on->idle_since >= linger &&
+  for (const auto& user : live_users_) {
+    inbox& box = inboxes_.at(user);
+    if (box.on->sessions.empty() && now - box.on->idle_since >= linger &&
         (store_ || box.on->cache.empty()))
       gone.push_back(user);
+  }
   for (const auto& user : gone) {
     inbox& box = inboxes_.at(user);
     for (const auto& r : std::vector<std::string>(box.on->rooms)) leave(user, r);
     box.on.reset();
+    live_users_.erase(user);
   }
   sweep(now);
   if (store_) store_->expire_inbox(now);
@@ -165,13 +169,14 @@ hub::inbox& hub::get_inbox(const std::string& user) {
   inbox& box = it->second;
   if (fresh) {
     box.first_seq = box.next_seq = fresh_seq();
-    if (!store_) go_live(box);
+    if (!store_) go_live(user, box);
   }
   return box;
 }
 
-hub::live& hub::go_live(inbox& box) {
+hub::live& hub::go_live(const std::string& user, inbox& box) {
   if (!box.on) {
+    live_users_.insert(user);
     box.on = std::make_unique<live>();
     box.on->before_cache = box.newest;
     box.on->idle_since = now_ms();
@@ -198,7 +203,7 @@ void hub::count_replay(const std::vector<event>& evs) {
 
 void hub::attach(const link_ptr& l, std::optional<uint64_t> since) {
   inbox& box = get_inbox(l->user);
-  live& on = go_live(box);
+  live& on = go_live(l->user, box);
   if (on.sessions.empty()) ++online_users_;
   on.sessions.push_back(l);
   std::vector<event> evs;
@@ -277,7 +282,7 @@ void hub::add_stats(gateway_stats& s) const {
 
 op_result hub::join(const std::string& user, const std::string& room_name) {
   inbox& box = get_inbox(user);
-  live& on = go_live(box);
+  live& on = go_live(user, box);
   if (std::find(on.rooms.begin(), on.rooms.end(), room_name) != on.rooms.end())
     return op_result{200, {}, true};
   auto& slot = rooms_[room_name];

@@ -30,6 +30,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -170,7 +171,7 @@ class hub {
   inbox& get_inbox(const std::string& user);
   inbox* find_inbox(const std::string& user);
   const inbox* find_inbox(const std::string& user) const;
-  live& go_live(inbox& box);
+  live& go_live(const std::string& user, inbox& box);
   // Holds an event in the inbox (and the store) and queues it for the inbox's connections; a
   // transient one is only queued.
   void push(const std::string& user, inbox& box, const event_tail& tail, const send_options& o);
@@ -199,6 +200,7 @@ class hub {
   follow_graph& follows_;
   store::message_store* store_;
   std::unordered_map<std::string, inbox> inboxes_;
+  std::unordered_set<std::string> live_users_;  // the inboxes with a live part
   size_t sweep_bucket_ = 0;  // where the next tick's sweep over the inboxes goes on
   std::unordered_map<std::string, std::unique_ptr<room>> rooms_;
   std::span<worker_counters> counters_;
