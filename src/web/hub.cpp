@@ -148,13 +148,13 @@ void hub::tick() {
   // Only the live inboxes are looked at: a million users away cost this nothing.
   std::vector<std::string> gone;
   for (const auto& user : live_users_) {
-    inbox& box = inboxes_.at(user);
+    inbox& box = *inboxes_.find(user);
     if (box.on->sessions.empty() && now - box.on->idle_since >= linger &&
         (store_ || box.on->cache.empty()))
       gone.push_back(user);
   }
   for (const auto& user : gone) {
-    inbox& box = inboxes_.at(user);
+    inbox& box = *inboxes_.find(user);
     for (const auto& r : std::vector<std::string>(box.on->rooms)) leave(user, r);
     box.on.reset();
     live_users_.erase(user);
@@ -165,8 +165,8 @@ void hub::tick() {
 }
 
 hub::inbox& hub::get_inbox(const std::string& user) {
-  auto [it, fresh] = inboxes_.try_emplace(user);
-  inbox& box = it->second;
+  auto [slot, fresh] = inboxes_.try_emplace(user);
+  inbox& box = *slot;
   if (fresh) {
     box.first_seq = box.next_seq = fresh_seq();
     if (!store_) go_live(user, box);
@@ -185,12 +185,10 @@ hub::live& hub::go_live(const std::string& user, inbox& box) {
 }
 
 hub::inbox* hub::find_inbox(const std::string& user) {
-  auto it = inboxes_.find(user);
-  return it == inboxes_.end() ? nullptr : &it->second;
+  return inboxes_.find(user);
 }
 const hub::inbox* hub::find_inbox(const std::string& user) const {
-  auto it = inboxes_.find(user);
-  return it == inboxes_.end() ? nullptr : &it->second;
+  return inboxes_.find(user);
 }
 
 void hub::count_replay(const std::vector<event>& evs) {

@@ -41,6 +41,7 @@
 #include "web/gateway_counters.hpp"
 #include "web/gateway_settings.hpp"
 #include "web/gateway_stats.hpp"
+#include "web/user_table.hpp"
 
 namespace warren::net {
 class worker;
@@ -151,7 +152,8 @@ class hub {
  private:
   struct live;
   struct room;
-  // A user's inbox: about 48 bytes besides its key while the user is away.
+  // A user's inbox: 56 bytes, and in inboxes_ about 20 more (its id, the index), while the user is
+  // away.
   struct inbox {
     uint64_t first_seq = 0;        // the oldest held (the count limit moves it)
     uint64_t next_seq = 0;         // the next event's
@@ -199,9 +201,9 @@ class hub {
   net::worker_pool& pool_;
   follow_graph& follows_;
   store::message_store* store_;
-  std::unordered_map<std::string, inbox> inboxes_;
+  user_table<inbox> inboxes_;
   std::unordered_set<std::string> live_users_;  // the inboxes with a live part
-  size_t sweep_bucket_ = 0;  // where the next tick's sweep over the inboxes goes on
+  size_t sweep_cursor_ = 0;  // where the next tick's sweep over the inboxes goes on
   std::unordered_map<std::string, std::unique_ptr<room>> rooms_;
   std::span<worker_counters> counters_;
   // Deliveries queued by push(), per destination worker, and when the first of them was queued

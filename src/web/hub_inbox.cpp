@@ -190,8 +190,8 @@ void hub::recover() {
       case store::inbox_event: {
         event_record e;
         if (!decode_event_record(body, e)) break;
-        auto [it, fresh] = inboxes_.try_emplace(std::string(e.user));
-        inbox& box = it->second;
+        auto [slot, fresh] = inboxes_.try_emplace(e.user);
+        inbox& box = *slot;
         if (fresh) box.first_seq = box.next_seq = e.seq;
         if (e.seq < box.next_seq) break;  // not after what is known: ignored
         box.next_seq = e.seq + 1;
@@ -235,7 +235,8 @@ void hub::recover() {
     }
   });
   held_events_ = 0;
-  for (const auto& [user, box] : inboxes_) held_events_ += box.next_seq - box.first_seq;
+  inboxes_.for_each(
+      [&](std::string_view, const inbox& box) { held_events_ += box.next_seq - box.first_seq; });
   spdlog::info(
       "web gateway: {} inboxes holding {} events, {} rooms with history recovered ({} event, {} "
       "history, {} read and {} erase records)",
@@ -243,22 +244,17 @@ void hub::recover() {
 }
 
 void hub::sweep(int64_t now) {
-  // A slice of the buckets per tick, so that a million inboxes cost no pause: an inbox that is
+  // A slice of the entries per tick, so that a million inboxes cost no pause: an inbox that is
   // not live and whose events have all expired (or that never held one) is forgotten.
-  size_t buckets = inboxes_.bucket_count();
-  if (inboxes_.empty() || buckets == 0) return;
   constexpr size_t slice = 16384;
   std::vector<std::string> gone;
-  for (size_t n = 0; n < std::min(slice, buckets); ++n) {
-    size_t b = sweep_bucket_++ % buckets;
-    for (auto it = inboxes_.begin(b); it != inboxes_.end(b); ++it)
-      if (!it->second.on && it->second.expires_max <= now) gone.push_back(it->first);
-  }
-  sweep_bucket_ %= buckets;
+  inboxes_.visit_some(sweep_cursor_, slice, [&](std::string_view user, const inbox& box) {
+    if (!box.on && box.expires_max <= now) gone.emplace_back(user);
+  });
   for (const auto& u : gone) {
-    auto it = inboxes_.find(u);
-    held_events_ -= it->second.next_seq - it->second.first_seq;
-    inboxes_.erase(it);
+    inbox* box = inboxes_.find(u);
+    held_events_ -= box->next_seq - box->first_seq;
+    inboxes_.erase(u);
   }
 }
 
