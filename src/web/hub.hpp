@@ -20,6 +20,7 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -152,15 +153,17 @@ class hub {
  private:
   struct live;
   struct room;
-  // A user's inbox: 56 bytes, and in inboxes_ about 20 more (its id, the index), while the user is
+  // A user's inbox: 48 bytes, and in inboxes_ about 28 more (its id, the index), while the user is
   // away.
   struct inbox {
     uint64_t first_seq = 0;        // the oldest held (the count limit moves it)
     uint64_t next_seq = 0;         // the next event's
     uint64_t read_seq = 0;         // the read position a backend or the browser set
-    int64_t expires_max = 0;       // ms: every held event has expired by then (0: none held)
-    store::inbox_location newest;  // the newest event's record (none: nothing stored)
     std::unique_ptr<live> on;      // while connected and --inbox-linger after
+    store::inbox_location newest;  // the newest event's record (none: nothing stored)
+    uint32_t expires_s = 0;  // every held event has expired by then (s since the epoch; 0: none)
+    int64_t expires_max() const { return int64_t(expires_s) * 1000; }  // ms
+    void hold_until(int64_t ms) { expires_s = std::max(expires_s, uint32_t((ms + 999) / 1000)); }
     uint64_t last_seq() const { return next_seq - 1; }
   };
   struct send_options {

@@ -112,7 +112,7 @@ void hub::push(const std::string& user, inbox& box, const event_tail& tail, cons
     put_str(w, *tail);
     note_ticket(store_->write_inbox(store::inbox_event, expires, body, box.newest), o.persistent);
   }
-  box.expires_max = std::max(box.expires_max, expires);
+  box.hold_until(expires);
   held_events_ -= box.next_seq - 1 - box.first_seq;
   if (box.next_seq - box.first_seq > settings_.inbox_size)
     box.first_seq = box.next_seq - settings_.inbox_size;
@@ -196,7 +196,7 @@ void hub::recover() {
         if (e.seq < box.next_seq) break;  // not after what is known: ignored
         box.next_seq = e.seq + 1;
         box.newest = at;
-        box.expires_max = std::max(box.expires_max, expires);
+        box.hold_until(expires);
         if (box.next_seq - box.first_seq > settings_.inbox_size)
           box.first_seq = box.next_seq - settings_.inbox_size;
         ++events;
@@ -249,7 +249,7 @@ void hub::sweep(int64_t now) {
   constexpr size_t slice = 16384;
   std::vector<std::string> gone;
   inboxes_.visit_some(sweep_cursor_, slice, [&](std::string_view user, const inbox& box) {
-    if (!box.on && box.expires_max <= now) gone.emplace_back(user);
+    if (!box.on && box.expires_max() <= now) gone.emplace_back(user);
   });
   for (const auto& u : gone) {
     inbox* box = inboxes_.find(u);
@@ -308,7 +308,7 @@ uint64_t hub::erase(const std::string& user) {
   // Connected: the connections stay, and the numbering goes on from where it was.
   box->first_seq = box->next_seq;
   box->read_seq = 0;
-  box->expires_max = 0;
+  box->expires_s = 0;
   box->newest = {};
   box->on->cache.clear();
   box->on->before_cache = {};
