@@ -1,5 +1,5 @@
 // The chat demo's logic: log in (a dev token, or ?token=), join rooms, show their history and live
-// messages, who is in the room, and a send box. Everything the page shows is kept in sessionStorage,
+// messages, who is in the room, and a send box. Everything the page shows is kept in localStorage,
 // saved in the same onEvent call in which warren.js saves its position, so a reload shows the same
 // conversation and resumes it with nothing missing and nothing twice.
 //
@@ -21,7 +21,7 @@
 
   function load() {
     try {
-      return JSON.parse(sessionStorage.getItem(STATE_KEY));
+      return JSON.parse(localStorage.getItem(STATE_KEY));
     } catch (e) {
       return null;
     }
@@ -29,7 +29,7 @@
 
   function save() {
     try {
-      sessionStorage.setItem(STATE_KEY, JSON.stringify(state));
+      localStorage.setItem(STATE_KEY, JSON.stringify(state));
     } catch (e) {
       // full: the page goes on, a reload would show less
     }
@@ -316,9 +316,9 @@
   function logout() {
     if (client) {
       client.close();
-      if (client.storageKey) sessionStorage.removeItem(client.storageKey);
+      if (client.storageKey) localStorage.removeItem(client.storageKey);
     }
-    sessionStorage.removeItem(STATE_KEY);
+    localStorage.removeItem(STATE_KEY);
     location.href = location.pathname;
   }
 

@@ -24,10 +24,14 @@
 //   belongs to the user, not the tab).
 // - No duplicates: an event whose seq is not above the last delivered one is dropped, whatever the
 //   transport or the reconnection did.
-// - Page reloads: the last delivered seq is kept in sessionStorage under a key made of the gateway
-//   URL and the token's `sub`, so a reloaded tab resumes where it was. An app that shows history
-//   across a reload keeps its own copy of what it showed (the demo in chat.js does), saved in the
-//   same onEvent call, so the two never disagree.
+// - Page loads: the last delivered seq is kept in localStorage under a key made of the gateway
+//   URL and the token's `sub` (so per user), so a reloaded tab, or a visitor who comes back days
+//   later, resumes where it was and gets what arrived meanwhile (the gateway keeps a user's inbox
+//   while the user is away). An app that shows history across page loads keeps its own copy of
+//   what it showed (the demo in chat.js does), saved in the same onEvent call, so the two never
+//   disagree.
+// - Transient events (`transient: true`: typing, presence) carry the last held seq; they are
+//   delivered as they come and do not move the position.
 // - Gaps are told: when the gateway no longer holds what was missed it sends a `reset` event
 //   (data.reason "dropped" or "new-inbox"); it goes to onEvent like the others, and to onReset if
 //   given. After a new inbox the user is in no room: the client joins its rooms again on every
@@ -86,9 +90,9 @@
 
   function defaultStorage() {
     try {
-      return global.sessionStorage || null;
+      return global.localStorage || null;
     } catch (e) {
-      return null; // sessionStorage throws where storage is disabled
+      return null; // localStorage throws where storage is disabled
     }
   }
 
@@ -307,6 +311,35 @@
       return this._op('members', room).then((r) => r.members || []);
     }
 
+    // The user's read position (PUT /api/inbox/read): resolves to {read_seq, unread}.
+    markRead(seq) {
+      return this._inbox('PUT', '/read', { seq });
+    }
+
+    // The user's inbox as the gateway holds it (GET /api/inbox): {first_seq, last_seq, read_seq,
+    // unread, events, more}; for "what did I miss" before or without a connection.
+    inbox(since = 0, limit = 100) {
+      return this._inbox('GET', `?since=${since}&limit=${limit}`);
+    }
+
+    async _inbox(method, rest, body) {
+      const token = await this._token();
+      const init = { method, cache: 'no-store', headers: {} };
+      if (token) init.headers.Authorization = `Bearer ${token}`;
+      if (body !== undefined) {
+        init.headers['Content-Type'] = 'application/json';
+        init.body = JSON.stringify(body);
+      }
+      let res;
+      try {
+        res = await fetch(`${this.url}/api/inbox${rest}`, init);
+      } catch (e) {
+        throw new WarrenError(`inbox: ${e.message}`, 0);
+      }
+      if (!res.ok) throw await httpError(res);
+      return res.json();
+    }
+
     close() {
       if (this.closed) return;
       this.closed = true;
@@ -427,6 +460,17 @@
 
     _event(ev) {
       if (!ev || !Number.isSafeInteger(ev.seq)) return;
+      if (ev.transient === true) {
+        // Live only, never held: no position of its own to keep or to compare.
+        try {
+          this.onEvent(ev);
+        } catch (e) {
+          setTimeout(() => {
+            throw e;
+          });
+        }
+        return;
+      }
       // A reset about our own position is taken even below it: a new inbox numbered after the
       // gateway's clock went back starts below where we were, and its events must not be dropped.
       const ours = ev.type === 'reset' && ev.data && ev.data.after === this.lastSeq;

@@ -225,9 +225,11 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
   bind_option(app, b, cli, &config::jwt_public_key, "jwt_public_key",
               "PEM file of an RSA public key: RS256 tokens are accepted too");
   bind_option(app, b, cli, &config::inbox_linger, "inbox_linger",
-              "Seconds a user's inbox outlives its last connection");
+              "Seconds a user's rooms and cached events outlive its last connection");
   bind_option(app, b, cli, &config::inbox_size, "inbox_size",
-              "Events an inbox holds for replay on reconnect");
+              "Events an inbox holds, connected or not (the oldest go first)");
+  bind_option(app, b, cli, &config::inbox_ttl, "inbox_ttl",
+              "Seconds an inbox holds an event (a send may ask for less)");
   bind_option(app, b, cli, &config::room_history, "room_history",
               "Recent messages a room gives a member who joins");
   bind_option(app, b, cli, &config::room_presence_events, "room_presence_events",

@@ -62,6 +62,7 @@ struct config {
   std::string jwt_public_key;   // PEM file: RS256 tokens too
   uint32_t inbox_linger = 300;  // seconds
   uint32_t inbox_size = 1000;
+  uint32_t inbox_ttl = 7 * 24 * 3600;  // seconds
   uint32_t room_history = 20;
   bool room_presence_events = false;
   std::string anonymous_rooms;  // comma-separated

@@ -494,6 +494,7 @@ int run(const app::config& cfg) {
   gs.vhost = web_vhost;
   gs.inbox_linger = std::chrono::seconds(cfg.inbox_linger);
   gs.inbox_size = std::max<uint32_t>(1, cfg.inbox_size);
+  gs.inbox_ttl = std::chrono::seconds(std::max<uint32_t>(1, cfg.inbox_ttl));
   gs.room_history = cfg.room_history;
   gs.room_presence_events = cfg.room_presence_events;
   for (std::string_view rest = cfg.anonymous_rooms; !rest.empty();) {
@@ -521,7 +522,9 @@ int run(const app::config& cfg) {
     }
   }
   web::gateway gateway(
-      gs, jwt, {&users, gw_vhost, &pool, &alarms.board()},
+      gs, jwt,
+      {&users, gw_vhost, &pool, &alarms.board(),
+       dynamic_cast<store::message_store*>(gw_vhost->get_journal())},
       fs::path(cfg.data_dir) / "vhosts" / store_dir_name(web_vhost) / "follows.log");
   gateway.prepare();
   mgmt::gateway_sampler gateway_history;

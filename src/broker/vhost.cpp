@@ -450,7 +450,9 @@ std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publ
   dest_list targets;
   dest_set seen;
   seen.insert(x->id());
+  external_ticket_ = 0;
   bool external = route(*x, *m, targets, seen);
+  if (sync_ticket) *sync_ticket = external_ticket_;
   x->on_published(m);
   ++x->stats.publish_in;
   if (targets.empty() && !external) return publish_outcome::unroutable;
@@ -461,7 +463,7 @@ std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publ
   targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
   bool rejected = false;
   uint64_t ticket = enqueue_all(m, targets, now_ms(), rejected, publisher);
-  if (sync_ticket) *sync_ticket = ticket;
+  if (sync_ticket) *sync_ticket = std::max(ticket, external_ticket_);
   return rejected ? publish_outcome::rejected : publish_outcome::routed;
 }
 

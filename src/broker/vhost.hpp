@@ -6,6 +6,7 @@
 // the next step; the interface (ids, targets, no shared pointers into the model) allows it.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <map>
@@ -237,6 +238,9 @@ class vhost {
   // or -feed) also go to `fn`, on the home worker. False if there is no such exchange or it is
   // not a sink exchange.
   bool attach_sink(std::string_view exchange, std::function<bool(const message&)> fn);
+  // A sink that wrote the message being published to the store says so: publish reports the
+  // ticket through its `sync_ticket`, so that a confirm or an answer waits for the disk.
+  void external_stored(uint64_t ticket) { external_ticket_ = std::max(external_ticket_, ticket); }
   // An exchange the broker itself provides (the gateway's warren.*): declared at every start
   // before recovery, never journalled or exported, and not deletable; bindings to it are
   // journalled as usual. Like declare_exchange otherwise (an existing equivalent one is fine).
@@ -352,6 +356,7 @@ class vhost {
   std::string name_;
   size_t home_;
   journal* journal_ = nullptr;
+  uint64_t external_ticket_ = 0;  // set by sinks during one publish
   bool restoring_ = false;
   size_t page_threshold_ = default_page_threshold;
   bool memory_pressure_ = false;

@@ -305,6 +305,7 @@ void message_store::recover_segments(broker::vhost& v, recovery_stats& st) {
   std::sort(segs.begin(), segs.end());
   std::string data, ack_data;
   std::vector<uint32_t> queues;
+  int64_t now = inbox_now_ms();
   for (uint32_t seg : segs) {
     ++st.segments;
     std::unordered_set<ack_key, ack_hash> acked;
@@ -328,6 +329,7 @@ void message_store::recover_segments(broker::vhost& v, recovery_stats& st) {
     auto r = scan_records(data, seg_magic, [&](std::string_view p) {
       uint32_t offset = uint32_t(p.data() - data.data()) - 8;
       auto m = decode_message(p, seg, offset, queues);
+      if (!m && note_inbox_record(p, seg, now)) return;
       if (!m) {
         if (!p.empty() && uint8_t(p[0]) == msg_record)
           spdlog::warn("vhost '{}': unreadable message record at {} in segment {} skipped",
@@ -357,6 +359,7 @@ void message_store::recover_segments(broker::vhost& v, recovery_stats& st) {
         fs::resize_file(seg_path, r.good_bytes);
     }
   }
+  hold_inbox_segments();
   // New messages go to a new segment; segments with nothing left in them go now.
   active_seg_ = segs.empty() ? 1 : segs.back() + 1;
   active_bytes_ = magic_size;
@@ -458,35 +461,41 @@ void message_store::unref_segment(uint32_t seg, uint64_t n) {
   }
 }
 
+void message_store::roll_segment() {
+  uint32_t old = active_seg_++;
+  active_bytes_ = magic_size;
+  if (auto it = live_.find(old); it != live_.end() && it->second == 0) {
+    live_.erase(it);
+    std::lock_guard lk(m_);
+    pending_.deletes.push_back(old);
+    wake_writer();
+  }
+}
+
+std::string& message_store::record_chunk(size_t reserve) {
+  // m_ held. Records gather in chunks of about 1 MiB, each reserved once: one growing string
+  // would double its capacity (and copy itself) while a flood pages out, holding up to twice
+  // what waits for the writer, at the moment memory is shortest.
+  constexpr size_t chunk_bytes = 1 << 20;
+  auto& segs = pending_.segs;
+  if (segs.empty() || segs.back().first != active_seg_ ||
+      segs.back().second.size() >= chunk_bytes) {
+    segs.emplace_back(active_seg_, "");
+    segs.back().second.reserve(chunk_bytes + reserve + 1024);
+  }
+  return segs.back().second;
+}
+
 uint64_t message_store::write(const broker::message& m, uint32_t refs,
                               std::span<const uint32_t> durable_queues) {
-  if (active_bytes_ >= opts_.segment_bytes) {
-    uint32_t old = active_seg_++;
-    active_bytes_ = magic_size;
-    if (auto it = live_.find(old); it != live_.end() && it->second == 0) {
-      live_.erase(it);
-      std::lock_guard lk(m_);
-      pending_.deletes.push_back(old);
-      wake_writer();
-    }
-  }
+  if (active_bytes_ >= opts_.segment_bytes) roll_segment();
   m.store_id = next_id_++;
   m.store_segment = active_seg_;
   m.store_offset = uint32_t(active_bytes_);
   live_[active_seg_] += refs;
 
   std::lock_guard lk(m_);
-  // Records gather in chunks of about 1 MiB, each reserved once: one growing string would double
-  // its capacity (and copy itself) while a flood pages out, holding up to twice what waits for
-  // the writer, at the moment memory is shortest.
-  constexpr size_t chunk_bytes = 1 << 20;
-  auto& segs = pending_.segs;
-  if (segs.empty() || segs.back().first != m.store_segment ||
-      segs.back().second.size() >= chunk_bytes) {
-    segs.emplace_back(m.store_segment, "");
-    segs.back().second.reserve(chunk_bytes + m.body.size() + 1024);
-  }
-  std::string& out = segs.back().second;
+  std::string& out = record_chunk(m.body.size());
   size_t at = begin_record(out);
   common::byte_writer w(out);
   w.u8(durable_queues.empty() ? spool_record : msg_record);

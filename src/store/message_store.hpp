@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -31,6 +32,20 @@ namespace warren::store {
 struct store_options {
   uint64_t segment_bytes = 64ull << 20;  // a new segment file starts after this many bytes
   bool fsync = true;                     // false only for tests that do not care about power cuts
+};
+
+// Records of the web gateway's inboxes and room histories (docs/storage.md, "Inbox records"),
+// kept in the same segments as messages: the same framing, checksums, group commit and
+// recovery. The store knows only their kind and expiry; the gateway encodes the rest.
+enum inbox_kind : uint8_t {
+  inbox_event = 3,  // an event held in a user's inbox
+  room_event = 4,   // a message kept in a room's recent history
+  inbox_read = 5,   // a user's read position
+  inbox_erase = 6,  // a user's inbox erased: records of that user before it are gone
+};
+struct inbox_location {
+  uint32_t segment = 0, offset = 0, length = 0;  // segment 0: none
+  explicit operator bool() const { return segment != 0; }
 };
 
 struct recovery_stats {
@@ -83,6 +98,27 @@ class message_store final : public broker::journal {
   // Records close together in one segment (a paged queue's usually are: they were appended in
   // order) are read with one pread of up to 1 MB: one system call for hundreds of messages.
   void read_many(std::span<const location> where, std::vector<broker::message_ptr>& out) override;
+  // --- inbox records (the web gateway, on the vhost's worker) ---
+  // Appends `u8 kind | i64 expires_ms | body`; `at` receives its location. The segment keeps
+  // it (and every segment after it, so that chains of records across segments stay whole)
+  // until `expires_ms` has passed. Returns the ticket to wait for before answering "taken".
+  uint64_t write_inbox(inbox_kind kind, int64_t expires_ms, std::string_view body,
+                       inbox_location& at);
+  // Reads back a record written by write_inbox: false if its segment is gone or it is
+  // unreadable. `body` is what was given to write_inbox.
+  bool read_inbox(const inbox_location& at, inbox_kind& kind, int64_t& expires_ms,
+                  std::string& body);
+  // Once after recover(), on the same thread: every inbox record whose expiry is after `now_ms`,
+  // oldest first.
+  void recover_inbox(int64_t now_ms,
+                     const std::function<void(inbox_kind, int64_t expires_ms, std::string_view body,
+                                              const inbox_location&)>& fn);
+  // Drops, oldest first, the segments whose inbox records have all expired by `now_ms` (and
+  // that hold no message still needed). Cheap when nothing is due: the hub calls it every second.
+  void expire_inbox(int64_t now_ms);
+  // Inbox segments on disk (tests, statistics).
+  size_t inbox_segments() const { return inbox_expiry_.size(); }
+
   // Any thread.
   void when_synced(uint64_t ticket, std::function<void()> fn) override;
   uint64_t synced() const override { return synced_.load(std::memory_order_acquire); }
@@ -103,6 +139,14 @@ class message_store final : public broker::journal {
   void recover_segments(broker::vhost& v, recovery_stats& st);
   void add_definition(const std::function<void(std::string&)>& encode);
   void unref_segment(uint32_t seg, uint64_t n);
+  void roll_segment();
+  // Recovery: notes an unexpired inbox record's expiry for its segment (true if it was one).
+  bool note_inbox_record(std::string_view payload, uint32_t seg, int64_t now_ms);
+  // Recovery: each segment with inbox records waits for every earlier one (and holds a reference).
+  void hold_inbox_segments();
+  static int64_t inbox_now_ms();
+  // Appends a record to the pending batch's chunk for the active segment; returns its offset.
+  std::string& record_chunk(size_t reserve);
   void wake_writer();  // m_ held
   void writer_loop();
   void write_batch(batch& b);
@@ -119,6 +163,9 @@ class message_store final : public broker::journal {
   std::unordered_map<uint32_t, int> read_fds_;   // segments being paged in
   std::unordered_map<uint32_t, uint64_t> live_;  // segment -> references not yet released
   std::string* capture_ = nullptr;               // snapshotting definitions into a string
+  // Segments holding inbox records -> when the last of them (and of every earlier one) expires,
+  // ms since the epoch. Each holds one reference in live_ until then.
+  std::map<uint32_t, int64_t> inbox_expiry_;
 
   // shared, under m_
   std::mutex m_;

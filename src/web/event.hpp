@@ -17,6 +17,10 @@ using event_tail = std::shared_ptr<const std::string>;
 struct event {
   uint64_t seq = 0;
   event_tail tail;
+  int64_t expires_ms = 0;  // when it stops being held (ms since the epoch); 0: never
+  // Delivered live only, never held: its seq is the inbox's last held one (so a resume from it
+  // neither skips nor repeats anything), and a receiver takes it whatever its position.
+  bool transient = false;
 };
 
 // `{"seq":N` + tail.

@@ -20,7 +20,7 @@ gateway::gateway(gateway_settings settings, std::optional<jwt_config> jwt, deps 
       deps_(d),
       follows_(std::move(follows_log)),
       counters_(d.pool->size()),
-      hub_(settings_, *d.vhost, *d.pool, follows_, counters_) {
+      hub_(settings_, *d.vhost, *d.pool, follows_, counters_, d.store) {
   if (jwt) verifier_ = std::make_unique<jwt_verifier>(*jwt);
   for (size_t i = 0; i < d.pool->size(); ++i) deflaters_.push_back(std::make_unique<ws_deflate>());
 }
@@ -66,6 +66,7 @@ void gateway::prepare() {
   }
   size_t edges = follows_.load();
   spdlog::info("web gateway: vhost '{}', {} follow edges loaded", v.name(), edges);
+  hub_.recover();
   hub_.start(home());
 }
 

@@ -57,6 +57,8 @@ class gateway {
     broker::vhost* vhost = nullptr;
     net::worker_pool* pool = nullptr;
     const amqp::server::alarm_board* alarms = nullptr;  // null: no alarms
+    // The vhost's store, which keeps inboxes and room history; null: memory only (tests).
+    store::message_store* store = nullptr;
   };
   // `jwt` empty: no token is valid (anonymous rooms only). `follows_log` empty: follows are not
   // persisted. Throws std::invalid_argument for a bad JWT configuration.
@@ -69,8 +71,8 @@ class gateway {
   // std::runtime_error if the vhost has an exchange of such a name and another type.
   static void declare_exchanges(broker::vhost& v);
   // On the main thread, before the workers start: declares the exchanges (if not yet), attaches
-  // the hub to them and loads the follow graph. Throws std::runtime_error as declare_exchanges,
-  // or if the follows log cannot be read.
+  // the hub to them, loads the follow graph and recovers the inboxes from the store. Throws
+  // std::runtime_error as declare_exchanges, or if the follows log cannot be read.
   void prepare();
   // The listener's callback (on the accepting worker).
   void accept(std::shared_ptr<net::connection> c);
@@ -85,6 +87,7 @@ class gateway {
   hub& the_hub() { return hub_; }
   net::worker& home();
   broker::vhost& vhost() { return *deps_.vhost; }
+  store::message_store* store() { return deps_.store; }
   auth::user_store& users() { return *deps_.users; }
   // A resource alarm is on, as worker `w` last heard.
   bool alarm_on(size_t w) const;

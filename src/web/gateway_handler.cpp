@@ -6,16 +6,13 @@
 
 #include <charconv>
 #include <regex>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
-#include "auth/user_store.hpp"
 #include "broker/vhost.hpp"
 #include "http/url.hpp"
-#include "mgmt/api.hpp"
 #include "net/worker.hpp"
 #include "web/gateway.hpp"
 #include "web/ws_close.hpp"
@@ -37,11 +34,45 @@ struct ws_state {
   ws_state(const ws_parser_options& o, bool d) : parser(o), deflate(d) {}
 };
 
+std::optional<uint64_t> parse_u64(std::string_view s) {
+  uint64_t v = 0;
+  if (s.empty()) return std::nullopt;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r.ec != std::errc() || r.ptr != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+bool valid_name(std::string_view s) {
+  return !s.empty() && s.size() <= max_name;
+}
+
+std::string_view error_word(int status) {
+  switch (status) {
+    case 400:
+      return "bad_request";
+    case 401:
+      return "unauthorized";
+    case 403:
+      return "forbidden";
+    case 404:
+      return "not_found";
+    case 429:
+      return "too_many_requests";
+    case 503:
+      return "unavailable";
+    default:
+      return "error";
+  }
+}
+
+std::string error_json(std::string_view error, std::string_view reason) {
+  return json{{"error", error}, {"reason", reason}}.dump();
+}
+
 namespace {
 
 constexpr std::chrono::seconds head_timeout{10};  // to send a whole request head
 constexpr std::chrono::seconds idle_timeout{60};  // a keep-alive connection with no request
-constexpr size_t max_name = 200;                  // user ids and room names, in bytes
 const std::string cors = "Access-Control-Allow-Origin: *\r\n";
 
 std::string_view reason_phrase(int status) {
@@ -86,42 +117,6 @@ std::string_view reason_phrase(int status) {
 using http::percent_decode;
 using http::query_param;
 
-// A non-negative integer, or nullopt.
-std::optional<uint64_t> parse_u64(std::string_view s) {
-  uint64_t v = 0;
-  if (s.empty()) return std::nullopt;
-  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (r.ec != std::errc() || r.ptr != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
-bool valid_name(std::string_view s) {
-  return !s.empty() && s.size() <= max_name;
-}
-
-std::string error_json(std::string_view error, std::string_view reason) {
-  return json{{"error", error}, {"reason", reason}}.dump();
-}
-
-std::string_view error_word(int status) {
-  switch (status) {
-    case 400:
-      return "bad_request";
-    case 401:
-      return "unauthorized";
-    case 403:
-      return "forbidden";
-    case 404:
-      return "not_found";
-    case 429:
-      return "too_many_requests";
-    case 503:
-      return "unavailable";
-    default:
-      return "error";
-  }
-}
-
 bool matches(const std::vector<std::string>& patterns, std::string_view room) {
   for (const auto& p : patterns) {
     if (!p.empty() && p.back() == '*') {
@@ -131,70 +126,6 @@ bool matches(const std::vector<std::string>& patterns, std::string_view room) {
     }
   }
   return false;
-}
-
-broker::message_ptr make_message(std::string exchange, std::string key, std::string body,
-                                 const std::optional<std::string>& from) {
-  auto m = std::make_shared<broker::message>();
-  m->exchange = std::move(exchange);
-  m->routing_key = std::move(key);
-  m->body = std::move(body);
-  m->properties.content_type = "application/json";
-  if (from) {
-    common::field_table h;
-    h.set("from", *from);
-    m->properties.headers = std::move(h);
-  }
-  return m;
-}
-
-// Publishes on the hub's worker; true if routed. Errors (no exchange) count as not routed.
-bool publish(broker::vhost& v, broker::message_ptr m) {
-  auto r = v.publish(std::move(m));
-  auto* o = std::get_if<broker::publish_outcome>(&r);
-  return o && *o == broker::publish_outcome::routed;
-}
-
-json members_json(const hub& h, const std::string& room) {
-  json list = json::array();
-  for (const auto& m : h.members(room))
-    list.push_back({{"user", m.user}, {"connections", m.connections}});
-  return list;
-}
-
-struct op_outcome {
-  int code = 200;
-  std::string error;
-  json extra = json::object();  // fields of a successful answer
-};
-
-// A browser's room operation (join, leave, publish, members), on the hub's worker; the
-// WebSocket and the HTTP paths both answer from it.
-op_outcome run_room_op(gateway& g, const std::string& user, const std::string& op,
-                       const std::string& room, const std::string& data) {
-  hub& h = g.the_hub();
-  op_outcome r;
-  if (op == "join") {
-    auto j = h.join(user, room);
-    r.code = j.code;
-    r.error = j.error;
-    if (j.already) r.extra["already"] = true;
-  } else if (op == "leave") {
-    auto l = h.leave(user, room);
-    r.code = l.code;
-    r.error = l.error;
-  } else if (op == "publish") {
-    r.extra["routed"] = publish(g.vhost(), make_message("warren.rooms", room, data, user));
-  } else if (!h.room_exists(room)) {
-    r.code = 404;
-    r.error = "no room '" + room + "'";
-  } else if (!h.is_member(user, room)) {
-    r.code = 403;
-    r.error = "only members see who is in a room";
-  } else {
-    r.extra["members"] = members_json(h, room);
-  }
-  return r;
 }
 
 }  // namespace
@@ -400,6 +331,55 @@ void gateway_handler::on_hub(std::function<std::pair<int, std::string>()> fn) {
   });
 }
 
+void gateway_handler::on_hub_synced(std::function<hub_answer()> fn) {
+  set_mode(mode::waiting);
+  conn().pause_reading(true);
+  auto self = self_;
+  net::worker* w = &conn().owner();
+  store::message_store* st = g_.store();
+  g_.home().post([self, w, st, fn = std::move(fn)] {
+    hub_answer r;
+    try {
+      r = fn();
+    } catch (const std::exception& e) {
+      spdlog::error("web gateway: {}", e.what());
+      r = {500, error_json("internal_error", e.what()), 0};
+    }
+    auto answer = [self, w, status = r.status, body = std::move(r.body)]() mutable {
+      w->post([self, status, body = std::move(body)]() mutable {
+        if (self->h) self->h->reply(status, std::move(body));
+      });
+    };
+    // What the answer says was taken is on disk first (the store's group commit).
+    if (st && r.ticket)
+      st->when_synced(r.ticket, std::move(answer));
+    else
+      answer();
+  });
+}
+
+bool gateway_handler::send_options(const json& b, broker::message& m) {
+  if (b.contains("ttl")) {
+    const json& t = b["ttl"];
+    if (!t.is_number() || t.get<double>() < 0 || t.get<double>() > 1e9) {
+      respond_error(400, "bad_request", "ttl must be a number of seconds, 0 or more");
+      return false;
+    }
+    m.properties.expiration = std::to_string(int64_t(t.get<double>() * 1000));
+  }
+  if (b.contains("transient")) {
+    if (!b["transient"].is_boolean()) {
+      respond_error(400, "bad_request", "transient must be true or false");
+      return false;
+    }
+    if (b["transient"].get<bool>()) {
+      if (!m.properties.headers) m.properties.headers.emplace();
+      m.properties.headers->set("x-warren-transient", true);
+    }
+  }
+  return true;
+}
+
 void gateway_handler::reply(int status, std::string body) {
   if (status == 201 || status == 204)
     respond(status, {}, {});
@@ -519,6 +499,10 @@ void gateway_handler::handle(request req) {
         parts.size() == 3 && parts[0] == "rooms" && (parts[2] == "join" || parts[2] == "leave");
     if ((bearer && parts.size() == 3 && parts[0] == "rooms") || browser_only) {
       browser_http_op(req, parts);
+      return;
+    }
+    if (bearer && parts[0] == "inbox" && parts.size() <= 2) {
+      browser_inbox_op(req, parts);
       return;
     }
     backend(req, raw_path, parts);
@@ -719,9 +703,13 @@ void gateway_handler::write_event(const event& e) {
       break;
     }
     case mode::sse:
-      out += "id: ";
-      out += std::to_string(e.seq);
-      out += "\ndata: ";
+      // A transient event carries no id: the browser's Last-Event-ID stays the last held one.
+      if (!e.transient) {
+        out += "id: ";
+        out += std::to_string(e.seq);
+        out += '\n';
+      }
+      out += "data: ";
       append_event_json(out, e);
       out += "\n\n";
       break;
@@ -742,7 +730,7 @@ void gateway_handler::write_event(const event& e) {
     default:
       return;
   }
-  last_seq_ = e.seq;
+  last_seq_ = std::max(last_seq_, e.seq);
   last_out_ = clock::now();
   ++g_.counters(conn().owner().index()).events_delivered;
 }
@@ -751,7 +739,7 @@ size_t gateway_handler::on_events(const event* evs, size_t n) {
   if (!session_ || session_->receiver != this || lagging_ || conn().closing()) return 0;
   size_t wrote = 0;
   for (size_t i = 0; i < n; ++i) {
-    if (last_seq_ && evs[i].seq <= last_seq_) continue;
+    if (last_seq_ && evs[i].seq <= last_seq_ && !evs[i].transient) continue;
     if (mode_ != mode::poll && conn().queued_bytes() > g_.settings().max_queued_output) {
       // A slow reader: stop here and catch up from the inbox once the output has drained.
       lagging_ = true;
@@ -921,6 +909,7 @@ void gateway_handler::ws_message(std::string_view text) {
     return answer(400, "missing \"op\"", json::object());
   op = req["op"].get<std::string>();
   if (op == "ping") return answer(200, {}, json::object());
+  if (op == "read") return ws_read(req, id);
   if (op != "join" && op != "leave" && op != "publish" && op != "members")
     return answer(400, "unknown op", json::object());
   if (!req.contains("room") || !req["room"].is_string() ||
@@ -963,6 +952,30 @@ void gateway_handler::ws_message(std::string_view text) {
   });
 }
 
+void gateway_handler::ws_read(const json& req, const json& id) {
+  // {"op":"read","seq":N}: the user's read position, as PUT /api/inbox/read sets it.
+  if (!req.contains("seq") || !req["seq"].is_number_unsigned())
+    return ws_reply("read", {}, id, 400, "missing or invalid \"seq\"", json::object());
+  if (rights_->anonymous)
+    return ws_reply("read", {}, id, 403, "anonymous connections have no inbox", json::object());
+  auto self = self_;
+  net::worker* w = &conn().owner();
+  gateway* g = &g_;
+  std::string user = session_->user;
+  uint64_t seq = req["seq"].get<uint64_t>();
+  g_.home().post([self, w, g, user, seq, id] {
+    auto unread = g->the_hub().set_read(user, seq);
+    w->post([self, id, unread] {
+      gateway_handler* me = self->h;
+      if (!me || !me->ws_ || me->conn().closing()) return;
+      if (!unread)
+        me->ws_reply("read", {}, id, 404, "nothing held", json::object());
+      else
+        me->ws_reply("read", {}, id, 200, {}, json{{"unread", *unread}});
+    });
+  });
+}
+
 void gateway_handler::ws_reply(const std::string& op, const std::string& room, const json& id,
                                int code, std::string_view error, const json& extra) {
   json r = {{"seq", nullptr},
@@ -977,275 +990,6 @@ void gateway_handler::ws_reply(const std::string& op, const std::string& room, c
   for (auto& [k, v] : extra.items()) r[k] = v;
   ws_send(r.dump(-1, ' ', false, json::error_handler_t::replace));
   conn().flush_soon();
-}
-
-// --- HTTP operations -----------------------------------------------------------------------------
-
-void gateway_handler::browser_http_op(request& req, const std::vector<std::string>& parts) {
-  const std::string& room = parts[1];
-  const std::string& op = parts[2];
-  bool is_get = req.method() == bhttp::verb::get;
-  if (op == "members" ? !is_get : req.method() != bhttp::verb::post) {
-    respond_error(405, "method_not_allowed", op == "members" ? "use GET" : "use POST");
-    return;
-  }
-  if (op != "join" && op != "leave" && op != "publish" && op != "members") {
-    respond_error(404, "not_found", "no such operation");
-    return;
-  }
-  if (!authenticate_browser(req, {})) return;
-  if (!valid_name(room)) {
-    respond_error(400, "bad_request", "invalid room name");
-    return;
-  }
-  if (op != "members") {
-    if (!take_token()) {
-      respond_error(429, "too_many_requests", "rate limit exceeded");
-      return;
-    }
-  }
-  if ((op == "join" || op == "members") && !rights_->may_join(room)) {
-    respond_error(403, "forbidden", "the token does not allow this room");
-    return;
-  }
-  std::string data;
-  if (op == "publish") {
-    if (!rights_->may_publish(room)) {
-      respond_error(403, "forbidden", "the token does not allow publishing to this room");
-      return;
-    }
-    if (g_.alarm_on(conn().owner().index())) {
-      respond_error(503, "unavailable", "publishing is refused while a resource alarm is on");
-      return;
-    }
-    auto body = json::parse(req.body(), nullptr, false);
-    if (!body.is_object() || !body.contains("data")) {
-      respond_error(400, "bad_request", "expected {\"data\": ...}");
-      return;
-    }
-    data = (body.contains("data") ? body["data"] : json(nullptr))
-               .dump(-1, ' ', false, json::error_handler_t::replace);
-  }
-  gateway* g = &g_;
-  std::string user = session_->user;
-  on_hub([g, user, room, op, data = std::move(data)]() -> std::pair<int, std::string> {
-    auto r = run_room_op(*g, user, op, room, data);
-    if (r.code != 200) return {r.code, error_json(error_word(r.code), r.error)};
-    if (op == "members") return {200, json{{"room", room}, {"members", r.extra["members"]}}.dump()};
-    json body = {{"ok", true}};
-    body.update(r.extra);
-    return {200, body.dump()};
-  });
-}
-
-// The broker's permissions apply to the backend API as to AMQP: the user needs access to the
-// gateway's vhost, write permission on the exchange a request publishes through or changes
-// (warren.users for a send, warren.rooms for a room, warren.feed for a feed and the follow graph),
-// and read permission on it to look (presence, members, follows). nullopt: allowed.
-std::optional<std::string> gateway_handler::backend_refusal(const auth::user& user,
-                                                            bhttp::verb method,
-                                                            const std::vector<std::string>& parts) {
-  const std::string& vhost = g_.vhost().name();
-  auto access = g_.users().access(user.name, vhost);
-  if (!access) return fmt::format("access to vhost '{}' refused for user '{}'", vhost, user.name);
-  if (parts.empty()) return std::nullopt;
-  const std::string& what = parts[0];
-  std::string_view exchange = what == "send" || what == "presence" ? "warren.users"
-                              : what == "rooms"                    ? "warren.rooms"
-                              : what == "feed" || what == "follows" || what == "followers"
-                                  ? "warren.feed"
-                                  : "";
-  if (exchange.empty()) return std::nullopt;  // no such route: 404 below
-  auto p = method == bhttp::verb::get ? auth::perm::read : auth::perm::write;
-  return auth::check_resource(access.get(), p, auth::resource::exchange, exchange, vhost,
-                              user.name);
-}
-
-void gateway_handler::backend(request& req, std::string_view path,
-                              const std::vector<std::string>& parts) {
-  auto who = mgmt::authenticate(req.base(), conn().peer_address(), g_.users(), false);
-  if (auto* res = std::get_if<http::response>(&who)) {
-    res->keep_alive(keep_alive_);
-    res->set(bhttp::field::access_control_allow_origin, "*");
-    std::ostringstream os;
-    os << *res;
-    conn().out() += os.str();
-    finish_response();
-    return;
-  }
-  const auto& user = *std::get<auth::user_ptr>(who);
-  if (!auth::user_store::has_tag(user, "administrator") &&
-      !auth::user_store::has_tag(user, "management")) {
-    respond_error(403, "not_authorised",
-                  "the gateway API needs the management or administrator tag");
-    return;
-  }
-  auto method = req.method();
-  if (auto why = backend_refusal(user, method, parts)) {
-    respond_error(403, "access_refused", *why);
-    return;
-  }
-  gateway* g = &g_;
-  auto need = [&](bhttp::verb v, std::string_view name) {
-    if (method == v) return true;
-    respond_error(405, "method_not_allowed", fmt::format("use {}", name),
-                  fmt::format("Allow: {}\r\n", name));
-    return false;
-  };
-  auto body_object = [&](json& out) {
-    out = json::parse(req.body(), nullptr, false);
-    if (out.is_object() && out.contains("data")) return true;
-    respond_error(400, "bad_request", "the body must be a JSON object with \"data\"");
-    return false;
-  };
-  auto publishing_refused = [&] {
-    if (!g_.alarm_on(conn().owner().index())) return false;
-    respond_error(503, "unavailable", "publishing is refused while a resource alarm is on");
-    return true;
-  };
-  auto optional_from = [](const json& b) -> std::optional<std::string> {
-    if (b.contains("from") && b["from"].is_string()) return b["from"].get<std::string>();
-    return std::nullopt;
-  };
-  auto data_of = [](const json& b) {
-    return (b.contains("data") ? b["data"] : json(nullptr))
-        .dump(-1, ' ', false, json::error_handler_t::replace);
-  };
-
-  if (parts.size() == 1 && parts[0] == "send") {
-    json b;
-    if (!need(bhttp::verb::post, "POST") || !body_object(b)) return;
-    if (!b.contains("user") || !b["user"].is_string() ||
-        !valid_name(b["user"].get_ref<const std::string&>())) {
-      respond_error(400, "bad_request", "expected {\"user\": U, \"data\": D}");
-      return;
-    }
-    if (publishing_refused()) return;
-    auto m =
-        make_message("warren.users", b["user"].get<std::string>(), data_of(b), optional_from(b));
-    on_hub([g, m]() -> std::pair<int, std::string> {
-      return {200, json{{"routed", publish(g->vhost(), m)}}.dump()};
-    });
-    return;
-  }
-  if (parts.size() == 3 && parts[0] == "rooms" && parts[2] == "publish") {
-    json b;
-    if (!need(bhttp::verb::post, "POST") || !body_object(b)) return;
-    if (!valid_name(parts[1])) {
-      respond_error(400, "bad_request", "invalid room name");
-      return;
-    }
-    if (publishing_refused()) return;
-    auto m = make_message("warren.rooms", parts[1], data_of(b), optional_from(b));
-    on_hub([g, m]() -> std::pair<int, std::string> {
-      return {200, json{{"routed", publish(g->vhost(), m)}}.dump()};
-    });
-    return;
-  }
-  if (parts.size() == 3 && parts[0] == "rooms" && parts[2] == "members") {
-    if (!need(bhttp::verb::get, "GET")) return;
-    std::string room = parts[1];
-    on_hub([g, room]() -> std::pair<int, std::string> {
-      if (!g->the_hub().room_exists(room))
-        return {404, error_json("not_found", "no room '" + room + "'")};
-      return {200, json{{"room", room}, {"members", members_json(g->the_hub(), room)}}.dump()};
-    });
-    return;
-  }
-  if (parts.size() == 3 && parts[0] == "follows") {
-    std::string a = parts[1], b = parts[2];
-    if (!valid_name(a) || !valid_name(b) || a.find(' ') != std::string::npos ||
-        b.find(' ') != std::string::npos || a.find('\n') != std::string::npos ||
-        b.find('\n') != std::string::npos) {
-      respond_error(400, "bad_request", "user ids must be 1-200 bytes without spaces or newlines");
-      return;
-    }
-    if (method == bhttp::verb::put) {
-      on_hub([g, a, b]() -> std::pair<int, std::string> {
-        return {g->the_hub().follows().follow(a, b) ? 201 : 204, {}};
-      });
-    } else if (method == bhttp::verb::delete_) {
-      on_hub([g, a, b]() -> std::pair<int, std::string> {
-        if (g->the_hub().follows().unfollow(a, b)) return {204, {}};
-        return {404, error_json("not_found", a + " does not follow " + b)};
-      });
-    } else {
-      respond_error(405, "method_not_allowed", "use PUT or DELETE", "Allow: PUT, DELETE\r\n");
-    }
-    return;
-  }
-  if (parts.size() == 1 && parts[0] == "follows") {
-    if (!need(bhttp::verb::post, "POST")) return;
-    // Parsed on the hub's worker, over the body in place (no copy per edge).
-    auto body = std::make_shared<std::string>(std::move(req.body()));
-    on_hub([g, body]() -> std::pair<int, std::string> {
-      std::vector<std::pair<std::string_view, std::string_view>> edges;
-      std::string_view rest = *body;
-      size_t line_no = 0;
-      while (!rest.empty()) {
-        size_t nl = rest.find('\n');
-        std::string_view line = rest.substr(0, nl);
-        rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
-        ++line_no;
-        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-        size_t start = line.find_first_not_of(" \t");
-        if (start == std::string_view::npos || line[start] == '#') continue;
-        line.remove_prefix(start);
-        size_t sp = line.find_first_of(" \t");
-        std::string_view a = line.substr(0, sp);
-        std::string_view b;
-        if (sp != std::string_view::npos) {
-          b = line.substr(sp);
-          b.remove_prefix(std::min(b.size(), b.find_first_not_of(" \t")));
-          while (!b.empty() && (b.back() == ' ' || b.back() == '\t')) b.remove_suffix(1);
-        }
-        if (!valid_name(a) || !valid_name(b) || b.find_first_of(" \t") != std::string_view::npos)
-          return {400, error_json("bad_request",
-                                  fmt::format("line {}: expected \"A B\" (A follows B)", line_no))};
-        edges.emplace_back(a, b);
-      }
-      auto r = g->the_hub().follows().follow_all(edges);
-      return {200, json{{"added", r.added}, {"existing", r.existing}}.dump()};
-    });
-    return;
-  }
-  if (parts.size() == 2 && (parts[0] == "follows" || parts[0] == "followers")) {
-    if (!need(bhttp::verb::get, "GET")) return;
-    std::string who_ = parts[1];
-    bool out = parts[0] == "follows";
-    on_hub([g, who_, out]() -> std::pair<int, std::string> {
-      auto& f = g->the_hub().follows();
-      auto list = out ? f.following(who_) : f.followers(who_);
-      return {200, json{{"user", who_}, {out ? "follows" : "followers", list}}.dump()};
-    });
-    return;
-  }
-  if (parts.size() == 2 && parts[0] == "feed") {
-    json b;
-    if (!need(bhttp::verb::post, "POST") || !body_object(b)) return;
-    if (!valid_name(parts[1])) {
-      respond_error(400, "bad_request", "invalid user id");
-      return;
-    }
-    if (publishing_refused()) return;
-    auto m = make_message("warren.feed", parts[1], data_of(b), std::nullopt);
-    on_hub([g, m]() -> std::pair<int, std::string> {
-      publish(g->vhost(), m);
-      return {200, json{{"delivered", g->the_hub().last_feed_fanout()}}.dump()};
-    });
-    return;
-  }
-  if (parts.size() == 2 && parts[0] == "presence") {
-    if (!need(bhttp::verb::get, "GET")) return;
-    std::string u = parts[1];
-    on_hub([g, u]() -> std::pair<int, std::string> {
-      auto [online, n] = g->the_hub().presence(u);
-      return {200, json{{"online", online}, {"connections", n}}.dump()};
-    });
-    return;
-  }
-  (void)path;
-  respond_error(404, "not_found", "no such resource");
 }
 
 }  // namespace warren::web

@@ -31,6 +31,34 @@ namespace warren::web {
 class gateway;
 struct ws_state;
 
+// Shared by the handler's files: request values.
+inline constexpr size_t max_name = 200;  // user ids and room names, in bytes
+// A non-negative integer, or nullopt.
+std::optional<uint64_t> parse_u64(std::string_view s);
+bool valid_name(std::string_view s);
+std::string error_json(std::string_view error, std::string_view reason);
+// A message as the HTTP APIs publish it (JSON, persistent, `from` in a header).
+std::shared_ptr<broker::message> make_message(std::string exchange, std::string key,
+                                              std::string body,
+                                              const std::optional<std::string>& from);
+// Publishes on the hub's worker; true if routed (errors count as not routed). `ticket` receives
+// the store ticket to wait for before answering.
+bool publish(broker::vhost& v, broker::message_ptr m, uint64_t* ticket = nullptr);
+// [{"user": U, "connections": n}, ...]
+nlohmann::json members_json(const hub& h, const std::string& room);
+// "bad_request" for 400, and so on.
+std::string_view error_word(int status);
+
+struct op_outcome {
+  int code = 200;
+  std::string error;
+  nlohmann::json extra = nlohmann::json::object();  // fields of a successful answer
+};
+// A browser's room operation (join, leave, publish, members), on the hub's worker; the
+// WebSocket and the HTTP paths both answer from it.
+op_outcome run_room_op(gateway& g, const std::string& user, const std::string& op,
+                       const std::string& room, const std::string& data);
+
 // What a token lets its user do with rooms (jwt_claims' rooms/publish; docs/web-api.md).
 struct room_rights {
   std::optional<std::vector<std::string>> join;
@@ -81,6 +109,16 @@ class gateway_handler final : public net::connection_handler, public event_recei
   void finish_response();
   // Runs fn on the hub's worker; its string result (status, JSON body) comes back as the response.
   void on_hub(std::function<std::pair<int, std::string>()> fn);
+  // The same, answering only once the store has synced the ticket fn returns (0: at once).
+  struct hub_answer {
+    int status;
+    std::string body;
+    uint64_t ticket = 0;
+  };
+  void on_hub_synced(std::function<hub_answer()> fn);
+  // A backend send's "ttl" (seconds) and "transient" into the message; false (answered 400) if
+  // they are malformed.
+  bool send_options(const nlohmann::json& body, broker::message& m);
   void reply(int status, std::string body);
   bool take_token();
 
@@ -98,6 +136,7 @@ class gateway_handler final : public net::connection_handler, public event_recei
   // WebSocket
   size_t ws_data(std::span<const uint8_t> data);
   void ws_message(std::string_view text);
+  void ws_read(const nlohmann::json& req, const nlohmann::json& id);
   void ws_send(const std::string& json);
   void ws_close(uint16_t code, std::string_view reason);
   // A reply to a client's operation: {"seq":null,"type":"ok"|"error","op",...} with `extra`.
@@ -108,6 +147,10 @@ class gateway_handler final : public net::connection_handler, public event_recei
   std::optional<std::string> backend_refusal(const auth::user& user,
                                              boost::beast::http::verb method,
                                              const std::vector<std::string>& parts);
+  // /api/inbox/{user}[/read] for a backend (gateway_inbox_api.cpp)
+  void inbox_api(request& req, const std::vector<std::string>& parts);
+  // /api/inbox[/read] for a browser with its bearer token
+  void browser_inbox_op(request& req, const std::vector<std::string>& parts);
   void browser_http_op(request& req, const std::vector<std::string>& parts);
 
   gateway& g_;

@@ -11,8 +11,11 @@ namespace warren::web {
 
 struct gateway_settings {
   std::string vhost = "/";  // where warren.users, warren.rooms and warren.feed live
+  // How long the live part of an inbox (rooms, cached events) outlives its last connection.
   std::chrono::seconds inbox_linger{300};
   size_t inbox_size = 1000;  // events held per inbox
+  // How long an event is held (a send may ask for less); also bounds the store's inbox segments.
+  std::chrono::milliseconds inbox_ttl{std::chrono::hours(24 * 7)};
   size_t room_history = 20;
   bool room_presence_events = false;
   std::vector<std::string> anonymous_rooms;  // joinable without a token, read-only

@@ -1,6 +1,8 @@
 // Inboxes, rooms, presence and feeds on the hub's worker.
 #include "web/hub.hpp"
 
+#include "web/hub_internal.hpp"
+
 #include <algorithm>
 #include <chrono>
 
@@ -13,20 +15,6 @@
 namespace warren::web {
 
 namespace {
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-// The first sequence number of a new inbox: the time in microseconds, so that a later inbox of
-// the same user always numbers above an earlier one and a stale `since` is detected.
-uint64_t fresh_seq() {
-  return uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count());
-}
 
 std::string json_string(std::string_view s) {
   return nlohmann::json(std::string(s))
@@ -50,57 +38,7 @@ std::optional<std::string> sender(const broker::message& m) {
   return std::nullopt;
 }
 
-// A fixed-capacity ring of events with consecutive sequence numbers; holds nothing (no
-// allocation) while empty.
-class event_ring {
- public:
-  size_t size() const { return count_; }
-  bool empty() const { return count_ == 0; }
-  const event& at(size_t i) const { return buf_[(head_ + i) % buf_.size()]; }
-  void push(event e, size_t cap) {
-    if (buf_.size() < cap && count_ == buf_.size()) grow(cap);
-    if (count_ == buf_.size()) {
-      buf_[head_] = std::move(e);
-      head_ = (head_ + 1) % buf_.size();
-    } else {
-      buf_[(head_ + count_) % buf_.size()] = std::move(e);
-      ++count_;
-    }
-  }
-
- private:
-  void grow(size_t cap) {
-    std::vector<event> n;
-    n.reserve(std::min(cap, std::max<size_t>(4, buf_.size() * 2)));
-    for (size_t i = 0; i < count_; ++i) n.push_back(std::move(buf_[(head_ + i) % buf_.size()]));
-    n.resize(n.capacity());
-    buf_ = std::move(n);
-    head_ = 0;
-  }
-  std::vector<event> buf_;
-  size_t head_ = 0;
-  size_t count_ = 0;
-};
-
 }  // namespace
-
-struct hub::inbox {
-  std::string user;
-  uint64_t first_seq;  // the inbox's first sequence number
-  uint64_t next_seq;   // the next event's
-  event_ring held;     // the last events, up to settings.inbox_size
-  std::vector<link_ptr> sessions;
-  std::vector<std::string> rooms;
-  int64_t idle_since = 0;  // ms, when the last connection went
-
-  uint64_t oldest_held() const { return next_seq - held.size(); }
-};
-
-struct hub::room {
-  std::string name;
-  std::vector<event_tail> history;   // oldest first, at most settings.room_history
-  std::vector<std::string> members;  // sorted
-};
 
 event_tail make_tail(std::string_view type, const std::string* room, const std::string* from,
                      std::string_view data, int64_t ts_ms) {
@@ -132,20 +70,63 @@ event_tail make_tail(std::string_view type, const broker::message& m, const std:
   return make_tail(type, room, from ? &*from : nullptr, data, now_ms());
 }
 
+event_tail transient_tail(const event_tail& t) {
+  std::string s = *t;
+  s.pop_back();
+  s += ",\"transient\":true}";
+  return std::make_shared<const std::string>(std::move(s));
+}
+
 hub::hub(const gateway_settings& settings, broker::vhost& vhost, net::worker_pool& pool,
-         follow_graph& follows, std::span<worker_counters> counters)
+         follow_graph& follows, std::span<worker_counters> counters, store::message_store* store)
     : settings_(settings),
       vhost_(vhost),
       pool_(pool),
       follows_(follows),
+      store_(store),
       counters_(counters),
       outgoing_(pool.size()) {}
 
-hub::~hub() = default;
+hub::~hub() {
+  alive_->store(false);
+}
 
 void hub::start(net::worker& home) {
+  home_ = &home;
   timer_ = std::make_unique<boost::asio::steady_timer>(home.io());
   arm();
+}
+
+void hub::release(std::function<void()> post) {
+  if (unreleased_.empty() && (!store_ || store_->synced() >= written_ticket_)) {
+    post();
+    return;
+  }
+  unreleased_.emplace_back(written_ticket_, std::move(post));
+  wait_for_store();
+}
+
+void hub::release_ready() {
+  while (!unreleased_.empty() && store_->synced() >= unreleased_.front().first) {
+    auto post = std::move(unreleased_.front().second);
+    unreleased_.pop_front();
+    post();
+  }
+  wait_for_store();
+}
+
+void hub::wait_for_store() {
+  if (waiting_for_store_ || unreleased_.empty() || !home_) return;
+  waiting_for_store_ = true;
+  // On the store's thread: back to the hub's worker, where the queue is.
+  store_->when_synced(unreleased_.front().first, [this, alive = alive_, home = home_] {
+    if (!alive->load()) return;
+    home->post([this, alive] {
+      if (!alive->load()) return;
+      waiting_for_store_ = false;
+      release_ready();
+    });
+  });
 }
 
 void hub::arm() {
@@ -161,60 +142,53 @@ void hub::tick() {
   int64_t now = now_ms();
   int64_t linger =
       std::chrono::duration_cast<std::chrono::milliseconds>(settings_.inbox_linger).count();
+  // The live part of an inbox goes --inbox-linger after its last connection: its rooms are
+  // left and its cache freed; what it holds stays in the store. Without a store the live part
+  // is all there is, so it stays while it holds events.
+  // Only the live inboxes are looked at: a million users away cost this nothing.
   std::vector<std::string> gone;
-  for (auto& [user, box] : inboxes_)
-    if (box->sessions.empty() && now - box->idle_since >= linger) gone.push_back(user);
-  for (const auto& user : gone) {
-    inbox& box = *inboxes_.at(user);
-    for (const auto& r : std::vector<std::string>(box.rooms)) leave(user, r);
-    held_events_ -= box.held.size();
-    inboxes_.erase(user);
+  for (const auto& user : live_users_) {
+    inbox& box = *inboxes_.find(user);
+    if (box.on->sessions.empty() && now - box.on->idle_since >= linger &&
+        (store_ || box.on->cache.empty()))
+      gone.push_back(user);
   }
+  for (const auto& user : gone) {
+    inbox& box = *inboxes_.find(user);
+    for (const auto& r : std::vector<std::string>(box.on->rooms)) leave(user, r);
+    box.on.reset();
+    live_users_.erase(user);
+  }
+  sweep(now);
+  if (store_) store_->expire_inbox(now);
   flush();
 }
 
 hub::inbox& hub::get_inbox(const std::string& user) {
-  auto& slot = inboxes_[user];
-  if (!slot) {
-    slot = std::make_unique<inbox>();
-    slot->user = user;
-    slot->first_seq = slot->next_seq = fresh_seq();
-    slot->idle_since = now_ms();
+  auto [slot, fresh] = inboxes_.try_emplace(user);
+  inbox& box = *slot;
+  if (fresh) {
+    box.first_seq = box.next_seq = fresh_seq();
+    if (!store_) go_live(user, box);
   }
-  return *slot;
+  return box;
+}
+
+hub::live& hub::go_live(const std::string& user, inbox& box) {
+  if (!box.on) {
+    live_users_.insert(user);
+    box.on = std::make_unique<live>();
+    box.on->before_cache = box.newest;
+    box.on->idle_since = now_ms();
+  }
+  return *box.on;
 }
 
 hub::inbox* hub::find_inbox(const std::string& user) {
-  auto it = inboxes_.find(user);
-  return it == inboxes_.end() ? nullptr : it->second.get();
+  return inboxes_.find(user);
 }
 const hub::inbox* hub::find_inbox(const std::string& user) const {
-  auto it = inboxes_.find(user);
-  return it == inboxes_.end() ? nullptr : it->second.get();
-}
-
-std::vector<event> hub::replay(inbox& box, uint64_t since) const {
-  std::vector<event> out;
-  uint64_t last = box.next_seq - 1;
-  if (since == last) return out;  // nothing newer
-  if (since > last) {
-    // A number this inbox never gave out (from a later numbering: the clock went back between
-    // two inboxes of the user): say the position is unknown here, then go on from this inbox's.
-    nlohmann::json d = {{"reason", "new-inbox"}, {"after", since}, {"missed_to", last}};
-    out.push_back(event{last, make_tail("reset", nullptr, nullptr, d.dump(), now_ms())});
-    return out;
-  }
-  uint64_t oldest = box.oldest_held();
-  if (since != 0 && since + 1 < oldest) {
-    // Something after `since` is gone: say so before what follows.
-    bool fresh = since < box.first_seq;
-    nlohmann::json d = {
-        {"reason", fresh ? "new-inbox" : "dropped"}, {"after", since}, {"missed_to", oldest - 1}};
-    out.push_back(event{oldest - 1, make_tail("reset", nullptr, nullptr, d.dump(), now_ms())});
-  }
-  uint64_t from = std::max(since + 1, oldest);
-  for (uint64_t s = from; s <= last; ++s) out.push_back(box.held.at(size_t(s - oldest)));
-  return out;
+  return inboxes_.find(user);
 }
 
 void hub::count_replay(const std::vector<event>& evs) {
@@ -227,28 +201,32 @@ void hub::count_replay(const std::vector<event>& evs) {
 
 void hub::attach(const link_ptr& l, std::optional<uint64_t> since) {
   inbox& box = get_inbox(l->user);
-  if (box.sessions.empty()) ++online_users_;
-  box.sessions.push_back(l);
+  live& on = go_live(l->user, box);
+  if (on.sessions.empty()) ++online_users_;
+  on.sessions.push_back(l);
   std::vector<event> evs;
   if (since) {
     evs = replay(box, *since);
     count_replay(evs);
   }
-  l->worker->post([l, evs = std::move(evs)]() mutable {
-    if (l->receiver) l->receiver->on_replay(std::move(evs));
+  release([l, evs = std::move(evs)]() mutable {
+    l->worker->post([l, evs = std::move(evs)]() mutable {
+      if (l->receiver) l->receiver->on_replay(std::move(evs));
+    });
   });
 }
 
 void hub::detach(const link_ptr& l) {
   inbox* box = find_inbox(l->user);
-  if (!box) return;
-  auto it = std::find(box->sessions.begin(), box->sessions.end(), l);
-  if (it == box->sessions.end()) return;
-  box->sessions.erase(it);
-  if (box->sessions.empty()) {
+  if (!box || !box->on) return;
+  auto& sessions = box->on->sessions;
+  auto it = std::find(sessions.begin(), sessions.end(), l);
+  if (it == sessions.end()) return;
+  sessions.erase(it);
+  if (sessions.empty()) {
     --online_users_;
-    box->sessions.shrink_to_fit();
-    box->idle_since = now_ms();
+    sessions.shrink_to_fit();
+    box->on->idle_since = now_ms();
   }
 }
 
@@ -257,40 +235,38 @@ void hub::catch_up(const link_ptr& l, uint64_t since) {
   std::vector<event> evs;
   if (box) evs = replay(*box, since);
   count_replay(evs);
-  l->worker->post([l, evs = std::move(evs)]() mutable {
-    if (l->receiver) l->receiver->on_replay(std::move(evs));
+  release([l, evs = std::move(evs)]() mutable {
+    l->worker->post([l, evs = std::move(evs)]() mutable {
+      if (l->receiver) l->receiver->on_replay(std::move(evs));
+    });
   });
-}
-
-void hub::push(inbox& box, const event_tail& tail) {
-  event e{box.next_seq++, tail};
-  if (!box.sessions.empty() && !outgoing_since_) outgoing_since_ = std::chrono::steady_clock::now();
-  for (const auto& l : box.sessions) outgoing_[l->worker->index()].emplace_back(l, e);
-  size_t held = box.held.size();
-  box.held.push(std::move(e), settings_.inbox_size);
-  held_events_ += box.held.size() - held;
 }
 
 void hub::flush() {
   if (!outgoing_since_) return;  // nothing queued for a connection
   auto since = *outgoing_since_;
   outgoing_since_.reset();
+  std::vector<std::pair<size_t, std::vector<std::pair<link_ptr, event>>>> batches;
   for (size_t w = 0; w < outgoing_.size(); ++w) {
     if (outgoing_[w].empty()) continue;
-    auto batch = std::move(outgoing_[w]);
+    batches.emplace_back(w, std::move(outgoing_[w]));
     outgoing_[w] = {};
-    worker_counters* wc = &counters_[w];
-    pool_.at(w).post([batch = std::move(batch), since, wc] {
-      uint64_t written = 0;
-      for (const auto& [l, e] : batch)
-        if (l->receiver) written += l->receiver->on_events(&e, 1);
-      // One clock read per batch: every event of it counts as written when the last one was.
-      if (written)
-        wc->observe_latency(
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count(),
-            written);
-    });
   }
+  release([this, batches = std::move(batches), since]() mutable {
+    for (auto& [w, batch] : batches) {
+      worker_counters* wc = &counters_[w];
+      pool_.at(w).post([batch = std::move(batch), since, wc] {
+        uint64_t written = 0;
+        for (const auto& [l, e] : batch)
+          if (l->receiver) written += l->receiver->on_events(&e, 1);
+        // One clock read per batch: every event of it counts as written when the last one was.
+        if (written)
+          wc->observe_latency(
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count(),
+              written);
+      });
+    }
+  });
 }
 
 void hub::add_stats(gateway_stats& s) const {
@@ -304,7 +280,8 @@ void hub::add_stats(gateway_stats& s) const {
 
 op_result hub::join(const std::string& user, const std::string& room_name) {
   inbox& box = get_inbox(user);
-  if (std::find(box.rooms.begin(), box.rooms.end(), room_name) != box.rooms.end())
+  live& on = go_live(user, box);
+  if (std::find(on.rooms.begin(), on.rooms.end(), room_name) != on.rooms.end())
     return op_result{200, {}, true};
   auto& slot = rooms_[room_name];
   if (!slot) {
@@ -312,14 +289,18 @@ op_result hub::join(const std::string& user, const std::string& room_name) {
     slot->name = room_name;
   }
   room& r = *slot;
-  box.rooms.push_back(room_name);
+  on.rooms.push_back(room_name);
   r.members.insert(std::lower_bound(r.members.begin(), r.members.end(), user), user);
   // History first (as "history" events), then live messages.
-  for (const auto& t : r.history) {
+  int64_t now = now_ms();
+  for (const auto& h : r.history) {
+    if (h.expires_ms && h.expires_ms <= now) continue;
     static constexpr std::string_view from = ",\"type\":\"message\"";
-    std::string h = ",\"type\":\"history\"";
-    h.append(*t, from.size());
-    push(box, std::make_shared<const std::string>(std::move(h)));
+    std::string t = ",\"type\":\"history\"";
+    t.append(*h.tail, from.size());
+    send_options o;
+    o.ttl_ms = h.expires_ms ? h.expires_ms - now : -1;
+    push(user, box, std::make_shared<const std::string>(std::move(t)), o);
   }
   presence_event(r, user, true);
   flush();
@@ -334,10 +315,12 @@ void hub::remove_member(room& r, const std::string& user) {
 op_result hub::leave(const std::string& user, const std::string& room_name) {
   inbox* box = find_inbox(user);
   auto rit = rooms_.find(room_name);
-  if (!box || rit == rooms_.end()) return op_result{404, "not in room '" + room_name + "'"};
-  auto it = std::find(box->rooms.begin(), box->rooms.end(), room_name);
-  if (it == box->rooms.end()) return op_result{404, "not in room '" + room_name + "'"};
-  box->rooms.erase(it);
+  if (!box || !box->on || rit == rooms_.end())
+    return op_result{404, "not in room '" + room_name + "'"};
+  auto& rooms = box->on->rooms;
+  auto it = std::find(rooms.begin(), rooms.end(), room_name);
+  if (it == rooms.end()) return op_result{404, "not in room '" + room_name + "'"};
+  rooms.erase(it);
   room& r = *rit->second;
   remove_member(r, user);
   presence_event(r, user, false);
@@ -348,10 +331,13 @@ op_result hub::leave(const std::string& user, const std::string& room_name) {
 
 void hub::presence_event(room& r, const std::string& user, bool joined) {
   if (!settings_.room_presence_events) return;
+  // Presence matters only live: never held.
   nlohmann::json d = {{"event", joined ? "join" : "leave"}, {"user", user}};
-  auto tail = make_tail("presence", &r.name, &user, d.dump(), now_ms());
+  auto tail = transient_tail(make_tail("presence", &r.name, &user, d.dump(), now_ms()));
+  send_options o;
+  o.transient = true;
   for (const auto& m : r.members)
-    if (inbox* box = find_inbox(m)) push(*box, tail);
+    if (inbox* box = find_inbox(m)) push(m, *box, tail, o);
 }
 
 bool hub::room_exists(const std::string& room) const {
@@ -370,23 +356,28 @@ std::vector<member_info> hub::members(const std::string& room) const {
   if (it == rooms_.end()) return out;
   for (const auto& u : it->second->members) {
     const inbox* box = find_inbox(u);
-    out.push_back(member_info{u, box ? box->sessions.size() : 0});
+    out.push_back(member_info{u, box && box->on ? box->on->sessions.size() : 0});
   }
   return out;
 }
 
 std::pair<bool, size_t> hub::presence(const std::string& user) const {
   const inbox* box = find_inbox(user);
-  size_t n = box ? box->sessions.size() : 0;
+  size_t n = box && box->on ? box->on->sessions.size() : 0;
   return {n > 0, n};
 }
 
 bool hub::on_user_message(const broker::message& m) {
   // Anonymous connections are read-only rooms members; nobody sends to them.
-  if (m.routing_key.starts_with("anonymous:")) return false;
+  if (m.routing_key.starts_with("anonymous:") || m.routing_key.empty()) return false;
+  send_options o = options_of(m);
   inbox* box = find_inbox(m.routing_key);
-  if (!box) return false;
-  push(*box, make_tail("message", m, nullptr, nullptr));
+  if (o.transient && (!box || !box->on || box->on->sessions.empty()))
+    return false;  // nobody to give it to, and nothing to hold
+  if (!box) box = &get_inbox(m.routing_key);
+  auto tail = make_tail("message", m, nullptr, nullptr);
+  if (o.transient) tail = transient_tail(tail);
+  push(m.routing_key, *box, tail, o);
   flush();
   return true;
 }
@@ -400,15 +391,24 @@ bool hub::on_room_message(const broker::message& m) {
     slot->name = name;
   }
   room& r = *slot;
+  send_options o = options_of(m);
   auto tail = make_tail("message", m, &r.name, nullptr);
-  if (settings_.room_history > 0) {
+  if (o.transient) tail = transient_tail(tail);
+  if (settings_.room_history > 0 && !o.transient) {
     if (r.history.size() >= settings_.room_history)
       r.history.erase(r.history.begin(),
                       r.history.begin() + long(r.history.size() - settings_.room_history + 1));
-    r.history.push_back(tail);
+    int64_t expires = expiry(o, now_ms());
+    r.history.push_back(room_entry{tail, expires});
+    if (store_) {
+      std::string body;
+      encode_room_record(body, r.name, *tail);
+      store::inbox_location at;
+      note_ticket(store_->write_inbox(store::room_event, expires, body, at), o.persistent);
+    }
   }
   for (const auto& u : r.members)
-    if (inbox* box = find_inbox(u)) push(*box, tail);
+    if (inbox* box = find_inbox(u)) push(u, *box, tail, o);
   flush();
   return true;
 }
@@ -416,12 +416,20 @@ bool hub::on_room_message(const broker::message& m) {
 bool hub::on_feed_message(const broker::message& m) {
   const std::string& b = m.routing_key;
   last_feed_fanout_ = 0;
+  send_options o = options_of(m);
   event_tail tail;
   follows_.for_each_follower(b, [&](std::string_view a) {
-    inbox* box = find_inbox(std::string(a));
-    if (!box) return;
-    if (!tail) tail = make_tail("message", m, nullptr, &b);
-    push(*box, tail);
+    std::string user(a);
+    inbox* box = find_inbox(user);
+    if (!box) {
+      if (o.transient) return;
+      box = &get_inbox(user);
+    }
+    if (!tail) {
+      tail = make_tail("message", m, nullptr, &b);
+      if (o.transient) tail = transient_tail(tail);
+    }
+    push(user, *box, tail, o);
     ++last_feed_fanout_;
   });
   flush();

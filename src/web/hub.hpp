@@ -4,31 +4,45 @@
 // and pushes events by posting back, grouped per worker (a room message to 10 000 members is one
 // post per worker, not 10 000).
 //
-// An inbox holds the user's last events with consecutive sequence numbers; a connection attaches
-// with the last seq it saw and gets what it missed, or a reset event when that is no longer held
-// (docs/web-api.md, "The inbox, sequence numbers and resuming"). The same mechanism serves a
-// slow reader: a connection whose output backs up stops taking live events and catches up from
-// the inbox once it has drained, so no connection buffers without bound.
+// Every user sent to has an inbox, connected or not: an index entry in memory (its sequence
+// numbers, read position and the location of its newest record) and its events in the vhost's
+// store, each record pointing to the user's previous one (docs/storage.md, "Inbox records"). While
+// the user is connected, and --inbox-linger after, the inbox also has a live part: its
+// connections, its rooms and a cache of the events that arrived meanwhile. A connection attaches
+// with the last seq it saw and gets what it missed (from the cache, then from the store by
+// following the chain), or a reset event when that is no longer held (docs/web-api.md, "The
+// inbox, sequence numbers and resuming"). The same mechanism serves a slow reader: a connection
+// whose output backs up stops taking live events and catches up from the inbox once it has
+// drained, so no connection buffers without bound. Held events expire (--inbox-ttl, or the
+// send's own) and are limited in number (--inbox-size); the store gives their space back by
+// whole segments.
 #pragma once
 
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "broker/message.hpp"
+#include "store/message_store.hpp"
 #include "web/event.hpp"
 #include "web/follow_graph.hpp"
 #include "web/gateway_counters.hpp"
 #include "web/gateway_settings.hpp"
 #include "web/gateway_stats.hpp"
+#include "web/user_table.hpp"
 
 namespace warren::net {
 class worker;
@@ -71,13 +85,28 @@ struct member_info {
   size_t connections;
 };
 
+// What a backend reads of an inbox (GET /api/inbox/{user}).
+struct inbox_page {
+  uint64_t first_seq = 0;  // the oldest held (0: nothing held)
+  uint64_t last_seq = 0;   // the newest given out (0: none)
+  uint64_t read_seq = 0;
+  uint64_t unread = 0;  // held events after read_seq (expired ones not yet trimmed included)
+  std::vector<event> events;
+  bool more = false;  // events after the last one returned
+};
+
 class hub {
  public:
   // `counters` has one entry per worker of the pool; the hub records there, on each worker, the
-  // latency of the live events it hands to that worker's connections.
+  // latency of the live events it hands to that worker's connections. `store` (the vhost's) keeps
+  // inboxes and room history; without one (tests) they are held in memory only.
   hub(const gateway_settings& settings, broker::vhost& vhost, net::worker_pool& pool,
-      follow_graph& follows, std::span<worker_counters> counters);
+      follow_graph& follows, std::span<worker_counters> counters,
+      store::message_store* store = nullptr);
   ~hub();
+
+  // Once, before the workers start: the inboxes and room histories from the store.
+  void recover();
 
   // --- on the hub's worker ---
   // Adds a connection to its user's inbox (created if needed). With `since`, the events after it
@@ -102,6 +131,16 @@ class hub {
   // Inboxes the last feed message reached (for POST /api/feed/B's answer).
   size_t last_feed_fanout() const { return last_feed_fanout_; }
 
+  // --- the backend's inbox API (on the hub's worker) ---
+  // Held events after `since`, oldest first, at most `limit`.
+  inbox_page read_inbox(const std::string& user, uint64_t since, size_t limit);
+  // Sets the read position (kept in the store, not waited for). Nullopt if the user has no
+  // inbox; else the unread count after it. A seq above the last is taken as the last.
+  std::optional<uint64_t> set_read(const std::string& user, uint64_t seq);
+  // Erases everything held for the user (its connections stay); returns the store ticket to
+  // wait for before answering (0: nothing to wait for).
+  uint64_t erase(const std::string& user);
+
   follow_graph& follows() { return follows_; }
   size_t inbox_count() const { return inboxes_.size(); }
   // Fills the hub's part of the gateway's statistics: online users, inboxes, held events, rooms,
@@ -112,16 +151,48 @@ class hub {
   void start(net::worker& home);
 
  private:
-  struct inbox;
+  struct live;
   struct room;
+  // A user's inbox: 48 bytes, and in inboxes_ about 28 more (its id, the index), while the user is
+  // away.
+  struct inbox {
+    uint64_t first_seq = 0;        // the oldest held (the count limit moves it)
+    uint64_t next_seq = 0;         // the next event's
+    uint64_t read_seq = 0;         // the read position a backend or the browser set
+    std::unique_ptr<live> on;      // while connected and --inbox-linger after
+    store::inbox_location newest;  // the newest event's record (none: nothing stored)
+    uint32_t expires_s = 0;  // every held event has expired by then (s since the epoch; 0: none)
+    int64_t expires_max() const { return int64_t(expires_s) * 1000; }  // ms
+    void hold_until(int64_t ms) { expires_s = std::max(expires_s, uint32_t((ms + 999) / 1000)); }
+    uint64_t last_seq() const { return next_seq - 1; }
+  };
+  struct send_options {
+    int64_t ttl_ms = -1;  // -1: --inbox-ttl
+    bool transient = false;
+    bool persistent = true;  // an AMQP confirm waits for its record (HTTP answers always do)
+  };
+  static send_options options_of(const broker::message& m);
 
   inbox& get_inbox(const std::string& user);
   inbox* find_inbox(const std::string& user);
   const inbox* find_inbox(const std::string& user) const;
-  // Appends an event to the inbox and queues it for the inbox's connections.
-  void push(inbox& box, const event_tail& tail);
+  live& go_live(const std::string& user, inbox& box);
+  // Holds an event in the inbox (and the store) and queues it for the inbox's connections; a
+  // transient one is only queued.
+  void push(const std::string& user, inbox& box, const event_tail& tail, const send_options& o);
   void flush();  // posts what push() queued, one task per worker
-  std::vector<event> replay(inbox& box, uint64_t since) const;
+  // Runs `post` (which posts to connections' workers) once everything the hub wrote to the store
+  // so far is on disk, after whatever was released before it: a browser never sees an event a
+  // crash could take back (its seq would be given again), and each worker gets the posts in order.
+  void release(std::function<void()> post);
+  void release_ready();
+  void wait_for_store();
+  std::vector<event> replay(inbox& box, uint64_t since);
+  // Held events of the inbox with seq >= from, oldest first, at most `limit`.
+  std::vector<event> held_from(inbox& box, uint64_t from, size_t limit, bool& more);
+  void note_ticket(uint64_t t, bool persistent);
+  int64_t expiry(const send_options& o, int64_t now) const;
+  void sweep(int64_t now);
   void count_replay(const std::vector<event>& evs);
   void presence_event(room& r, const std::string& user, bool joined);
   void remove_member(room& r, const std::string& user);
@@ -132,7 +203,10 @@ class hub {
   broker::vhost& vhost_;
   net::worker_pool& pool_;
   follow_graph& follows_;
-  std::unordered_map<std::string, std::unique_ptr<inbox>> inboxes_;
+  store::message_store* store_;
+  user_table<inbox> inboxes_;
+  std::unordered_set<std::string> live_users_;  // the inboxes with a live part
+  size_t sweep_cursor_ = 0;  // where the next tick's sweep over the inboxes goes on
   std::unordered_map<std::string, std::unique_ptr<room>> rooms_;
   std::span<worker_counters> counters_;
   // Deliveries queued by push(), per destination worker, and when the first of them was queued
@@ -143,10 +217,16 @@ class hub {
   // Statistics (add_stats): kept as the state changes, so that a request costs no walk over the
   // inboxes.
   uint64_t online_users_ = 0;  // inboxes with at least one session
-  uint64_t held_events_ = 0;   // events in all inboxes' rings
+  uint64_t held_events_ = 0;   // events in all inboxes (expired ones until swept)
   uint64_t replays_ = 0;
   uint64_t resets_ = 0;
   std::unique_ptr<boost::asio::steady_timer> timer_;
+  net::worker* home_ = nullptr;
+  uint64_t written_ticket_ = 0;  // the store ticket of the hub's last record
+  std::deque<std::pair<uint64_t, std::function<void()>>> unreleased_;
+  bool waiting_for_store_ = false;
+  // Cleared when the hub goes: a store callback that comes later does nothing.
+  std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
 };
 
 // `,"type":...,"room":...,"from":...,"data":...,"ts":...}` for a message: the body as JSON if it

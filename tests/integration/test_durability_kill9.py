@@ -10,7 +10,10 @@ The rules:
   and another consumes with manual acks, the broker is killed at random moments and started again, 10 cycles
   (WARREN_KILL9_CYCLES), then the queue is drained. No confirmed message may be lost; a message may be delivered
   again only if every earlier delivery happened before a kill; no delivery may differ from what was published.
-  The counts are printed (pytest -s or -rP shows them when the test passes).
+  The counts are printed (pytest -s or -rP shows them when the test passes). Its gateway variant
+  (tests/support/kill9_gateway.py) sends to a user's inbox over HTTP and AMQP with confirmed answers while a
+  WebSocket and an SSE reader resume from their last seq after each kill: no answered send may be missing, nothing
+  may be delivered twice.
 - A store whose last record was torn by the kill (cut in the middle, cut by a few bytes, or followed by garbage)
   must not stop the broker from starting: the queue is there, every message delivered is intact and was
   published, at most the torn message is missing, and what is written after the recovery survives the next kill.
@@ -29,7 +32,7 @@ import pika
 import pika.exceptions
 import pytest
 
-from support import kill9_loop
+from support import kill9_gateway, kill9_loop
 from support.kill9_loop import body_for, seq_of
 
 PERSISTENT = pika.BasicProperties(delivery_mode=2)
@@ -189,6 +192,20 @@ def test_kill9_loop_loses_no_confirmed_message(warren_factory):
     summary = kill9_loop.run(w, cycles, random.Random(seed), print)
     failures = summary.failures()
     assert not failures, "\n".join([summary.line(), *failures])
+
+
+def test_kill9_loop_gateway_variant_loses_no_answered_send(warren_factory):
+    """Sends to a user's inbox answered over HTTP and confirmed over AMQP, read by a WebSocket and an SSE browser
+    that resume from their last seq after each kill (tests/support/kill9_gateway.py has the rules)."""
+    cycles = int(os.environ.get("WARREN_KILL9_CYCLES", "10"))
+    seed = int(os.environ.get("WARREN_KILL9_SEED", str(time.time_ns() % 1_000_000_007)))
+    print(f"kill -9 loop, gateway: {cycles} cycles, seed {seed}")
+    w = warren_factory(*kill9_gateway.ARGS)
+    summary = kill9_gateway.run(w, cycles, random.Random(seed), print)
+    print(summary)
+    failures = summary.failures()
+    assert not failures, "\n".join([str(summary), *failures])
+    assert summary.confirmed > 0 and all(n >= summary.confirmed for n in summary.received.values()), summary
 
 
 # --- a torn store -----------------------------------------------------------------------------------------------

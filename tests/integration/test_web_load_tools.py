@@ -107,10 +107,13 @@ def test_sse_users_and_unroutable_sends(gateway):
     flood.wait_for(lambda t: t["open"] == 10)
     m = msggen("--port", str(gateway.web_port), "-n", "10", "-r", "100", "-z", "1")
     assert m["routed"] == m["sent"]
-    # Users nobody connected as have no inbox: answered, not routed; over AMQP, returned.
-    u = msggen("--port", str(gateway.web_port), "-n", "10", "--first-user", "1000", "-r", "100", "-z", "1")
+    # Users nobody connected as: held in their inboxes all the same (routed), over HTTP and AMQP.
+    h = msggen("--port", str(gateway.web_port), "-n", "10", "--first-user", "1000", "-r", "100", "-z", "1")
+    assert h["routed"] == h["sent"] and h["unroutable"] == 0
+    # Anonymous users are never sent to: answered, not routed; over AMQP, returned.
+    u = msggen("--port", str(gateway.web_port), "-n", "10", "--user-prefix", "anonymous:", "-r", "100", "-z", "1")
     assert u["unroutable"] == u["sent"] and u["routed"] == 0
-    a = msggen("--via", "amqp", "--amqp-port", str(gateway.amqp_port), "-n", "10", "--first-user", "1000",
+    a = msggen("--via", "amqp", "--amqp-port", str(gateway.amqp_port), "-n", "10", "--user-prefix", "anonymous:",
                "-r", "100", "-z", "1", "-c", "1")
     assert a["unroutable"] == a["sent"] and a["routed"] == 0
     flood.wait_for(lambda t: t["messages"] == m["routed"])

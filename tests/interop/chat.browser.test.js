@@ -3,8 +3,9 @@
 // AMQP; alice reloads her page mid-conversation while the others keep sending. Each page must end
 // up showing the room's history, then every message exactly once, in each sender's order. Run once
 // per transport (WebSocket, SSE alone, long-poll alone), then the fallbacks from a WebSocket (and
-// SSE) that cannot connect, and the resets a page gets back after its inbox was removed or dropped
-// events. Skipped (not failed) where Chromium is not installed.
+// SSE) that cannot connect, a page back after its room membership lapsed or its inbox dropped
+// events, and a page opened again after its browser was closed while messages came and the broker
+// restarted. Skipped (not failed) where Chromium is not installed.
 'use strict';
 
 const { describe, test, before, after } = require('node:test');
@@ -38,35 +39,49 @@ const GUEST = `Basic ${Buffer.from('guest:guest').toString('base64')}`;
 const WAIT = 30000; // ms for a page to do or show what it should (generous: CI runs it beside ASan builds)
 
 // One warren process on port 0 with the web gateway, its dev tokens and presence events.
+// restart() stops it (SIGTERM) and starts it again on the same data dir and the same ports, so
+// that pages keep their origin (and their localStorage).
 async function startWarren(extra = []) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-chat-'));
   const portsFile = path.join(tmp, 'ports.json');
   const stderr = path.join(tmp, 'stderr.log');
-  const proc = spawn(bin, ['--amqp-port', '0', '--http-port', '0', '--web-port', '0', '--prometheus-port', '0', '--bind', '127.0.0.1',
-                           '--workers', '2', '--data-dir', path.join(tmp, 'data'), '--ports-file', portsFile,
-                           '--jwt-secret', 'chat-test-secret-0123456789abcdef', '--web-dev-tokens',
-                           '--room-presence-events', ...extra],
-                     { stdio: ['ignore', 'ignore', fs.openSync(stderr, 'w')] });
-  let spawnError = null;
-  proc.on('error', (e) => {
-    spawnError = e; // e.g. no binary at WARREN_BIN
-  });
-  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-  const deadline = Date.now() + 10000;
+  let proc = null;
+  let exited = null;
   let ports = null;
-  while (!ports) {
-    if (spawnError) throw new Error(`cannot start ${bin}: ${spawnError.message} (set WARREN_BIN or build it)`);
-    if (proc.exitCode !== null || proc.signalCode !== null) {
-      throw new Error(`warren exited (${proc.exitCode ?? proc.signalCode}) before writing its ports file: ${bin}\n`
-                      + fs.readFileSync(stderr, 'utf8'));
-    }
-    if (Date.now() > deadline) throw new Error('warren did not write its ports file');
+  async function launch(portArgs) {
     try {
-      ports = JSON.parse(fs.readFileSync(portsFile, 'utf8'));
+      fs.unlinkSync(portsFile);
     } catch (e) {
-      await sleep(20);
+      // the first start
+    }
+    proc = spawn(bin, [...portArgs, '--prometheus-port', '0', '--bind', '127.0.0.1',
+                       '--workers', '2', '--data-dir', path.join(tmp, 'data'), '--ports-file', portsFile,
+                       '--jwt-secret', 'chat-test-secret-0123456789abcdef', '--web-dev-tokens',
+                       '--room-presence-events', ...extra],
+                 { stdio: ['ignore', 'ignore', fs.openSync(stderr, 'a')] });
+    let spawnError = null;
+    proc.on('error', (e) => {
+      spawnError = e; // e.g. no binary at WARREN_BIN
+    });
+    const p = proc;
+    exited = new Promise((resolve) => p.on('exit', (code, signal) => resolve({ code, signal })));
+    const deadline = Date.now() + 10000;
+    ports = null;
+    while (!ports) {
+      if (spawnError) throw new Error(`cannot start ${bin}: ${spawnError.message} (set WARREN_BIN or build it)`);
+      if (proc.exitCode !== null || proc.signalCode !== null) {
+        throw new Error(`warren exited (${proc.exitCode ?? proc.signalCode}) before writing its ports file: ${bin}\n`
+                        + fs.readFileSync(stderr, 'utf8'));
+      }
+      if (Date.now() > deadline) throw new Error('warren did not write its ports file');
+      try {
+        ports = JSON.parse(fs.readFileSync(portsFile, 'utf8'));
+      } catch (e) {
+        await sleep(20);
+      }
     }
   }
+  await launch(['--amqp-port', '0', '--http-port', '0', '--web-port', '0']);
   assert.ok(ports.web > 0, `ports file has no web port: ${JSON.stringify(ports)}`);
   const page = await fetch(`http://127.0.0.1:${ports.web}/warren.js`);
   if (page.status !== 200) {
@@ -75,12 +90,22 @@ async function startWarren(extra = []) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw new Error(`${bin} serves no /warren.js (${page.status}): it was built without this tree's web/ files`);
   }
+  const stop = async () => {
+    proc.kill('SIGTERM');
+    const { code } = await exited;
+    return code;
+  };
   return {
     base: `http://127.0.0.1:${ports.web}`,
     amqpUrl: `amqp://guest:guest@127.0.0.1:${ports.amqp}`,
+    async restart() {
+      const code = await stop();
+      assert.equal(code, 0, `warren must exit 0 on SIGTERM\n${fs.readFileSync(stderr, 'utf8').slice(-3000)}`);
+      await launch(['--amqp-port', String(ports.amqp), '--http-port', String(ports.http), '--web-port',
+                    String(ports.web)]);
+    },
     async stop() {
-      proc.kill('SIGTERM');
-      const { code } = await exited;
+      const code = await stop();
       const log = fs.readFileSync(stderr, 'utf8');
       fs.rmSync(tmp, { recursive: true, force: true });
       assert.equal(code, 0, `warren must exit 0 on SIGTERM\n${log.slice(-3000)}`);
@@ -406,9 +431,9 @@ describe('chat demo in Chromium', { skip }, () => {
   }));
 });
 
-// A gateway that forgets quickly: an inbox outlives its last connection by 5 s (long enough for a
-// page to go away and come back on a loaded machine; the gateway looks once a second) and holds 8
-// events.
+// A gateway that forgets quickly: a user's rooms outlive its last connection by 5 s (long enough
+// for a page to go away and come back on a loaded machine; the gateway looks once a second), and an
+// inbox holds 8 events.
 describe('chat demo in Chromium, when messages were missed', { skip }, () => {
   let browser;
   let server;
@@ -429,7 +454,7 @@ describe('chat demo in Chromium, when messages were missed', { skip }, () => {
     (text) => [...document.querySelectorAll('#messages li.note')].some((li) => li.textContent === text),
     `Some messages were missed (${why}).`, { timeout: WAIT });
 
-  test('back after the inbox was removed: a reset, a note, the history once', diagnosed(async () => {
+  test('back after the membership lapsed: what the inbox held, the rest from the history, once', diagnosed(async () => {
     const a = await ChatPage.open(browser, server.base, 'dora');
     const b = await ChatPage.open(browser, server.base, 'eve');
     await a.join('away');
@@ -440,19 +465,20 @@ describe('chat demo in Chromium, when messages were missed', { skip }, () => {
     await a.page.goto('about:blank'); // the same tab: sessionStorage stays
     await sleep(300);
     await b.send('while away 1');
-    await sleep(6500); // dora's inbox lingers 5 s (+1 s at most), then goes, and her membership with it
+    await sleep(6500); // dora's membership lingers 5 s (+1 s at most), then goes; her inbox stays
     await b.send('while away 2');
     await a.page.goto(`${server.base}/`);
     await a.waitOpen();
-    // The reset says what happened; joining again brings the history, of which only what was not
-    // shown before is added.
-    await missedNote(a, 'you were away too long');
+    // Her inbox held 'while away 1' (she was still a member): no reset. Joining again brings the
+    // history, of which only what was not shown before ('while away 2') is added.
     await a.waitShown(['before', 'while away 1', 'while away 2']);
     await b.send('after');
     await a.waitShown(['after']);
     await sleep(300);
-    const texts = (await a.shown()).filter((m) => m.text !== undefined).map((m) => m.text);
+    const shownNow = await a.shown();
+    const texts = shownNow.filter((m) => m.text !== undefined).map((m) => m.text);
     assert.deepEqual(texts, ['before', 'while away 1', 'while away 2', 'after']);
+    assert.ok(!shownNow.some((m) => m.note && m.note.startsWith('Some messages were missed')), 'no reset');
     await a.waitUsers(['dora', 'eve']); // asked again once she was a member again
     assert.deepEqual(a.errors, []);
     await a.close();
@@ -482,5 +508,73 @@ describe('chat demo in Chromium, when messages were missed', { skip }, () => {
     assert.ok(note > texts.indexOf('c0') && note < c5, 'the note stands at the gap');
     assert.deepEqual(a.errors, []);
     await a.close();
+  }));
+});
+
+// Durable inboxes (docs/web-api.md, "Inboxes"): gina closes her browser; while it is closed hal and
+// a backend write to the room, the backend sends to her directly, the broker restarts, and the
+// backend sends once more. She opens her browser again (its localStorage restored, as a browser
+// keeps it across a restart of its own): everything is there, once.
+describe('chat demo in Chromium, across a closed browser and a broker restart', { skip }, () => {
+  let browser;
+  let server;
+
+  before(async () => {
+    const { chromium } = require('playwright-core');
+    browser = await chromium.launch({ executablePath: chromiumPath, args: CHROMIUM_ARGS });
+    server = await startWarren();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (server) await server.stop();
+  });
+
+  async function direct(user, text) {
+    const res = await fetch(`${server.base}/api/send`, {
+      method: 'POST',
+      headers: { Authorization: GUEST, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ user, data: { text }, from: 'server' }),
+    });
+    assert.equal(res.status, 200, `backend send: ${res.status} ${await res.text()}`);
+  }
+
+  test('what arrived while the browser was closed is there when it opens again', diagnosed(async () => {
+    const a = await ChatPage.open(browser, server.base, 'gina');
+    const b = await ChatPage.open(browser, server.base, 'hal');
+    await a.join('meet');
+    await b.join('meet');
+    await a.waitOpen();
+    await b.send('hello');
+    await a.waitShown(['hello']);
+    const saved = await a.page.context().storageState();
+    await a.close(); // the whole browser context: no connection of gina's is left
+
+    const backend = new Backend(server);
+    await b.send('while closed');
+    await backend.http('meet', 'backend while closed');
+    await direct('gina', 'direct while closed');
+    await server.restart();
+    await direct('gina', 'direct after restart');
+    await b.waitOpen();
+    await b.join('meet'); // hal's page joins again after the restart anyway: acknowledged
+    await b.send('after restart');
+
+    const context = await browser.newContext({ storageState: saved });
+    const again = new ChatPage(await context.newPage(), 'gina');
+    await again.page.goto(`${server.base}/`);
+    await again.waitOpen();
+    const room = ['hello', 'while closed', 'backend while closed', 'after restart'];
+    await again.waitShown(room);
+    await sleep(500); // duplicates would arrive now
+    const texts = (await again.shown()).filter((m) => m.text !== undefined).map((m) => m.text);
+    assert.deepEqual(texts, room, 'the room: what she saw, what came while away, once each');
+    await again.page.click('#rooms li[data-room="@direct"]');
+    await again.waitShown(['direct while closed', 'direct after restart']);
+    const directs = (await again.shown()).filter((m) => m.text !== undefined).map((m) => m.text);
+    assert.deepEqual(directs, ['direct while closed', 'direct after restart']);
+    assert.deepEqual(again.errors, []);
+    await again.close();
+    await b.close();
   }));
 });

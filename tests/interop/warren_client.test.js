@@ -135,6 +135,52 @@ test('delivers each seq once, in order, and saves the position', async () => {
   c.close();
 });
 
+test('transient events are delivered as they come and do not move the position', async () => {
+  const { c, events } = client();
+  await tick();
+  sockets[0].accept();
+  sockets[0].push(ev(5));
+  sockets[0].push(Object.assign(ev(5, 'presence'), { transient: true }));
+  sockets[0].push(Object.assign(ev(5, 'message'), { transient: true, data: 'typing' }));
+  sockets[0].push(ev(6));
+  assert.deepEqual(events.map((e) => [e.seq, e.transient === true]), [[5, false], [5, true], [5, true], [6, false]]);
+  assert.equal(c.stats.duplicates, 0);
+  assert.equal(c.storage.getItem(`warren.seq ${URL_} ann`), '6');
+  c.close();
+});
+
+test('the position is kept in localStorage by default, so it outlives the tab', async () => {
+  const storage = memoryStorage();
+  storage.setItem(`warren.seq ${URL_} ann`, '77');
+  global.localStorage = storage;
+  try {
+    const c = new Warren.Client({ url: URL_, token: TOKEN, onEvent: () => {} });
+    await tick();
+    assert.equal(since(sockets[0].url), '77');
+    c.close();
+  } finally {
+    delete global.localStorage;
+  }
+});
+
+test('markRead and inbox() use the inbox API with the token', async () => {
+  const { c } = client();
+  const read = c.markRead(9);
+  const page = c.inbox(3, 10);
+  await tick();
+  const [put, get] = requests.filter((r) => r.url.includes('/api/inbox'));
+  put.answer(200, { read_seq: 9, unread: 0 });
+  get.answer(200, { events: [] });
+  assert.deepEqual(await read, { read_seq: 9, unread: 0 });
+  assert.deepEqual(await page, { events: [] });
+  assert.equal(put.url, `${URL_}/api/inbox/read`);
+  assert.equal(put.init.method, 'PUT');
+  assert.equal(JSON.parse(put.init.body).seq, 9);
+  assert.equal(put.init.headers.Authorization, `Bearer ${TOKEN}`);
+  assert.equal(get.url, `${URL_}/api/inbox?since=3&limit=10`);
+  c.close();
+});
+
 test('a dropped WebSocket is reconnected after a backoff, resuming after the last seq', async () => {
   const { c, events, statuses } = client();
   await tick();

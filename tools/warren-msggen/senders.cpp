@@ -172,7 +172,8 @@ void amqp_sender::send(const std::string& target, const std::string& data) {
   protocol::basic_publish p;
   p.exchange = exchange_;
   p.routing_key = target;
-  // A user without an inbox is unroutable: have it returned, and count it.
+  // A send no inbox takes (an anonymous user, a transient send to nobody) is unroutable: have it
+  // returned, and count it.
   p.mandatory = exchange_ == "warren.users";
   protocol::write_method(out_, channel, p);
   protocol::content_header h;

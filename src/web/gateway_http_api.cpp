@@ -1,0 +1,508 @@
+// The HTTP APIs on the web port (docs/web-api.md): the backend's (sends, rooms, follows, feeds,
+// presence and inboxes, for a broker user with the management or administrator tag), and a
+// browser's operations with its token (rooms; its own inbox and read position).
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "auth/user_store.hpp"
+#include "broker/vhost.hpp"
+#include "http/url.hpp"
+#include "mgmt/api.hpp"
+#include "web/gateway.hpp"
+#include "web/gateway_handler.hpp"
+
+namespace warren::web {
+
+namespace bhttp = boost::beast::http;
+using json = nlohmann::json;
+
+std::shared_ptr<broker::message> make_message(std::string exchange, std::string key,
+                                              std::string body,
+                                              const std::optional<std::string>& from) {
+  auto m = std::make_shared<broker::message>();
+  m->exchange = std::move(exchange);
+  m->routing_key = std::move(key);
+  m->body = std::move(body);
+  m->properties.content_type = "application/json";
+  m->properties.delivery_mode = 2;  // its record is on disk before the answer says "taken"
+  if (from) {
+    common::field_table h;
+    h.set("from", *from);
+    m->properties.headers = std::move(h);
+  }
+  return m;
+}
+
+// Publishes on the hub's worker; true if routed. Errors (no exchange) count as not routed.
+bool publish(broker::vhost& v, broker::message_ptr m, uint64_t* ticket) {
+  auto r = v.publish(std::move(m), 0, ticket);
+  auto* o = std::get_if<broker::publish_outcome>(&r);
+  return o && *o == broker::publish_outcome::routed;
+}
+
+json members_json(const hub& h, const std::string& room) {
+  json list = json::array();
+  for (const auto& m : h.members(room))
+    list.push_back({{"user", m.user}, {"connections", m.connections}});
+  return list;
+}
+
+// A browser's room operation (join, leave, publish, members), on the hub's worker; the
+// WebSocket and the HTTP paths both answer from it.
+op_outcome run_room_op(gateway& g, const std::string& user, const std::string& op,
+                       const std::string& room, const std::string& data) {
+  hub& h = g.the_hub();
+  op_outcome r;
+  if (op == "join") {
+    auto j = h.join(user, room);
+    r.code = j.code;
+    r.error = j.error;
+    if (j.already) r.extra["already"] = true;
+  } else if (op == "leave") {
+    auto l = h.leave(user, room);
+    r.code = l.code;
+    r.error = l.error;
+  } else if (op == "publish") {
+    r.extra["routed"] = publish(g.vhost(), make_message("warren.rooms", room, data, user));
+  } else if (!h.room_exists(room)) {
+    r.code = 404;
+    r.error = "no room '" + room + "'";
+  } else if (!h.is_member(user, room)) {
+    r.code = 403;
+    r.error = "only members see who is in a room";
+  } else {
+    r.extra["members"] = members_json(h, room);
+  }
+  return r;
+}
+
+namespace {
+
+constexpr size_t default_limit = 100;
+constexpr size_t max_limit = 1000;
+
+json page_json(const std::string& user, const inbox_page& p) {
+  std::string events = "[";
+  for (const auto& e : p.events) {
+    if (events.size() > 1) events += ',';
+    append_event_json(events, e);
+  }
+  events += ']';
+  json j = {{"user", user},           {"first_seq", p.first_seq}, {"last_seq", p.last_seq},
+            {"read_seq", p.read_seq}, {"unread", p.unread},       {"more", p.more}};
+  j["events"] = json::parse(events);
+  return j;
+}
+
+// ?since=N&limit=M; an error text if either is malformed.
+std::optional<std::string> page_params(std::string_view target, uint64_t& since, size_t& limit) {
+  since = 0;
+  limit = default_limit;
+  size_t q = target.find('?');
+  if (q == std::string_view::npos) return std::nullopt;
+  std::string_view query = target.substr(q + 1);
+  if (auto s = http::query_param(query, "since")) {
+    auto v = parse_u64(*s);
+    if (!v) return "since must be a non-negative integer";
+    since = *v;
+  }
+  if (auto l = http::query_param(query, "limit")) {
+    auto v = parse_u64(*l);
+    if (!v || *v == 0 || *v > max_limit)
+      return fmt::format("limit must be an integer from 1 to {}", max_limit);
+    limit = size_t(*v);
+  }
+  return std::nullopt;
+}
+
+// {"seq": N}
+std::optional<uint64_t> read_seq_of(const std::string& body) {
+  auto b = json::parse(body, nullptr, false);
+  if (!b.is_object() || !b.contains("seq") || !b["seq"].is_number_unsigned()) return std::nullopt;
+  return b["seq"].get<uint64_t>();
+}
+
+}  // namespace
+
+// The broker's permissions apply to the backend API as to AMQP: the user needs access to the
+// gateway's vhost, write permission on the exchange a request publishes through or changes
+// (warren.users for a send and a user's inbox, warren.rooms for a room, warren.feed for a feed
+// and the follow graph), and read permission on it to look (GET). nullopt: allowed.
+std::optional<std::string> gateway_handler::backend_refusal(const auth::user& user,
+                                                            bhttp::verb method,
+                                                            const std::vector<std::string>& parts) {
+  const std::string& vhost = g_.vhost().name();
+  auto access = g_.users().access(user.name, vhost);
+  if (!access) return fmt::format("access to vhost '{}' refused for user '{}'", vhost, user.name);
+  if (parts.empty()) return std::nullopt;
+  const std::string& what = parts[0];
+  std::string_view exchange =
+      what == "send" || what == "presence" || what == "inbox"      ? "warren.users"
+      : what == "rooms"                                            ? "warren.rooms"
+      : what == "feed" || what == "follows" || what == "followers" ? "warren.feed"
+                                                                   : "";
+  if (exchange.empty()) return std::nullopt;  // no such route: 404 below
+  auto p = method == bhttp::verb::get ? auth::perm::read : auth::perm::write;
+  return auth::check_resource(access.get(), p, auth::resource::exchange, exchange, vhost,
+                              user.name);
+}
+
+void gateway_handler::backend(request& req, std::string_view path,
+                              const std::vector<std::string>& parts) {
+  auto who = mgmt::authenticate(req.base(), conn().peer_address(), g_.users(), false);
+  if (auto* res = std::get_if<http::response>(&who)) {
+    res->keep_alive(keep_alive_);
+    res->set(bhttp::field::access_control_allow_origin, "*");
+    std::ostringstream os;
+    os << *res;
+    conn().out() += os.str();
+    finish_response();
+    return;
+  }
+  const auto& user = *std::get<auth::user_ptr>(who);
+  if (!auth::user_store::has_tag(user, "administrator") &&
+      !auth::user_store::has_tag(user, "management")) {
+    respond_error(403, "not_authorised",
+                  "the gateway API needs the management or administrator tag");
+    return;
+  }
+  auto method = req.method();
+  if (auto why = backend_refusal(user, method, parts)) {
+    respond_error(403, "access_refused", *why);
+    return;
+  }
+  gateway* g = &g_;
+  auto need = [&](bhttp::verb v, std::string_view name) {
+    if (method == v) return true;
+    respond_error(405, "method_not_allowed", fmt::format("use {}", name),
+                  fmt::format("Allow: {}\r\n", name));
+    return false;
+  };
+  auto body_object = [&](json& out) {
+    out = json::parse(req.body(), nullptr, false);
+    if (out.is_object() && out.contains("data")) return true;
+    respond_error(400, "bad_request", "the body must be a JSON object with \"data\"");
+    return false;
+  };
+  auto publishing_refused = [&] {
+    if (!g_.alarm_on(conn().owner().index())) return false;
+    respond_error(503, "unavailable", "publishing is refused while a resource alarm is on");
+    return true;
+  };
+  auto optional_from = [](const json& b) -> std::optional<std::string> {
+    if (b.contains("from") && b["from"].is_string()) return b["from"].get<std::string>();
+    return std::nullopt;
+  };
+  auto data_of = [](const json& b) {
+    return (b.contains("data") ? b["data"] : json(nullptr))
+        .dump(-1, ' ', false, json::error_handler_t::replace);
+  };
+
+  if (parts.size() == 1 && parts[0] == "send") {
+    json b;
+    if (!need(bhttp::verb::post, "POST") || !body_object(b)) return;
+    if (!b.contains("user") || !b["user"].is_string() ||
+        !valid_name(b["user"].get_ref<const std::string&>())) {
+      respond_error(400, "bad_request", "expected {\"user\": U, \"data\": D}");
+      return;
+    }
+    if (publishing_refused()) return;
+    auto m =
+        make_message("warren.users", b["user"].get<std::string>(), data_of(b), optional_from(b));
+    if (!send_options(b, *m)) return;
+    on_hub_synced([g, m]() -> hub_answer {
+      uint64_t ticket = 0;
+      bool routed = publish(g->vhost(), m, &ticket);
+      return {200, json{{"routed", routed}}.dump(), ticket};
+    });
+    return;
+  }
+  if (parts.size() >= 2 && parts[0] == "inbox") {
+    inbox_api(req, parts);
+    return;
+  }
+  if (parts.size() == 3 && parts[0] == "rooms" && parts[2] == "publish") {
+    json b;
+    if (!need(bhttp::verb::post, "POST") || !body_object(b)) return;
+    if (!valid_name(parts[1])) {
+      respond_error(400, "bad_request", "invalid room name");
+      return;
+    }
+    if (publishing_refused()) return;
+    auto m = make_message("warren.rooms", parts[1], data_of(b), optional_from(b));
+    if (!send_options(b, *m)) return;
+    on_hub_synced([g, m]() -> hub_answer {
+      uint64_t ticket = 0;
+      bool routed = publish(g->vhost(), m, &ticket);
+      return {200, json{{"routed", routed}}.dump(), ticket};
+    });
+    return;
+  }
+  if (parts.size() == 3 && parts[0] == "rooms" && parts[2] == "members") {
+    if (!need(bhttp::verb::get, "GET")) return;
+    std::string room = parts[1];
+    on_hub([g, room]() -> std::pair<int, std::string> {
+      if (!g->the_hub().room_exists(room))
+        return {404, error_json("not_found", "no room '" + room + "'")};
+      return {200, json{{"room", room}, {"members", members_json(g->the_hub(), room)}}.dump()};
+    });
+    return;
+  }
+  if (parts.size() == 3 && parts[0] == "follows") {
+    std::string a = parts[1], b = parts[2];
+    if (!valid_name(a) || !valid_name(b) || a.find(' ') != std::string::npos ||
+        b.find(' ') != std::string::npos || a.find('\n') != std::string::npos ||
+        b.find('\n') != std::string::npos) {
+      respond_error(400, "bad_request", "user ids must be 1-200 bytes without spaces or newlines");
+      return;
+    }
+    if (method == bhttp::verb::put) {
+      on_hub([g, a, b]() -> std::pair<int, std::string> {
+        return {g->the_hub().follows().follow(a, b) ? 201 : 204, {}};
+      });
+    } else if (method == bhttp::verb::delete_) {
+      on_hub([g, a, b]() -> std::pair<int, std::string> {
+        if (g->the_hub().follows().unfollow(a, b)) return {204, {}};
+        return {404, error_json("not_found", a + " does not follow " + b)};
+      });
+    } else {
+      respond_error(405, "method_not_allowed", "use PUT or DELETE", "Allow: PUT, DELETE\r\n");
+    }
+    return;
+  }
+  if (parts.size() == 1 && parts[0] == "follows") {
+    if (!need(bhttp::verb::post, "POST")) return;
+    // Parsed on the hub's worker, over the body in place (no copy per edge).
+    auto body = std::make_shared<std::string>(std::move(req.body()));
+    on_hub([g, body]() -> std::pair<int, std::string> {
+      std::vector<std::pair<std::string_view, std::string_view>> edges;
+      std::string_view rest = *body;
+      size_t line_no = 0;
+      while (!rest.empty()) {
+        size_t nl = rest.find('\n');
+        std::string_view line = rest.substr(0, nl);
+        rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+        ++line_no;
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        size_t start = line.find_first_not_of(" \t");
+        if (start == std::string_view::npos || line[start] == '#') continue;
+        line.remove_prefix(start);
+        size_t sp = line.find_first_of(" \t");
+        std::string_view a = line.substr(0, sp);
+        std::string_view b;
+        if (sp != std::string_view::npos) {
+          b = line.substr(sp);
+          b.remove_prefix(std::min(b.size(), b.find_first_not_of(" \t")));
+          while (!b.empty() && (b.back() == ' ' || b.back() == '\t')) b.remove_suffix(1);
+        }
+        if (!valid_name(a) || !valid_name(b) || b.find_first_of(" \t") != std::string_view::npos)
+          return {400, error_json("bad_request",
+                                  fmt::format("line {}: expected \"A B\" (A follows B)", line_no))};
+        edges.emplace_back(a, b);
+      }
+      auto r = g->the_hub().follows().follow_all(edges);
+      return {200, json{{"added", r.added}, {"existing", r.existing}}.dump()};
+    });
+    return;
+  }
+  if (parts.size() == 2 && (parts[0] == "follows" || parts[0] == "followers")) {
+    if (!need(bhttp::verb::get, "GET")) return;
+    std::string who_ = parts[1];
+    bool out = parts[0] == "follows";
+    on_hub([g, who_, out]() -> std::pair<int, std::string> {
+      auto& f = g->the_hub().follows();
+      auto list = out ? f.following(who_) : f.followers(who_);
+      return {200, json{{"user", who_}, {out ? "follows" : "followers", list}}.dump()};
+    });
+    return;
+  }
+  if (parts.size() == 2 && parts[0] == "feed") {
+    json b;
+    if (!need(bhttp::verb::post, "POST") || !body_object(b)) return;
+    if (!valid_name(parts[1])) {
+      respond_error(400, "bad_request", "invalid user id");
+      return;
+    }
+    if (publishing_refused()) return;
+    auto m = make_message("warren.feed", parts[1], data_of(b), std::nullopt);
+    if (!send_options(b, *m)) return;
+    on_hub_synced([g, m]() -> hub_answer {
+      uint64_t ticket = 0;
+      publish(g->vhost(), m, &ticket);
+      return {200, json{{"delivered", g->the_hub().last_feed_fanout()}}.dump(), ticket};
+    });
+    return;
+  }
+  if (parts.size() == 2 && parts[0] == "presence") {
+    if (!need(bhttp::verb::get, "GET")) return;
+    std::string u = parts[1];
+    on_hub([g, u]() -> std::pair<int, std::string> {
+      auto [online, n] = g->the_hub().presence(u);
+      return {200, json{{"online", online}, {"connections", n}}.dump()};
+    });
+    return;
+  }
+  (void)path;
+  respond_error(404, "not_found", "no such resource");
+}
+
+// --- HTTP operations -----------------------------------------------------------------------------
+
+void gateway_handler::browser_http_op(request& req, const std::vector<std::string>& parts) {
+  const std::string& room = parts[1];
+  const std::string& op = parts[2];
+  bool is_get = req.method() == bhttp::verb::get;
+  if (op == "members" ? !is_get : req.method() != bhttp::verb::post) {
+    respond_error(405, "method_not_allowed", op == "members" ? "use GET" : "use POST");
+    return;
+  }
+  if (op != "join" && op != "leave" && op != "publish" && op != "members") {
+    respond_error(404, "not_found", "no such operation");
+    return;
+  }
+  if (!authenticate_browser(req, {})) return;
+  if (!valid_name(room)) {
+    respond_error(400, "bad_request", "invalid room name");
+    return;
+  }
+  if (op != "members") {
+    if (!take_token()) {
+      respond_error(429, "too_many_requests", "rate limit exceeded");
+      return;
+    }
+  }
+  if ((op == "join" || op == "members") && !rights_->may_join(room)) {
+    respond_error(403, "forbidden", "the token does not allow this room");
+    return;
+  }
+  std::string data;
+  if (op == "publish") {
+    if (!rights_->may_publish(room)) {
+      respond_error(403, "forbidden", "the token does not allow publishing to this room");
+      return;
+    }
+    if (g_.alarm_on(conn().owner().index())) {
+      respond_error(503, "unavailable", "publishing is refused while a resource alarm is on");
+      return;
+    }
+    auto body = json::parse(req.body(), nullptr, false);
+    if (!body.is_object() || !body.contains("data")) {
+      respond_error(400, "bad_request", "expected {\"data\": ...}");
+      return;
+    }
+    data = (body.contains("data") ? body["data"] : json(nullptr))
+               .dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+  gateway* g = &g_;
+  std::string user = session_->user;
+  on_hub([g, user, room, op, data = std::move(data)]() -> std::pair<int, std::string> {
+    auto r = run_room_op(*g, user, op, room, data);
+    if (r.code != 200) return {r.code, error_json(error_word(r.code), r.error)};
+    if (op == "members") return {200, json{{"room", room}, {"members", r.extra["members"]}}.dump()};
+    json body = {{"ok", true}};
+    body.update(r.extra);
+    return {200, body.dump()};
+  });
+}
+
+void gateway_handler::inbox_api(request& req, const std::vector<std::string>& parts) {
+  // Authenticated as a backend already (backend()).
+  const std::string& user = parts[1];
+  if (!valid_name(user)) {
+    respond_error(400, "bad_request", "invalid user id");
+    return;
+  }
+  gateway* g = &g_;
+  auto method = req.method();
+  if (parts.size() == 2) {
+    if (method == bhttp::verb::get) {
+      uint64_t since;
+      size_t limit;
+      if (auto err = page_params({req.target().data(), req.target().size()}, since, limit)) {
+        respond_error(400, "bad_request", *err);
+        return;
+      }
+      on_hub([g, user, since, limit]() -> std::pair<int, std::string> {
+        return {200, page_json(user, g->the_hub().read_inbox(user, since, limit)).dump()};
+      });
+      return;
+    }
+    if (method == bhttp::verb::delete_) {
+      on_hub_synced([g, user]() -> hub_answer { return {204, {}, g->the_hub().erase(user)}; });
+      return;
+    }
+    respond_error(405, "method_not_allowed", "use GET or DELETE", "Allow: GET, DELETE\r\n");
+    return;
+  }
+  if (parts.size() == 3 && parts[2] == "read") {
+    if (method != bhttp::verb::put) {
+      respond_error(405, "method_not_allowed", "use PUT", "Allow: PUT\r\n");
+      return;
+    }
+    auto seq = read_seq_of(req.body());
+    if (!seq) {
+      respond_error(400, "bad_request", "expected {\"seq\": N}");
+      return;
+    }
+    on_hub([g, user, s = *seq]() -> std::pair<int, std::string> {
+      auto unread = g->the_hub().set_read(user, s);
+      if (!unread) return {404, error_json("not_found", "no inbox for '" + user + "'")};
+      auto p = g->the_hub().read_inbox(user, 0, 1);
+      return {200, json{{"read_seq", p.read_seq}, {"unread", *unread}}.dump()};
+    });
+    return;
+  }
+  respond_error(404, "not_found", "no such resource");
+}
+
+void gateway_handler::browser_inbox_op(request& req, const std::vector<std::string>& parts) {
+  if (!authenticate_browser(req, {})) return;
+  if (rights_->anonymous) {
+    respond_error(403, "forbidden", "anonymous connections have no inbox");
+    return;
+  }
+  gateway* g = &g_;
+  std::string user = session_->user;
+  if (parts.size() == 1 || (parts.size() == 2 && parts[1].empty())) {
+    if (req.method() != bhttp::verb::get) {
+      respond_error(405, "method_not_allowed", "use GET", "Allow: GET\r\n");
+      return;
+    }
+    uint64_t since;
+    size_t limit;
+    if (auto err = page_params({req.target().data(), req.target().size()}, since, limit)) {
+      respond_error(400, "bad_request", *err);
+      return;
+    }
+    on_hub([g, user, since, limit]() -> std::pair<int, std::string> {
+      return {200, page_json(user, g->the_hub().read_inbox(user, since, limit)).dump()};
+    });
+    return;
+  }
+  if (parts[1] != "read") {
+    respond_error(404, "not_found", "no such resource");
+    return;
+  }
+  if (req.method() != bhttp::verb::put) {
+    respond_error(405, "method_not_allowed", "use PUT", "Allow: PUT\r\n");
+    return;
+  }
+  auto seq = read_seq_of(req.body());
+  if (!seq) {
+    respond_error(400, "bad_request", "expected {\"seq\": N}");
+    return;
+  }
+  on_hub([g, user, s = *seq]() -> std::pair<int, std::string> {
+    auto unread = g->the_hub().set_read(user, s);
+    if (!unread) return {404, error_json("not_found", "nothing held for '" + user + "'")};
+    auto p = g->the_hub().read_inbox(user, 0, 1);
+    return {200, json{{"read_seq", p.read_seq}, {"unread", *unread}}.dump()};
+  });
+}
+
+}  // namespace warren::web
