@@ -188,6 +188,9 @@ class vhost {
   // Recovery: puts back a stored message (store_id and store_segment set) into the queue
   // whose store id is `queue_store_id`, marked redelivered. False if there is no such queue.
   bool restore_message(uint32_t queue_store_id, message_ptr m);
+  // The same for a queue that pages it at once (queue::enqueue_paged): no message is decoded.
+  // `paged` says whether it did; false with true returned: call restore_message instead.
+  bool restore_paged(uint32_t queue_store_id, const queue::stored_ref& r, bool& paged);
   // Restoring definitions replays them through the ordinary calls; while this is set they are
   // not journalled again.
   void set_restoring(bool on) { restoring_ = on; }

@@ -6,8 +6,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <set>
-#include <unordered_set>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -117,17 +117,62 @@ void get_properties(common::byte_reader& r, broker::message_properties& p) {
   if (has(2)) p.cluster_id = get_str(r);
 }
 
-// Acks are matched to messages by (record offset in the segment, queue id).
-struct ack_key {
-  uint32_t offset;
-  uint32_t queue;
-  bool operator==(const ack_key&) const = default;
+// Acks are matched to messages by (record offset in the segment, queue id), kept while a
+// segment is recovered as a sorted vector of offset << 32 | queue (8 bytes per ack).
+uint64_t ack_key(uint32_t offset, uint32_t queue) {
+  return uint64_t(offset) << 32 | queue;
+}
+
+// What recovery needs of a message record without building the message: its kind, id and
+// queues, and what a paging queue keeps (body size, priority, TTL). False if unreadable.
+struct record_head {
+  uint8_t kind = 0;
+  uint64_t id = 0;
+  uint32_t body_size = 0;
+  uint8_t priority = 0;
+  std::optional<int64_t> ttl_ms;
 };
-struct ack_hash {
-  size_t operator()(const ack_key& k) const {
-    return std::hash<uint64_t>()(uint64_t(k.offset) << 32 | k.queue);
+
+bool peek_message(std::string_view p, record_head& h, std::vector<uint32_t>& queues) {
+  common::byte_reader rd(p.data(), p.size());
+  h = {};
+  h.kind = rd.u8();
+  h.id = rd.u64();
+  uint32_t nq = rd.u32();
+  queues.clear();
+  for (uint32_t i = 0; i < nq && rd.ok(); ++i) queues.push_back(rd.u32());
+  auto skip_str = [&] { rd.bytes(rd.u32()); };
+  skip_str();  // exchange
+  skip_str();  // routing key
+  uint16_t mask = rd.u16();
+  auto has = [&](int bit) { return (mask >> bit) & 1u; };
+  // The properties in put_properties' order: strings and the headers table are u32-sized.
+  for (int bit = 15; bit >= 2 && rd.ok(); --bit) {
+    if (!has(bit)) continue;
+    switch (bit) {
+      case 12:  // delivery mode
+        rd.u8();
+        break;
+      case 11:
+        h.priority = rd.u8();
+        break;
+      case 8: {  // expiration
+        std::string_view e = rd.bytes(rd.u32());
+        int64_t ms = 0;
+        if (rd.ok() && broker::parse_expiration(std::string(e), ms)) h.ttl_ms = ms;
+        break;
+      }
+      case 6:  // timestamp
+        rd.u64();
+        break;
+      default:
+        skip_str();
+    }
   }
-};
+  h.body_size = rd.u32();
+  rd.bytes(h.body_size);
+  return rd.ok();
+}
 
 // A message record's payload; null for anything else (and for a spool record unless
 // `any_kind`: those matter only for paging, not after a restart).
@@ -161,7 +206,10 @@ std::shared_ptr<broker::message> decode_message(std::string_view p, uint32_t seg
 }  // namespace
 
 message_store::message_store(fs::path dir, store_options opts)
-    : dir_(std::move(dir)), msg_dir_(dir_ / "msgs"), opts_(opts) {
+    : dir_(std::move(dir)),
+      msg_dir_(dir_ / "msgs"),
+      opts_(opts),
+      spool_(std::make_shared<broker::index_spool>(dir_)) {
   fs::create_directories(msg_dir_);
 }
 
@@ -300,42 +348,54 @@ void message_store::recover_segments(broker::vhost& v, recovery_stats& st) {
   }
   std::sort(segs.begin(), segs.end());
   std::string data, ack_data;
-  std::vector<uint32_t> queues;
+  std::vector<uint32_t> queues, queues_scratch;
+  std::vector<uint64_t> acked;
   for (uint32_t seg : segs) {
     ++st.segments;
-    std::unordered_set<ack_key, ack_hash> acked;
+    acked.clear();
     fs::path ack_path = segment_path(seg, true);
     if (read_whole_file(ack_path, ack_data)) {
       st.bytes += ack_data.size();
       auto r = scan_records(ack_data, ack_magic, [&](std::string_view p) {
         common::byte_reader a(p.data(), p.size());
-        ack_key k{a.u32(), a.u32()};
-        if (a.ok()) acked.insert(k);
+        uint32_t offset = a.u32(), queue = a.u32();
+        if (a.ok()) acked.push_back(ack_key(offset, queue));
       });
       if (r.torn) {
         ++st.torn_files;
         fs::resize_file(ack_path, r.bad_magic ? 0 : r.good_bytes);
       }
     }
+    std::sort(acked.begin(), acked.end());
     fs::path seg_path = segment_path(seg, false);
     if (!read_whole_file(seg_path, data)) continue;
     st.bytes += data.size();
     live_[seg] = 0;
+    record_head head;
     auto r = scan_records(data, seg_magic, [&](std::string_view p) {
       uint32_t offset = uint32_t(p.data() - data.data()) - 8;
-      auto m = decode_message(p, seg, offset, queues);
-      if (!m) {
+      if (!peek_message(p, head, queues) || head.kind != msg_record) {
         if (!p.empty() && uint8_t(p[0]) == msg_record)
           spdlog::warn("vhost '{}': unreadable message record at {} in segment {} skipped",
                        v.name(), offset, seg);
         return;  // or a spool record: paging only, over with the restart
       }
-      next_id_ = std::max(next_id_, m->store_id + 1);
-      broker::message_ptr shared = std::move(m);
+      next_id_ = std::max(next_id_, head.id + 1);
+      // A queue that pages it takes only its place; the message is decoded (once for all its
+      // queues) only for a queue that keeps it in memory.
+      broker::queue::stored_ref ref{
+          seg, offset, uint32_t(p.size() + 8), head.body_size, head.priority, head.ttl_ms};
+      broker::message_ptr shared;
       for (uint32_t q : queues) {
-        if (acked.count(ack_key{offset, q})) continue;
+        if (std::binary_search(acked.begin(), acked.end(), ack_key(offset, q))) continue;
         ++live_[seg];  // before restoring: the queue may release it (or an older one) at once
-        if (v.restore_message(q, shared))
+        bool paged = false;
+        bool restored = v.restore_paged(q, ref, paged);
+        if (restored && !paged) {
+          if (!shared) shared = decode_message(p, seg, offset, queues_scratch);
+          restored = shared && v.restore_message(q, shared);
+        }
+        if (restored)
           ++st.messages;
         else
           --live_[seg];  // its queue is gone

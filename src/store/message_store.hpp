@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "broker/journal.hpp"
+#include "broker/paged_index.hpp"
 
 namespace warren::broker {
 class vhost;
@@ -83,6 +84,8 @@ class message_store final : public broker::journal {
   // Records close together in one segment (a paged queue's usually are: they were appended in
   // order) are read with one pread of up to 1 MB: one system call for hundreds of messages.
   void read_many(std::span<const location> where, std::vector<broker::message_ptr>& out) override;
+  // One unlinked spool file in the vhost's directory for the paged queues' indexes.
+  std::shared_ptr<broker::index_spool> paged_index_spool() override { return spool_; }
   // Any thread.
   void when_synced(uint64_t ticket, std::function<void()> fn) override;
   uint64_t synced() const override { return synced_.load(std::memory_order_acquire); }
@@ -119,6 +122,7 @@ class message_store final : public broker::journal {
   std::unordered_map<uint32_t, int> read_fds_;   // segments being paged in
   std::unordered_map<uint32_t, uint64_t> live_;  // segment -> references not yet released
   std::string* capture_ = nullptr;               // snapshotting definitions into a string
+  std::shared_ptr<broker::index_spool> spool_;
 
   // shared, under m_
   std::mutex m_;
