@@ -1020,13 +1020,14 @@ bool vhost::restore_message(uint32_t queue_store_id, message_ptr m) {
   return true;
 }
 
-bool vhost::restore_paged(uint32_t queue_store_id, const queue::stored_ref& r, bool& paged) {
+bool vhost::restore_paged(uint32_t queue_store_id, const queue::stored_ref& r, int64_t now,
+                          bool& paged) {
   paged = false;
   auto it = store_queues_.find(queue_store_id);
   if (it == store_queues_.end()) return false;
   queue& q = *it->second;
   std::vector<queue::entry> dropped;
-  auto res = q.enqueue_paged(r, now_ms(), dropped);
+  auto res = q.enqueue_paged(r, now, dropped);
   if (!res) return true;
   paged = true;
   if (*res == queue::accept::rejected) journal_->release(r.segment, r.offset, q.store_id);

@@ -190,7 +190,8 @@ class vhost {
   bool restore_message(uint32_t queue_store_id, message_ptr m);
   // The same for a queue that pages it at once (queue::enqueue_paged): no message is decoded.
   // `paged` says whether it did; false with true returned: call restore_message instead.
-  bool restore_paged(uint32_t queue_store_id, const queue::stored_ref& r, bool& paged);
+  // `now`: now_ms(), read once by the caller for many messages.
+  bool restore_paged(uint32_t queue_store_id, const queue::stored_ref& r, int64_t now, bool& paged);
   // Restoring definitions replays them through the ordinary calls; while this is set they are
   // not journalled again.
   void set_restoring(bool on) { restoring_ = on; }

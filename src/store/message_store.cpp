@@ -372,6 +372,7 @@ void message_store::recover_segments(broker::vhost& v, recovery_stats& st) {
     st.bytes += data.size();
     live_[seg] = 0;
     record_head head;
+    int64_t now = broker::now_ms();  // per segment: TTLs restart from the moment of recovery
     auto r = scan_records(data, seg_magic, [&](std::string_view p) {
       uint32_t offset = uint32_t(p.data() - data.data()) - 8;
       if (!peek_message(p, head, queues) || head.kind != msg_record) {
@@ -390,7 +391,7 @@ void message_store::recover_segments(broker::vhost& v, recovery_stats& st) {
         if (std::binary_search(acked.begin(), acked.end(), ack_key(offset, q))) continue;
         ++live_[seg];  // before restoring: the queue may release it (or an older one) at once
         bool paged = false;
-        bool restored = v.restore_paged(q, ref, paged);
+        bool restored = v.restore_paged(q, ref, now, paged);
         if (restored && !paged) {
           if (!shared) shared = decode_message(p, seg, offset, queues_scratch);
           restored = shared && v.restore_message(q, shared);

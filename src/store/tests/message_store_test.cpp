@@ -1,6 +1,7 @@
 // The store under a real vhost, without sockets: what is journalled comes back after a
 // "restart" (a new vhost and a new store on the same directory), and nothing else does.
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -682,6 +683,23 @@ TEST_F(PagedIndexTest, ADamagedSegmentIsCutAndTheRestIsPagedBackInOrder) {
   EXPECT_EQ(gaps, 1u);
   EXPECT_EQ(idx.front(), 0);
   EXPECT_EQ(idx.back(), 399);
+}
+
+}  // namespace
+}  // namespace warren::store
+
+namespace warren::store {
+namespace {
+
+TEST(RecordCrc, IsZlibsCrc32AtEveryLengthAndAlignment) {
+  std::string buf;
+  for (int i = 0; i < 600; ++i) buf.push_back(char((i * 131 + 7) % 256));
+  for (size_t start = 0; start < 8; ++start)
+    for (size_t n = 0; start + n <= buf.size(); n += 1 + n / 16) {
+      std::string_view s(buf.data() + start, n);
+      ASSERT_EQ(crc(s), uint32_t(::crc32(0L, reinterpret_cast<const Bytef*>(s.data()), uInt(n))))
+          << start << " " << n;
+    }
 }
 
 }  // namespace
