@@ -196,7 +196,8 @@ class vhost {
   // not journalled again.
   void set_restoring(bool on) { restoring_ = on; }
   // With a journal, a queue holding more ready messages in memory than this pages the next
-  // ones out: they stay on disk, 32 bytes of RAM each, and are read back ahead of delivery.
+  // ones out: they stay on disk, their locations too (broker/paged_index.hpp), and are read
+  // back ahead of delivery.
   // Applies to queues declared after the call.
   void set_page_threshold(size_t n) { page_threshold_ = n; }
   static constexpr size_t default_page_threshold = 20000;
