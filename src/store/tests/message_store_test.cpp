@@ -642,6 +642,32 @@ TEST_F(PagedIndexTest, PagedMessagesExpireAndAreDeadLetteredInOrder) {
   for (int i = 0; i < 3000; ++i) ASSERT_EQ(got[size_t(i)], body(i));
 }
 
+TEST_F(PagedIndexTest, PriorityLevelsEachSpillBlocksAndComeBackInOrderAfterARestart) {
+  common::field_table args;
+  args.set("x-max-priority", int32_t(2));
+  constexpr int n = 3 * int(paged_index::block_entries) + 17;  // per level: blocks on disk
+  {
+    life l(dir, {.fsync = false}, 5);
+    l.declare("p", true, args);
+    for (int i = 0; i < 3 * n; ++i) {
+      auto m = msg("p", std::to_string(i));
+      const_cast<message*>(m.get())->properties.priority = uint8_t(i % 3);
+      l.publish(m);
+    }
+    EXPECT_EQ(l.v.inspect_queue("p")->paged_count(), size_t(3 * n - 5));
+    EXPECT_LT(l.v.inspect_queue("p")->paged_ram_bytes(), 400'000u);
+  }
+  life l(dir, {.fsync = false}, 5);
+  EXPECT_EQ(l.count("p"), uint32_t(3 * n));
+  l.redelivered_expected = true;
+  auto got = l.drain("p");
+  ASSERT_EQ(got.size(), size_t(3 * n));
+  // Highest level first, each in publish order.
+  size_t k = 0;
+  for (int lvl = 2; lvl >= 0; --lvl)
+    for (int i = lvl; i < 3 * n; i += 3) ASSERT_EQ(got[k++], std::to_string(i));
+}
+
 TEST_F(PagedIndexTest, ADamagedSegmentIsCutAndTheRestIsPagedBackInOrder) {
   store_options o{.segment_bytes = 8192, .fsync = false};
   {
