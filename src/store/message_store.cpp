@@ -532,7 +532,7 @@ uint64_t message_store::write(const broker::message& m, uint32_t refs,
   m.store_offset = uint32_t(active_bytes_);
   live_[active_seg_] += refs;
 
-  std::lock_guard lk(m_);
+  std::unique_lock lk(m_);
   // Records gather in chunks of about 1 MiB, each reserved once: one growing string would double
   // its capacity (and copy itself) while a flood pages out, holding up to twice what waits for
   // the writer, at the moment memory is shortest.
@@ -558,7 +558,19 @@ uint64_t message_store::write(const broker::message& m, uint32_t refs,
   m.store_length = uint32_t(out.size() - at);
   active_bytes_ += m.store_length;
   pending_.ticket = ++ticket_;
+  pending_.seg_bytes += m.store_length;
   wake_writer();
+  // Backpressure: when records arrive faster than the disk takes them (a flood of large
+  // messages paging out), the worker waits for the writer to take the batch, so that what waits
+  // in RAM stays within two batches of max_pending_bytes. Not while the writer is retrying a
+  // failed write (a full disk): the memory alarm holds publishers back then.
+  if (pending_.seg_bytes > max_pending_bytes) {
+    writer_cv_.notify_one();
+    taken_cv_.wait(lk, [&] {
+      return pending_.seg_bytes <= max_pending_bytes || writer_failing_ || stop_ ||
+             !writer_.joinable();
+    });
+  }
   return ticket_;
 }
 
@@ -721,6 +733,7 @@ void message_store::writer_loop() {
       writer_idle_ = false;
       if (pending_.empty() && stop_) break;
       std::swap(b, pending_);
+      taken_cv_.notify_all();
       flush_requested_ = false;
       b.ticket = ticket_;
       pending_.ticket = ticket_;
@@ -730,8 +743,17 @@ void message_store::writer_loop() {
     for (int attempt = 0;; ++attempt) {
       try {
         write_batch(b);
+        if (attempt > 0) {
+          std::lock_guard lk(m_);
+          writer_failing_ = false;
+        }
         break;
       } catch (const std::exception& e) {
+        {
+          std::lock_guard lk(m_);
+          writer_failing_ = true;
+          taken_cv_.notify_all();
+        }
         if (attempt % 20 == 0)
           spdlog::error("message store {}: {}; retrying", dir_.string(), e.what());
         std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -98,6 +98,7 @@ class message_store final : public broker::journal {
     std::map<uint32_t, std::string> acks;  // ack records, by segment
     std::vector<uint32_t> deletes;         // segments to remove
     uint64_t ticket = 0;                   // message writes included so far
+    uint64_t seg_bytes = 0;                // bytes of message records in segs
     bool empty() const { return defs.empty() && segs.empty() && acks.empty() && deletes.empty(); }
   };
 
@@ -128,6 +129,9 @@ class message_store final : public broker::journal {
   std::mutex m_;
   std::condition_variable writer_cv_;
   std::condition_variable flushed_cv_;
+  std::condition_variable taken_cv_;  // the writer took the pending batch (or is failing)
+  static constexpr uint64_t max_pending_bytes = 64ull << 20;
+  bool writer_failing_ = false;  // a write failed and is being retried
   batch pending_;
   uint64_t ticket_ = 0;
   bool writer_idle_ = false;
