@@ -80,8 +80,9 @@ bool index_spool::read(uint32_t block, void* data, size_t n) {
   return true;
 }
 
-void index_spool::free(uint32_t block) {
-  --in_use_;
+void index_spool::free(std::span<const uint32_t> blocks) {
+  if (blocks.empty()) return;
+  in_use_ -= blocks.size();
   if (in_use_ == 0) {
     // Empty: the file shrinks to nothing and numbering starts again.
     free_.clear();
@@ -89,10 +90,18 @@ void index_spool::free(uint32_t block) {
     if (::ftruncate(fd_, 0) != 0) spdlog::warn("paged index: truncating the spool failed");
     return;
   }
-  free_.push_back(block);
-  // The disk space goes back now; a failure (a filesystem without holes) only delays that.
-  (void)::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                    off_t(block) * off_t(block_bytes), off_t(block_bytes));
+  // The disk space goes back now, one hole per run of neighbouring blocks (a purge frees
+  // thousands, mostly in a row); a failure (a filesystem without holes) only delays that.
+  std::vector<uint32_t> sorted(blocks.begin(), blocks.end());
+  std::sort(sorted.begin(), sorted.end());
+  for (size_t i = 0; i < sorted.size();) {
+    size_t j = i + 1;
+    while (j < sorted.size() && sorted[j] == sorted[j - 1] + 1) ++j;
+    (void)::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      off_t(sorted[i]) * off_t(block_bytes), off_t(j - i) * off_t(block_bytes));
+    i = j;
+  }
+  free_.insert(free_.end(), sorted.begin(), sorted.end());
 }
 
 // ----------------------------------------------------------------------------- paged_index
@@ -172,8 +181,10 @@ bool paged_index::pop_front(paged& p) {
 }
 
 void paged_index::clear() {
+  std::vector<uint32_t> ids;
   for (const auto& b : blocks_)
-    if (b.on_disk()) spool_->free(b.id);
+    if (b.on_disk()) ids.push_back(b.id);
+  if (!ids.empty()) spool_->free(ids);
   // (Assigning {} would keep the vectors' capacity.)
   blocks_ = std::deque<block>();
   front_ = std::deque<paged>();

@@ -8,6 +8,7 @@
 #include <deque>
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <vector>
 
 namespace warren::broker {
@@ -41,7 +42,8 @@ class index_spool {
   // Writes a new block of n <= block_bytes bytes; its number, or false.
   bool write(const void* data, size_t n, uint32_t& block);
   bool read(uint32_t block, void* data, size_t n);
-  void free(uint32_t block);
+  void free(uint32_t block) { free(std::span<const uint32_t>(&block, 1)); }
+  void free(std::span<const uint32_t> blocks);
   size_t blocks_in_use() const { return in_use_; }
 
  private:

@@ -515,6 +515,20 @@ void message_store::unref_segment(uint32_t seg, uint64_t n) {
   }
 }
 
+void message_store::wait_for_writer(std::unique_lock<std::mutex>& lk) {
+  // Backpressure: when records arrive faster than the disk takes them (a flood of large
+  // messages paging out, the acks of a purge of a deep durable queue), the worker waits for the
+  // writer to take the batch, so that what waits in RAM stays within two batches of
+  // max_pending_bytes. Not while the writer is retrying a failed write (a full disk): the memory
+  // alarm holds publishers back then.
+  if (pending_.record_bytes <= max_pending_bytes) return;
+  writer_cv_.notify_one();
+  taken_cv_.wait(lk, [&] {
+    return pending_.record_bytes <= max_pending_bytes || writer_failing_ || stop_ ||
+           !writer_.joinable();
+  });
+}
+
 uint64_t message_store::write(const broker::message& m, uint32_t refs,
                               std::span<const uint32_t> durable_queues) {
   if (active_bytes_ >= opts_.segment_bytes) {
@@ -558,34 +572,26 @@ uint64_t message_store::write(const broker::message& m, uint32_t refs,
   m.store_length = uint32_t(out.size() - at);
   active_bytes_ += m.store_length;
   pending_.ticket = ++ticket_;
-  pending_.seg_bytes += m.store_length;
+  pending_.record_bytes += m.store_length;
   wake_writer();
-  // Backpressure: when records arrive faster than the disk takes them (a flood of large
-  // messages paging out), the worker waits for the writer to take the batch, so that what waits
-  // in RAM stays within two batches of max_pending_bytes. Not while the writer is retrying a
-  // failed write (a full disk): the memory alarm holds publishers back then.
-  if (pending_.seg_bytes > max_pending_bytes) {
-    writer_cv_.notify_one();
-    taken_cv_.wait(lk, [&] {
-      return pending_.seg_bytes <= max_pending_bytes || writer_failing_ || stop_ ||
-             !writer_.joinable();
-    });
-  }
+  wait_for_writer(lk);
   return ticket_;
 }
 
 void message_store::release(uint32_t segment, uint32_t offset, uint32_t queue_id) {
   if (queue_id != 0) {
-    std::lock_guard lk(m_);
+    std::unique_lock lk(m_);
     std::string& out = pending_.acks[segment];
     size_t at = begin_record(out);
     common::byte_writer w(out);
     w.u32(offset);
     w.u32(queue_id);
     end_record(out, at);
+    pending_.record_bytes += out.size() - at;
     // Written at once (not synced): a processed ack must survive a kill -9, whose page cache
     // is kept. Only a power cut can lose it, and that means a redelivery, never a loss.
     wake_writer();
+    wait_for_writer(lk);  // a purge of a deep durable queue writes an ack per message
   }
   unref_segment(segment, 1);
 }

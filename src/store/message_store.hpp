@@ -98,7 +98,7 @@ class message_store final : public broker::journal {
     std::map<uint32_t, std::string> acks;  // ack records, by segment
     std::vector<uint32_t> deletes;         // segments to remove
     uint64_t ticket = 0;                   // message writes included so far
-    uint64_t seg_bytes = 0;                // bytes of message records in segs
+    uint64_t record_bytes = 0;             // bytes of message and ack records
     bool empty() const { return defs.empty() && segs.empty() && acks.empty() && deletes.empty(); }
   };
 
@@ -107,7 +107,8 @@ class message_store final : public broker::journal {
   void recover_segments(broker::vhost& v, recovery_stats& st);
   void add_definition(const std::function<void(std::string&)>& encode);
   void unref_segment(uint32_t seg, uint64_t n);
-  void wake_writer();  // m_ held
+  void wake_writer();                                      // m_ held
+  void wait_for_writer(std::unique_lock<std::mutex>& lk);  // m_ held: bounds the batch
   void writer_loop();
   void write_batch(batch& b);
   void close_files();
