@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -17,6 +18,7 @@
 namespace warren::broker {
 
 struct queue_settings;
+class index_spool;
 
 // The definitions half: what vhost::snapshot reports too (an export collects it this way).
 class definitions_journal {
@@ -63,6 +65,10 @@ class journal : public definitions_journal {
     out.clear();
     for (const auto& l : where) out.push_back(read(l.segment, l.offset, l.length));
   }
+
+  // Where paged queues keep their indexes (paged_index.hpp): a spool file beside the store's
+  // segments. Null: they keep them in RAM.
+  virtual std::shared_ptr<index_spool> paged_index_spool() { return nullptr; }
 
   // Runs fn once everything written up to `ticket` is on disk: at once on the calling thread if
   // it is already, else later on the store's own thread (fn should only post somewhere).

@@ -92,35 +92,62 @@ queue::queue(queue_settings s, queue_policy p, dest_id id)
   last_used = now_ms();
 }
 
-bool queue::pages(const message& m) const {
+bool queue::pages_level(uint8_t lvl) const {
   if (!pager) return false;
-  uint8_t lvl = std::min<uint8_t>(m.properties.priority.value_or(0), policy_.max_priority);
-  return !paged_[lvl].empty() || count_ - paged_count_ >= page_threshold ||
+  return paged_at_count(lvl) > 0 || count_ - paged_count_ >= page_threshold ||
          bytes_ - paged_bytes_ >= page_threshold_bytes;
+}
+
+bool queue::pages(const message& m) const {
+  return pages_level(std::min<uint8_t>(m.properties.priority.value_or(0), policy_.max_priority));
+}
+
+bool queue::over_limits(uint64_t body_size) const {
+  return (policy_.max_length && count_ >= *policy_.max_length) ||
+         (policy_.max_bytes && bytes_ + body_size > *policy_.max_bytes);
+}
+
+int64_t queue::deadline(std::optional<int64_t> message_ttl, int64_t now) const {
+  std::optional<int64_t> ttl = policy_.message_ttl_ms;
+  if (message_ttl && (!ttl || *message_ttl < *ttl)) ttl = message_ttl;
+  return ttl ? now + *ttl : 0;
 }
 
 queue::accept queue::enqueue(message_ptr m, int64_t now, std::vector<entry>& dropped,
                              bool redelivered, bool stored) {
-  bool full = (policy_.max_length && count_ >= *policy_.max_length) ||
-              (policy_.max_bytes && bytes_ + m->body.size() > *policy_.max_bytes);
+  bool full = over_limits(m->body.size());
   if (full && policy_.overflow != overflow_mode::drop_head) return accept::rejected;
-  int64_t deadline = 0;
-  std::optional<int64_t> ttl = policy_.message_ttl_ms;
-  if (m->ttl_ms && (!ttl || *m->ttl_ms < *ttl)) ttl = m->ttl_ms;
-  if (ttl) deadline = now + *ttl;
+  int64_t deadline = this->deadline(m->ttl_ms, now);
   uint8_t lvl = std::min<uint8_t>(m->properties.priority.value_or(0), policy_.max_priority);
-  bool page = stored && pages(*m);  // decided before counting m, as the vhost did
+  bool page = stored && pages_level(lvl);  // decided before counting m, as the vhost did
   bytes_ += m->body.size();
   ++count_;
   if (deadline) add_expiring();
   if (page) {
-    paged_[lvl].push_back(paged{m->store_segment, m->store_offset, m->store_length,
-                                uint32_t(m->body.size()), deadline, redelivered});
+    paged_at(lvl).push_back(paged{m->store_segment, m->store_offset, m->store_length,
+                                  uint32_t(m->body.size()), redelivered, deadline});
     ++paged_count_;
     paged_bytes_ += m->body.size();
   } else {
     level(lvl).push_back(entry{next_seq_++, std::move(m), deadline, redelivered, lvl, stored});
   }
+  drop_for_limits(dropped);
+  return accept::ok;
+}
+
+std::optional<queue::accept> queue::enqueue_paged(const stored_ref& r, int64_t now,
+                                                  std::vector<entry>& dropped) {
+  uint8_t lvl = std::min<uint8_t>(r.priority, policy_.max_priority);
+  if (!pages_level(lvl)) return std::nullopt;
+  if (over_limits(r.body_size) && policy_.overflow != overflow_mode::drop_head)
+    return accept::rejected;
+  int64_t deadline = this->deadline(r.ttl_ms, now);
+  bytes_ += r.body_size;
+  ++count_;
+  if (deadline) add_expiring();
+  paged_at(lvl).push_back(paged{r.segment, r.offset, r.length, r.body_size, true, deadline});
+  ++paged_count_;
+  paged_bytes_ += r.body_size;
   drop_for_limits(dropped);
   return accept::ok;
 }
@@ -144,26 +171,45 @@ queue::entry queue::remove_front(std::deque<entry>& l) {
   return e;
 }
 
+paged_index& queue::paged_at(uint8_t lvl) {
+  if (!paged_[lvl]) paged_[lvl] = std::make_unique<paged_index>(spool);
+  return *paged_[lvl];
+}
+
+size_t queue::paged_ram_bytes() const {
+  size_t n = paged_.capacity() * sizeof(paged_[0]);
+  for (const auto& l : paged_)
+    if (l) n += l->ram_bytes();
+  return n;
+}
+
 void queue::refill(uint8_t lvl) {
   auto& mem = levels_[lvl];
-  auto& pg = paged_[lvl];
-  if (pg.empty() || mem.size() >= read_ahead / 2) return;
+  if (paged_at_count(lvl) == 0 || mem.size() >= read_ahead / 2) return;
   if (!mem.empty() && bytes_ - paged_bytes_ >= read_ahead_bytes / 2) return;
+  auto& pg = *paged_[lvl];
   // Read back in arrival order; they take their place behind what is in memory (a message
   // arriving meanwhile was paged too, behind them). An unreadable record is logged by the store
   // and the message dropped from the queue. At least one, however large.
-  size_t n = 0;
-  for (size_t bytes = 0;
-       n < std::min(read_ahead, pg.size()) && (n == 0 || bytes < read_ahead_bytes); ++n)
-    bytes += pg[n].body_size;
+  std::vector<paged> taken;
   std::vector<journal::location> where;
-  where.reserve(n);
-  for (size_t i = 0; i < n; ++i) where.push_back({pg[i].segment, pg[i].offset, pg[i].length});
+  size_t before = pg.size();
+  for (size_t bytes = 0;
+       taken.size() < read_ahead && (taken.empty() || bytes < read_ahead_bytes);) {
+    paged p;
+    if (!pg.pop_front(p)) break;
+    bytes += p.body_size;
+    taken.push_back(p);
+    where.push_back({p.segment, p.offset, p.length});
+  }
+  // Entries of an index block that could not be read back are gone (logged by the index).
+  size_t lost = before - pg.size() - taken.size();
+  paged_count_ -= lost;
+  count_ -= lost;
   std::vector<message_ptr> got;
   pager->read_many(where, got);
-  for (size_t i = 0; i < n; ++i) {
-    paged p = pg.front();
-    pg.pop_front();
+  for (size_t i = 0; i < taken.size(); ++i) {
+    const paged& p = taken[i];
     --paged_count_;
     paged_bytes_ -= p.body_size;
     message_ptr m = std::move(got[i]);
@@ -174,7 +220,7 @@ void queue::refill(uint8_t lvl) {
       pager->release(p.segment, p.offset, store_id);
       continue;
     }
-    mem.push_back(entry{next_seq_++, std::move(m), p.expires_at, p.redelivered, lvl, true});
+    mem.push_back(entry{next_seq_++, std::move(m), p.expires_at, bool(p.redelivered), lvl, true});
   }
 }
 
@@ -183,7 +229,8 @@ size_t queue::page_out(size_t keep, size_t keep_bytes, page_budget& budget) {
   size_t n = 0;
   for (size_t lvl = 0; lvl < levels_.size() && budget.bytes > 0; ++lvl) {
     auto& mem = levels_[lvl];
-    auto& pg = paged_[lvl];
+    if (mem.size() <= keep && mem.size() <= 1) continue;
+    auto& pg = paged_at(uint8_t(lvl));
     uint64_t mem_bytes = 0;
     for (const entry& e : mem) mem_bytes += e.msg->body.size();
     // From the back, so that each goes to the front of the paged tail and order is kept.
@@ -198,7 +245,7 @@ size_t queue::page_out(size_t keep, size_t keep_bytes, page_budget& budget) {
       }
       budget.bytes -= std::min(budget.bytes, m.body.size() + page_cost_per_message);
       pg.push_front(paged{m.store_segment, m.store_offset, m.store_length, uint32_t(m.body.size()),
-                          e.expires_at, e.redelivered});
+                          e.redelivered, e.expires_at});
       ++paged_count_;
       paged_bytes_ += m.body.size();
       mem.pop_back();
@@ -262,7 +309,7 @@ void queue::requeue(entry e) {
 size_t queue::purge() {
   size_t n = count_;
   for (auto& l : levels_) l.clear();
-  for (auto& l : paged_) l.clear();
+  for (auto& l : paged_) l.reset();
   paged_count_ = 0;
   paged_bytes_ = 0;
   bytes_ = 0;

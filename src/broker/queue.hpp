@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <list>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "broker/error.hpp"
 #include "broker/journal.hpp"
 #include "broker/message.hpp"
+#include "broker/paged_index.hpp"
 #include "broker/stats.hpp"
 #include "common/field_table.hpp"
 
@@ -62,17 +64,8 @@ class queue {
     uint8_t level = 0;    // priority level
     bool stored = false;  // holds a reference on the message's store record (see journal)
   };
-  // A message paged out: only where its record is. 32 bytes, the whole RAM cost of a message
-  // in a deep backlog.
-  struct paged {
-    uint32_t segment;
-    uint32_t offset;
-    uint32_t length;
-    uint32_t body_size;
-    int64_t expires_at;
-    bool redelivered;
-  };
-  static_assert(sizeof(paged) <= 32, "a paged message costs at most 32 bytes of RAM");
+  // A message paged out: only where its record is, in the queue's paged index (on disk).
+  using paged = broker::paged;
   enum class accept { ok, rejected };
 
   queue(queue_settings s, queue_policy p, dest_id id);
@@ -91,6 +84,16 @@ class queue {
   // either holds more than page_threshold messages in memory or has paged messages at m's
   // priority level already (they must stay behind those, in order).
   bool pages(const message& m) const;
+  // Recovery without decoding the record: a stored message (where it is, its body size,
+  // priority and TTL) goes straight to the paged tail, marked redelivered, if the queue would
+  // page it now; nullopt if it would not (the caller then decodes the message and enqueues it).
+  struct stored_ref {
+    uint32_t segment, offset, length, body_size;
+    uint8_t priority = 0;
+    std::optional<int64_t> ttl_ms;
+  };
+  std::optional<accept> enqueue_paged(const stored_ref& r, int64_t now,
+                                      std::vector<entry>& dropped);
   // The next message to deliver, skipping (into `expired`) those whose TTL has passed.
   std::optional<entry> take(int64_t now, std::vector<entry>& expired);
   // Moves expired messages at the heads into `expired`.
@@ -105,9 +108,11 @@ class queue {
       for (const auto& e : l)
         if (e.stored) f(e.msg->store_segment, e.msg->store_offset);
     for (const auto& l : paged_)
-      for (const auto& p : l) f(p.segment, p.offset);
+      if (l) l->for_each([&](const paged& p) { f(p.segment, p.offset); });
   }
   size_t paged_count() const { return paged_count_; }
+  // RAM the paged indexes hold (buffers and block lists), whatever the depth of the backlog.
+  size_t paged_ram_bytes() const;
   uint64_t paged_bytes() const { return paged_bytes_; }
   // What one step of a gradual page-out may do: `bytes` is spent by each message paged (its
   // body and page_cost_per_message) and the page-out stops when it reaches 0; `ticket` is the
@@ -124,6 +129,8 @@ class queue {
   // Paging: reads records back, releases unreadable ones. Set by the vhost for every queue
   // when it has a store.
   journal* pager = nullptr;
+  // Where the paged indexes keep their blocks (the pager's spool file); null: in RAM.
+  std::shared_ptr<index_spool> spool;
   size_t page_threshold = 0;
   // Under memory pressure also a bound in bytes on what stays in memory (SIZE_MAX: none), so
   // that large messages do not keep read_ahead times their size in memory.
@@ -169,6 +176,9 @@ class queue {
   void refill(uint8_t lvl);                  // pages in the head of level lvl's paged tail
   entry remove_front(std::deque<entry>& l);  // keeps the counters right
   void add_expiring();                       // one more ready message with a deadline
+  bool pages_level(uint8_t lvl) const;
+  bool over_limits(uint64_t body_size) const;
+  int64_t deadline(std::optional<int64_t> message_ttl, int64_t now) const;  // 0: none
 
   queue_settings settings_;
   queue_policy policy_;
@@ -178,7 +188,10 @@ class queue {
   size_t count_ = 0;
   size_t expiring_ = 0;                    // ready messages with a deadline
   std::vector<std::deque<entry>> levels_;  // index = priority level; highest delivered first
-  std::vector<std::deque<paged>> paged_;   // per level, the tail that is only on disk
+  paged_index& paged_at(uint8_t lvl);      // created on first use
+  size_t paged_at_count(uint8_t lvl) const { return paged_[lvl] ? paged_[lvl]->size() : 0; }
+  // Per level, the tail that is only on disk (null until the level first pages).
+  std::vector<std::unique_ptr<paged_index>> paged_;
   size_t paged_count_ = 0;
   uint64_t paged_bytes_ = 0;  // bodies of the paged entries
   std::list<consumer*> consumers_;

@@ -316,6 +316,7 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
   dest_id id = next_id_++;
   auto q = std::make_unique<queue>(std::move(s), std::move(policy), id);
   q->pager = journal_;
+  if (journal_) q->spool = journal_->paged_index_spool();
   q->page_threshold = memory_pressure_ ? queue::read_ahead : page_threshold_;
   q->page_threshold_bytes = memory_pressure_ ? queue::read_ahead_bytes : SIZE_MAX;
   // Exclusive queues die with their connection, so they are never stored (as in RabbitMQ).
@@ -1049,6 +1050,21 @@ bool vhost::restore_message(uint32_t queue_store_id, message_ptr m) {
   if (q.enqueue(m, now_ms(), dropped, true, true) == queue::accept::rejected)
     journal_->release(m->store_segment, m->store_offset, q.store_id);  // over its limit
   for (auto& e : dropped) release(q, e);  // drop-head: the oldest go, not dead-lettered
+  return true;
+}
+
+bool vhost::restore_paged(uint32_t queue_store_id, const queue::stored_ref& r, int64_t now,
+                          bool& paged) {
+  paged = false;
+  auto it = store_queues_.find(queue_store_id);
+  if (it == store_queues_.end()) return false;
+  queue& q = *it->second;
+  std::vector<queue::entry> dropped;
+  auto res = q.enqueue_paged(r, now, dropped);
+  if (!res) return true;
+  paged = true;
+  if (*res == queue::accept::rejected) journal_->release(r.segment, r.offset, q.store_id);
+  for (auto& e : dropped) release(q, e);
   return true;
 }
 

@@ -210,11 +210,16 @@ class vhost {
   // Recovery: puts back a stored message (store_id and store_segment set) into the queue
   // whose store id is `queue_store_id`, marked redelivered. False if there is no such queue.
   bool restore_message(uint32_t queue_store_id, message_ptr m);
+  // The same for a queue that pages it at once (queue::enqueue_paged): no message is decoded.
+  // `paged` says whether it did; false with true returned: call restore_message instead.
+  // `now`: now_ms(), read once by the caller for many messages.
+  bool restore_paged(uint32_t queue_store_id, const queue::stored_ref& r, int64_t now, bool& paged);
   // Restoring definitions replays them through the ordinary calls; while this is set they are
   // not journalled again.
   void set_restoring(bool on) { restoring_ = on; }
   // With a journal, a queue holding more ready messages in memory than this pages the next
-  // ones out: they stay on disk, 32 bytes of RAM each, and are read back ahead of delivery.
+  // ones out: they stay on disk, their locations too (broker/paged_index.hpp), and are read
+  // back ahead of delivery.
   // Applies to queues declared after the call.
   void set_page_threshold(size_t n) { page_threshold_ = n; }
   static constexpr size_t default_page_threshold = 20000;

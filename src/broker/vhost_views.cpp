@@ -70,9 +70,10 @@ queue_view view_of(const queue& q, bool with_history) {
     h->copy_from(q.history);
     v.history = std::move(h);
   }
-  // Bookkeeping plus what of the bodies is in memory (paged ones are 32 bytes each).
+  // Bookkeeping plus what of the bodies is in memory (paged ones cost only their index's
+  // buffers and block list).
   v.memory = sizeof(queue) + q.history.heap_bytes() + (v.ready - v.paged) * 96 +
-             v.paged * sizeof(queue::paged) +
+             q.paged_ram_bytes() +
              (v.ready_bytes - std::min<uint64_t>(v.ready_bytes, q.paged_bytes()));
   return v;
 }

@@ -7,8 +7,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <set>
-#include <unordered_set>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -118,17 +118,62 @@ void get_properties(common::byte_reader& r, broker::message_properties& p) {
   if (has(2)) p.cluster_id = get_str(r);
 }
 
-// Acks are matched to messages by (record offset in the segment, queue id).
-struct ack_key {
-  uint32_t offset;
-  uint32_t queue;
-  bool operator==(const ack_key&) const = default;
+// Acks are matched to messages by (record offset in the segment, queue id), kept while a
+// segment is recovered as a sorted vector of offset << 32 | queue (8 bytes per ack).
+uint64_t ack_key(uint32_t offset, uint32_t queue) {
+  return uint64_t(offset) << 32 | queue;
+}
+
+// What recovery needs of a message record without building the message: its kind, id and
+// queues, and what a paging queue keeps (body size, priority, TTL). False if unreadable.
+struct record_head {
+  uint8_t kind = 0;
+  uint64_t id = 0;
+  uint32_t body_size = 0;
+  uint8_t priority = 0;
+  std::optional<int64_t> ttl_ms;
 };
-struct ack_hash {
-  size_t operator()(const ack_key& k) const {
-    return std::hash<uint64_t>()(uint64_t(k.offset) << 32 | k.queue);
+
+bool peek_message(std::string_view p, record_head& h, std::vector<uint32_t>& queues) {
+  common::byte_reader rd(p.data(), p.size());
+  h = {};
+  h.kind = rd.u8();
+  h.id = rd.u64();
+  uint32_t nq = rd.u32();
+  queues.clear();
+  for (uint32_t i = 0; i < nq && rd.ok(); ++i) queues.push_back(rd.u32());
+  auto skip_str = [&] { rd.bytes(rd.u32()); };
+  skip_str();  // exchange
+  skip_str();  // routing key
+  uint16_t mask = rd.u16();
+  auto has = [&](int bit) { return (mask >> bit) & 1u; };
+  // The properties in put_properties' order: strings and the headers table are u32-sized.
+  for (int bit = 15; bit >= 2 && rd.ok(); --bit) {
+    if (!has(bit)) continue;
+    switch (bit) {
+      case 12:  // delivery mode
+        rd.u8();
+        break;
+      case 11:
+        h.priority = rd.u8();
+        break;
+      case 8: {  // expiration
+        std::string_view e = rd.bytes(rd.u32());
+        int64_t ms = 0;
+        if (rd.ok() && broker::parse_expiration(std::string(e), ms)) h.ttl_ms = ms;
+        break;
+      }
+      case 6:  // timestamp
+        rd.u64();
+        break;
+      default:
+        skip_str();
+    }
   }
-};
+  h.body_size = rd.u32();
+  rd.bytes(h.body_size);
+  return rd.ok();
+}
 
 // A message record's payload; null for anything else (and for a spool record unless
 // `any_kind`: those matter only for paging, not after a restart).
@@ -162,7 +207,10 @@ std::shared_ptr<broker::message> decode_message(std::string_view p, uint32_t seg
 }  // namespace
 
 message_store::message_store(fs::path dir, store_options opts)
-    : dir_(std::move(dir)), msg_dir_(dir_ / "msgs"), opts_(opts) {
+    : dir_(std::move(dir)),
+      msg_dir_(dir_ / "msgs"),
+      opts_(opts),
+      spool_(std::make_shared<broker::index_spool>(dir_)) {
   fs::create_directories(msg_dir_);
 }
 
@@ -304,44 +352,57 @@ void message_store::recover_segments(broker::vhost& v, recovery_stats& st) {
   }
   std::sort(segs.begin(), segs.end());
   std::string data, ack_data;
-  std::vector<uint32_t> queues;
-  int64_t now = inbox_now_ms();
+  std::vector<uint32_t> queues, queues_scratch;
+  std::vector<uint64_t> acked;
+  int64_t inbox_now = inbox_now_ms();  // inbox expiry is wall-clock time
   for (uint32_t seg : segs) {
     ++st.segments;
-    std::unordered_set<ack_key, ack_hash> acked;
+    acked.clear();
     fs::path ack_path = segment_path(seg, true);
     if (read_whole_file(ack_path, ack_data)) {
       st.bytes += ack_data.size();
       auto r = scan_records(ack_data, ack_magic, [&](std::string_view p) {
         common::byte_reader a(p.data(), p.size());
-        ack_key k{a.u32(), a.u32()};
-        if (a.ok()) acked.insert(k);
+        uint32_t offset = a.u32(), queue = a.u32();
+        if (a.ok()) acked.push_back(ack_key(offset, queue));
       });
       if (r.torn) {
         ++st.torn_files;
         fs::resize_file(ack_path, r.bad_magic ? 0 : r.good_bytes);
       }
     }
+    std::sort(acked.begin(), acked.end());
     fs::path seg_path = segment_path(seg, false);
     if (!read_whole_file(seg_path, data)) continue;
     st.bytes += data.size();
     live_[seg] = 0;
+    record_head head;
+    int64_t now = broker::now_ms();  // per segment: TTLs restart from the moment of recovery
     auto r = scan_records(data, seg_magic, [&](std::string_view p) {
       uint32_t offset = uint32_t(p.data() - data.data()) - 8;
-      auto m = decode_message(p, seg, offset, queues);
-      if (!m && note_inbox_record(p, seg, now)) return;
-      if (!m) {
+      if (!peek_message(p, head, queues) || head.kind != msg_record) {
+        if (note_inbox_record(p, seg, inbox_now)) return;
         if (!p.empty() && uint8_t(p[0]) == msg_record)
           spdlog::warn("vhost '{}': unreadable message record at {} in segment {} skipped",
                        v.name(), offset, seg);
         return;  // or a spool record: paging only, over with the restart
       }
-      next_id_ = std::max(next_id_, m->store_id + 1);
-      broker::message_ptr shared = std::move(m);
+      next_id_ = std::max(next_id_, head.id + 1);
+      // A queue that pages it takes only its place; the message is decoded (once for all its
+      // queues) only for a queue that keeps it in memory.
+      broker::queue::stored_ref ref{
+          seg, offset, uint32_t(p.size() + 8), head.body_size, head.priority, head.ttl_ms};
+      broker::message_ptr shared;
       for (uint32_t q : queues) {
-        if (acked.count(ack_key{offset, q})) continue;
+        if (std::binary_search(acked.begin(), acked.end(), ack_key(offset, q))) continue;
         ++live_[seg];  // before restoring: the queue may release it (or an older one) at once
-        if (v.restore_message(q, shared))
+        bool paged = false;
+        bool restored = v.restore_paged(q, ref, now, paged);
+        if (restored && !paged) {
+          if (!shared) shared = decode_message(p, seg, offset, queues_scratch);
+          restored = shared && v.restore_message(q, shared);
+        }
+        if (restored)
           ++st.messages;
         else
           --live_[seg];  // its queue is gone
@@ -486,6 +547,20 @@ std::string& message_store::record_chunk(size_t reserve) {
   return segs.back().second;
 }
 
+void message_store::wait_for_writer(std::unique_lock<std::mutex>& lk) {
+  // Backpressure: when records arrive faster than the disk takes them (a flood of large
+  // messages paging out, the acks of a purge of a deep durable queue), the worker waits for the
+  // writer to take the batch, so that what waits in RAM stays within two batches of
+  // max_pending_bytes. Not while the writer is retrying a failed write (a full disk): the memory
+  // alarm holds publishers back then.
+  if (pending_.record_bytes <= max_pending_bytes) return;
+  writer_cv_.notify_one();
+  taken_cv_.wait(lk, [&] {
+    return pending_.record_bytes <= max_pending_bytes || writer_failing_ || stop_ ||
+           !writer_.joinable();
+  });
+}
+
 uint64_t message_store::write(const broker::message& m, uint32_t refs,
                               std::span<const uint32_t> durable_queues) {
   if (active_bytes_ >= opts_.segment_bytes) roll_segment();
@@ -494,7 +569,7 @@ uint64_t message_store::write(const broker::message& m, uint32_t refs,
   m.store_offset = uint32_t(active_bytes_);
   live_[active_seg_] += refs;
 
-  std::lock_guard lk(m_);
+  std::unique_lock lk(m_);
   std::string& out = record_chunk(m.body.size());
   size_t at = begin_record(out);
   common::byte_writer w(out);
@@ -510,22 +585,26 @@ uint64_t message_store::write(const broker::message& m, uint32_t refs,
   m.store_length = uint32_t(out.size() - at);
   active_bytes_ += m.store_length;
   pending_.ticket = ++ticket_;
+  pending_.record_bytes += m.store_length;
   wake_writer();
+  wait_for_writer(lk);
   return ticket_;
 }
 
 void message_store::release(uint32_t segment, uint32_t offset, uint32_t queue_id) {
   if (queue_id != 0) {
-    std::lock_guard lk(m_);
+    std::unique_lock lk(m_);
     std::string& out = pending_.acks[segment];
     size_t at = begin_record(out);
     common::byte_writer w(out);
     w.u32(offset);
     w.u32(queue_id);
     end_record(out, at);
+    pending_.record_bytes += out.size() - at;
     // Written at once (not synced): a processed ack must survive a kill -9, whose page cache
     // is kept. Only a power cut can lose it, and that means a redelivery, never a loss.
     wake_writer();
+    wait_for_writer(lk);  // a purge of a deep durable queue writes an ack per message
   }
   unref_segment(segment, 1);
 }
@@ -673,6 +752,7 @@ void message_store::writer_loop() {
       writer_idle_ = false;
       if (pending_.empty() && stop_) break;
       std::swap(b, pending_);
+      taken_cv_.notify_all();
       flush_requested_ = false;
       b.ticket = ticket_;
       pending_.ticket = ticket_;
@@ -682,8 +762,17 @@ void message_store::writer_loop() {
     for (int attempt = 0;; ++attempt) {
       try {
         write_batch(b);
+        if (attempt > 0) {
+          std::lock_guard lk(m_);
+          writer_failing_ = false;
+        }
         break;
       } catch (const std::exception& e) {
+        {
+          std::lock_guard lk(m_);
+          writer_failing_ = true;
+          taken_cv_.notify_all();
+        }
         if (attempt % 20 == 0)
           spdlog::error("message store {}: {}; retrying", dir_.string(), e.what());
         std::this_thread::sleep_for(std::chrono::milliseconds(100));

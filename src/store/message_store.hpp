@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "broker/journal.hpp"
+#include "broker/paged_index.hpp"
 
 namespace warren::broker {
 class vhost;
@@ -119,6 +120,8 @@ class message_store final : public broker::journal {
   // Inbox segments on disk (tests, statistics).
   size_t inbox_segments() const { return inbox_expiry_.size(); }
 
+  // One unlinked spool file in the vhost's directory for the paged queues' indexes.
+  std::shared_ptr<broker::index_spool> paged_index_spool() override { return spool_; }
   // Any thread.
   void when_synced(uint64_t ticket, std::function<void()> fn) override;
   uint64_t synced() const override { return synced_.load(std::memory_order_acquire); }
@@ -131,6 +134,7 @@ class message_store final : public broker::journal {
     std::map<uint32_t, std::string> acks;  // ack records, by segment
     std::vector<uint32_t> deletes;         // segments to remove
     uint64_t ticket = 0;                   // message writes included so far
+    uint64_t record_bytes = 0;             // bytes of message and ack records
     bool empty() const { return defs.empty() && segs.empty() && acks.empty() && deletes.empty(); }
   };
 
@@ -148,6 +152,7 @@ class message_store final : public broker::journal {
   // Appends a record to the pending batch's chunk for the active segment; returns its offset.
   std::string& record_chunk(size_t reserve);
   void wake_writer();  // m_ held
+  void wait_for_writer(std::unique_lock<std::mutex>& lk);  // m_ held: bounds the batch
   void writer_loop();
   void write_batch(batch& b);
   void close_files();
@@ -166,11 +171,15 @@ class message_store final : public broker::journal {
   // Segments holding inbox records -> when the last of them (and of every earlier one) expires,
   // ms since the epoch. Each holds one reference in live_ until then.
   std::map<uint32_t, int64_t> inbox_expiry_;
+  std::shared_ptr<broker::index_spool> spool_;
 
   // shared, under m_
   std::mutex m_;
   std::condition_variable writer_cv_;
   std::condition_variable flushed_cv_;
+  std::condition_variable taken_cv_;  // the writer took the pending batch (or is failing)
+  static constexpr uint64_t max_pending_bytes = 64ull << 20;
+  bool writer_failing_ = false;  // a write failed and is being retried
   batch pending_;
   uint64_t ticket_ = 0;
   bool writer_idle_ = false;

@@ -15,6 +15,9 @@ namespace warren::store {
 inline constexpr size_t magic_size = 8;
 inline constexpr uint32_t max_record = 1u << 30;
 
+// CRC-32 of a payload, as zlib's crc32 computes it.
+uint32_t crc(std::string_view payload);
+
 // Starts a record at the end of `out`; finish it with end_record(out, at) once the payload is
 // appended. No copy of the payload is made.
 size_t begin_record(std::string& out);
