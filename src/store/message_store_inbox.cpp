@@ -119,7 +119,9 @@ void message_store::recover_inbox(
     int64_t now_ms,
     const std::function<void(inbox_kind, int64_t, std::string_view, const inbox_location&)>& fn) {
   std::string data;
-  for (const auto& [seg, until] : inbox_expiry_) {
+  for (const auto& entry : inbox_expiry_) {
+    // Not a structured binding: clang 14 (the sanitizer builds) cannot capture one in a lambda.
+    uint32_t seg = entry.first;
     if (seg == active_seg_) continue;  // nothing written yet since recovery
     if (!read_whole_file(segment_path(seg, false), data)) continue;
     scan_records(data, "WRNSEG01", [&](std::string_view p) {
