@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <type_traits>
 #include <utility>
 
 namespace warren::net {
@@ -22,8 +23,12 @@ class mailbox {
     while (node* n = pop()) delete n;
   }
 
-  // Any thread.
-  void push(task t) { push_node(new node{std::move(t)}); }
+  // Any thread. The task lives in its node: one allocation per task (a std::function in a node
+  // would be two for any closure above 16 bytes, which most are: the path of every publish).
+  template <typename F>
+  void push(F&& fn) {
+    push_node(new task_node<std::decay_t<F>>(std::forward<F>(fn)));
+  }
 
   // Owner thread only: runs every task that is visible now. Returns how many ran. A task pushed
   // while draining may run in this call or the next one.
@@ -38,7 +43,7 @@ class mailbox {
       node* n = pop();
       if (!n) break;
       before_each();
-      n->fn();
+      n->run();
       delete n;
       ++ran;
     }
@@ -49,8 +54,19 @@ class mailbox {
 
  private:
   struct node {
-    task fn;
+    virtual ~node() = default;
+    virtual void run() = 0;
     std::atomic<node*> next{nullptr};
+  };
+  template <typename F>
+  struct task_node final : node {
+    explicit task_node(F&& f) : fn(std::move(f)) {}
+    explicit task_node(const F& f) : fn(f) {}
+    void run() override { fn(); }
+    F fn;
+  };
+  struct stub_node final : node {
+    void run() override {}
   };
 
   void push_node(node* n) {
@@ -84,7 +100,7 @@ class mailbox {
     return nullptr;
   }
 
-  node stub_;
+  stub_node stub_;
   std::atomic<node*> head_;  // producers
   node* tail_;               // consumer
 };

@@ -37,16 +37,6 @@ void worker::close_all_connections() {
   for_each_connection([](connection& c) { c.close_now(); });
 }
 
-void worker::post(mailbox::task fn) {
-  mailbox_.push(std::move(fn));
-  wake();
-}
-
-void worker::post_urgent(mailbox::task fn) {
-  urgent_.push(std::move(fn));
-  wake();
-}
-
 void worker::wake() {
   // Only the first post after a drain wakes the loop; the drain clears the flag before running
   // tasks, so a task pushed during a drain is never stranded.

@@ -35,10 +35,18 @@ class worker {
   boost::asio::io_context& io() { return io_; }
 
   // Any thread: runs fn on this worker's thread. Wakes the loop only when the mailbox was idle.
-  void post(mailbox::task fn);
+  template <typename F>
+  void post(F&& fn) {
+    mailbox_.push(std::forward<F>(fn));
+    wake();
+  }
   // Like post, for small control messages (acknowledgements, credit) that free resources: they
   // run before any ordinary task still waiting, so consumers are not starved by a publish flood.
-  void post_urgent(mailbox::task fn);
+  template <typename F>
+  void post_urgent(F&& fn) {
+    urgent_.push(std::forward<F>(fn));
+    wake();
+  }
   // Runs fn now when called on this worker's thread, else posts it. Callers must not depend on
   // fn running after what they do next.
   template <typename F>
