@@ -478,8 +478,8 @@ if rmq_rows:
             lines.append(f"| {row} | {label} | {f2(a)} | {f2(b)} | {ratio} |")
         for name, runs in (("RabbitMQ", rr), ("Warren", wr)):
             if runs and runs[-1].get("broker_thread_cores"):
-                busy = ", ".join(f"{t.split('/')[0]} {c:.2f}" for t, c in
-                                 list(runs[-1]["broker_thread_cores"].items())[:4])
+                top = sorted(runs[-1]["broker_thread_cores"].items(), key=lambda kv: -kv[1])[:4]
+                busy = ", ".join(f"{t.split('/')[0]} {c:.2f}" for t, c in top)
                 lines.append(f"| {row} | {name} threads (last run) | | | {busy} |")
 text = "\n".join(lines)
 print(text)
