@@ -151,7 +151,7 @@ class message_store final : public broker::journal {
   static int64_t inbox_now_ms();
   // Appends a record to the pending batch's chunk for the active segment; returns its offset.
   std::string& record_chunk(size_t reserve);
-  void wake_writer();  // m_ held
+  void wake_writer();                                      // m_ held
   void wait_for_writer(std::unique_lock<std::mutex>& lk);  // m_ held: bounds the batch
   void writer_loop();
   void write_batch(batch& b);
