@@ -147,8 +147,10 @@ class gateway_handler final : public net::connection_handler, public event_recei
   std::optional<std::string> backend_refusal(const auth::user& user,
                                              boost::beast::http::verb method,
                                              const std::vector<std::string>& parts);
-  // /api/inbox/{user}[/read] for a backend (gateway_inbox_api.cpp)
+  // /api/inbox/{user}[/read] for a backend (gateway_http_api.cpp)
   void inbox_api(request& req, const std::vector<std::string>& parts);
+  void answer_inbox_page(request& req, const std::string& user);
+  void answer_set_read(request& req, const std::string& user);
   // /api/inbox[/read] for a browser with its bearer token
   void browser_inbox_op(request& req, const std::vector<std::string>& parts);
   void browser_http_op(request& req, const std::vector<std::string>& parts);

@@ -421,15 +421,7 @@ void gateway_handler::inbox_api(request& req, const std::vector<std::string>& pa
   auto method = req.method();
   if (parts.size() == 2) {
     if (method == bhttp::verb::get) {
-      uint64_t since;
-      size_t limit;
-      if (auto err = page_params({req.target().data(), req.target().size()}, since, limit)) {
-        respond_error(400, "bad_request", *err);
-        return;
-      }
-      on_hub([g, user, since, limit]() -> std::pair<int, std::string> {
-        return {200, page_json(user, g->the_hub().read_inbox(user, since, limit)).dump()};
-      });
+      answer_inbox_page(req, user);
       return;
     }
     if (method == bhttp::verb::delete_) {
@@ -440,21 +432,7 @@ void gateway_handler::inbox_api(request& req, const std::vector<std::string>& pa
     return;
   }
   if (parts.size() == 3 && parts[2] == "read") {
-    if (method != bhttp::verb::put) {
-      respond_error(405, "method_not_allowed", "use PUT", "Allow: PUT\r\n");
-      return;
-    }
-    auto seq = read_seq_of(req.body());
-    if (!seq) {
-      respond_error(400, "bad_request", "expected {\"seq\": N}");
-      return;
-    }
-    on_hub([g, user, s = *seq]() -> std::pair<int, std::string> {
-      auto unread = g->the_hub().set_read(user, s);
-      if (!unread) return {404, error_json("not_found", "no inbox for '" + user + "'")};
-      auto p = g->the_hub().read_inbox(user, 0, 1);
-      return {200, json{{"read_seq", p.read_seq}, {"unread", *unread}}.dump()};
-    });
+    answer_set_read(req, user);
     return;
   }
   respond_error(404, "not_found", "no such resource");
@@ -466,28 +444,38 @@ void gateway_handler::browser_inbox_op(request& req, const std::vector<std::stri
     respond_error(403, "forbidden", "anonymous connections have no inbox");
     return;
   }
-  gateway* g = &g_;
   std::string user = session_->user;
   if (parts.size() == 1 || (parts.size() == 2 && parts[1].empty())) {
     if (req.method() != bhttp::verb::get) {
       respond_error(405, "method_not_allowed", "use GET", "Allow: GET\r\n");
       return;
     }
-    uint64_t since;
-    size_t limit;
-    if (auto err = page_params({req.target().data(), req.target().size()}, since, limit)) {
-      respond_error(400, "bad_request", *err);
-      return;
-    }
-    on_hub([g, user, since, limit]() -> std::pair<int, std::string> {
-      return {200, page_json(user, g->the_hub().read_inbox(user, since, limit)).dump()};
-    });
+    answer_inbox_page(req, user);
     return;
   }
   if (parts[1] != "read") {
     respond_error(404, "not_found", "no such resource");
     return;
   }
+  answer_set_read(req, user);
+}
+
+// GET: a page of the user's inbox, `since` and `limit` from the query (backend and browser).
+void gateway_handler::answer_inbox_page(request& req, const std::string& user) {
+  uint64_t since;
+  size_t limit;
+  if (auto err = page_params({req.target().data(), req.target().size()}, since, limit)) {
+    respond_error(400, "bad_request", *err);
+    return;
+  }
+  gateway* g = &g_;
+  on_hub([g, user, since, limit]() -> std::pair<int, std::string> {
+    return {200, page_json(user, g->the_hub().read_inbox(user, since, limit)).dump()};
+  });
+}
+
+// PUT .../read {"seq": N}: the user's read position (backend and browser).
+void gateway_handler::answer_set_read(request& req, const std::string& user) {
   if (req.method() != bhttp::verb::put) {
     respond_error(405, "method_not_allowed", "use PUT", "Allow: PUT\r\n");
     return;
@@ -497,6 +485,7 @@ void gateway_handler::browser_inbox_op(request& req, const std::vector<std::stri
     respond_error(400, "bad_request", "expected {\"seq\": N}");
     return;
   }
+  gateway* g = &g_;
   on_hub([g, user, s = *seq]() -> std::pair<int, std::string> {
     auto unread = g->the_hub().set_read(user, s);
     if (!unread) return {404, error_json("not_found", "nothing held for '" + user + "'")};
