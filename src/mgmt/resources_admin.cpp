@@ -19,6 +19,27 @@ namespace bhttp = boost::beast::http;
 
 namespace {
 
+// RabbitMQ's 400 for the first of these permission patterns that cannot be set, if any.
+std::optional<std::string> invalid_pattern(std::initializer_list<const std::string*> patterns) {
+  for (const std::string* pattern : patterns)
+    if (auto why = auth::pattern::check(*pattern))
+      return fmt::format("invalid regular expression '{}': {}", *pattern, *why);
+  return std::nullopt;
+}
+
+// Replaces the user (if it still exists) by a copy `change` edits: a user value is immutable once
+// published, connections on other workers may hold it.
+template <typename F>
+void change_user(const call_ptr& c, const std::string& name, F&& change) {
+  c->api.users->update([&](auth::user_map& m) {
+    auto it = m.find(name);
+    if (it == m.end()) return;
+    auto u = std::make_shared<auth::user>(*it->second);
+    change(*u);
+    it->second = std::move(u);
+  });
+}
+
 json user_json(const auth::user& u) {
   return {{"name", u.name},
           {"password_hash", u.password_hash},
@@ -381,17 +402,11 @@ void put_permission(const call_ptr& c) {
   p.configure = json_text(*body, "configure");
   p.write = json_text(*body, "write");
   p.read = json_text(*body, "read");
-  for (const std::string* pattern : {&p.configure, &p.write, &p.read})
-    if (auto why = auth::pattern::check(*pattern))
-      return c->bad_request(fmt::format("invalid regular expression '{}': {}", *pattern, *why));
+  if (auto why = invalid_pattern({&p.configure, &p.write, &p.read})) return c->bad_request(*why);
   bool created = false;
-  c->api.users->update([&](auth::user_map& m) {
-    auto it = m.find(user);
-    if (it == m.end()) return;
-    auto u = std::make_shared<auth::user>(*it->second);
-    created = !u->permissions.count(vhost);
-    u->permissions[vhost] = p;
-    it->second = std::move(u);
+  change_user(c, user, [&](auth::user& u) {
+    created = !u.permissions.count(vhost);
+    u.permissions[vhost] = p;
   });
   if (!save_users(c)) return;
   created ? c->created() : c->no_content();
@@ -459,18 +474,12 @@ void put_topic_permission(const call_ptr& c) {
   }
   const std::string& exchange = values[0];
   auth::topic_permission t{values[1], values[2]};
-  for (const std::string* pattern : {&t.write, &t.read})
-    if (auto why = auth::pattern::check(*pattern))
-      return c->bad_request(fmt::format("invalid regular expression '{}': {}", *pattern, *why));
+  if (auto why = invalid_pattern({&t.write, &t.read})) return c->bad_request(*why);
   bool created = false;
-  c->api.users->update([&](auth::user_map& m) {
-    auto it = m.find(user);
-    if (it == m.end()) return;
-    auto u = std::make_shared<auth::user>(*it->second);
-    auto& in_vhost = u->topic_permissions[vhost];
+  change_user(c, user, [&](auth::user& u) {
+    auto& in_vhost = u.topic_permissions[vhost];
     created = in_vhost.empty();  // RabbitMQ's resource: the user's topic permissions in the vhost
     in_vhost[exchange] = t;
-    it->second = std::move(u);
   });
   if (!save_users(c)) return;
   spdlog::info("topic permission of '{}' in vhost '{}' on exchange '{}' set by '{}'", user, vhost,

@@ -203,6 +203,14 @@ void gateway_handler::backend(request& req, std::string_view path,
         .dump(-1, ' ', false, json::error_handler_t::replace);
   };
 
+  // Publishes on the hub's worker and answers {"routed": bool} once what it stored is on disk.
+  auto answer_routed_when_stored = [&](broker::message_ptr m) {
+    on_hub_synced([g, m = std::move(m)]() -> hub_answer {
+      uint64_t ticket = 0;
+      bool routed = publish(g->vhost(), m, &ticket);
+      return {200, json{{"routed", routed}}.dump(), ticket};
+    });
+  };
   if (parts.size() == 1 && parts[0] == "send") {
     json b;
     if (!need(bhttp::verb::post, "POST") || !body_object(b)) return;
@@ -215,11 +223,7 @@ void gateway_handler::backend(request& req, std::string_view path,
     auto m =
         make_message("warren.users", b["user"].get<std::string>(), data_of(b), optional_from(b));
     if (!send_options(b, *m)) return;
-    on_hub_synced([g, m]() -> hub_answer {
-      uint64_t ticket = 0;
-      bool routed = publish(g->vhost(), m, &ticket);
-      return {200, json{{"routed", routed}}.dump(), ticket};
-    });
+    answer_routed_when_stored(m);
     return;
   }
   if (parts.size() >= 2 && parts[0] == "inbox") {
@@ -236,11 +240,7 @@ void gateway_handler::backend(request& req, std::string_view path,
     if (publishing_refused()) return;
     auto m = make_message("warren.rooms", parts[1], data_of(b), optional_from(b));
     if (!send_options(b, *m)) return;
-    on_hub_synced([g, m]() -> hub_answer {
-      uint64_t ticket = 0;
-      bool routed = publish(g->vhost(), m, &ticket);
-      return {200, json{{"routed", routed}}.dump(), ticket};
-    });
+    answer_routed_when_stored(m);
     return;
   }
   if (parts.size() == 3 && parts[0] == "rooms" && parts[2] == "members") {
