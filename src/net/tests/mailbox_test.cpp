@@ -1,8 +1,11 @@
 // Mailbox and worker posting: every task from every producer runs exactly once, on the worker.
 #include <gtest/gtest.h>
 
+#include <pthread.h>
+
 #include <atomic>
 #include <future>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -72,6 +75,41 @@ TEST(Worker, PostRunsOnTheWorkerThreadInOrderPerProducer) {
     ASSERT_EQ(v.size(), size_t(per));
     for (int i = 0; i < per; ++i) EXPECT_EQ(v[size_t(i)], i);
   }
+}
+
+// The name top -H, perf and the benchmarks' per-thread CPU show (bench/rmq_perf.cpp).
+TEST(Worker, ItsThreadIsNamedAfterItsIndex) {
+  worker w(3);
+  w.start();
+  std::promise<std::string> name;
+  w.post([&] {
+    char buf[16] = {};
+    pthread_getname_np(pthread_self(), buf, sizeof buf);
+    name.set_value(buf);
+  });
+  auto f = name.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(f.get(), "worker-3");
+  w.stop();
+  w.join();
+}
+
+// A task that owns what it captured (move-only) runs once and is destroyed after it ran; a task
+// never run is destroyed with the mailbox.
+TEST(Mailbox, TasksOwnTheirCapturesAndFreeThem) {
+  auto runs = std::make_shared<int>(0);
+  {
+    mailbox m;
+    auto owned = std::make_unique<int>(7);
+    m.push([runs, o = std::move(owned)] { *runs += *o; });
+    m.push([runs] { *runs += 1; });
+    EXPECT_EQ(runs.use_count(), 3);
+    EXPECT_EQ(m.drain(1), 1u);
+    EXPECT_EQ(*runs, 7);
+    EXPECT_EQ(runs.use_count(), 2);  // the task that ran is gone
+  }
+  EXPECT_EQ(runs.use_count(), 1);  // the one left was freed with the mailbox
+  EXPECT_EQ(*runs, 7);
 }
 
 TEST(Worker, AnUrgentTaskRunsBeforeAnOrdinaryTaskPostedAfterIt) {
