@@ -44,6 +44,7 @@
 #include "store/message_store.hpp"
 #include "store/record_file.hpp"
 #include "web/gateway.hpp"
+#include "web/inbox_entry.hpp"
 
 namespace fs = std::filesystem;
 using namespace warren;
@@ -493,7 +494,8 @@ int run(const app::config& cfg) {
   web::gateway_settings gs;
   gs.vhost = web_vhost;
   gs.inbox_linger = std::chrono::seconds(cfg.inbox_linger);
-  gs.inbox_size = std::max<uint32_t>(1, cfg.inbox_size);
+  // 1 to 2^31-1 (an inbox entry keeps the count in 31 bits).
+  gs.inbox_size = std::clamp<uint32_t>(cfg.inbox_size, 1, web::inbox_entry::max_held);
   gs.inbox_ttl = std::chrono::seconds(std::max<uint32_t>(1, cfg.inbox_ttl));
   gs.room_history = cfg.room_history;
   gs.room_presence_events = cfg.room_presence_events;

@@ -147,17 +147,14 @@ void hub::tick() {
   // is all there is, so it stays while it holds events.
   // Only the live inboxes are looked at: a million users away cost this nothing.
   std::vector<std::string> gone;
-  for (const auto& user : live_users_) {
-    inbox& box = *inboxes_.find(user);
-    if (box.on->sessions.empty() && now - box.on->idle_since >= linger &&
-        (store_ || box.on->cache.empty()))
+  for (const auto& [user, on] : lives_)
+    if (on->sessions.empty() && now - on->idle_since >= linger && (store_ || on->cache.empty()))
       gone.push_back(user);
-  }
   for (const auto& user : gone) {
-    inbox& box = *inboxes_.find(user);
-    for (const auto& r : std::vector<std::string>(box.on->rooms)) leave(user, r);
-    box.on.reset();
-    live_users_.erase(user);
+    auto it = lives_.find(user);
+    for (const auto& r : std::vector<std::string>(it->second->rooms)) leave(user, r);
+    lives_.erase(user);
+    if (inbox* box = inboxes_.find(user)) box->set_live(false);
   }
   sweep(now);
   if (store_) store_->expire_inbox(now);
@@ -168,20 +165,26 @@ hub::inbox& hub::get_inbox(const std::string& user) {
   auto [slot, fresh] = inboxes_.try_emplace(user);
   inbox& box = *slot;
   if (fresh) {
-    box.first_seq = box.next_seq = fresh_seq();
+    box.start(fresh_seq());
     if (!store_) go_live(user, box);
   }
   return box;
 }
 
 hub::live& hub::go_live(const std::string& user, inbox& box) {
-  if (!box.on) {
-    live_users_.insert(user);
-    box.on = std::make_unique<live>();
-    box.on->before_cache = box.newest;
-    box.on->idle_since = now_ms();
-  }
-  return *box.on;
+  if (live* on = live_of(user, box)) return *on;
+  auto& on = lives_[user];
+  on = std::make_unique<live>();
+  on->before_cache = box.newest();
+  on->idle_since = now_ms();
+  box.set_live(true);
+  return *on;
+}
+
+hub::live* hub::live_of(const std::string& user, const inbox& box) const {
+  if (!box.live()) return nullptr;
+  auto it = lives_.find(user);
+  return it == lives_.end() ? nullptr : it->second.get();
 }
 
 hub::inbox* hub::find_inbox(const std::string& user) {
@@ -206,7 +209,7 @@ void hub::attach(const link_ptr& l, std::optional<uint64_t> since) {
   on.sessions.push_back(l);
   std::vector<event> evs;
   if (since) {
-    evs = replay(box, *since);
+    evs = replay(box, &on, *since);
     count_replay(evs);
   }
   release([l, evs = std::move(evs)]() mutable {
@@ -218,22 +221,23 @@ void hub::attach(const link_ptr& l, std::optional<uint64_t> since) {
 
 void hub::detach(const link_ptr& l) {
   inbox* box = find_inbox(l->user);
-  if (!box || !box->on) return;
-  auto& sessions = box->on->sessions;
+  live* on = box ? live_of(l->user, *box) : nullptr;
+  if (!on) return;
+  auto& sessions = on->sessions;
   auto it = std::find(sessions.begin(), sessions.end(), l);
   if (it == sessions.end()) return;
   sessions.erase(it);
   if (sessions.empty()) {
     --online_users_;
     sessions.shrink_to_fit();
-    box->on->idle_since = now_ms();
+    on->idle_since = now_ms();
   }
 }
 
 void hub::catch_up(const link_ptr& l, uint64_t since) {
   inbox* box = find_inbox(l->user);
   std::vector<event> evs;
-  if (box) evs = replay(*box, since);
+  if (box) evs = replay(*box, live_of(l->user, *box), since);
   count_replay(evs);
   release([l, evs = std::move(evs)]() mutable {
     l->worker->post([l, evs = std::move(evs)]() mutable {
@@ -313,11 +317,11 @@ void hub::remove_member(room& r, const std::string& user) {
 }
 
 op_result hub::leave(const std::string& user, const std::string& room_name) {
-  inbox* box = find_inbox(user);
+  auto lit = lives_.find(user);
   auto rit = rooms_.find(room_name);
-  if (!box || !box->on || rit == rooms_.end())
+  if (lit == lives_.end() || rit == rooms_.end())
     return op_result{404, "not in room '" + room_name + "'"};
-  auto& rooms = box->on->rooms;
+  auto& rooms = lit->second->rooms;
   auto it = std::find(rooms.begin(), rooms.end(), room_name);
   if (it == rooms.end()) return op_result{404, "not in room '" + room_name + "'"};
   rooms.erase(it);
@@ -355,15 +359,15 @@ std::vector<member_info> hub::members(const std::string& room) const {
   auto it = rooms_.find(room);
   if (it == rooms_.end()) return out;
   for (const auto& u : it->second->members) {
-    const inbox* box = find_inbox(u);
-    out.push_back(member_info{u, box && box->on ? box->on->sessions.size() : 0});
+    auto lit = lives_.find(u);
+    out.push_back(member_info{u, lit != lives_.end() ? lit->second->sessions.size() : 0});
   }
   return out;
 }
 
 std::pair<bool, size_t> hub::presence(const std::string& user) const {
-  const inbox* box = find_inbox(user);
-  size_t n = box && box->on ? box->on->sessions.size() : 0;
+  auto it = lives_.find(user);
+  size_t n = it != lives_.end() ? it->second->sessions.size() : 0;
   return {n > 0, n};
 }
 
@@ -372,7 +376,8 @@ bool hub::on_user_message(const broker::message& m) {
   if (m.routing_key.starts_with("anonymous:") || m.routing_key.empty()) return false;
   send_options o = options_of(m);
   inbox* box = find_inbox(m.routing_key);
-  if (o.transient && (!box || !box->on || box->on->sessions.empty()))
+  live* on = box ? live_of(m.routing_key, *box) : nullptr;
+  if (o.transient && (!on || on->sessions.empty()))
     return false;  // nobody to give it to, and nothing to hold
   if (!box) box = &get_inbox(m.routing_key);
   auto tail = make_tail("message", m, nullptr, nullptr);

@@ -42,6 +42,7 @@
 #include "web/gateway_counters.hpp"
 #include "web/gateway_settings.hpp"
 #include "web/gateway_stats.hpp"
+#include "web/inbox_entry.hpp"
 #include "web/user_table.hpp"
 
 namespace warren::net {
@@ -153,19 +154,9 @@ class hub {
  private:
   struct live;
   struct room;
-  // A user's inbox: 48 bytes, and in inboxes_ about 28 more (its id, the index), while the user is
-  // away.
-  struct inbox {
-    uint64_t first_seq = 0;        // the oldest held (the count limit moves it)
-    uint64_t next_seq = 0;         // the next event's
-    uint64_t read_seq = 0;         // the read position a backend or the browser set
-    std::unique_ptr<live> on;      // while connected and --inbox-linger after
-    store::inbox_location newest;  // the newest event's record (none: nothing stored)
-    uint32_t expires_s = 0;  // every held event has expired by then (s since the epoch; 0: none)
-    int64_t expires_max() const { return int64_t(expires_s) * 1000; }  // ms
-    void hold_until(int64_t ms) { expires_s = std::max(expires_s, uint32_t((ms + 999) / 1000)); }
-    uint64_t last_seq() const { return next_seq - 1; }
-  };
+  // A user's inbox: 32 bytes (inbox_entry.hpp), and in inboxes_ about 25 more (where its id is,
+  // the id with its length, the index), connected or not.
+  using inbox = inbox_entry;
   struct send_options {
     int64_t ttl_ms = -1;  // -1: --inbox-ttl
     bool transient = false;
@@ -177,6 +168,8 @@ class hub {
   inbox* find_inbox(const std::string& user);
   const inbox* find_inbox(const std::string& user) const;
   live& go_live(const std::string& user, inbox& box);
+  // The live part of a user's inbox, or null (a user away: no lookup).
+  live* live_of(const std::string& user, const inbox& box) const;
   // Holds an event in the inbox (and the store) and queues it for the inbox's connections; a
   // transient one is only queued.
   void push(const std::string& user, inbox& box, const event_tail& tail, const send_options& o);
@@ -187,9 +180,9 @@ class hub {
   void release(std::function<void()> post);
   void release_ready();
   void wait_for_store();
-  std::vector<event> replay(inbox& box, uint64_t since);
+  std::vector<event> replay(inbox& box, live* on, uint64_t since);
   // Held events of the inbox with seq >= from, oldest first, at most `limit`.
-  std::vector<event> held_from(inbox& box, uint64_t from, size_t limit, bool& more);
+  std::vector<event> held_from(inbox& box, live* on, uint64_t from, size_t limit, bool& more);
   void note_ticket(uint64_t t, bool persistent);
   int64_t expiry(const send_options& o, int64_t now) const;
   void sweep(int64_t now);
@@ -205,7 +198,9 @@ class hub {
   follow_graph& follows_;
   store::message_store* store_;
   user_table<inbox> inboxes_;
-  std::unordered_set<std::string> live_users_;  // the inboxes with a live part
+  // The live parts of inboxes (connected users and --inbox-linger after), apart from the entries
+  // so that a user away costs nothing for them.
+  std::unordered_map<std::string, std::unique_ptr<live>> lives_;
   size_t sweep_cursor_ = 0;  // where the next tick's sweep over the inboxes goes on
   std::unordered_map<std::string, std::unique_ptr<room>> rooms_;
   std::span<worker_counters> counters_;

@@ -89,48 +89,50 @@ void hub::note_ticket(uint64_t t, bool persistent) {
 }
 
 void hub::push(const std::string& user, inbox& box, const event_tail& tail, const send_options& o) {
+  live* on = live_of(user, box);
   auto deliver = [&](const event& e) {
-    if (!box.on || box.on->sessions.empty()) return;
+    if (!on || on->sessions.empty()) return;
     if (!outgoing_since_) outgoing_since_ = std::chrono::steady_clock::now();
-    for (const auto& l : box.on->sessions) outgoing_[l->worker->index()].emplace_back(l, e);
+    for (const auto& l : on->sessions) outgoing_[l->worker->index()].emplace_back(l, e);
   };
   if (o.transient) {
     deliver(event{box.last_seq(), tail, 0, true});
     return;
   }
   int64_t expires = expiry(o, now_ms());
-  event e{box.next_seq++, tail, expires, false};
+  held_events_ -= box.held();
+  store::inbox_location prev = box.newest();
+  event e{box.take_seq(settings_.inbox_size), tail, expires, false};
+  held_events_ += box.held();
   if (store_) {
     std::string body;
     body.reserve(40 + user.size() + tail->size());
     common::byte_writer w(body);
     w.u64(e.seq);
-    w.u32(box.newest.segment);
-    w.u32(box.newest.offset);
-    w.u32(box.newest.length);
+    w.u32(prev.segment);
+    w.u32(prev.offset);
+    w.u32(prev.length);
     put_str(w, user);
     put_str(w, *tail);
-    note_ticket(store_->write_inbox(store::inbox_event, expires, body, box.newest), o.persistent);
+    store::inbox_location at;
+    note_ticket(store_->write_inbox(store::inbox_event, expires, body, at), o.persistent);
+    box.set_newest(at);
   }
   box.hold_until(expires);
-  held_events_ -= box.next_seq - 1 - box.first_seq;
-  if (box.next_seq - box.first_seq > settings_.inbox_size)
-    box.first_seq = box.next_seq - settings_.inbox_size;
-  held_events_ += box.next_seq - box.first_seq;
   deliver(e);
-  if (box.on) box.on->cache.push(std::move(e), settings_.inbox_size);
+  if (on) on->cache.push(std::move(e), settings_.inbox_size);
 }
 
-std::vector<event> hub::held_from(inbox& box, uint64_t from, size_t limit, bool& more) {
+std::vector<event> hub::held_from(inbox& box, live* on, uint64_t from, size_t limit, bool& more) {
   int64_t now = now_ms();
   std::vector<event> out;
   more = false;
-  from = std::max(from, box.first_seq);
-  if (from >= box.next_seq) return out;
-  uint64_t cache_first = box.on ? box.next_seq - box.on->cache.size() : box.next_seq;
+  from = std::max(from, box.first_seq());
+  if (from >= box.next_seq()) return out;
+  uint64_t cache_first = on ? box.next_seq() - on->cache.size() : box.next_seq();
   if (from < cache_first && store_) {
     // Older than the cache: follow the user's chain of records back from the newest not cached.
-    store::inbox_location at = box.on ? box.on->before_cache : box.newest;
+    store::inbox_location at = on ? on->before_cache : box.newest();
     store::inbox_kind kind;
     int64_t expires;
     std::string body;
@@ -148,9 +150,9 @@ std::vector<event> hub::held_from(inbox& box, uint64_t from, size_t limit, bool&
     }
     std::reverse(out.begin(), out.end());
   }
-  if (box.on)
-    for (size_t i = 0; i < box.on->cache.size(); ++i) {
-      const event& e = box.on->cache.at(i);
+  if (on)
+    for (size_t i = 0; i < on->cache.size(); ++i) {
+      const event& e = on->cache.at(i);
       if (e.seq >= from && !expired(e, now)) out.push_back(e);
     }
   if (out.size() > limit) {
@@ -160,7 +162,7 @@ std::vector<event> hub::held_from(inbox& box, uint64_t from, size_t limit, bool&
   return out;
 }
 
-std::vector<event> hub::replay(inbox& box, uint64_t since) {
+std::vector<event> hub::replay(inbox& box, live* on, uint64_t since) {
   std::vector<event> out;
   uint64_t last = box.last_seq();
   if (since == last) return out;  // nothing newer
@@ -170,12 +172,12 @@ std::vector<event> hub::replay(inbox& box, uint64_t since) {
     out.push_back(reset_event(last, "new-inbox", since));
     return out;
   }
-  if (since != 0 && since + 1 < box.first_seq) {
+  if (since != 0 && since + 1 < box.first_seq()) {
     // Something after `since` is gone (the count limit): say so before what follows.
-    out.push_back(reset_event(box.first_seq - 1, "dropped", since));
+    out.push_back(reset_event(box.first_seq() - 1, "dropped", since));
   }
   bool more;
-  auto held = held_from(box, since + 1, std::numeric_limits<size_t>::max(), more);
+  auto held = held_from(box, on, since + 1, std::numeric_limits<size_t>::max(), more);
   out.insert(out.end(), std::make_move_iterator(held.begin()), std::make_move_iterator(held.end()));
   return out;
 }
@@ -192,13 +194,10 @@ void hub::recover() {
         if (!decode_event_record(body, e)) break;
         auto [slot, fresh] = inboxes_.try_emplace(e.user);
         inbox& box = *slot;
-        if (fresh) box.first_seq = box.next_seq = e.seq;
-        if (e.seq < box.next_seq) break;  // not after what is known: ignored
-        box.next_seq = e.seq + 1;
-        box.newest = at;
+        if (fresh) box.start(e.seq);
+        if (!box.recovered(e.seq, settings_.inbox_size)) break;  // not after what is known
+        box.set_newest(at);
         box.hold_until(expires);
-        if (box.next_seq - box.first_seq > settings_.inbox_size)
-          box.first_seq = box.next_seq - settings_.inbox_size;
         ++events;
         break;
       }
@@ -222,7 +221,7 @@ void hub::recover() {
         uint64_t seq = r.u64();
         std::string user(get_str(r));
         if (!r.ok()) break;
-        if (inbox* box = find_inbox(user)) box->read_seq = seq;
+        if (inbox* box = find_inbox(user)) box->set_read(std::min(seq, box->last_seq()));
         ++reads;
         break;
       }
@@ -235,8 +234,7 @@ void hub::recover() {
     }
   });
   held_events_ = 0;
-  inboxes_.for_each(
-      [&](std::string_view, const inbox& box) { held_events_ += box.next_seq - box.first_seq; });
+  inboxes_.for_each([&](std::string_view, const inbox& box) { held_events_ += box.held(); });
   spdlog::info(
       "web gateway: {} inboxes holding {} events, {} rooms with history recovered ({} event, {} "
       "history, {} read and {} erase records)",
@@ -249,11 +247,11 @@ void hub::sweep(int64_t now) {
   constexpr size_t slice = 16384;
   std::vector<std::string> gone;
   inboxes_.visit_some(sweep_cursor_, slice, [&](std::string_view user, const inbox& box) {
-    if (!box.on && box.expires_max() <= now) gone.emplace_back(user);
+    if (!box.live() && box.expires_max() <= now) gone.emplace_back(user);
   });
   for (const auto& u : gone) {
     inbox* box = inboxes_.find(u);
-    held_events_ -= box->next_seq - box->first_seq;
+    held_events_ -= box->held();
     inboxes_.erase(u);
   }
 }
@@ -263,35 +261,35 @@ inbox_page hub::read_inbox(const std::string& user, uint64_t since, size_t limit
   inbox* box = find_inbox(user);
   if (!box) return p;
   p.last_seq = box->last_seq();
-  p.first_seq = box->next_seq > box->first_seq ? box->first_seq : 0;
-  p.read_seq = box->read_seq;
-  uint64_t read_to = std::max(box->read_seq, box->first_seq - 1);
+  p.first_seq = box->held() > 0 ? box->first_seq() : 0;
+  p.read_seq = box->read_seq();
+  uint64_t read_to = std::max(box->read_seq(), box->first_seq() - 1);
   p.unread = box->last_seq() > read_to ? box->last_seq() - read_to : 0;
-  p.events = held_from(*box, since + 1, limit, p.more);
+  p.events = held_from(*box, live_of(user, *box), since + 1, limit, p.more);
   return p;
 }
 
 std::optional<uint64_t> hub::set_read(const std::string& user, uint64_t seq) {
   inbox* box = find_inbox(user);
   if (!box) return std::nullopt;
-  box->read_seq = std::min(seq, box->last_seq());
+  box->set_read(std::min(seq, box->last_seq()));
   if (store_) {
     std::string body;
     common::byte_writer w(body);
-    w.u64(box->read_seq);
+    w.u64(box->read_seq());
     put_str(w, user);
     store::inbox_location at;
     note_ticket(store_->write_inbox(store::inbox_read, expiry(send_options{}, now_ms()), body, at),
                 false);
   }
-  uint64_t read_to = std::max(box->read_seq, box->first_seq - 1);
+  uint64_t read_to = std::max(box->read_seq(), box->first_seq() - 1);
   return box->last_seq() > read_to ? box->last_seq() - read_to : 0;
 }
 
 uint64_t hub::erase(const std::string& user) {
   inbox* box = find_inbox(user);
   if (!box) return 0;
-  held_events_ -= box->next_seq - box->first_seq;
+  held_events_ -= box->held();
   uint64_t ticket = 0;
   if (store_) {
     std::string body;
@@ -301,17 +299,15 @@ uint64_t hub::erase(const std::string& user) {
     ticket = store_->write_inbox(store::inbox_erase, expiry(send_options{}, now_ms()), body, at);
     note_ticket(ticket, false);
   }
-  if (!box->on) {
+  live* on = live_of(user, *box);
+  if (!on) {
     inboxes_.erase(user);
     return ticket;
   }
   // Connected: the connections stay, and the numbering goes on from where it was.
-  box->first_seq = box->next_seq;
-  box->read_seq = 0;
-  box->expires_s = 0;
-  box->newest = {};
-  box->on->cache.clear();
-  box->on->before_cache = {};
+  box->drop_all();
+  on->cache.clear();
+  on->before_cache = {};
   return ticket;
 }
 

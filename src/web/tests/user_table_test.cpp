@@ -7,6 +7,7 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 using warren::web::user_table;
 
@@ -61,4 +62,51 @@ TEST(UserTable, AgreesWithUnorderedMapUnderChurnAndSweepsEverything) {
   size_t each = 0;
   t.for_each([&](std::string_view k, uint64_t& v) { each += m.at(std::string(k)) == v; });
   EXPECT_EQ(each, m.size());
+}
+
+TEST(UserTable, LongKeysAndKeysAtBlockEdgesSurviveCompaction) {
+  user_table<uint32_t> t;
+  // Ids of every length around the arena's 64 KiB block and the length prefix's 127/128 edge.
+  std::vector<std::string> keys;
+  for (size_t n : {0, 1, 127, 128, 129, 16383, 16384, 65533, 65534, 65535, 65536, 200000})
+    keys.push_back(std::string(n, char('a' + n % 26)));
+  for (int i = 0; i < 30000; ++i) keys.push_back(key("k", uint64_t(i)));
+  for (size_t i = 0; i < keys.size(); ++i) *t.try_emplace(keys[i]).first = uint32_t(i);
+  for (size_t i = 0; i < keys.size(); ++i) ASSERT_EQ(*t.find(keys[i]), i) << keys[i].size();
+  // Erase most (the arena compacts), then check what stayed and add again.
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (i % 5 != 0) {
+      ASSERT_TRUE(t.erase(keys[i]));
+    }
+  }
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (i % 5 == 0) {
+      ASSERT_EQ(*t.find(keys[i]), i) << keys[i].size();
+    } else {
+      ASSERT_EQ(t.find(keys[i]), nullptr);
+    }
+  }
+  for (size_t i = 0; i < keys.size(); ++i) *t.try_emplace(keys[i]).first = uint32_t(i) + 1;
+  for (size_t i = 0; i < keys.size(); ++i) ASSERT_EQ(*t.find(keys[i]), i + 1);
+  EXPECT_EQ(t.size(), keys.size());
+}
+
+TEST(UserTable, AMillionShortIdsCostTheirEntryTheirBytesAndEightOfIndex) {
+  struct value {
+    uint32_t a[8];
+  };
+  user_table<value> t;
+  constexpr size_t n = 1'000'000;
+  size_t id_bytes = 0;
+  for (size_t i = 0; i < n; ++i) {
+    std::string k = key("user-", i);
+    id_bytes += k.size() + 1;  // and its length
+    t.try_emplace(k);
+  }
+  auto m = t.memory();
+  EXPECT_EQ(user_table<value>::entry_size(), 36u);
+  EXPECT_LE(m.entries, (n + 4096) * 36);
+  EXPECT_EQ(m.index, (2u << 20) * 4);  // a power of two at most three quarters full: 2^21 here
+  EXPECT_LE(m.keys, id_bytes + id_bytes / 100 + 65536);
+  EXPECT_LE(double(m.total()) / n, 36 + 12.5 + 8.5 + 0.5);
 }
