@@ -1,7 +1,8 @@
 // A map from user id to a value, built for a million users who are away: the values sit in
 // chunks of 4096 (their addresses never change, as with a node-based map), the ids in an arena of
 // 64 KiB blocks, each after its length, and the index is an open-addressing table of 32-bit slot
-// numbers that doubles at three quarters full. Per entry: the value, 4 bytes for where its id is,
+// numbers (with spare high bits holding a few bits of the key's hash) that doubles at three
+// quarters full. Per entry: the value, 4 bytes for where its id is,
 // the id's bytes and one of length, and 5.3 to 10.7 bytes of index (8 at a million), where
 // std::unordered_map would add about 56 bytes of node, string and bucket. Hand-written because
 // the flat maps we could take (boost::unordered_flat_map is not in Debian 12's Boost 1.74) keep a
@@ -35,11 +36,14 @@ class user_table {
 
   V* find(std::string_view key) {
     if (index_.empty()) return nullptr;
+    size_t h = hash(key);
+    uint32_t tag = tag_of(h);
     size_t mask = index_.size() - 1;
-    for (size_t i = hash(key) & mask;; i = (i + 1) & mask) {
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
       uint32_t s = index_[i];
       if (s == empty) return nullptr;
-      if (s != tombstone && key_of(s - 1) == key) return &at(s - 1).value;
+      if (s != tombstone && (uint64_t(s) >> slot_bits_) == tag && key_of(slot_of(s)) == key)
+        return &at(slot_of(s)).value;
     }
   }
   const V* find(std::string_view key) const { return const_cast<user_table*>(this)->find(key); }
@@ -47,16 +51,20 @@ class user_table {
   // The value for `key`, made (value-initialised) if new; true if new.
   std::pair<V*, bool> try_emplace(std::string_view key) {
     if (V* v = find(key)) return {v, false};
-    if ((used_ + 1) * 4 > index_.size() * 3) rehash(std::max<size_t>(64, (size_ + 1) * 2));
+    if ((used_ + 1) * 4 > index_.size() * 3)
+      rehash(std::max<size_t>(64, (size_ + 1) * 2));
+    else if (free_.empty() && uint64_t(next_) + 2 >= uint64_t(1) << slot_bits_)
+      rehash(index_.size());  // a new slot number needs more bits than the index gives them
     uint32_t slot = take_slot();
     entry& e = at(slot);
     e.key_at = store_key(key);
     e.value = V{};
+    size_t h = hash(key);
     size_t mask = index_.size() - 1;
-    for (size_t i = hash(key) & mask;; i = (i + 1) & mask) {
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
       if (index_[i] == empty || index_[i] == tombstone) {
         if (index_[i] == empty) ++used_;
-        index_[i] = slot + 1;
+        index_[i] = position(slot, h);
         break;
       }
     }
@@ -66,17 +74,20 @@ class user_table {
 
   bool erase(std::string_view key) {
     if (index_.empty()) return false;
+    size_t h = hash(key);
+    uint32_t tag = tag_of(h);
     size_t mask = index_.size() - 1;
-    for (size_t i = hash(key) & mask;; i = (i + 1) & mask) {
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
       uint32_t s = index_[i];
       if (s == empty) return false;
-      if (s != tombstone && key_of(s - 1) == key) {
+      if (s != tombstone && (uint64_t(s) >> slot_bits_) == tag && key_of(slot_of(s)) == key) {
         index_[i] = tombstone;
-        entry& e = at(s - 1);
+        uint32_t slot = slot_of(s);
+        entry& e = at(slot);
         garbage_ += prefix_len(key.size()) + key.size();
         e.key_at = dead;
         e.value = V{};
-        free_.push_back(s - 1);
+        free_.push_back(slot);
         --size_;
         if (garbage_ > block && garbage_ * 2 > arena_bytes()) compact_arena();
         return true;
@@ -132,6 +143,19 @@ class user_table {
   };
 
   static size_t hash(std::string_view k) { return std::hash<std::string_view>()(k); }
+  // An index position holds slot + 1 in its low slot_bits_ and, above them, that many of the
+  // key's hash's top bits (its tag), so that a probe passing other keys rarely reads their entry
+  // and id (two cache misses each): 0 is empty, all ones erased.
+  uint32_t tag_of(size_t h) const {
+    unsigned tag_bits = 32 - slot_bits_;
+    return tag_bits == 0 ? 0 : uint32_t(uint64_t(h) >> (64 - tag_bits));
+  }
+  uint32_t position(uint32_t slot, size_t h) const {
+    return uint32_t((uint64_t(tag_of(h)) << slot_bits_) | (uint64_t(slot) + 1));
+  }
+  uint32_t slot_of(uint32_t s) const {
+    return uint32_t((uint64_t(s) & ((uint64_t(1) << slot_bits_) - 1)) - 1);
+  }
   static size_t prefix_len(size_t n) {
     size_t p = 1;
     for (; n >= 0x80; n >>= 7) ++p;
@@ -187,13 +211,19 @@ class user_table {
   void rehash(size_t want) {
     size_t n = 64;
     while (n < want) n *= 2;
+    // Room for slot numbers up to twice those used so far (and the one about to be taken); the
+    // tag gets the rest of the 32 bits. slot + 1 stays below all ones (erased) even at 32 bits.
+    unsigned bits = 1;
+    while (bits < 32 && (uint64_t(1) << bits) < 2 * (uint64_t(next_) + 3)) ++bits;
+    slot_bits_ = bits;
     std::vector<uint32_t> fresh(n, empty);
     size_t mask = n - 1;
     for (uint32_t s = 0; s < next_; ++s) {
       if (at(s).key_at == dead) continue;
-      for (size_t i = hash(key_of(s)) & mask;; i = (i + 1) & mask)
+      size_t h = hash(key_of(s));
+      for (size_t i = h & mask;; i = (i + 1) & mask)
         if (fresh[i] == empty) {
-          fresh[i] = s + 1;
+          fresh[i] = position(s, h);
           break;
         }
     }
@@ -223,7 +253,8 @@ class user_table {
   std::vector<std::unique_ptr<entry[]>> chunks_;
   uint32_t next_ = 0;            // slots ever used
   std::vector<uint32_t> free_;   // erased slots, reused first
-  std::vector<uint32_t> index_;  // open addressing: slot + 1, 0 empty, ~0 erased
+  std::vector<uint32_t> index_;  // open addressing: tag | slot + 1, 0 empty, ~0 erased
+  unsigned slot_bits_ = 32;      // of an index position, for slot + 1 (the rest: the tag)
   std::vector<arena_block> blocks_;
   size_t fill_ = 0;  // bytes used in the last block
   size_t size_ = 0;
