@@ -198,6 +198,20 @@ def test_inbox_pages_read_position_and_unread_count(gw):
     assert inbox(gw, "quin")["read_seq"] == nxt["events"][-1]["seq"]
 
 
+def test_a_read_position_far_before_everything_held_is_kept_as_just_before_the_first(gw):
+    """The index keeps the read position as a 32-bit distance back from the next seq (docs/web-api.md,
+    "Inboxes"); seqs start at the time in microseconds, so 1 is far before anything held, and 0 clears it."""
+    for i in range(3):
+        gw.send("ray", i)
+    page = inbox(gw, "ray")
+    assert gw.ok("PUT", "/api/inbox/ray/read", {"seq": 1}) == {"read_seq": page["first_seq"] - 1, "unread": 3}
+    gw.proc.restart()
+    assert inbox(gw, "ray")["read_seq"] == page["first_seq"] - 1
+    assert gw.ok("PUT", "/api/inbox/ray/read", {"seq": 0}) == {"read_seq": 0, "unread": 3}
+    assert gw.ok("PUT", "/api/inbox/ray/read", {"seq": page["last_seq"] + 100}) == {
+        "read_seq": page["last_seq"], "unread": 0}
+
+
 def test_an_unknown_user_has_an_empty_inbox_but_no_read_position(gw):
     assert inbox(gw, "nobody") == {"user": "nobody", "first_seq": 0, "last_seq": 0, "read_seq": 0, "unread": 0,
                                    "events": [], "more": False}
