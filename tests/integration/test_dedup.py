@@ -181,6 +181,24 @@ def test_management_lists_the_type_and_declares_it(warren):
     assert status in (201, 204)
     status, x = api(warren, "GET", "/api/exchanges/%2F/dd")
     assert status == 200 and x["type"] == "x-message-deduplication"
+    assert x["deduplication"] == {"ids": 0, "capacity": 10, "dropped": 0, "memory": 0}
+    # The window's figures: ids remembered, duplicates dropped (Warren's own field).
+    c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", warren.amqp_port))
+    ch = c.channel()
+    ch.queue_declare("dq", arguments={"x-message-deduplication": True, "x-cache-size": 50})
+    for i in ("a", "b", "a", "a"):
+        ch.basic_publish("dd", "", b"", props(i))
+        ch.basic_publish("", "dq", b"", props(i))
+    ch.queue_declare("dq", passive=True)  # a round trip: the publishes were handled
+    c.close()
+    status, x = api(warren, "GET", "/api/exchanges/%2F/dd")
+    assert x["deduplication"]["ids"] == 2 and x["deduplication"]["dropped"] == 2, x
+    assert x["deduplication"]["memory"] > 0
+    status, q = api(warren, "GET", "/api/queues/%2F/dq")
+    assert status == 200
+    assert (q["deduplication"]["ids"], q["deduplication"]["capacity"], q["deduplication"]["dropped"]) == (2, 50, 2), q
+    status, plain = api(warren, "GET", "/api/exchanges/%2F/amq.direct")
+    assert "deduplication" not in plain
 
 
 def test_a_restart_keeps_the_exchange_but_not_its_cache(warren):
