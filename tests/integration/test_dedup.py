@@ -74,6 +74,23 @@ def test_exchange_type_drops_duplicates_confirms_them_and_does_not_return_them(c
         assert drain(ch, q) == [b"first", b"other", b"no header", b"no header again"]
 
 
+def test_two_paths_into_one_dedup_exchange_deliver_once(conn):
+    # Two links (as two federation links would) republish the same messages into one exchange.
+    ch = conn.channel()
+    ch.exchange_declare("site", "x-message-deduplication", arguments={"x-cache-size": 1000})
+    for link in ("link-1", "link-2"):
+        ch.exchange_declare(link, "topic")
+        ch.exchange_bind("site", link, "#")
+    ch.queue_declare("q")
+    ch.queue_bind("q", "site")
+    ch.confirm_delivery()
+    for i in range(20):
+        ch.basic_publish("link-1", "a.b", f"m{i}".encode(), props(f"id-{i}"))
+    for i in range(10, 30):  # overlaps 10..19
+        ch.basic_publish("link-2", "a.b", f"m{i}".encode(), props(f"id-{i}"))
+    assert drain(ch, "q") == [f"m{i}".encode() for i in range(30)]
+
+
 def test_exchange_argument_dedups_a_direct_exchange_with_its_own_header(conn):
     ch = conn.channel()
     ch.exchange_declare("dx", "direct", arguments={"x-message-deduplication": True, "x-deduplication-header": "msg-id"})
