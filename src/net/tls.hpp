@@ -121,7 +121,7 @@ class tls_session {
 // OpenSSL's reasons for the last failure on this thread, joined, and the queue cleared.
 std::string tls_error_text();
 
-// A TLS handshake needs about 40 KB for a moment (record buffers, the handshake's own buffer,
+// A TLS handshake has about 70 KB live at its peak (record buffers, the handshake's own buffer,
 // key-exchange temporaries), which it frees when done; malloc keeps those pages on its free lists,
 // so after a burst of handshakes the process keeps their peak, several KB per connection that
 // stays (docs/security.md). note_handshake_done() counts one (any worker); trim_after_handshakes()
