@@ -2,7 +2,7 @@
 """Memory per idle AMQP connection: start warren, open N connections (full handshake, guest, one channel each),
 leave them idle, and report the server's RSS growth per connection. Loopback only; bounded in count and time.
 
-    /usr/bin/python3 bench/conn_memory.py [--connections 10000] [--workers 2] [--heartbeat 60] [--tls]
+    /usr/bin/python3 bench/conn_memory.py [--connections 10000] [--workers 2] [--heartbeat 60] [--tls [--tls12]]
 
 --tls connects to the AMQPS port instead, with a certificate made for the run by the openssl command (TLS 1.3,
 the client's default suite).
@@ -116,6 +116,8 @@ async def run(args) -> int:
         extra = ["--tls-cert", cert, "--tls-key", key, "--amqps-port", "0", "--https-port", "0",
                  "--web-tls-port", "0"]
         tls = ssl.create_default_context(cafile=cert)
+        if args.tls12:
+            tls.maximum_version = ssl.TLSVersion.TLSv1_2
         port_key = "amqps"
     warren = WarrenProcess(extra, workers=args.workers)
     warren.start()
@@ -147,7 +149,7 @@ async def run(args) -> int:
                                 text=True, timeout=5).stdout.strip() or "?"
     except OSError:
         commit = "?"
-    kind = "TLS" if args.tls else "plain"
+    kind = ("TLS 1.2" if args.tls12 else "TLS") if args.tls else "plain"
     print(f"connections:     {n} {kind} (one channel each, heartbeat {args.heartbeat}, sources {len(sources)})")
     print(f"workers:         {args.workers}")
     print(f"handshakes:      {handshake_s:.2f} s ({n / handshake_s:.0f}/s)")
@@ -167,6 +169,7 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--heartbeat", type=int, default=60, help="heartbeat to negotiate (0 disables)")
     p.add_argument("--tls", action="store_true", help="connect to the AMQPS port (a certificate is made for the run)")
+    p.add_argument("--tls12", action="store_true", help="with --tls: TLS 1.2 instead of the client's default 1.3")
     args = p.parse_args()
     if not 1 <= args.connections <= MAX_OPEN_FILES - 500:
         p.error(f"--connections must be between 1 and {MAX_OPEN_FILES - 500}")

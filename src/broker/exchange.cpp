@@ -1,4 +1,4 @@
-// Exchange types: direct, fanout, topic and headers.
+// Exchange types: direct, fanout, topic, headers and the plugins' types Warren has built in.
 #include "broker/exchange.hpp"
 
 #include <algorithm>
@@ -7,7 +7,8 @@ namespace warren::broker {
 
 bool is_known_exchange_type(std::string_view type) {
   return type == "direct" || type == "fanout" || type == "topic" || type == "headers" ||
-         type == "x-recent-history" || type == "x-consistent-hash" || is_sink_exchange_type(type);
+         type == "x-recent-history" || type == "x-consistent-hash" || type == dedup_exchange_type ||
+         is_sink_exchange_type(type);
 }
 
 bool is_sink_exchange_type(std::string_view type) {
@@ -15,6 +16,8 @@ bool is_sink_exchange_type(std::string_view type) {
 }
 
 maybe_error check_exchange_arguments(const exchange_settings& s) {
+  std::optional<dedup_settings> dedup;
+  if (auto e = parse_dedup_arguments(s.arguments, s.type, dedup)) return e;
   if (s.type == "x-recent-history" && !parse_history_length(s.arguments))
     return error{error_code::precondition_failed,
                  "invalid arg 'x-recent-history-length': expected a positive integer"};
@@ -31,7 +34,11 @@ maybe_error check_exchange_arguments(const exchange_settings& s) {
   return std::nullopt;
 }
 
-std::unique_ptr<exchange> make_exchange(exchange_settings s, dest_id id) {
+namespace {
+
+std::unique_ptr<exchange> make_exchange_of_type(exchange_settings s, dest_id id) {
+  // The plugin's x-message-deduplication routes as fanout does, behind its filter.
+  if (s.type == dedup_exchange_type) return std::make_unique<fanout_exchange>(std::move(s), id);
   if (s.type == "direct") return std::make_unique<direct_exchange>(std::move(s), id);
   if (s.type == "fanout") return std::make_unique<fanout_exchange>(std::move(s), id);
   if (s.type == "topic") return std::make_unique<topic_exchange>(std::move(s), id);
@@ -44,6 +51,17 @@ std::unique_ptr<exchange> make_exchange(exchange_settings s, dest_id id) {
     return std::make_unique<consistent_hash_exchange>(std::move(s), id);
   if (is_sink_exchange_type(s.type)) return std::make_unique<sink_exchange>(std::move(s), id);
   return nullptr;
+}
+
+}  // namespace
+
+std::unique_ptr<exchange> make_exchange(exchange_settings s, dest_id id) {
+  std::optional<dedup_settings> dedup;
+  // Arguments were checked on declare; one that fails here (none should) means no filter.
+  (void)parse_dedup_arguments(s.arguments, s.type, dedup);
+  auto x = make_exchange_of_type(std::move(s), id);
+  if (x && dedup) x->dedup = std::make_unique<dedup_filter>(std::move(*dedup));
+  return x;
 }
 
 void direct_exchange::add_binding(dest_id d, const std::string& key, const common::field_table&) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "broker/consistent_hash_ring.hpp"
+#include "broker/dedup.hpp"
 #include "broker/dest_id.hpp"
 #include "broker/error.hpp"
 #include "broker/headers_match.hpp"
@@ -59,6 +60,10 @@ class exchange {
   // Hands the message to a receiver outside the queue model (the web gateway's inboxes, rooms
   // and feeds). True if it took the message, which then counts as routed.
   virtual bool deliver_external(const message& /*m*/) { return false; }
+
+  // Deduplication (broker/dedup.hpp): set for the type x-message-deduplication and for any
+  // exchange declared with x-message-deduplication = true; the vhost asks it before routing.
+  std::unique_ptr<dedup_filter> dedup;
 
   // Statistics (broker/stats.hpp), on the vhost's worker.
   exchange_counters stats;

@@ -76,6 +76,8 @@ maybe_error parse_queue_arguments(const common::field_table& args, queue_policy&
     }
     // Other arguments are stored and ignored, as RabbitMQ ignores unknown ones.
   }
+  std::optional<dedup_settings> dedup;
+  if (auto e = parse_dedup_arguments(args, {}, dedup)) return e;
   if (p.dead_letter_routing_key && !p.dead_letter_exchange)
     return error{error_code::precondition_failed,
                  "invalid arg 'x-dead-letter-routing-key' for queue: "
@@ -90,6 +92,9 @@ queue::queue(queue_settings s, queue_policy p, dest_id id)
       levels_(policy_.max_priority + 1u),
       paged_(policy_.max_priority + 1u) {
   last_used = now_ms();
+  std::optional<dedup_settings> d;
+  if (!parse_dedup_arguments(settings_.arguments, {}, d) && d)
+    dedup = std::make_unique<dedup_filter>(std::move(*d));
 }
 
 bool queue::pages_level(uint8_t lvl) const {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/dedup.hpp"
 #include "broker/dest_id.hpp"
 #include "broker/error.hpp"
 #include "broker/journal.hpp"
@@ -126,6 +127,10 @@ class queue {
   // at each priority level (memory pressure), within `budget`, writing spool records for those
   // not in the store yet. Returns how many.
   size_t page_out(size_t keep, size_t keep_bytes, page_budget& budget);
+  // Deduplication (x-message-deduplication = true; broker/dedup.hpp): the vhost skips this
+  // queue for a message whose key the filter has seen, and remembers the key once the queue
+  // took the message.
+  std::unique_ptr<dedup_filter> dedup;
   // Paging: reads records back, releases unreadable ones. Set by the vhost for every queue
   // when it has a store.
   journal* pager = nullptr;

@@ -392,6 +392,12 @@ void vhost::destroy_queue(queue& q, bool notify_consumers) {
 // ----------------------------------------------------------------------------- publishing
 
 bool vhost::route(exchange& x, const message& m, dest_list& out, dest_set& seen) {
+  // A duplicate an exchange drops counts as taken: no basic.return, and its confirm waits for
+  // what was stored before it, the original included.
+  if (x.dedup && x.dedup->check_and_remember(m, now_ms())) {
+    external_stored(last_write_ticket_);
+    return true;
+  }
   size_t before = out.size();
   // The exchange's own matches go to the end of route_scratch_ (reused: no allocation per
   // publish), read by index because routing on from here (and a sink that publishes) appends
@@ -465,6 +471,9 @@ std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publ
   bool rejected = false;
   uint64_t ticket = enqueue_all(m, targets, now_ms(), rejected, publisher);
   if (sync_ticket) *sync_ticket = std::max(ticket, external_ticket_);
+  // Refused (nacked): the publisher will send it again, which must not count as a duplicate.
+  if (rejected && x->dedup)
+    if (auto k = x->dedup->key_of(*m)) x->dedup->forget(*k);
   return rejected ? publish_outcome::rejected : publish_outcome::routed;
 }
 
@@ -472,7 +481,16 @@ uint64_t vhost::enqueue_all(message_ptr m, std::span<const dest_id> targets, int
                             bool& rejected, uint64_t publisher) {
   boost::container::small_vector<queue*, 16> qs;
   for (dest_id d : targets)
-    if (queue* q = queue_by_id(d)) qs.push_back(q);
+    if (queue* q = queue_by_id(d)) {
+      // A deduplicating queue that has seen the message's key skips it, as one that took it.
+      if (q->dedup)
+        if (auto k = q->dedup->key_of(*m); k && q->dedup->seen(*k, now)) {
+          ++q->dedup->dropped;
+          external_stored(last_write_ticket_);
+          continue;
+        }
+      qs.push_back(q);
+    }
   // The queues that keep the message in the store: durable ones for a persistent message (a
   // restart gives it back to them), and any that will page it out. One record serves them all.
   std::vector<uint32_t> durable;
@@ -498,10 +516,13 @@ uint64_t vhost::enqueue_all(message_ptr m, std::span<const dest_id> targets, int
     }
     ticket = journal_->write(*m, refs, durable);
     if (durable.empty()) ticket = 0;  // only spooled for paging: nothing to wait for
+    last_write_ticket_ = std::max(last_write_ticket_, ticket);
   }
   for (size_t i = 0; i < qs.size(); ++i) {
     queue* q = qs[i];
     bool took = enqueue(*q, m, now, rejected, keeps[i]);
+    if (took && q->dedup)
+      if (auto k = q->dedup->key_of(*m)) q->dedup->remember(*k, *m, now);
     if (keeps[i] && !took) journal_->release(m->store_segment, m->store_offset, q->store_id);
     // Past its backlog mark (in messages or bytes), a queue with consumers lets its publishers
     // run ahead of its deliveries by at most flow_slack messages or flow_slack_bytes (the

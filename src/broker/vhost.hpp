@@ -362,6 +362,9 @@ class vhost {
   size_t home_;
   journal* journal_ = nullptr;
   uint64_t external_ticket_ = 0;  // set by sinks during one publish
+  // The store's ticket of the last durable message written: a dropped duplicate's confirm
+  // waits for it, so it never comes before the original's (broker/dedup.hpp).
+  uint64_t last_write_ticket_ = 0;
   bool restoring_ = false;
   size_t page_threshold_ = default_page_threshold;
   bool memory_pressure_ = false;

@@ -48,6 +48,12 @@ void vhost_totals::add(const vhost_totals& o) {
 }
 
 namespace {
+std::optional<dedup_view> dedup_view_of(const std::unique_ptr<dedup_filter>& f) {
+  if (!f) return std::nullopt;
+  return dedup_view{f->cache().size(), f->cache().capacity(), f->dropped,
+                    f->cache().memory_bytes()};
+}
+
 queue_view view_of(const queue& q, bool with_history) {
   queue_view v;
   const auto& s = q.settings();
@@ -75,6 +81,8 @@ queue_view view_of(const queue& q, bool with_history) {
   v.memory = sizeof(queue) + q.history.heap_bytes() + (v.ready - v.paged) * 96 +
              q.paged_ram_bytes() +
              (v.ready_bytes - std::min<uint64_t>(v.ready_bytes, q.paged_bytes()));
+  v.dedup = dedup_view_of(q.dedup);
+  if (v.dedup) v.memory += v.dedup->memory;
   return v;
 }
 }  // namespace
@@ -126,6 +134,7 @@ exchange_view view_of(const exchange& x) {
   v.arguments = s.arguments;
   v.counters = x.stats;
   v.rates = {x.samples.rate(0), x.samples.rate(1)};
+  v.dedup = dedup_view_of(x.dedup);
   return v;
 }
 }  // namespace

@@ -15,6 +15,14 @@
 
 namespace warren::broker {
 
+// A deduplicating exchange's or queue's window (broker/dedup.hpp).
+struct dedup_view {
+  uint64_t ids = 0;       // remembered now
+  uint64_t capacity = 0;  // x-cache-size
+  uint64_t dropped = 0;   // duplicates dropped since the start
+  uint64_t memory = 0;    // bytes the window holds
+};
+
 struct queue_view {
   std::string name;
   bool durable = false;
@@ -33,6 +41,7 @@ struct queue_view {
   // Only when asked for (samples, or a single queue): the history, and the consumers.
   std::shared_ptr<const queue_history> history;
   uint64_t memory = 0;  // bytes the queue's bookkeeping and in-memory bodies hold, roughly
+  std::optional<dedup_view> dedup;
 };
 
 struct exchange_view {
@@ -44,6 +53,7 @@ struct exchange_view {
   common::field_table arguments;
   exchange_counters counters;
   std::array<double, 2> rates{};
+  std::optional<dedup_view> dedup;
 };
 
 struct binding_view {

@@ -22,6 +22,15 @@ render_options render_options::from(const list_query& q) {
   return o;
 }
 
+namespace {
+
+// Warren's own field: a deduplicating exchange's or queue's window.
+json dedup_json(const broker::dedup_view& d) {
+  return {{"ids", d.ids}, {"capacity", d.capacity}, {"dropped", d.dropped}, {"memory", d.memory}};
+}
+
+}  // namespace
+
 json queue_json(const broker::queue_view& q, std::string_view vhost, std::string_view node,
                 const render_options& o) {
   using namespace broker;
@@ -33,6 +42,7 @@ json queue_json(const broker::queue_view& q, std::string_view vhost, std::string
   j["auto_delete"] = q.auto_delete;
   j["exclusive"] = q.exclusive;
   j["arguments"] = to_json(q.arguments);
+  if (q.dedup) j["deduplication"] = dedup_json(*q.dedup);
   j["node"] = std::string(node);
   j["state"] = "running";
   j["policy"] = "";
@@ -100,6 +110,7 @@ json exchange_json(const broker::exchange_view& x, std::string_view vhost,
   j["internal"] = x.internal;
   j["arguments"] = to_json(x.arguments);
   j["user_who_performed_action"] = "rmq-internal";
+  if (x.dedup) j["deduplication"] = dedup_json(*x.dedup);
   if (o.stats && (x.counters.publish_in || x.counters.publish_out))
     j["message_stats"] = {{"publish_in", x.counters.publish_in},
                           {"publish_in_details", {{"rate", x.rates[0]}}},

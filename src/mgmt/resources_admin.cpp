@@ -119,8 +119,8 @@ json node_json(const call_ptr& c) {
                           {"port", std::to_string(l.port)}});
   }
   json types = json::array();
-  for (const char* t :
-       {"direct", "fanout", "topic", "headers", "x-recent-history", "x-consistent-hash"})
+  for (const char* t : {"direct", "fanout", "topic", "headers", "x-recent-history",
+                        "x-consistent-hash", "x-message-deduplication"})
     types.push_back({{"name", t}, {"description", ""}, {"enabled", true}});
   return {{"name", c->node()},
           {"type", "disc"},

@@ -75,6 +75,7 @@ void connection::on_readable_tls() {
       return;
     }
     t.established_ = true;
+    note_handshake_done();
     if (!out_.empty()) flush();  // written before the handshake ended
     if (state_ == state::closed) return;
   }

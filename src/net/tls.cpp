@@ -13,9 +13,13 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <malloc.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <fstream>
@@ -291,6 +295,33 @@ bool tls_session::peer_verified() const {
 
 std::string tls_session::peer_common_name() const {
   return peer_verified() ? common_name(SSL_get0_peer_certificate(ssl_)) : std::string();
+}
+
+namespace {
+
+std::atomic<uint64_t> handshakes_since_trim{0};
+std::atomic<int64_t> last_handshake_ms{0};
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+void note_handshake_done() {
+  handshakes_since_trim.fetch_add(1, std::memory_order_relaxed);
+  last_handshake_ms.store(steady_ms(), std::memory_order_relaxed);
+}
+
+bool trim_after_handshakes() {
+  if (handshakes_since_trim.load(std::memory_order_relaxed) == 0) return false;
+  if (steady_ms() - last_handshake_ms.load(std::memory_order_relaxed) < 1000) return false;
+  // One worker wins the trim; the others see 0.
+  if (handshakes_since_trim.exchange(0, std::memory_order_relaxed) == 0) return false;
+  ::malloc_trim(0);
+  return true;
 }
 
 }  // namespace warren::net

@@ -121,4 +121,14 @@ class tls_session {
 // OpenSSL's reasons for the last failure on this thread, joined, and the queue cleared.
 std::string tls_error_text();
 
+// A TLS handshake has about 70 KB live at its peak (record buffers, the handshake's own buffer,
+// key-exchange temporaries), which it frees when done; malloc keeps those pages on its free lists,
+// so after a burst of handshakes the process keeps their peak, several KB per connection that
+// stays (docs/security.md). note_handshake_done() counts one (any worker); trim_after_handshakes()
+// (every worker's tick) hands the free pages back to the kernel (malloc_trim) once no handshake
+// has finished for a second: once per burst, never under a steady stream of handshakes, whose
+// buffers malloc reuses anyway. Returns whether it trimmed.
+void note_handshake_done();
+bool trim_after_handshakes();
+
 }  // namespace warren::net

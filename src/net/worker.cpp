@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "net/connection.hpp"
+#include "net/tls.hpp"
 
 namespace warren::net {
 
@@ -154,6 +155,7 @@ void worker::arm_tick() {
 void worker::on_tick() {
   auto now = std::chrono::steady_clock::now();
   for_each_connection([now](connection& c) { c.tick(now); });
+  trim_after_handshakes();
 }
 
 worker_pool::worker_pool(size_t n) {

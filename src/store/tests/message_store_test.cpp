@@ -333,6 +333,36 @@ TEST_F(StoreTest, ConfirmTicketIsSyncedAfterAnFsync) {
   EXPECT_EQ(done.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
 }
 
+// A duplicate that a deduplicating queue or exchange drops is confirmed, but never before its
+// original is on disk: its ticket is at least the original's (broker/dedup.hpp).
+TEST_F(StoreTest, ADroppedDuplicateIsConfirmedNoSoonerThanItsOriginal) {
+  life l(dir, store_options{});
+  common::field_table qargs;
+  qargs.set("x-message-deduplication", true);
+  l.declare("dq", true, qargs);
+  l.declare("q");
+  common::field_table xargs;
+  xargs.set("x-cache-size", int32_t{10});
+  ASSERT_FALSE(
+      l.v.declare_exchange({"dd", "x-message-deduplication", true, false, false, xargs}, false));
+  ASSERT_FALSE(l.v.bind("dd", std::get<dest_id>(l.v.queue_dest("q", 7)), "", {}));
+  auto with_id = [](std::string key, std::string id) {
+    auto m = std::const_pointer_cast<message>(msg(std::move(key), "body"));
+    common::field_table h;
+    h.set("x-deduplication-header", std::move(id));
+    m->properties.headers = std::move(h);
+    return message_ptr(m);
+  };
+  uint64_t t1 = l.publish(with_id("dq", "a"));
+  ASSERT_GT(t1, 0u);
+  EXPECT_GE(l.publish(with_id("dq", "a")), t1);  // dropped by the queue
+  uint64_t t2 = l.publish(with_id("", "b"), "dd");
+  ASSERT_GT(t2, t1);
+  EXPECT_GE(l.publish(with_id("", "b"), "dd"), t2);  // dropped by the exchange
+  EXPECT_EQ(l.count("dq"), 1u);
+  EXPECT_EQ(l.count("q"), 1u);
+}
+
 TEST_F(StoreTest, NoAckDeliveryAndDeadLetteringReleaseTheMessage) {
   {
     life l(dir);
