@@ -74,11 +74,28 @@ TEST_F(RoutingReplicaTest, FollowsDeclarationsBindingsAndDeletions) {
   ASSERT_FALSE(v.bind("logs", a, "app.*", {}));
   ASSERT_FALSE(v.bind("logs", b, "#", {}));
   ASSERT_FALSE(v.bind("fan", std::get<dest_id>(v.exchange_dest("logs")), "", {}));
-  std::vector<message> probes{msg("", "a"),         msg("", "b"),        msg("", "c"),
-                              msg("logs", "app.x"), msg("logs", "db.y"), msg("fan", "app.z")};
+  // Types whose bindings carry arguments or weights.
+  ASSERT_FALSE(v.declare_exchange({"hash", "x-consistent-hash"}, false));
+  ASSERT_FALSE(v.bind("hash", a, "1", {}));
+  ASSERT_FALSE(v.bind("hash", b, "3", {}));
+  common::field_table match;
+  match.set("x-match", std::string("any"));
+  match.set("kind", std::string("audit"));
+  ASSERT_FALSE(v.bind("amq.headers", b, "", match));
+  message audit = msg("amq.headers", "");
+  audit.properties.headers = common::field_table{};
+  audit.properties.headers->set("kind", std::string("audit"));
+  std::vector<message> probes{msg("", "a"),          msg("", "b"),
+                              msg("", "c"),          msg("logs", "app.x"),
+                              msg("logs", "db.y"),   msg("fan", "app.z"),
+                              msg("hash", "k1"),     msg("hash", "k2"),
+                              msg("hash", "k3"),     audit,
+                              msg("amq.headers", "")};
   expect_same(probes);
   EXPECT_EQ(route(replica, msg("fan", "app.z")), (std::vector<dest_id>{a, b}));
   EXPECT_EQ(route(replica, msg("", "a")), (std::vector<dest_id>{a}));
+  EXPECT_EQ(route(replica, audit), (std::vector<dest_id>{b}));
+  EXPECT_EQ(route(replica, msg("hash", "k1")).size(), 1u);
 
   // Unbinding, deleting a queue (its bindings and its name go), deleting an exchange (the
   // bindings to it go).
@@ -89,7 +106,8 @@ TEST_F(RoutingReplicaTest, FollowsDeclarationsBindingsAndDeletions) {
   EXPECT_TRUE(route(replica, msg("", "a")).empty());
   ASSERT_FALSE(v.delete_exchange("logs", false));
   expect_same(probes);
-  EXPECT_TRUE(replica.bindings().empty());
+  EXPECT_EQ(replica.bindings(),
+            (std::vector<binding>{{"hash", b, "3", {}}, {"amq.headers", b, "", match}}));
   EXPECT_EQ(replica.find_exchange("logs"), nullptr);
   EXPECT_GT(changes, 0);
 }
