@@ -1,6 +1,6 @@
 // Exchanges: named routers from a message's routing key (or headers) to destinations (queues,
-// and exchanges for exchange-to-exchange bindings). One class per routing rule; the vhost owns
-// them and keeps the list of bindings. Runs on the vhost's worker only.
+// and exchanges for exchange-to-exchange bindings). One class per routing rule; a routing_table
+// (broker/routing.hpp) owns them and keeps the list of bindings. Runs on that table's thread only.
 #pragma once
 
 #include <functional>
@@ -47,7 +47,8 @@ class exchange {
                                     const common::field_table& /*args*/) const {
     return std::nullopt;
   }
-  // The vhost guarantees each (destination, key, arguments) is added once and removed once.
+  // The routing table guarantees each (destination, key, arguments) is added once and removed
+  // once.
   virtual void add_binding(dest_id d, const std::string& key, const common::field_table& args) = 0;
   virtual void remove_binding(dest_id d, const std::string& key,
                               const common::field_table& args) = 0;

@@ -1,5 +1,6 @@
-// The vhost: declarations, routing, queues, consumers and acknowledgements. Reply codes and
-// texts follow RabbitMQ 3.10 (rabbit_channel, rabbit_amqqueue, rabbit_exchange).
+// The vhost: declarations, publishing, dead-lettering, housekeeping and persistence (routing
+// itself is broker/routing.cpp; consumers, deliveries and acknowledgements vhost_deliveries.cpp).
+// Reply codes and texts follow RabbitMQ 3.10 (rabbit_channel, rabbit_amqqueue, rabbit_exchange).
 #include "broker/vhost.hpp"
 
 #include <fmt/format.h>
@@ -48,25 +49,7 @@ std::optional<std::string> first_difference(const common::field_table& a,
 
 }  // namespace
 
-vhost::vhost(std::string name, size_t home_worker) : name_(std::move(name)), home_(home_worker) {
-  // The default exchange ("", a direct exchange to every queue by name) and the amq.* ones.
-  for (auto [n, t] :
-       std::initializer_list<std::pair<const char*, const char*>>{{"", "direct"},
-                                                                  {"amq.direct", "direct"},
-                                                                  {"amq.fanout", "fanout"},
-                                                                  {"amq.topic", "topic"},
-                                                                  {"amq.headers", "headers"},
-                                                                  {"amq.match", "headers"}}) {
-    exchange_settings s;
-    s.name = n;
-    s.type = t;
-    s.durable = true;
-    dest_id id = exchange_bit | next_id_++;
-    auto x = make_exchange(std::move(s), id);
-    exchange_ids_[id] = x.get();
-    exchanges_[n] = std::move(x);
-  }
-}
+vhost::vhost(std::string name, size_t home_worker) : name_(std::move(name)), home_(home_worker) {}
 
 error vhost::no_queue(std::string_view name) const {
   return error{error_code::not_found, fmt::format("no queue '{}' in vhost '{}'", name, name_)};
@@ -84,16 +67,6 @@ queue* vhost::find_queue(std::string_view name) const {
 queue* vhost::queue_by_id(dest_id id) const {
   auto it = queue_ids_.find(id);
   return it == queue_ids_.end() ? nullptr : it->second;
-}
-
-exchange* vhost::find_exchange(std::string_view name) const {
-  auto it = exchanges_.find(name);
-  return it == exchanges_.end() ? nullptr : it->second.get();
-}
-
-exchange* vhost::exchange_by_id(dest_id id) const {
-  auto it = exchange_ids_.find(id);
-  return it == exchange_ids_.end() ? nullptr : it->second;
 }
 
 bool vhost::has_exchange(std::string_view name) const {
@@ -145,10 +118,7 @@ maybe_error vhost::declare_exchange(const exchange_settings& s, bool passive) {
       return inequivalent("exchange", *k, s.name, name_, "(new value)", "(current value)");
     return std::nullopt;
   }
-  dest_id id = exchange_bit | next_id_++;
-  auto nx = make_exchange(s, id);
-  exchange_ids_[id] = nx.get();
-  exchanges_[s.name] = std::move(nx);
+  change_routing(exchange_added{s, exchange_bit | next_id_++});
   if (journal_ && !restoring_ && s.durable) journal_->exchange_declared(s);
   return std::nullopt;
 }
@@ -164,18 +134,16 @@ maybe_error vhost::delete_exchange(std::string_view name, bool if_unused) {
                  fmt::format("operation not permitted on the built-in exchange '{}'", name)};
   exchange* x = find_exchange(name);
   if (!x) return std::nullopt;  // deleting what is not there succeeds, as in RabbitMQ
-  bool used = std::any_of(bindings_.begin(), bindings_.end(),
-                          [&](const binding& b) { return b.source == name; });
-  if (if_unused && used)
+  if (if_unused && routing_.bound_from(name))
     return error{error_code::precondition_failed,
                  fmt::format("exchange '{}' in vhost '{}' in use", name, name_)};
-  dest_id id = x->id();
-  if (journal_ && !restoring_ && x->settings().durable) journal_->exchange_deleted(name);
-  // Bindings from it and to it go with it.
-  std::erase_if(bindings_, [&](const binding& b) { return b.source == name; });
-  remove_bindings_of(id);
-  exchange_ids_.erase(id);
-  exchanges_.erase(exchanges_.find(name));
+  std::string gone(name);
+  if (journal_ && !restoring_ && x->settings().durable) journal_->exchange_deleted(gone);
+  // Bindings from it and to it go with it; exchanges bound to it only may go in turn.
+  std::vector<std::string> sources = routing_.sources_bound_to(x->id());
+  std::erase(sources, gone);
+  change_routing(exchange_removed{gone});
+  auto_delete_exchanges(sources);
   return std::nullopt;
 }
 
@@ -204,10 +172,8 @@ maybe_error vhost::bind(std::string_view source, dest_id dest, const std::string
   if (!x) return no_exchange(source);
   if (auto e = x->check_binding(key, args)) return e;
   binding b{std::string(source), dest, key, args};
-  if (std::find(bindings_.begin(), bindings_.end(), b) != bindings_.end())
-    return std::nullopt;  // already bound: idempotent
-  x->add_binding(dest, key, args);
-  bindings_.push_back(std::move(b));
+  if (routing_.has_binding(b)) return std::nullopt;  // already bound: idempotent
+  change_routing(binding_added{std::move(b)});
   journal_binding(true, source, dest, key, args);
   if (queue_by_id(dest)) {
     // A new member of a recent-history exchange sees what was said before it came.
@@ -227,35 +193,26 @@ maybe_error vhost::unbind(std::string_view source, dest_id dest, const std::stri
   exchange* x = find_exchange(source);
   if (!x) return no_exchange(source);
   binding b{std::string(source), dest, key, args};
-  auto it = std::find(bindings_.begin(), bindings_.end(), b);
-  if (it == bindings_.end()) return std::nullopt;  // RabbitMQ: unbinding what is not bound is ok
-  x->remove_binding(dest, key, args);
-  bindings_.erase(it);
+  if (!routing_.has_binding(b)) return std::nullopt;  // RabbitMQ: unbinding what is not bound is ok
+  change_routing(binding_removed{std::move(b)});
   journal_binding(false, source, dest, key, args);
   maybe_auto_delete_exchange(source);
   return std::nullopt;
 }
 
-void vhost::remove_bindings_of(dest_id d) {
-  std::set<std::string> sources;
-  for (auto it = bindings_.begin(); it != bindings_.end();) {
-    if (it->dest == d) {
-      if (exchange* x = find_exchange(it->source)) x->remove_binding(d, it->key, it->args);
-      sources.insert(it->source);
-      it = bindings_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+void vhost::change_routing(routing_change c) {
+  routing_.apply(c);
+  if (routing_observer_) routing_observer_(c);
+}
+
+void vhost::auto_delete_exchanges(const std::vector<std::string>& sources) {
   for (const auto& s : sources) maybe_auto_delete_exchange(s);
 }
 
 void vhost::maybe_auto_delete_exchange(std::string_view name) {
   exchange* x = find_exchange(name);
   if (!x || !x->settings().auto_delete) return;
-  bool used = std::any_of(bindings_.begin(), bindings_.end(),
-                          [&](const binding& b) { return b.source == name; });
-  if (!used) (void)delete_exchange(std::string(name), false);
+  if (!routing_.bound_from(name)) (void)delete_exchange(std::string(name), false);
 }
 
 // ----------------------------------------------------------------------------- queues
@@ -327,6 +284,7 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
     if (!restoring_) journal_->queue_declared(q->settings(), q->store_id);
   }
   queue_ids_[id] = q.get();
+  change_routing(queue_added{name, id});
   q->timed_sink = &timed_;
   if (q->policy().expires_ms) q->list_timed();
   queues_[name] = std::move(q);
@@ -373,7 +331,9 @@ void vhost::destroy_queue(queue& q, bool notify_consumers) {
     store_queues_.erase(q.store_id);
     if (!restoring_) journal_->queue_deleted(q.name());
   }
-  remove_bindings_of(id);
+  std::vector<std::string> sources = routing_.sources_bound_to(id);
+  change_routing(queue_removed{q.name(), id});
+  auto_delete_exchanges(sources);
   const queue_counters& c = q.stats;
   for (auto [sum, add] : {std::pair{&retired_.publish, c.publish},
                           {&retired_.deliver, c.deliver},
@@ -390,45 +350,6 @@ void vhost::destroy_queue(queue& q, bool notify_consumers) {
 }
 
 // ----------------------------------------------------------------------------- publishing
-
-bool vhost::route(exchange& x, const message& m, dest_list& out, dest_set& seen) {
-  // A duplicate an exchange drops counts as taken: no basic.return, and its confirm waits for
-  // what was stored before it, the original included.
-  if (x.dedup && x.dedup->check_and_remember(m, now_ms())) {
-    external_stored(last_write_ticket_);
-    return true;
-  }
-  size_t before = out.size();
-  // The exchange's own matches go to the end of route_scratch_ (reused: no allocation per
-  // publish), read by index because routing on from here (and a sink that publishes) appends
-  // after them; they are cut off again before returning.
-  size_t first = route_scratch_.size();
-  if (x.name().empty()) {
-    if (queue* q = find_queue(m.routing_key)) route_scratch_.push_back(q->id());
-  } else {
-    x.route(m, route_scratch_);
-  }
-  size_t last = route_scratch_.size();
-  bool external = x.deliver_external(m);
-  for (size_t i = first; i < last; ++i) {
-    dest_id d = route_scratch_[i];
-    if (d & exchange_bit) {
-      if (exchange* to = exchange_by_id(d); to && seen.insert(d))
-        external |= route(*to, m, out, seen);
-    } else {
-      out.push_back(d);
-    }
-  }
-  if (out.size() == before && !external) {
-    // Nothing took it: the exchange's alternate exchange gets a try.
-    if (auto ae = common::table_string(x.settings().arguments, "alternate-exchange")) {
-      if (exchange* a = find_exchange(*ae); a && seen.insert(a->id()))
-        external |= route(*a, m, out, seen);
-    }
-  }
-  route_scratch_.resize(first);
-  return external;
-}
 
 maybe_error vhost::declare_builtin_exchange(const exchange_settings& s) {
   bool was = restoring_;
@@ -458,7 +379,11 @@ std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publ
   dest_set seen;
   seen.insert(x->id());
   external_ticket_ = 0;
-  bool external = route(*x, *m, targets, seen);
+  // A duplicate an exchange on the way drops counts as taken: no basic.return, and its confirm
+  // waits for what was stored before it, the original included.
+  bool duplicate = false;
+  bool external = routing_.route(*x, *m, now_ms(), targets, seen, &duplicate);
+  if (duplicate) external_stored(last_write_ticket_);
   if (sync_ticket) *sync_ticket = external_ticket_;
   x->on_published(m);
   ++x->stats.publish_in;
@@ -636,7 +561,7 @@ void vhost::dead_letter(queue& q, queue::entry e, std::string_view reason, int64
   dest_list targets;
   dest_set seen;
   seen.insert(x->id());
-  route(*x, *m, targets, seen);
+  routing_.route(*x, *m, now_ms(), targets, seen);
   std::sort(targets.begin(), targets.end());
   targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
   // A message that would come back to a queue it already died in, with no client rejection on
@@ -689,313 +614,6 @@ void vhost::tick(int64_t now) {
     if (queue_by_id(q->id()) == q) destroy_queue(*q, true);
 }
 
-// ----------------------------------------------------------------------------- consumers
-
-void vhost::open_channel(uint64_t channel_id, uint64_t connection_id,
-                         std::shared_ptr<delivery_target> target) {
-  channel_record& ch = channels_.try_emplace(channel_id, &unacked_pool_).first->second;
-  ch.id = channel_id;
-  ch.connection_id = connection_id;
-  ch.target = std::move(target);
-}
-
-void vhost::close_channel(uint64_t channel_id) {
-  auto it = channels_.find(channel_id);
-  if (it == channels_.end()) return;
-  channel_record& ch = it->second;
-  while (!ch.consumers.empty()) remove_consumer(*ch.consumers.begin()->second, false);
-  std::vector<queue*> touched;
-  while (!ch.unacked.empty()) settle(ch, ch.unacked.begin(), true, touched);
-  channels_.erase(it);
-  std::sort(touched.begin(), touched.end());
-  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
-  for (queue* q : touched)
-    if (queue_by_id(q->id()) == q) dispatch(*q);
-}
-
-void vhost::close_connection(uint64_t connection_id) {
-  std::vector<queue*> exclusive;
-  for (auto& [n, q] : queues_)
-    if (q->settings().exclusive && q->settings().exclusive_owner == connection_id)
-      exclusive.push_back(q.get());
-  for (queue* q : exclusive) destroy_queue(*q, false);
-}
-
-maybe_error vhost::consume(uint64_t channel_id, std::string_view queue_name, const std::string& tag,
-                           bool no_ack, bool exclusive, uint16_t prefetch, uint64_t connection_id,
-                           const common::field_table& args) {
-  auto cit = channels_.find(channel_id);
-  if (cit == channels_.end()) return error{error_code::not_found, "channel is closed"};
-  channel_record& ch = cit->second;
-  queue* q = find_queue(queue_name);
-  if (!q) return no_queue(queue_name);
-  if (auto e = check_exclusive(*q, connection_id)) return e;
-  if (ch.consumers.count(tag))
-    return error{error_code::not_allowed, fmt::format("attempt to reuse consumer tag '{}'", tag)};
-  bool held_exclusively = std::any_of(q->consumers().begin(), q->consumers().end(),
-                                      [](const consumer* c) { return c->exclusive; });
-  if (held_exclusively || (exclusive && !q->consumers().empty()))
-    return error{error_code::access_refused,
-                 fmt::format("queue '{}' in vhost '{}' in exclusive use", queue_name, name_)};
-  auto c = std::make_unique<consumer>();
-  c->tag = tag;
-  c->channel = &ch;
-  c->q = q;
-  c->prefetch = prefetch;
-  c->no_ack = no_ack;
-  c->exclusive = exclusive;
-  if (const common::field_value* p = args.find("x-priority")) {
-    auto n = std::visit(
-        [](const auto& x) -> std::optional<int64_t> {
-          using T = std::decay_t<decltype(x)>;
-          if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) return int64_t(x);
-          return std::nullopt;
-        },
-        p->v);
-    if (!n)
-      return error{error_code::precondition_failed,
-                   "invalid arg 'x-priority' for consumer: expected an integer"};
-    c->priority = int32_t(*n);
-  }
-  if (q->policy().single_active_consumer) c->priority = 0;  // SAC: strictly first come
-  q->add_consumer(c.get());
-  q->had_consumer = true;
-  q->last_used = now_ms();
-  ch.consumers[tag] = std::move(c);
-  return std::nullopt;
-}
-
-void vhost::dispatch_queue(std::string_view name) {
-  if (queue* q = find_queue(name)) dispatch(*q);
-}
-
-bool vhost::has_consumer(uint64_t channel_id, std::string_view tag) const {
-  auto it = channels_.find(channel_id);
-  return it != channels_.end() && it->second.consumers.count(tag) != 0;
-}
-
-void vhost::cancel(uint64_t channel_id, std::string_view tag) {
-  auto it = channels_.find(channel_id);
-  if (it == channels_.end()) return;
-  auto c = it->second.consumers.find(tag);
-  if (c != it->second.consumers.end()) remove_consumer(*c->second, false);
-}
-
-void vhost::remove_consumer(consumer& c, bool notify) {
-  queue* q = c.q;
-  channel_record* ch = c.channel;
-  auto& list = q->consumers();
-  auto pos = std::find(list.begin(), list.end(), &c);
-  if (pos != list.end()) list.erase(pos);
-  // Its unacknowledged messages stay with the channel, to be acked or requeued there.
-  for (auto& [tag, u] : ch->unacked)
-    if (u.owner == &c) u.owner = nullptr;
-  std::string tag = c.tag;
-  ch->consumers.erase(ch->consumers.find(tag));  // destroys c
-  if (notify) ch->target->cancelled(tag);
-  if (q->consumers().empty()) release_throttles(*q);  // a queue without consumers only buffers
-  if (q->settings().auto_delete && q->consumers().empty() && q->had_consumer && !q->deleting)
-    destroy_queue(*q, false);
-}
-
-void vhost::dispatch(queue& q) {
-  auto& list = q.consumers();
-  int64_t now = 0;
-  std::vector<queue::entry> expired;
-  while (q.message_count() > 0 && !list.empty()) {
-    // Consumers are ordered by priority, least recently served first within a priority: the
-    // first with room takes the message. With a single active consumer only the first counts.
-    auto chosen = list.end();
-    for (auto it = list.begin(); it != list.end(); ++it) {
-      consumer* c = *it;
-      const channel_record& ch = *c->channel;
-      bool room =
-          ch.flow_active && ch.in_transit < transit_window &&
-          (ch.in_transit == 0 || ch.in_transit_bytes < transit_window_bytes) &&
-          (c->no_ack || ((c->prefetch == 0 || c->unacked < c->prefetch) &&
-                         (ch.global_prefetch == 0 || ch.unacked_count < ch.global_prefetch)));
-      if (room) {
-        chosen = it;
-        break;
-      }
-      if (q.policy().single_active_consumer) break;
-    }
-    if (chosen == list.end()) break;  // every consumer is at its limit
-    if (now == 0) now = now_ms();
-    auto e = q.take(now, expired);
-    if (!e) break;
-    consumer* c = *chosen;
-    if (!q.policy().single_active_consumer) q.rotate(chosen);
-    deliver_one(*c, std::move(*e));
-  }
-  if (!expired.empty()) dead_letter_all(q, expired, "expired", now);
-  if (!q.throttled.empty() &&
-      ((q.flow_credit >= 0 && q.flow_credit_bytes >= 0) ||
-       (q.message_count() <= backlog_low && q.message_bytes() <= backlog_low_bytes) ||
-       list.empty()))
-    release_throttles(q);
-}
-
-void vhost::deliver_one(consumer& c, queue::entry e) {
-  channel_record& ch = *c.channel;
-  if (c.q->flow_credit < int64_t(flow_slack)) ++c.q->flow_credit;
-  if (c.q->flow_credit_bytes < flow_slack_bytes)
-    c.q->flow_credit_bytes =
-        std::min(flow_slack_bytes, c.q->flow_credit_bytes + int64_t(e.msg->body.size()));
-  ++ch.in_transit;
-  ch.in_transit_bytes += e.msg->body.size();
-  uint64_t tag = ch.next_tag++;
-  bool redelivered = e.redelivered;
-  message_ptr m = e.msg;
-  queue& q = *c.q;
-  if (redelivered) {
-    ++q.stats.redeliver;
-    count(global_counters::redelivered);
-  }
-  if (!c.no_ack) {
-    ++q.stats.deliver;
-    count(global_counters::delivered_consume_manual_ack);
-    ++q.unacked;
-    q.unacked_bytes += m->body.size();
-    ch.unacked.emplace(tag, unacked_message{std::move(e), q.id(), q.store_id, &c});
-    ++c.unacked;
-    ++ch.unacked_count;
-  } else {
-    ++q.stats.deliver_no_ack;
-    count(global_counters::delivered_consume_auto_ack);
-    release(q, e);
-  }
-  ch.target->deliver(c.tag, tag, redelivered, m);
-}
-
-std::variant<get_ok, get_empty, error> vhost::get(uint64_t channel_id, std::string_view queue_name,
-                                                  bool no_ack, uint64_t connection_id) {
-  auto cit = channels_.find(channel_id);
-  if (cit == channels_.end()) return error{error_code::not_found, "channel is closed"};
-  queue* q = find_queue(queue_name);
-  if (!q) return no_queue(queue_name);
-  if (auto e = check_exclusive(*q, connection_id)) return *e;
-  int64_t now = now_ms();
-  q->last_used = now;
-  std::vector<queue::entry> expired;
-  auto e = q->take(now, expired);
-  dead_letter_all(*q, expired, "expired", now);
-  if (!e) {
-    ++q->stats.get_empty;
-    count(global_counters::get_empty);
-    return get_empty{};
-  }
-  channel_record& ch = cit->second;
-  uint64_t tag = ch.next_tag++;
-  get_ok ok{tag, e->redelivered, uint32_t(q->message_count()), e->msg};
-  if (e->redelivered) {
-    ++q->stats.redeliver;
-    count(global_counters::redelivered);
-  }
-  if (!no_ack) {
-    ++q->stats.get;
-    count(global_counters::delivered_get_manual_ack);
-    ++q->unacked;
-    q->unacked_bytes += e->msg->body.size();
-    ch.unacked.emplace(tag, unacked_message{std::move(*e), q->id(), q->store_id, nullptr});
-    ++ch.unacked_count;
-  } else {
-    ++q->stats.get_no_ack;
-    count(global_counters::delivered_get_auto_ack);
-    release(*q, *e);
-  }
-  return ok;
-}
-
-// ----------------------------------------------------------------------------- acks
-
-void vhost::settle(channel_record& ch, unacked_map::iterator it, bool requeue,
-                   std::vector<queue*>& touched, bool dead) {
-  unacked_message& u = it->second;
-  if (u.owner) --u.owner->unacked;
-  --ch.unacked_count;
-  queue* q = queue_by_id(u.queue_id);
-  if (!requeue && !dead) count(global_counters::acknowledged);
-  if (q) {
-    --q->unacked;
-    q->unacked_bytes -= u.entry.msg->body.size();
-    if (!requeue && !dead) ++q->stats.ack;
-  }
-  if (q && requeue) {
-    q->requeue(std::move(u.entry));
-  } else {
-    // Acked, rejected, or its queue is gone: the store forgets it there.
-    if (journal_ && u.entry.stored)
-      journal_->release(u.entry.msg->store_segment, u.entry.msg->store_offset, u.store_queue);
-    if (q && dead) dead_letter(*q, std::move(u.entry), "rejected", now_ms());
-  }
-  if (q) touched.push_back(q);
-  ch.unacked.erase(it);
-}
-
-maybe_error vhost::reject(uint64_t channel_id, uint64_t tag, bool multiple, bool requeue) {
-  return settle_range(channel_id, tag, multiple, requeue, !requeue);
-}
-
-maybe_error vhost::settle_range(uint64_t channel_id, uint64_t tag, bool multiple, bool requeue,
-                                bool dead) {
-  auto cit = channels_.find(channel_id);
-  if (cit == channels_.end()) return std::nullopt;
-  channel_record& ch = cit->second;
-  std::vector<queue*> touched;
-  if (multiple) {
-    // tag 0 with multiple: everything outstanding.
-    auto end = tag == 0 ? ch.unacked.end() : ch.unacked.upper_bound(tag);
-    if (ch.unacked.begin() == end && tag != 0)
-      return error{error_code::precondition_failed, fmt::format("unknown delivery tag {}", tag)};
-    while (ch.unacked.begin() != end) settle(ch, ch.unacked.begin(), requeue, touched, dead);
-  } else {
-    auto it = ch.unacked.find(tag);
-    if (it == ch.unacked.end())
-      return error{error_code::precondition_failed, fmt::format("unknown delivery tag {}", tag)};
-    settle(ch, it, requeue, touched, dead);
-  }
-  std::sort(touched.begin(), touched.end());
-  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
-  for (queue* q : touched) dispatch(*q);
-  return std::nullopt;
-}
-
-maybe_error vhost::ack(uint64_t channel_id, uint64_t tag, bool multiple) {
-  return settle_range(channel_id, tag, multiple, false, false);
-}
-
-void vhost::recover(uint64_t channel_id) {
-  (void)reject(channel_id, 0, true, true);
-}
-
-void vhost::set_global_prefetch(uint64_t channel_id, uint16_t n) {
-  auto it = channels_.find(channel_id);
-  if (it == channels_.end()) return;
-  it->second.global_prefetch = n;
-  for (auto& [tag, c] : it->second.consumers) dispatch(*c->q);
-}
-
-void vhost::credit(uint64_t channel_id, uint32_t n, uint64_t bytes) {
-  auto it = channels_.find(channel_id);
-  if (it == channels_.end()) return;
-  channel_record& ch = it->second;
-  bool was_full = ch.in_transit >= transit_window || ch.in_transit_bytes >= transit_window_bytes;
-  ch.in_transit -= std::min(n, ch.in_transit);
-  ch.in_transit_bytes -= std::min(bytes, ch.in_transit_bytes);
-  if (ch.in_transit == 0) ch.in_transit_bytes = 0;
-  if (was_full)
-    for (auto& [tag, c] : ch.consumers) dispatch(*c->q);
-}
-
-void vhost::set_flow(uint64_t channel_id, bool active) {
-  auto it = channels_.find(channel_id);
-  if (it == channels_.end()) return;
-  it->second.flow_active = active;
-  if (active)
-    for (auto& [tag, c] : it->second.consumers) dispatch(*c->q);
-}
-
 // ----------------------------------------------------------------------------- persistence
 
 bool vhost::durable_dest(dest_id d) const {
@@ -1019,12 +637,12 @@ void vhost::journal_binding(bool added, std::string_view source, dest_id dest,
 }
 
 void vhost::snapshot(definitions_journal& j) const {
-  for (const auto& [n, x] : exchanges_)
+  for (const auto& [n, x] : routing_.exchanges())
     if (x->settings().durable && !n.empty() && n.rfind("amq.", 0) != 0 && !builtin_.count(n))
       j.exchange_declared(x->settings());
   for (const auto& [n, q] : queues_)
     if (q->store_id) j.queue_declared(q->settings(), q->store_id);
-  for (const auto& b : bindings_) {
+  for (const auto& b : routing_.bindings()) {
     exchange* x = find_exchange(b.source);
     if (!x || !x->settings().durable || !durable_dest(b.dest)) continue;
     bool to_queue = !(b.dest & exchange_bit);

@@ -24,6 +24,7 @@
 #include "broker/exchange.hpp"
 #include "broker/journal.hpp"
 #include "broker/queue.hpp"
+#include "broker/routing.hpp"
 #include "broker/views.hpp"
 #include "common/limited_count.hpp"
 
@@ -295,7 +296,14 @@ class vhost {
   const queue* inspect_queue(std::string_view name) const { return find_queue(name); }
   const exchange* inspect_exchange(std::string_view name) const { return find_exchange(name); }
   size_t queue_count() const { return queues_.size(); }
-  size_t exchange_count() const { return exchanges_.size(); }
+  size_t exchange_count() const { return routing_.exchanges().size(); }
+  // The routing state (exchanges, bindings, the queue directory), home worker only. Every change
+  // to it is also handed, as a value, to `fn` (on the home worker, after the change is made):
+  // fed to another routing_table, they keep it equal to this one.
+  const routing_table& routing() const { return routing_; }
+  void set_routing_observer(std::function<void(const routing_change&)> fn) {
+    routing_observer_ = std::move(fn);
+  }
 
   // --- limits (RabbitMQ's vhost limits: max-connections, max-queues) ---
   // The exception to "home worker only": any thread. The AMQP layer counts connections here at
@@ -307,21 +315,15 @@ class vhost {
   int64_t max_queues() const { return max_queues_.load(std::memory_order_relaxed); }
 
  private:
-  struct binding {
-    std::string source;
-    dest_id dest;
-    std::string key;
-    common::field_table args;
-    bool operator==(const binding&) const = default;
-  };
-
-  static constexpr dest_id exchange_bit = dest_id(1) << 63;
+  static constexpr dest_id exchange_bit = routing_table::exchange_bit;
   queue* find_queue(std::string_view name) const;
   queue* queue_by_id(dest_id id) const;
-  exchange* find_exchange(std::string_view name) const;
-  exchange* exchange_by_id(dest_id id) const;
-  // Returns true if an exchange on the way handed the message to an external sink.
-  bool route(exchange& x, const message& m, dest_list& out, dest_set& seen);
+  exchange* find_exchange(std::string_view name) const { return routing_.find_exchange(name); }
+  exchange* exchange_by_id(dest_id id) const { return routing_.exchange_by_id(id); }
+  // Applies a change to the routing table and tells the observer (set_routing_observer).
+  void change_routing(routing_change c);
+  // The exchanges in `sources` that an auto-delete empties go.
+  void auto_delete_exchanges(const std::vector<std::string>& sources);
   void dispatch(queue& q);
   void deliver_one(consumer& c, queue::entry e);
   void settle(channel_record& ch, unacked_map::iterator it, bool requeue,
@@ -352,7 +354,6 @@ class vhost {
   void throttle(queue& q, uint64_t publisher);
   void release_throttles(queue& q);
   void destroy_queue(queue& q, bool notify_consumers);
-  void remove_bindings_of(dest_id d);
   void maybe_auto_delete_exchange(std::string_view name);
   maybe_error check_exclusive(const queue& q, uint64_t connection_id) const;
   error no_queue(std::string_view name) const;
@@ -370,13 +371,12 @@ class vhost {
   bool memory_pressure_ = false;
   std::string page_cursor_;  // page_out_some resumes at this queue
   uint32_t next_store_queue_ = 1;
-  dest_id next_id_ = 1;
-  std::map<std::string, std::unique_ptr<exchange>, std::less<>> exchanges_;
+  dest_id next_id_ = routing_table::first_free_id;
+  routing_table routing_;
+  std::function<void(const routing_change&)> routing_observer_;
   std::map<std::string, std::unique_ptr<queue>, std::less<>> queues_;
   std::map<dest_id, queue*> queue_ids_;
   std::map<uint32_t, queue*> store_queues_;  // durable queues by store id
-  std::map<dest_id, exchange*> exchange_ids_;
-  std::vector<binding> bindings_;
   // Before channels_: their unacked maps give their nodes back to it when they go. Keeps the
   // largest number of unacknowledged deliveries there has been (nodes of about 100 bytes).
   std::pmr::unsynchronized_pool_resource unacked_pool_;
@@ -385,7 +385,6 @@ class vhost {
   // Queues with ready messages that expire, or an x-expires: all that tick() looks at. A queue
   // lists itself (queue::list_timed); tick() drops those with neither any more.
   std::vector<dest_id> timed_;
-  std::vector<dest_id> route_scratch_;  // route(): each exchange's matches, reused
   // totals(): live up to this many queues, else from the last sample (see vhost_views.cpp).
   static constexpr size_t live_totals_limit = 10'000;
   vhost_totals sampled_totals_;

@@ -141,8 +141,8 @@ exchange_view view_of(const exchange& x) {
 
 std::vector<exchange_view> vhost::view_exchanges() const {
   std::vector<exchange_view> out;
-  out.reserve(exchanges_.size());
-  for (const auto& [n, x] : exchanges_) out.push_back(view_of(*x));
+  out.reserve(routing_.exchanges().size());
+  for (const auto& [n, x] : routing_.exchanges()) out.push_back(view_of(*x));
   return out;
 }
 
@@ -153,9 +153,9 @@ std::optional<exchange_view> vhost::view_exchange(std::string_view name) const {
 
 std::vector<binding_view> vhost::view_bindings() const {
   std::vector<binding_view> out;
-  out.reserve(queues_.size() + bindings_.size());
+  out.reserve(queues_.size() + routing_.bindings().size());
   for (const auto& [n, q] : queues_) out.push_back({"", n, false, n, {}});
-  for (const auto& b : bindings_) {
+  for (const auto& b : routing_.bindings()) {
     bool to_exchange = (b.dest & exchange_bit) != 0;
     const exchange* x = to_exchange ? exchange_by_id(b.dest) : nullptr;
     const queue* q = to_exchange ? nullptr : queue_by_id(b.dest);
@@ -209,7 +209,7 @@ vhost_totals vhost::totals() const {
     t = walk_totals();
   }
   t.queues = queues_.size();
-  t.exchanges = exchanges_.size();
+  t.exchanges = routing_.exchanges().size();
   t.rates = rates_of(history_);
   return t;
 }
@@ -234,7 +234,7 @@ void vhost::sample(int64_t wall) {
   sampled_totals_ = walk_totals();
   uint64_t ready = sampled_totals_.ready, unacked = sampled_totals_.unacked;
   const queue_counters& sum = sampled_totals_.counters;
-  for (auto& [n, x] : exchanges_)
+  for (auto& [n, x] : routing_.exchanges())
     x->samples.record(wall, {x->stats.publish_in, x->stats.publish_out});
   history_.record(wall, sample_of(ready, unacked, sum));
   sampled_ready_.store(ready, std::memory_order_relaxed);
