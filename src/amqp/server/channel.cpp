@@ -1,31 +1,7 @@
-// Channel frames: content assembly and the exchange, queue, basic and confirm classes. Reply
-// codes and texts follow RabbitMQ 3.10 (rabbit_channel, rabbit_command_assembler). Broker work
-// runs on the vhost's worker; see call_vhost.
-//
-// Permissions are checked as rabbit_channel checks them, before the operation:
-//
-// | method                      | checks (in this order)                                        |
-// | --------------------------- | ------------------------------------------------------------- |
-// | exchange.declare            | configure on it; if new with an alternate-exchange: read on   |
-// |                             | it, write on the alternate                                     |
-// | exchange.declare passive    | any of configure, write, read on it                            |
-// | exchange.delete             | configure on it                                                |
-// | exchange.bind/unbind        | write on the destination, read on the source, topic read on    |
-// |                             | the routing key if the source is a topic exchange             |
-// | queue.declare               | configure on it (server-named: on the name given); if new     |
-// |                             | with a dead-letter exchange: read on it, write on that         |
-// | queue.declare passive       | any of configure, write, read on it                            |
-// | queue.delete                | configure                                                      |
-// | queue.purge                 | read                                                           |
-// | queue.bind/unbind           | write on the queue, read on the exchange, topic read          |
-// | basic.publish               | write on the exchange ("" as amq.default), topic write on the  |
-// |                             | routing key if a topic exchange                                |
-// | basic.consume, basic.get    | read on the queue                                              |
-//
-// Name-only checks run here on the channel's worker; those that need the broker's state (a
-// server-named queue's name, whether something is new, an exchange's type) run on the vhost's
-// worker (broker::access_checks). The default exchange and amq.* names are refused by the vhost
-// before any permission, as in RabbitMQ.
+// Channel frames: content assembly, the basic, confirm and tx classes (the exchange and queue
+// classes and the permission checks: channel_declarations.cpp). Reply codes and texts follow
+// RabbitMQ 3.10 (rabbit_channel, rabbit_command_assembler). Broker work runs on the vhost's
+// worker; see call_vhost.
 #include "amqp/server/channel.hpp"
 
 #include <fmt/format.h>
@@ -33,9 +9,9 @@
 #include <atomic>
 #include <random>
 
+#include "amqp/server/channel_internal.hpp"
 #include "amqp/server/connection.hpp"
 #include "amqp/server/convert.hpp"
-#include "broker/access_checks.hpp"
 #include "net/worker.hpp"
 
 namespace warren::amqp::server {
@@ -45,20 +21,6 @@ using namespace protocol;
 namespace {
 
 std::atomic<uint64_t> next_channel_id{1};
-
-// The checks to carry to the vhost's worker.
-broker::access_checks checks_of(amqp_connection& c) {
-  return broker::access_checks{c.access(), c.user().name};
-}
-
-// What to carry for a topic check on `exchange`: null (nothing to carry) unless the user has a
-// topic permission on an exchange of that name, which most users do not.
-std::shared_ptr<const broker::access_checks> topic_checks(amqp_connection& c,
-                                                          std::string_view exchange) {
-  auto checks = checks_of(c);
-  if (!checks.has_topic_rule(exchange)) return nullptr;
-  return std::make_shared<const broker::access_checks>(std::move(checks));
-}
 
 std::string generated_consumer_tag() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -143,35 +105,6 @@ void channel::mark_closing() {
   // channel.close has just been sent; the client's close crosses it and gets its close-ok.
   pending_ = 0;
   if (close_requested_) finish_client_close();
-}
-
-template <typename Op, typename Reply>
-void channel::call_vhost(Op op, Reply reply, bool urgent) {
-  broker::vhost* v = &conn_.vhost();
-  ++pending_;
-  // Captures move along rather than copy: every shared_ptr copy is an atomic count that the
-  // other worker's cache then has to fetch back.
-  auto run = [v, link = link_, op = std::move(op), reply = std::move(reply)]() mutable {
-    auto result = op(*v);
-    net::worker& w = link->worker();
-    w.run_or_post(
-        [link = std::move(link), result = std::move(result), reply = std::move(reply)]() mutable {
-          if (!link->ch) return;
-          channel& ch = *link->ch;
-          reply(ch, result);
-          // The reply may have closed the channel or the whole connection (a hard error destroys
-          // every channel): only a channel still attached to its link is touched again.
-          if (link->ch) link->ch->reply_done();
-        });
-  };
-  // Both hops are plain calls when the channel runs on the vhost's home worker.
-  net::worker& home = conn_.home_of(*v);
-  if (home.on_own_thread())
-    run();
-  else if (urgent)
-    home.post_urgent(std::move(run));
-  else
-    home.post(std::move(run));
 }
 
 void channel::reply_done() {
@@ -548,262 +481,6 @@ void channel::on_cancelled(const std::string& consumer_tag) {
   if (state_ != state::open || !conn_.cancel_notify()) return;
   conn_.send(id_, basic_cancel{consumer_tag, false});
   conn_.conn().flush_soon();
-}
-
-bool channel::permitted(auth::perm p, auth::resource r, std::string_view name, uint16_t class_id,
-                        uint16_t method_id) {
-  auto refusal = auth::check_resource(conn_.access().get(), p, r, name, conn_.vhost().name(),
-                                      conn_.user().name);
-  if (!refusal) return true;
-  fail(broker::error{broker::error_code::access_refused, std::move(*refusal)}, class_id, method_id);
-  return false;
-}
-
-bool channel::permitted_any(auth::resource r, std::string_view name, uint16_t class_id,
-                            uint16_t method_id) {
-  auto refusal = auth::check_any_resource(conn_.access().get(), r, name, conn_.vhost().name(),
-                                          conn_.user().name);
-  if (!refusal) return true;
-  fail(broker::error{broker::error_code::access_refused, std::move(*refusal)}, class_id, method_id);
-  return false;
-}
-
-bool channel::may_publish(const std::string& exchange, bool& topic) {
-  // The hot path: one atomic load and a name comparison while nothing changes.
-  if (conn_.context().users->generation() == publish_allowed_generation_ &&
-      exchange == publish_allowed_) {
-    topic = publish_allowed_topic_;
-    return true;
-  }
-  if (!permitted(auth::perm::write, auth::resource::exchange, exchange,
-                 basic_publish::amqp_class_id, basic_publish::amqp_method_id))
-    return false;
-  const auto& a = conn_.access();
-  publish_allowed_ = exchange;
-  publish_allowed_generation_ = conn_.access_generation();
-  publish_allowed_topic_ = topic = a && a->topic(exchange);
-  return true;
-}
-
-bool channel::resolve_queue(std::string& name, uint16_t class_id, uint16_t method_id) {
-  if (!name.empty()) return true;
-  if (last_queue_.empty()) {
-    fail(broker::error{broker::error_code::not_found, "no previously declared queue"}, class_id,
-         method_id);
-    return false;
-  }
-  name = last_queue_;
-  return true;
-}
-
-// ------------------------------------------------------------------------------ exchange class
-
-void channel::on_exchange_declare(exchange_declare& x) {
-  // The default exchange is refused by the vhost before any permission; an unknown type too
-  // (RabbitMQ checks the type first).
-  if (!x.exchange.empty()) {
-    if (x.passive) {
-      if (!permitted_any(auth::resource::exchange, x.exchange, x.amqp_class_id, x.amqp_method_id))
-        return;
-    } else if (broker::is_known_exchange_type(x.type) &&
-               !permitted(auth::perm::configure, auth::resource::exchange, x.exchange,
-                          x.amqp_class_id, x.amqp_method_id)) {
-      return;
-    }
-  }
-  std::shared_ptr<const broker::access_checks> alternate_check;
-  std::string alternate;
-  if (!x.passive)
-    if (auto ae = table_string(x.arguments, "alternate-exchange")) {
-      alternate = std::string(*ae);
-      alternate_check = std::make_shared<const broker::access_checks>(checks_of(conn_));
-    }
-  broker::exchange_settings s{x.exchange,    x.type,     x.durable,
-                              x.auto_delete, x.internal, std::move(x.arguments)};
-  bool passive = x.passive, no_wait = x.no_wait;
-  call_vhost(
-      [s = std::move(s), passive, alternate_check = std::move(alternate_check),
-       alternate = std::move(alternate)](broker::vhost& v) -> broker::maybe_error {
-        // A new exchange's alternate, after what the vhost refuses by name or type (RabbitMQ's
-        // order: the type, the reserved prefix, then the alternate).
-        if (alternate_check && !v.has_exchange(s.name) && s.name.rfind("amq.", 0) != 0 &&
-            broker::is_known_exchange_type(s.type))
-          if (auto e = alternate_check->new_exchange_alternate(s.name, alternate, v)) return e;
-        return v.declare_exchange(s, passive);
-      },
-      [no_wait](channel& ch, const broker::maybe_error& e) {
-        if (e)
-          return ch.fail(*e, exchange_declare::amqp_class_id, exchange_declare::amqp_method_id);
-        if (!no_wait) ch.conn_.send(ch.id_, exchange_declare_ok{});
-        ch.conn_.conn().flush_soon();
-      });
-}
-
-void channel::on_exchange_delete(exchange_delete& x) {
-  // "" and amq.* are refused by the vhost first, as by RabbitMQ.
-  if (!x.exchange.empty() && x.exchange.rfind("amq.", 0) != 0 &&
-      !permitted(auth::perm::configure, auth::resource::exchange, x.exchange, x.amqp_class_id,
-                 x.amqp_method_id))
-    return;
-  bool no_wait = x.no_wait;
-  call_vhost(
-      [name = x.exchange, if_unused = x.if_unused](broker::vhost& v) {
-        return v.delete_exchange(name, if_unused);
-      },
-      [no_wait](channel& ch, const broker::maybe_error& e) {
-        if (e) return ch.fail(*e, exchange_delete::amqp_class_id, exchange_delete::amqp_method_id);
-        if (!no_wait) ch.conn_.send(ch.id_, exchange_delete_ok{});
-        ch.conn_.conn().flush_soon();
-      });
-}
-
-void channel::on_exchange_bind(exchange_bind& x, bool bind) {
-  bool no_wait = x.no_wait;
-  uint16_t mid = bind ? exchange_bind::amqp_method_id : exchange_unbind::amqp_method_id;
-  using auth::perm, auth::resource;
-  if (!permitted(perm::write, resource::exchange, x.destination, class_exchange, mid)) return;
-  // The default exchange at either end is refused by the vhost before the read check.
-  if (!x.destination.empty() && !x.source.empty() &&
-      !permitted(perm::read, resource::exchange, x.source, class_exchange, mid))
-    return;
-  auto checks = topic_checks(conn_, x.source);
-  call_vhost(
-      [dest = x.destination, src = x.source, key = x.routing_key, args = std::move(x.arguments),
-       bind, checks = std::move(checks)](broker::vhost& v) -> broker::maybe_error {
-        if (checks)
-          if (auto e = checks->topic(perm::read, src, key, v)) return e;
-        auto d = v.exchange_dest(dest);
-        if (auto* e = std::get_if<broker::error>(&d)) return *e;
-        if (!v.has_exchange(src))
-          return broker::error{broker::error_code::not_found,
-                               fmt::format("no exchange '{}' in vhost '{}'", src, v.name())};
-        return bind ? v.bind(src, std::get<broker::dest_id>(d), key, args)
-                    : v.unbind(src, std::get<broker::dest_id>(d), key, args);
-      },
-      [no_wait, bind, mid](channel& ch, const broker::maybe_error& e) {
-        if (e) return ch.fail(*e, class_exchange, mid);
-        if (!no_wait) {
-          if (bind)
-            ch.conn_.send(ch.id_, exchange_bind_ok{});
-          else
-            ch.conn_.send(ch.id_, exchange_unbind_ok{});
-        }
-        ch.conn_.conn().flush_soon();
-      });
-}
-
-// ------------------------------------------------------------------------------ queue class
-
-void channel::on_queue_declare(queue_declare& x) {
-  if (x.passive &&
-      !permitted_any(auth::resource::queue, x.queue, x.amqp_class_id, x.amqp_method_id))
-    return;
-  broker::queue_declare_request r{x.queue,     x.passive,     x.durable,
-                                  x.exclusive, x.auto_delete, std::move(x.arguments),
-                                  conn_.id()};
-  if (!x.passive) {
-    // On the vhost's worker, once the name is known (a server-named queue's too).
-    std::optional<std::string> dlx;
-    if (auto d = table_string(r.arguments, "x-dead-letter-exchange")) dlx = std::string(*d);
-    r.authorize = [checks = checks_of(conn_), vhost = &conn_.vhost(), dlx = std::move(dlx)](
-                      const std::string& name, bool exists) {
-      return checks.declare_queue(name, exists, dlx, *vhost);
-    };
-  }
-  bool no_wait = x.no_wait;
-  call_vhost(
-      [r = std::move(r)](broker::vhost& v) { return v.declare_queue(r); },
-      [no_wait](channel& ch, const std::variant<broker::queue_declare_ok, broker::error>& res) {
-        if (auto* e = std::get_if<broker::error>(&res))
-          return ch.fail(*e, queue_declare::amqp_class_id, queue_declare::amqp_method_id);
-        const auto& ok = std::get<broker::queue_declare_ok>(res);
-        ch.last_queue_ = ok.name;
-        if (!no_wait)
-          ch.conn_.send(ch.id_, queue_declare_ok{ok.name, ok.message_count, ok.consumer_count});
-        ch.conn_.conn().flush_soon();
-      });
-}
-
-bool channel::permitted_binding(const std::string& queue, const std::string& exchange,
-                                uint16_t class_id, uint16_t method_id) {
-  using auth::perm, auth::resource;
-  if (!permitted(perm::write, resource::queue, queue, class_id, method_id)) return false;
-  // The default exchange is refused by the vhost before the read check.
-  return exchange.empty() ||
-         permitted(perm::read, resource::exchange, exchange, class_id, method_id);
-}
-
-void channel::on_queue_bind(queue_bind& x) {
-  if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
-  if (!permitted_binding(x.queue, x.exchange, x.amqp_class_id, x.amqp_method_id)) return;
-  bool no_wait = x.no_wait;
-  auto checks = topic_checks(conn_, x.exchange);
-  call_vhost(
-      [q = x.queue, ex = x.exchange, key = x.routing_key, args = std::move(x.arguments),
-       conn_id = conn_.id(), checks = std::move(checks)](broker::vhost& v) -> broker::maybe_error {
-        if (checks)
-          if (auto e = checks->topic(auth::perm::read, ex, key, v)) return e;
-        auto d = v.queue_dest(q, conn_id);
-        if (auto* e = std::get_if<broker::error>(&d)) return *e;
-        return v.bind(ex, std::get<broker::dest_id>(d), key, args);
-      },
-      [no_wait](channel& ch, const broker::maybe_error& e) {
-        if (e) return ch.fail(*e, queue_bind::amqp_class_id, queue_bind::amqp_method_id);
-        if (!no_wait) ch.conn_.send(ch.id_, queue_bind_ok{});
-        ch.conn_.conn().flush_soon();
-      });
-}
-
-void channel::on_queue_unbind(queue_unbind& x) {
-  if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
-  if (!permitted_binding(x.queue, x.exchange, x.amqp_class_id, x.amqp_method_id)) return;
-  auto checks = topic_checks(conn_, x.exchange);
-  call_vhost(
-      [q = x.queue, ex = x.exchange, key = x.routing_key, args = std::move(x.arguments),
-       conn_id = conn_.id(), checks = std::move(checks)](broker::vhost& v) -> broker::maybe_error {
-        if (checks)
-          if (auto e = checks->topic(auth::perm::read, ex, key, v)) return e;
-        auto d = v.queue_dest(q, conn_id);
-        if (auto* e = std::get_if<broker::error>(&d)) return *e;
-        return v.unbind(ex, std::get<broker::dest_id>(d), key, args);
-      },
-      [](channel& ch, const broker::maybe_error& e) {
-        if (e) return ch.fail(*e, queue_unbind::amqp_class_id, queue_unbind::amqp_method_id);
-        ch.conn_.send(ch.id_, queue_unbind_ok{});
-        ch.conn_.conn().flush_soon();
-      });
-}
-
-void channel::on_queue_purge(queue_purge& x) {
-  if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
-  if (!permitted(auth::perm::read, auth::resource::queue, x.queue, x.amqp_class_id,
-                 x.amqp_method_id))
-    return;
-  bool no_wait = x.no_wait;
-  call_vhost(
-      [q = x.queue, conn_id = conn_.id()](broker::vhost& v) { return v.purge_queue(q, conn_id); },
-      [no_wait](channel& ch, const std::variant<uint32_t, broker::error>& r) {
-        if (auto* e = std::get_if<broker::error>(&r))
-          return ch.fail(*e, queue_purge::amqp_class_id, queue_purge::amqp_method_id);
-        if (!no_wait) ch.conn_.send(ch.id_, queue_purge_ok{std::get<uint32_t>(r)});
-        ch.conn_.conn().flush_soon();
-      });
-}
-
-void channel::on_queue_delete(queue_delete& x) {
-  if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
-  if (!permitted(auth::perm::configure, auth::resource::queue, x.queue, x.amqp_class_id,
-                 x.amqp_method_id))
-    return;
-  bool no_wait = x.no_wait;
-  call_vhost([q = x.queue, if_unused = x.if_unused, if_empty = x.if_empty, conn_id = conn_.id()](
-                 broker::vhost& v) { return v.delete_queue(q, if_unused, if_empty, conn_id); },
-             [no_wait](channel& ch, const std::variant<uint32_t, broker::error>& r) {
-               if (auto* e = std::get_if<broker::error>(&r))
-                 return ch.fail(*e, queue_delete::amqp_class_id, queue_delete::amqp_method_id);
-               if (!no_wait) ch.conn_.send(ch.id_, queue_delete_ok{std::get<uint32_t>(r)});
-               ch.conn_.conn().flush_soon();
-             });
 }
 
 // ------------------------------------------------------------------------------ basic class

@@ -1,0 +1,59 @@
+// What channel.cpp and channel_declarations.cpp share: the trip of an operation to the vhost's
+// worker and back (call_vhost), and the permission checks a channel carries with it.
+#pragma once
+
+#include <memory>
+#include <string_view>
+
+#include "amqp/server/channel.hpp"
+#include "amqp/server/connection.hpp"
+#include "broker/access_checks.hpp"
+#include "broker/vhost.hpp"
+#include "net/worker.hpp"
+
+namespace warren::amqp::server {
+
+// The checks to carry to the vhost's worker.
+inline broker::access_checks checks_of(amqp_connection& c) {
+  return broker::access_checks{c.access(), c.user().name};
+}
+
+// What to carry for a topic check on `exchange`: null (nothing to carry) unless the user has a
+// topic permission on an exchange of that name, which most users do not.
+inline std::shared_ptr<const broker::access_checks> topic_checks(amqp_connection& c,
+                                                                 std::string_view exchange) {
+  auto checks = checks_of(c);
+  if (!checks.has_topic_rule(exchange)) return nullptr;
+  return std::make_shared<const broker::access_checks>(std::move(checks));
+}
+
+template <typename Op, typename Reply>
+void channel::call_vhost(Op op, Reply reply, bool urgent) {
+  broker::vhost* v = &conn_.vhost();
+  ++pending_;
+  // Captures move along rather than copy: every shared_ptr copy is an atomic count that the
+  // other worker's cache then has to fetch back.
+  auto run = [v, link = link_, op = std::move(op), reply = std::move(reply)]() mutable {
+    auto result = op(*v);
+    net::worker& w = link->worker();
+    w.run_or_post(
+        [link = std::move(link), result = std::move(result), reply = std::move(reply)]() mutable {
+          if (!link->ch) return;
+          channel& ch = *link->ch;
+          reply(ch, result);
+          // The reply may have closed the channel or the whole connection (a hard error destroys
+          // every channel): only a channel still attached to its link is touched again.
+          if (link->ch) link->ch->reply_done();
+        });
+  };
+  // Both hops are plain calls when the channel runs on the vhost's home worker.
+  net::worker& home = conn_.home_of(*v);
+  if (home.on_own_thread())
+    run();
+  else if (urgent)
+    home.post_urgent(std::move(run));
+  else
+    home.post(std::move(run));
+}
+
+}  // namespace warren::amqp::server
