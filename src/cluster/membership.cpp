@@ -240,7 +240,7 @@ void membership::retry_register_later() {
   });
 }
 
-void membership::leave(std::function<void()> done) {
+void membership::leave(std::function<void(const std::string&)> done) {
   bool serving = state_ == node_state::serving;
   stopped_ = true;
   keepalive_timer_.cancel();
@@ -248,8 +248,8 @@ void membership::leave(std::function<void()> done) {
   retry_timer_.cancel();
   if (nodes_) nodes_->stop();
   if (members_) members_->stop();
-  if (!serving || lease_ == 0) return done();
-  client_->lease_revoke(lease_, [done = std::move(done)](const std::string&) { done(); });
+  if (!serving || lease_ == 0) return done("the node held no lease");
+  client_->lease_revoke(lease_, [done = std::move(done)](const std::string& err) { done(err); });
 }
 
 void membership::publish_view() {

@@ -73,8 +73,8 @@ class membership : public std::enable_shared_from_this<membership> {
   membership(std::shared_ptr<etcd_client> client, membership_settings s, events e);
   void start();
   // Leaves: revokes the lease (the nodes/ key goes at once) and stops; `done` when etcd has
-  // answered or failed to.
-  void leave(std::function<void()> done);
+  // answered (error empty) or failed to.
+  void leave(std::function<void(const std::string& error)> done);
 
   std::shared_ptr<const cluster_view> view() const;  // any thread
   node_state state() const { return state_; }

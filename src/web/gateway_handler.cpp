@@ -171,6 +171,24 @@ void gateway_handler::refuse_over_limit() {
                             g_.settings().max_connections_per_ip));
 }
 
+void gateway_handler::refuse_fenced(std::string_view reason) {
+  keep_alive_ = false;
+  respond_error(503, "unavailable", reason);
+}
+
+void gateway_handler::fence(std::string_view reason) {
+  detach();
+  if (mode_ == mode::ws && ws_) {
+    // A close frame's reason has at most 123 bytes.
+    ws_close(ws_close::try_again_later, reason.substr(0, 123));
+  } else if (mode_ == mode::stream) {
+    conn().out() += "0\r\n\r\n";
+    conn().close_gracefully(std::chrono::seconds(1));
+  } else {
+    conn().close_gracefully(std::chrono::seconds(1));
+  }
+}
+
 // --- HTTP ----------------------------------------------------------------------------------------
 
 size_t gateway_handler::on_data(std::span<const uint8_t> data) {

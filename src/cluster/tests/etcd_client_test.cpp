@@ -277,7 +277,7 @@ TEST_F(etcd_test, membership_registers_refuses_duplicates_and_fences) {
   ASSERT_TRUE(run_until([&] { return first2.has_value(); }));
   EXPECT_EQ(*first2, join_result::duplicate);
   EXPECT_NE(detail.find("already in use"), std::string::npos) << detail;
-  dup->leave([] {});
+  dup->leave([](const std::string&) {});
 
   // Keepalives hold the lease past its TTL.
   run_until([] { return false; }, 2500ms);
@@ -310,7 +310,10 @@ TEST_F(etcd_test, membership_registers_refuses_duplicates_and_fences) {
 
   // Leaving revokes the lease: the node's key goes at once, its member record stays.
   bool left = false;
-  m->leave([&] { left = true; });
+  m->leave([&](const std::string& e) {
+    EXPECT_EQ(e, "");
+    left = true;
+  });
   ASSERT_TRUE(run_until([&] { return left; }));
   range_result nodes, members;
   int got = 0;
