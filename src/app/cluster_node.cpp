@@ -26,13 +26,15 @@ std::chrono::milliseconds request_timeout(std::chrono::seconds ttl) {
 
 }  // namespace
 
-cluster_node::cluster_node(settings s, common::node_fence& fence, net::worker_pool& pool)
+cluster_node::cluster_node(settings s, common::node_fence& fence, net::worker_pool& pool,
+                           auth::user_store& users, mgmt::users_file* file)
     : s_(std::move(s)), fence_(fence), pool_(pool), work_(io_.get_executor()) {
   std::string err;
   auto eps = cluster::parse_endpoints(s_.endpoints, err);
   if (!eps) throw std::runtime_error("--etcd-endpoints: " + err);
   client_ = std::make_shared<cluster::etcd_client>(io_, *eps, request_timeout(s_.lease_ttl));
   fence_.set(true, fmt::format("node '{}' is joining cluster '{}'", s_.node, s_.cluster));
+  users_ = std::make_shared<cluster_users>(client_, s_.cluster, users, file);
 }
 
 cluster_node::~cluster_node() {
@@ -59,7 +61,10 @@ void cluster_node::join() {
     pthread_setname_np(pthread_self(), "cluster");
     io_.run();
   });
-  boost::asio::post(io_, [m = membership_] { m->start(); });
+  boost::asio::post(io_, [m = membership_, u = users_] {
+    m->start();
+    u->start();
+  });
   spdlog::info("cluster '{}': node '{}' joining through etcd at {}", s_.cluster, s_.node,
                s_.endpoints);
   // Each endpoint is tried once or twice per call, and registering is three calls.
@@ -86,6 +91,7 @@ void cluster_node::leave() {
   std::promise<std::string> left;
   auto fut = left.get_future();
   boost::asio::post(io_, [this, &left] {
+    users_->stop();
     membership_->leave([this, &left](const std::string& err) {
       client_->close();
       left.set_value(err);

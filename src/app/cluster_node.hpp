@@ -16,6 +16,7 @@
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 
+#include "app/cluster_users.hpp"
 #include "cluster/membership.hpp"
 #include "common/node_fence.hpp"
 #include "mgmt/api.hpp"
@@ -34,7 +35,9 @@ class cluster_node {
     int64_t started_at_ms = 0;
   };
   // Throws std::runtime_error for bad endpoints. The fence is raised at once ("joining").
-  cluster_node(settings s, common::node_fence& fence, net::worker_pool& pool);
+  // `file`: where `users` are saved (null: nowhere).
+  cluster_node(settings s, common::node_fence& fence, net::worker_pool& pool,
+               auth::user_store& users, mgmt::users_file* file);
   ~cluster_node();
 
   // Starts the `cluster` thread and waits for the first attempt to register. Throws
@@ -46,6 +49,8 @@ class cluster_node {
   void leave();
 
   mgmt::cluster_status status() const;  // any thread
+  // Any thread: the users changed here; send them to etcd.
+  void publish_users() { users_->publish(); }
 
  private:
   void on_state(cluster::node_state s, const std::string& why);
@@ -57,6 +62,7 @@ class cluster_node {
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   std::shared_ptr<cluster::etcd_client> client_;
   std::shared_ptr<cluster::membership> membership_;
+  std::shared_ptr<cluster_users> users_;
   std::thread thread_;
 };
 

@@ -574,7 +574,8 @@ int run(const app::config& cfg) {
     for (const auto& l : api.listeners)
       ls.push_back({{"protocol", l.protocol}, {"ip_address", l.ip_address}, {"port", l.port}});
     cs.info = {{"version", WARREN_VERSION}, {"pid", ::getpid()}, {"listeners", ls}};
-    cluster.emplace(std::move(cs), fence, pool);
+    cluster.emplace(std::move(cs), fence, pool, users, &user_file);
+    user_file.on_saved = [&cluster] { cluster->publish_users(); };
     api.cluster = [&cluster] { return cluster->status(); };
     cluster->join();
   }
@@ -630,7 +631,10 @@ int run(const app::config& cfg) {
   }
   spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
   // The lease goes first, so the other nodes see this one stop at once.
-  if (cluster) cluster->leave();
+  if (cluster) {
+    user_file.on_saved = nullptr;
+    cluster->leave();
+  }
 
   amqp_listener.stop();
   if (tls) {

@@ -237,3 +237,59 @@ def test_single_node_without_etcd_is_unchanged(warren):
     assert "warren_cluster_state" not in nodes[0]
     with urllib.request.urlopen(f"http://127.0.0.1:{warren.prometheus_port}/metrics", timeout=5) as r:
         assert "warren_cluster_nodes" not in r.read().decode()
+
+
+def put_json(node, path, body, method="PUT"):
+    req = urllib.request.Request(f"http://127.0.0.1:{node.http_port}{path}", method=method,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    req.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.status
+
+
+def login(node, user, password):
+    """None if `user` may open the default vhost on `node`, else the error."""
+    try:
+        pika.BlockingConnection(pika.ConnectionParameters(
+            host="127.0.0.1", port=node.amqp_port, connection_attempts=1, socket_timeout=5,
+            credentials=pika.PlainCredentials(user, password))).close()
+        return None
+    except pika.exceptions.AMQPError as e:
+        return repr(e) or type(e).__name__
+
+
+def test_users_and_permissions_are_the_clusters(node_factory, etcd):
+    a, b = node_factory("a"), node_factory("b")
+    wait_for(lambda: running(b) == {"a": True, "b": True}, 5)
+    # A user created on a can log in on b; its permissions came along.
+    assert put_json(a, "/api/users/bob", {"password": "s3cret", "tags": "monitoring"}) in (201, 204)
+    assert login(b, "bob", "s3cret") is not None  # no permission on "/" yet: refused
+    assert put_json(a, "/api/permissions/%2F/bob", {"configure": ".*", "write": ".*", "read": ".*"}) in (201, 204)
+    wait_for(lambda: login(b, "bob", "s3cret") is None, 5)
+    assert login(b, "bob", "wrong") is not None
+    bob = api(b, "/api/users/bob")
+    assert bob["tags"] in (["monitoring"], "monitoring")
+    # Kept in etcd, one key per user.
+    got = etcd.call("/v3/kv/range", {"key": base64.b64encode(b"/warren/c1/users/bob").decode()})
+    assert json.loads(base64.b64decode(got["kvs"][0]["value"]))["permissions"]["/"]["write"] == ".*"
+    # A change on b reaches a; a deletion on a reaches b.
+    assert put_json(b, "/api/users/bob", {"password": "other", "tags": ""}) in (201, 204)
+    wait_for(lambda: login(a, "bob", "other") is None, 5)
+    assert put_json(a, "/api/users/bob", None, method="DELETE") == 204
+    wait_for(lambda: login(b, "bob", "other") is not None, 5)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        api(b, "/api/users/bob")
+    assert e.value.code == 404
+    # Quick successive changes on one node: the echo of an older write never undoes a newer one.
+    for i in range(5):
+        put_json(a, "/api/users/dave", {"password": f"pw{i}", "tags": ""})
+        put_json(a, "/api/permissions/%2F/dave", {"configure": "", "write": "", "read": f"r{i}"})
+    for n in (a, b):
+        wait_for(lambda n=n: login(n, "dave", "pw4") is None, 5)
+        assert [p["read"] for p in api(n, "/api/permissions") if p["user"] == "dave"] == ["r4"]
+    # A node that joins later takes the cluster's users.
+    put_json(a, "/api/users/carol", {"password": "pw", "tags": ""})
+    put_json(a, "/api/permissions/%2F/carol", {"configure": "", "write": "", "read": ".*"})
+    c = node_factory("c")
+    wait_for(lambda: login(c, "carol", "pw") is None, 5)
