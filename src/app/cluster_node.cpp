@@ -61,9 +61,10 @@ void cluster_node::join() {
     pthread_setname_np(pthread_self(), "cluster");
     io_.run();
   });
-  boost::asio::post(io_, [m = membership_, u = users_] {
+  boost::asio::post(io_, [m = membership_, u = users_, v = vhosts_] {
     m->start();
     u->start();
+    if (v) v->start();
   });
   spdlog::info("cluster '{}': node '{}' joining through etcd at {}", s_.cluster, s_.node,
                s_.endpoints);
@@ -86,12 +87,17 @@ void cluster_node::join() {
                  s_.node);
 }
 
+void cluster_node::set_vhost_ops(cluster_vhosts::local_ops ops) {
+  vhosts_ = std::make_shared<cluster_vhosts>(client_, s_.cluster, std::move(ops));
+}
+
 void cluster_node::leave() {
   if (!thread_.joinable()) return;
   std::promise<std::string> left;
   auto fut = left.get_future();
   boost::asio::post(io_, [this, &left] {
     users_->stop();
+    if (vhosts_) vhosts_->stop();
     membership_->leave([this, &left](const std::string& err) {
       client_->close();
       left.set_value(err);

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/cluster_users.hpp"
+#include "app/cluster_vhosts.hpp"
 #include "cluster/membership.hpp"
 #include "common/node_fence.hpp"
 #include "mgmt/api.hpp"
@@ -51,6 +52,10 @@ class cluster_node {
   mgmt::cluster_status status() const;  // any thread
   // Any thread: the users changed here; send them to etcd.
   void publish_users() { users_->publish(); }
+  // Before join(): how vhosts are listed, created and deleted here (the management API's own
+  // functions); then any thread: a vhost was created or deleted here.
+  void set_vhost_ops(cluster_vhosts::local_ops ops);
+  void publish_vhost(const std::string& name, bool exists) { vhosts_->publish(name, exists); }
 
  private:
   void on_state(cluster::node_state s, const std::string& why);
@@ -63,6 +68,7 @@ class cluster_node {
   std::shared_ptr<cluster::etcd_client> client_;
   std::shared_ptr<cluster::membership> membership_;
   std::shared_ptr<cluster_users> users_;
+  std::shared_ptr<cluster_vhosts> vhosts_;
   std::thread thread_;
 };
 

@@ -576,6 +576,25 @@ int run(const app::config& cfg) {
     cs.info = {{"version", WARREN_VERSION}, {"pid", ::getpid()}, {"listeners", ls}};
     cluster.emplace(std::move(cs), fence, pool, users, &user_file);
     user_file.on_saved = [&cluster] { cluster->publish_users(); };
+    // Vhosts: the API's functions apply what etcd says; the API's calls publish to etcd.
+    auto local_create = api.create_vhost;
+    auto local_delete = api.delete_vhost;
+    cluster->set_vhost_ops(
+        {[&vhosts] { return vhosts.names(); },
+         [local_create](const std::string& name) { return local_create(name, std::string()); },
+         local_delete});
+    api.create_vhost = [&cluster, local_create](const std::string& name, const std::string& who) {
+      std::string err = local_create(name, who);
+      if (err.empty()) cluster->publish_vhost(name, true);
+      return err;
+    };
+    api.delete_vhost = [&cluster, local_delete](const std::string& name,
+                                                std::function<void(std::string)> done) {
+      local_delete(name, [&cluster, name, done = std::move(done)](std::string err) {
+        if (err.empty() || err.starts_with("vhost deleted")) cluster->publish_vhost(name, false);
+        done(std::move(err));
+      });
+    };
     api.cluster = [&cluster] { return cluster->status(); };
     cluster->join();
   }

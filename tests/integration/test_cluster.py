@@ -293,3 +293,28 @@ def test_users_and_permissions_are_the_clusters(node_factory, etcd):
     put_json(a, "/api/permissions/%2F/carol", {"configure": "", "write": "", "read": ".*"})
     c = node_factory("c")
     wait_for(lambda: login(c, "carol", "pw") is None, 5)
+
+
+def test_vhosts_are_the_clusters(node_factory):
+    a, b = node_factory("a"), node_factory("b")
+    wait_for(lambda: running(b) == {"a": True, "b": True}, 5)
+    assert put_json(a, "/api/vhosts/shared", {}) in (201, 204)
+    # On b: the vhost, and the creator's permissions on it (a user change, replicated too).
+    wait_for(lambda: "shared" in [v["name"] for v in api(b, "/api/vhosts")], 5)
+
+    def guest_opens_shared():
+        try:
+            pika.BlockingConnection(pika.ConnectionParameters(
+                host="127.0.0.1", port=b.amqp_port, virtual_host="shared", connection_attempts=1,
+                socket_timeout=5)).close()
+            return True
+        except pika.exceptions.AMQPError:
+            return False
+
+    wait_for(guest_opens_shared, 5)
+    # Deleted on b: gone from a.
+    assert put_json(b, "/api/vhosts/shared", None, method="DELETE") == 204
+    wait_for(lambda: "shared" not in [v["name"] for v in api(a, "/api/vhosts")], 5)
+    # A node joining keeps its own vhosts and adds them to the cluster's.
+    c = node_factory("c", "--vhosts", "own")
+    wait_for(lambda: "own" in [v["name"] for v in api(a, "/api/vhosts")], 5)
