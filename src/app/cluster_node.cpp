@@ -115,6 +115,10 @@ void cluster_node::leave() {
   work_.reset();
   io_.stop();
   thread_.join();
+  // The handlers of what was cancelled (sockets closed, timers stopped) still hold the client
+  // and its sockets: run them now, while the io_context is whole.
+  io_.restart();
+  io_.poll();
 }
 
 void cluster_node::on_state(cluster::node_state st, const std::string& why) {
