@@ -132,7 +132,7 @@ void cluster_node::on_state(cluster::node_state st, const std::string& why) {
       fmt::format("node '{}' of cluster '{}' is fenced: {}", s_.node, s_.cluster, why);
   fence_.set(true, text);
   // Each worker closes its clients: AMQP with connection.close 320 and the reason, the web
-  // gateway's with 1013 (WebSocket) or an ended stream. The management API stays up, so an
+  // gateway's with 1001 and the reason (WebSocket) or an ended stream. The management API stays up, so an
   // operator can see why (GET /api/nodes).
   for (size_t i = 0; i < pool_.size(); ++i) {
     net::worker& w = pool_.at(i);
@@ -145,6 +145,7 @@ void cluster_node::on_state(cluster::node_state st, const std::string& why) {
           ++closed;
         } else if (auto* g = dynamic_cast<web::gateway_handler*>(c.handler())) {
           g->fence(text);
+          c.flush();
           ++closed;
         }
       });

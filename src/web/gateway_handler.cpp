@@ -179,8 +179,9 @@ void gateway_handler::refuse_fenced(std::string_view reason) {
 void gateway_handler::fence(std::string_view reason) {
   detach();
   if (mode_ == mode::ws && ws_) {
-    // A close frame's reason has at most 123 bytes.
-    ws_close(ws_close::try_again_later, reason.substr(0, 123));
+    // 1001, as at shutdown (1013 "try again later" is not among the codes RFC 6455 defines, which
+    // ws_close_code_valid holds to); the reason says why (cut to 123 bytes by the writer).
+    ws_close(ws_close::going_away, reason);
   } else if (mode_ == mode::stream) {
     conn().out() += "0\r\n\r\n";
     conn().close_gracefully(std::chrono::seconds(1));

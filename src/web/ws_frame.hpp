@@ -38,7 +38,6 @@ inline constexpr uint16_t policy_violation = 1008;
 inline constexpr uint16_t message_too_big = 1009;
 inline constexpr uint16_t mandatory_extension = 1010;
 inline constexpr uint16_t internal_error = 1011;
-inline constexpr uint16_t try_again_later = 1013;
 inline constexpr uint16_t tls_handshake = 1015;  // never sent
 }  // namespace ws_close
 

@@ -16,6 +16,7 @@ import pika
 import pytest
 
 from support.etcd_process import EtcdProcess
+from support.ws_client import WsClient, make_jwt, query
 from support.warren_process import WarrenProcess
 
 TTL = 2
@@ -178,11 +179,13 @@ def test_bad_cluster_flags_are_refused(warren_factory):
 
 
 def test_node_fences_without_etcd_and_serves_again_when_it_returns(node_factory, etcd):
-    a, b = node_factory("a"), node_factory("b")
+    secret = "cluster-test-secret-0123456789abcdef"
+    a, b = node_factory("a", "--jwt-secret", secret), node_factory("b")
     wait_for(lambda: running(a) == {"a": True, "b": True}, 5)
     conn = connect(a)
     ch = conn.channel()
     ch.queue_declare("q1")
+    ws = WsClient(a.web_port, query("/ws", token=make_jwt(secret, "alice"))).connect()
     # A WebSocket-less gateway request works while serving.
     with urllib.request.urlopen(f"http://127.0.0.1:{a.web_port}/", timeout=5) as r:
         assert r.status == 200
@@ -198,6 +201,9 @@ def test_node_fences_without_etcd_and_serves_again_when_it_returns(node_factory,
     assert "node 'a' of cluster 'c1' is fenced" in e.value.reply_text
     assert "not renewed" in e.value.reply_text
     assert fenced_after < TTL, fenced_after
+    # The browser's WebSocket is closed with 1001 (going away) and the reason.
+    code, reason = ws.expect_close(1001)
+    assert "is fenced" in reason
     # New connections are refused with the same reason; the gateway answers 503.
     assert "is fenced" in (refused_reason(a) or "accepted")
     with pytest.raises(urllib.error.HTTPError) as h:
