@@ -291,9 +291,16 @@ def test_users_and_permissions_are_the_clusters(node_factory, etcd):
     for i in range(5):
         put_json(a, "/api/users/dave", {"password": f"pw{i}", "tags": ""})
         put_json(a, "/api/permissions/%2F/dave", {"configure": "", "write": "", "read": f"r{i}"})
+    def dave_reads(n):
+        return [p["read"] for p in api(n, "/api/permissions") if p["user"] == "dave"]
+
+    assert dave_reads(a) == ["r4"]  # at once on the node that took the changes
     for n in (a, b):
-        wait_for(lambda n=n: login(n, "dave", "pw4") is None, 5)
-        assert [p["read"] for p in api(n, "/api/permissions") if p["user"] == "dave"] == ["r4"]
+        wait_for(lambda n=n: dave_reads(n) == ["r4"], 5)
+        assert login(n, "dave", "pw4") is None
+    time.sleep(0.3)  # no late echo of an older write undoes the last one
+    for n in (a, b):
+        assert dave_reads(n) == ["r4"]
     # A node that joins later takes the cluster's users.
     put_json(a, "/api/users/carol", {"password": "pw", "tags": ""})
     put_json(a, "/api/permissions/%2F/carol", {"configure": "", "write": "", "read": ".*"})
