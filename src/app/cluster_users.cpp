@@ -106,6 +106,12 @@ void cluster_users::on_change(const cluster::prefix_mirror::items_map& items) {
   }
   bool first = !seeded_;
   seeded_ = true;
+  // A whole read after a lost watch folds events together: the echoes still awaited may never
+  // come one by one, so stop waiting for them (the read's values are applied as etcd's).
+  if (mirror_->reads() != reads_seen_) {
+    reads_seen_ = mirror_->reads();
+    in_flight_.clear();
+  }
   std::map<std::string, auth::user> put;
   std::vector<std::string> erase;
   for (const auto& [key, kv] : items) {

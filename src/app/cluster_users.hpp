@@ -48,6 +48,7 @@ class cluster_users : public std::enable_shared_from_this<cluster_users> {
   // Values this node wrote and has not yet seen come back through the watch. Their echo is not
   // applied: the store may have changed again meanwhile, and the echo would undo that change.
   std::map<std::string, std::multiset<std::string>> in_flight_;
+  uint64_t reads_seen_ = 0;  // the mirror's reads() when in_flight_ was last valid
 };
 
 }  // namespace warren::app

@@ -52,6 +52,7 @@ void prefix_mirror::resync() {
                      self->items_.emplace(std::move(k), std::move(kv));
                    }
                    self->revision_ = r.revision;
+                   ++self->reads_;
                    self->watch_ = self->client_->watch(
                        self->prefix_, prefix_end(self->prefix_), r.revision + 1,
                        [w](const watch_message& m) {

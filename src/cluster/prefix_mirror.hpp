@@ -29,6 +29,9 @@ class prefix_mirror : public std::enable_shared_from_this<prefix_mirror> {
   const items_map& items() const { return items_; }
   bool synced() const { return synced_; }  // a range has been read and the watch is running
   int64_t revision() const { return revision_; }
+  // How many times the prefix was read whole (the first read, then one per lost watch): events
+  // between two reads may have been folded into the second.
+  uint64_t reads() const { return reads_; }
 
  private:
   void resync();
@@ -44,6 +47,7 @@ class prefix_mirror : public std::enable_shared_from_this<prefix_mirror> {
   items_map items_;
   int64_t revision_ = 0;
   bool synced_ = false;
+  uint64_t reads_ = 0;
   bool stopped_ = false;
 };
 

@@ -223,6 +223,10 @@ def test_node_fences_without_etcd_and_serves_again_when_it_returns(node_factory,
     conn.channel().queue_declare("q1", passive=True)  # the node's queues are still there
     conn.close()
     wait_for(lambda: running(b) == {"a": True, "b": True}, 5)
+    # The mirrors read etcd again after the outage: a user created now on a reaches b.
+    put_json(a, "/api/users/after", {"password": "pw", "tags": ""})
+    put_json(a, "/api/permissions/%2F/after", {"configure": "", "write": "", "read": ".*"})
+    wait_for(lambda: login(b, "after", "pw") is None, 5)
 
 
 def test_node_started_while_etcd_is_down_waits_fenced(warren_factory, etcd):
