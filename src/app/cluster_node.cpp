@@ -132,8 +132,8 @@ void cluster_node::on_state(cluster::node_state st, const std::string& why) {
       fmt::format("node '{}' of cluster '{}' is fenced: {}", s_.node, s_.cluster, why);
   fence_.set(true, text);
   // Each worker closes its clients: AMQP with connection.close 320 and the reason, the web
-  // gateway's with 1001 and the reason (WebSocket) or an ended stream. The management API stays up, so an
-  // operator can see why (GET /api/nodes).
+  // gateway's with 1001 and the reason (WebSocket) or an ended stream. The management API stays up,
+  // so an operator can see why (GET /api/nodes).
   for (size_t i = 0; i < pool_.size(); ++i) {
     net::worker& w = pool_.at(i);
     w.post_urgent([&w, text] {
