@@ -251,6 +251,18 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
   bind_option(app, b, cli, &config::web_dev_tokens, "web_dev_tokens",
               "Serve POST /api/dev-token (tokens for any user, signed with --jwt-secret): "
               "for the demo page on a development machine only");
+  bind_option(app, b, cli, &config::node_name, "node_name",
+              "This node's name in /api/nodes and in the cluster (default warren@<hostname>); "
+              "letters, digits and @ . _ - only");
+  bind_option(app, b, cli, &config::cluster_name, "cluster_name",
+              "The cluster's name (connection.start's cluster_name, /api/overview); with "
+              "--etcd-endpoints, the cluster to join (default warren)");
+  bind_option(app, b, cli, &config::etcd_endpoints, "etcd_endpoints",
+              "Join a cluster coordinated by etcd at these endpoints, comma-separated "
+              "(http://host:port,...); none: a single node");
+  bind_option(app, b, cli, &config::etcd_lease_ttl, "etcd_lease_ttl",
+              "Seconds of the node's lease in etcd: a node that cannot renew it within this time "
+              "stops serving clients (fencing), and others see it as not running");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -285,6 +297,22 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
     if (x.option->count() > 0) x.copy(cfg, cli);
   if (cfg.ctl_socket == ctl_socket_in_data_dir)
     cfg.ctl_socket = (std::filesystem::path(cfg.data_dir) / "warren.sock").string();
+  auto name_ok = [](const std::string& n) {
+    return n.size() <= 255 && n.find_first_not_of(
+                                  "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789@._-") == std::string::npos;
+  };
+  if (!name_ok(cfg.node_name))
+    return exit_request{2, fmt::format("--node-name '{}': use letters, digits and @ . _ - only "
+                                       "(at most 255)\n",
+                                       cfg.node_name)};
+  if (!name_ok(cfg.cluster_name))
+    return exit_request{2, fmt::format("--cluster-name '{}': use letters, digits and @ . _ - "
+                                       "only (at most 255)\n",
+                                       cfg.cluster_name)};
+  if (!cfg.etcd_endpoints.empty() && cfg.cluster_name.empty()) cfg.cluster_name = "warren";
+  if (cfg.etcd_lease_ttl < 1 || cfg.etcd_lease_ttl > 3600)
+    return exit_request{2, "--etcd-lease-ttl: from 1 to 3600 seconds\n"};
   if (cfg.workers == 0) cfg.workers = std::max(1u, std::thread::hardware_concurrency());
   return cfg;
 }

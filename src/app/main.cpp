@@ -31,6 +31,7 @@
 #include "alarm/system.hpp"
 #include "amqp/server/connection.hpp"
 #include "app/alarms.hpp"
+#include "app/cluster_node.hpp"
 #include "app/config.hpp"
 #include "auth/password.hpp"
 #include "common/log.hpp"
@@ -284,6 +285,10 @@ int run(const app::config& cfg) {
   node_connections.set_limit(cfg.max_connections);
   ctx.node_connections = &node_connections;
   if (cfg.max_connections >= 0) spdlog::info("node connection limit: {}", cfg.max_connections);
+  // In a cluster the node serves only while it holds its lease in etcd (app/cluster_node.hpp).
+  common::node_fence fence;
+  if (!cfg.etcd_endpoints.empty()) ctx.fence = &fence;
+  if (!cfg.cluster_name.empty()) ctx.settings.cluster_name = cfg.cluster_name;
   ctx.server_properties = amqp::server::make_server_properties(ctx.settings);
 
   // Block the shutdown and reload signals before any thread starts; the main thread waits for
@@ -424,12 +429,14 @@ int run(const app::config& cfg) {
   api.close_connection = [](net::worker& w, uint64_t id, const std::string& reason) {
     return amqp::server::amqp_connection::force_close(w, id, reason);
   };
-  {
+  if (cfg.node_name.empty()) {
     char host[256] = {};
     ::gethostname(host, sizeof host - 1);
     api.node_name = fmt::format("warren@{}", host);
-    api.cluster_name = api.node_name;
+  } else {
+    api.node_name = cfg.node_name;
   }
+  api.cluster_name = cfg.cluster_name.empty() ? api.node_name : cfg.cluster_name;
   api.started_at = broker::wall_ms();
   api.set_memory_high_watermark = [&alarms](std::variant<double, uint64_t> limit) {
     return alarms.set_memory_high_watermark(limit);
@@ -526,7 +533,7 @@ int run(const app::config& cfg) {
   web::gateway gateway(
       gs, jwt,
       {&users, gw_vhost, &pool, &alarms.board(),
-       dynamic_cast<store::message_store*>(gw_vhost->get_journal())},
+       dynamic_cast<store::message_store*>(gw_vhost->get_journal()), ctx.fence},
       fs::path(cfg.data_dir) / "vhosts" / store_dir_name(web_vhost) / "follows.log");
   gateway.prepare();
   mgmt::gateway_sampler gateway_history;
@@ -555,6 +562,44 @@ int run(const app::config& cfg) {
     api.listeners.push_back({"web/ssl", bound, web_tls_listener->port()});
   }
   overview_ticker overview_timer(pool.at(0), vhosts, overview, api);
+  // Joining the cluster: the node registers under its lease before any listener accepts (a
+  // duplicate name stops the start here; etcd unreachable starts the node fenced).
+  std::optional<app::cluster_node> cluster;
+  if (!cfg.etcd_endpoints.empty()) {
+    app::cluster_node::settings cs;
+    cs.cluster = cfg.cluster_name;
+    cs.node = api.node_name;
+    cs.endpoints = cfg.etcd_endpoints;
+    cs.lease_ttl = std::chrono::seconds(cfg.etcd_lease_ttl);
+    cs.started_at_ms = api.started_at;
+    nlohmann::json ls = nlohmann::json::array();
+    for (const auto& l : api.listeners)
+      ls.push_back({{"protocol", l.protocol}, {"ip_address", l.ip_address}, {"port", l.port}});
+    cs.info = {{"version", WARREN_VERSION}, {"pid", ::getpid()}, {"listeners", ls}};
+    cluster.emplace(std::move(cs), fence, pool, users, &user_file);
+    user_file.on_saved = [&cluster] { cluster->publish_users(); };
+    // Vhosts: the API's functions apply what etcd says; the API's calls publish to etcd.
+    auto local_create = api.create_vhost;
+    auto local_delete = api.delete_vhost;
+    cluster->set_vhost_ops(
+        {[&vhosts] { return vhosts.names(); },
+         [local_create](const std::string& name) { return local_create(name, std::string()); },
+         local_delete});
+    api.create_vhost = [&cluster, local_create](const std::string& name, const std::string& who) {
+      std::string err = local_create(name, who);
+      if (err.empty()) cluster->publish_vhost(name, true);
+      return err;
+    };
+    api.delete_vhost = [&cluster, local_delete](const std::string& name,
+                                                std::function<void(std::string)> done) {
+      local_delete(name, [&cluster, name, done = std::move(done)](std::string err) {
+        if (err.empty() || err.starts_with("vhost deleted")) cluster->publish_vhost(name, false);
+        done(std::move(err));
+      });
+    };
+    api.cluster = [&cluster] { return cluster->status(); };
+    cluster->join();
+  }
   pool.start();
   alarms.start();
   amqp_listener.start();
@@ -606,6 +651,11 @@ int run(const app::config& cfg) {
     }
   }
   spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  // The lease goes first, so the other nodes see this one stop at once.
+  if (cluster) {
+    user_file.on_saved = nullptr;
+    cluster->leave();
+  }
 
   amqp_listener.stop();
   if (tls) {

@@ -76,6 +76,21 @@ enum gateway_series : size_t { gs_delivered, gs_count_ };
 using gateway_history = broker::sample_history<gs_count_, 120>;
 using gateway_sampler = history_sampler<gateway_history>;
 
+// The cluster as this node last read it from etcd (docs/cluster.md).
+struct cluster_member {
+  std::string name;
+  bool running = false;  // holds its lease in etcd
+  json info;             // what the node published: addresses, started_at (ms), pid, version
+};
+struct cluster_status {
+  std::string cluster;
+  std::string self;
+  std::string state;    // joining | serving | fenced
+  std::string reason;   // why fenced
+  bool synced = false;  // the view follows etcd (false: etcd unreachable, the last one read)
+  std::vector<cluster_member> members;  // sorted by name, this node included
+};
+
 // Built by main before the listeners start; read-only afterwards (the user store it points to
 // is itself safe for concurrent use).
 struct api_context {
@@ -102,6 +117,8 @@ struct api_context {
   int64_t started_at = 0;  // wall ms
   std::function<node_status()> node;
   std::vector<listener_info> listeners;
+  // The cluster, any thread. Unset: a single node (no etcd).
+  std::function<cluster_status()> cluster;
   // The broker-wide history the overview charts (sampled every 5 s by main's stats timer).
   overview_sampler* overview = nullptr;
 

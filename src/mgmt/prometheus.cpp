@@ -82,6 +82,14 @@ void gather_metrics(const api_context& api, const metrics_request& r, net::worke
       s.version = api->version;
       s.global = broker::global_counters::total();
       if (api->node) s.node = api->node();
+      if (api->cluster) {
+        cluster_status cs = api->cluster();
+        metrics_snapshot::cluster_part p;
+        p.nodes = cs.members.size();
+        for (const auto& m : cs.members) p.running += m.running ? 1 : 0;
+        p.fenced = cs.state != "serving";
+        s.cluster = p;
+      }
       int64_t now = broker::wall_ms();
       s.uptime_seconds = double(now - api->started_at) / 1000.0;
       s.start_time_seconds = double(api->started_at) / 1000.0;

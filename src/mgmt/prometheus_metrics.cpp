@@ -519,6 +519,21 @@ void cluster_exchanges(ctx& c, std::string_view name, std::string_view help, F f
         c.w.sample({{"vhost", v.name}, {"exchange", x.name}, {"type", x.type}}, f(v, x));
 }
 
+// Warren's own: RabbitMQ has no family for the cluster's membership.
+void cluster(ctx& c) {
+  if (!c.s.cluster) return;
+  const auto& k = *c.s.cluster;
+  c.w.begin("warren_cluster_nodes", metric_type::gauge,
+            "Nodes known to the cluster (every node that ever joined), running or not");
+  c.w.sample({}, k.nodes);
+  c.w.begin("warren_cluster_nodes_running", metric_type::gauge,
+            "Nodes of the cluster holding their lease in etcd, as this node last read it");
+  c.w.sample({}, k.running);
+  c.w.begin("warren_cluster_node_fenced", metric_type::gauge,
+            "1 while this node is fenced (holds no lease in etcd) and refuses clients");
+  c.w.sample({}, uint64_t(k.fenced ? 1 : 0));
+}
+
 void build_and_identity(ctx& c, std::string_view endpoint) {
   // rabbitmq_version is the RabbitMQ release whose behaviour Warren follows (as /api/overview).
   c.w.begin("rabbitmq_build_info", metric_type::untyped, "RabbitMQ & Erlang/OTP version info");
@@ -640,6 +655,7 @@ std::string render_metrics(const metrics_snapshot& s, const metrics_request& r) 
     alarms(c);
     process(c);
     gateway(c);
+    cluster(c);
   }
   if (r.endpoint == metrics_endpoint::per_object ||
       (detailed && (r.wants("queue_coarse_metrics") || r.wants("queue_consumer_count") ||

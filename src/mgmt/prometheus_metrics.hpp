@@ -90,6 +90,12 @@ struct metrics_snapshot {
   std::vector<vhost_part> vhosts;
   std::vector<broker::connection_view> connections;
   std::optional<web::gateway_stats> gateway;  // when the node has a web gateway
+  struct cluster_part {
+    uint64_t nodes = 0;    // every member that ever joined
+    uint64_t running = 0;  // members holding their lease in etcd
+    bool fenced = false;   // this node has stopped serving clients
+  };
+  std::optional<cluster_part> cluster;  // when the node is in a cluster
 };
 
 // The exposition text (prometheus_text.hpp) for the request.

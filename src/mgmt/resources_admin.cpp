@@ -167,13 +167,72 @@ void get_whoami(const call_ptr& c) {
   c->json_reply({{"name", c->user->name}, {"tags", c->user->tags}});
 }
 
-void get_nodes(const call_ptr& c, bool one) {
-  json n = node_json(c);
-  if (one) {
-    if (c->args[0] != c->node()) return c->not_found();
-    return c->json_reply(c->query.columns.empty() ? n : keep_columns(n, c->query.columns));
+namespace {
+
+// Another node of the cluster, from what it published in etcd: RabbitMQ's fields this node can
+// know without asking that node (its statistics would need a node-to-node link, not there yet).
+json peer_json(const cluster_member& m, int64_t now) {
+  const json& i = m.info;
+  int64_t started = i.value("started_at", int64_t(0));
+  json listeners = json::array();
+  if (auto l = i.find("listeners"); l != i.end() && l->is_array())
+    for (const auto& x : *l) {
+      json y = x;
+      y["node"] = m.name;
+      listeners.push_back(std::move(y));
+    }
+  json j = {{"name", m.name},
+            {"type", "disc"},
+            {"running", m.running},
+            {"being_drained", false},
+            {"listeners", listeners},
+            {"applications", json::array({{{"name", "warren"},
+                                           {"description", "Warren message broker"},
+                                           {"version", i.value("version", "")}}})}};
+  if (m.running) {
+    j["uptime"] = started ? now - started : 0;
+    if (i.contains("pid")) j["os_pid"] = std::to_string(i.value("pid", 0));
   }
-  c->list(json::array({n}));
+  return j;
+}
+
+}  // namespace
+
+// One node alone: itself. In a cluster: every node etcd knows, running or not; this one with its
+// own statistics, the others with what they published (docs/cluster.md).
+void get_nodes(const call_ptr& c, bool one) {
+  json self = node_json(c);
+  json all = json::array();
+  if (!c->api.cluster) {
+    all.push_back(std::move(self));
+  } else {
+    cluster_status cs = c->api.cluster();
+    int64_t now = broker::wall_ms();
+    for (const auto& m : cs.members) {
+      if (m.name != c->node()) {
+        all.push_back(peer_json(m, now));
+        continue;
+      }
+      json me = self;
+      me["running"] = m.running;
+      me["warren_cluster_state"] = cs.state;
+      if (!cs.reason.empty()) me["warren_fenced_reason"] = cs.reason;
+      all.push_back(std::move(me));
+    }
+    for (auto& n : all) {
+      json links = json::array();
+      for (const auto& m : cs.members)
+        if (m.name != n["name"] && m.running) links.push_back({{"name", m.name}});
+      n["cluster_links"] = std::move(links);
+    }
+  }
+  if (one) {
+    for (const auto& n : all)
+      if (n["name"] == c->args[0])
+        return c->json_reply(c->query.columns.empty() ? n : keep_columns(n, c->query.columns));
+    return c->not_found();
+  }
+  c->list(std::move(all));
 }
 
 void get_overview(const call_ptr& c) {

@@ -76,7 +76,9 @@ bool users_file::save(const auth::user_store& store, std::string& error) {
   doc["topic_permissions"] = full["topic_permissions"];
   std::string text = doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 
-  return write_file_durably(path_, text, error);
+  if (!write_file_durably(path_, text, error)) return false;
+  if (on_saved) on_saved();
+  return true;
 }
 
 bool write_file_durably(const std::filesystem::path& path, std::string_view text,

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <string>
 
@@ -30,6 +31,9 @@ class users_file {
   // fsyncs it, renames it over the old one and fsyncs the directory, so a crash leaves the old
   // file or the new one. Blocks the calling thread for those syncs (imports are rare).
   bool save(const auth::user_store& store, std::string& error);
+  // Called (on the saving thread) after each successful save: in a cluster, sends the users to
+  // etcd (app/cluster_users.hpp). Set before the workers start.
+  std::function<void()> on_saved;
 
  private:
   std::filesystem::path path_;

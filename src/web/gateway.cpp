@@ -123,7 +123,10 @@ void gateway::accept(std::shared_ptr<net::connection> c) {
   auto h = std::make_unique<gateway_handler>(*this, ok);
   auto* raw = h.get();
   c->start(std::move(h));
-  if (!ok) raw->refuse_over_limit();
+  if (!ok)
+    raw->refuse_over_limit();
+  else if (deps_.fence && deps_.fence->fenced())
+    raw->refuse_fenced("node is fenced: " + deps_.fence->reason());
 }
 
 }  // namespace warren::web

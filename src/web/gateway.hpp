@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/node_fence.hpp"
 #include "web/follow_graph.hpp"
 #include "web/gateway_counters.hpp"
 #include "web/gateway_settings.hpp"
@@ -59,6 +60,8 @@ class gateway {
     const amqp::server::alarm_board* alarms = nullptr;  // null: no alarms
     // The vhost's store, which keeps inboxes and room history; null: memory only (tests).
     store::message_store* store = nullptr;
+    // In a cluster: while fenced, new connections get 503 (docs/cluster.md). Null: never.
+    const common::node_fence* fence = nullptr;
   };
   // `jwt` empty: no token is valid (anonymous rooms only). `follows_log` empty: follows are not
   // persisted. Throws std::invalid_argument for a bad JWT configuration.

@@ -171,6 +171,25 @@ void gateway_handler::refuse_over_limit() {
                             g_.settings().max_connections_per_ip));
 }
 
+void gateway_handler::refuse_fenced(std::string_view reason) {
+  keep_alive_ = false;
+  respond_error(503, "unavailable", reason);
+}
+
+void gateway_handler::fence(std::string_view reason) {
+  detach();
+  if (mode_ == mode::ws && ws_) {
+    // 1001, as at shutdown (1013 "try again later" is not among the codes RFC 6455 defines, which
+    // ws_close_code_valid holds to); the reason says why (cut to 123 bytes by the writer).
+    ws_close(ws_close::going_away, reason);
+  } else if (mode_ == mode::stream) {
+    conn().out() += "0\r\n\r\n";
+    conn().close_gracefully(std::chrono::seconds(1));
+  } else {
+    conn().close_gracefully(std::chrono::seconds(1));
+  }
+}
+
 // --- HTTP ----------------------------------------------------------------------------------------
 
 size_t gateway_handler::on_data(std::span<const uint8_t> data) {

@@ -84,6 +84,10 @@ class gateway_handler final : public net::connection_handler, public event_recei
 
   // The address has too many connections: 429, then close.
   void refuse_over_limit();
+  // The node is fenced (docs/cluster.md): a new connection gets 503 with the reason; an open one
+  // is closed (a WebSocket with 1001 and the reason).
+  void refuse_fenced(std::string_view reason);
+  void fence(std::string_view reason);
 
  private:
   using request = boost::beast::http::request<boost::beast::http::string_body>;

@@ -203,6 +203,64 @@ std::string format_listing(const listing_spec& spec, std::string_view vhost,
   return out;
 }
 
+std::string format_cluster_status(const json& overview, const json& nodes,
+                                  const output_options& o) {
+  std::string self = string_or(overview, "node", "unknown");
+  std::string cluster = string_or(overview, "cluster_name", self);
+  std::vector<std::string> disk, running, alarms, fenced;
+  json versions = json::object(), listeners = json::object();
+  if (nodes.is_array())
+    for (const auto& n : nodes) {
+      std::string name = string_or(n, "name", "");
+      if (name.empty()) continue;
+      disk.push_back(name);
+      if (true_at(n, "running")) running.push_back(name);
+      if (true_at(n, "disk_free_alarm")) alarms.push_back("Free disk space alarm on node " + name);
+      if (true_at(n, "mem_alarm")) alarms.push_back("Memory alarm on node " + name);
+      if (string_or(n, "warren_cluster_state", "") == "fenced")
+        fenced.push_back(name + ": " + string_or(n, "warren_fenced_reason", ""));
+      std::string version;
+      if (n.contains("applications") && n["applications"].is_array() && !n["applications"].empty())
+        version = string_or(n["applications"][0], "version", "");
+      versions[name] = version;
+      json ls = json::array();
+      if (n.contains("listeners") && n["listeners"].is_array()) ls = n["listeners"];
+      listeners[name] = ls;
+    }
+  if (o.json) {
+    json j = {
+        {"cluster_name", cluster},      {"disk_nodes", disk},     {"ram_nodes", json::array()},
+        {"running_nodes", running},     {"versions", versions},   {"alarms", alarms},
+        {"partitions", json::object()}, {"listeners", listeners}, {"fenced_nodes", fenced}};
+    return j.dump() + "\n";
+  }
+  std::string out;
+  if (!o.quiet && !o.silent) out += fmt::format("Cluster status of node {} ...\n", self);
+  auto section = [&out](std::string_view title, const std::vector<std::string>& lines) {
+    out += fmt::format("\n{}\n\n", title);
+    if (lines.empty()) out += "(none)\n";
+    for (const auto& l : lines) out += l + "\n";
+  };
+  out += fmt::format("Basics\n\nCluster name: {}\n", cluster);
+  section("Disk Nodes", disk);
+  section("Running Nodes", running);
+  std::vector<std::string> vlines;
+  for (const auto& name : disk)
+    vlines.push_back(fmt::format("{}: Warren {}", name, string_or(versions, name.c_str(), "")));
+  section("Versions", vlines);
+  section("Alarms", alarms);
+  section("Network Partitions", {});
+  section("Fenced Nodes", fenced);
+  std::vector<std::string> llines;
+  for (const auto& name : disk)
+    for (const auto& l : listeners[name])
+      llines.push_back(fmt::format(
+          "Node: {}, interface: {}, port: {}, protocol: {}", name, string_or(l, "ip_address", ""),
+          cell_text(l.value("port", json())), string_or(l, "protocol", "")));
+  section("Listeners", llines);
+  return out;
+}
+
 std::string format_status(const json& overview, const json& node, const output_options& o) {
   std::string name = string_or(node, "name", string_or(overview, "node", "unknown"));
   double uptime_ms = number_or(node, "uptime", 0);

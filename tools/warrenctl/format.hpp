@@ -66,6 +66,11 @@ std::string cell_text(const json& value);
 // status: from GET /api/overview and the node's object of GET /api/nodes.
 std::string format_status(const json& overview, const json& node, const output_options& o);
 
+// cluster_status: rabbitmqctl's sections (Basics, Disk Nodes, Running Nodes, Versions, Alarms,
+// Network Partitions, Listeners) from GET /api/overview and GET /api/nodes, and Warren's
+// "Fenced Nodes" (nodes that hold no lease in etcd and refuse clients).
+std::string format_cluster_status(const json& overview, const json& nodes, const output_options& o);
+
 // The banner and any result line of a command that changes something, e.g. "Adding user
 // \"bob\" ...". Empty with -q or -s. `lines` comes from banner_for.
 std::string format_lines(const std::vector<std::string>& lines, const output_options& o);

@@ -241,6 +241,10 @@ std::string run(const std::string& command, const std::vector<std::string>& args
     }
     return format_status(overview, node, o);
   }
+  if (command == "cluster_status") {
+    need_args(command, args, 0, 0, "cluster_status");
+    return format_cluster_status(s.get_json("/api/overview"), s.get_json("/api/nodes"), o);
+  }
   if (command == "close_connection") {
     need_args(command, args, 2, 2, "close_connection <connection name> <explanation>");
     std::string out =
@@ -419,6 +423,7 @@ const char* const commands_help[][2] = {
     {"list_vhosts", "vhosts (name)"},
     {"list_permissions", "permissions in the vhost (user configure write read)"},
     {"status", "the node: version, uptime, memory, alarms, file descriptors, listeners"},
+    {"cluster_status", "the cluster: its nodes (running or not, fenced), versions, listeners"},
     {"close_connection <name> <reason>", "closes a connection (DELETE with X-Reason)"},
     {"purge_queue <queue>", "removes a queue's ready messages"},
     {"delete_queue <queue> [--if-empty] [--if-unused]", "deletes a queue"},

@@ -344,6 +344,15 @@ bool amqp_connection::take_connection_slots(broker::vhost* v, const connection_o
     connection_error(reply_code::not_allowed, text, m.amqp_class_id, m.amqp_method_id);
     return false;
   };
+  // A fenced node serves no one (docs/cluster.md): 320, as a node shutting down.
+  if (ctx_.fence && ctx_.fence->fenced()) {
+    node_slot_.reset();
+    vhost_slot_.reset();
+    connection_error(reply_code::connection_forced,
+                     fmt::format("connection refused: {}", ctx_.fence->reason()), m.amqp_class_id,
+                     m.amqp_method_id);
+    return false;
+  }
   if (ctx_.node_connections) {
     if (auto limit = ctx_.node_connections->try_acquire())
       return refuse(

@@ -10,6 +10,7 @@
 #include "auth/user_store.hpp"
 #include "broker/vhost.hpp"
 #include "common/limited_count.hpp"
+#include "common/node_fence.hpp"
 #include "net/worker.hpp"
 
 namespace warren::amqp::server {
@@ -38,6 +39,9 @@ struct server_context {
   // connection.open and close on every worker: the other exception to "read-only" (atomics).
   // Null: no node limit (tests).
   common::limited_count* node_connections = nullptr;
+  // In a cluster: fenced (no lease in etcd), the node refuses connection.open. Null: a single
+  // node.
+  const common::node_fence* fence = nullptr;
 };
 
 // product, version, platform, copyright, information, cluster_name and the capabilities table.

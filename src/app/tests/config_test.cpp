@@ -224,5 +224,32 @@ TEST(Config, HelpListsTheOptionsAndUnknownFlagsFail) {
   EXPECT_NE(std::get<exit_request>(bad).code, 0);
 }
 
+TEST(Config, ClusterKeysFlagsAndNames) {
+  // Without etcd: a single node, no cluster name.
+  auto r = parse({});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).etcd_endpoints, "");
+  EXPECT_EQ(std::get<config>(r).cluster_name, "");
+  EXPECT_EQ(std::get<config>(r).etcd_lease_ttl, 10u);
+  // TOML keys, a flag over the file; joining defaults the cluster's name to "warren".
+  std::string path = write_toml(
+      "node_name = \"a\"\netcd_endpoints = \"http://127.0.0.1:2379\"\netcd_lease_ttl = 3\n");
+  r = parse({"--config", path, "--node-name", "b@host"});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  const auto& c = std::get<config>(r);
+  EXPECT_EQ(c.node_name, "b@host");
+  EXPECT_EQ(c.etcd_endpoints, "http://127.0.0.1:2379");
+  EXPECT_EQ(c.etcd_lease_ttl, 3u);
+  EXPECT_EQ(c.cluster_name, "warren");
+  // Names are parts of etcd keys: no slash.
+  r = parse({"--node-name", "a/b"});
+  ASSERT_TRUE(std::holds_alternative<exit_request>(r));
+  EXPECT_NE(std::get<exit_request>(r).text.find("--node-name 'a/b'"), std::string::npos);
+  r = parse({"--cluster-name", "c 1"});
+  ASSERT_TRUE(std::holds_alternative<exit_request>(r));
+  r = parse({"--etcd-lease-ttl", "0"});
+  ASSERT_TRUE(std::holds_alternative<exit_request>(r));
+}
+
 }  // namespace
 }  // namespace warren::app

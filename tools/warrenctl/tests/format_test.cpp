@@ -349,5 +349,31 @@ TEST(Format, ErrorReason) {
   EXPECT_EQ(error_reason(500, ""), "HTTP status 500");
 }
 
+TEST(Format, ClusterStatus) {
+  json overview = {{"node", "a"}, {"cluster_name", "c1"}};
+  json nodes = json::parse(R"js([
+    {"name": "a", "running": false, "warren_cluster_state": "fenced",
+     "warren_fenced_reason": "lease 1 not renewed within 2 s (etcd unreachable)",
+     "applications": [{"version": "0.1.0"}],
+     "listeners": [{"protocol": "amqp", "ip_address": "127.0.0.1", "port": 5672}]},
+    {"name": "b", "running": true, "mem_alarm": true, "applications": [{"version": "0.1.0"}]}])js");
+  EXPECT_EQ(format_cluster_status(overview, nodes, {}),
+            "Cluster status of node a ...\n"
+            "Basics\n\nCluster name: c1\n"
+            "\nDisk Nodes\n\na\nb\n"
+            "\nRunning Nodes\n\nb\n"
+            "\nVersions\n\na: Warren 0.1.0\nb: Warren 0.1.0\n"
+            "\nAlarms\n\nMemory alarm on node b\n"
+            "\nNetwork Partitions\n\n(none)\n"
+            "\nFenced Nodes\n\na: lease 1 not renewed within 2 s (etcd unreachable)\n"
+            "\nListeners\n\nNode: a, interface: 127.0.0.1, port: 5672, protocol: amqp\n");
+  output_options j;
+  j.json = true;
+  json got = json::parse(format_cluster_status(overview, nodes, j));
+  EXPECT_EQ(got["running_nodes"], json::array({"b"}));
+  EXPECT_EQ(got["disk_nodes"], json::array({"a", "b"}));
+  EXPECT_EQ(got["cluster_name"], "c1");
+}
+
 }  // namespace
 }  // namespace warren::ctl

@@ -1,0 +1,171 @@
+// The cluster thread and fencing (see cluster_node.hpp).
+#include "app/cluster_node.hpp"
+
+#include <pthread.h>
+
+#include <future>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "amqp/server/connection.hpp"
+#include "net/connection.hpp"
+#include "web/gateway_handler.hpp"
+
+namespace warren::app {
+
+namespace {
+
+// Long enough for etcd's answers on a loaded machine, short enough that a dead endpoint does not
+// eat the lease's renewals: a quarter of the TTL, from 250 ms to 2 s.
+std::chrono::milliseconds request_timeout(std::chrono::seconds ttl) {
+  auto q = std::chrono::duration_cast<std::chrono::milliseconds>(ttl) / 4;
+  return std::clamp<std::chrono::milliseconds>(q, std::chrono::milliseconds(250),
+                                               std::chrono::milliseconds(2000));
+}
+
+}  // namespace
+
+cluster_node::cluster_node(settings s, common::node_fence& fence, net::worker_pool& pool,
+                           auth::user_store& users, mgmt::users_file* file)
+    : s_(std::move(s)), fence_(fence), pool_(pool), work_(io_.get_executor()) {
+  std::string err;
+  auto eps = cluster::parse_endpoints(s_.endpoints, err);
+  if (!eps) throw std::runtime_error("--etcd-endpoints: " + err);
+  client_ = std::make_shared<cluster::etcd_client>(io_, *eps, request_timeout(s_.lease_ttl));
+  fence_.set(true, fmt::format("node '{}' is joining cluster '{}'", s_.node, s_.cluster));
+  users_ = std::make_shared<cluster_users>(client_, s_.cluster, users, file);
+}
+
+cluster_node::~cluster_node() {
+  leave();
+}
+
+void cluster_node::join() {
+  cluster::membership_settings ms;
+  ms.cluster = s_.cluster;
+  ms.node = s_.node;
+  ms.lease_ttl = s_.lease_ttl;
+  ms.info = s_.info;
+  ms.started_at_ms = s_.started_at_ms;
+  auto first = std::make_shared<std::promise<std::pair<cluster::join_result, std::string>>>();
+  auto fut = first->get_future();
+  membership_ = std::make_shared<cluster::membership>(
+      client_, ms,
+      cluster::membership::events{
+          [this](cluster::node_state st, const std::string& why) { on_state(st, why); },
+          [first](cluster::join_result r, const std::string& detail) {
+            first->set_value({r, detail});
+          }});
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "cluster");
+    io_.run();
+  });
+  boost::asio::post(io_, [m = membership_, u = users_, v = vhosts_] {
+    m->start();
+    u->start();
+    if (v) v->start();
+  });
+  spdlog::info("cluster '{}': node '{}' joining through etcd at {}", s_.cluster, s_.node,
+               s_.endpoints);
+  // Each endpoint is tried once or twice per call, and registering is three calls.
+  auto limit = request_timeout(s_.lease_ttl) * int(2 * client_->endpoints().size() + 2) * 3 +
+               std::chrono::seconds(1);
+  if (fut.wait_for(limit) != std::future_status::ready) {
+    spdlog::warn(
+        "cluster '{}': no answer from etcd within {} ms; node '{}' starts fenced and "
+        "keeps trying",
+        s_.cluster, limit.count(), s_.node);
+    return;
+  }
+  auto [result, detail] = fut.get();
+  if (result == cluster::join_result::duplicate)
+    throw std::runtime_error(
+        fmt::format("{}: choose another --node-name, or stop the other node first", detail));
+  if (result == cluster::join_result::unreachable)
+    spdlog::warn("cluster '{}': {}; node '{}' starts fenced and keeps trying", s_.cluster, detail,
+                 s_.node);
+}
+
+void cluster_node::set_vhost_ops(cluster_vhosts::local_ops ops) {
+  vhosts_ = std::make_shared<cluster_vhosts>(client_, s_.cluster, std::move(ops));
+}
+
+void cluster_node::leave() {
+  if (!thread_.joinable()) return;
+  std::promise<std::string> left;
+  auto fut = left.get_future();
+  boost::asio::post(io_, [this, &left] {
+    users_->stop();
+    if (vhosts_) vhosts_->stop();
+    membership_->leave([this, &left](const std::string& err) {
+      client_->close();
+      left.set_value(err);
+    });
+  });
+  if (fut.wait_for(request_timeout(s_.lease_ttl) * 3) != std::future_status::ready)
+    spdlog::warn("cluster '{}': etcd did not answer the lease's revocation in time", s_.cluster);
+  else if (std::string err = fut.get(); !err.empty())
+    spdlog::warn(
+        "cluster '{}': node '{}' left without revoking its lease ({}): the others see it "
+        "stop when the lease expires",
+        s_.cluster, s_.node, err);
+  else
+    spdlog::info("cluster '{}': node '{}' left (lease revoked)", s_.cluster, s_.node);
+  work_.reset();
+  io_.stop();
+  thread_.join();
+  // The handlers of what was cancelled (sockets closed, timers stopped) still hold the client
+  // and its sockets: run them now, while the io_context is whole.
+  io_.restart();
+  io_.poll();
+}
+
+void cluster_node::on_state(cluster::node_state st, const std::string& why) {
+  if (st == cluster::node_state::serving) {
+    fence_.set(false, {});
+    spdlog::info("cluster '{}': node '{}' serves clients", s_.cluster, s_.node);
+    return;
+  }
+  if (st != cluster::node_state::fenced) return;
+  std::string text =
+      fmt::format("node '{}' of cluster '{}' is fenced: {}", s_.node, s_.cluster, why);
+  fence_.set(true, text);
+  // Each worker closes its clients: AMQP with connection.close 320 and the reason, the web
+  // gateway's with 1001 and the reason (WebSocket) or an ended stream. The management API stays up,
+  // so an operator can see why (GET /api/nodes).
+  for (size_t i = 0; i < pool_.size(); ++i) {
+    net::worker& w = pool_.at(i);
+    w.post_urgent([&w, text] {
+      size_t closed = 0;
+      w.for_each_connection([&](net::connection& c) {
+        if (c.closed()) return;
+        if (auto* a = dynamic_cast<amqp::server::amqp_connection*>(c.handler())) {
+          a->force_close(text);
+          ++closed;
+        } else if (auto* g = dynamic_cast<web::gateway_handler*>(c.handler())) {
+          g->fence(text);
+          c.flush();
+          ++closed;
+        }
+      });
+      if (closed) spdlog::warn("fenced: worker {} closed {} client connections", w.index(), closed);
+    });
+  }
+}
+
+mgmt::cluster_status cluster_node::status() const {
+  mgmt::cluster_status out;
+  out.cluster = s_.cluster;
+  out.self = s_.node;
+  if (!membership_) return out;
+  auto v = membership_->view();
+  if (!v) return out;
+  out.state = cluster::to_string(v->state);
+  out.reason = v->state_reason;
+  out.synced = v->synced;
+  for (const auto& n : v->nodes) out.members.push_back({n.name, n.running, n.info});
+  return out;
+}
+
+}  // namespace warren::app

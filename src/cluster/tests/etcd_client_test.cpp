@@ -1,0 +1,334 @@
+// The etcd client and a node's membership against a real etcd started by the test
+// (etcd_server.hpp). Label "integration": they need Debian's etcd-server.
+#include "cluster/etcd_client.hpp"
+#include "cluster/membership.hpp"
+#include "cluster/prefix_mirror.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+
+#include "cluster/tests/etcd_server.hpp"
+
+using namespace warren::cluster;
+using namespace std::chrono_literals;
+
+namespace {
+
+class etcd_test : public ::testing::Test {
+ protected:
+  void SetUp() override { server_ = std::make_unique<test_support::etcd_server>(); }
+
+  std::shared_ptr<etcd_client> client(std::string endpoints = {},
+                                      std::chrono::milliseconds timeout = 1000ms) {
+    std::string err;
+    auto eps = parse_endpoints(endpoints.empty() ? server_->endpoint() : endpoints, err);
+    EXPECT_TRUE(eps) << err;
+    return std::make_shared<etcd_client>(io_, *eps, timeout);
+  }
+  // Runs the loop until `done` or the time is up.
+  template <typename F>
+  bool run_until(F done, std::chrono::milliseconds limit = 5000ms) {
+    auto end = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > end) return false;
+      io_.restart();
+      io_.run_for(10ms);
+    }
+    return true;
+  }
+
+  boost::asio::io_context io_;
+  std::unique_ptr<test_support::etcd_server> server_;
+};
+
+}  // namespace
+
+TEST_F(etcd_test, put_range_txn_delete) {
+  auto c = client();
+  bool done = false;
+  std::string error = "not called";
+  c->put("/t/a", std::string("v\0\xff", 3), 0, [&](const std::string& e) {
+    error = e;
+    done = true;
+  });
+  ASSERT_TRUE(run_until([&] { return done; }));
+  ASSERT_EQ(error, "");
+
+  range_result got;
+  done = false;
+  c->range("/t/", prefix_end("/t/"), [&](const std::string& e, range_result r) {
+    error = e;
+    got = std::move(r);
+    done = true;
+  });
+  ASSERT_TRUE(run_until([&] { return done; }));
+  ASSERT_EQ(error, "");
+  ASSERT_EQ(got.kvs.size(), 1u);
+  EXPECT_EQ(got.kvs[0].value, std::string("v\0\xff", 3));  // binary survives base64
+
+  // Create-if-absent: fails on an existing key and returns it.
+  txn_result t;
+  done = false;
+  c->txn(json::array({cmp_version_equal("/t/a", 0)}), json::array({op_put("/t/a", "new")}),
+         json::array({op_range("/t/a")}), [&](const std::string& e, txn_result r) {
+           error = e;
+           t = std::move(r);
+           done = true;
+         });
+  ASSERT_TRUE(run_until([&] { return done; }));
+  ASSERT_EQ(error, "");
+  EXPECT_FALSE(t.succeeded);
+  ASSERT_EQ(t.ranges.size(), 1u);
+  EXPECT_EQ(t.ranges[0].kvs[0].value, std::string("v\0\xff", 3));
+
+  done = false;
+  c->delete_range("/t/", prefix_end("/t/"), [&](const std::string& e) {
+    error = e;
+    done = true;
+  });
+  ASSERT_TRUE(run_until([&] { return done; }));
+  ASSERT_EQ(error, "");
+  done = false;
+  c->range("/t/a", {}, [&](const std::string& e, range_result r) {
+    error = e;
+    got = std::move(r);
+    done = true;
+  });
+  ASSERT_TRUE(run_until([&] { return done; }));
+  EXPECT_TRUE(got.kvs.empty());
+}
+
+TEST_F(etcd_test, lease_grant_keepalive_revoke_and_lease_bound_key) {
+  auto c = client();
+  lease_grant_result g;
+  std::string error = "not called";
+  bool done = false;
+  c->lease_grant(5, [&](const std::string& e, lease_grant_result r) {
+    error = e;
+    g = r;
+    done = true;
+  });
+  ASSERT_TRUE(run_until([&] { return done; }));
+  ASSERT_EQ(error, "");
+  EXPECT_EQ(g.ttl, 5);
+  done = false;
+  c->put("/t/leased", "x", g.id, [&](const std::string& e) {
+    error = e;
+    done = true;
+  });
+  ASSERT_TRUE(run_until([&] { return done; }));
+  ASSERT_EQ(error, "");
+  int64_t ttl = -1;
+  done = false;
+  c->lease_keepalive(g.id, [&](const std::string& e, int64_t t) {
+    error = e;
+    ttl = t;
+    done = true;
+  });
+  ASSERT_TRUE(run_until([&] { return done; }));
+  EXPECT_EQ(error, "");
+  EXPECT_EQ(ttl, 5);
+  done = false;
+  c->lease_revoke(g.id, [&](const std::string& e) {
+    error = e;
+    done = true;
+  });
+  ASSERT_TRUE(run_until([&] { return done; }));
+  EXPECT_EQ(error, "");
+  // The key went with its lease; a keepalive of it now says 0; a second revoke is etcd's error.
+  range_result r;
+  done = false;
+  c->range("/t/leased", {}, [&](const std::string&, range_result x) {
+    r = std::move(x);
+    done = true;
+  });
+  ASSERT_TRUE(run_until([&] { return done; }));
+  EXPECT_TRUE(r.kvs.empty());
+  done = false;
+  c->lease_keepalive(g.id, [&](const std::string& e, int64_t t) {
+    error = e;
+    ttl = t;
+    done = true;
+  });
+  ASSERT_TRUE(run_until([&] { return done; }));
+  EXPECT_EQ(error, "");
+  EXPECT_EQ(ttl, 0);
+  done = false;
+  c->lease_revoke(g.id, [&](const std::string& e) {
+    error = e;
+    done = true;
+  });
+  ASSERT_TRUE(run_until([&] { return done; }));
+  EXPECT_NE(error.find("lease not found"), std::string::npos) << error;
+}
+
+TEST_F(etcd_test, watch_streams_puts_and_deletes) {
+  auto c = client();
+  std::vector<watch_event> events;
+  std::string ended;
+  auto w = c->watch(
+      "/w/", prefix_end("/w/"), 0,
+      [&](const watch_message& m) {
+        for (const auto& e : m.events) events.push_back(e);
+      },
+      [&](const std::string& why) { ended = why; });
+  // Let the watch be created before writing.
+  run_until([] { return false; }, 300ms);
+  int done = 0;
+  c->put("/w/1", "one", 0, [&](const std::string&) { ++done; });
+  c->put("/w/2", "two", 0, [&](const std::string&) { ++done; });
+  c->put("/other", "x", 0, [&](const std::string&) { ++done; });
+  c->delete_range("/w/1", {}, [&](const std::string&) { ++done; });
+  ASSERT_TRUE(run_until([&] { return events.size() >= 3; }));
+  EXPECT_EQ(events[0].kv.key, "/w/1");
+  EXPECT_EQ(events[0].kv.value, "one");
+  EXPECT_EQ(events[1].kv.key, "/w/2");
+  EXPECT_TRUE(events[2].deleted);
+  EXPECT_EQ(events[2].kv.key, "/w/1");
+  EXPECT_EQ(ended, "");
+  // etcd goes away: the stream ends and says so.
+  server_->stop();
+  ASSERT_TRUE(run_until([&] { return !ended.empty(); }));
+  w->cancel();
+}
+
+TEST_F(etcd_test, fails_over_to_the_next_endpoint_and_reports_unreachable) {
+  // A dead endpoint first: the call still succeeds, through the second.
+  int dead = test_support::free_port();
+  auto c = client("http://127.0.0.1:" + std::to_string(dead) + "," + server_->endpoint());
+  std::string error = "not called";
+  bool done = false;
+  c->put("/f/a", "1", 0, [&](const std::string& e) {
+    error = e;
+    done = true;
+  });
+  ASSERT_TRUE(run_until([&] { return done; }));
+  EXPECT_EQ(error, "");
+  EXPECT_EQ(c->current_endpoint().text(), server_->endpoint());
+  // Everything dead: an error that names the endpoints.
+  server_->stop();
+  done = false;
+  c->put("/f/a", "2", 0, [&](const std::string& e) {
+    error = e;
+    done = true;
+  });
+  ASSERT_TRUE(run_until([&] { return done; }));
+  EXPECT_NE(error.find("etcd unreachable"), std::string::npos) << error;
+  EXPECT_NE(error.find(std::to_string(dead)), std::string::npos) << error;
+  // etcd back: the next call works again (the client reconnects).
+  server_->start();
+  done = false;
+  c->put("/f/a", "3", 0, [&](const std::string& e) {
+    error = e;
+    done = true;
+  });
+  ASSERT_TRUE(run_until([&] { return done; }));
+  EXPECT_EQ(error, "");
+}
+
+TEST_F(etcd_test, prefix_mirror_follows_changes) {
+  auto c = client();
+  int changes = 0;
+  auto m = std::make_shared<prefix_mirror>(c, "/m/",
+                                           [&](const prefix_mirror::items_map&) { ++changes; });
+  bool done = false;
+  c->put("/m/before", "1", 0, [&](const std::string&) { done = true; });
+  ASSERT_TRUE(run_until([&] { return done; }));
+  m->start();
+  ASSERT_TRUE(run_until([&] { return m->synced(); }));
+  EXPECT_EQ(m->items().count("/m/before"), 1u);
+  c->put("/m/after", "2", 0, [](const std::string&) {});
+  c->delete_range("/m/before", {}, [](const std::string&) {});
+  ASSERT_TRUE(
+      run_until([&] { return m->items().count("/m/after") && !m->items().count("/m/before"); }));
+  m->stop();
+}
+
+TEST_F(etcd_test, membership_registers_refuses_duplicates_and_fences) {
+  auto c = client({}, 500ms);
+  membership_settings s;
+  s.cluster = "c1";
+  s.node = "n1";
+  s.lease_ttl = 2s;
+  s.info = {{"amqp", "127.0.0.1:1"}};
+  std::vector<node_state> states;
+  std::optional<join_result> first;
+  auto m = std::make_shared<membership>(
+      c, s,
+      membership::events{[&](node_state st, const std::string&) { states.push_back(st); },
+                         [&](join_result r, const std::string&) { first = r; }});
+  m->start();
+  ASSERT_TRUE(run_until([&] { return first.has_value(); }));
+  EXPECT_EQ(*first, join_result::registered);
+  EXPECT_EQ(m->state(), node_state::serving);
+  ASSERT_TRUE(run_until([&] { return m->view()->synced && m->view()->running() == 1; }));
+
+  // A second node of the same name is refused while the first lives.
+  auto c2 = client({}, 500ms);
+  std::optional<join_result> first2;
+  std::string detail;
+  auto dup = std::make_shared<membership>(
+      c2, s, membership::events{{}, [&](join_result r, const std::string& d) {
+                                  first2 = r;
+                                  detail = d;
+                                }});
+  dup->start();
+  ASSERT_TRUE(run_until([&] { return first2.has_value(); }));
+  EXPECT_EQ(*first2, join_result::duplicate);
+  EXPECT_NE(detail.find("already in use"), std::string::npos) << detail;
+  dup->leave([](const std::string&) {});
+
+  // Keepalives hold the lease past its TTL.
+  run_until([] { return false; }, 2500ms);
+  EXPECT_EQ(m->state(), node_state::serving);
+
+  // etcd gone: fenced before the TTL is over (deadline TTL - 400 ms).
+  server_->stop();
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(run_until([&] { return m->state() == node_state::fenced; }, 3000ms));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  EXPECT_FALSE(m->view()->nodes.empty() ? true : m->view()->nodes[0].running);
+
+  // etcd back (the lease may have expired meanwhile, or not): the node registers again.
+  server_->start();
+  ASSERT_TRUE(run_until([&] { return m->state() == node_state::serving; }, 8000ms));
+  ASSERT_GE(states.size(), 3u);
+  EXPECT_EQ(states[0], node_state::serving);
+  EXPECT_EQ(states[1], node_state::fenced);
+  EXPECT_EQ(states.back(), node_state::serving);
+
+  // The lease revoked behind the node's back: it fences at the next keepalive, then rejoins.
+  int64_t lease = m->lease();
+  bool revoked = false;
+  auto admin = client();
+  admin->lease_revoke(lease, [&](const std::string&) { revoked = true; });
+  ASSERT_TRUE(run_until([&] { return revoked; }));
+  ASSERT_TRUE(run_until([&] { return m->state() == node_state::fenced; }, 2000ms));
+  ASSERT_TRUE(run_until([&] { return m->state() == node_state::serving; }, 3000ms));
+  EXPECT_NE(m->lease(), lease);
+
+  // Leaving revokes the lease: the node's key goes at once, its member record stays.
+  bool left = false;
+  m->leave([&](const std::string& e) {
+    EXPECT_EQ(e, "");
+    left = true;
+  });
+  ASSERT_TRUE(run_until([&] { return left; }));
+  range_result nodes, members;
+  int got = 0;
+  admin->range(nodes_prefix("c1"), prefix_end(nodes_prefix("c1")),
+               [&](const std::string&, range_result r) {
+                 nodes = std::move(r);
+                 ++got;
+               });
+  admin->range(members_prefix("c1"), prefix_end(members_prefix("c1")),
+               [&](const std::string&, range_result r) {
+                 members = std::move(r);
+                 ++got;
+               });
+  ASSERT_TRUE(run_until([&] { return got == 2; }));
+  EXPECT_TRUE(nodes.kvs.empty());
+  ASSERT_EQ(members.kvs.size(), 1u);
+  EXPECT_EQ(members.kvs[0].key, "/warren/c1/members/n1");
+}
