@@ -198,6 +198,9 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
   bind_option(app, b, cli, &config::default_user, "default_user", "User created at first start");
   bind_option(app, b, cli, &config::default_pass, "default_pass", "Password of the default user");
   bind_option(app, b, cli, &config::default_vhost, "default_vhost", "Vhost created at first start");
+  bind_option(app, b, cli, &config::cluster_name, "cluster_name",
+              "The cluster's name (server properties, federation loop breaking); default "
+              "warren@<host name>");
   bind_option(app, b, cli, &config::vhosts, "vhosts",
               "More vhosts to create, comma-separated; each gets its own home worker");
   bind_checked_option(app, b, cli, &config::vm_memory_high_watermark, "vm_memory_high_watermark",

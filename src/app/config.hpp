@@ -47,6 +47,9 @@ struct config {
   std::string default_user = "guest";
   std::string default_pass = "guest";
   std::string default_vhost = "/";
+  // RabbitMQ's cluster_name: in server-properties, and the name federation uses to break loops
+  // (x-received-from, x-downstream-name). Empty: warren@<host name>.
+  std::string cluster_name;
   std::string vhosts;  // more vhosts to create, comma-separated (the default user may use them)
   // Resource alarms (RabbitMQ's vm_memory_high_watermark.relative / .absolute and
   // disk_free_limit.absolute). The absolute watermark, when set, wins over the fraction.
