@@ -90,6 +90,14 @@ struct metrics_snapshot {
   std::vector<vhost_part> vhosts;
   std::vector<broker::connection_view> connections;
   std::optional<web::gateway_stats> gateway;  // when the node has a web gateway
+  // Federation links and shovels (federation/supervisor.hpp).
+  struct federation_part {
+    uint64_t forwarded = 0;
+    uint64_t shovelled = 0;
+    uint64_t links_running = 0;
+    uint64_t shovels_running = 0;
+  };
+  std::optional<federation_part> federation;
 };
 
 // The exposition text (prometheus_text.hpp) for the request.
