@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <set>
 
+#include "auth/permissions.hpp"
 #include "federation/link.hpp"
 #include "federation/shovel.hpp"
 
@@ -26,6 +27,13 @@ std::vector<std::pair<std::string, json>> upstreams_for(const policy& p,
   };
   if (auto it = p.definition.find("federation-upstream"); it != p.definition.end()) {
     if (const parameter* u = upstream(it->get<std::string>())) out.emplace_back(u->name, u->value);
+    return out;
+  }
+  if (auto pat = p.definition.find("federation-upstream-pattern"); pat != p.definition.end()) {
+    auto re = auth::pattern::compile(pat->get<std::string>());
+    for (const auto& q : params)
+      if (q.component == "federation-upstream" && q.vhost == p.vhost && re.matches(q.name))
+        out.emplace_back(q.name, q.value);
     return out;
   }
   auto it = p.definition.find("federation-upstream-set");
@@ -149,7 +157,8 @@ void supervisor::reconcile() {
   std::set<std::string> fed_vhosts;
   for (const auto& p : policies)
     if (p.apply_to != "queues" && (p.definition.contains("federation-upstream") ||
-                                   p.definition.contains("federation-upstream-set")))
+                                   p.definition.contains("federation-upstream-set") ||
+                                   p.definition.contains("federation-upstream-pattern")))
       fed_vhosts.insert(p.vhost);
   struct gather {
     std::vector<std::pair<std::string, std::vector<broker::exchange_settings>>> per_vhost;

@@ -23,8 +23,7 @@ struct connection::tls_stream {
 };
 
 connection::connection(boost::asio::io_context& io, uri u, std::string name, events ev)
-    : io_(io),
-      uri_(std::move(u)),
+    : uri_(std::move(u)),
       name_(std::move(name)),
       events_(std::move(ev)),
       resolver_(io),

@@ -98,7 +98,6 @@ class connection : public std::enable_shared_from_this<connection> {
   void shut();
   void arm_heartbeat();
 
-  boost::asio::io_context& io_;
   uri uri_;
   std::string name_;
   events events_;
