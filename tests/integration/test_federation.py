@@ -444,3 +444,47 @@ def test_killed_downstream_loses_nothing_confirmed_upstream(warren_factory, rabb
     wait_until(lambda: count(w.amqp_port, "kill-q") >= n, timeout=60, what="every message after the restart")
     got = {int(b) for _, b in drain(w.amqp_port, "kill-q")}
     assert got == set(range(n))  # at least once: a redelivered one may come twice, none is missing
+
+
+def test_link_to_an_unreachable_upstream_says_why(warren):
+    h = warren.http_port
+    conn, ch = channel(warren.amqp_port)
+    ch.exchange_declare("lost.x", "fanout", durable=True)
+    conn.close()
+    federate(h, "/", "amqp://guest:guest@127.0.0.1:1", "^lost\\.")
+    link = wait_until(lambda: [l for l in links(h) if l["status"] == "error"], what="a link in error")[0]
+    assert link["exchange"] == "lost.x" and "Connection refused" in link["error"]
+    assert link["uri"] == "amqp://127.0.0.1:1"
+
+
+def test_warren_to_warren_link_survives_an_upstream_restart(warren_factory):
+    import socket
+    with socket.socket() as s:  # a fixed port, so that the restarted upstream is where the link looks
+        s.bind(("127.0.0.1", 0))
+        up_port = s.getsockname()[1]
+    up = warren_factory("--cluster-name", "ww-up", f"--amqp-port={up_port}")
+    down = warren_factory("--cluster-name", "ww-down")
+    for port in (up.amqp_port, down.amqp_port):
+        conn, ch = channel(port)
+        ch.exchange_declare("ww.x", "direct", durable=True)
+        conn.close()
+    conn, ch = channel(down.amqp_port)
+    ch.queue_declare("ww-q", durable=True)
+    ch.queue_bind("ww-q", "ww.x", "k")
+    conn.close()
+    federate(down.http_port, "/", uri(up.amqp_port), "^ww\\.", **{"max-hops": 2})
+    wait_until(lambda: any(b["source"] == "ww.x" and b["routing_key"] == "k"
+                           for b in api(up.http_port, "GET", "bindings/%2f")[1]), what="the binding upstream")
+    publish(up.amqp_port, "ww.x", "k", 5)
+    wait_until(lambda: count(down.amqp_port, "ww-q") == 5, what="5 messages downstream")
+    up.restart()
+    assert up.amqp_port == up_port
+    wait_until(lambda: [l for l in links(down.http_port) if l["status"] == "error"], what="the link to notice")
+    wait_until(lambda: [l for l in links(down.http_port) if l["status"] == "running"], what="the link back")
+    wait_until(lambda: any(b["source"] == "ww.x" and b["routing_key"] == "k"
+                           for b in api(up.http_port, "GET", "bindings/%2f")[1]), what="the binding again")
+    publish(up.amqp_port, "ww.x", "k", 5, start=5)
+    got = wait_until(lambda: count(down.amqp_port, "ww-q") == 10 and drain(down.amqp_port, "ww-q"),
+                     what="10 messages downstream")
+    assert sorted(int(b) for _, b in got) == list(range(10))
+    assert got[0][0].headers["x-received-from"][0]["cluster-name"] == "ww-up"
