@@ -65,6 +65,7 @@ upstream_settings read_upstream(const std::string& name, const json& v,
   upstream_settings u;
   u.name = name;
   u.exchange = local_exchange;
+  u.queue = local_exchange;
   if (auto it = v.find("uri"); it != v.end()) {
     if (it->is_string())
       u.uris.push_back(it->get<std::string>());
@@ -73,6 +74,7 @@ upstream_settings read_upstream(const std::string& name, const json& v,
         if (s.is_string()) u.uris.push_back(s.get<std::string>());
   }
   if (v.contains("exchange")) u.exchange = v["exchange"].get<std::string>();
+  if (v.contains("queue")) u.queue = v["queue"].get<std::string>();
   if (v.contains("prefetch-count"))
     u.prefetch = uint32_t(std::max(1.0, v["prefetch-count"].get<double>()));
   if (v.contains("reconnect-delay")) u.reconnect_delay = v["reconnect-delay"].get<double>();
@@ -85,18 +87,19 @@ upstream_settings read_upstream(const std::string& name, const json& v,
 }
 
 link::link(supervisor& sup, std::string key, std::string vhost, broker::exchange_settings local,
-           upstream_settings up)
+           upstream_settings up, bool is_queue)
     : sup_(sup),
       key_(std::move(key)),
       vhost_(std::move(vhost)),
       local_(std::move(local)),
       up_(std::move(up)),
-      timer_(sup.home().io()) {
-  status_.type = "exchange";
+      timer_(sup.home().io()),
+      is_queue_(is_queue) {
+  status_.type = is_queue_ ? "queue" : "exchange";
   status_.vhost = vhost_;
   status_.name = local_.name;
   status_.upstream = up_.name;
-  status_.upstream_exchange = up_.exchange;
+  status_.upstream_exchange = is_queue_ ? up_.queue : up_.exchange;
 }
 
 void link::start() {
@@ -107,6 +110,11 @@ void link::start() {
   if (auto* why = std::get_if<std::string>(&parsed)) return set_state("error", *why);
   uri_ = std::get<amqp::client::uri>(parsed);
   status_.uri = uri_->safe;
+  if (is_queue_) {
+    queue_ = up_.queue;
+    status_.internal_queue = queue_;
+    return connect();
+  }
   // The queue on the upstream (rabbit_federation_exchange_link:upstream_queue_name).
   std::string down_part;
   if (uri_->vhost != vhost_)
@@ -149,6 +157,7 @@ void link::connect() {
   set_state("starting");
   uint64_t gen = ++generation_;
   bound_.clear();
+  consuming_ = false;
   std::weak_ptr<link> weak = shared_from_this();
   amqp::client::events ev;
   ev.ready = [weak, gen] {
@@ -162,7 +171,8 @@ void link::connect() {
   };
   conn_ = std::make_shared<amqp::client::connection>(
       sup_.home().io(), *uri_,
-      fmt::format("Federation link (upstream: {}, policy applied to {})", up_.name, local_.name),
+      fmt::format("Federation link (upstream: {}, policy applied to {} {})", up_.name,
+                  is_queue_ ? "queue" : "exchange", local_.name),
       std::move(ev));
   conn_->start();
 }
@@ -195,6 +205,30 @@ void link::on_ready() {
   if (const std::string* c = string_at(conn_->server_properties(), "cluster_name"))
     upstream_cluster_ = *c;
   auto c = conn_;
+  if (is_queue_) {
+    std::weak_ptr<link> weak = shared_from_this();
+    uint64_t gen = generation_;
+    auto declared = [weak, gen](const protocol::method&) {
+      auto self = weak.lock();
+      if (!self || self->generation_ != gen) return;
+      self->attempts_ = 0;
+      spdlog::info("federation link {} of queue '{}' in vhost '{}' running ({} on {})",
+                   self->up_.name, self->local_.name, self->vhost_, self->queue_, self->uri_->safe);
+      self->set_state("running");
+      self->poll_queue();
+    };
+    protocol::queue_declare uq;
+    uq.queue = queue_;
+    uq.durable = local_.durable;
+    uq.auto_delete = local_.auto_delete;
+    uq.arguments = local_.arguments;
+    if (up_.ack_mode == "no-ack") return c->call(uq, declared);
+    c->call(uq);
+    protocol::basic_qos qos;
+    qos.prefetch_count = uint16_t(std::min<uint32_t>(up_.prefetch, 65535));
+    c->call(qos, declared);
+    return;
+  }
   protocol::exchange_declare x;
   x.exchange = up_.exchange;
   x.type = local_.type;
@@ -278,6 +312,48 @@ void link::poll_bindings() {
   });
 }
 
+// A federated queue pulls from upstream only while it is empty and has consumers of its own
+// (RabbitMQ's rabbit_federation_queue:consumer_state_changed), so that messages stay upstream
+// for the upstream's consumers otherwise.
+void link::poll_queue() {
+  if (stopped_ || !conn_ || !conn_->open()) return;
+  broker::vhost* v = sup_.vhosts().find(vhost_);
+  if (!v) return;
+  std::weak_ptr<link> weak = shared_from_this();
+  net::worker* back = &sup_.home();
+  std::string name = local_.name;
+  uint64_t gen = generation_;
+  sup_.pool().at(v->home_worker()).post([v, name, back, weak, gen] {
+    auto views = v->view_queues(name);
+    bool run = !views.empty() && views[0].ready == 0 && views[0].consumers > 0;
+    back->post([weak, gen, run] {
+      auto self = weak.lock();
+      if (!self || self->generation_ != gen || self->stopped_ || !self->conn_) return;
+      std::string tag = "federation-link-" + self->up_.name;
+      if (run && !self->consuming_) {
+        protocol::basic_consume bc;
+        bc.queue = self->queue_;
+        bc.consumer_tag = tag;
+        bc.no_ack = self->up_.ack_mode == "no-ack";
+        bc.arguments.set("x-priority", int64_t(-1));
+        self->conn_->call(bc);
+        self->consuming_ = true;
+      } else if (!run && self->consuming_) {
+        protocol::basic_cancel cancel;
+        cancel.consumer_tag = tag;
+        self->conn_->call(cancel);
+        self->consuming_ = false;
+      }
+      self->timer_.expires_after(std::chrono::milliseconds(250));
+      std::weak_ptr<link> w2 = self;
+      self->timer_.async_wait([w2, gen](const boost::system::error_code& ec) {
+        if (ec) return;
+        if (auto s = w2.lock(); s && s->generation_ == gen) s->poll_queue();
+      });
+    });
+  });
+}
+
 void link::sync_bindings(binding_set want) {
   if (!conn_ || !conn_->open()) return;
   // The arguments sent upstream (rabbit_federation_exchange_link:update_binding): x-bound-from
@@ -338,25 +414,49 @@ void link::sync_bindings(binding_set want) {
 
 void link::on_delivery(amqp::client::delivery&& d) {
   bool ack = up_.ack_mode != "no-ack";
-  if (!broker::federation_should_forward(d.properties.headers, up_.max_hops, sup_.cluster_name(),
-                                         vhost_)) {
+  if (!is_queue_ && !broker::federation_should_forward(d.properties.headers, up_.max_hops,
+                                                       sup_.cluster_name(), vhost_)) {
     if (ack) conn_->ack(d.tag, false);
     return;
   }
   field_table h = d.properties.headers.value_or(field_table{});
   field_table entry;
   entry.set("uri", uri_->safe);
-  entry.set("exchange", up_.exchange);
+  entry.set(is_queue_ ? "queue" : "exchange", is_queue_ ? up_.queue : up_.exchange);
   entry.set("redelivered", d.redelivered);
   if (!upstream_cluster_.empty()) entry.set("cluster-name", upstream_cluster_);
   entry.set("vhost", uri_->vhost);
+  if (is_queue_) {
+    // A queue's messages carry where they were first published, and how often they came
+    // through this same upstream queue (rabbit_federation_queue_link:update_headers).
+    int64_t visits = 0;
+    field_array kept;
+    const field_value* old = h.find("x-received-from");
+    const auto* been = old ? std::get_if<field_array>(&old->v) : nullptr;
+    if (!been) {
+      h.set("x-original-exchange", d.exchange);
+      h.set("x-original-routing-key", d.routing_key);
+    } else {
+      for (const auto& item : been->items) {
+        const auto* t = std::get_if<field_table>(&item.v);
+        const std::string* u = t ? string_at(*t, "uri") : nullptr;
+        const std::string* qn = t ? string_at(*t, "queue") : nullptr;
+        if (u && *u == uri_->safe && qn && *qn == up_.queue)
+          visits = table_int(*t, "visit-count").value_or(0);
+        else
+          kept.items.push_back(item);
+      }
+      h.set("x-received-from", std::move(kept));
+    }
+    entry.set("visit-count", int64_t(visits + 1));
+  }
   prepend(h, "x-received-from", std::move(entry));
   d.properties.headers = std::move(h);
   if (!up_.trust_user_id) d.properties.user_id.reset();
 
   auto m = std::make_shared<broker::message>();
-  m->exchange = local_.name;
-  m->routing_key = d.routing_key;
+  m->exchange = is_queue_ ? std::string() : local_.name;
+  m->routing_key = is_queue_ ? local_.name : d.routing_key;
   m->properties = amqp::server::to_broker(std::move(d.properties));
   if (m->properties.expiration) {
     int64_t ms = 0;

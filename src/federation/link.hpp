@@ -36,6 +36,7 @@ struct upstream_settings {
   std::string name;  // the federation-upstream parameter's
   std::vector<std::string> uris;
   std::string exchange;  // on the upstream; default: the local exchange's name
+  std::string queue;     // the same for a federated queue
   uint32_t prefetch = 1000;
   double reconnect_delay = 5;  // seconds
   std::string ack_mode = "on-confirm";
@@ -46,13 +47,21 @@ struct upstream_settings {
 };
 
 // The upstream parameter's value (with set entries' overrides) read into settings.
+// `local_name`: the federated exchange's or queue's.
 upstream_settings read_upstream(const std::string& name, const json& value,
                                 const std::string& local_exchange);
 
+// A federated queue's link (RabbitMQ's rabbit_federation_queue_link) is the same object with
+// `is_queue`: on the upstream it declares the queue as the local one is (name: the upstream's
+// `queue`, default the local name) and consumes it with x-priority -1, only while the local queue
+// is empty and has consumers (read every 250 ms on the home worker), cancelling otherwise; each
+// delivery is republished to the local queue through the default exchange, with
+// x-received-from {uri, queue, redelivered, cluster-name, vhost, visit-count} and, the first time,
+// x-original-exchange and x-original-routing-key. `local` then describes the queue (type unused).
 class link : public std::enable_shared_from_this<link> {
  public:
   link(supervisor& sup, std::string key, std::string vhost, broker::exchange_settings local,
-       upstream_settings up);
+       upstream_settings up, bool is_queue = false);
   void start();
   void stop();
   const link_status& status() const { return status_; }
@@ -63,6 +72,7 @@ class link : public std::enable_shared_from_this<link> {
   void on_closed(const std::string& error);
   void on_delivery(amqp::client::delivery&& d);
   void poll_bindings();
+  void poll_queue();  // a federated queue: consume upstream or not
   // Bindings by (routing key, the arguments' wire encoding), which orders them.
   using binding_set = std::map<std::pair<std::string, std::string>, common::field_table>;
   void sync_bindings(binding_set want);
@@ -87,6 +97,8 @@ class link : public std::enable_shared_from_this<link> {
   // Bindings made upstream: (routing key, the local binding's arguments).
   binding_set bound_;
   uint64_t generation_ = 0;  // bumps at each connection, so that stale callbacks are ignored
+  bool is_queue_ = false;
+  bool consuming_ = false;  // a federated queue's consumer is on upstream
 };
 
 }  // namespace warren::federation

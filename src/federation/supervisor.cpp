@@ -156,12 +156,17 @@ void supervisor::reconcile() {
   // pass continues when they are back (vhosts without a federation policy are not asked).
   std::set<std::string> fed_vhosts;
   for (const auto& p : policies)
-    if (p.apply_to != "queues" && (p.definition.contains("federation-upstream") ||
-                                   p.definition.contains("federation-upstream-set") ||
-                                   p.definition.contains("federation-upstream-pattern")))
+    if (p.definition.contains("federation-upstream") ||
+        p.definition.contains("federation-upstream-set") ||
+        p.definition.contains("federation-upstream-pattern"))
       fed_vhosts.insert(p.vhost);
+  struct vhost_objects {
+    std::string vhost;
+    std::vector<broker::exchange_settings> exchanges;
+    std::vector<broker::exchange_settings> queues;  // name, durable, auto-delete, arguments
+  };
   struct gather {
-    std::vector<std::pair<std::string, std::vector<broker::exchange_settings>>> per_vhost;
+    std::vector<vhost_objects> per_vhost;
     size_t left = 0;
   };
   auto g = std::make_shared<gather>();
@@ -172,20 +177,23 @@ void supervisor::reconcile() {
       std::string vhost;
       broker::exchange_settings x;
       upstream_settings up;
+      bool is_queue = false;
     };
     std::map<std::string, wanted_link> want_links;
-    for (const auto& [vhost, xs] : g->per_vhost)
-      for (const auto& x : xs) {
-        const policy* p = effective_policy(policies, vhost, x.name, true);
-        if (!p) continue;
-        for (auto& [uname, value] : upstreams_for(*p, params)) {
-          std::string key = "exchange\n" + vhost + "\n" + x.name + "\n" + uname;
-          std::string config = value.dump() + "\n" + x.type + (x.durable ? "D" : "") +
-                               (x.auto_delete ? "A" : "") + (x.internal ? "I" : "");
-          want_links.emplace(key,
-                             wanted_link{config, vhost, x, read_upstream(uname, value, x.name)});
+    for (const auto& o : g->per_vhost)
+      for (bool queues : {false, true})
+        for (const auto& x : queues ? o.queues : o.exchanges) {
+          const policy* p = effective_policy(policies, o.vhost, x.name, !queues);
+          if (!p) continue;
+          for (auto& [uname, value] : upstreams_for(*p, params)) {
+            std::string key = std::string(queues ? "queue\n" : "exchange\n") + o.vhost + "\n" +
+                              x.name + "\n" + uname;
+            std::string config = value.dump() + "\n" + x.type + (x.durable ? "D" : "") +
+                                 (x.auto_delete ? "A" : "") + (x.internal ? "I" : "");
+            want_links.emplace(
+                key, wanted_link{config, o.vhost, x, read_upstream(uname, value, x.name), queues});
+          }
         }
-      }
     // Stop what is no longer wanted or changed.
     for (auto it = running_.begin(); it != running_.end();) {
       bool keep = false;
@@ -209,7 +217,7 @@ void supervisor::reconcile() {
     }
     for (auto& [key, w] : want_links) {
       if (running_.count(key)) continue;
-      auto l = std::make_shared<link>(*this, key, w.vhost, w.x, w.up);
+      auto l = std::make_shared<link>(*this, key, w.vhost, w.x, w.up, w.is_queue);
       running_[key] = running{w.config, l, nullptr};
       l->start();
     }
@@ -226,15 +234,23 @@ void supervisor::reconcile() {
     broker::vhost* v = vhosts_.find(name);
     if (!v) continue;
     pool_.at(v->home_worker()).post([v, back, g, finish] {
-      std::vector<broker::exchange_settings> xs;
+      vhost_objects o;
+      o.vhost = v->name();
       for (auto& x : v->view_exchanges()) {
         // The federation's own exchanges on this node (as an upstream) are not federated.
         if (x.type == "x-federation-upstream" || x.name.empty()) continue;
-        xs.push_back(broker::exchange_settings{x.name, x.type, x.durable, x.auto_delete, x.internal,
-                                               std::move(x.arguments)});
+        o.exchanges.push_back(broker::exchange_settings{x.name, x.type, x.durable, x.auto_delete,
+                                                        x.internal, std::move(x.arguments)});
       }
-      back->post([g, name = v->name(), xs = std::move(xs), finish]() mutable {
-        g->per_vhost.emplace_back(std::move(name), std::move(xs));
+      // Exclusive queues and the federation's own (x-internal-purpose) are not federated.
+      // Limitation: this walks every queue of a vhost with a federation policy once a second.
+      for (auto& q : v->view_queues()) {
+        if (q.exclusive || q.arguments.find("x-internal-purpose")) continue;
+        o.queues.push_back(broker::exchange_settings{q.name, "", q.durable, q.auto_delete, false,
+                                                     std::move(q.arguments)});
+      }
+      back->post([g, o = std::move(o), finish]() mutable {
+        g->per_vhost.push_back(std::move(o));
         if (--g->left == 0) finish();
       });
     });

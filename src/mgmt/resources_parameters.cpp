@@ -159,9 +159,14 @@ json status_json(const federation::link_status& s, const std::string& node) {
     if (!s.error.empty()) j["reason"] = s.error;
     return j;
   }
-  j["type"] = "exchange";
-  j["exchange"] = s.name;
-  j["upstream_exchange"] = s.upstream_exchange;
+  j["type"] = s.type;  // exchange or queue
+  if (s.type == "queue") {
+    j["queue"] = s.name;
+    j["upstream_queue"] = s.upstream_exchange;
+  } else {
+    j["exchange"] = s.name;
+    j["upstream_exchange"] = s.upstream_exchange;
+  }
   j["upstream"] = s.upstream;
   j["id"] = s.internal_queue;
   j["status"] = s.state;

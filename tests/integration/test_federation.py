@@ -61,7 +61,8 @@ def ok(port, method, path, body=None):
     return out
 
 
-def wait_until(fn, timeout=20.0, what="condition"):
+def wait_until(fn, timeout=20.0, what="condition", show=None):
+    """fn()'s first true value within the timeout; `show()` says what was there instead."""
     deadline = time.time() + timeout
     last = None
     while time.time() < deadline:
@@ -69,7 +70,7 @@ def wait_until(fn, timeout=20.0, what="condition"):
         if last:
             return last
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}; {show() if show else ''}")
 
 
 def channel(port):
@@ -488,3 +489,37 @@ def test_warren_to_warren_link_survives_an_upstream_restart(warren_factory):
                      what="10 messages downstream")
     assert sorted(int(b) for _, b in got) == list(range(10))
     assert got[0][0].headers["x-received-from"][0]["cluster-name"] == "ww-up"
+
+
+def test_federated_queue_pulls_only_while_it_has_consumers(warren_factory, rabbit):
+    ra, rh = rabbit
+    w = warren_factory("--cluster-name", "fq-down")
+    for port in (ra, w.amqp_port):
+        conn, ch = channel(port)
+        ch.queue_declare("jobs", durable=True)
+        conn.close()
+    publish(ra, "", "jobs", 40)
+    ok(w.http_port, "PUT", "parameters/federation-upstream/%2f/up",
+       {"value": {"uri": uri(ra), "reconnect-delay": 1, "prefetch-count": 10}})
+    ok(w.http_port, "PUT", "policies/%2f/fq",
+       {"pattern": "^jobs$", "apply-to": "queues", "definition": {"federation-upstream": "up"}})
+    link = wait_until(lambda: [l for l in links(w.http_port) if l["status"] == "running"], what="a queue link",
+                      show=lambda: links(w.http_port))[0]
+    assert link["type"] == "queue" and link["queue"] == "jobs"
+    time.sleep(1)
+    assert count(ra, "jobs") == 40 and count(w.amqp_port, "jobs") == 0  # no consumer here: nothing moves
+    conn, ch = channel(w.amqp_port)
+    got = []
+    for method, props, body in ch.consume("jobs", inactivity_timeout=5):
+        if method is None:
+            break
+        got.append((props, body))
+        ch.basic_ack(method.delivery_tag)
+        if len(got) == 40:
+            break
+    conn.close()
+    assert sorted(int(b) for _, b in got) == list(range(40))
+    hop = got[0][0].headers["x-received-from"][0]
+    assert hop["queue"] == "jobs" and hop["visit-count"] == 1 and hop["cluster-name"] == "rabbit-site"
+    assert got[0][0].headers["x-original-routing-key"] == "jobs"
+    assert count(ra, "jobs") == 0

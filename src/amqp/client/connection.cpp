@@ -16,6 +16,7 @@ namespace warren::amqp::client {
 namespace {
 constexpr size_t read_chunk = 64 * 1024;
 constexpr auto close_timeout = std::chrono::seconds(3);
+constexpr auto handshake_timeout = std::chrono::seconds(15);
 }  // namespace
 
 struct connection::tls_stream {
@@ -34,6 +35,16 @@ connection::connection(boost::asio::io_context& io, uri u, std::string name, eve
 connection::~connection() = default;
 
 void connection::start() {
+  // Connecting and the handshake get a deadline: a peer that accepts and never answers (or a
+  // black-holed address) must not keep a link "starting" for ever. Heartbeats take the timer over
+  // once open.
+  timer_.expires_after(handshake_timeout);
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec || self->state_ == state::open || self->state_ == state::closed) return;
+    if (self->state_ == state::closing) return self->fail("");
+    self->fail("no connection and handshake within " + std::to_string(handshake_timeout.count()) +
+               " s");
+  });
   resolver_.async_resolve(
       uri_.host, std::to_string(uri_.port),
       [self = shared_from_this()](const boost::system::error_code& ec,
