@@ -2,7 +2,12 @@
 // per component, rabbit_policy:validate) with its texts, policy matching, and parameters.json.
 #include "federation/parameters.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <fstream>
@@ -367,9 +372,20 @@ std::string runtime_store::save_locked() {
   for (const auto& p : policies_) pols.push_back(to_json(p));
   doc["parameters"] = std::move(ps);
   doc["policies"] = std::move(pols);
+  // Mode 0600, unlike store::replace_file's 0644: upstream and shovel URIs carry passwords.
+  auto tmp = file_;
+  tmp += ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return fmt::format("cannot create {}: {}", tmp.string(), std::strerror(errno));
   try {
-    store::replace_file(file_, doc.dump(2) + "\n");
+    store::write_all(fd, doc.dump(2) + "\n");
+    if (::fsync(fd) != 0) throw std::runtime_error("fsync " + tmp.string());
+    ::close(fd);
+    fd = -1;
+    std::filesystem::rename(tmp, file_);
+    store::sync_directory(file_.parent_path());
   } catch (const std::exception& e) {
+    if (fd >= 0) ::close(fd);
     return e.what();
   }
   return {};

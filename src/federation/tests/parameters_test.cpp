@@ -113,6 +113,9 @@ TEST(RuntimeStore, KeepsAcrossRestarts) {
     std::string err;
     EXPECT_FALSE(s.clear_parameter("shovel", "/", "up", err));
   }
+  // URIs carry passwords: only the broker's user may read the file.
+  EXPECT_EQ(std::filesystem::status(file).permissions() & std::filesystem::perms::others_read,
+            std::filesystem::perms::none);
   runtime_store again(file);
   std::string err;
   ASSERT_TRUE(again.load(err)) << err;
