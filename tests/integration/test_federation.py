@@ -523,3 +523,21 @@ def test_federated_queue_pulls_only_while_it_has_consumers(warren_factory, rabbi
     assert hop["queue"] == "jobs" and hop["visit-count"] == 1 and hop["cluster-name"] == "rabbit-site"
     assert got[0][0].headers["x-original-routing-key"] == "jobs"
     assert count(ra, "jobs") == 0
+
+
+def test_link_whose_upstream_exchange_differs_reports_the_upstream_error(warren_factory):
+    up = warren_factory("--cluster-name", "mm-up")
+    down = warren_factory("--cluster-name", "mm-down")
+    for port, kind in ((up.amqp_port, "fanout"), (down.amqp_port, "direct")):
+        conn, ch = channel(port)
+        ch.exchange_declare("mm.x", kind, durable=True)
+        conn.close()
+    federate(down.http_port, "/", uri(up.amqp_port, "/"), "^mm\\.")
+    link = wait_until(lambda: [l for l in links(down.http_port) if l["status"] == "error"], what="a link in error")[0]
+    assert "406" in link["error"] and "PRECONDITION_FAILED" in link["error"], link
+    # Fixed upstream: the link recovers by itself.
+    conn, ch = channel(up.amqp_port)
+    ch.exchange_delete("mm.x")
+    conn.close()
+    wait_until(lambda: [l for l in links(down.http_port) if l["status"] == "running"], timeout=30,
+               what="the link to recover")
