@@ -9,7 +9,10 @@ tests/support/reference_rabbitmq.sh on free ports in a temp dir and stopped at t
 - federation: Warren downstream of RabbitMQ (bindings follow local ones, x-received-from as RabbitMQ writes it),
   RabbitMQ downstream of Warren (Warren answers the plugin's x-federation-upstream exchange), a ring
   Warren -> RabbitMQ -> Warren -> back where every message reaches each queue once and none circulates, and a
-  downstream Warren killed with SIGKILL mid-flow under ack-mode on-confirm losing nothing RabbitMQ published."""
+  downstream Warren killed with SIGKILL mid-flow under ack-mode on-confirm losing nothing RabbitMQ published;
+  Warren-to-Warren links reconnecting after the upstream restarts, and links reporting why they are down;
+- federated queues both ways: Warren pulls from RabbitMQ's queue only while it has consumers, and RabbitMQ's plugin
+  pulls from Warren's (Warren advertises consumer_priorities, which the plugin requires)."""
 
 import base64
 import json
@@ -541,3 +544,30 @@ def test_link_whose_upstream_exchange_differs_reports_the_upstream_error(warren_
     conn.close()
     wait_until(lambda: [l for l in links(down.http_port) if l["status"] == "running"], timeout=30,
                what="the link to recover")
+
+
+def test_rabbitmq_federates_a_queue_from_warren(warren_factory, rabbit):
+    ra, rh = rabbit
+    w = warren_factory("--cluster-name", "fq-up")
+    for port in (w.amqp_port, ra):
+        conn, ch = channel(port)
+        ch.queue_declare("tasks", durable=True)
+        conn.close()
+    publish(w.amqp_port, "", "tasks", 25)
+    ok(rh, "PUT", "parameters/federation-upstream/%2f/warren-q", {"value": {"uri": uri(w.amqp_port), "reconnect-delay": 1}})
+    ok(rh, "PUT", "policies/%2f/fq-warren",
+       {"pattern": "^tasks$", "apply-to": "queues", "definition": {"federation-upstream": "warren-q"}})
+    try:
+        wait_until(lambda: [l for l in api(rh, "GET", "federation-links")[1]
+                            if l.get("queue") == "tasks" and l["status"] == "running"], timeout=30,
+                   what="RabbitMQ's queue link to Warren", show=lambda: api(rh, "GET", "federation-links")[1])
+        got = wait_until(lambda: drain(ra, "tasks", idle=1) or None, timeout=30, what="messages at RabbitMQ")
+        while len(got) < 25:
+            more = drain(ra, "tasks", idle=2)
+            assert more, f"only {len(got)} of 25 arrived"
+            got += more
+        assert sorted(int(b) for _, b in got) == list(range(25))
+        assert count(w.amqp_port, "tasks") == 0
+    finally:
+        api(rh, "DELETE", "policies/%2f/fq-warren")
+        api(rh, "DELETE", "parameters/federation-upstream/%2f/warren-q")
