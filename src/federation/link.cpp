@@ -83,6 +83,7 @@ upstream_settings read_upstream(const std::string& name, const json& v,
   if (v.contains("max-hops")) u.max_hops = int64_t(v["max-hops"].get<double>());
   if (v.contains("expires")) u.expires = int64_t(v["expires"].get<double>());
   if (v.contains("message-ttl")) u.message_ttl = int64_t(v["message-ttl"].get<double>());
+  if (v.contains("resource-cleanup-mode")) u.cleanup = v["resource-cleanup-mode"] != "never";
   return u;
 }
 
@@ -127,9 +128,19 @@ void link::start() {
   connect();
 }
 
-void link::stop() {
+void link::stop(bool cleanup) {
   stopped_ = true;
   timer_.cancel();
+  // The upstream queue and exchange of an exchange link would otherwise collect messages for a
+  // downstream that no longer asks (resource-cleanup-mode "never" keeps them, as RabbitMQ).
+  if (cleanup && !is_queue_ && conn_ && conn_->open() && up_.cleanup) {
+    protocol::queue_delete qd;
+    qd.queue = queue_;
+    conn_->call(qd);
+    protocol::exchange_delete xd;
+    xd.exchange = internal_exchange_;
+    conn_->call(xd);
+  }
   if (conn_) conn_->close();
   conn_.reset();
   if (running_) sup_.counters().links_running.fetch_sub(1);

@@ -44,6 +44,7 @@ struct upstream_settings {
   int64_t max_hops = 1;
   std::optional<int64_t> expires;
   std::optional<int64_t> message_ttl;
+  bool cleanup = true;  // resource-cleanup-mode default (not "never")
 };
 
 // The upstream parameter's value (with set entries' overrides) read into settings.
@@ -63,7 +64,8 @@ class link : public std::enable_shared_from_this<link> {
   link(supervisor& sup, std::string key, std::string vhost, broker::exchange_settings local,
        upstream_settings up, bool is_queue = false);
   void start();
-  void stop();
+  // `cleanup`: the link is no longer wanted; delete its queue and exchange upstream first.
+  void stop(bool cleanup = false);
   const link_status& status() const { return status_; }
 
  private:

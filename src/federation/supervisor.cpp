@@ -205,7 +205,9 @@ void supervisor::reconcile() {
         ++it;
         continue;
       }
-      if (it->second.l) it->second.l->stop();
+      // A link no longer wanted at all (its policy, upstream or exchange went) cleans up after
+      // itself upstream, as RabbitMQ's does; one restarted with new settings keeps its queue.
+      if (it->second.l) it->second.l->stop(!want_links.count(it->first));
       if (it->second.s) it->second.s->stop();
       it = running_.erase(it);
     }
