@@ -502,7 +502,7 @@ def test_warren_to_warren_link_survives_an_upstream_restart(warren_factory):
     # At least once: a message stored downstream whose ack the restart cut off comes again.
     wait_until(lambda: count(down.amqp_port, "ww-q") >= 10, what="10 messages downstream")
     got = drain(down.amqp_port, "ww-q")
-    assert {int(b) for _, b in got} == set(range(10)) and len(got) <= 11
+    assert {int(b) for _, b in got} == set(range(10)) and len(got) <= 15  # at most the first 5 twice
     assert got[0][0].headers["x-received-from"][0]["cluster-name"] == "ww-up"
 
 
