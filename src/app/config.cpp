@@ -255,8 +255,9 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
               "This node's name in /api/nodes and in the cluster (default warren@<hostname>); "
               "letters, digits and @ . _ - only");
   bind_option(app, b, cli, &config::cluster_name, "cluster_name",
-              "The cluster's name (connection.start's cluster_name, /api/overview); with "
-              "--etcd-endpoints, the cluster to join (default warren)");
+              "The cluster's name (connection.start's cluster_name, /api/overview, federation's "
+              "loop breaking: each linked site needs its own); with --etcd-endpoints, the "
+              "cluster to join (default warren); alone, the node's name");
   bind_option(app, b, cli, &config::etcd_endpoints, "etcd_endpoints",
               "Join a cluster coordinated by etcd at these endpoints, comma-separated "
               "(http://host:port,...); none: a single node");

@@ -74,8 +74,11 @@ struct config {
   uint32_t web_heartbeat = 15;  // seconds
   bool web_dev_tokens = false;
   // The cluster (docs/cluster.md). Without etcd_endpoints the node is alone, as before.
-  std::string node_name;         // empty: warren@<hostname>
-  std::string cluster_name;      // empty: the node's name alone; "warren" in a cluster
+  std::string node_name;  // empty: warren@<hostname>
+  // RabbitMQ's cluster_name: connection.start's server properties, /api/overview, the name
+  // federation uses to break loops (x-received-from, x-downstream-name), and with
+  // etcd_endpoints the cluster to join. Empty: the node's name alone; "warren" in a cluster.
+  std::string cluster_name;
   std::string etcd_endpoints;    // http://host:port[,...]
   uint32_t etcd_lease_ttl = 10;  // seconds; etcd 3.4 grants at least about 2
   std::string config_file;

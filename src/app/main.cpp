@@ -35,6 +35,8 @@
 #include "app/config.hpp"
 #include "auth/password.hpp"
 #include "common/log.hpp"
+#include "federation/parameters.hpp"
+#include "federation/supervisor.hpp"
 #include "mgmt/limits.hpp"
 #include "mgmt/prometheus.hpp"
 #include "mgmt/routes.hpp"
@@ -272,6 +274,18 @@ int run(const app::config& cfg) {
   // Vhost limits set through the management API or definitions (user limits are in users.json).
   mgmt::vhost_limits_file limits_file(fs::path(cfg.data_dir) / "vhost-limits.json");
   if (std::string err; !limits_file.load(vhosts, err)) throw std::runtime_error(err);
+  // Runtime parameters and policies (federation upstreams, shovels) set through the API.
+  federation::runtime_store runtime(fs::path(cfg.data_dir) / "parameters.json");
+  if (std::string err; !runtime.load(err)) throw std::runtime_error(err);
+  std::string node_name = cfg.node_name;
+  if (node_name.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    node_name = fmt::format("warren@{}", host);
+  }
+  // A node alone is its own cluster, named after it (as a RabbitMQ node is); config.cpp names a
+  // cluster joined through etcd "warren" unless told otherwise.
+  std::string cluster_name = cfg.cluster_name.empty() ? node_name : cfg.cluster_name;
 
   amqp::server::server_context ctx;
   ctx.settings.channel_max = cfg.channel_max;
@@ -288,7 +302,7 @@ int run(const app::config& cfg) {
   // In a cluster the node serves only while it holds its lease in etcd (app/cluster_node.hpp).
   common::node_fence fence;
   if (!cfg.etcd_endpoints.empty()) ctx.fence = &fence;
-  if (!cfg.cluster_name.empty()) ctx.settings.cluster_name = cfg.cluster_name;
+  ctx.settings.cluster_name = cluster_name;
   ctx.server_properties = amqp::server::make_server_properties(ctx.settings);
 
   // Block the shutdown and reload signals before any thread starts; the main thread waits for
@@ -340,6 +354,9 @@ int run(const app::config& cfg) {
   std::vector<std::unique_ptr<vhost_ticker>> tickers;  // armed before the workers run
   mgmt::api_context api{&users, &vhosts, &pool, &user_file, WARREN_VERSION, {}};
   api.limits_file = &limits_file;
+  api.runtime = &runtime;
+  federation::supervisor links(runtime, vhosts, pool, cluster_name);
+  api.federation = &links;
   // A vhost created at run time: recovered from its (empty, or left over) directory before
   // anyone can find it, then its housekeeping armed on its home worker. The acting user gets
   // full permissions on it, as RabbitMQ's HTTP API does.
@@ -429,14 +446,8 @@ int run(const app::config& cfg) {
   api.close_connection = [](net::worker& w, uint64_t id, const std::string& reason) {
     return amqp::server::amqp_connection::force_close(w, id, reason);
   };
-  if (cfg.node_name.empty()) {
-    char host[256] = {};
-    ::gethostname(host, sizeof host - 1);
-    api.node_name = fmt::format("warren@{}", host);
-  } else {
-    api.node_name = cfg.node_name;
-  }
-  api.cluster_name = cfg.cluster_name.empty() ? api.node_name : cfg.cluster_name;
+  api.node_name = node_name;
+  api.cluster_name = cluster_name;
   api.started_at = broker::wall_ms();
   api.set_memory_high_watermark = [&alarms](std::variant<double, uint64_t> limit) {
     return alarms.set_memory_high_watermark(limit);
@@ -633,6 +644,8 @@ int run(const app::config& cfg) {
   if (tls)
     spdlog::info("TLS: AMQPS on {}, HTTPS on {}, web gateway on {}", where(amqps_listener->port()),
                  where(https_listener->port()), where(web_tls_listener->port()));
+  // Federation links and shovels connect once the listeners answer (a shovel may point here).
+  links.start();
 
   int sig = 0;
   for (;;) {
@@ -657,6 +670,7 @@ int run(const app::config& cfg) {
     cluster->leave();
   }
 
+  links.stop();  // connection.close to their peers while the workers still run
   amqp_listener.stop();
   if (tls) {
     amqps_listener->stop();

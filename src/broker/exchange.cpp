@@ -8,7 +8,7 @@ namespace warren::broker {
 bool is_known_exchange_type(std::string_view type) {
   return type == "direct" || type == "fanout" || type == "topic" || type == "headers" ||
          type == "x-recent-history" || type == "x-consistent-hash" || type == dedup_exchange_type ||
-         is_sink_exchange_type(type);
+         type == "x-federation-upstream" || is_sink_exchange_type(type);
 }
 
 bool is_sink_exchange_type(std::string_view type) {
@@ -31,6 +31,7 @@ maybe_error check_exchange_arguments(const exchange_settings& s) {
       return error{error_code::precondition_failed,
                    "hash-property must be message_id, correlation_id or timestamp"};
   }
+  if (s.type == "x-federation-upstream") return check_federation_upstream_arguments(s.arguments);
   return std::nullopt;
 }
 
@@ -50,6 +51,8 @@ std::unique_ptr<exchange> make_exchange_of_type(exchange_settings s, dest_id id)
   if (s.type == "x-consistent-hash")
     return std::make_unique<consistent_hash_exchange>(std::move(s), id);
   if (is_sink_exchange_type(s.type)) return std::make_unique<sink_exchange>(std::move(s), id);
+  if (s.type == "x-federation-upstream")
+    return std::make_unique<federation_upstream_exchange>(std::move(s), id);
   return nullptr;
 }
 

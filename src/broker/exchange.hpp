@@ -197,6 +197,34 @@ class sink_exchange final : public exchange {
 
 bool is_sink_exchange_type(std::string_view type);
 
+// x-federation-upstream (exchange_federation.cpp): what a federation link's downstream (RabbitMQ's
+// federation plugin, or Warren's) declares on its upstream and binds to the federated exchange.
+// Routes like fanout, except a message that has already passed the downstream (its
+// x-received-from names x-downstream-name and x-downstream-vhost) or made x-max-hops hops.
+class federation_upstream_exchange final : public exchange {
+ public:
+  federation_upstream_exchange(exchange_settings s, dest_id id);
+  void add_binding(dest_id d, const std::string& key, const common::field_table& args) override {
+    fanout_.add_binding(d, key, args);
+  }
+  void remove_binding(dest_id d, const std::string& key, const common::field_table& args) override {
+    fanout_.remove_binding(d, key, args);
+  }
+  void route(const message& m, std::vector<dest_id>& out) const override;
+
+ private:
+  fanout_exchange fanout_{exchange_settings{}, 0};
+  int64_t max_hops_ = 1;
+  std::string downstream_name_;   // empty: unknown (RabbitMQ before 3.3)
+  std::string downstream_vhost_;  // empty: unknown (RabbitMQ before 3.8.9)
+};
+// RabbitMQ's validation of its arguments: x-max-hops present and an integer.
+maybe_error check_federation_upstream_arguments(const common::field_table& args);
+// RabbitMQ's should_forward: false if the x-received-from header has max_hops entries or one
+// naming (cluster, vhost). Federation links apply it to what they receive too.
+bool federation_should_forward(const std::optional<common::field_table>& headers, int64_t max_hops,
+                               std::string_view cluster, std::string_view vhost);
+
 // Validates type-specific declare arguments (e.g. x-recent-history-length).
 maybe_error check_exchange_arguments(const exchange_settings& s);
 

@@ -82,6 +82,8 @@ bool has_access(const auth::user& u, access level) {
       return tag("management") || tag("policymaker") || tag("monitoring") || tag("administrator");
     case access::monitoring:
       return tag("monitoring") || tag("administrator");
+    case access::policymaker:
+      return tag("policymaker") || tag("administrator");
     case access::administrator:
       return tag("administrator");
   }
@@ -99,7 +101,7 @@ std::variant<auth::user_ptr, http::response> authenticate(const http::request_he
   auto who = authenticate(req, peer, users, false);
   if (auto* u = std::get_if<auth::user_ptr>(&who); u && !has_access(**u, level)) {
     static constexpr std::string_view why[] = {"Not management user", "Not monitor user",
-                                               "Not administrator user"};
+                                               "Not policymaker user", "Not administrator user"};
     spdlog::warn("HTTP access denied: user '{}' - {}", (*u)->name, why[size_t(level)]);
     return json_error(req, bhttp::status::unauthorized, "not_authorised", why[size_t(level)]);
   }

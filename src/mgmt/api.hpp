@@ -23,6 +23,11 @@
 #include "net/worker.hpp"
 #include "web/gateway_stats.hpp"
 
+namespace warren::federation {
+class runtime_store;
+class supervisor;
+}  // namespace warren::federation
+
 namespace warren::mgmt {
 
 class users_file;
@@ -134,6 +139,10 @@ struct api_context {
       set_memory_high_watermark;
   // Where vhost limits are kept (mgmt/limits.hpp). Null: they last until the process exits.
   vhost_limits_file* limits_file = nullptr;
+  // Runtime parameters and policies (federation/parameters.hpp). Null: the API answers 404.
+  federation::runtime_store* runtime = nullptr;
+  // The federation links and shovels, for their status. Null: none.
+  federation::supervisor* federation = nullptr;
 };
 
 http::response json_response(const http::request_header& req, boost::beast::http::status status,
@@ -153,8 +162,8 @@ std::variant<auth::user_ptr, http::response> authenticate(const http::request_he
 
 // What a request needs of the user's tags, as RabbitMQ's management: any management tag
 // (management, policymaker, monitoring, administrator); monitoring (or administrator);
-// administrator.
-enum class access { management, monitoring, administrator };
+// policymaker (or administrator: parameters and policies); administrator.
+enum class access { management, monitoring, policymaker, administrator };
 bool has_access(const auth::user& u, access level);
 // Monitoring users and administrators see every vhost; others those they have permissions on.
 bool sees_all_vhosts(const auth::user& u);

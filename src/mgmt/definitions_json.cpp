@@ -207,9 +207,12 @@ json export_json(const definitions& d, const export_info& info) {
     p["value"] = limits_json(l.limits);
     params.push_back(std::move(p));
   }
+  for (const auto& p : d.runtime_parameters) params.push_back(federation::to_json(p, all));
   out["parameters"] = std::move(params);
   if (all) out["global_parameters"] = json::array();
-  out["policies"] = json::array();
+  json policies = json::array();
+  for (const auto& p : d.policies) policies.push_back(federation::to_json(p, all));
+  out["policies"] = std::move(policies);
 
   auto with_vhost = [all](json item, const std::string& vhost) {
     if (!all) return item;
@@ -473,6 +476,15 @@ std::variant<definitions, std::string> parse_definitions(
       item_reader r(p, fmt::format("parameters[{}]", i++));
       std::string component, name;
       if (!r.str("component", component, false) || !r.str("name", name, false)) return r.error();
+      if (federation::is_known_component(component)) {
+        federation::parameter def{"", component, name, p.value("value", json())};
+        if (!vhost_of(r, def.vhost)) return r.error();
+        r.describe(fmt::format("parameter {} '{}' of vhost '{}'", component, name, def.vhost));
+        if (auto why = federation::check_parameter(component, name, def.value))
+          return r.refuse(validation_failed(*why));
+        d.runtime_parameters.push_back(std::move(def));
+        continue;
+      }
       // Vhost limits are RabbitMQ's parameter "limits" of component "vhost-limits".
       if (component != "vhost-limits" || name != "limits") {
         ++d.ignored_parameters;
@@ -488,7 +500,27 @@ std::variant<definitions, std::string> parse_definitions(
       d.vhost_limits.push_back(std::move(def));
     }
   }
-  d.ignored_policies = count("policies");
+  if (const json* pols = category("policies")) {
+    size_t i = 0;
+    for (const auto& p : *pols) {
+      item_reader r(p, fmt::format("policies[{}]", i++));
+      std::string name, vhost;
+      if (!r.str("name", name, false) || !vhost_of(r, vhost)) return r.error();
+      r.describe(fmt::format("policy '{}' of vhost '{}'", name, vhost));
+      // Policies of settings Warren does not apply (max-length, ha-mode...) are skipped, as
+      // before policies existed here; federation policies are checked as the API checks them.
+      const json* def = p.is_object() && p.contains("definition") ? &p["definition"] : nullptr;
+      if (def && def->is_object() && !def->contains("federation-upstream") &&
+          !def->contains("federation-upstream-set") &&
+          !def->contains("federation-upstream-pattern")) {
+        ++d.ignored_policies;
+        continue;
+      }
+      auto checked = federation::check_policy(vhost, name, p);
+      if (auto* why = std::get_if<std::string>(&checked)) return r.refuse(validation_failed(*why));
+      d.policies.push_back(std::get<federation::policy>(std::move(checked)));
+    }
+  }
   if (!error.empty()) return error;
 
   if (const json* xs = category("exchanges")) {

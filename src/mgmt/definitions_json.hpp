@@ -36,6 +36,7 @@
 
 #include "auth/user_store.hpp"
 #include "common/field_table.hpp"
+#include "federation/parameters.hpp"
 
 namespace warren::mgmt {
 
@@ -116,6 +117,9 @@ struct vhost_limits_def {
 
 struct definitions {
   std::vector<user_def> users;
+  // Runtime parameters (other than vhost limits) and policies, checked as the API checks them.
+  std::vector<federation::parameter> runtime_parameters;
+  std::vector<federation::policy> policies;
   std::vector<std::string> vhosts;
   std::vector<permission_def> permissions;
   std::vector<topic_permission_def> topic_permissions;
@@ -124,7 +128,7 @@ struct definitions {
   std::vector<queue_def> queues;
   std::vector<binding_def> bindings;
   // Parts Warren does not implement: counted so that an import can say what it skipped.
-  size_t ignored_parameters = 0;  // parameters other than vhost limits
+  size_t ignored_parameters = 0;  // parameters of components Warren does not know
   size_t ignored_global_parameters = 0;
   size_t ignored_policies = 0;
 };

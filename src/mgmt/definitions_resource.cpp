@@ -10,6 +10,7 @@
 #include <memory>
 #include <set>
 
+#include "federation/parameters.hpp"
 #include "mgmt/definitions.hpp"
 #include "mgmt/limits.hpp"
 #include "mgmt/users_file.hpp"
@@ -167,6 +168,14 @@ void export_definitions(const api_context& api, const http::request_header& req,
     add_users(job->all, api.users->all());
     job->all.vhosts = api.vhosts->names();
   }
+  if (api.runtime) {
+    for (auto& p : api.runtime->parameters())
+      if (std::find(names.begin(), names.end(), p.vhost) != names.end())
+        job->all.runtime_parameters.push_back(std::move(p));
+    for (auto& p : api.runtime->policies())
+      if (std::find(names.begin(), names.end(), p.vhost) != names.end())
+        job->all.policies.push_back(std::move(p));
+  }
   // Vhost limits are atomics on the vhost: read here, not on its home worker.
   for (const auto& n : names)
     if (broker::vhost* v = api.vhosts->find(n))
@@ -217,6 +226,8 @@ void import_definitions(const api_context& api, const http::request& req,
   for (const auto& p : d.permissions) named.push_back(p.vhost);
   for (const auto& t : d.topic_permissions) named.push_back(t.vhost);
   for (const auto& l : d.vhost_limits) named.push_back(l.vhost);
+  for (const auto& p : d.runtime_parameters) named.push_back(p.vhost);
+  for (const auto& p : d.policies) named.push_back(p.vhost);
   for (const auto& x : d.exchanges) job->vhosts.push_back(x.vhost);
   for (const auto& q : d.queues) job->vhosts.push_back(q.vhost);
   for (const auto& b : d.bindings) job->vhosts.push_back(b.vhost);
@@ -259,6 +270,22 @@ void import_definitions(const api_context& api, const http::request& req,
       spdlog::error("definitions import by '{}': vhost limits not saved: {}", acting_user, error);
       job->done(json_error(req, bhttp::status::internal_server_error, "internal_server_error",
                            "vhost limits were changed but could not be saved: " + error));
+      return;
+    }
+  }
+
+  // Runtime parameters and policies (federation upstreams, shovels) before the exchanges, as
+  // RabbitMQ imports them; the links start once the exchanges exist (the next reconciliation).
+  if (api.runtime) {
+    std::string error;
+    for (const auto& p : d.runtime_parameters)
+      if (auto e = api.runtime->set_parameter(p); !e.empty()) error = e;
+    for (const auto& p : d.policies)
+      if (auto e = api.runtime->set_policy(p); !e.empty()) error = e;
+    if (!error.empty()) {
+      spdlog::error("definitions import by '{}': parameters not saved: {}", acting_user, error);
+      job->done(json_error(req, bhttp::status::internal_server_error, "internal_server_error",
+                           "parameters were changed but could not be saved: " + error));
       return;
     }
   }

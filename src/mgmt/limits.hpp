@@ -14,6 +14,7 @@
 
 #include "auth/user_store.hpp"
 #include "broker/vhost.hpp"
+#include "federation/erlang_term.hpp"
 #include "mgmt/definitions_json.hpp"
 
 namespace warren::mgmt {
@@ -21,9 +22,8 @@ namespace warren::mgmt {
 inline constexpr std::string_view vhost_max_connections = "max-connections";
 inline constexpr std::string_view vhost_max_queues = "max-queues";
 
-// A JSON value written as Erlang's ~tp writes the term RabbitMQ decoded it to (strings are
-// binaries: <<"abc">>), for RabbitMQ's validation texts.
-std::string erlang_term(const json& v);
+// RabbitMQ's rendering of a value in its texts (federation/erlang_term.hpp).
+using federation::erlang_term;
 
 // Checks a whole limits object as RabbitMQ's parameter validation does (every key known, every
 // value an integer) and returns the limits, or RabbitMQ's text for the first problem:

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "broker/vhost.hpp"
+#include "federation/supervisor.hpp"
 #include "net/worker.hpp"
 
 namespace warren::mgmt {
@@ -94,6 +95,12 @@ void gather_metrics(const api_context& api, const metrics_request& r, net::worke
       s.uptime_seconds = double(now - api->started_at) / 1000.0;
       s.start_time_seconds = double(api->started_at) / 1000.0;
       s.cpu_seconds = cpu_seconds();
+      if (api->federation) {
+        auto& f = api->federation->counters();
+        s.federation =
+            metrics_snapshot::federation_part{f.forwarded.load(), f.shovelled.load(),
+                                              f.links_running.load(), f.shovels_running.load()};
+      }
       // In the order they were opened, whichever worker answered first.
       std::sort(s.connections.begin(), s.connections.end(),
                 [](const auto& a, const auto& b) { return a.id < b.id; });

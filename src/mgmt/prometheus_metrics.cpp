@@ -457,6 +457,23 @@ void process(ctx& c) {
   c.w.sample({}, c.s.cpu_seconds);
 }
 
+void federation(ctx& c) {
+  if (!c.s.federation) return;
+  const auto& f = *c.s.federation;
+  auto one = [&](std::string_view name, metric_type t, std::string_view help, uint64_t v) {
+    c.w.begin(name, t, help);
+    c.w.sample({}, v);
+  };
+  one("warren_federation_messages_forwarded_total", metric_type::counter,
+      "Messages federation links received from their upstreams and republished here", f.forwarded);
+  one("warren_federation_links_running", metric_type::gauge,
+      "Federation links connected and consuming from their upstream", f.links_running);
+  one("warren_shovel_messages_total", metric_type::counter,
+      "Messages dynamic shovels published to their destination", f.shovelled);
+  one("warren_shovels_running", metric_type::gauge, "Dynamic shovels in state running",
+      f.shovels_running);
+}
+
 void gateway(ctx& c) {
   if (!c.s.gateway) return;
   const web::gateway_stats& g = *c.s.gateway;
@@ -656,6 +673,7 @@ std::string render_metrics(const metrics_snapshot& s, const metrics_request& r) 
     process(c);
     gateway(c);
     cluster(c);
+    federation(c);
   }
   if (r.endpoint == metrics_endpoint::per_object ||
       (detailed && (r.wants("queue_coarse_metrics") || r.wants("queue_consumer_count") ||

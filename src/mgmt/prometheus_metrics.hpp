@@ -96,6 +96,14 @@ struct metrics_snapshot {
     bool fenced = false;   // this node has stopped serving clients
   };
   std::optional<cluster_part> cluster;  // when the node is in a cluster
+  // Federation links and shovels (federation/supervisor.hpp).
+  struct federation_part {
+    uint64_t forwarded = 0;
+    uint64_t shovelled = 0;
+    uint64_t links_running = 0;
+    uint64_t shovels_running = 0;
+  };
+  std::optional<federation_part> federation;
 };
 
 // The exposition text (prometheus_text.hpp) for the request.

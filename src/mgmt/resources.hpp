@@ -166,4 +166,17 @@ void list_user_limits(const call_ptr& c, bool one);
 void put_user_limit(const call_ptr& c);
 void delete_user_limit(const call_ptr& c);
 
+// Runtime parameters and policies (resources_parameters.cpp): /api/parameters[/{component}[/
+// {vhost}[/{name}]]], /api/policies[/{vhost}[/{name}]]; the links' status: /api/federation-links,
+// /api/shovels.
+void list_parameters(const call_ptr& c, int scope);  // 0 all, 1 of a component, 2 and a vhost
+void get_parameter(const call_ptr& c);
+void put_parameter(const call_ptr& c);
+void delete_parameter(const call_ptr& c);
+void list_policies(const call_ptr& c, bool one_vhost);
+void get_policy(const call_ptr& c);
+void put_policy(const call_ptr& c);
+void delete_policy(const call_ptr& c);
+void list_links(const call_ptr& c, bool shovels, bool one_vhost);
+
 }  // namespace warren::mgmt

@@ -74,7 +74,7 @@ def test_server_properties(warren):
         assert props.get("platform"), props
         caps = props["capabilities"]
         for cap in ["publisher_confirms", "exchange_exchange_bindings", "basic.nack", "consumer_cancel_notify",
-                    "connection.blocked", "authentication_failure_close", "per_consumer_qos"]:
+                    "connection.blocked", "authentication_failure_close", "per_consumer_qos", "consumer_priorities"]:
             assert caps.get(cap) is True, f"capability {cap}: {caps.get(cap)!r}"
     finally:
         conn.close()

@@ -288,6 +288,29 @@ describe('management dashboard in Chromium', { skip }, () => {
     assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
   });
 
+  test('the federation view shows a shovel and why it is not running', async (t) => {
+    if (!server.webBase) return t.skip('no Warren here (RabbitMQ has no /api/federation-links without the plugin)');
+    const auth = { authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}`,
+      'content-type': 'application/json' };
+    const value = { 'src-uri': 'amqp://guest:guest@127.0.0.1:1', 'src-queue': 'a', 'dest-uri': server.amqpUrl,
+      'dest-queue': 'b', 'reconnect-delay': 1 };
+    const res = await fetch(`${server.base}/api/parameters/shovel/%2F/dash-shovel`,
+      { method: 'PUT', headers: auth, body: JSON.stringify({ value }) });
+    assert.equal(res.status, 201);
+    try {
+      await page.click('header.top nav a[href="#/federation"]');
+      await page.locator('h1', { hasText: 'Federation' }).waitFor({ timeout: WAIT });
+      const row = page.locator('table.shovels tr', { hasText: 'dash-shovel' });
+      await row.waitFor({ timeout: WAIT });
+      await until('the shovel to say why', async () => /terminated.*Connection refused/s.test(await row.textContent()));
+      assert.match(await row.textContent(), /amqp:\/\/127\.0\.0\.1:1/);  // no credentials shown
+      await shot('federation');
+    } finally {
+      await fetch(`${server.base}/api/parameters/shovel/%2F/dash-shovel`, { method: 'DELETE', headers: auth });
+    }
+    assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+  });
+
   test('a 401 returns to the login form', async () => {
     await page.evaluate(() => sessionStorage.setItem('warren.dashboard.auth', 'Basic Z3Vlc3Q6bm9wZQ=='));
     await page.click('header.top nav a[href="#/"]');

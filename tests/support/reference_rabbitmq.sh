@@ -4,6 +4,8 @@
 #   tests/support/reference_rabbitmq.sh start DIR   # prints "AMQP_PORT,HTTP_PORT" once the node answers
 #   WARREN_MGMT_EXTERNAL=$(...) python3 -m pytest tests/integration/test_mgmt_rabbitmqadmin.py
 #   tests/support/reference_rabbitmq.sh stop DIR
+# WARREN_REF_PLUGINS (an Erlang list's items, default rabbitmq_management) and WARREN_REF_CLUSTER_NAME choose the
+# plugins and the cluster_name (the federation tests use rabbitmq_federation and rabbitmq_shovel).
 # Ports are chosen free at start; the node's name, data and logs are all under DIR. Runs as the rabbitmq user
 # when started as root, like Debian's wrapper.
 set -euo pipefail
@@ -36,7 +38,8 @@ management.tcp.ip = 127.0.0.1
 # Stats every 500 ms rather than 5 s, so that the tests' counts settle quickly.
 collect_statistics_interval = 500
 CONF
-    echo '[rabbitmq_management].' >"$dir/enabled_plugins"
+    if [[ -n ${WARREN_REF_CLUSTER_NAME:-} ]]; then echo "cluster_name = $WARREN_REF_CLUSTER_NAME" >>"$dir/rabbitmq.conf"; fi
+    echo "[${WARREN_REF_PLUGINS:-rabbitmq_management}]." >"$dir/enabled_plugins"
     [[ $(id -u) -eq 0 ]] && id rabbitmq >/dev/null 2>&1 && chown -R rabbitmq: "$dir"
     # shellcheck disable=SC2046
     run_as $(envs) /usr/lib/rabbitmq/bin/rabbitmq-server >"$dir/log/stdout.log" 2>&1 &

@@ -12,6 +12,7 @@ import { Exchange, Exchanges } from './views/exchanges.js';
 import { Queue, Queues } from './views/queues.js';
 import { Admin } from './views/admin.js';
 import { Gateway } from './views/gateway.js';
+import { Federation } from './views/federation.js';
 
 const VHOST_KEY = 'warren.dashboard.vhost';
 
@@ -50,7 +51,8 @@ function Login({ message, onLogin }) {
 
 const NAV = [
   ['', 'Overview'], ['nodes', 'Nodes'], ['connections', 'Connections'], ['channels', 'Channels'],
-  ['exchanges', 'Exchanges'], ['queues', 'Queues'], ['gateway', 'Web gateway'], ['admin', 'Admin'],
+  ['exchanges', 'Exchanges'], ['queues', 'Queues'], ['gateway', 'Web gateway'], ['federation', 'Federation'],
+  ['admin', 'Admin'],
 ];
 
 function TopBar({ section, vhost, setVhost, logout }) {
@@ -79,6 +81,7 @@ function page(route, vhost) {
     case 'exchanges': return b !== undefined ? html`<${Exchange} vhost=${a} name=${b} />` : html`<${Exchanges} vhost=${vhost} />`;
     case 'queues': return b !== undefined ? html`<${Queue} vhost=${a} name=${b} />` : html`<${Queues} vhost=${vhost} />`;
     case 'gateway': return html`<${Gateway} />`;
+    case 'federation': return html`<${Federation} />`;
     case 'admin': return html`<${Admin} tab=${a} />`;
     default: return html`<div class="view"><h1>Not found</h1><p>No such page: <a href="#/">back to the overview</a>.</p></div>`;
   }

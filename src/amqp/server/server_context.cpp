@@ -7,7 +7,9 @@ protocol::field_table make_server_properties(const server_settings& s) {
   protocol::field_table caps;
   for (const char* c :
        {"publisher_confirms", "exchange_exchange_bindings", "basic.nack", "consumer_cancel_notify",
-        "connection.blocked", "authentication_failure_close", "per_consumer_qos"})
+        "connection.blocked", "authentication_failure_close", "per_consumer_qos",
+        // x-priority on basic.consume; RabbitMQ's queue federation requires it of an upstream.
+        "consumer_priorities"})
     caps.set(c, true);
   protocol::field_table t;
   t.set("capabilities", caps);

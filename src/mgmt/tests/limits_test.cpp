@@ -66,7 +66,11 @@ TEST(Limits, DefinitionsCarryVhostLimitsAsParametersAndUserLimitsInUsers) {
               {"name": "v", "password_hash": "", "tags": []}],
     "parameters": [
       {"vhost": "/", "component": "vhost-limits", "name": "limits", "value": {"max-queues": 3}},
-      {"vhost": "/", "component": "federation-upstream", "name": "x", "value": {}}]})");
+      {"vhost": "/", "component": "mqtt-port-to-vhost-mapping", "name": "x", "value": {}},
+      {"vhost": "/", "component": "federation-upstream", "name": "up", "value": {"uri": "amqp://h"}}],
+    "policies": [
+      {"vhost": "/", "name": "fed", "pattern": "^f", "definition": {"federation-upstream": "up"}},
+      {"vhost": "/", "name": "ml", "pattern": ".", "definition": {"max-length": 5}}]})");
   ASSERT_TRUE(std::holds_alternative<definitions>(r)) << std::get<std::string>(r);
   const auto& d = std::get<definitions>(r);
   ASSERT_EQ(d.users.size(), 2u);
@@ -75,6 +79,16 @@ TEST(Limits, DefinitionsCarryVhostLimitsAsParametersAndUserLimitsInUsers) {
   ASSERT_EQ(d.vhost_limits.size(), 1u);
   EXPECT_EQ(d.vhost_limits[0], (vhost_limits_def{"/", {{"max-queues", 3}}}));
   EXPECT_EQ(d.ignored_parameters, 1u);
+  ASSERT_EQ(d.runtime_parameters.size(), 1u);
+  EXPECT_EQ(d.runtime_parameters[0].name, "up");
+  ASSERT_EQ(d.policies.size(), 1u);  // max-length is not applied by Warren: skipped
+  EXPECT_EQ(d.policies[0].name, "fed");
+  EXPECT_EQ(d.ignored_policies, 1u);
+  auto bad_upstream = parse_definitions(R"({"parameters": [{"vhost": "/",
+    "component": "federation-upstream", "name": "x", "value": {}}]})");
+  ASSERT_TRUE(std::holds_alternative<std::string>(bad_upstream));
+  EXPECT_NE(std::get<std::string>(bad_upstream).find("Key \"uri\" not found in x"),
+            std::string::npos);
 
   auto bad = parse_definitions(R"({"parameters": [{"vhost": "/", "component": "vhost-limits",
     "name": "limits", "value": {"max-queues": "3"}}]})");
