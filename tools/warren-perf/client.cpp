@@ -149,7 +149,6 @@ void client::flush() {
 
 void client::read() {
   if (state_ == state::closed) return;
-  if (in_.size() - in_len_ < read_chunk / 4) in_.resize(in_len_ + read_chunk);
   auto done = [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
     if (self->state_ == state::closed) return;
     if (ec) {
@@ -162,7 +161,8 @@ void client::read() {
     }
     self->on_read(n);
   };
-  auto buf = boost::asio::buffer(in_.data() + in_len_, in_.size() - in_len_);
+  auto space = in_.space();
+  auto buf = boost::asio::buffer(space.data(), space.size());
   if (tls_)
     tls_->stream.async_read_some(buf, std::move(done));
   else
@@ -170,26 +170,13 @@ void client::read() {
 }
 
 void client::on_read(size_t n) {
-  in_len_ += n;
-  size_t pos = 0;
-  for (;;) {
-    auto r = protocol::parse_frame({in_.data() + pos, in_len_ - pos}, 0);
-    if (r.status == protocol::parse_status::need_more) break;
-    if (r.status == protocol::parse_status::error) return fail("framing error: " + r.error_text);
-    handle_frame(r.frame);
-    pos += r.consumed;
-    if (state_ == state::closed) return;
-  }
-  if (pos > 0) {
-    std::memmove(in_.data(), in_.data() + pos, in_len_ - pos);
-    in_len_ -= pos;
-  }
-  // A frame larger than the buffer: grow to hold it whole.
-  if (in_len_ >= protocol::frame_header_size) {
-    common::byte_reader h(in_.data() + 3, 4);
-    size_t need = size_t(h.u32()) + protocol::frame_overhead;
-    if (need > in_.size()) in_.resize(need + read_chunk);
-  }
+  in_.commit(n);
+  auto error = in_.drain([this](const protocol::frame_view& f) {
+    handle_frame(f);
+    return state_ != state::closed;
+  });
+  if (error) return fail("framing error: " + *error);
+  if (state_ == state::closed) return;
   flush();
   read();
 }

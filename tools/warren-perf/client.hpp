@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "amqp/protocol/frame.hpp"
+#include "amqp/protocol/frame_buffer.hpp"
 
 namespace boost::asio::ssl {
 class context;
@@ -125,9 +126,8 @@ class client : public std::enable_shared_from_this<client> {
   std::atomic<bool> failed_{false};  // also read by the main thread
   bool closed_reported_ = false;
 
-  std::vector<uint8_t> in_;  // received bytes: [0, in_len_) is unparsed
-  size_t in_len_ = 0;
-  std::string writing_;  // the buffer async_write is sending
+  protocol::frame_buffer in_;  // received bytes, cut into frames
+  std::string writing_;        // the buffer async_write is sending
   bool write_in_flight_ = false;
   std::deque<reply_handler> pending_;
 

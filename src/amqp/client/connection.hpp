@@ -21,6 +21,7 @@
 
 #include "amqp/client/uri.hpp"
 #include "amqp/protocol/frame.hpp"
+#include "amqp/protocol/frame_buffer.hpp"
 
 namespace boost::asio::ssl {
 class context;
@@ -110,8 +111,7 @@ class connection : public std::enable_shared_from_this<connection> {
   state state_ = state::connecting;
   bool reported_ = false;
 
-  std::vector<uint8_t> in_;
-  size_t in_len_ = 0;
+  protocol::frame_buffer in_;  // received bytes, cut into frames
   std::string out_;
   std::string writing_;
   bool writing_now_ = false;
