@@ -6,17 +6,6 @@ namespace warren::broker {
 
 namespace {
 
-std::optional<int64_t> integer(const common::field_value* v) {
-  if (!v) return std::nullopt;
-  return std::visit(
-      [](const auto& x) -> std::optional<int64_t> {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) return int64_t(x);
-        return std::nullopt;
-      },
-      v->v);
-}
-
 std::string_view string_of(const common::field_table& t, std::string_view key) {
   const common::field_value* v = t.find(key);
   const std::string* s = v ? std::get_if<std::string>(&v->v) : nullptr;
@@ -28,7 +17,7 @@ std::string_view string_of(const common::field_table& t, std::string_view key) {
 maybe_error check_federation_upstream_arguments(const common::field_table& args) {
   const common::field_value* v = args.find("x-max-hops");
   if (!v) return error{error_code::precondition_failed, "Argument x-max-hops missing"};
-  if (!integer(v))
+  if (!common::integer_value(*v))
     return error{error_code::precondition_failed, "Argument x-max-hops must be of type long"};
   return std::nullopt;
 }
@@ -50,7 +39,7 @@ bool federation_should_forward(const std::optional<common::field_table>& headers
 
 federation_upstream_exchange::federation_upstream_exchange(exchange_settings s, dest_id id)
     : exchange(std::move(s), id) {
-  max_hops_ = integer(settings().arguments.find("x-max-hops")).value_or(1);
+  max_hops_ = common::table_int(settings().arguments, "x-max-hops").value_or(1);
   downstream_name_ = std::string(string_of(settings().arguments, "x-downstream-name"));
   downstream_vhost_ = std::string(string_of(settings().arguments, "x-downstream-vhost"));
 }

@@ -16,16 +16,6 @@ int64_t now_ms() {
 
 namespace {
 
-std::optional<int64_t> as_integer(const common::field_value& v) {
-  return std::visit(
-      [](const auto& x) -> std::optional<int64_t> {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) return int64_t(x);
-        return std::nullopt;
-      },
-      v.v);
-}
-
 error bad_arg(const std::string& k, std::string_view expect) {
   return error{error_code::precondition_failed,
                "invalid arg '" + k + "' for queue: expected " + std::string(expect)};
@@ -36,7 +26,7 @@ error bad_arg(const std::string& k, std::string_view expect) {
 maybe_error parse_queue_arguments(const common::field_table& args, queue_policy& p) {
   for (const auto& e : args.entries) {
     const std::string& k = e.key;
-    auto n = as_integer(e.value);
+    auto n = common::integer_value(e.value);
     auto s = e.value.get_if<std::string>();
     if (k == "x-max-length" || k == "x-max-length-bytes") {
       if (!n || *n < 0) return bad_arg(k, "a non-negative integer");

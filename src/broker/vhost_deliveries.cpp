@@ -66,13 +66,7 @@ maybe_error vhost::consume(uint64_t channel_id, std::string_view queue_name, con
   c->no_ack = no_ack;
   c->exclusive = exclusive;
   if (const common::field_value* p = args.find("x-priority")) {
-    auto n = std::visit(
-        [](const auto& x) -> std::optional<int64_t> {
-          using T = std::decay_t<decltype(x)>;
-          if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) return int64_t(x);
-          return std::nullopt;
-        },
-        p->v);
+    auto n = common::integer_value(*p);
     if (!n)
       return error{error_code::precondition_failed,
                    "invalid arg 'x-priority' for consumer: expected an integer"};

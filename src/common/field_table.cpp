@@ -49,6 +49,21 @@ std::optional<std::string_view> table_string(const field_table& t, std::string_v
   return std::nullopt;
 }
 
+std::optional<int64_t> integer_value(const field_value& v) {
+  return std::visit(
+      [](const auto& x) -> std::optional<int64_t> {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) return int64_t(x);
+        return std::nullopt;
+      },
+      v.v);
+}
+
+std::optional<int64_t> table_int(const field_table& t, std::string_view key) {
+  const field_value* v = t.find(key);
+  return v ? integer_value(*v) : std::nullopt;
+}
+
 const field_table* table_table(const field_table& t, std::string_view key) {
   const field_value* v = t.find(key);
   return v ? v->get_if<field_table>() : nullptr;

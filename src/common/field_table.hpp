@@ -114,6 +114,9 @@ inline bool field_array::operator==(const field_array& other) const {
 // Lookup helpers for tables clients send (client-properties, capabilities, arguments).
 std::optional<bool> table_bool(const field_table& t, std::string_view key);
 std::optional<std::string_view> table_string(const field_table& t, std::string_view key);
+// An integer of any width and sign (not a boolean), as int64_t.
+std::optional<int64_t> integer_value(const field_value& v);
+std::optional<int64_t> table_int(const field_table& t, std::string_view key);
 const field_table* table_table(const field_table& t, std::string_view key);
 
 }  // namespace warren::common

@@ -30,18 +30,6 @@ const std::string* string_at(const field_table& t, std::string_view key) {
   return v ? std::get_if<std::string>(&v->v) : nullptr;
 }
 
-std::optional<int64_t> table_int(const field_table& t, std::string_view key) {
-  const field_value* v = t.find(key);
-  if (!v) return std::nullopt;
-  return std::visit(
-      [](const auto& x) -> std::optional<int64_t> {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) return int64_t(x);
-        return std::nullopt;
-      },
-      v->v);
-}
-
 std::string encode(const field_table& t) {
   std::string out;
   common::byte_writer w(out);
@@ -374,7 +362,7 @@ void link::sync_bindings(binding_set want) {
     if (const field_value* bf = args.find("x-bound-from"))
       if (const auto* arr = std::get_if<field_array>(&bf->v); arr && !arr->items.empty()) {
         const auto* first = std::get_if<field_table>(&arr->items.front().v);
-        int64_t prev = first ? table_int(*first, "hops").value_or(0) : 0;
+        int64_t prev = first ? common::table_int(*first, "hops").value_or(0) : 0;
         bool seen = false;
         for (const auto& it : arr->items)
           if (const auto* t = std::get_if<field_table>(&it.v)) {
@@ -453,7 +441,7 @@ void link::on_delivery(amqp::client::delivery&& d) {
         const std::string* u = t ? string_at(*t, "uri") : nullptr;
         const std::string* qn = t ? string_at(*t, "queue") : nullptr;
         if (u && *u == uri_->safe && qn && *qn == up_.queue)
-          visits = table_int(*t, "visit-count").value_or(0);
+          visits = common::table_int(*t, "visit-count").value_or(0);
         else
           kept.items.push_back(item);
       }
