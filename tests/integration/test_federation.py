@@ -291,14 +291,15 @@ def test_shovels_between_warren_and_rabbitmq_both_ways(warren, rabbit):
           f"connection set-up included)")
     assert count(a, "to-rabbit") == 0
     assert any(s["name"] == "w2r" and s["state"] == "running" for s in shovels(h))
-    # And back: RabbitMQ's queue into another Warren queue.
-    ok(h, "PUT", "parameters/shovel/%2f/r2w", {"value": {
-        "src-uri": uri(ra), "src-queue": "from-warren", "dest-uri": uri(a), "dest-exchange": "amq.direct",
-        "dest-exchange-key": "back", "ack-mode": "on-publish"}})
+    # And back: RabbitMQ's queue into another Warren queue. The binding comes first: a shovel publishing to an
+    # exchange with nothing bound loses the messages as unroutable, on RabbitMQ as here.
     conn, ch = channel(a)
     ch.queue_declare("back", durable=True)
     ch.queue_bind("back", "amq.direct", "back")
     conn.close()
+    ok(h, "PUT", "parameters/shovel/%2f/r2w", {"value": {
+        "src-uri": uri(ra), "src-queue": "from-warren", "dest-uri": uri(a), "dest-exchange": "amq.direct",
+        "dest-exchange-key": "back", "ack-mode": "on-publish"}})
     wait_until(lambda: count(a, "back") == n, timeout=60, what="the backlog back in Warren")
     assert sorted(int(b) for _, b in drain(a, "back")) == list(range(n))
 
