@@ -1,6 +1,9 @@
 """A real etcd (Debian's etcd-server) for the cluster tests: free loopback ports, a temp data dir, started and
 stopped by the test. stop() kills it (SIGKILL, as a crash); start() again brings it back on the same ports and
-data, so a test can take etcd away from the nodes and give it back."""
+data, so a test can take etcd away from the nodes and give it back.
+
+A member of a multi-member etcd is the same class with `name`, `host`, fixed ports and `initial_cluster`
+("e1=http://ip:2380,..."); `prefix` runs it inside a network namespace (tests/support/netns.py)."""
 
 from __future__ import annotations
 
@@ -22,29 +25,48 @@ def free_port() -> int:
 
 
 class EtcdProcess:
-    def __init__(self, binary: str = "etcd"):
+    def __init__(self, binary: str = "etcd", name: str = "test", host: str = "127.0.0.1",
+                 client_port: int | None = None, peer_port: int | None = None, initial_cluster: str | None = None,
+                 prefix: list[str] | None = None, extra: list[str] | None = None):
         if shutil.which(binary) is None:
             raise RuntimeError("etcd not found: run scripts/install-deps (Debian's etcd-server)")
         self.binary = binary
+        self.name = name
+        self.host = host
         self.tmp = Path(tempfile.mkdtemp(prefix="warren-etcd-"))
-        self.client_port = free_port()
-        self.peer_port = free_port()
+        self.client_port = client_port or free_port()
+        self.peer_port = peer_port or free_port()
+        self.initial_cluster = initial_cluster
+        self.prefix = list(prefix or [])
+        self.extra = list(extra or [])
         self.proc: subprocess.Popen | None = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"http://{self.host}:{self.client_port}"
 
-    def start(self, timeout: float = 10.0) -> "EtcdProcess":
-        client, peer = self.endpoint, f"http://127.0.0.1:{self.peer_port}"
+    @property
+    def peer_url(self) -> str:
+        return f"http://{self.host}:{self.peer_port}"
+
+    def launch(self) -> "EtcdProcess":
+        """Starts the process without waiting: the members of a new multi-member etcd become healthy only once a
+        majority of them runs."""
+        client, peer = self.endpoint, self.peer_url
+        state = "existing" if (self.tmp / "data" / "member").is_dir() else "new"
         log = open(self.tmp / "etcd.log", "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "--name", "test", "--data-dir", str(self.tmp / "data"),
+            [*self.prefix, self.binary, "--name", self.name, "--data-dir", str(self.tmp / "data"),
              "--listen-client-urls", client, "--advertise-client-urls", client,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"test={peer}", "--log-level", "warn"],
+             "--initial-cluster", self.initial_cluster or f"{self.name}={peer}",
+             "--initial-cluster-state", state, "--log-level", "warn", *self.extra],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
+        return self
+
+    def wait_healthy(self, timeout: float = 10.0) -> "EtcdProcess":
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -54,6 +76,9 @@ class EtcdProcess:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"etcd not healthy within {timeout} s:\n{self.log_tail()}")
+
+    def start(self, timeout: float = 10.0) -> "EtcdProcess":
+        return self.launch().wait_healthy(timeout)
 
     def healthy(self) -> bool:
         try:

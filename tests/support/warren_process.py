@@ -34,11 +34,14 @@ class WarrenError(AssertionError):
 
 class WarrenProcess:
     """One warren process. Flags in `extra_args` replace the default value of the same flag;
-    flags named in `omit` are left out (e.g. to let a --config file set them)."""
+    flags named in `omit` are left out (e.g. to let a --config file set them). `prefix` goes before the command
+    (e.g. `ip netns exec NS` to run it in a network namespace: tests/support/netns.py); it must exec the binary,
+    so that the pid is warren's."""
 
     def __init__(self, extra_args: list[str] | tuple[str, ...] = (), omit: tuple[str, ...] = (),
-                 workers: int = 2, binary: str | None = None):
+                 workers: int = 2, binary: str | None = None, prefix: list[str] | None = None):
         self.binary = binary or warren_bin()
+        self.prefix = list(prefix or [])
         self.tmp = Path(tempfile.mkdtemp(prefix="warren-it-"))
         self.data_dir = self.tmp / "data"
         self.ports_file = self.tmp / "ports.json"
@@ -88,7 +91,7 @@ class WarrenProcess:
                 f.write(f"--- test harness: start #{self.lifetimes} on the same data dir ---\n".encode())
                 f.flush()
         self.stopped = False
-        self.proc = subprocess.Popen([self.binary, *self.args], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([*self.prefix, self.binary, *self.args], stdin=subprocess.DEVNULL,
                                      stdout=self._stdout, stderr=self._stderr)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
