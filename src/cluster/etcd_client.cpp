@@ -88,7 +88,9 @@ struct etcd_client::pending {
   std::string path;
   std::string body;
   callback cb;
+  std::chrono::milliseconds timeout{0};
   size_t tries = 0;
+  std::chrono::steady_clock::time_point sent{};  // of the current try
 };
 
 struct etcd_client::connection {
@@ -122,13 +124,17 @@ void etcd_client::close() {
   conn_.reset();
 }
 
-void etcd_client::call(std::string path, json body, callback cb) {
+void etcd_client::call(std::string path, json body, callback cb, etcd_call_options opts) {
   if (closed_) return;
   auto p = std::make_shared<pending>();
   p->path = std::move(path);
   p->body = body.dump();
   p->cb = std::move(cb);
-  queue_.push_back(std::move(p));
+  p->timeout = opts.attempt_timeout.count() > 0 ? opts.attempt_timeout : timeout_;
+  if (opts.first)
+    queue_.push_front(std::move(p));
+  else
+    queue_.push_back(std::move(p));
   pump();
 }
 
@@ -145,16 +151,23 @@ void etcd_client::attempt(std::shared_ptr<pending> p) {
   auto c = conn_;
   auto self = shared_from_this();
   const etcd_endpoint& ep = endpoints_[current_];
-  auto send = [self, c, p, ep] {
+  // A kept-alive connection the endpoint closed while idle fails its next request at once: not a
+  // sign that the endpoint is down.
+  bool reused = c->open;
+  auto lost = [reused](const beast::error_code& ec) {
+    return !reused || ec == beast::error::timeout;
+  };
+  auto send = [self, c, p, ep, lost] {
     c->req = make_request(ep, p->path, p->body);
-    c->stream.expires_after(self->timeout_);
-    http::async_write(c->stream, c->req, [self, c, p](beast::error_code ec, size_t) {
+    p->sent = std::chrono::steady_clock::now();
+    c->stream.expires_after(p->timeout);
+    http::async_write(c->stream, c->req, [self, c, p, lost](beast::error_code ec, size_t) {
       if (self->closed_ || c != self->conn_) return;
-      if (ec) return self->fail_over(p, "write: " + ec.message());
+      if (ec) return self->fail_over(p, "write: " + ec.message(), lost(ec));
       c->res = {};
-      http::async_read(c->stream, c->buf, c->res, [self, c, p](beast::error_code ec, size_t) {
+      http::async_read(c->stream, c->buf, c->res, [self, c, p, lost](beast::error_code ec, size_t) {
         if (self->closed_ || c != self->conn_) return;
-        if (ec) return self->fail_over(p, "read: " + ec.message());
+        if (ec) return self->fail_over(p, "read: " + ec.message(), lost(ec));
         c->stream.expires_never();
         json j = json::parse(c->res.body(), nullptr, false);
         if (!c->res.keep_alive()) {
@@ -173,7 +186,7 @@ void etcd_client::attempt(std::shared_ptr<pending> p) {
     });
   };
   if (c->open) return send();
-  c->stream.expires_after(timeout_);
+  c->stream.expires_after(p->timeout);
   c->resolver.async_resolve(
       ep.host, ep.port,
       [self, c, p, send](beast::error_code ec, const tcp::resolver::results_type& results) {
@@ -189,10 +202,11 @@ void etcd_client::attempt(std::shared_ptr<pending> p) {
       });
 }
 
-void etcd_client::fail_over(std::shared_ptr<pending> p, const std::string& why) {
+void etcd_client::fail_over(std::shared_ptr<pending> p, const std::string& why, bool suspect) {
   if (conn_) conn_->close();
   conn_.reset();
   std::string where = endpoints_[current_].text();
+  if (suspect) end_watches_on(current_, fmt::format("a call to {} failed: {}", where, why));
   // A kept-alive connection the server closed meanwhile fails the first try on a live endpoint,
   // so a call gets one try more than there are endpoints.
   if (++p->tries > endpoints_.size()) {
@@ -207,6 +221,7 @@ void etcd_client::fail_over(std::shared_ptr<pending> p, const std::string& why) 
 void etcd_client::finish(std::shared_ptr<pending> p, const std::string& error, const json& answer) {
   busy_ = false;
   auto self = shared_from_this();  // the callback may drop the last other reference
+  answered_sent_ = p->sent;
   p->cb(error, answer);
   pump();
 }
@@ -259,15 +274,18 @@ void etcd_client::lease_grant(int64_t ttl_seconds,
        });
 }
 
-void etcd_client::lease_keepalive(int64_t id, std::function<void(const std::string&, int64_t)> cb) {
-  call("/v3/lease/keepalive", json{{"ID", std::to_string(id)}},
-       [cb = std::move(cb)](const std::string& err, const json& j) {
-         if (!err.empty()) return cb(err, 0);
-         std::string perr;
-         auto ttl = parse_keepalive(j, perr);
-         if (!ttl) return cb("bad keepalive answer: " + perr, 0);
-         cb({}, *ttl);
-       });
+void etcd_client::lease_keepalive(int64_t id, std::function<void(const std::string&, int64_t)> cb,
+                                  std::chrono::milliseconds attempt_timeout) {
+  call(
+      "/v3/lease/keepalive", json{{"ID", std::to_string(id)}},
+      [cb = std::move(cb)](const std::string& err, const json& j) {
+        if (!err.empty()) return cb(err, 0);
+        std::string perr;
+        auto ttl = parse_keepalive(j, perr);
+        if (!ttl) return cb("bad keepalive answer: " + perr, 0);
+        cb({}, *ttl);
+      },
+      etcd_call_options{attempt_timeout, true});
 }
 
 void etcd_client::lease_revoke(int64_t id, std::function<void(const std::string&)> cb) {
@@ -390,6 +408,17 @@ struct etcd_watch::state : std::enable_shared_from_this<etcd_watch::state> {
   }
 };
 
+void etcd_client::end_watches_on(size_t endpoint, const std::string& why) {
+  std::erase_if(watches_, [&](const std::weak_ptr<etcd_watch>& w) {
+    auto watch = w.lock();
+    if (!watch || !watch->s_ || watch->s_->done) return true;
+    if (watch->s_->ep != endpoint) return false;
+    // Posted: the owner's on_end may call back into this client, which is inside a call now.
+    asio::post(io_, [s = watch->s_, why] { s->end("watch: " + why); });
+    return true;
+  });
+}
+
 std::shared_ptr<etcd_watch> etcd_client::watch(std::string_view key, std::string_view range_end,
                                                int64_t start_revision,
                                                std::function<void(const watch_message&)> on_message,
@@ -399,7 +428,10 @@ std::shared_ptr<etcd_watch> etcd_client::watch(std::string_view key, std::string
   s->on_message = std::move(on_message);
   s->on_end = std::move(on_end);
   s->start();
-  return std::shared_ptr<etcd_watch>(new etcd_watch(std::move(s)));
+  auto w = std::shared_ptr<etcd_watch>(new etcd_watch(std::move(s)));
+  std::erase_if(watches_, [](const std::weak_ptr<etcd_watch>& x) { return x.expired(); });
+  watches_.push_back(w);
+  return w;
 }
 
 void etcd_watch::cancel() {

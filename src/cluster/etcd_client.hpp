@@ -40,6 +40,14 @@ std::optional<std::vector<etcd_endpoint>> parse_endpoints(std::string_view list,
 
 class etcd_watch;
 
+// How one call is made. `attempt_timeout`: how long each try on an endpoint may take (0: the
+// client's request timeout). `first`: queued before every call not yet sent (a lease renewal must
+// not wait behind a resync's reads).
+struct etcd_call_options {
+  std::chrono::milliseconds attempt_timeout{0};
+  bool first = false;
+};
+
 class etcd_client : public std::enable_shared_from_this<etcd_client> {
  public:
   // error: empty on success. A gateway error (etcd refused the request: a lease not found, a
@@ -51,7 +59,7 @@ class etcd_client : public std::enable_shared_from_this<etcd_client> {
   ~etcd_client();
 
   // POSTs `body` to `path` (e.g. "/v3/kv/range") and calls back with the answer's JSON.
-  void call(std::string path, json body, callback cb);
+  void call(std::string path, json body, callback cb, etcd_call_options opts = {});
 
   void range(std::string_view key, std::string_view range_end,
              std::function<void(const std::string&, range_result)> cb);
@@ -63,13 +71,19 @@ class etcd_client : public std::enable_shared_from_this<etcd_client> {
                     std::function<void(const std::string&)> cb);
   void lease_grant(int64_t ttl_seconds,
                    std::function<void(const std::string&, lease_grant_result)> cb);
-  // ttl: the lease's TTL after the renewal; 0 when etcd no longer has the lease.
-  void lease_keepalive(int64_t id, std::function<void(const std::string&, int64_t ttl)> cb);
+  // ttl: the lease's TTL after the renewal; 0 when etcd no longer has the lease. Sent before every
+  // queued call; each try on an endpoint may take `attempt_timeout` (0: the request timeout), so
+  // that a silent endpoint costs a renewal little of the lease's time.
+  void lease_keepalive(int64_t id, std::function<void(const std::string&, int64_t ttl)> cb,
+                       std::chrono::milliseconds attempt_timeout = {});
   void lease_revoke(int64_t id, std::function<void(const std::string&)> cb);
 
   // Watches [key, range_end) from `start_revision` (0: from now). `on_message` gets each message
   // of the stream; `on_end` once, when the stream ends (error text, never empty) or fails to
-  // start on every endpoint. Not called after etcd_watch::cancel().
+  // start on every endpoint. Not called after etcd_watch::cancel(). A watch has no read time-out
+  // (an idle prefix sends nothing), so a member that goes silent (a cut link) or loses its leader
+  // would leave it quietly stale: the watch is also ended when a call of this client finds its
+  // endpoint failing, which the lease's renewals (every TTL/3) do within a renewal or two.
   std::shared_ptr<etcd_watch> watch(std::string_view key, std::string_view range_end,
                                     int64_t start_revision,
                                     std::function<void(const watch_message&)> on_message,
@@ -83,6 +97,9 @@ class etcd_client : public std::enable_shared_from_this<etcd_client> {
   const std::vector<etcd_endpoint>& endpoints() const { return endpoints_; }
   boost::asio::io_context& io() { return io_; }
   std::chrono::milliseconds request_timeout() const { return timeout_; }
+  // Inside a call's callback: when the try that was answered was sent. etcd handled the request
+  // after this, so a lease renewed by it lasts at least its TTL from this time.
+  std::chrono::steady_clock::time_point answered_attempt_sent() const { return answered_sent_; }
 
  private:
   struct pending;
@@ -90,7 +107,11 @@ class etcd_client : public std::enable_shared_from_this<etcd_client> {
   void pump();
   void attempt(std::shared_ptr<pending> p);
   void finish(std::shared_ptr<pending> p, const std::string& error, const json& answer);
-  void fail_over(std::shared_ptr<pending> p, const std::string& why);
+  // `suspect`: the endpoint itself failed (no answer in time, refused, unavailable), rather than
+  // a kept-alive connection it had closed. The watches on a suspect endpoint are ended, so that
+  // their owners read again through an endpoint that answers.
+  void fail_over(std::shared_ptr<pending> p, const std::string& why, bool suspect = true);
+  void end_watches_on(size_t endpoint, const std::string& why);
 
   boost::asio::io_context& io_;
   std::vector<etcd_endpoint> endpoints_;
@@ -100,6 +121,8 @@ class etcd_client : public std::enable_shared_from_this<etcd_client> {
   bool busy_ = false;
   bool closed_ = false;
   std::shared_ptr<connection> conn_;  // the keep-alive connection, if open
+  std::chrono::steady_clock::time_point answered_sent_{};
+  std::vector<std::weak_ptr<etcd_watch>> watches_;
 };
 
 // One watch stream; cancel() closes it. Lives on the client's thread.

@@ -132,10 +132,14 @@ void membership::try_register() {
               return fail(join_result::unreachable, err);
             }
             if (!r.succeeded) {
+              int64_t holder_lease =
+                  !r.ranges.empty() && !r.ranges[0].kvs.empty() ? r.ranges[0].kvs[0].lease : 0;
+              // Our own key: an earlier try of this txn was applied but its answer lost (the
+              // client timed out and tried the next endpoint).
+              if (holder_lease == g.id) return self->registered(g.id, g.ttl, sent);
               self->client_->lease_revoke(g.id, [](const std::string&) {});
               std::string holder;
-              if (!r.ranges.empty() && !r.ranges[0].kvs.empty())
-                holder = fmt::format(" (lease {:x})", r.ranges[0].kvs[0].lease);
+              if (holder_lease != 0) holder = fmt::format(" (lease {:x})", holder_lease);
               return fail(join_result::duplicate,
                           fmt::format("node name '{}' is already in use by a live node of "
                                       "cluster '{}'{}",
@@ -169,7 +173,7 @@ void membership::registered(int64_t lease, int64_t ttl, clock::time_point sent) 
     first_reported_ = true;
     if (events_.on_first) events_.on_first(join_result::registered, {});
   }
-  schedule_keepalive();
+  schedule_keepalive(keepalive_interval());
 }
 
 void membership::set_state(node_state s, const std::string& why) {
@@ -183,37 +187,57 @@ void membership::set_state(node_state s, const std::string& why) {
   publish_view();
 }
 
-void membership::schedule_keepalive() {
-  keepalive_timer_.expires_after(std::max<std::chrono::milliseconds>(
-      tick, std::chrono::duration_cast<std::chrono::milliseconds>(ttl_) / 3));
+void membership::schedule_keepalive(std::chrono::milliseconds delay) {
+  keepalive_timer_.expires_after(delay);
   keepalive_timer_.async_wait([w = weak_from_this()](const boost::system::error_code& ec) {
     auto self = w.lock();
     if (ec || !self || self->stopped_ || self->state_ != node_state::serving) return;
     self->keepalive();
-    self->schedule_keepalive();
+    self->schedule_keepalive(self->keepalive_interval());
   });
 }
 
+std::chrono::milliseconds membership::keepalive_interval() const {
+  return std::max<std::chrono::milliseconds>(
+      tick, std::chrono::duration_cast<std::chrono::milliseconds>(ttl_) / 3);
+}
+
 void membership::keepalive() {
-  auto sent = clock::now();
-  client_->lease_keepalive(lease_, [self = shared_from_this(), sent, lease = lease_](
-                                       const std::string& err, int64_t ttl) {
-    if (self->stopped_ || lease != self->lease_ || self->state_ != node_state::serving) return;
-    if (!err.empty()) {
-      if (self->failures_logged_++ % 10 == 0)
-        spdlog::warn("cluster '{}': lease {:x} not renewed: {}", self->settings_.cluster, lease,
-                     err);
-      return;  // check_deadline fences if this goes on
-    }
-    if (ttl <= 0) {
-      self->set_state(node_state::fenced,
-                      fmt::format("lease {:x} is gone from etcd (expired or revoked)", lease));
-      return self->retry_register_later();
-    }
-    self->failures_logged_ = 0;
-    self->deadline_ =
-        std::max(self->deadline_, sent + std::chrono::seconds(ttl) - margin(self->ttl_));
-  });
+  // One renewal at a time: while one tries the endpoints, more would only queue behind it.
+  if (keepalive_pending_) return;
+  keepalive_pending_ = true;
+  // Each try on an endpoint gets a tenth of the TTL (100 ms to the request timeout): a silent
+  // endpoint (a cut link, a member cut from its leader) must not eat the lease's time before the
+  // next endpoint is tried. A renewal needs no disk write in etcd, so it answers fast when it can.
+  auto per_try = std::clamp<std::chrono::milliseconds>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(ttl_) / 10, tick,
+      std::max(tick, client_->request_timeout()));
+  client_->lease_keepalive(
+      lease_,
+      [self = shared_from_this(), lease = lease_](const std::string& err, int64_t ttl) {
+        self->keepalive_pending_ = false;
+        if (self->stopped_ || lease != self->lease_ || self->state_ != node_state::serving) return;
+        if (!err.empty()) {
+          if (self->failures_logged_++ % 10 == 0)
+            spdlog::warn("cluster '{}': lease {:x} not renewed: {}", self->settings_.cluster, lease,
+                         err);
+          // Try again soon rather than at the next interval; check_deadline fences if this goes
+          // on.
+          return self->schedule_keepalive(tick);
+        }
+        if (ttl <= 0) {
+          self->set_state(node_state::fenced,
+                          fmt::format("lease {:x} is gone from etcd (expired or revoked)", lease));
+          return self->retry_register_later();
+        }
+        self->failures_logged_ = 0;
+        // From when the answered try was sent (not when the renewal was queued, nor its first
+        // try): etcd handled it after that.
+        auto sent = self->client_->answered_attempt_sent();
+        self->deadline_ =
+            std::max(self->deadline_, sent + std::chrono::seconds(ttl) - margin(self->ttl_));
+      },
+      per_try);
 }
 
 void membership::check_deadline() {

@@ -86,7 +86,8 @@ class membership : public std::enable_shared_from_this<membership> {
   void try_register();
   void registered(int64_t lease, int64_t ttl, clock::time_point sent);
   void set_state(node_state s, const std::string& why);
-  void schedule_keepalive();
+  void schedule_keepalive(std::chrono::milliseconds delay);
+  std::chrono::milliseconds keepalive_interval() const;
   void keepalive();
   void check_deadline();
   void retry_register_later();
@@ -107,6 +108,7 @@ class membership : public std::enable_shared_from_this<membership> {
   clock::time_point deadline_{};  // fence when reached without a renewal
   bool first_reported_ = false;
   bool registering_ = false;
+  bool keepalive_pending_ = false;
   bool stopped_ = false;
   size_t failures_logged_ = 0;
 

@@ -227,6 +227,52 @@ TEST_F(etcd_test, fails_over_to_the_next_endpoint_and_reports_unreachable) {
   EXPECT_EQ(error, "");
 }
 
+TEST_F(etcd_test, a_watch_on_a_silent_endpoint_ends_when_a_call_fails_over_from_it) {
+  // Two endpoints; the watch starts on the first, which then goes silent (SIGSTOP: its sockets
+  // stay open and say nothing, as behind a cut link). The watch alone would never notice.
+  test_support::etcd_server second;
+  auto c = client(server_->endpoint() + "," + second.endpoint(), 300ms);
+  bool created = false;
+  std::string ended;
+  auto w = c->watch(
+      "/s/", prefix_end("/s/"), 0, [&](const watch_message& m) { created = created || m.created; },
+      [&](const std::string& why) { ended = why; });
+  ASSERT_TRUE(run_until([&] { return created; }));
+  server_->pause();
+  // A call finds the first endpoint silent, fails over to the second, and ends the watch.
+  auto called = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point answered_sent{};
+  std::string error = "not called";
+  c->put("/s/a", "1", 0, [&](const std::string& e) {
+    error = e;
+    answered_sent = c->answered_attempt_sent();
+  });
+  ASSERT_TRUE(run_until([&] { return error != "not called" && !ended.empty(); }));
+  server_->resume();
+  EXPECT_EQ(error, "");
+  EXPECT_EQ(c->current_endpoint().text(), second.endpoint());
+  EXPECT_NE(ended.find("a call to " + server_->endpoint() + " failed"), std::string::npos) << ended;
+  // The answered try is the second one, sent after the first had waited its 300 ms.
+  EXPECT_GE(answered_sent - called, 300ms);
+  w->cancel();
+}
+
+TEST_F(etcd_test, a_call_queued_first_overtakes_the_queue) {
+  auto c = client();
+  std::vector<std::string> order;
+  for (int i = 0; i < 3; ++i)
+    c->range("/q/", prefix_end("/q/"), [&, i](const std::string&, range_result) {
+      order.push_back("range" + std::to_string(i));
+    });
+  c->call(
+      "/v3/kv/range", range_request("/q/x"),
+      [&](const std::string&, const json&) { order.push_back("first"); },
+      etcd_call_options{0ms, true});
+  ASSERT_TRUE(run_until([&] { return order.size() == 4; }));
+  // The first range was already sent when the urgent call came; it went next.
+  EXPECT_EQ(order, (std::vector<std::string>{"range0", "first", "range1", "range2"}));
+}
+
 TEST_F(etcd_test, prefix_mirror_follows_changes) {
   auto c = client();
   int changes = 0;

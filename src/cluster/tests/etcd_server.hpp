@@ -108,6 +108,13 @@ class etcd_server {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   }
+  // SIGSTOP / SIGCONT: etcd silent, its connections open, as behind a cut link.
+  void pause() {
+    if (pid_ > 0) ::kill(pid_, SIGSTOP);
+  }
+  void resume() {
+    if (pid_ > 0) ::kill(pid_, SIGCONT);
+  }
   // SIGKILL: as a crash, or a machine that vanished.
   void stop() {
     if (pid_ <= 0) return;
