@@ -140,10 +140,23 @@ void membership::try_register() {
               self->client_->lease_revoke(g.id, [](const std::string&) {});
               std::string holder;
               if (holder_lease != 0) holder = fmt::format(" (lease {:x})", holder_lease);
-              return fail(join_result::duplicate,
-                          fmt::format("node name '{}' is already in use by a live node of "
-                                      "cluster '{}'{}",
-                                      self->settings_.node, self->settings_.cluster, holder));
+              std::string text =
+                  fmt::format("node name '{}' is already in use by a live node of cluster '{}'{}",
+                              self->settings_.node, self->settings_.cluster, holder);
+              // At start, the holder may be this node's previous process, killed a moment ago
+              // (a supervisor restarting it): its lease lasts until its TTL runs out. Only a
+              // holder that outlives its TTL is a live node.
+              if (!self->first_reported_ && holder_lease != 0 &&
+                  !self->holder_outlived_ttl(holder_lease)) {
+                self->registering_ = false;
+                self->set_state(node_state::fenced,
+                                fmt::format("node name '{}' is held by lease {:x}: waiting for "
+                                            "it to expire (a previous process of this node?) "
+                                            "or to be renewed (another live node)",
+                                            self->settings_.node, holder_lease));
+                return self->retry_register_later();
+              }
+              return fail(join_result::duplicate, text);
             }
             self->registered(g.id, g.ttl, sent);
           });
@@ -158,6 +171,31 @@ void membership::try_register() {
   } else {
     grant();
   }
+}
+
+bool membership::holder_outlived_ttl(int64_t holder) {
+  auto now = clock::now();
+  if (holder != holder_) {
+    // First sight: how long may this lease live unrenewed? Until etcd says, our own TTL.
+    holder_ = holder;
+    holder_deadline_ = now + settings_.lease_ttl + std::chrono::seconds(1);
+    client_->call("/v3/lease/timetolive", json{{"ID", std::to_string(holder)}},
+                  [w = weak_from_this(), holder, now](const std::string& err, const json& j) {
+                    auto self = w.lock();
+                    if (!self || !err.empty() || self->holder_ != holder) return;
+                    auto granted = j.find("grantedTTL");
+                    int64_t ttl = 0;
+                    if (granted != j.end() && granted->is_string())
+                      ttl = std::strtoll(granted->get<std::string>().c_str(), nullptr, 10);
+                    else if (granted != j.end() && granted->is_number_integer())
+                      ttl = granted->get<int64_t>();
+                    if (ttl > 0)
+                      self->holder_deadline_ =
+                          now + std::chrono::seconds(ttl) + std::chrono::seconds(1);
+                  });
+    return false;
+  }
+  return now >= holder_deadline_;
 }
 
 void membership::registered(int64_t lease, int64_t ttl, clock::time_point sent) {

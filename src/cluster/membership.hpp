@@ -2,10 +2,12 @@
 //   /warren/<cluster>/nodes/<node>    bound to the node's lease: the node is alive and serving
 //   /warren/<cluster>/members/<node>  no lease: every node that ever joined (shown as not running)
 // The node registers under a fresh lease (a txn that creates the key only if absent, so a live
-// node of the same name is refused), renews the lease every TTL/3, and fences itself when it
-// cannot be sure it still holds the lease: when no renewal has succeeded for TTL minus a margin
-// (counted from when the last successful renewal was *sent*, on the monotonic clock), or at once
-// when etcd says the lease is gone. Fenced, it retries registering every half second.
+// node of the same name is refused; at start, a name held by a lease that then expires within its
+// TTL, the node's own previous process killed a moment ago, is waited for rather than refused),
+// renews the lease every TTL/3, and fences itself when it cannot be sure it still holds the lease:
+// when no renewal has succeeded for TTL minus a margin (counted from when the last successful
+// renewal was *sent*, on the monotonic clock), or at once when etcd says the lease is gone. Fenced,
+// it retries registering every half second.
 //
 // Runs on the etcd client's thread (in warren: the `cluster` thread). view() may be called from
 // any thread.
@@ -85,6 +87,9 @@ class membership : public std::enable_shared_from_this<membership> {
   using clock = std::chrono::steady_clock;
   void try_register();
   void registered(int64_t lease, int64_t ttl, clock::time_point sent);
+  // At start, the name is held by lease `holder`: true once it has lived past its granted TTL
+  // (plus a second) since first seen, so it was renewed: another live node holds the name.
+  bool holder_outlived_ttl(int64_t holder);
   void set_state(node_state s, const std::string& why);
   void schedule_keepalive(std::chrono::milliseconds delay);
   std::chrono::milliseconds keepalive_interval() const;
@@ -109,6 +114,8 @@ class membership : public std::enable_shared_from_this<membership> {
   bool first_reported_ = false;
   bool registering_ = false;
   bool keepalive_pending_ = false;
+  int64_t holder_ = 0;  // the lease seen holding this node's name at start
+  clock::time_point holder_deadline_{};
   bool stopped_ = false;
   size_t failures_logged_ = 0;
 
