@@ -4,8 +4,9 @@ killed with SIGKILL or stopped with SIGSTOP. Every test stops by itself within s
 
   a. a node cut from etcd fences within its TTL (clients closed and refused with 320, /api/nodes says fenced),
      the others serve on and list it not running; the cut healed, it serves again without a restart;
-  b. a 3-member etcd that loses one member (cut off): no node fences, and every node still sees changes; that
-     loses two: every node fences; quorum back: every node serves again;
+  b. a 3-member etcd that loses its leader (cut off): no node fences, and every node still sees changes; that
+     loses two: every node fences; quorum back: every node serves again; a node that reaches only one member of
+     three serves on;
   c. a node killed with SIGKILL is listed not running after its TTL, and rejoins when started again;
   d. an asymmetric cut (etcd's answers lost, the node's requests arriving), and a node paused (SIGSTOP) longer
      than its lease.
@@ -355,6 +356,31 @@ def test_etcd_losing_one_member_is_harmless_losing_two_fences_every_node(cluster
     cluster.etcd[leader].wait_healthy(10)
     assert all(state(n)[0] == "serving" for n in nodes)
     cluster.report("a 3-member etcd losing members")
+
+
+def test_node_reaching_one_member_of_three_serves_on(cluster, lab):
+    """n1 cut from two of the three members (silent, not refused): its renewals and its reads must go through the
+    third, in time for 2 s leases, and it must keep seeing changes."""
+    cluster.start_etcd(ETCD_HOSTS)
+    n1, n2, n3 = cluster.start_nodes()  # every node tries e1 first
+    c1 = connect(n1)
+    lab.cut("n1", "e1")
+    lab.cut("n1", "e2")
+    end = time.monotonic() + 2 * TTL + 0.5
+    while time.monotonic() < end:
+        assert c1.is_open
+        c1.process_data_events(time_limit=0.05)
+        assert state(n1)[0] == "serving"
+    assert serves(n1)
+    put_json(n2, "/api/users/during", {"password": "pw", "tags": ""})
+    put_json(n2, "/api/permissions/%2F/during", {"configure": "", "write": "", "read": ".*"})
+    t = time.monotonic()
+    wait_for(lambda: refusal(n1, "during", "pw") is None, 2 * TTL + 2)
+    cluster.figures["cut from 2 of 3 members: a user made on n2 reaches n1"] = time.monotonic() - t
+    # And the others see n1 running all along.
+    assert running(n2)["n1"] is True and running(n1) == {"n1": True, "n2": True, "n3": True}
+    c1.close()
+    cluster.report("a node reaching one etcd member of three")
 
 
 # --- c. a node killed -----------------------------------------------------------------------------------------------
