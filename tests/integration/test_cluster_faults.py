@@ -17,8 +17,8 @@ end of each test (pytest -rP shows them; docs/cluster.md records them). Skipped 
 from __future__ import annotations
 
 import base64
-import logging
 import json
+import logging
 import shutil
 import signal
 import subprocess
@@ -72,8 +72,8 @@ class Cluster:
             # it, Debian's etcd 3.4 needs --logger zap (its default logger crashes on the flag's warning).
             "--experimental-enable-lease-checkpoint", "--experimental-enable-lease-checkpoint-persist",
             "--logger", "zap",
-            # A new leader within about a second of losing one, well inside the nodes' 2 s leases (etcd's
-            # defaults, 100 ms and 1 s, take up to 2 s and more: docs/cluster.md, "Choosing the TTL").
+            # A new leader 0.4 to 0.9 s after losing one (etcd's defaults, 100 ms and 1 s, take up to 2 s and
+            # more: docs/cluster.md, "Choosing the TTL and etcd's flags").
             "--heartbeat-interval", "50", "--election-timeout", "400",
             # A member cut off and back must not depose the leader with the terms it counted alone (etcd 3.4
             # leaves pre-vote off; without it, healing the cut member below cost a second election, which
@@ -125,7 +125,8 @@ class Cluster:
         self.lab.heal()
         for n in self.nodes.values():
             try:
-                n.send_signal(signal.SIGCONT) if n.alive() else None
+                if n.alive():
+                    n.send_signal(signal.SIGCONT)  # in case a test stopped it and failed
                 n.stop()
             except AssertionError as e:
                 problems.append(str(e))
@@ -167,7 +168,7 @@ def wait_for(fn, timeout, step=0.05):
             last = fn()
         except (OSError, ValueError) as e:  # a node busy fencing or rejoining
             last = e
-        if last is True or (last and last is not True and not isinstance(last, Exception)):
+        if last and not isinstance(last, Exception):
             return last
         time.sleep(step)
     raise AssertionError(f"not true within {timeout} s (last: {last!r})")
@@ -303,7 +304,7 @@ def test_etcd_losing_one_member_is_harmless_losing_two_fences_every_node(cluster
     # n1 talks to e1 first, n2 to e2, n3 to e3. Leases of 3 s: a node must renew its lease within TTL - TTL/3
     # (the renewal interval) - TTL/5 (the margin) of the last renewal, and losing etcd's leader leaves no renewal
     # possible until the others have elected another (0.4 to 0.9 s with these etcd flags); 2 s leases leave
-    # 0.93 s, which an election sometimes takes (docs/cluster.md, "Choosing the TTL").
+    # 0.93 s, which an election sometimes takes (docs/cluster.md, "Choosing the TTL and etcd's flags").
     ttl = 3
     nodes = cluster.start_nodes(spread=True, ttl=ttl)
     n1, n2, n3 = nodes
