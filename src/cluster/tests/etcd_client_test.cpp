@@ -273,6 +273,38 @@ TEST_F(etcd_test, a_call_queued_first_overtakes_the_queue) {
   EXPECT_EQ(order, (std::vector<std::string>{"range0", "first", "range1", "range2"}));
 }
 
+TEST_F(etcd_test, a_node_restarted_at_once_waits_for_its_old_lease_instead_of_exiting) {
+  membership_settings s;
+  s.cluster = "c1";
+  s.node = "n1";
+  s.lease_ttl = 2s;
+  auto c1 = client({}, 500ms);
+  std::optional<join_result> first1;
+  auto m1 = std::make_shared<membership>(
+      c1, s, membership::events{{}, [&](join_result r, const std::string&) { first1 = r; }});
+  m1->start();
+  ASSERT_TRUE(run_until([&] { return first1.has_value(); }));
+  ASSERT_EQ(*first1, join_result::registered);
+  // The process dies (kill -9): nothing more reaches etcd, its lease runs out within 2 s.
+  c1->close();
+  auto died = std::chrono::steady_clock::now();
+  auto c2 = client({}, 500ms);
+  std::optional<join_result> first2;
+  std::string detail;
+  auto m2 = std::make_shared<membership>(
+      c2, s, membership::events{{}, [&](join_result r, const std::string& d) {
+                                  first2 = r;
+                                  detail = d;
+                                }});
+  m2->start();
+  ASSERT_TRUE(run_until([&] { return first2.has_value(); }, 6000ms));
+  EXPECT_EQ(*first2, join_result::registered) << detail;
+  EXPECT_GE(std::chrono::steady_clock::now() - died, 1s);  // it did wait for the old lease
+  EXPECT_EQ(m2->state(), node_state::serving);
+  m2->leave([](const std::string&) {});
+  run_until([] { return false; }, 100ms);
+}
+
 TEST_F(etcd_test, prefix_mirror_follows_changes) {
   auto c = client();
   int changes = 0;
