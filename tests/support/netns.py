@@ -2,7 +2,7 @@
 (an etcd member, a Warren node) gets its own namespace and address, so one link between two of them can be cut
 while the rest of the network works, as a cable or a firewall would.
 
-    with Lab(["e1", "n1", "n2"]) as lab:        # namespaces wf<pid>-e1 ..., bridge wf<pid>b, 10.231.X.0/24
+    with Lab(["e1", "n1", "n2"]) as lab:        # namespaces wf<pid>a-e1 ..., bridge wf<pid>ab, 10.231.X.0/24
         p = lab.popen("e1", ["etcd", ...])     # runs inside e1's namespace (ip netns exec), listens on lab.ip("e1")
         lab.cut("n1", "e1")                     # n1 <-> e1 silently dropped, both ways
         lab.cut("n1", "e1", both=False)         # only what n1 sends to e1 is dropped
@@ -17,27 +17,27 @@ Teardown is always complete: processes left in the namespaces are killed (SIGKIL
 deleted, on leaving the `with`, at interpreter exit, and on SIGTERM/SIGHUP. Names carry the creating process's pid,
 so parallel runs never clash, and a run killed with SIGKILL (nothing can clean up then) is swept by the next run:
 namespaces and links whose pid is no longer alive are removed when a Lab starts. The /24 is chosen per run among
-10.231.1-250.0/24, under a lock file, skipping any in use on this machine."""
+10.231.1-250.0/24, skipping any in use on this machine, and held by binding an abstract Unix socket named after it
+(no file to leave behind: the kernel frees the name when the process ends)."""
 
 from __future__ import annotations
 
 import atexit
-import fcntl
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
-from pathlib import Path
 
 SUBNET_PREFIX = "10.231"
-LOCK_DIR = Path("/run/lock") if Path("/run/lock").is_dir() else Path("/tmp")
 NAME_RE = re.compile(r"^wf(\d+)")  # every namespace and link a Lab makes starts with wf<pid>
 
 _live: set["Lab"] = set()
 _live_lock = threading.Lock()
 _handlers_installed = False
+_labs_made = 0
 
 
 class NetnsUnavailable(RuntimeError):
@@ -152,10 +152,13 @@ class Lab:
         if len(hosts) > 200:
             raise ValueError("at most 200 hosts")
         self.hosts = list(hosts)
-        self.tag = f"wf{os.getpid()}"
+        global _labs_made
+        # wf<pid><letter>: the pid for the sweep, a letter per Lab of this process (interface names: 15 bytes).
+        self.tag = f"wf{os.getpid()}{chr(ord('a') + _labs_made % 26)}"
+        _labs_made += 1
         self.bridge = f"{self.tag}b"
         self.subnet: str | None = None  # "10.231.X"
-        self._lock_file = None
+        self._lock: socket.socket | None = None  # holds the subnet for this run
         self._cuts: set[tuple[str, str]] = set()  # (from, to): what `from` sends to `to` is dropped
         self._up = False
         self._procs: list[subprocess.Popen] = []
@@ -199,13 +202,13 @@ class Lab:
             candidate = f"{SUBNET_PREFIX}.{x}"
             if f" {candidate}." in used or f"\n{candidate}." in used or used.startswith(candidate + "."):
                 continue
-            f = open(LOCK_DIR / f"warren-netns-{candidate}.lock", "w")
+            lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                lock.bind(f"\0warren-netns-{candidate}")  # abstract: another run holds it, or it is ours
             except OSError:
-                f.close()
+                lock.close()
                 continue
-            self.subnet, self._lock_file = candidate, f
+            self.subnet, self._lock = candidate, lock
             return
         raise NetnsUnavailable(f"no free /24 in {SUBNET_PREFIX}.1-250.0 on this machine")
 
@@ -255,9 +258,9 @@ class Lab:
             _run("ip", "link", "del", f"{self.tag}v{i}", check=False)  # in case the namespace was not made
         _run("ip", "link", "del", self.bridge, check=False)
         self._cuts.clear()
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
         with _live_lock:
             _live.discard(self)
 
