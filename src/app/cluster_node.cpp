@@ -68,9 +68,13 @@ void cluster_node::join() {
   });
   spdlog::info("cluster '{}': node '{}' joining through etcd at {}", s_.cluster, s_.node,
                s_.endpoints);
-  // Each endpoint is tried once or twice per call, and registering is three calls.
-  auto limit = request_timeout(s_.lease_ttl) * int(2 * client_->endpoints().size() + 2) * 3 +
-               std::chrono::seconds(1);
+  // Each endpoint is tried once or twice per call, and registering is three calls; a name still
+  // held by this node's previous process is waited for up to its TTL (membership), taken to be
+  // ours.
+  auto limit = std::max<std::chrono::milliseconds>(
+      request_timeout(s_.lease_ttl) * int(2 * client_->endpoints().size() + 2) * 3 +
+          std::chrono::seconds(1),
+      s_.lease_ttl + std::chrono::seconds(3));
   if (fut.wait_for(limit) != std::future_status::ready) {
     spdlog::warn(
         "cluster '{}': no answer from etcd within {} ms; node '{}' starts fenced and "

@@ -270,6 +270,8 @@ def test_node_cut_from_etcd_fences_and_rejoins_when_healed(cluster, lab):
     st, why = state(n1)
     assert st == "fenced" and "etcd unreachable" in why
     assert "is fenced" in (refusal(n1) or "accepted")
+    with urllib.request.urlopen(f"http://{n1.ip}:{n1.prometheus_port}/metrics", timeout=3) as r:
+        assert "warren_cluster_node_fenced 1" in r.read().decode()
     # The others lose n1 once its lease expires in etcd; they never stop serving.
     wait_for(lambda: running(n2) == {"n1": False, "n2": True, "n3": True}, TTL + 3)
     cluster.figures["cut -> n2 lists n1 not running"] = gone = time.monotonic() - cut
