@@ -80,6 +80,12 @@ def unavailable_reason() -> str | None:
         if r.returncode != 0:
             return f"cannot create a bridge: {r.stderr.strip()}"
         _run("ip", "link", "del", f"wf{os.getpid()}p", check=False)
+        # With br_netfilter, bridged packets go through the host's FORWARD chain: a DROP policy there (Docker
+        # sets one) would cut every link at once.
+        nf = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+        if os.path.exists(nf) and open(nf).read().strip() == "1":
+            if "-P FORWARD DROP" in _run("iptables", "-w", "-S", "FORWARD", check=False).stdout:
+                return "the host's iptables drop bridged traffic (bridge-nf-call-iptables is 1, FORWARD policy DROP)"
         return None
     finally:
         _run("ip", "netns", "del", probe, check=False)
