@@ -8,8 +8,8 @@ killed with SIGKILL or stopped with SIGSTOP. Every test stops by itself within s
      loses two: every node fences; quorum back: every node serves again; a node that reaches only one member of
      three serves on;
   c. a node killed with SIGKILL is listed not running after its TTL, and rejoins when started again;
-  d. an asymmetric cut (etcd's answers lost, the node's requests arriving), and a node paused (SIGSTOP) longer
-     than its lease.
+  d. an asymmetric cut (etcd's answers lost, the node's requests arriving), a node paused (SIGSTOP) longer than
+     its lease, and nodes cut from each other but not from etcd (nothing changes: today they talk only to etcd).
 
 The figures (time to fence after a cut, to be listed not running, to serve again after healing) are printed at the
 end of each test (pytest -rP shows them; docs/cluster.md records them). Skipped where namespaces cannot be made."""
@@ -384,6 +384,26 @@ def test_node_reaching_one_member_of_three_serves_on(cluster, lab):
     assert running(n2)["n1"] is True and running(n1) == {"n1": True, "n2": True, "n3": True}
     c1.close()
     cluster.report("a node reaching one etcd member of three")
+
+
+def test_nodes_cut_from_each_other_but_not_from_etcd_serve_on(cluster, lab):
+    """Today nodes talk only to etcd: n1 cut from n2 and n3 (both ways) changes nothing, and what is created on n2
+    still reaches n1 through etcd. (Once queues live on nodes, this cut is where clients of one node lose queues
+    of another.)"""
+    cluster.start_etcd(["e1"])
+    n1, n2, n3 = cluster.start_nodes()
+    c1 = connect(n1)
+    lab.isolate("n1", from_hosts=["n2", "n3"])
+    end = time.monotonic() + 2 * TTL
+    while time.monotonic() < end:
+        c1.process_data_events(time_limit=0.05)
+        assert c1.is_open and state(n1)[0] == "serving"
+    assert all(running(n) == {"n1": True, "n2": True, "n3": True} for n in (n1, n2, n3))
+    put_json(n2, "/api/users/across", {"password": "pw", "tags": ""})
+    put_json(n2, "/api/permissions/%2F/across", {"configure": "", "write": "", "read": ".*"})
+    wait_for(lambda: refusal(n1, "across", "pw") is None, 5)
+    assert serves(n1) and serves(n2)
+    c1.close()
 
 
 # --- c. a node killed -----------------------------------------------------------------------------------------------
