@@ -453,6 +453,17 @@ void cluster_definitions::write_delete(const std::string& key, const definition&
   } else {
     compare = json::array({cluster::cmp_version_greater(k, 0)});
   }
+  if (auto* x = std::get_if<mgmt::exchange_def>(&d); x && still_bound_elsewhere(key, *x)) {
+    // An auto-delete exchange goes when its last binding goes, but this node sees only the
+    // bindings to its own queues: with bindings to other nodes' queues left in etcd, it stays
+    // the cluster's, and comes back here.
+    spdlog::info(
+        "cluster: auto-delete exchange '{}' in vhost '{}' still has bindings to other nodes' "
+        "queues; kept",
+        x->name, x->vhost);
+    reconcile_all({key});
+    return;
+  }
   json ops = json::array({cluster::op_delete(k)});
   if (!std::holds_alternative<mgmt::binding_def>(d)) {
     // The bindings that went with it, as etcd has them (other nodes' bindings to their own
@@ -469,6 +480,26 @@ void cluster_definitions::write_delete(const std::string& key, const definition&
                  if (auto self = w.lock())
                    self->written(key, err, err.empty() && r.succeeded ? r.revision : 0);
                });
+}
+
+bool cluster_definitions::still_bound_elsewhere(const std::string& key,
+                                                const mgmt::exchange_def& x) const {
+  const std::string* ev = etcd_value(key);
+  if (!ev) return false;
+  auto e = parse_definition(key, *ev);
+  if (!e || !std::get<mgmt::exchange_def>(*e).auto_delete) return false;
+  std::string bp = abs(vhost_key_prefix(x.vhost) + "bindings/" + percent_encode(x.name) + "/");
+  for (auto it = mirror_->items().lower_bound(bp);
+       it != mirror_->items().end() && it->first.starts_with(bp); ++it) {
+    auto b = parse_definition(it->first.substr(prefix_.size()), it->second.value);
+    if (!b || !std::get<mgmt::binding_def>(*b).to_queue) continue;
+    queue_record probe{mgmt::queue_def{x.vhost, std::get<mgmt::binding_def>(*b).destination}, {}};
+    std::string qk = definition_key(probe);
+    if (const std::string* qv = etcd_value(qk))
+      if (auto q = parse_definition(qk, *qv); q && std::get<queue_record>(*q).node != node_)
+        return true;
+  }
+  return false;
 }
 
 void cluster_definitions::written(const std::string& key, const std::string& err, int64_t rev) {
@@ -539,8 +570,9 @@ void cluster_definitions::reconcile_all(const std::vector<std::string>& keys) {
 // |           |           |                                          | deleted                  |
 // | V         | W         | exchange: etcd's replaces ours (logged)  | another node's: ours     |
 // |           |           |                                          | stays unrecorded (logged)|
-// | none      | V         | deleted in etcd (seen there before):     | written                  |
-// |           |           | deleted here; never seen: written (union)|                          |
+// | none      | V         | deleted in etcd (seen there before):     | seen there before: left  |
+// |           |           | deleted here; never seen: written (union)| (its vhost goes); never  |
+// |           |           |                                          | seen: written            |
 //
 // A key with this node's write in flight, or its echo not yet back, is left alone.
 void cluster_definitions::reconcile(const std::string& key) {
@@ -582,6 +614,9 @@ void cluster_definitions::reconcile(const std::string& key) {
     }
     if (e && !lv) {
       write_delete(key, *e);  // our own record of a queue we no longer have
+    } else if (lv && !ev && known_.count(key)) {
+      // Our record, deleted in etcd by someone else: its vhost is being deleted (or an operator
+      // did it); not written back, which would outlive the vhost.
     } else if (lv && (!ev || *ev != *lv)) {
       write_put(key, *lv, ev);
     }

@@ -110,6 +110,8 @@ class cluster_definitions : public std::enable_shared_from_this<cluster_definiti
                  const std::string* old = nullptr);
   void write_delete(const std::string& key, const definition& d);
   void written(const std::string& key, const std::string& err, int64_t rev);
+  // An auto-delete exchange that etcd still has bound to queues of other nodes.
+  bool still_bound_elsewhere(const std::string& key, const mgmt::exchange_def& x) const;
   // Removes from local_ the bindings of `d` (a removed exchange or queue) that went with it.
   void drop_local_bindings(const definition& d);
   const std::string* etcd_value(const std::string& key) const;

@@ -97,8 +97,37 @@ def test_exchanges_and_bindings_are_the_clusters(node_factory, etcd):
     wait_for(lambda: exchanges(b).get("flip", {}).get("type") == "headers", 5)
     time.sleep(0.3)
     assert exchanges(a)["flip"]["type"] == "headers" and exchanges(b)["flip"]["type"] == "headers"
+    # An auto-delete exchange goes with its last binding in the cluster, not with the last one a node sees: b
+    # sees only the bindings to its own queues.
+    cha.exchange_declare("fleeting", "fanout", auto_delete=True)
+    cha.queue_declare("on_a")
+    cha.queue_bind("on_a", "fleeting", "")
+    wait_for(lambda: "fleeting" in exchanges(b), 5)
+    chb.queue_bind("on_b", "fleeting", "")
+    chb.queue_unbind("on_b", "fleeting", "")  # b's last binding of it: b drops its copy, and takes it back
+    wait_for(lambda: "fleeting" in exchanges(b), 5)
+    time.sleep(0.3)
+    assert "fleeting" in exchanges(a) and "fleeting" in exchanges(b)
+    cha.queue_unbind("on_a", "fleeting", "")  # the cluster's last binding: gone everywhere
+    wait_for(lambda: "fleeting" not in exchanges(b), 5)
+    assert "fleeting" not in exchanges(a)
     ca.close()
     cb.close()
+
+
+def test_definitions_of_other_vhosts(node_factory, etcd):
+    a, b = two_nodes(node_factory)
+    assert put_json(a, "/api/vhosts/v%2F2", {}) in (201, 204)
+    wait_for(lambda: "v/2" in [v["name"] for v in api(b, "/api/vhosts")], 5)
+    assert put_json(a, "/api/exchanges/v%2F2/x%2Fy", {"type": "topic", "durable": True}) in (201, 204)
+    assert put_json(a, "/api/queues/v%2F2/q", {"durable": True}) in (201, 204)
+    wait_for(lambda: [x["type"] for x in api(b, "/api/exchanges/v%2F2") if x["name"] == "x/y"] == ["topic"], 5)
+    wait_for(lambda: [q["node"] for q in api(b, "/api/queues/v%2F2")] == ["a"], 5)
+    assert "exchanges/x%2Fy" in etcd_keys(etcd, "/warren/c1/definitions/v%2F2/")
+    # The vhost deleted: its definitions go from etcd too.
+    assert put_json(b, "/api/vhosts/v%2F2", None, method="DELETE") == 204
+    wait_for(lambda: not etcd_keys(etcd, "/warren/c1/definitions/v%2F2/"), 5)
+    wait_for(lambda: "v/2" not in [v["name"] for v in api(a, "/api/vhosts")], 5)
 
 
 def test_queues_are_listed_everywhere_and_refused_off_their_node(node_factory, etcd):
