@@ -75,9 +75,13 @@ struct export_job {
           durable.emplace(q.vhost, q.name);
           all.queues.push_back(std::move(q));
         }
+    std::set<std::pair<std::string, std::string>> sources;
+    for (const auto& x : all.exchanges) sources.emplace(x.vhost, x.name);
     if (remote_bindings)
       for (auto& b : remote_bindings(only))
-        if (durable.count({b.vhost, b.destination})) all.bindings.push_back(std::move(b));
+        if (durable.count({b.vhost, b.destination}) &&
+            (b.source.starts_with("amq.") || sources.count({b.vhost, b.source})))
+          all.bindings.push_back(std::move(b));
     auto res = json_response(req, bhttp::status::ok, export_json(all, info));
     if (auto name = download_name(req.target()); !name.empty())
       res.set(bhttp::field::content_disposition, "attachment; filename=" + name);

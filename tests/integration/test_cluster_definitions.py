@@ -99,10 +99,13 @@ def test_exchanges_and_bindings_are_the_clusters(node_factory, etcd):
     assert exchanges(a)["flip"]["type"] == "headers" and exchanges(b)["flip"]["type"] == "headers"
     # An auto-delete exchange goes with its last binding in the cluster, not with the last one a node sees: b
     # sees only the bindings to its own queues.
-    cha.exchange_declare("fleeting", "fanout", auto_delete=True)
-    cha.queue_declare("on_a")
+    cha.exchange_declare("fleeting", "fanout", durable=True, auto_delete=True)
+    cha.queue_declare("on_a", durable=True)
     cha.queue_bind("on_a", "fleeting", "")
     wait_for(lambda: "fleeting" in exchanges(b), 5)
+    # (b knows of a's binding once its export lists it: until then b, as any node, would delete the exchange)
+    wait_for(lambda: any(x["source"] == "fleeting" and x["destination"] == "on_a"
+                         for x in api(b, "/api/definitions")["bindings"]), 5)
     chb.queue_bind("on_b", "fleeting", "")
     chb.queue_unbind("on_b", "fleeting", "")  # b's last binding of it: b drops its copy, and takes it back
     wait_for(lambda: "fleeting" in exchanges(b), 5)
