@@ -2,6 +2,7 @@
 #include "app/cluster_definitions.hpp"
 
 #include <algorithm>
+#include <charconv>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -381,15 +382,19 @@ void cluster_definitions::on_snapshot(const std::string& vhost, std::vector<loca
   reconcile_all(keys);
 }
 
-void cluster_definitions::drop_local_bindings(const definition& d) {
-  if (std::holds_alternative<mgmt::binding_def>(d)) return;
+std::vector<std::string> cluster_definitions::drop_local_bindings(const definition& d) {
+  std::vector<std::string> dropped;
+  if (std::holds_alternative<mgmt::binding_def>(d)) return dropped;
   std::string bp = vhost_key_prefix(vhost_of(d)) + "bindings/";
   for (auto it = local_.lower_bound(bp); it != local_.end() && it->first.starts_with(bp);) {
-    if (binding_goes_with(it->first, d))
+    if (binding_goes_with(it->first, d)) {
+      dropped.push_back(it->first);
       it = local_.erase(it);
-    else
+    } else {
       ++it;
+    }
   }
+  return dropped;
 }
 
 void cluster_definitions::on_local(const std::string& vhost, std::vector<local_change> changes) {
@@ -398,20 +403,27 @@ void cluster_definitions::on_local(const std::string& vhost, std::vector<local_c
   for (auto& c : changes) {
     std::string key = definition_key(c.d);
     if (!c.put) {
-      local_.erase(key);
-      drop_local_bindings(c.d);
-      if (!c.from_etcd && write) write_delete(key, c.d);
+      std::optional<std::string> was;
+      if (auto it = local_.find(key); it != local_.end()) {
+        was = std::move(it->second);
+        local_.erase(it);
+      }
+      auto dropped = drop_local_bindings(c.d);
+      if (!c.from_etcd && write) write_delete(key, c.d, dropped, was ? &*was : nullptr);
       continue;
     }
     std::string value = definition_value(c.d);
     local_[key] = value;
     if (c.from_etcd || !write) continue;
     const std::string* ev = etcd_value(key);
-    if (ev && *ev == value) continue;
-    // This node's own record of a queue, changed (it was deleted and declared again
-    // differently while the old record's deletion was in flight): replaced.
+    // Equal to etcd's: nothing to write, unless a write of ours is still on its way (then the
+    // mirror may show a value that our next write, a delete, is about to change).
+    if (ev && *ev == value && !pending_.count(key)) continue;
+    // This node's own record of a queue, changed (deleted and declared again differently while
+    // the old record's deletion had not reached the mirror): replaced. With a write of ours still
+    // pending, the mirror is behind it, and our last write was the delete: create-if-absent.
     const std::string* old = nullptr;
-    if (ev && std::holds_alternative<queue_record>(c.d))
+    if (ev && std::holds_alternative<queue_record>(c.d) && !pending_.count(key))
       if (auto e = parse_definition(key, *ev); e && std::get<queue_record>(*e).node == node_)
         old = ev;
     write_put(key, value, old);
@@ -423,6 +435,7 @@ void cluster_definitions::write_put(const std::string& key, const std::string& v
   std::string k = abs(key);
   json compare =
       json::array({old ? cluster::cmp_value_equal(k, *old) : cluster::cmp_version_equal(k, 0)});
+  spdlog::debug("cluster: writing {}{}", key, old ? " (replacing)" : "");
   ++pending_[key].in_flight;
   client_->txn(std::move(compare), json::array({cluster::op_put(k, value)}),
                json::array({cluster::op_range(k)}),
@@ -440,16 +453,25 @@ void cluster_definitions::write_put(const std::string& key, const std::string& v
                });
 }
 
-void cluster_definitions::write_delete(const std::string& key, const definition& d) {
+void cluster_definitions::write_delete(const std::string& key, const definition& d,
+                                       const std::vector<std::string>& also,
+                                       const std::string* was) {
   std::string k = abs(key);
   json compare;
+  bool main_key = true;
   if (std::holds_alternative<queue_record>(d)) {
     // Only this node's own record: another node's queue of that name is not this one's to end.
-    const std::string* ev = etcd_value(key);
-    if (!ev) return;
-    auto e = parse_definition(key, *ev);
-    if (!e || std::get<queue_record>(*e).node != node_) return;
-    compare = json::array({cluster::cmp_value_equal(k, *ev)});
+    // The value this node wrote last (its put may still be on its way: the client sends in
+    // order, so the put comes first), else etcd's if it is this node's.
+    const std::string* mine = was;
+    if (!mine)
+      if (const std::string* ev = etcd_value(key))
+        if (auto e = parse_definition(key, *ev); e && std::get<queue_record>(*e).node == node_)
+          mine = ev;
+    if (mine)
+      compare = json::array({cluster::cmp_value_equal(k, *mine)});
+    else
+      main_key = false;  // not ours: only the bindings below
   } else {
     compare = json::array({cluster::cmp_version_greater(k, 0)});
   }
@@ -464,22 +486,63 @@ void cluster_definitions::write_delete(const std::string& key, const definition&
     reconcile_all({key});
     return;
   }
-  json ops = json::array({cluster::op_delete(k)});
+  json ops = json::array();
+  if (main_key) ops.push_back(cluster::op_delete(k));
+  // This node's bindings that went with it, some perhaps still on their way to etcd (the client
+  // sends in order, so their puts come first), and etcd's.
+  std::set<std::string> gone;
+  for (const auto& b : also) gone.insert(abs(b));
   if (!std::holds_alternative<mgmt::binding_def>(d)) {
     // The bindings that went with it, as etcd has them (other nodes' bindings to their own
     // queues from a deleted exchange too: they lost them as well when they applied the delete).
     std::string bp = abs(vhost_key_prefix(vhost_of(d)) + "bindings/");
     for (auto it = mirror_->items().lower_bound(bp);
          it != mirror_->items().end() && it->first.starts_with(bp); ++it)
-      if (binding_goes_with(it->first.substr(prefix_.size()), d))
-        ops.push_back(cluster::op_delete(it->first));
+      if (binding_goes_with(it->first.substr(prefix_.size()), d)) gone.insert(it->first);
   }
-  ++pending_[key].in_flight;
-  client_->txn(std::move(compare), std::move(ops), json::array(),
-               [w = weak_from_this(), key](const std::string& err, cluster::txn_result r) {
-                 if (auto self = w.lock())
-                   self->written(key, err, err.empty() && r.succeeded ? r.revision : 0);
-               });
+  // Each key deleted is pending like the main one: etcd's stale value of a binding (its put
+  // landed, its delete not yet seen) must not be applied back here meanwhile.
+  // The bindings go in either branch: when the exchange or record is no longer there (or not
+  // ours), this node's bindings that went with it are still to delete.
+  std::vector<std::string> keys;
+  if (main_key) keys.push_back(key);
+  json bindings_only = json::array();
+  for (const auto& b : gone) {
+    ops.push_back(cluster::op_delete(b));
+    bindings_only.push_back(cluster::op_delete(b));
+    keys.push_back(b.substr(prefix_.size()));
+  }
+  if (ops.empty()) return;
+  if (!main_key) compare = json::array();
+  spdlog::debug("cluster: deleting {}{} and {} bindings", key, main_key ? "" : " (not ours)",
+                gone.size());
+  for (const auto& x : keys) ++pending_[x].in_flight;
+  // The raw answer, for the count of keys deleted: a txn that deleted nothing leaves no event
+  // for the mirror to wait for.
+  client_->call("/v3/kv/txn",
+                cluster::txn_request(std::move(compare), std::move(ops), std::move(bindings_only)),
+                [w = weak_from_this(), keys](const std::string& err, const json& answer) {
+                  auto self = w.lock();
+                  if (!self) return;
+                  int64_t rev = 0;
+                  std::string perr;
+                  if (err.empty())
+                    if (auto r = cluster::parse_txn(answer, perr)) {
+                      int64_t deleted = 0;
+                      if (auto it = answer.find("responses"); it != answer.end() && it->is_array())
+                        for (const auto& x : *it)
+                          if (auto d = x.find("response_delete_range"); d != x.end())
+                            if (auto n = d->find("deleted"); n != d->end() && n->is_string()) {
+                              // int64 fields are JSON strings in the gateway's answers
+                              const std::string& t = n->get_ref<const std::string&>();
+                              int64_t v = 0;
+                              std::from_chars(t.data(), t.data() + t.size(), v);
+                              deleted += v;
+                            }
+                      if (deleted > 0) rev = r->revision;
+                    }
+                  for (const auto& x : keys) self->written(x, err, rev);
+                });
 }
 
 bool cluster_definitions::still_bound_elsewhere(const std::string& key,
@@ -674,7 +737,12 @@ void cluster_definitions::run_actions() {
     std::vector<std::string> keys;
     for (const auto& a : list) {
       keys.push_back(a.key);
-      applying_.insert(a.key);
+      spdlog::debug("cluster: applying {} ({})", a.key,
+                    a.what == action::declare  ? "declare"
+                    : a.what == action::remove ? "remove"
+                                               : "replace");
+      const std::string* ev = etcd_value(a.key);
+      applying_[a.key] = ev ? std::optional<std::string>(*ev) : std::nullopt;
     }
     t->second->home->post([t = t->second, list = std::move(list), keys = std::move(keys)] {
       broker::vhost& v = *t->v;
@@ -715,7 +783,13 @@ void cluster_definitions::run_actions() {
 void cluster_definitions::on_applied(const std::vector<std::string>& keys) {
   std::vector<std::string> again;
   for (const auto& k : keys) {
-    applying_.erase(k);
+    auto a = applying_.find(k);
+    if (a == applying_.end()) continue;
+    // etcd changed while the action ran (the change was not reconciled then): again. (Not when
+    // it did not: an action that failed would be tried for ever.)
+    const std::string* now = etcd_value(k);
+    if (now ? a->second != *now : a->second.has_value()) again.push_back(k);
+    applying_.erase(a);
     // An exchange replaced by etcd's lost its bindings here: etcd's are applied again.
     if (kind_of(k) != key_kind::exchange) continue;
     const std::string* ev = etcd_value(k);

@@ -108,12 +108,15 @@ class cluster_definitions : public std::enable_shared_from_this<cluster_definiti
   // bindings of etcd that go with it.
   void write_put(const std::string& key, const std::string& value,
                  const std::string* old = nullptr);
-  void write_delete(const std::string& key, const definition& d);
+  // `also`: this node's bindings that went with it; `was`: the value this node had.
+  void write_delete(const std::string& key, const definition& d,
+                    const std::vector<std::string>& also = {}, const std::string* was = nullptr);
   void written(const std::string& key, const std::string& err, int64_t rev);
   // An auto-delete exchange that etcd still has bound to queues of other nodes.
   bool still_bound_elsewhere(const std::string& key, const mgmt::exchange_def& x) const;
-  // Removes from local_ the bindings of `d` (a removed exchange or queue) that went with it.
-  void drop_local_bindings(const definition& d);
+  // Removes from local_ the bindings of `d` (a removed exchange or queue) that went with it, and
+  // returns their keys.
+  std::vector<std::string> drop_local_bindings(const definition& d);
   const std::string* etcd_value(const std::string& key) const;
   std::string abs(const std::string& key) const { return prefix_ + key; }
 
@@ -135,7 +138,8 @@ class cluster_definitions : public std::enable_shared_from_this<cluster_definiti
     int64_t rev = 0;  // the revision the mirror must reach before the key is etcd's again
   };
   std::map<std::string, pending> pending_;
-  std::set<std::string> applying_;                      // actions posted, not yet run
+  // Actions posted, not yet run, with etcd's value when they were posted.
+  std::map<std::string, std::optional<std::string>> applying_;
   std::map<std::string, std::vector<action>> actions_;  // by vhost, to post
   std::set<std::string> conflicts_logged_;
 };

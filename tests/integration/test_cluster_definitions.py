@@ -45,8 +45,8 @@ def refused(fn):
     return e.value.reply_code, e.value.reply_text
 
 
-def two_nodes(node_factory):
-    a, b = node_factory("a"), node_factory("b")
+def two_nodes(node_factory, *more):
+    a, b = node_factory("a", *more), node_factory("b", *more)
     wait_for(lambda: running(b) == {"a": True, "b": True}, 5)
     return a, b
 
@@ -211,4 +211,23 @@ def test_joining_adds_its_own_adopts_etcds_and_export_covers_the_cluster(node_fa
         assert qs == {"qa": "a", "qc": "c"}
         bs = {(x["source"], x["destination"], x["routing_key"]) for x in d["bindings"]}
         assert {("shared", "qa", ""), ("only_c", "qc", "a.#")} <= bs
+    ca.close()
+
+
+def test_quick_changes_leave_nothing_behind_in_etcd(node_factory, etcd):
+    a, b = two_nodes(node_factory)
+    ca, cha = channel(a)
+    # Each round's bindings may still be on their way to etcd when their exchange and queue go: they go too.
+    for i in range(5):
+        cha.exchange_declare("brief", "direct")
+        cha.queue_declare("brief_q", durable=True)
+        cha.queue_bind("brief_q", "brief", "k")
+        cha.exchange_bind(destination="brief", source="amq.direct", routing_key="k")
+        cha.queue_delete("brief_q")
+        cha.exchange_delete("brief")
+    wait_for(lambda: etcd_keys(etcd, "/warren/c1/definitions/%2F/") == {}, 5)
+    time.sleep(0.3)
+    assert etcd_keys(etcd, "/warren/c1/definitions/%2F/") == {}
+    assert "brief" not in exchanges(b) and "brief_q" not in queues(b)
+    assert not [x for x in api(b, "/api/bindings/%2F") if "brief" in (x["source"], x["destination"])]
     ca.close()
