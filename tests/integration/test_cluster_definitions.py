@@ -231,3 +231,27 @@ def test_quick_changes_leave_nothing_behind_in_etcd(node_factory, etcd):
     assert "brief" not in exchanges(b) and "brief_q" not in queues(b)
     assert not [x for x in api(b, "/api/bindings/%2F") if "brief" in (x["source"], x["destination"])]
     ca.close()
+
+
+def test_conflicting_declares_settle_on_etcds_version(node_factory, etcd):
+    """Two nodes declare one name differently while etcd is away (each node answers its client at once); when
+    etcd is back, each writes what etcd lacks, create-if-absent: the first write wins, the other node adopts it."""
+    a, b = two_nodes(node_factory)
+    ca, cha = channel(a)
+    cb, chb = channel(b)
+    etcd.stop()
+    cha.exchange_declare("clash", "fanout")
+    chb.exchange_declare("clash", "direct")
+    assert exchanges(a)["clash"]["type"] == "fanout" and exchanges(b)["clash"]["type"] == "direct"
+    etcd.start()
+
+    def settled():
+        kept = etcd_keys(etcd, "/warren/c1/definitions/%2F/exchanges/").get("clash")
+        ta, tb = exchanges(a).get("clash", {}).get("type"), exchanges(b).get("clash", {}).get("type")
+        return kept and ta == tb == kept["type"] and kept["type"]
+
+    winner = wait_for(settled, 10)
+    loser = b if winner == "fanout" else a
+    assert "differs from etcd's" in loser.stderr_path.read_text() + loser.stdout_path.read_text()
+    time.sleep(0.3)
+    assert settled() == winner
