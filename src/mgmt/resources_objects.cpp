@@ -645,6 +645,20 @@ void binding_list(const call_ptr& c, std::vector<broker::vhost*> vs,
         for (size_t i = 0; i < parts.size(); ++i)
           for (auto& b : parts[i])
             if (!keep || keep(b)) all.push_back({vs[i]->name(), std::move(b)});
+        // In a cluster, those of other nodes' queues too: the default exchange's, then the rest.
+        for (broker::vhost* v : vs) {
+          const std::string& vh = v->name();
+          std::vector<broker::binding_view> remote;
+          if (c->api.remote_queues)
+            for (const auto& q : c->api.remote_queues(&vh))
+              remote.push_back({"", q.name, false, q.name, {}});
+          if (c->api.remote_bindings)
+            for (auto& b : c->api.remote_bindings(&vh))
+              remote.push_back({std::move(b.source), std::move(b.destination), !b.to_queue,
+                                std::move(b.routing_key), std::move(b.arguments)});
+          for (auto& b : remote)
+            if (!keep || keep(b)) all.push_back({vh, std::move(b)});
+        }
         // Bindings keep their own order (default exchange first) rather than vhost, name.
         json items = json::array();
         for (const auto& x : all) items.push_back(binding_json(x.b, x.vhost));

@@ -106,6 +106,8 @@ def test_exchanges_and_bindings_are_the_clusters(node_factory, etcd):
     # (b knows of a's binding once its export lists it: until then b, as any node, would delete the exchange)
     wait_for(lambda: any(x["source"] == "fleeting" and x["destination"] == "on_a"
                          for x in api(b, "/api/definitions")["bindings"]), 5)
+    # b lists a's bindings to a's queues too, as every RabbitMQ node lists every binding.
+    assert any(x["source"] == "fleeting" and x["destination"] == "on_a" for x in api(b, "/api/bindings/%2F"))
     chb.queue_bind("on_b", "fleeting", "")
     chb.queue_unbind("on_b", "fleeting", "")  # b's last binding of it: b drops its copy, and takes it back
     wait_for(lambda: "fleeting" in exchanges(b), 5)
@@ -145,6 +147,7 @@ def test_queues_are_listed_everywhere_and_refused_off_their_node(node_factory, e
     assert queues(a)["orders"]["node"] == "a"
     assert "mine" not in queues(b) and "mine" not in etcd_keys(etcd, "/warren/c1/definitions/%2F/queues/")
     assert api(b, "/api/queues/%2F/orders")["node"] == "a"
+    assert [(x["source"], x["routing_key"]) for x in api(b, "/api/queues/%2F/orders/bindings")] == [("", "orders")]
     # On b, a's queue may be neither declared (even as a (equal) redeclare), nor used, nor deleted.
     cb = pika.BlockingConnection(pika.ConnectionParameters(host="127.0.0.1", port=b.amqp_port))
     attempts = [
