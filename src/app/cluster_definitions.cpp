@@ -248,9 +248,8 @@ struct cluster_definitions::tap : std::enable_shared_from_this<tap> {
       changes.push_back(std::move(it.c));
     }
     batch.clear();
-    out->post([vh = v->name(), changes = std::move(changes)](cluster_definitions& d) mutable {
-      d.on_local(vh, std::move(changes));
-    });
+    out->post([t = shared_from_this(), changes = std::move(changes)](
+                  cluster_definitions& d) mutable { d.on_local(*t, std::move(changes)); });
   }
 
   // Everything the vhost has now, as puts.
@@ -353,8 +352,8 @@ void cluster_definitions::install_tap(const std::string& name) {
     });
     t->v->set_remote_queue_lookup(
         [dir, name](std::string_view q) { return dir->node_of(name, q); });
-    t->out->post([name, all = t->snapshot()](cluster_definitions& d) mutable {
-      d.on_snapshot(name, std::move(all));
+    t->out->post([t, all = t->snapshot()](cluster_definitions& d) mutable {
+      d.on_snapshot(*t, std::move(all));
     });
   });
 }
@@ -365,8 +364,16 @@ const std::string* cluster_definitions::etcd_value(const std::string& key) const
   return it == mirror_->items().end() ? nullptr : &it->second.value;
 }
 
-void cluster_definitions::on_snapshot(const std::string& vhost, std::vector<local_change> all) {
-  if (!taps_.count(vhost)) return;
+// The tap of the vhost now of that name: not one of a vhost deleted since (a vhost of the same
+// name may have been created again).
+bool cluster_definitions::current(const tap& t) const {
+  auto it = taps_.find(t.v->name());
+  return it != taps_.end() && it->second.get() == &t;
+}
+
+void cluster_definitions::on_snapshot(const tap& t, std::vector<local_change> all) {
+  if (!current(t)) return;
+  const std::string& vhost = t.v->name();
   std::string vp = vhost_key_prefix(vhost);
   std::erase_if(local_, [&](const auto& kv) { return kv.first.starts_with(vp); });
   for (const auto& c : all) local_[definition_key(c.d)] = definition_value(c.d);
@@ -397,8 +404,9 @@ std::vector<std::string> cluster_definitions::drop_local_bindings(const definiti
   return dropped;
 }
 
-void cluster_definitions::on_local(const std::string& vhost, std::vector<local_change> changes) {
-  if (!taps_.count(vhost)) return;
+void cluster_definitions::on_local(const tap& t, std::vector<local_change> changes) {
+  if (!current(t)) return;
+  const std::string& vhost = t.v->name();
   bool write = synced_once_ && ready_.count(vhost);
   for (auto& c : changes) {
     std::string key = definition_key(c.d);

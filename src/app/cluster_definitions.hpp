@@ -97,8 +97,9 @@ class cluster_definitions : public std::enable_shared_from_this<cluster_definiti
   };
 
   void install_tap(const std::string& vhost);
-  void on_snapshot(const std::string& vhost, std::vector<local_change> all);
-  void on_local(const std::string& vhost, std::vector<local_change> changes);
+  bool current(const tap& t) const;
+  void on_snapshot(const tap& t, std::vector<local_change> all);
+  void on_local(const tap& t, std::vector<local_change> changes);
   void on_mirror(const cluster::prefix_mirror::items_map& items);
   void on_applied(const std::vector<std::string>& keys);
   void reconcile(const std::string& key);
