@@ -214,6 +214,9 @@ def test_joining_adds_its_own_adopts_etcds_and_export_covers_the_cluster(node_fa
         assert qs == {"qa": "a", "qc": "c"}
         bs = {(x["source"], x["destination"], x["routing_key"]) for x in d["bindings"]}
         assert {("shared", "qa", ""), ("only_c", "qc", "a.#")} <= bs
+    # The cluster's export imports on any node: other nodes' queues and their bindings are theirs, left alone.
+    assert put_json(a, "/api/definitions", api(c, "/api/definitions"), method="POST") in (200, 201, 204)
+    assert queues(a)["qc"]["node"] == "c" and queues(c)["qa"]["node"] == "a"
     ca.close()
 
 
