@@ -261,3 +261,23 @@ def test_conflicting_declares_settle_on_etcds_version(node_factory, etcd):
     assert "differs from etcd's" in loser.stderr_path.read_text() + loser.stdout_path.read_text()
     time.sleep(0.3)
     assert settled() == winner
+
+
+def test_a_queue_declared_on_two_nodes_is_recorded_for_the_first(node_factory, etcd):
+    """The same for a queue: the first record in etcd names its node; the other node keeps its own queue (it may
+    hold messages), unrecorded, and says so."""
+    a, b = two_nodes(node_factory)
+    ca, cha = channel(a)
+    cb, chb = channel(b)
+    etcd.stop()
+    cha.queue_declare("twice", durable=True)
+    chb.queue_declare("twice", durable=True)
+    etcd.start()
+    owner = wait_for(lambda: etcd_keys(etcd, "/warren/c1/definitions/%2F/queues/").get("twice", {}).get("node"), 10)
+    loser = b if owner == "a" else a
+    wait_for(lambda: "exists here and on node" in loser.stderr_path.read_text() + loser.stdout_path.read_text(), 5)
+    # Each node has its own queue; the owner's record is the cluster's.
+    assert queues(a if owner == "a" else b)["twice"]["node"] == owner
+    loser_name = "b" if owner == "a" else "a"
+    # The loser lists both: its own queue, and the owner's record.
+    assert sorted(q["node"] for q in api(loser, "/api/queues/%2F") if q["name"] == "twice") == sorted([loser_name, owner])
