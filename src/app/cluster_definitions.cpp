@@ -417,7 +417,10 @@ void cluster_definitions::on_local(const tap& t, std::vector<local_change> chang
         local_.erase(it);
       }
       auto dropped = drop_local_bindings(c.d);
-      if (!c.from_etcd && write) write_delete(key, c.d, dropped, was ? &*was : nullptr);
+      if (!c.from_etcd && write) {
+        send_puts();  // in order: the puts before this delete go first
+        write_delete(key, c.d, dropped, was ? &*was : nullptr);
+      }
       continue;
     }
     std::string value = definition_value(c.d);
@@ -434,22 +437,101 @@ void cluster_definitions::on_local(const tap& t, std::vector<local_change> chang
     if (ev && std::holds_alternative<queue_record>(c.d) && !pending_.count(key))
       if (auto e = parse_definition(key, *ev); e && std::get<queue_record>(*e).node == node_)
         old = ev;
-    write_put(key, value, old);
+    // Pending from now: a reconcile meanwhile must not act on etcd's older state of the key.
+    ++pending_[key].in_flight;
+    queued_puts_.push_back({key, value, old ? std::optional<std::string>(*old) : std::nullopt});
   }
+  // While a batch is on its way, the next one gathers (a burst of declares, one per client
+  // round trip, then goes in a few txns instead of one each).
+  if (put_batches_in_flight_ == 0) send_puts();
+}
+
+void cluster_definitions::send_puts() {
+  if (!queued_puts_.empty()) write_puts(queued_puts_);
+}
+
+// Each item's key is pending already (counted once in in_flight).
+void cluster_definitions::write_puts(std::vector<put_item>& puts) {
+  // A burst of declares (thousands of queues at start-up) would be as many txns one after the
+  // other; instead one txn holds up to `chunk` of them, each its own nested txn (etcd 3.3+) with
+  // its own compare, so that one conflict does not fail the others. A key appears once per txn
+  // (etcd refuses duplicates), and etcd's --max-txn-ops (128) bounds the size.
+  constexpr size_t chunk = 100;
+  size_t i = 0;
+  while (i < puts.size()) {
+    std::set<std::string> seen;
+    size_t j = i;
+    while (j < puts.size() && j - i < chunk && seen.insert(puts[j].key).second) ++j;
+    ++put_batches_in_flight_;
+    if (j - i == 1) {
+      const auto& p = puts[i];
+      write_put(p.key, p.value, p.old ? &*p.old : nullptr, true);
+    } else {
+      json ops = json::array();
+      std::vector<std::string> keys;
+      for (size_t k = i; k < j; ++k) {
+        const auto& p = puts[k];
+        std::string a = abs(p.key);
+        json cmp = p.old ? cluster::cmp_value_equal(a, *p.old) : cluster::cmp_version_equal(a, 0);
+        ops.push_back({{"request_txn",
+                        {{"compare", json::array({cmp})},
+                         {"success", json::array({cluster::op_put(a, p.value)})},
+                         {"failure", json::array({cluster::op_range(a)})}}}});
+        keys.push_back(p.key);
+      }
+      spdlog::debug("cluster: writing {} definitions in one txn", keys.size());
+      client_->call(
+          "/v3/kv/txn", cluster::txn_request(json::array(), std::move(ops), json::array()),
+          [w = weak_from_this(), keys](const std::string& err, const json& answer) {
+            auto self = w.lock();
+            if (!self) return;
+            std::string perr;
+            auto outer = err.empty() ? cluster::parse_txn(answer, perr) : std::nullopt;
+            const json* responses = nullptr;
+            if (outer)
+              if (auto it = answer.find("responses");
+                  it != answer.end() && it->is_array() && it->size() == keys.size())
+                responses = &*it;
+            for (size_t k = 0; k < keys.size(); ++k) {
+              int64_t rev = 0;
+              if (responses) {
+                const json& r = (*responses)[k];
+                auto nested = r.find("response_txn");
+                std::string e;
+                auto t = nested != r.end() ? cluster::parse_txn(*nested, e) : std::nullopt;
+                if (t && t->succeeded)
+                  rev = outer->revision;
+                else if (t && !t->ranges.empty() && !t->ranges[0].kvs.empty())
+                  rev = t->ranges[0].kvs[0].mod_revision;
+              }
+              std::string why = err.empty() && !outer ? "unexpected answer: " + perr : err;
+              self->written(keys[k], why, rev);
+            }
+            self->batch_done();
+          });
+    }
+    i = j;
+  }
+  puts.clear();
+}
+
+void cluster_definitions::batch_done() {
+  if (--put_batches_in_flight_ == 0) send_puts();
 }
 
 void cluster_definitions::write_put(const std::string& key, const std::string& value,
-                                    const std::string* old) {
+                                    const std::string* old, bool batched) {
   std::string k = abs(key);
   json compare =
       json::array({old ? cluster::cmp_value_equal(k, *old) : cluster::cmp_version_equal(k, 0)});
   spdlog::debug("cluster: writing {}{}", key, old ? " (replacing)" : "");
-  ++pending_[key].in_flight;
+  if (!batched) ++pending_[key].in_flight;
   client_->txn(std::move(compare), json::array({cluster::op_put(k, value)}),
                json::array({cluster::op_range(k)}),
-               [w = weak_from_this(), key](const std::string& err, cluster::txn_result r) {
+               [w = weak_from_this(), key, batched](const std::string& err, cluster::txn_result r) {
                  auto self = w.lock();
                  if (!self) return;
+                 if (batched) self->batch_done();
                  int64_t rev = 0;
                  if (err.empty()) {
                    if (r.succeeded)
@@ -589,7 +671,9 @@ void cluster_definitions::written(const std::string& key, const std::string& err
   if (it->second.rev <= mirror_->revision()) {
     pending_.erase(it);
     reconcile_all({key});
+    return;
   }
+  waiting_.emplace(it->second.rev, key);
 }
 
 void cluster_definitions::on_mirror(const cluster::prefix_mirror::items_map& items) {
@@ -608,13 +692,17 @@ void cluster_definitions::on_mirror(const cluster::prefix_mirror::items_map& ite
   } else {
     for (const auto& k : mirror_->changed()) keys.push_back(k.substr(prefix_.size()));
   }
-  for (auto it = pending_.begin(); it != pending_.end();) {
-    if (it->second.in_flight == 0 && it->second.rev <= mirror_->revision()) {
-      keys.push_back(it->first);
-      it = pending_.erase(it);
-    } else {
-      ++it;
-    }
+  // Keys whose last write the mirror has now reached, in revision order (not a walk over every
+  // pending key per event: a burst of declares has thousands pending). An entry whose key was
+  // written again since is stale and skipped; the newer write queued its own entry.
+  while (!waiting_.empty() && waiting_.begin()->first <= mirror_->revision()) {
+    std::string key = std::move(waiting_.begin()->second);
+    waiting_.erase(waiting_.begin());
+    auto it = pending_.find(key);
+    if (it == pending_.end() || it->second.in_flight > 0 || it->second.rev > mirror_->revision())
+      continue;
+    pending_.erase(it);
+    keys.push_back(std::move(key));
   }
   reconcile_all(keys);
 }

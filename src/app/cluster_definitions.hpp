@@ -107,8 +107,17 @@ class cluster_definitions : public std::enable_shared_from_this<cluster_definiti
   void run_actions();
   // Writes: `key`'s value put (create-if-absent, or replacing `old`), or deleted with the
   // bindings of etcd that go with it.
-  void write_put(const std::string& key, const std::string& value,
-                 const std::string* old = nullptr);
+  // `batched`: one of write_puts' items (its key counted pending already).
+  void write_put(const std::string& key, const std::string& value, const std::string* old = nullptr,
+                 bool batched = false);
+  // Several puts, as write_put each, in as few txns as etcd allows; empties `puts`.
+  struct put_item {
+    std::string key, value;
+    std::optional<std::string> old;
+  };
+  void write_puts(std::vector<put_item>& puts);
+  void send_puts();   // queued_puts_, now
+  void batch_done();  // a txn of write_puts answered
   // `also`: this node's bindings that went with it; `was`: the value this node had.
   void write_delete(const std::string& key, const definition& d,
                     const std::vector<std::string>& also = {}, const std::string* was = nullptr);
@@ -139,6 +148,10 @@ class cluster_definitions : public std::enable_shared_from_this<cluster_definiti
     int64_t rev = 0;  // the revision the mirror must reach before the key is etcd's again
   };
   std::map<std::string, pending> pending_;
+  std::vector<put_item> queued_puts_;  // this node's puts gathering while a batch is on its way
+  int put_batches_in_flight_ = 0;
+  // Pending keys with no write in flight, by the revision the mirror must reach.
+  std::multimap<int64_t, std::string> waiting_;
   // Actions posted, not yet run, with etcd's value when they were posted.
   std::map<std::string, std::optional<std::string>> applying_;
   std::map<std::string, std::vector<action>> actions_;  // by vhost, to post
