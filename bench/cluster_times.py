@@ -2,6 +2,8 @@
 """Times of the cluster's foundations (docs/cluster.md), on one machine: one etcd and two warren nodes of this build,
 all started here on free ports. Prints, over --rounds rounds:
   - user propagation: PUT /api/users/X on node a until node b answers GET /api/users/X with 200;
+  - exchange propagation: exchange.declare on node a (AMQP, declare-ok received) until node b answers
+    GET /api/exchanges/%2F/X with 200 (the same for queue.declare and b's GET /api/queues/%2F/X, its record);
   - fencing: etcd killed until node a closes an open AMQP connection (320), with --ttl;
   - recovery: etcd back until node a accepts an AMQP connection again;
   - dead node seen: kill -9 of node b until node a's /api/nodes shows it not running.
@@ -55,6 +57,26 @@ def main():
                     time.sleep(0.001)
             prop.append(time.monotonic() - t0)
         summary("user propagation", prop)
+        conn = t.connect(a)
+        ch = conn.channel()
+        for kind in ("exchange", "queue"):
+            prop = []
+            for i in range(args.rounds):
+                name = f"{kind}{i}"
+                t0 = time.monotonic()
+                if kind == "exchange":
+                    ch.exchange_declare(name, "fanout")
+                else:
+                    ch.queue_declare(name)
+                while True:
+                    try:
+                        t.api(b, f"/api/{kind}s/%2F/{name}")
+                        break
+                    except Exception:
+                        time.sleep(0.001)
+                prop.append(time.monotonic() - t0)
+            summary(f"{kind} propagation", prop)
+        conn.close()
         fence, recover = [], []
         for _ in range(max(1, args.rounds // 4)):
             conn = t.connect(a)

@@ -27,7 +27,8 @@ std::chrono::milliseconds request_timeout(std::chrono::seconds ttl) {
 }  // namespace
 
 cluster_node::cluster_node(settings s, common::node_fence& fence, net::worker_pool& pool,
-                           auth::user_store& users, mgmt::users_file* file)
+                           auth::user_store& users, mgmt::users_file* file,
+                           broker::vhost_registry& vhosts)
     : s_(std::move(s)), fence_(fence), pool_(pool), work_(io_.get_executor()) {
   std::string err;
   auto eps = cluster::parse_endpoints(s_.endpoints, err);
@@ -35,6 +36,7 @@ cluster_node::cluster_node(settings s, common::node_fence& fence, net::worker_po
   client_ = std::make_shared<cluster::etcd_client>(io_, *eps, request_timeout(s_.lease_ttl));
   fence_.set(true, fmt::format("node '{}' is joining cluster '{}'", s_.node, s_.cluster));
   users_ = std::make_shared<cluster_users>(client_, s_.cluster, users, file);
+  definitions_ = std::make_shared<cluster_definitions>(client_, s_.cluster, s_.node, vhosts, pool);
 }
 
 cluster_node::~cluster_node() {
@@ -61,10 +63,11 @@ void cluster_node::join() {
     pthread_setname_np(pthread_self(), "cluster");
     io_.run();
   });
-  boost::asio::post(io_, [m = membership_, u = users_, v = vhosts_] {
+  boost::asio::post(io_, [m = membership_, u = users_, v = vhosts_, d = definitions_] {
     m->start();
     u->start();
     if (v) v->start();
+    d->start();
   });
   spdlog::info("cluster '{}': node '{}' joining through etcd at {}", s_.cluster, s_.node,
                s_.endpoints);
@@ -92,7 +95,28 @@ void cluster_node::join() {
 }
 
 void cluster_node::set_vhost_ops(cluster_vhosts::local_ops ops) {
+  // A vhost created or deleted here because etcd says so: its definitions follow.
+  ops.create = [d = definitions_, create = std::move(ops.create)](const std::string& name) {
+    std::string err = create(name);
+    if (err.empty()) d->vhost_created(name);
+    return err;
+  };
+  ops.remove = [d = definitions_, remove = std::move(ops.remove)](
+                   const std::string& name, std::function<void(std::string)> done) {
+    remove(name, [d, name, done = std::move(done)](std::string err) {
+      if (err.empty() || err.starts_with("vhost deleted")) d->vhost_deleted(name, false);
+      done(std::move(err));
+    });
+  };
   vhosts_ = std::make_shared<cluster_vhosts>(client_, s_.cluster, std::move(ops));
+}
+
+void cluster_node::publish_vhost(const std::string& name, bool exists) {
+  vhosts_->publish(name, exists);
+  if (exists)
+    definitions_->vhost_created(name);
+  else
+    definitions_->vhost_deleted(name, true);
 }
 
 void cluster_node::leave() {
@@ -102,6 +126,7 @@ void cluster_node::leave() {
   boost::asio::post(io_, [this, &left] {
     users_->stop();
     if (vhosts_) vhosts_->stop();
+    definitions_->stop();
     membership_->leave([this, &left](const std::string& err) {
       client_->close();
       left.set_value(err);

@@ -16,6 +16,7 @@
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 
+#include "app/cluster_definitions.hpp"
 #include "app/cluster_users.hpp"
 #include "app/cluster_vhosts.hpp"
 #include "cluster/membership.hpp"
@@ -38,7 +39,7 @@ class cluster_node {
   // Throws std::runtime_error for bad endpoints. The fence is raised at once ("joining").
   // `file`: where `users` are saved (null: nowhere).
   cluster_node(settings s, common::node_fence& fence, net::worker_pool& pool,
-               auth::user_store& users, mgmt::users_file* file);
+               auth::user_store& users, mgmt::users_file* file, broker::vhost_registry& vhosts);
   ~cluster_node();
 
   // Starts the `cluster` thread and waits for the first attempt to register. Throws
@@ -55,7 +56,9 @@ class cluster_node {
   // Before join(): how vhosts are listed, created and deleted here (the management API's own
   // functions); then any thread: a vhost was created or deleted here.
   void set_vhost_ops(cluster_vhosts::local_ops ops);
-  void publish_vhost(const std::string& name, bool exists) { vhosts_->publish(name, exists); }
+  void publish_vhost(const std::string& name, bool exists);
+  // Any thread: the queues of other nodes and the bindings to them (cluster_definitions.hpp).
+  std::shared_ptr<remote_directory> remote() const { return definitions_->directory(); }
 
  private:
   void on_state(cluster::node_state s, const std::string& why);
@@ -69,6 +72,7 @@ class cluster_node {
   std::shared_ptr<cluster::membership> membership_;
   std::shared_ptr<cluster_users> users_;
   std::shared_ptr<cluster_vhosts> vhosts_;
+  std::shared_ptr<cluster_definitions> definitions_;
   std::thread thread_;
 };
 

@@ -587,7 +587,7 @@ int run(const app::config& cfg) {
     for (const auto& l : api.listeners)
       ls.push_back({{"protocol", l.protocol}, {"ip_address", l.ip_address}, {"port", l.port}});
     cs.info = {{"version", WARREN_VERSION}, {"pid", ::getpid()}, {"listeners", ls}};
-    cluster.emplace(std::move(cs), fence, pool, users, &user_file);
+    cluster.emplace(std::move(cs), fence, pool, users, &user_file, vhosts);
     user_file.on_saved = [&cluster] { cluster->publish_users(); };
     // Vhosts: the API's functions apply what etcd says; the API's calls publish to etcd.
     auto local_create = api.create_vhost;
@@ -609,6 +609,19 @@ int run(const app::config& cfg) {
       });
     };
     api.cluster = [&cluster] { return cluster->status(); };
+    // Exchanges, bindings and queue records (app/cluster_definitions.hpp): other nodes' queues
+    // are listed and exported here.
+    api.remote_queues = [dir = cluster->remote()](const std::string* vhost) {
+      std::vector<mgmt::queue_def> out;
+      for (auto& r : dir->queues(vhost)) {
+        r.def.node = r.node;
+        out.push_back(std::move(r.def));
+      }
+      return out;
+    };
+    api.remote_bindings = [dir = cluster->remote()](const std::string* vhost) {
+      return dir->bindings(vhost);
+    };
     cluster->join();
   }
   pool.start();

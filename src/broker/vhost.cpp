@@ -51,7 +51,19 @@ std::optional<std::string> first_difference(const common::field_table& a,
 
 vhost::vhost(std::string name, size_t home_worker) : name_(std::move(name)), home_(home_worker) {}
 
+maybe_error vhost::remote_queue(std::string_view name) const {
+  if (!remote_queue_) return std::nullopt;
+  auto node = remote_queue_(name);
+  if (!node) return std::nullopt;
+  return error{error_code::resource_locked,
+               fmt::format("queue '{}' in vhost '{}' lives on node '{}' of this cluster; declare, "
+                           "use or delete it on that node (a queue is not yet served from other "
+                           "nodes)",
+                           name, name_, *node)};
+}
+
 error vhost::no_queue(std::string_view name) const {
+  if (auto e = remote_queue(name)) return *e;
   return error{error_code::not_found, fmt::format("no queue '{}' in vhost '{}'", name, name_)};
 }
 
@@ -233,6 +245,8 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
     return error{error_code::access_refused,
                  fmt::format("queue name '{}' contains reserved prefix 'amq.*'", name)};
   }
+  if (!restoring_ && !find_queue(name))
+    if (auto e = remote_queue(name)) return *e;
   if (r.authorize)
     if (auto e = r.authorize(name, find_queue(name) != nullptr)) return *e;
   if (queue* q = find_queue(name)) {
@@ -307,7 +321,10 @@ std::variant<uint32_t, error> vhost::purge_queue(std::string_view name, uint64_t
 std::variant<uint32_t, error> vhost::delete_queue(std::string_view name, bool if_unused,
                                                   bool if_empty, uint64_t connection_id) {
   queue* q = find_queue(name);
-  if (!q) return uint32_t(0);  // RabbitMQ: deleting a missing queue succeeds with 0
+  if (!q) {
+    if (auto e = remote_queue(name)) return *e;
+    return uint32_t(0);  // RabbitMQ: deleting a missing queue succeeds with 0
+  }
   if (auto e = check_exclusive(*q, connection_id)) return *e;
   if (if_unused && !q->consumers().empty())
     return error{error_code::precondition_failed,

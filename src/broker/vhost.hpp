@@ -304,6 +304,16 @@ class vhost {
   void set_routing_observer(std::function<void(const routing_change&)> fn) {
     routing_observer_ = std::move(fn);
   }
+  // The observer set, so that a second one can chain to it.
+  const std::function<void(const routing_change&)>& routing_observer() const {
+    return routing_observer_;
+  }
+  // In a cluster (app/cluster_definitions.hpp): the node a queue of this name lives on when that
+  // is another node, else nullopt. Asked only for names this vhost does not have: declaring,
+  // using or deleting such a queue here is refused with 405 naming its node (serving a queue
+  // from another node is not built yet). Home worker; the function itself may be called there.
+  using remote_queue_fn = std::function<std::optional<std::string>(std::string_view name)>;
+  void set_remote_queue_lookup(remote_queue_fn fn) { remote_queue_ = std::move(fn); }
 
   // --- limits (RabbitMQ's vhost limits: max-connections, max-queues) ---
   // The exception to "home worker only": any thread. The AMQP layer counts connections here at
@@ -374,6 +384,9 @@ class vhost {
   dest_id next_id_ = routing_table::first_free_id;
   routing_table routing_;
   std::function<void(const routing_change&)> routing_observer_;
+  remote_queue_fn remote_queue_;
+  // The refusal of a queue that lives on another node, if `name` is one.
+  maybe_error remote_queue(std::string_view name) const;
   std::map<std::string, std::unique_ptr<queue>, std::less<>> queues_;
   std::map<dest_id, queue*> queue_ids_;
   std::map<uint32_t, queue*> store_queues_;  // durable queues by store id

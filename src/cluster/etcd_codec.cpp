@@ -98,6 +98,12 @@ json cmp_lease_equal(std::string_view key, int64_t lease) {
           {"result", "EQUAL"},
           {"lease", std::to_string(lease)}};
 }
+json cmp_version_greater(std::string_view key, int64_t version) {
+  return {{"key", b64(key)},
+          {"target", "VERSION"},
+          {"result", "GREATER"},
+          {"version", std::to_string(version)}};
+}
 json cmp_value_equal(std::string_view key, std::string_view value) {
   return {{"key", b64(key)}, {"target", "VALUE"}, {"result", "EQUAL"}, {"value", b64(value)}};
 }

@@ -66,6 +66,8 @@ json op_delete(std::string_view key, std::string_view range_end = {});
 json cmp_version_equal(std::string_view key, int64_t version);
 json cmp_lease_equal(std::string_view key, int64_t lease);
 json cmp_value_equal(std::string_view key, std::string_view value);
+// The key's VERSION above `version` (0: the key exists).
+json cmp_version_greater(std::string_view key, int64_t version);
 
 json range_request(std::string_view key, std::string_view range_end = {}, int64_t revision = 0);
 json put_request(std::string_view key, std::string_view value, int64_t lease = 0);

@@ -65,6 +65,9 @@ void prefix_mirror::resync() {
                          s->retry_later();
                        });
                    self->synced_ = true;
+                   self->changed_.clear();
+                   for (const auto& [k, kv] : self->items_) self->changed_.push_back(k);
+                   self->changed_all_ = true;
                    if (self->on_change_) self->on_change_(self->items_);
                  });
 }
@@ -76,7 +79,10 @@ void prefix_mirror::apply(const watch_message& m) {
     return retry_later();
   }
   if (m.events.empty()) return;
+  changed_.clear();
+  changed_all_ = false;
   for (const auto& e : m.events) {
+    changed_.push_back(e.kv.key);
     if (e.deleted)
       items_.erase(e.kv.key);
     else

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cluster/etcd_client.hpp"
 
@@ -32,6 +33,10 @@ class prefix_mirror : public std::enable_shared_from_this<prefix_mirror> {
   // How many times the prefix was read whole (the first read, then one per lost watch): events
   // between two reads may have been folded into the second.
   uint64_t reads() const { return reads_; }
+  // During on_change: the keys the change is about (put or deleted), or, after a whole read,
+  // every key (`changed_all()`: keys gone while the watch was lost are not listed).
+  const std::vector<std::string>& changed() const { return changed_; }
+  bool changed_all() const { return changed_all_; }
 
  private:
   void resync();
@@ -48,6 +53,8 @@ class prefix_mirror : public std::enable_shared_from_this<prefix_mirror> {
   int64_t revision_ = 0;
   bool synced_ = false;
   uint64_t reads_ = 0;
+  std::vector<std::string> changed_;
+  bool changed_all_ = false;
   bool stopped_ = false;
 };
 

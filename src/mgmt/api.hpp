@@ -124,6 +124,11 @@ struct api_context {
   std::vector<listener_info> listeners;
   // The cluster, any thread. Unset: a single node (no etcd).
   std::function<cluster_status()> cluster;
+  // In a cluster, any thread: the queues that live on other nodes (with their `node`), and the
+  // bindings to them, of one vhost or of all (null), as etcd has them (app/cluster_definitions).
+  // Listed with this node's queues and exported with its definitions. Unset: a single node.
+  std::function<std::vector<queue_def>(const std::string* vhost)> remote_queues;
+  std::function<std::vector<binding_def>(const std::string* vhost)> remote_bindings;
   // The broker-wide history the overview charts (sampled every 5 s by main's stats timer).
   overview_sampler* overview = nullptr;
 

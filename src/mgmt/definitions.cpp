@@ -119,7 +119,12 @@ maybe_reason apply_queue(broker::vhost& v, const queue_def& q) {
 
 maybe_reason apply_binding(broker::vhost& v, const binding_def& b) {
   auto dest = b.to_queue ? v.queue_dest(b.destination, 0, false) : v.exchange_dest(b.destination);
-  if (auto* e = std::get_if<broker::error>(&dest)) return reason(*e);
+  if (auto* e = std::get_if<broker::error>(&dest)) {
+    // In a cluster, a queue of another node (queue_dest checks no exclusivity here, so this is
+    // the only 405): its bindings are that node's, as is the queue (left alone above).
+    if (e->code == broker::error_code::resource_locked) return std::nullopt;
+    return reason(*e);
+  }
   if (auto e = v.bind(b.source, std::get<broker::dest_id>(dest), b.routing_key, b.arguments))
     return reason(*e);
   return std::nullopt;

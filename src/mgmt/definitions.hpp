@@ -25,7 +25,8 @@ std::optional<std::string> precheck(const definitions& d);
 
 // Home worker of `v`. Declares the exchanges, then the queues, then the bindings of `d` that
 // belong to `v`. Exchanges and queues that exist already are left as they are (RabbitMQ does
-// not compare them either). Stops at the first error and returns it as RabbitMQ words it
+// not compare them either); so are, in a cluster, queues of other nodes and bindings to them
+// (those are their nodes'). Stops at the first error and returns it as RabbitMQ words it
 // ("not_found: no queue 'q' in vhost '/'"); what was declared before it stays.
 std::optional<std::string> apply(broker::vhost& v, const definitions& d);
 

@@ -225,12 +225,14 @@ json export_json(const definitions& d, const export_info& info) {
     return ordered;
   };
   json queues = json::array();
-  for (const auto& q : d.queues)
-    queues.push_back(with_vhost(json{{"name", q.name},
-                                     {"durable", q.durable},
-                                     {"auto_delete", q.auto_delete},
-                                     {"arguments", to_json(q.arguments)}},
-                                q.vhost));
+  for (const auto& q : d.queues) {
+    json item{{"name", q.name},
+              {"durable", q.durable},
+              {"auto_delete", q.auto_delete},
+              {"arguments", to_json(q.arguments)}};
+    if (!q.node.empty()) item["node"] = q.node;
+    queues.push_back(with_vhost(std::move(item), q.vhost));
+  }
   out["queues"] = std::move(queues);
   json exchanges = json::array();
   for (const auto& x : d.exchanges)

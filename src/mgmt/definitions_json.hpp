@@ -65,6 +65,9 @@ struct queue_def {
   bool durable = true;
   bool auto_delete = false;
   common::field_table arguments;
+  // In a cluster: the node the queue lives on, exported as "node" (never read back: a queue
+  // imported is declared on the node importing it).
+  std::string node;
   bool operator==(const queue_def&) const = default;
 };
 

@@ -52,12 +52,36 @@ struct export_job {
   std::vector<definitions> parts;  // one per vhost, in the order asked
   size_t pending = 0;
 
+  // In a cluster: the queues of other nodes and the bindings to them (api_context).
+  std::function<std::vector<queue_def>(const std::string*)> remote_queues;
+  std::function<std::vector<binding_def>(const std::string*)> remote_bindings;
+  std::string node;  // this node's name, given to its queues when in a cluster
+
   void finish() {
+    if (remote_queues)
+      for (auto& p : parts)
+        for (auto& q : p.queues) q.node = node;
     for (auto& p : parts) {
       std::move(p.exchanges.begin(), p.exchanges.end(), std::back_inserter(all.exchanges));
       std::move(p.queues.begin(), p.queues.end(), std::back_inserter(all.queues));
       std::move(p.bindings.begin(), p.bindings.end(), std::back_inserter(all.bindings));
     }
+    const std::string* only = info.only_vhost ? &*info.only_vhost : nullptr;
+    // As for this node's: durable queues only, and the bindings to them.
+    std::set<std::pair<std::string, std::string>> durable;
+    if (remote_queues)
+      for (auto& q : remote_queues(only))
+        if (q.durable) {
+          durable.emplace(q.vhost, q.name);
+          all.queues.push_back(std::move(q));
+        }
+    std::set<std::pair<std::string, std::string>> sources;
+    for (const auto& x : all.exchanges) sources.emplace(x.vhost, x.name);
+    if (remote_bindings)
+      for (auto& b : remote_bindings(only))
+        if (durable.count({b.vhost, b.destination}) &&
+            (b.source.starts_with("amq.") || sources.count({b.vhost, b.source})))
+          all.bindings.push_back(std::move(b));
     auto res = json_response(req, bhttp::status::ok, export_json(all, info));
     if (auto name = download_name(req.target()); !name.empty())
       res.set(bhttp::field::content_disposition, "attachment; filename=" + name);
@@ -163,6 +187,9 @@ void export_definitions(const api_context& api, const http::request_header& req,
   job->req = req;
   job->done = std::move(done);
   job->info = export_info{api.version, vhost};
+  job->remote_queues = api.remote_queues;
+  job->remote_bindings = api.remote_bindings;
+  job->node = api.node_name;
   std::vector<std::string> names = vhost ? std::vector<std::string>{*vhost} : api.vhosts->names();
   if (!vhost) {
     add_users(job->all, api.users->all());

@@ -97,7 +97,25 @@ bool valid_utf8(std::string_view s) {
 struct vhost_queue {
   std::string vhost;
   broker::queue_view q;
+  std::string node;  // another node's queue (its record in etcd); empty: this node's
 };
+
+// In a cluster, the queues other nodes hold, as their records say (no statistics: those stay on
+// their node).
+std::vector<vhost_queue> remote_queues(const call_ptr& c, const std::vector<broker::vhost*>& vs) {
+  std::vector<vhost_queue> out;
+  if (!c->api.remote_queues) return out;
+  for (broker::vhost* v : vs)
+    for (auto& d : c->api.remote_queues(&v->name())) {
+      broker::queue_view q;
+      q.name = d.name;
+      q.durable = d.durable;
+      q.auto_delete = d.auto_delete;
+      q.arguments = std::move(d.arguments);
+      out.push_back({d.vhost, std::move(q), d.node});
+    }
+  return out;
+}
 
 std::optional<sort_value> queue_sort_key(const vhost_queue& v, std::string_view key) {
   const auto& q = v.q;
@@ -196,13 +214,17 @@ void list_queues(const call_ptr& c, bool one_vhost) {
   std::vector<broker::vhost*> vs;
   if (!c->vhosts_arg(one_vhost, vs)) return;
   bool history = wants_history(c->query);
-  if (page_in_stored_order(c->query, vs.size())) return list_queues_page(c, std::move(vs), history);
+  // Other nodes' queues are not in the vhosts' order: with them, the general path.
+  auto remote = std::make_shared<std::vector<vhost_queue>>(remote_queues(c, vs));
+  if (remote->empty() && page_in_stored_order(c->query, vs.size()))
+    return list_queues_page(c, std::move(vs), history);
   over_vhosts<std::vector<broker::queue_view>>(
       c, vs, [history](broker::vhost& v) { return v.view_queues({}, history); },
-      [c, vs](std::vector<std::vector<broker::queue_view>> parts) {
+      [c, vs, remote](std::vector<std::vector<broker::queue_view>> parts) {
         std::vector<vhost_queue> all;
         for (size_t i = 0; i < parts.size(); ++i)
-          for (auto& q : parts[i]) all.push_back({vs[i]->name(), std::move(q)});
+          for (auto& q : parts[i]) all.push_back({vs[i]->name(), std::move(q), {}});
+        for (auto& r : *remote) all.push_back(std::move(r));
         auto o = render_options::from(c->query);
         list_source<vhost_queue> src;
         src.name = [](const vhost_queue& v) -> std::string_view { return v.q.name; };
@@ -211,7 +233,9 @@ void list_queues(const call_ptr& c, bool one_vhost) {
           return queue_sort_key(v, k);
         };
         std::string node = c->node();
-        src.render = [o, node](const vhost_queue& v) { return queue_json(v.q, v.vhost, node, o); };
+        src.render = [o, node](const vhost_queue& v) {
+          return queue_json(v.q, v.vhost, v.node.empty() ? node : v.node, o);
+        };
         c->list(std::move(all), src);
       });
 }
@@ -230,7 +254,15 @@ void get_queue(const call_ptr& c) {
         return one{v.view_queues(name, true), v.view_consumers(name)};
       },
       [c, v](std::vector<one> r) {
-        if (r[0].q.empty()) return c->not_found();
+        if (r[0].q.empty()) {
+          for (auto& x : remote_queues(c, {v}))
+            if (x.q.name == c->args[1]) {
+              json j = queue_json(x.q, x.vhost, x.node, render_options::from(c->query));
+              return c->json_reply(c->query.columns.empty() ? j
+                                                            : keep_columns(j, c->query.columns));
+            }
+          return c->not_found();
+        }
         auto o = render_options::from(c->query);
         if (!c->query.lengths_age) o.lengths_age = o.lengths_incr = 0;
         json j = queue_json(r[0].q[0], v->name(), c->node(), o);
@@ -613,6 +645,20 @@ void binding_list(const call_ptr& c, std::vector<broker::vhost*> vs,
         for (size_t i = 0; i < parts.size(); ++i)
           for (auto& b : parts[i])
             if (!keep || keep(b)) all.push_back({vs[i]->name(), std::move(b)});
+        // In a cluster, those of other nodes' queues too: the default exchange's, then the rest.
+        for (broker::vhost* v : vs) {
+          const std::string& vh = v->name();
+          std::vector<broker::binding_view> remote;
+          if (c->api.remote_queues)
+            for (const auto& q : c->api.remote_queues(&vh))
+              remote.push_back({"", q.name, false, q.name, {}});
+          if (c->api.remote_bindings)
+            for (auto& b : c->api.remote_bindings(&vh))
+              remote.push_back({std::move(b.source), std::move(b.destination), !b.to_queue,
+                                std::move(b.routing_key), std::move(b.arguments)});
+          for (auto& b : remote)
+            if (!keep || keep(b)) all.push_back({vh, std::move(b)});
+        }
         // Bindings keep their own order (default exchange first) rather than vhost, name.
         json items = json::array();
         for (const auto& x : all) items.push_back(binding_json(x.b, x.vhost));

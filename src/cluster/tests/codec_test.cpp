@@ -23,6 +23,8 @@ TEST(etcd_codec, requests_are_base64_and_strings) {
             R"({"key":"YQ==","lease":"9","result":"EQUAL","target":"LEASE"})");
   EXPECT_EQ(cmp_value_equal("a", "b").dump(),
             R"({"key":"YQ==","result":"EQUAL","target":"VALUE","value":"Yg=="})");
+  EXPECT_EQ(cmp_version_greater("a", 0).dump(),
+            R"({"key":"YQ==","result":"GREATER","target":"VERSION","version":"0"})");
   EXPECT_EQ(op_delete("a").dump(), R"({"request_delete_range":{"key":"YQ=="}})");
   EXPECT_EQ(watch_create_request("a", "b", 7).dump(),
             R"({"create_request":{"key":"YQ==","range_end":"Yg==","start_revision":"7"}})");

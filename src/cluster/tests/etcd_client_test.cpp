@@ -82,6 +82,20 @@ TEST_F(etcd_test, put_range_txn_delete) {
   ASSERT_EQ(t.ranges.size(), 1u);
   EXPECT_EQ(t.ranges[0].kvs[0].value, std::string("v\0\xff", 3));
 
+  // Delete-if-present: takes its branch only while the key exists.
+  for (bool present : {true, false}) {
+    done = false;
+    c->txn(json::array({cmp_version_greater("/t/a", 0)}), json::array({op_delete("/t/a")}),
+           json::array(), [&](const std::string& e, txn_result r) {
+             error = e;
+             t = std::move(r);
+             done = true;
+           });
+    ASSERT_TRUE(run_until([&] { return done; }));
+    ASSERT_EQ(error, "");
+    EXPECT_EQ(t.succeeded, present);
+  }
+
   done = false;
   c->delete_range("/t/", prefix_end("/t/"), [&](const std::string& e) {
     error = e;
@@ -308,18 +322,29 @@ TEST_F(etcd_test, a_node_restarted_at_once_waits_for_its_old_lease_instead_of_ex
 TEST_F(etcd_test, prefix_mirror_follows_changes) {
   auto c = client();
   int changes = 0;
-  auto m = std::make_shared<prefix_mirror>(c, "/m/",
-                                           [&](const prefix_mirror::items_map&) { ++changes; });
+  std::vector<std::string> changed;
+  bool all = false;
+  std::shared_ptr<prefix_mirror> m;
+  m = std::make_shared<prefix_mirror>(c, "/m/", [&](const prefix_mirror::items_map&) {
+    ++changes;
+    changed.insert(changed.end(), m->changed().begin(), m->changed().end());
+    all = m->changed_all();
+  });
   bool done = false;
   c->put("/m/before", "1", 0, [&](const std::string&) { done = true; });
   ASSERT_TRUE(run_until([&] { return done; }));
   m->start();
   ASSERT_TRUE(run_until([&] { return m->synced(); }));
   EXPECT_EQ(m->items().count("/m/before"), 1u);
+  EXPECT_TRUE(all);  // the first read: every key
+  EXPECT_EQ(changed, std::vector<std::string>{"/m/before"});
+  changed.clear();
   c->put("/m/after", "2", 0, [](const std::string&) {});
   c->delete_range("/m/before", {}, [](const std::string&) {});
   ASSERT_TRUE(
       run_until([&] { return m->items().count("/m/after") && !m->items().count("/m/before"); }));
+  EXPECT_FALSE(all);  // events: the keys they are about, the deleted one too
+  EXPECT_EQ(changed, (std::vector<std::string>{"/m/after", "/m/before"}));
   m->stop();
 }
 
