@@ -55,7 +55,7 @@ void page_out_in_steps(net::worker_pool& pool, broker::vhost* v, size_t paged_so
     return;
   }
   auto next = [&pool, v, total] {
-    pool.at(v->home_worker()).post([&pool, v, total] { page_out_in_steps(pool, v, total); });
+    pool.at(v->shard_index()).post([&pool, v, total] { page_out_in_steps(pool, v, total); });
   };
   broker::journal* j = v->get_journal();
   if (j && step.ticket)
@@ -108,9 +108,18 @@ void resource_alarms::page_vhosts(broker::vhost_registry& vhosts, double ratio) 
     for (const auto& name : vhosts.names()) {
       broker::vhost* v = vhosts.find(name);
       pool_.at(v->home_worker()).post([&pool = pool_, v, on] {
-        // New arrivals are paged from now on; what is already in memory goes in steps.
+        // New arrivals are paged from now on; what is already in memory goes in steps, on
+        // every shard (each posted after the shard's own pressure change, which the authority
+        // passes on first).
         v->set_memory_pressure(on);
-        if (on) page_out_in_steps(pool, v, 0);
+        if (!on) return;
+        for (size_t i = 0; i < v->shard_count(); ++i) {
+          broker::vhost* sh = &v->shard_at(i);
+          if (sh == v)
+            page_out_in_steps(pool, v, 0);
+          else
+            pool.at(i).post([&pool, sh] { page_out_in_steps(pool, sh, 0); });
+        }
       });
     }
   });

@@ -177,6 +177,15 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
               "Unix socket serving the management API to warrenctl without a password (mode "
               "0600: the file's permissions are the access control; empty: none)");
   bind_option(app, b, cli, &config::workers, "workers", "Worker threads (0: one per core)");
+  bind_checked_option(
+      app, b, cli, &config::queue_placement, "queue_placement",
+      "Where a vhost's queues run: home (all on the vhost's home worker) or hash (spread over the "
+      "workers by a hash of their names; experimental, docs/architecture.md)",
+      [](const std::string& text) -> std::optional<std::string> {
+        if (text == "home" || text == "hash") return text;
+        return std::nullopt;
+      },
+      "home|hash", "home or hash");
   bind_option(app, b, cli, &config::log_level, "log_level", "trace, debug, info, warn, error, off");
   bind_option(app, b, cli, &config::ports_file, "ports_file",
               "Write the bound ports as JSON to this file once listening (for tests and tools)");

@@ -33,6 +33,9 @@ struct config {
   // default (the placeholder below) is resolved to <data_dir>/warren.sock; empty: none.
   std::string ctl_socket = std::string(ctl_socket_in_data_dir);
   unsigned workers = 0;  // 0: one per core
+  // Where a vhost's queues live: "home" (its home worker), or "hash" (spread over the workers by
+  // a hash of the vhost's and the queue's names). docs/architecture.md.
+  std::string queue_placement = "hash";
   std::string log_level = "info";
   std::string ports_file;
   uint16_t heartbeat = 60;

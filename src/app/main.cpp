@@ -250,7 +250,18 @@ int run(const app::config& cfg) {
   if (std::string err; !user_file.load(users, err)) throw std::runtime_error(err);
 
   broker::vhost_registry vhosts;
-  for (size_t i = 0; i < vhost_names.size(); ++i) vhosts.add(vhost_names[i], i % cfg.workers);
+  // Shards post to the workers once they run (start_shards, below); recovery calls them directly.
+  net::worker_pool* shard_pool = nullptr;
+  auto placement = cfg.queue_placement == "hash" ? broker::vhost::placement::hash
+                                                 : broker::vhost::placement::home;
+  auto enable_shards = [&](broker::vhost& v) {
+    v.enable_shards(cfg.queue_placement == "hash" ? cfg.workers : 1, placement,
+                    [&shard_pool](size_t i, std::function<void()> fn) {
+                      shard_pool->at(i).post(std::move(fn));
+                    });
+  };
+  for (size_t i = 0; i < vhost_names.size(); ++i)
+    enable_shards(vhosts.add(vhost_names[i], i % cfg.workers));
   // The web gateway's exchanges exist before recovery, which restores bindings to them.
   std::string web_vhost = cfg.web_vhost.empty() ? cfg.default_vhost : cfg.web_vhost;
   broker::vhost* gw_vhost = vhosts.find(web_vhost);
@@ -316,6 +327,8 @@ int run(const app::config& cfg) {
   ::signal(SIGPIPE, SIG_IGN);
 
   net::worker_pool pool(cfg.workers);
+  shard_pool = &pool;
+  for (const auto& name : vhost_names) vhosts.find(name)->start_shards();
   ctx.pool = &pool;
   app::resource_alarms alarms(cfg, pool);  // memory and disk alarms block publishers
   ctx.alarms = &alarms.board();
@@ -365,6 +378,7 @@ int run(const app::config& cfg) {
     if (vhosts.find(name)) return {};
     if (name.empty() || name.size() > 255) return "a vhost name has 1 to 255 bytes";
     auto v = std::make_unique<broker::vhost>(name, vhosts.size() % cfg.workers);
+    enable_shards(*v);
     try {
       open_store(*v);
       created_vhosts.push_back(name);
@@ -372,12 +386,15 @@ int run(const app::config& cfg) {
     } catch (const std::exception& e) {
       return fmt::format("cannot create vhost '{}': {}", name, e.what());
     }
+    v->start_shards();
     broker::vhost& added = vhosts.add(std::move(v));
-    net::worker& home = pool.at(added.home_worker());
-    home.post([&, v = &added, w = &home] {
-      std::lock_guard lock(vhosts_mutex);
-      tickers.push_back(std::make_unique<vhost_ticker>(*w, *v));
-    });
+    for (size_t i = 0; i < added.shard_count(); ++i) {
+      net::worker& w = pool.at(added.shard_count() == 1 ? added.home_worker() : i);
+      w.post([&, v = &added.shard_at(i), w = &w] {
+        std::lock_guard lock(vhosts_mutex);
+        tickers.push_back(std::make_unique<vhost_ticker>(*w, *v));
+      });
+    }
     if (auto who = users.find(acting_user)) {
       users.update([&](auth::user_map& m) {
         auto it = m.find(acting_user);
@@ -561,7 +578,9 @@ int run(const app::config& cfg) {
                              "web-tls", dual_stack);
   for (const auto& name : vhost_names) {
     broker::vhost* v = vhosts.find(name);
-    tickers.push_back(std::make_unique<vhost_ticker>(pool.at(v->home_worker()), *v));
+    for (size_t i = 0; i < v->shard_count(); ++i)
+      tickers.push_back(std::make_unique<vhost_ticker>(
+          pool.at(v->shard_count() == 1 ? v->home_worker() : i), v->shard_at(i)));
   }
   api.listeners = {{"amqp", bound, amqp_listener.port()},
                    {"http", bound, http_listener.port()},

@@ -41,6 +41,7 @@ bool index_spool::open() {
 }
 
 bool index_spool::write(const void* data, size_t n, uint32_t& block) {
+  std::lock_guard lk(mutex_);
   if (n > block_bytes || !open()) return false;
   uint32_t b;
   if (!free_.empty()) {
@@ -82,6 +83,7 @@ bool index_spool::read(uint32_t block, void* data, size_t n) {
 
 void index_spool::free(std::span<const uint32_t> blocks) {
   if (blocks.empty()) return;
+  std::lock_guard lk(mutex_);
   in_use_ -= blocks.size();
   if (in_use_ == 0) {
     // Empty: the file shrinks to nothing and numbering starts again.

@@ -4,10 +4,12 @@
 // its vhost's worker.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <vector>
 
@@ -30,7 +32,8 @@ static_assert(sizeof(paged) == 24, "a paged entry is 24 bytes on disk");
 // the process: the indexes are rebuilt from the segments by recovery, so nothing here needs to
 // survive a crash. A freed block's disk space is given back at once (a hole punched in the file)
 // and its number reused. Any failure (no file, a full disk) is reported as false: the caller then
-// keeps that block in RAM.
+// keeps that block in RAM. Thread-safe: the queues of every worker's shard of a vhost share it
+// (block allocation and freeing take a mutex, once per block of entries; reads are preads).
 class index_spool {
  public:
   static constexpr size_t block_bytes = 48u << 10;
@@ -44,13 +47,17 @@ class index_spool {
   bool read(uint32_t block, void* data, size_t n);
   void free(uint32_t block) { free(std::span<const uint32_t>(&block, 1)); }
   void free(std::span<const uint32_t> blocks);
-  size_t blocks_in_use() const { return in_use_; }
+  size_t blocks_in_use() const {
+    std::lock_guard lk(mutex_);
+    return in_use_;
+  }
 
  private:
   bool open();
 
   std::filesystem::path dir_;
-  int fd_ = -1;
+  mutable std::mutex mutex_;
+  std::atomic<int> fd_{-1};
   bool failed_ = false;  // could not create the file: logged once, everything stays in RAM
   uint32_t next_ = 0;    // blocks the file has room for
   size_t in_use_ = 0;

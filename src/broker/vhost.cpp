@@ -49,7 +49,96 @@ std::optional<std::string> first_difference(const common::field_table& a,
 
 }  // namespace
 
-vhost::vhost(std::string name, size_t home_worker) : name_(std::move(name)), home_(home_worker) {}
+vhost::vhost(std::string name, size_t home_worker)
+    : name_(std::move(name)), home_(home_worker), shard_(home_worker) {}
+
+// ----------------------------------------------------------------------------- shards
+
+void vhost::enable_shards(size_t count, placement p, shard_poster post) {
+  placement_ = p;
+  post_ = std::move(post);
+  if (count <= 1 || !shards_.empty()) return;
+  shards_.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    if (i == home_) {
+      shards_[i] = this;
+      continue;
+    }
+    auto sh = std::make_unique<vhost>(name_, home_);
+    sh->shard_ = i;
+    sh->authority_ = this;
+    sh->tag_base_ = uint64_t(i + 1) << tag_shard_shift;
+    sh->journal_ = journal_;
+    sh->page_threshold_ = page_threshold_;
+    shards_[i] = sh.get();
+    owned_shards_.push_back(std::move(sh));
+  }
+}
+
+void vhost::on_shard(size_t s, std::function<void(vhost&)> fn) {
+  vhost& target = shard_at(s);
+  if (direct_ || !post_ || &target == this) return fn(target);
+  post_(s, [&target, fn = std::move(fn)] { fn(target); });
+}
+
+size_t vhost::locate_queue(std::string_view name) const {
+  const vhost& a = *authority_;
+  if (a.shards_.empty()) return a.home_;
+  std::shared_lock lk(a.located_mutex_);
+  auto it = a.located_.find(name);
+  return it == a.located_.end() ? a.home_ : it->second;
+}
+
+size_t vhost::located_shard(std::string_view name) const {
+  const vhost& a = *authority_;
+  if (a.shards_.empty()) return SIZE_MAX;
+  std::shared_lock lk(a.located_mutex_);
+  auto it = a.located_.find(name);
+  return it == a.located_.end() ? SIZE_MAX : it->second;
+}
+
+std::variant<publish_outcome, error> vhost::publish_to_queue(message_ptr m, uint64_t publisher,
+                                                             uint64_t* sync_ticket) {
+  queue* q = find_queue(m->routing_key);
+  if (!q) return publish_outcome::unroutable;
+  count(global_counters::routed);
+  dest_id id = q->id();
+  bool rejected = false;
+  external_ticket_ = 0;
+  uint64_t ticket =
+      enqueue_all(std::move(m), std::span<const dest_id>(&id, 1), now_ms(), rejected, publisher);
+  if (sync_ticket) *sync_ticket = std::max(ticket, external_ticket_);
+  return rejected ? publish_outcome::rejected : publish_outcome::routed;
+}
+
+std::optional<std::pair<uint32_t, uint32_t>> vhost::queue_counts(std::string_view name) {
+  queue* q = find_queue(name);
+  if (!q) return std::nullopt;
+  q->last_used = now_ms();
+  return std::pair{uint32_t(q->message_count()), uint32_t(q->consumers().size())};
+}
+
+void vhost::hand_over(size_t s, message_ptr m, std::vector<dest_id> ids, uint64_t publisher,
+                      const shard_answer* answer) {
+  on_shard(s, [m = std::move(m), ids = std::move(ids), publisher,
+               answer = answer ? *answer : shard_answer{}](vhost& sh) mutable {
+    bool rejected = false;
+    uint64_t ticket = sh.enqueue_all(std::move(m), ids, now_ms(), rejected, publisher);
+    if (answer) answer(ticket, rejected);
+  });
+}
+
+void vhost::queue_gone(dest_id id) {
+  if (is_authority()) return forget_queue(id);
+  authority_->on_shard(authority_->home_, [id](vhost& a) { a.forget_queue(id); });
+}
+
+void vhost::forget_queue(dest_id id) {
+  auto t = twins_.find(id);
+  if (t == twins_.end()) return;  // gone already (deleted through the authority)
+  queue* q = queue_by_id(id);
+  if (q) drop_definition(*q);
+}
 
 maybe_error vhost::remote_queue(std::string_view name) const {
   if (!remote_queue_) return std::nullopt;
@@ -236,7 +325,8 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
     queue* q = find_queue(name);
     if (!q) return no_queue(name);
     if (auto e = check_exclusive(*q, r.connection_id)) return *e;
-    return queue_declare_ok{name, uint32_t(q->message_count()), uint32_t(q->consumers().size())};
+    return queue_declare_ok{name, uint32_t(q->message_count()), uint32_t(q->consumers().size()),
+                            twin_shard(q->id())};
   }
   if (name.empty()) {
     do name = generated_queue_name();
@@ -272,7 +362,8 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
     if (auto k = first_difference(r.arguments, c.arguments))
       return inequivalent("queue", *k, name, name_, "(new value)", "(current value)");
     q->last_used = now_ms();
-    return queue_declare_ok{name, uint32_t(q->message_count()), uint32_t(q->consumers().size())};
+    return queue_declare_ok{name, uint32_t(q->message_count()), uint32_t(q->consumers().size()),
+                            twin_shard(q->id())};
   }
   queue_policy policy;
   if (auto e = parse_queue_arguments(r.arguments, policy)) return *e;
@@ -299,11 +390,40 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
   }
   queue_ids_[id] = q.get();
   change_routing(queue_added{name, id});
-  q->timed_sink = &timed_;
-  if (q->policy().expires_ms) q->list_timed();
-  queues_[name] = std::move(q);
+  size_t place = home_;
+  if (!shards_.empty() && placement_ == placement::hash) {
+    // FNV-1a of the vhost's and the queue's names: the same workers put a queue back on the
+    // same shard after a restart.
+    uint64_t h = 14695981039346656037ull;
+    auto mix = [&h](std::string_view text) {
+      for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+    };
+    mix(name_);
+    mix(std::string_view("\0", 1));
+    mix(name);
+    place = size_t(h % shards_.size());
+  }
+  if (place != home_) {
+    // The authority keeps a twin (the declaration); the queue itself lives on its shard.
+    twins_[id] = place;
+    {
+      std::unique_lock lk(located_mutex_);
+      located_[name] = place;
+    }
+    queue_policy runtime_policy;
+    (void)parse_queue_arguments(q->settings().arguments, runtime_policy);
+    auto rt = std::make_shared<std::unique_ptr<queue>>(
+        std::make_unique<queue>(q->settings(), std::move(runtime_policy), id));
+    (*rt)->store_id = q->store_id;
+    on_shard(place, [rt](vhost& sh) { sh.adopt(std::move(*rt)); });
+    queues_[name] = std::move(q);
+  } else {
+    q->timed_sink = &timed_;
+    if (q->policy().expires_ms) q->list_timed();
+    queues_[name] = std::move(q);
+  }
   count(global_counters::queues_created);
-  return queue_declare_ok{name, 0, 0};
+  return queue_declare_ok{name, 0, 0, place == home_ ? SIZE_MAX : place};
 }
 
 std::variant<uint32_t, error> vhost::purge_queue(std::string_view name, uint64_t connection_id) {
@@ -344,13 +464,23 @@ void vhost::destroy_queue(queue& q, bool notify_consumers) {
   dest_id id = q.id();
   if (journal_)
     q.for_each_stored([&](uint32_t seg, uint32_t off) { journal_->release(seg, off, q.store_id); });
-  if (q.store_id) {
-    store_queues_.erase(q.store_id);
-    if (!restoring_) journal_->queue_deleted(q.name());
+  if (auto t = twins_.find(id); t != twins_.end()) {
+    // Deleted through the authority (a connection's exclusive queue, the management API): the
+    // queue itself goes on its shard, which then tells us, when we have forgotten it already.
+    size_t s = t->second;
+    twins_.erase(t);
+    {
+      std::unique_lock lk(located_mutex_);
+      located_.erase(q.name());
+    }
+    on_shard(s, [id, notify_consumers](vhost& sh) {
+      if (queue* rq = sh.queue_by_id(id)) sh.destroy_queue(*rq, notify_consumers);
+    });
   }
-  std::vector<std::string> sources = routing_.sources_bound_to(id);
-  change_routing(queue_removed{q.name(), id});
-  auto_delete_exchanges(sources);
+  if (!is_authority()) {
+    queue_gone(id);
+    if (q.store_id) store_queues_.erase(q.store_id);
+  }
   const queue_counters& c = q.stats;
   for (auto [sum, add] : {std::pair{&retired_.publish, c.publish},
                           {&retired_.deliver, c.deliver},
@@ -361,9 +491,44 @@ void vhost::destroy_queue(queue& q, bool notify_consumers) {
                           {&retired_.redeliver, c.redeliver},
                           {&retired_.ack, c.ack}})
     *sum += add;
+  if (!is_authority()) {
+    queue_ids_.erase(id);
+    queues_.erase(queues_.find(q.name()));
+    return;
+  }
   count(global_counters::queues_deleted);
+  drop_definition(q);
+}
+
+void vhost::drop_definition(queue& q) {
+  dest_id id = q.id();
+  if (q.store_id) {
+    store_queues_.erase(q.store_id);
+    if (!restoring_) journal_->queue_deleted(q.name());
+  }
+  if (twins_.erase(id)) {
+    std::unique_lock lk(located_mutex_);
+    located_.erase(q.name());
+  }
+  std::vector<std::string> sources = routing_.sources_bound_to(id);
+  change_routing(queue_removed{q.name(), id});
   queue_ids_.erase(id);
-  queues_.erase(queues_.find(q.name()));
+  std::string name = q.name();
+  queues_.erase(queues_.find(name));  // destroys q
+  auto_delete_exchanges(sources);
+}
+
+void vhost::adopt(std::unique_ptr<queue> q) {
+  q->pager = journal_;
+  if (journal_) q->spool = journal_->paged_index_spool();
+  q->page_threshold = memory_pressure_ ? queue::read_ahead : page_threshold_;
+  q->page_threshold_bytes = memory_pressure_ ? queue::read_ahead_bytes : SIZE_MAX;
+  if (q->store_id) store_queues_[q->store_id] = q.get();
+  queue_ids_[q->id()] = q.get();
+  q->timed_sink = &timed_;
+  if (q->policy().expires_ms) q->list_timed();
+  std::string name = q->settings().name;
+  queues_[name] = std::move(q);
 }
 
 // ----------------------------------------------------------------------------- publishing
@@ -385,7 +550,8 @@ bool vhost::attach_sink(std::string_view name, std::function<bool(const message&
 }
 
 std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publisher,
-                                                    uint64_t* sync_ticket) {
+                                                    uint64_t* sync_ticket,
+                                                    const shard_answer* answer, uint32_t* remote) {
   exchange* x = find_exchange(m->exchange);
   if (!x) return no_exchange(m->exchange);
   if (x->settings().internal)
@@ -411,7 +577,13 @@ std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publ
   std::sort(targets.begin(), targets.end());
   targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
   bool rejected = false;
+  answer_ = answer;
+  remote_ = remote;
+  keeps_published_ = x->settings().type == "x-recent-history";
   uint64_t ticket = enqueue_all(m, targets, now_ms(), rejected, publisher);
+  answer_ = nullptr;
+  remote_ = nullptr;
+  keeps_published_ = false;
   if (sync_ticket) *sync_ticket = std::max(ticket, external_ticket_);
   // Refused (nacked): the publisher will send it again, which must not count as a duplicate.
   if (rejected && x->dedup)
@@ -422,7 +594,17 @@ std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publ
 uint64_t vhost::enqueue_all(message_ptr m, std::span<const dest_id> targets, int64_t now,
                             bool& rejected, uint64_t publisher) {
   boost::container::small_vector<queue*, 16> qs;
-  for (dest_id d : targets)
+  // Queues living on other shards, by shard: the message is handed over there, once per shard.
+  boost::container::small_vector<std::pair<size_t, std::vector<dest_id>>, 4> away;
+  for (dest_id d : targets) {
+    if (!twins_.empty())
+      if (auto t = twins_.find(d); t != twins_.end()) {
+        auto g = std::find_if(away.begin(), away.end(),
+                              [&](const auto& p) { return p.first == t->second; });
+        if (g == away.end()) g = away.insert(away.end(), {t->second, {}});
+        g->second.push_back(d);
+        continue;
+      }
     if (queue* q = queue_by_id(d)) {
       // A deduplicating queue that has seen the message's key skips it, as one that took it.
       if (q->dedup)
@@ -433,6 +615,7 @@ uint64_t vhost::enqueue_all(message_ptr m, std::span<const dest_id> targets, int
         }
       qs.push_back(q);
     }
+  }
   // The queues that keep the message in the store: durable ones for a persistent message (a
   // restart gives it back to them), and any that will page it out. One record serves them all.
   std::vector<uint32_t> durable;
@@ -477,6 +660,14 @@ uint64_t vhost::enqueue_all(message_ptr m, std::span<const dest_id> targets, int
       if (q->flow_credit < -int64_t(flow_slack) || q->flow_credit_bytes < -flow_slack_bytes)
         throttle(*q, publisher);
     }
+  }
+  // Then the queues on other shards, each with a message of its own whenever another thread
+  // keeps this one (its store fields are written when a queue stores or pages it): a copy when
+  // queues here or on another shard took it too, or an exchange keeps it (x-recent-history).
+  bool shared = !qs.empty() || away.size() > 1 || keeps_published_;
+  for (auto& [sh, ids] : away) {
+    if (answer_ && remote_) ++*remote_;
+    hand_over(sh, shared ? std::make_shared<message>(*m) : m, std::move(ids), publisher, answer_);
   }
   return ticket;
 }
@@ -527,8 +718,6 @@ void vhost::dead_letter(queue& q, queue::entry e, std::string_view reason, int64
   broker::count(reason == "expired"  ? global_counters::dead_lettered_expired
                 : reason == "maxlen" ? global_counters::dead_lettered_maxlen
                                      : global_counters::dead_lettered_rejected);
-  exchange* x = find_exchange(*dlx);
-  if (!x) return;  // as RabbitMQ: a missing dead-letter exchange drops the message
   const message& old = *e.msg;
   auto m = std::make_shared<message>(old);
   m->store_id = 0;             // a new message, stored on its own if it needs to be
@@ -574,7 +763,26 @@ void vhost::dead_letter(queue& q, queue::entry e, std::string_view reason, int64
     headers.set("x-first-death-exchange", old.exchange);
   }
   m->properties.headers = std::move(headers);
+  std::vector<std::string> death_queues;
+  if (!any_rejected)
+    for (const auto& v : deaths.items)
+      if (auto t = v.get_if<common::field_table>())
+        death_queues.emplace_back(common::table_string(*t, "queue").value_or(""));
+  if (!is_authority()) {
+    // Routing is the authority's: the message goes there.
+    authority_->on_shard(
+        home_, [m = std::move(m), dq = std::move(death_queues), any_rejected](vhost& a) mutable {
+          a.route_dead_letter(std::move(m), std::move(dq), any_rejected);
+        });
+    return;
+  }
+  route_dead_letter(std::move(m), std::move(death_queues), any_rejected);
+}
 
+void vhost::route_dead_letter(message_ptr m, std::vector<std::string> death_queues,
+                              bool any_rejected) {
+  exchange* x = find_exchange(m->exchange);
+  if (!x) return;  // as RabbitMQ: a missing dead-letter exchange drops the message
   dest_list targets;
   dest_set seen;
   seen.insert(x->id());
@@ -583,18 +791,13 @@ void vhost::dead_letter(queue& q, queue::entry e, std::string_view reason, int64
   targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
   // A message that would come back to a queue it already died in, with no client rejection on
   // the way, is in a cycle: RabbitMQ drops it for that queue.
-  targets.erase(std::remove_if(
-                    targets.begin(), targets.end(),
-                    [&](dest_id d) {
-                      queue* t = queue_by_id(d);
-                      return !t || (!any_rejected &&
-                                    std::any_of(deaths.items.begin(), deaths.items.end(),
-                                                [&](const common::field_value& v) {
-                                                  auto tt = v.get_if<common::field_table>();
-                                                  return tt && common::table_string(*tt, "queue") ==
-                                                                   std::string_view(t->name());
-                                                }));
-                    }),
+  targets.erase(std::remove_if(targets.begin(), targets.end(),
+                               [&](dest_id d) {
+                                 queue* t = queue_by_id(d);
+                                 return !t || (!any_rejected &&
+                                               std::find(death_queues.begin(), death_queues.end(),
+                                                         t->name()) != death_queues.end());
+                               }),
                 targets.end());
   bool rejected = false;
   (void)enqueue_all(std::move(m), targets, now_ms(), rejected, 0);
@@ -670,6 +873,9 @@ void vhost::snapshot(definitions_journal& j) const {
 }
 
 void vhost::set_memory_pressure(bool on) {
+  if (is_authority())
+    for (auto& sh : owned_shards_)
+      on_shard(sh->shard_, [on](vhost& v) { v.set_memory_pressure(on); });
   memory_pressure_ = on;
   page_cursor_.clear();
   for (auto& [name, q] : queues_) {
@@ -701,6 +907,8 @@ vhost::page_out_step vhost::page_out_some(size_t budget_bytes) {
 bool vhost::restore_message(uint32_t queue_store_id, message_ptr m) {
   auto it = store_queues_.find(queue_store_id);
   if (it == store_queues_.end()) return false;
+  if (size_t s = twin_shard(it->second->id()); s != SIZE_MAX)
+    return shard_at(s).restore_message(queue_store_id, std::move(m));  // recovery: direct
   queue& q = *it->second;
   std::vector<queue::entry> dropped;
   if (q.enqueue(m, now_ms(), dropped, true, true) == queue::accept::rejected)
@@ -714,6 +922,8 @@ bool vhost::restore_paged(uint32_t queue_store_id, const queue::stored_ref& r, i
   paged = false;
   auto it = store_queues_.find(queue_store_id);
   if (it == store_queues_.end()) return false;
+  if (size_t s = twin_shard(it->second->id()); s != SIZE_MAX)
+    return shard_at(s).restore_paged(queue_store_id, r, now, paged);  // recovery: direct
   queue& q = *it->second;
   std::vector<queue::entry> dropped;
   auto res = q.enqueue_paged(r, now, dropped);

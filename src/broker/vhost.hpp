@@ -13,6 +13,7 @@
 #include <memory>
 #include <memory_resource>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <shared_mutex>
 #include <span>
@@ -77,6 +78,10 @@ struct channel_record {
   uint64_t next_tag = 1;
   uint16_t global_prefetch = 0;  // basic.qos global=true
   uint32_t unacked_count = 0;
+  // The channel's unacknowledged deliveries over every shard, shared by its records on them, for
+  // basic.qos global=true (null: this record's count is the channel's). A shard reserves a slot
+  // before it delivers.
+  std::shared_ptr<std::atomic<int64_t>> global_unacked;
   uint32_t in_transit = 0;        // deliveries sent to the channel and not yet credited back
   uint64_t in_transit_bytes = 0;  // their bodies
   uint32_t throttled_by = 0;      // queues holding this channel's publishes back
@@ -104,6 +109,8 @@ struct queue_declare_ok {
   std::string name;
   uint32_t message_count = 0;
   uint32_t consumer_count = 0;
+  // The queue lives on this other shard: its counts are there (vhost::queue_counts).
+  size_t shard = SIZE_MAX;
 };
 
 struct get_ok {
@@ -115,6 +122,10 @@ struct get_ok {
 struct get_empty {};
 
 enum class publish_outcome { routed, unroutable, rejected };
+
+// A publish's part taken by the queues of another shard, answered on that shard's thread: the
+// store ticket to wait for before confirming (0: none) and whether a queue refused it.
+using shard_answer = std::function<void(uint64_t ticket, bool rejected)>;
 
 class vhost {
  public:
@@ -148,8 +159,12 @@ class vhost {
   // `publisher` is the publishing channel's id (0: none), for backlog throttling.
   // `sync_ticket`, if given, receives what to wait for before confirming (see journal::write);
   // 0 when nothing went to the store.
+  // Queues on other shards get the message by message passing: with `answer`, each such shard
+  // calls it once (on its own thread) and `*remote` counts them.
   std::variant<publish_outcome, error> publish(message_ptr m, uint64_t publisher = 0,
-                                               uint64_t* sync_ticket = nullptr);
+                                               uint64_t* sync_ticket = nullptr,
+                                               const shard_answer* answer = nullptr,
+                                               uint32_t* remote = nullptr);
   // A queue with consumers and more ready messages than backlog_high holds back the channels
   // publishing to it once they are flow_slack messages ahead of its deliveries, until the
   // deliveries catch up or the backlog is down to backlog_low ("queues are fastest when empty",
@@ -166,8 +181,15 @@ class vhost {
   static constexpr int64_t flow_slack_bytes = 16 << 20;
 
   // --- channels and consumers ---
+  // The home's record of a channel shares the channel's count over the shards.
+  void share_unacked(uint64_t channel_id, std::shared_ptr<std::atomic<int64_t>> n) {
+    auto it = channels_.find(channel_id);
+    if (it != channels_.end()) it->second.global_unacked = std::move(n);
+  }
+  // On every shard: the channel's record there.
   void open_channel(uint64_t channel_id, uint64_t connection_id,
-                    std::shared_ptr<delivery_target> target);
+                    std::shared_ptr<delivery_target> target,
+                    std::shared_ptr<std::atomic<int64_t>> global_unacked = nullptr);
   // Requeues the channel's unacknowledged messages and removes its consumers.
   void close_channel(uint64_t channel_id);
   // Deletes the connection's exclusive queues.
@@ -182,8 +204,11 @@ class vhost {
   bool has_consumer(uint64_t channel_id, std::string_view tag) const;
   std::variant<get_ok, get_empty, error> get(uint64_t channel_id, std::string_view queue_name,
                                              bool no_ack, uint64_t connection_id);
-  maybe_error ack(uint64_t channel_id, uint64_t tag, bool multiple);
-  maybe_error reject(uint64_t channel_id, uint64_t tag, bool multiple, bool requeue);
+  // `strict` false: a multiple settle with nothing outstanding up to `tag` is no error (a
+  // channel spreading one client ack over several shards).
+  maybe_error ack(uint64_t channel_id, uint64_t tag, bool multiple, bool strict = true);
+  maybe_error reject(uint64_t channel_id, uint64_t tag, bool multiple, bool requeue,
+                     bool strict = true);
   void recover(uint64_t channel_id);
   void set_global_prefetch(uint64_t channel_id, uint16_t n);
   // The channel wrote n deliveries (`bytes` of bodies) out: room for more (see transit_window).
@@ -204,7 +229,10 @@ class vhost {
   // --- persistence ---
   // From now on durable definitions and persistent messages in durable queues go to `j` (which
   // must outlive the vhost's use of it). Set before recovery; restore calls do not journal.
-  void set_journal(journal* j) { journal_ = j; }
+  void set_journal(journal* j) {
+    journal_ = j;
+    for (auto& sh : owned_shards_) sh->journal_ = j;
+  }
   journal* get_journal() const { return journal_; }
   // Tells `j` every durable definition (exchanges, queues, bindings): a snapshot of the state.
   void snapshot(definitions_journal& j) const;
@@ -222,7 +250,10 @@ class vhost {
   // ones out: they stay on disk, their locations too (broker/paged_index.hpp), and are read
   // back ahead of delivery.
   // Applies to queues declared after the call.
-  void set_page_threshold(size_t n) { page_threshold_ = n; }
+  void set_page_threshold(size_t n) {
+    page_threshold_ = n;
+    for (auto& sh : owned_shards_) sh->page_threshold_ = n;
+  }
   static constexpr size_t default_page_threshold = 20000;
   // Memory pressure (the broker's memory passed its paging mark): every queue keeps only its
   // read-ahead in memory and pages what arrives until it is off again. What is in memory
@@ -274,8 +305,17 @@ class vhost {
   // The vhost's own history (the sums of its queues), sampled with them.
   const queue_history& history() const { return history_; }
   // Ready and unacknowledged messages at the last sample: any thread (the overview's sampler).
-  uint64_t sampled_ready() const { return sampled_ready_.load(std::memory_order_relaxed); }
-  uint64_t sampled_unacked() const { return sampled_unacked_.load(std::memory_order_relaxed); }
+  // Over every shard.
+  uint64_t sampled_ready() const {
+    uint64_t n = sampled_ready_.load(std::memory_order_relaxed);
+    for (const auto& sh : owned_shards_) n += sh->sampled_ready_.load(std::memory_order_relaxed);
+    return n;
+  }
+  uint64_t sampled_unacked() const {
+    uint64_t n = sampled_unacked_.load(std::memory_order_relaxed);
+    for (const auto& sh : owned_shards_) n += sh->sampled_unacked_.load(std::memory_order_relaxed);
+    return n;
+  }
   // Samples every queue, exchange and the vhost itself (tick does it every sample interval).
   void sample(int64_t wall);
   // The management API's "get messages": takes up to `count` ready messages as a basic.get on a
@@ -315,6 +355,42 @@ class vhost {
   using remote_queue_fn = std::function<std::optional<std::string>(std::string_view name)>;
   void set_remote_queue_lookup(remote_queue_fn fn) { remote_queue_ = std::move(fn); }
 
+  // --- shards (docs/architecture.md, "Spreading queues over workers") ---
+  // The vhost in the registry is the authority: it runs on its home worker and keeps the
+  // definitions (exchanges, bindings, routing, every queue's declaration) and the queues placed
+  // on the home shard. With shards enabled, every other worker has a shard of the vhost (a vhost
+  // object too) holding the queues placed there, their consumers and the delivery bookkeeping
+  // of every channel for them. The authority keeps a twin of such a queue (its declaration, no
+  // messages) and hands publishes routed to it over to its shard.
+  enum class placement { home, hash };
+  // `post(i, fn)` runs fn on worker i's thread. Authority only, once, before recovery: until
+  // start_shards() the shards are called directly (recovery runs before the workers do).
+  using shard_poster = std::function<void(size_t, std::function<void()>)>;
+  void enable_shards(size_t count, placement p, shard_poster post);
+  void start_shards() { direct_ = false; }
+  size_t shard_count() const { return shards_.empty() ? 1 : shards_.size(); }
+  // This object's shard: the worker it runs on.
+  size_t shard_index() const { return shard_; }
+  vhost& shard_at(size_t i) { return shards_.empty() ? *this : *shards_[i]; }
+  bool is_authority() const { return authority_ == this; }
+  vhost& authority() const { return *authority_; }
+  // The shard the queue of that name lives on (the home's when there is none). Any thread.
+  size_t locate_queue(std::string_view name) const;
+  // The shard of a queue living away from the home; SIZE_MAX for the home's or none. Any thread.
+  size_t located_shard(std::string_view name) const;
+  // On a queue's shard: a publish through the default exchange to the queue named by its routing
+  // key (the channel found it away from the home). Unroutable if it is gone meanwhile.
+  std::variant<publish_outcome, error> publish_to_queue(message_ptr m, uint64_t publisher,
+                                                        uint64_t* sync_ticket);
+  // The shard that numbered a delivery tag (the home's tags have no shard bits).
+  size_t tag_shard(uint64_t tag) const {
+    uint64_t b = tag >> tag_shard_shift;
+    return b == 0 ? home_ : size_t(b - 1);
+  }
+  static constexpr int tag_shard_shift = 56;
+  // On the queue's shard: its ready messages and consumers, as a declare-ok reports them.
+  std::optional<std::pair<uint32_t, uint32_t>> queue_counts(std::string_view name);
+
   // --- limits (RabbitMQ's vhost limits: max-connections, max-queues) ---
   // The exception to "home worker only": any thread. The AMQP layer counts connections here at
   // connection.open and close on its own workers; the limits are set by the management API.
@@ -335,12 +411,20 @@ class vhost {
   // The exchanges in `sources` that an auto-delete empties go.
   void auto_delete_exchanges(const std::vector<std::string>& sources);
   void dispatch(queue& q);
+  // basic.qos global=true: room for one more acknowledged delivery on the channel (counted, and
+  // reserved against the limit, over its shards when they share a count). Called once per
+  // delivery chosen.
+  bool reserve_global(channel_record& ch);
+  // A settle freed room on a channel that was at its global limit: every shard dispatches to its
+  // consumers again.
+  void released_global(channel_record& ch);
+  void dispatch_channel(uint64_t channel_id);
   void deliver_one(consumer& c, queue::entry e);
   void settle(channel_record& ch, unacked_map::iterator it, bool requeue,
               std::vector<queue*>& touched, bool dead = false);
   // Acks (dead=false, requeue=false), requeues, or rejects to the dead-letter exchange.
   maybe_error settle_range(uint64_t channel_id, uint64_t tag, bool multiple, bool requeue,
-                           bool dead);
+                           bool dead, bool strict = true);
   void remove_consumer(consumer& c, bool notify);
   // Routes a message the queue gives up (rejected, expired, over its length) to the queue's
   // dead-letter exchange, with the x-death header RabbitMQ writes.
@@ -353,6 +437,27 @@ class vhost {
   // of them are durable. Returns the store ticket (0: not stored).
   uint64_t enqueue_all(message_ptr m, std::span<const dest_id> targets, int64_t now, bool& rejected,
                        uint64_t publisher);
+  // Shards: runs fn(shard) on shard s's thread (directly until start_shards()).
+  void on_shard(size_t s, std::function<void(vhost&)> fn);
+  // Authority: the queue's definitions go (journal, routing, the directory); its runtime was
+  // torn down on its shard. Nothing if there is no such queue.
+  void forget_queue(dest_id id);
+  // The declaration part of destroy_queue (authority only).
+  void drop_definition(queue& q);
+  // A shard's queue tore itself down: the authority forgets it.
+  void queue_gone(dest_id id);
+  // Routes a dead-lettered message from the authority (see dead_letter).
+  void route_dead_letter(message_ptr m, std::vector<std::string> death_queues, bool any_rejected);
+  size_t twin_shard(dest_id id) const {
+    auto it = twins_.find(id);
+    return it == twins_.end() ? SIZE_MAX : it->second;
+  }
+  // A shard takes a queue the authority placed on it.
+  void adopt(std::unique_ptr<queue> q);
+  // The message goes to the queues `ids` of shard s (enqueue_all there).
+  void hand_over(size_t s, message_ptr m, std::vector<dest_id> ids, uint64_t publisher,
+                 const shard_answer* answer);
+
   // The queue is done with this message for good: the store forgets it there.
   void release(const queue& q, const queue::entry& e) {
     if (journal_ && e.stored)
@@ -371,6 +476,20 @@ class vhost {
 
   std::string name_;
   size_t home_;
+  size_t shard_ = 0;  // this object's worker (home_ for the authority)
+  vhost* authority_ = this;
+  std::vector<std::unique_ptr<vhost>> owned_shards_;
+  std::vector<vhost*> shards_;  // by worker, the authority included; empty: not sharded
+  placement placement_ = placement::home;
+  shard_poster post_;
+  bool direct_ = true;
+  std::map<dest_id, size_t> twins_;  // authority: queues living on other shards
+  mutable std::shared_mutex located_mutex_;
+  std::map<std::string, size_t, std::less<>> located_;  // the same by name, for any thread
+  uint64_t tag_base_ = 0;
+  const shard_answer* answer_ = nullptr;  // during publish()
+  bool keeps_published_ = false;          // during publish(): the exchange keeps the message
+  uint32_t* remote_ = nullptr;  // shards other than the home number their deliveries from here
   journal* journal_ = nullptr;
   uint64_t external_ticket_ = 0;  // set by sinks during one publish
   // The store's ticket of the last durable message written: a dropped duplicate's confirm

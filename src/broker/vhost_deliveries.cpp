@@ -12,12 +12,52 @@ namespace warren::broker {
 
 // ----------------------------------------------------------------------------- consumers
 
+// Every shard keeps a record of every channel: any of them may deliver to it or hold back its
+// publishes. The channel sends its channel-wide calls (open, close, qos, flow, recover) to each
+// shard itself, so that what it sends a shard directly afterwards comes after them.
+
 void vhost::open_channel(uint64_t channel_id, uint64_t connection_id,
-                         std::shared_ptr<delivery_target> target) {
+                         std::shared_ptr<delivery_target> target,
+                         std::shared_ptr<std::atomic<int64_t>> global_unacked) {
   channel_record& ch = channels_.try_emplace(channel_id, &unacked_pool_).first->second;
   ch.id = channel_id;
   ch.connection_id = connection_id;
   ch.target = std::move(target);
+  ch.next_tag = tag_base_ + 1;
+  ch.global_unacked = std::move(global_unacked);
+}
+
+bool vhost::reserve_global(channel_record& ch) {
+  if (!ch.global_unacked) return ch.global_prefetch == 0 || ch.unacked_count < ch.global_prefetch;
+  // Shared over shards: every acknowledged delivery is counted, limit or not.
+  if (ch.global_prefetch == 0) {
+    ch.global_unacked->fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  int64_t n = ch.global_unacked->load(std::memory_order_relaxed);
+  while (n < ch.global_prefetch)
+    if (ch.global_unacked->compare_exchange_weak(n, n + 1, std::memory_order_relaxed)) return true;
+  return false;
+}
+
+void vhost::released_global(channel_record& ch) {
+  if (!ch.global_unacked) return;
+  int64_t before = ch.global_unacked->fetch_sub(1, std::memory_order_relaxed);
+  if (ch.global_prefetch == 0 || before < ch.global_prefetch) return;
+  // It was full: the channel's consumers on other shards may be waiting for this room.
+  vhost& a = *authority_;
+  uint64_t id = ch.id;
+  for (vhost* sh : a.shards_)
+    if (sh != this) a.post_(sh->shard_, [sh, id] { sh->dispatch_channel(id); });
+}
+
+void vhost::dispatch_channel(uint64_t channel_id) {
+  auto it = channels_.find(channel_id);
+  if (it == channels_.end()) return;
+  std::vector<queue*> qs;
+  for (auto& [tag, c] : it->second.consumers) qs.push_back(c->q);
+  for (queue* q : qs)
+    if (queue_by_id(q->id()) == q) dispatch(*q);
 }
 
 void vhost::close_channel(uint64_t channel_id) {
@@ -35,6 +75,8 @@ void vhost::close_channel(uint64_t channel_id) {
 }
 
 void vhost::close_connection(uint64_t connection_id) {
+  // The authority deletes the connection's exclusive queues, twins included (their shards tear
+  // them down).
   std::vector<queue*> exclusive;
   for (auto& [n, q] : queues_)
     if (q->settings().exclusive && q->settings().exclusive_owner == connection_id)
@@ -123,12 +165,11 @@ void vhost::dispatch(queue& q) {
     auto chosen = list.end();
     for (auto it = list.begin(); it != list.end(); ++it) {
       consumer* c = *it;
-      const channel_record& ch = *c->channel;
+      channel_record& ch = *c->channel;
       bool room =
           ch.flow_active && ch.in_transit < transit_window &&
           (ch.in_transit == 0 || ch.in_transit_bytes < transit_window_bytes) &&
-          (c->no_ack || ((c->prefetch == 0 || c->unacked < c->prefetch) &&
-                         (ch.global_prefetch == 0 || ch.unacked_count < ch.global_prefetch)));
+          (c->no_ack || ((c->prefetch == 0 || c->unacked < c->prefetch) && reserve_global(ch)));
       if (room) {
         chosen = it;
         break;
@@ -138,8 +179,13 @@ void vhost::dispatch(queue& q) {
     if (chosen == list.end()) break;  // every consumer is at its limit
     if (now == 0) now = now_ms();
     auto e = q.take(now, expired);
-    if (!e) break;
     consumer* c = *chosen;
+    if (!e) {
+      channel_record& ch = *c->channel;
+      if (!c->no_ack && ch.global_unacked)
+        ch.global_unacked->fetch_sub(1, std::memory_order_relaxed);  // the slot it reserved
+      break;
+    }
     if (!q.policy().single_active_consumer) q.rotate(chosen);
     deliver_one(*c, std::move(*e));
   }
@@ -214,6 +260,7 @@ std::variant<get_ok, get_empty, error> vhost::get(uint64_t channel_id, std::stri
     q->unacked_bytes += e->msg->body.size();
     ch.unacked.emplace(tag, unacked_message{std::move(*e), q->id(), q->store_id, nullptr});
     ++ch.unacked_count;
+    if (ch.global_unacked) ch.global_unacked->fetch_add(1, std::memory_order_relaxed);
   } else {
     ++q->stats.get_no_ack;
     count(global_counters::delivered_get_auto_ack);
@@ -229,6 +276,7 @@ void vhost::settle(channel_record& ch, unacked_map::iterator it, bool requeue,
   unacked_message& u = it->second;
   if (u.owner) --u.owner->unacked;
   --ch.unacked_count;
+  released_global(ch);
   queue* q = queue_by_id(u.queue_id);
   if (!requeue && !dead) count(global_counters::acknowledged);
   if (q) {
@@ -248,12 +296,13 @@ void vhost::settle(channel_record& ch, unacked_map::iterator it, bool requeue,
   ch.unacked.erase(it);
 }
 
-maybe_error vhost::reject(uint64_t channel_id, uint64_t tag, bool multiple, bool requeue) {
-  return settle_range(channel_id, tag, multiple, requeue, !requeue);
+maybe_error vhost::reject(uint64_t channel_id, uint64_t tag, bool multiple, bool requeue,
+                          bool strict) {
+  return settle_range(channel_id, tag, multiple, requeue, !requeue, strict);
 }
 
 maybe_error vhost::settle_range(uint64_t channel_id, uint64_t tag, bool multiple, bool requeue,
-                                bool dead) {
+                                bool dead, bool strict) {
   auto cit = channels_.find(channel_id);
   if (cit == channels_.end()) return std::nullopt;
   channel_record& ch = cit->second;
@@ -261,7 +310,7 @@ maybe_error vhost::settle_range(uint64_t channel_id, uint64_t tag, bool multiple
   if (multiple) {
     // tag 0 with multiple: everything outstanding.
     auto end = tag == 0 ? ch.unacked.end() : ch.unacked.upper_bound(tag);
-    if (ch.unacked.begin() == end && tag != 0)
+    if (ch.unacked.begin() == end && tag != 0 && strict)
       return error{error_code::precondition_failed, fmt::format("unknown delivery tag {}", tag)};
     while (ch.unacked.begin() != end) settle(ch, ch.unacked.begin(), requeue, touched, dead);
   } else {
@@ -276,8 +325,8 @@ maybe_error vhost::settle_range(uint64_t channel_id, uint64_t tag, bool multiple
   return std::nullopt;
 }
 
-maybe_error vhost::ack(uint64_t channel_id, uint64_t tag, bool multiple) {
-  return settle_range(channel_id, tag, multiple, false, false);
+maybe_error vhost::ack(uint64_t channel_id, uint64_t tag, bool multiple, bool strict) {
+  return settle_range(channel_id, tag, multiple, false, false, strict);
 }
 
 void vhost::recover(uint64_t channel_id) {

@@ -89,12 +89,15 @@ queue_view view_of(const queue& q, bool with_history) {
 
 std::vector<queue_view> vhost::view_queues(std::string_view only, bool with_history) const {
   std::vector<queue_view> out;
+  // A twin (a queue living on another shard) is that shard's to show.
   if (!only.empty()) {
-    if (const queue* q = find_queue(only)) out.push_back(view_of(*q, with_history));
+    if (const queue* q = find_queue(only); q && !twins_.count(q->id()))
+      out.push_back(view_of(*q, with_history));
     return out;
   }
   out.reserve(queues_.size());
-  for (const auto& [n, q] : queues_) out.push_back(view_of(*q, with_history));
+  for (const auto& [n, q] : queues_)
+    if (twins_.empty() || !twins_.count(q->id())) out.push_back(view_of(*q, with_history));
   return out;
 }
 
@@ -208,8 +211,9 @@ vhost_totals vhost::totals() const {
   } else {
     t = walk_totals();
   }
-  t.queues = queues_.size();
-  t.exchanges = routing_.exchanges().size();
+  // Over shards these add up: the authority counts every queue (twins included) and exchange.
+  t.queues = is_authority() ? queues_.size() : 0;
+  t.exchanges = is_authority() ? routing_.exchanges().size() : 0;
   t.rates = rates_of(history_);
   return t;
 }

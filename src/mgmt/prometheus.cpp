@@ -119,7 +119,9 @@ void gather_metrics(const api_context& api, const metrics_request& r, net::worke
     if (broker::vhost* v = api.vhosts->find(n)) vs.push_back(v);
   j->s.vhosts.resize(vs.size());
   size_t workers = api.pool->size();
-  j->left = vs.size() + workers + (api.gateway_stats ? 1 : 0);
+  size_t parts = 0;
+  for (auto* v : vs) parts += v->shard_count();
+  j->left = parts + workers + (api.gateway_stats ? 1 : 0);
   net::worker* back = &here;
 
   const bool exchanges = r.needs_exchanges(), channels = r.needs_channels(),
@@ -128,21 +130,42 @@ void gather_metrics(const api_context& api, const metrics_request& r, net::worke
     broker::vhost* v = vs[i];
     // Queues are copied only where they will be rendered (the vhost filter of /detailed).
     const bool queues = r.needs_queues() && r.keeps_vhost(v->name());
-    api.pool->at(v->home_worker()).post([j, v, i, back, queues, exchanges, channels, bindings] {
-      metrics_snapshot::vhost_part p;
-      p.name = v->name();
-      p.totals = v->totals();
-      if (queues) p.queues = v->view_queues();
-      if (exchanges) p.exchanges = v->view_exchanges();
-      if (channels) p.channels = v->view_channels();
-      if (bindings)
-        for (const auto& b : v->view_bindings())
-          if (!b.source.empty()) ++p.bindings[b.source];
-      back->post([j, i, p = std::move(p)]() mutable {
-        j->s.vhosts[i] = std::move(p);
-        j->one_done();
-      });
-    });
+    j->s.vhosts[i].name = v->name();
+    // Every shard of the vhost (its queues may live on several workers): the definitions are
+    // the authority's, the queues, totals and channels' counts add up.
+    for (size_t s = 0; s < v->shard_count(); ++s) {
+      broker::vhost* sh = &v->shard_at(s);
+      bool authority = sh == v;
+      api.pool->at(sh->shard_index())
+          .post([j, sh, i, back, queues, exchanges, channels, bindings, authority] {
+            metrics_snapshot::vhost_part p;
+            p.totals = sh->totals();
+            if (queues) p.queues = sh->view_queues();
+            if (exchanges && authority) p.exchanges = sh->view_exchanges();
+            if (channels) p.channels = sh->view_channels();
+            if (bindings && authority)
+              for (const auto& b : sh->view_bindings())
+                if (!b.source.empty()) ++p.bindings[b.source];
+            back->post([j, i, p = std::move(p)]() mutable {
+              auto& to = j->s.vhosts[i];
+              to.totals.add(p.totals);
+              std::move(p.queues.begin(), p.queues.end(), std::back_inserter(to.queues));
+              std::move(p.exchanges.begin(), p.exchanges.end(), std::back_inserter(to.exchanges));
+              for (auto& [source, n] : p.bindings) to.bindings[source] += n;
+              for (auto& u : p.channels) {
+                auto it = std::find_if(to.channels.begin(), to.channels.end(),
+                                       [&](const auto& x) { return x.channel_id == u.channel_id; });
+                if (it == to.channels.end()) {
+                  to.channels.push_back(u);
+                } else {
+                  it->unacked += u.unacked;
+                  it->consumers += u.consumers;
+                }
+              }
+              j->one_done();
+            });
+          });
+    }
   }
   for (size_t i = 0; i < workers; ++i) {
     net::worker& w = api.pool->at(i);

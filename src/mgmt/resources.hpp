@@ -80,7 +80,7 @@ void over_vhosts(const call_ptr& c, std::vector<broker::vhost*> vs,
   net::worker* back = &c->here;
   for (size_t i = 0; i < vs.size(); ++i) {
     broker::vhost* v = vs[i];
-    c->api.pool->at(v->home_worker()).post([j, v, i, fn, back] {
+    c->api.pool->at(v->shard_index()).post([j, v, i, fn, back] {
       R r = fn(*v);
       back->post([j, i, r = std::move(r)]() mutable {
         j->out[i] = std::move(r);
@@ -88,6 +88,48 @@ void over_vhosts(const call_ptr& c, std::vector<broker::vhost*> vs,
       });
     });
   }
+}
+
+// The same over every shard of each vhost (its queues, consumers and channels' deliveries may
+// live on several workers, docs/architecture.md): each vhost's parts are merged into its result
+// with merge(result, part), the authority's first.
+template <typename R>
+void over_vhost_shards(const call_ptr& c, std::vector<broker::vhost*> vs,
+                       std::function<R(broker::vhost&)> fn, std::function<void(R&, R&&)> merge,
+                       std::function<void(std::vector<R>)> done) {
+  std::vector<broker::vhost*> parts;
+  std::vector<size_t> owner;
+  for (size_t i = 0; i < vs.size(); ++i) {
+    parts.push_back(vs[i]);
+    owner.push_back(i);
+    for (size_t s = 0; s < vs[i]->shard_count(); ++s)
+      if (&vs[i]->shard_at(s) != vs[i]) {
+        parts.push_back(&vs[i]->shard_at(s));
+        owner.push_back(i);
+      }
+  }
+  over_vhosts<R>(c, std::move(parts), std::move(fn),
+                 [n = vs.size(), owner = std::move(owner), merge = std::move(merge),
+                  done = std::move(done)](std::vector<R> got) {
+                   std::vector<R> out(n);
+                   std::vector<bool> seen(n, false);
+                   for (size_t k = 0; k < got.size(); ++k) {
+                     size_t i = owner[k];
+                     if (!seen[i]) {
+                       out[i] = std::move(got[k]);
+                       seen[i] = true;
+                     } else {
+                       merge(out[i], std::move(got[k]));
+                     }
+                   }
+                   done(std::move(out));
+                 });
+}
+
+// Concatenates vectors (over_vhost_shards' merge for lists).
+template <typename T>
+void append_part(std::vector<T>& to, std::vector<T>&& part) {
+  to.insert(to.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
 }
 
 // Every client connection on every worker, then done(them) on c's worker.

@@ -236,8 +236,9 @@ void get_nodes(const call_ptr& c, bool one) {
 }
 
 void get_overview(const call_ptr& c) {
-  over_vhosts<broker::vhost_totals>(
+  over_vhost_shards<broker::vhost_totals>(
       c, c->visible_vhosts(), [](broker::vhost& v) { return v.totals(); },
+      [](broker::vhost_totals& to, broker::vhost_totals&& part) { to.add(part); },
       [c](std::vector<broker::vhost_totals> parts) {
         all_connections(c, [c,
                             parts = std::move(parts)](std::vector<broker::connection_view> conns) {
@@ -607,8 +608,9 @@ json vhost_json(const std::string& name, const broker::vhost_totals* t, const ca
 
 void list_vhosts(const call_ptr& c) {
   auto vs = c->visible_vhosts();
-  over_vhosts<broker::vhost_totals>(
+  over_vhost_shards<broker::vhost_totals>(
       c, vs, [](broker::vhost& v) { return v.totals(); },
+      [](broker::vhost_totals& to, broker::vhost_totals&& part) { to.add(part); },
       [c, vs](std::vector<broker::vhost_totals> t) {
         json items = json::array();
         for (size_t i = 0; i < vs.size(); ++i)
@@ -620,8 +622,9 @@ void list_vhosts(const call_ptr& c) {
 void get_vhost(const call_ptr& c) {
   broker::vhost* v = c->vhost_arg(0);
   if (!v) return;
-  over_vhosts<broker::vhost_totals>(
+  over_vhost_shards<broker::vhost_totals>(
       c, {v}, [](broker::vhost& v) { return v.totals(); },
+      [](broker::vhost_totals& to, broker::vhost_totals&& part) { to.add(part); },
       [c, v](std::vector<broker::vhost_totals> t) {
         c->json_reply(vhost_json(v->name(), &t[0], *c));
       });

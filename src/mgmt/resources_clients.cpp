@@ -31,8 +31,21 @@ json connections_json(const call_ptr& c, const std::vector<broker::connection_vi
 // Every channel usage of every visible vhost, by channel id.
 void channel_usage(const call_ptr& c,
                    std::function<void(std::map<uint64_t, broker::channel_usage>)> done) {
-  over_vhosts<std::vector<broker::channel_usage>>(
+  over_vhost_shards<std::vector<broker::channel_usage>>(
       c, c->visible_vhosts(), [](broker::vhost& v) { return v.view_channels(); },
+      [](std::vector<broker::channel_usage>& to, std::vector<broker::channel_usage>&& part) {
+        // Every shard has a record of every channel: their counts add up.
+        for (auto& u : part) {
+          auto it = std::find_if(to.begin(), to.end(),
+                                 [&](const auto& x) { return x.channel_id == u.channel_id; });
+          if (it == to.end()) {
+            to.push_back(u);
+          } else {
+            it->unacked += u.unacked;
+            it->consumers += u.consumers;
+          }
+        }
+      },
       [done](std::vector<std::vector<broker::channel_usage>> parts) {
         std::map<uint64_t, broker::channel_usage> by_id;
         for (auto& p : parts)
@@ -132,8 +145,9 @@ void get_channel(const call_ptr& c) {
 void list_consumers(const call_ptr& c, bool one_vhost) {
   std::vector<broker::vhost*> vs;
   if (!c->vhosts_arg(one_vhost, vs)) return;
-  over_vhosts<std::vector<broker::consumer_view>>(
+  over_vhost_shards<std::vector<broker::consumer_view>>(
       c, vs, [](broker::vhost& v) { return v.view_consumers(); },
+      [](auto& to, auto&& part) { append_part(to, std::move(part)); },
       [c, vs](std::vector<std::vector<broker::consumer_view>> parts) {
         all_connections(c, [c, vs,
                             parts = std::move(parts)](std::vector<broker::connection_view> conns) {

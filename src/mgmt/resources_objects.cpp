@@ -214,12 +214,18 @@ void list_queues(const call_ptr& c, bool one_vhost) {
   std::vector<broker::vhost*> vs;
   if (!c->vhosts_arg(one_vhost, vs)) return;
   bool history = wants_history(c->query);
-  // Other nodes' queues are not in the vhosts' order: with them, the general path.
+  // Other nodes' queues are not in the vhosts' order, nor are a sharded vhost's: the general path.
   auto remote = std::make_shared<std::vector<vhost_queue>>(remote_queues(c, vs));
-  if (remote->empty() && page_in_stored_order(c->query, vs.size()))
+  bool sharded = std::any_of(vs.begin(), vs.end(), [](auto* v) { return v->shard_count() > 1; });
+  if (!sharded && remote->empty() && page_in_stored_order(c->query, vs.size()))
     return list_queues_page(c, std::move(vs), history);
-  over_vhosts<std::vector<broker::queue_view>>(
+  over_vhost_shards<std::vector<broker::queue_view>>(
       c, vs, [history](broker::vhost& v) { return v.view_queues({}, history); },
+      [](auto& to, auto&& part) {
+        append_part(to, std::move(part));
+        std::sort(to.begin(), to.end(),
+                  [](const auto& a, const auto& b) { return a.name < b.name; });
+      },
       [c, vs, remote](std::vector<std::vector<broker::queue_view>> parts) {
         std::vector<vhost_queue> all;
         for (size_t i = 0; i < parts.size(); ++i)
@@ -248,10 +254,14 @@ void get_queue(const call_ptr& c) {
     std::vector<broker::consumer_view> consumers;
   };
   std::string name = c->args[1];
-  over_vhosts<one>(
+  over_vhost_shards<one>(
       c, {v},
       [name](broker::vhost& v) {
         return one{v.view_queues(name, true), v.view_consumers(name)};
+      },
+      [](one& to, one&& part) {
+        append_part(to.q, std::move(part.q));
+        append_part(to.consumers, std::move(part.consumers));
       },
       [c, v](std::vector<one> r) {
         if (r[0].q.empty()) {
@@ -334,7 +344,7 @@ void delete_queue(const call_ptr& c) {
   bool if_unused = query_flag(c->req.target(), "if-unused");
   using result = change_result;  // existed?
   over_vhosts<result>(
-      c, {v},
+      c, {&v->shard_at(v->locate_queue(name))},
       [name, if_empty, if_unused, checks = c->checks_in(*v)](broker::vhost& v) -> result {
         const broker::queue* q = v.inspect_queue(name);
         if (!q) return false;
@@ -354,7 +364,7 @@ void purge_queue(const call_ptr& c) {
   std::string name = c->args[1];
   using result = change_result;
   over_vhosts<result>(
-      c, {v},
+      c, {&v->shard_at(v->locate_queue(name))},
       [name, checks = c->checks_in(*v)](broker::vhost& v) -> result {
         const broker::queue* q = v.inspect_queue(name);
         if (!q) return false;
@@ -395,7 +405,7 @@ void get_messages(const call_ptr& c) {
   std::string name = c->args[1];
   using result = std::variant<std::vector<broker::get_ok>, broker::error>;
   over_vhosts<result>(
-      c, {v},
+      c, {&v->shard_at(v->locate_queue(name))},
       [name, n = size_t(*count), mode, checks = c->checks_in(*v)](broker::vhost& v) -> result {
         // Found first (404), then basic.get's read check on RabbitMQ's internal channel.
         if (v.inspect_queue(name))

@@ -69,10 +69,20 @@ channel::channel(amqp_connection& conn, uint16_t id)
   uint64_t cid = global_id_, conn_id = conn_.id();
   auto link = link_;
   broker::vhost* v = &conn_.vhost();
+  sharded_ = v->shard_count() > 1;
   // Inline on the home worker, like the operations that follow (call_vhost): posted there, it
   // would wait behind the mailbox while a method read in the same go ran first and found no
   // channel (a client that pipelines basic.consume after channel.open, or a busy home worker).
   conn_.home_of(*v).run_or_post([v, cid, conn_id, link] { v->open_channel(cid, conn_id, link); });
+  if (sharded_) {
+    // Every shard has a record of the channel, with one count of unacknowledged deliveries.
+    auto unacked = std::make_shared<std::atomic<int64_t>>(0);
+    conn_.home_of(*v).run_or_post([v, cid, unacked] { v->share_unacked(cid, unacked); });
+    for (size_t s = 0; s < v->shard_count(); ++s)
+      if (broker::vhost* sh = &v->shard_at(s); sh != v)
+        conn_.worker_at(s).run_or_post(
+            [sh, cid, conn_id, link, unacked] { sh->open_channel(cid, conn_id, link, unacked); });
+  }
 }
 
 channel::~channel() {
@@ -82,6 +92,7 @@ channel::~channel() {
 
 void channel::detach_from_vhost() {
   if (!link_) return;
+  throttles_ = 0;
   if (throttled_) {
     throttled_ = false;
     conn_.throttle(false);
@@ -95,6 +106,10 @@ void channel::detach_from_vhost() {
   uint64_t cid = global_id_;
   broker::vhost* v = &conn_.vhost();
   conn_.home_of(*v).post([v, cid] { v->close_channel(cid); });
+  if (sharded_)
+    for (size_t s = 0; s < v->shard_count(); ++s)
+      if (broker::vhost* sh = &v->shard_at(s); sh != v)
+        conn_.worker_at(s).post([sh, cid] { sh->close_channel(cid); });
 }
 
 void channel::mark_closing() {
@@ -285,66 +300,110 @@ void channel::complete_publish() {
   auto publish = [this, shared = broker::message_ptr(std::move(msg)), mandatory, seq,
                   topic_check = std::move(topic_check)]() mutable {
     uint64_t bytes = shared->body.size();
+    // Queues on other shards answer a confirmed or transactional publish themselves.
+    std::shared_ptr<broker::shard_answer> answer;
+    if (sharded_ && (seq != 0 || tx_mode_)) {
+      answer = std::make_shared<broker::shard_answer>(
+          [link = link_, seq](uint64_t ticket, bool rejected) {
+            link->worker().run_or_post([link, seq, ticket, rejected] {
+              if (link->ch) link->ch->on_shard_answer(seq, ticket, rejected);
+            });
+          });
+      if (seq != 0) unsynced_.push_back({seq, 0, false, 0, false});
+    }
     conn_.publish_started(bytes);
     ++inflight_publishes_;
     inflight_bytes_ += bytes;
     broker::message_ptr returnable = mandatory ? shared : nullptr;
+    // The default exchange routes by the queue's name: a publish to a queue on another shard
+    // goes straight there (inline when this worker runs it) instead of through the home, as
+    // long as none of ours is on its way through the home (the order to one queue is kept).
+    size_t direct = SIZE_MAX;
+    if (sharded_ && !tx_mode_ && home_publishes_ == 0 && shared->exchange.empty())
+      direct = conn_.vhost().located_shard(shared->routing_key);
+    bool via_home = direct == SIZE_MAX;
+    if (via_home) ++home_publishes_;
     // The connection outlives its channels' replies only while open; the reply runs on this
     // worker only if the channel (and so the connection) still exists.
     using outcome = std::variant<broker::publish_outcome, broker::error>;
+    using result = std::tuple<outcome, uint64_t, uint32_t>;
+    auto on_reply = [returnable = std::move(returnable), mandatory, seq, bytes, via_home](
+                        channel& ch, const result& res) {
+      const auto& r = std::get<0>(res);
+      uint64_t ticket = std::get<1>(res);
+      uint32_t remote = std::get<2>(res);
+      if (ch.sharded_ && seq == 0) ch.remote_outstanding_ += remote;
+      if (via_home) --ch.home_publishes_;
+      ch.conn_.publish_finished(1, bytes);
+      --ch.inflight_publishes_;
+      ch.inflight_bytes_ -= std::min(bytes, ch.inflight_bytes_);
+      ch.max_ticket_ = std::max(ch.max_ticket_, ticket);
+      if (auto* e = std::get_if<broker::error>(&r)) {
+        ch.fail(*e, basic_publish::amqp_class_id, basic_publish::amqp_method_id);
+        return;
+      }
+      auto outcome = std::get<broker::publish_outcome>(r);
+      if (ch.state_ != state::open) return;
+      if (outcome == broker::publish_outcome::unroutable)
+        broker::count(mandatory ? broker::global_counters::unroutable_returned
+                                : broker::global_counters::unroutable_dropped);
+      if (outcome == broker::publish_outcome::unroutable && mandatory) {
+        ++ch.stat_returned_;
+        basic_return ret;
+        ret.reply_code = uint16_t(reply_code::no_route);
+        ret.reply_text = "NO_ROUTE";
+        ret.exchange = returnable->exchange;
+        ret.routing_key = returnable->routing_key;
+        ch.conn_.send(ch.id_, ret);
+        ch.send_message(*returnable);
+      }
+      if (seq != 0 && ch.sharded_) {
+        // Its entry waits for this answer and the other shards' (on_shard_answer).
+        for (auto& c : ch.unsynced_)
+          if (c.seq == seq) {
+            c.remaining += int32_t(remote);
+            c.counted = true;
+            c.ticket = std::max(c.ticket, ticket);
+            c.nack = c.nack || outcome == broker::publish_outcome::rejected;
+            break;
+          }
+        ch.on_synced();
+      } else if (seq != 0) {
+        bool nack = outcome == broker::publish_outcome::rejected;
+        if (ticket != 0 || !ch.unsynced_.empty()) {
+          ch.confirm_after_sync(seq, ticket, nack);
+        } else if (nack) {
+          ch.send_pending_confirms();
+          ch.conn_.send(ch.id_, basic_nack{seq, false, false});
+          ch.acked_upto_ = ch.acked_sent_ = seq;  // a later multiple ack starts after it
+        } else {
+          ch.confirm_later(seq);
+        }
+      }
+      ch.conn_.conn().flush_soon();
+    };
+    if (!via_home)
+      return call_shard(
+          direct,
+          [shared = std::move(shared), cid = global_id_](broker::vhost& sh) mutable {
+            uint64_t ticket = 0;
+            outcome r = sh.publish_to_queue(std::move(shared), cid, &ticket);
+            return result{std::move(r), ticket, 0};
+          },
+          std::move(on_reply), false, false);
     call_vhost(
-        [shared = std::move(shared), cid = global_id_,
-         topic_check = std::move(topic_check)](broker::vhost& v) mutable {
+        [shared = std::move(shared), cid = global_id_, topic_check = std::move(topic_check),
+         answer = std::move(answer)](broker::vhost& v) mutable {
           uint64_t ticket = 0;
+          uint32_t remote = 0;
           if (topic_check)
             if (auto e =
                     topic_check->topic(auth::perm::write, shared->exchange, shared->routing_key, v))
-              return std::pair{outcome(std::move(*e)), ticket};
-          outcome r = v.publish(std::move(shared), cid, &ticket);
-          return std::pair{std::move(r), ticket};
+              return result{outcome(std::move(*e)), ticket, remote};
+          outcome r = v.publish(std::move(shared), cid, &ticket, answer.get(), &remote);
+          return result{std::move(r), ticket, remote};
         },
-        [returnable = std::move(returnable), mandatory, seq, bytes](
-            channel& ch,
-            const std::pair<std::variant<broker::publish_outcome, broker::error>, uint64_t>& res) {
-          const auto& r = res.first;
-          uint64_t ticket = res.second;
-          ch.conn_.publish_finished(1, bytes);
-          --ch.inflight_publishes_;
-          ch.inflight_bytes_ -= std::min(bytes, ch.inflight_bytes_);
-          ch.max_ticket_ = std::max(ch.max_ticket_, ticket);
-          if (auto* e = std::get_if<broker::error>(&r)) {
-            ch.fail(*e, basic_publish::amqp_class_id, basic_publish::amqp_method_id);
-            return;
-          }
-          auto outcome = std::get<broker::publish_outcome>(r);
-          if (ch.state_ != state::open) return;
-          if (outcome == broker::publish_outcome::unroutable)
-            broker::count(mandatory ? broker::global_counters::unroutable_returned
-                                    : broker::global_counters::unroutable_dropped);
-          if (outcome == broker::publish_outcome::unroutable && mandatory) {
-            ++ch.stat_returned_;
-            basic_return ret;
-            ret.reply_code = uint16_t(reply_code::no_route);
-            ret.reply_text = "NO_ROUTE";
-            ret.exchange = returnable->exchange;
-            ret.routing_key = returnable->routing_key;
-            ch.conn_.send(ch.id_, ret);
-            ch.send_message(*returnable);
-          }
-          if (seq != 0) {
-            bool nack = outcome == broker::publish_outcome::rejected;
-            if (ticket != 0 || !ch.unsynced_.empty()) {
-              ch.confirm_after_sync(seq, ticket, nack);
-            } else if (nack) {
-              ch.send_pending_confirms();
-              ch.conn_.send(ch.id_, basic_nack{seq, false, false});
-              ch.acked_upto_ = ch.acked_sent_ = seq;  // a later multiple ack starts after it
-            } else {
-              ch.confirm_later(seq);
-            }
-          }
-          ch.conn_.conn().flush_soon();
-        });
+        std::move(on_reply));
   };
   if (tx_mode_)
     tx_pending_.push_back(std::move(publish));
@@ -370,8 +429,30 @@ void channel::confirm_after_sync(uint64_t seq, uint64_t ticket, bool nack) {
   wait_for_sync();
 }
 
+void channel::on_shard_answer(uint64_t seq, uint64_t ticket, bool rejected) {
+  max_ticket_ = std::max(max_ticket_, ticket);
+  if (seq == 0) {
+    if (--remote_outstanding_ == 0 && !after_remote_.empty()) {
+      auto waiting = std::move(after_remote_);
+      after_remote_.clear();
+      for (auto& fn : waiting) fn();
+    }
+    return;
+  }
+  for (auto& c : unsynced_)
+    if (c.seq == seq) {
+      --c.remaining;
+      c.ticket = std::max(c.ticket, ticket);
+      c.nack = c.nack || rejected;
+      break;
+    }
+  on_synced();
+}
+
 void channel::wait_for_sync() {
-  if (sync_wait_ || unsynced_.empty()) return;
+  if (sync_wait_ || unsynced_.empty() || !unsynced_.front().counted ||
+      unsynced_.front().remaining != 0)
+    return;
   broker::journal* j = conn_.vhost().get_journal();
   if (!j) return;
   sync_wait_ = true;
@@ -385,8 +466,10 @@ void channel::wait_for_sync() {
 
 void channel::on_synced() {
   sync_wait_ = false;
-  uint64_t synced = conn_.vhost().get_journal()->synced();
-  while (!unsynced_.empty() && unsynced_.front().ticket <= synced) {
+  broker::journal* j = conn_.vhost().get_journal();
+  uint64_t synced = j ? j->synced() : UINT64_MAX;
+  while (!unsynced_.empty() && unsynced_.front().counted && unsynced_.front().remaining == 0 &&
+         unsynced_.front().ticket <= synced) {
     auto c = unsynced_.front();
     unsynced_.pop_front();
     if (c.nack) {
@@ -429,16 +512,31 @@ void channel::send_message(const broker::message& m) {
 
 void channel::on_deliver(const std::string& consumer_tag, uint64_t delivery_tag, bool redelivered,
                          const broker::message_ptr& m) {
+  uint64_t tag = delivery_tag;
+  size_t away = SIZE_MAX;  // the delivering shard, if not the home
+  if (mapped_from_ != 0 || delivery_tag != next_tag_ + 1) {
+    auto c = consumers_.find(consumer_tag);
+    tag = assign_tag(delivery_tag, c == consumers_.end() || !c->second.no_ack);
+    size_t s = conn_.vhost().tag_shard(delivery_tag);
+    if (s != conn_.vhost().home_worker()) away = s;
+  } else {
+    next_tag_ = delivery_tag;
+  }
   if (state_ != state::open) return;
   ++stat_delivered_;
   std::string scratch;
   conn_.send_delivery(
-      id_,
-      protocol::delivery_view{consumer_tag, delivery_tag, redelivered, m->exchange, m->routing_key},
+      id_, protocol::delivery_view{consumer_tag, tag, redelivered, m->exchange, m->routing_key},
       encoded_properties(*m, scratch), m->body);
   conn_.conn().flush_soon();
-  ++uncredited_;
-  uncredited_bytes_ += m->body.size();
+  if (away != SIZE_MAX) {
+    if (uncredited_away_.size() <= away) uncredited_away_.resize(away + 1);
+    ++uncredited_away_[away].first;
+    uncredited_away_[away].second += m->body.size();
+  } else {
+    ++uncredited_;
+    uncredited_bytes_ += m->body.size();
+  }
   if (!credit_scheduled_) {
     credit_scheduled_ = true;
     link_->worker().post([link = link_] {
@@ -447,12 +545,38 @@ void channel::on_deliver(const std::string& consumer_tag, uint64_t delivery_tag,
   }
 }
 
+void channel::on_other_shards(std::function<void(broker::vhost&)> fn) {
+  if (!sharded_) return;
+  broker::vhost* v = &conn_.vhost();
+  for (size_t s = 0; s < v->shard_count(); ++s)
+    if (broker::vhost* sh = &v->shard_at(s); sh != v)
+      conn_.worker_at(s).run_or_post([sh, fn] { fn(*sh); });
+}
+
+uint64_t channel::assign_tag(uint64_t shard_tag, bool ack_required) {
+  if (mapped_from_ == 0 && shard_tag == next_tag_ + 1) return next_tag_ = shard_tag;
+  if (mapped_from_ == 0) mapped_from_ = next_tag_ + 1;
+  uint64_t t = ++next_tag_;
+  if (ack_required) tag_map_.emplace(t, tag_origin{conn_.vhost().tag_shard(shard_tag), shard_tag});
+  return t;
+}
+
 void channel::give_credit() {
   credit_scheduled_ = false;
   // A peer that does not read keeps its credit until its output drains (on_output_drained).
-  if (uncredited_ == 0 || !link_ ||
-      conn_.conn().queued_bytes() > net::connection::write_high_watermark / 4)
-    return;
+  if (!link_ || conn_.conn().queued_bytes() > net::connection::write_high_watermark / 4) return;
+  for (size_t s = 0; s < uncredited_away_.size(); ++s) {
+    auto [n, bytes] = uncredited_away_[s];
+    if (n == 0) continue;
+    uncredited_away_[s] = {0, 0};
+    broker::vhost* v = &conn_.vhost().shard_at(s);
+    net::worker& w = conn_.worker_at(s);
+    if (w.on_own_thread())
+      v->credit(global_id_, n, bytes);
+    else
+      w.post_urgent([v, cid = global_id_, n, bytes] { v->credit(cid, n, bytes); });
+  }
+  if (uncredited_ == 0) return;
   uint32_t n = uncredited_;
   uint64_t bytes = uncredited_bytes_;
   uncredited_ = 0;
@@ -466,13 +590,19 @@ void channel::give_credit() {
 }
 
 void channel::on_throttle(bool on) {
-  if (on == throttled_) return;
-  throttled_ = on;
-  conn_.throttle(on);
+  // Each shard holding our publishes back says so once, and once again when it lets go.
+  if (on)
+    ++throttles_;
+  else if (throttles_ > 0)
+    --throttles_;
+  bool now = throttles_ > 0;
+  if (now == throttled_) return;
+  throttled_ = now;
+  conn_.throttle(now);
 }
 
 void channel::on_output_drained() {
-  if (uncredited_ > 0 && !credit_scheduled_) give_credit();
+  if (!credit_scheduled_) give_credit();
 }
 
 void channel::on_cancelled(const std::string& consumer_tag) {
@@ -492,20 +622,24 @@ void channel::on_consume(basic_consume& x) {
     return;
   if (x.consumer_tag.empty()) x.consumer_tag = generated_consumer_tag();
   broker::vhost* v = &conn_.vhost();
+  size_t shard = v->locate_queue(x.queue);
+  bool placed = consumers_.try_emplace(x.consumer_tag, consumer_place{shard, x.no_ack}).second;
+  v = &v->shard_at(shard);
   auto link = link_;
   uint64_t cid = global_id_, conn_id = conn_.id();
   uint16_t prefetch = prefetch_count_;
   ++pending_;
   // Custom rather than call_vhost: consume-ok must reach the client before any delivery, so the
-  // reply is posted first and the queue dispatched after.
-  conn_.home_of(*v).run_or_post([v, link, cid, conn_id, prefetch, q = x.queue, tag = x.consumer_tag,
-                                 no_ack = x.no_ack, exclusive = x.exclusive, no_wait = x.no_wait,
-                                 args = std::move(x.arguments)] {
+  // reply is posted first and the queue dispatched after. On the queue's shard.
+  to_shard(shard, [v, link, cid, conn_id, prefetch, placed, q = x.queue, tag = x.consumer_tag,
+                   no_ack = x.no_ack, exclusive = x.exclusive, no_wait = x.no_wait,
+                   args = std::move(x.arguments)] {
     broker::maybe_error e = v->consume(cid, q, tag, no_ack, exclusive, prefetch, conn_id, args);
-    link->worker().run_or_post([link, e, tag, no_wait] {
+    link->worker().run_or_post([link, e, tag, no_wait, placed] {
       if (!link->ch) return;
       channel& ch = *link->ch;
       if (e) {
+        if (placed) ch.consumers_.erase(tag);  // else the tag was another consumer's
         ch.fail(*e, basic_consume::amqp_class_id, basic_consume::amqp_method_id);
       } else {
         if (!no_wait) ch.conn_.send(ch.id_, basic_consume_ok{tag});
@@ -520,7 +654,13 @@ void channel::on_consume(basic_consume& x) {
 void channel::on_cancel(basic_cancel& x) {
   bool no_wait = x.no_wait;
   std::string tag = x.consumer_tag;
-  call_vhost(
+  size_t shard = SIZE_MAX;
+  if (auto c = consumers_.find(tag); c != consumers_.end()) {
+    shard = c->second.shard;
+    consumers_.erase(c);
+  }
+  call_shard(
+      shard,
       [cid = global_id_, tag](broker::vhost& v) {
         v.cancel(cid, tag);
         return true;
@@ -536,11 +676,13 @@ void channel::on_get(basic_get& x) {
   if (!permitted(auth::perm::read, auth::resource::queue, x.queue, x.amqp_class_id,
                  x.amqp_method_id))
     return;
-  call_vhost(
+  call_shard(
+      conn_.vhost().locate_queue(x.queue),
       [cid = global_id_, q = x.queue, no_ack = x.no_ack, conn_id = conn_.id()](broker::vhost& v) {
         return v.get(cid, q, no_ack, conn_id);
       },
-      [](channel& ch, const std::variant<broker::get_ok, broker::get_empty, broker::error>& r) {
+      [no_ack = x.no_ack](channel& ch,
+                          const std::variant<broker::get_ok, broker::get_empty, broker::error>& r) {
         if (auto* e = std::get_if<broker::error>(&r))
           return ch.fail(*e, basic_get::amqp_class_id, basic_get::amqp_method_id);
         if (std::holds_alternative<broker::get_empty>(r)) {
@@ -548,7 +690,8 @@ void channel::on_get(basic_get& x) {
         } else {
           const auto& ok = std::get<broker::get_ok>(r);
           ++ch.stat_delivered_;
-          ch.conn_.send(ch.id_, basic_get_ok{ok.delivery_tag, ok.redelivered, ok.msg->exchange,
+          uint64_t tag = ch.assign_tag(ok.delivery_tag, !no_ack);
+          ch.conn_.send(ch.id_, basic_get_ok{tag, ok.redelivered, ok.msg->exchange,
                                              ok.msg->routing_key, ok.message_count});
           ch.send_message(*ok.msg);
         }
@@ -560,25 +703,73 @@ void channel::on_settle(uint64_t tag, bool multiple, bool requeue, bool is_ack, 
                         uint16_t method_id) {
   if (is_ack) ++stat_acked_;
   if (tx_mode_) {
+    // In a transaction, in order with the publishes.
     tx_pending_.push_back([this, tag, multiple, requeue, is_ack, class_id, method_id] {
-      call_vhost(
-          [cid = global_id_, tag, multiple, requeue, is_ack](broker::vhost& v) {
-            return is_ack ? v.ack(cid, tag, multiple) : v.reject(cid, tag, multiple, requeue);
-          },
-          [class_id, method_id](channel& ch, const broker::maybe_error& e) {
-            if (e) ch.fail(*e, class_id, method_id);
-          });  // in a transaction, in order with the publishes
+      settle(tag, multiple, requeue, is_ack, class_id, method_id, false);
     });
     return;
   }
-  call_vhost(
-      [cid = global_id_, tag, multiple, requeue, is_ack](broker::vhost& v) {
-        return is_ack ? v.ack(cid, tag, multiple) : v.reject(cid, tag, multiple, requeue);
+  // Urgent: frees prefetch room, so it overtakes queued publishes.
+  settle(tag, multiple, requeue, is_ack, class_id, method_id, true);
+}
+
+void channel::settle(uint64_t tag, bool multiple, bool requeue, bool is_ack, uint16_t class_id,
+                     uint16_t method_id, bool urgent) {
+  if (mapped_from_ == 0)
+    return settle_on(SIZE_MAX, tag, multiple, requeue, is_ack, true, class_id, method_id, urgent);
+  // Deliveries came from several shards: the client's tags are ours (assign_tag).
+  size_t home = conn_.vhost().home_worker();
+  if (!multiple) {
+    if (tag < mapped_from_)
+      return settle_on(SIZE_MAX, tag, false, requeue, is_ack, true, class_id, method_id, urgent);
+    auto it = tag_map_.find(tag);
+    if (it == tag_map_.end())
+      return fail(broker::error{broker::error_code::precondition_failed,
+                                fmt::format("unknown delivery tag {}", tag)},
+                  class_id, method_id);
+    tag_origin o = it->second;
+    tag_map_.erase(it);
+    return settle_on(o.shard == home ? SIZE_MAX : o.shard, o.tag, false, requeue, is_ack, true,
+                     class_id, method_id, urgent);
+  }
+  if (tag > next_tag_)
+    return fail(broker::error{broker::error_code::precondition_failed,
+                              fmt::format("unknown delivery tag {}", tag)},
+                class_id, method_id);
+  uint64_t upto = tag == 0 ? UINT64_MAX : tag;
+  // Everything up to `tag`: the home's own tags below mapped_from_, then per shard the largest
+  // of its tags we numbered up to `tag` (a shard's tags reach us in its order).
+  if (mapped_from_ > 1)
+    settle_on(SIZE_MAX, tag == 0 ? 0 : std::min(upto, mapped_from_ - 1), true, requeue, is_ack,
+              false, class_id, method_id, urgent);
+  std::vector<tag_origin> last;
+  auto end = tag_map_.upper_bound(upto);
+  for (auto it = tag_map_.begin(); it != end; ++it) {
+    auto p = std::find_if(last.begin(), last.end(),
+                          [&](const tag_origin& o) { return o.shard == it->second.shard; });
+    if (p == last.end())
+      last.push_back(it->second);
+    else
+      p->tag = std::max(p->tag, it->second.tag);
+  }
+  tag_map_.erase(tag_map_.begin(), end);
+  for (const auto& o : last)
+    settle_on(o.shard == home ? SIZE_MAX : o.shard, o.tag, true, requeue, is_ack, false, class_id,
+              method_id, urgent);
+}
+
+void channel::settle_on(size_t shard, uint64_t shard_tag, bool multiple, bool requeue, bool is_ack,
+                        bool strict, uint16_t class_id, uint16_t method_id, bool urgent) {
+  call_shard(
+      shard,
+      [cid = global_id_, shard_tag, multiple, requeue, is_ack, strict](broker::vhost& v) {
+        return is_ack ? v.ack(cid, shard_tag, multiple, strict)
+                      : v.reject(cid, shard_tag, multiple, requeue, strict);
       },
       [class_id, method_id](channel& ch, const broker::maybe_error& e) {
         if (e) ch.fail(*e, class_id, method_id);
       },
-      true);  // urgent: frees prefetch room, so it overtakes queued publishes
+      urgent, false);
 }
 
 void channel::on_tx(const method& m, uint16_t cid, uint16_t mid) {
@@ -610,16 +801,26 @@ void channel::on_tx(const method& m, uint16_t cid, uint16_t mid) {
   // Persistent messages of the transaction are on disk before commit-ok, as in RabbitMQ.
   call_vhost([](broker::vhost&) { return true; },
              [](channel& ch, bool) {
-               auto commit_ok = [link = ch.link_] {
-                 if (channel* c = link->ch; c && c->state_ == state::open) {
-                   c->conn_.send(c->id_, tx_commit_ok{});
-                   c->conn_.conn().flush_soon();
-                 }
+               // Queues on other shards answer for their part of the transaction first.
+               auto finish = [link = ch.link_] {
+                 channel* c = link->ch;
+                 if (!c) return;
+                 channel& ch = *c;
+                 auto commit_ok = [link = ch.link_] {
+                   if (channel* c = link->ch; c && c->state_ == state::open) {
+                     c->conn_.send(c->id_, tx_commit_ok{});
+                     c->conn_.conn().flush_soon();
+                   }
+                 };
+                 broker::journal* j = ch.conn_.vhost().get_journal();
+                 if (!j || j->synced() >= ch.max_ticket_) return commit_ok();
+                 j->when_synced(ch.max_ticket_,
+                                [link = ch.link_, commit_ok] { link->worker().post(commit_ok); });
                };
-               broker::journal* j = ch.conn_.vhost().get_journal();
-               if (!j || j->synced() >= ch.max_ticket_) return commit_ok();
-               j->when_synced(ch.max_ticket_,
-                              [link = ch.link_, commit_ok] { link->worker().post(commit_ok); });
+               if (ch.remote_outstanding_ > 0)
+                 ch.after_remote_.push_back(std::move(finish));
+               else
+                 finish();
              });
 }
 
@@ -650,6 +851,8 @@ void channel::handle_method(method& m) {
                 return true;
               },
               [](channel&, bool) {});
+          on_other_shards(
+              [cid = global_id_, active](broker::vhost& v) { v.set_flow(cid, active); });
           conn_.send(id_, channel_flow_ok{x.active});
         } else if constexpr (std::is_same_v<T, channel_flow_ok>) {
           // Reply to a server-sent flow; Warren sends none. Ignored.
@@ -673,6 +876,9 @@ void channel::handle_method(method& m) {
                   return true;
                 },
                 [](channel&, bool) {});
+            on_other_shards([cid = global_id_, n = x.prefetch_count](broker::vhost& v) {
+              v.set_global_prefetch(cid, n);
+            });
           } else {
             prefetch_count_ = x.prefetch_count;
           }
@@ -685,6 +891,9 @@ void channel::handle_method(method& m) {
             conn_.connection_error(reply_code::not_implemented, "requeue=false", cid, mid);
             return;
           }
+          // Everything unacknowledged goes back, on every shard; the tags we numbered go with it.
+          on_other_shards([cid = global_id_](broker::vhost& v) { v.recover(cid); });
+          tag_map_.clear();
           call_vhost(
               [cid = global_id_](broker::vhost& v) {
                 v.recover(cid);

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -93,6 +94,23 @@ class channel {
   // `urgent` for acknowledgements: they free credit, so they go ahead of queued publishes.
   template <typename Op, typename Reply>
   void call_vhost(Op op, Reply reply, bool urgent = false);
+  // The same on shard `shard` of the vhost (SIZE_MAX: the home, as call_vhost).
+  // `ordered`: after our publishes still on their way to it (to_shard).
+  template <typename Op, typename Reply>
+  void call_shard(size_t shard, Op op, Reply reply, bool urgent = false, bool ordered = true);
+  // Runs task on shard `shard`'s worker, after any of our publishes still on their way there.
+  template <typename Task>
+  void to_shard(size_t shard, Task task, bool urgent = false, bool ordered = true);
+  // fn on every shard of the vhost but the home, in order after what we sent each before.
+  void on_other_shards(std::function<void(broker::vhost&)> fn);
+  // The client's tag for a delivery numbered `shard_tag` by its shard (see tag_map_).
+  uint64_t assign_tag(uint64_t shard_tag, bool ack_required);
+  void settle(uint64_t tag, bool multiple, bool requeue, bool is_ack, uint16_t class_id,
+              uint16_t method_id, bool urgent);
+  void settle_on(size_t shard, uint64_t shard_tag, bool multiple, bool requeue, bool is_ack,
+                 bool strict, uint16_t class_id, uint16_t method_id, bool urgent);
+  // A shard's part of a publish's answer (confirm or transaction mode, queues on other shards).
+  void on_shard_answer(uint64_t seq, uint64_t ticket, bool rejected);
   void fail(const broker::error& e, uint16_t class_id, uint16_t method_id);
   void reply_done();
   void finish_client_close();
@@ -155,6 +173,10 @@ class channel {
     uint64_t seq;
     uint64_t ticket;
     bool nack;
+    // Other shards' answers still to come, once the home's answer has counted them (`counted`);
+    // an answer may come before the count, so this may be negative until then.
+    int32_t remaining = 0;
+    bool counted = true;
   };
   std::deque<unsynced_confirm> unsynced_;  // in sequence order, waiting for the store
   bool sync_wait_ = false;                 // a when_synced callback is registered
@@ -163,6 +185,32 @@ class channel {
   uint64_t uncredited_bytes_ = 0;  // their bodies
   bool credit_scheduled_ = false;
   bool throttled_ = false;  // a queue holds our publishes back (see vhost::backlog_high)
+  uint32_t throttles_ = 0;  // shards holding them back
+  // Queues on several shards (docs/architecture.md, "Spreading queues over workers").
+  bool sharded_ = false;
+  // Delivery tags: while every delivery came from the home shard, in order, the client's tag is
+  // the home's; from the first that did not (mapped_from_), the channel numbers them itself and
+  // keeps where each unacknowledged one came from.
+  uint64_t next_tag_ = 0;
+  uint64_t mapped_from_ = 0;  // 0: not mapping
+  struct tag_origin {
+    size_t shard;
+    uint64_t tag;
+  };
+  std::map<uint64_t, tag_origin> tag_map_;
+  // Consumers by tag: their shard and whether they acknowledge (no_ack).
+  struct consumer_place {
+    size_t shard;
+    bool no_ack;
+  };
+  std::map<std::string, consumer_place, std::less<>> consumers_;
+  // Deliveries from shards other than the home not yet credited back, by shard.
+  std::vector<std::pair<uint32_t, uint64_t>> uncredited_away_;
+  int64_t remote_outstanding_ = 0;
+  uint32_t home_publishes_ =
+      0;  // publishes on their way through the home (not straight to a shard)  // shard answers to
+          // transactional publishes still to come
+  std::vector<std::function<void()>> after_remote_;  // tx.commit waiting for them
   std::string last_queue_;
   // may_publish's memory: this exchange was allowed at this generation of the user store.
   std::string publish_allowed_;

@@ -204,6 +204,17 @@ void channel::on_queue_declare(queue_declare& x) {
           return ch.fail(*e, queue_declare::amqp_class_id, queue_declare::amqp_method_id);
         const auto& ok = std::get<broker::queue_declare_ok>(res);
         ch.last_queue_ = ok.name;
+        if (ok.shard != SIZE_MAX && !no_wait) {
+          // The queue lives on another shard: its counts are there.
+          return ch.call_shard(
+              ok.shard, [name = ok.name](broker::vhost& v) { return v.queue_counts(name); },
+              [name = ok.name](channel& c,
+                               const std::optional<std::pair<uint32_t, uint32_t>>& counts) {
+                auto [messages, consumers] = counts.value_or(std::pair<uint32_t, uint32_t>{0, 0});
+                c.conn_.send(c.id_, queue_declare_ok{name, messages, consumers});
+                c.conn_.conn().flush_soon();
+              });
+        }
         if (!no_wait)
           ch.conn_.send(ch.id_, queue_declare_ok{ok.name, ok.message_count, ok.consumer_count});
         ch.conn_.conn().flush_soon();
@@ -266,7 +277,8 @@ void channel::on_queue_purge(queue_purge& x) {
                  x.amqp_method_id))
     return;
   bool no_wait = x.no_wait;
-  call_vhost(
+  call_shard(
+      conn_.vhost().locate_queue(x.queue),
       [q = x.queue, conn_id = conn_.id()](broker::vhost& v) { return v.purge_queue(q, conn_id); },
       [no_wait](channel& ch, const std::variant<uint32_t, broker::error>& r) {
         if (auto* e = std::get_if<broker::error>(&r))
@@ -282,14 +294,16 @@ void channel::on_queue_delete(queue_delete& x) {
                  x.amqp_method_id))
     return;
   bool no_wait = x.no_wait;
-  call_vhost([q = x.queue, if_unused = x.if_unused, if_empty = x.if_empty, conn_id = conn_.id()](
-                 broker::vhost& v) { return v.delete_queue(q, if_unused, if_empty, conn_id); },
-             [no_wait](channel& ch, const std::variant<uint32_t, broker::error>& r) {
-               if (auto* e = std::get_if<broker::error>(&r))
-                 return ch.fail(*e, queue_delete::amqp_class_id, queue_delete::amqp_method_id);
-               if (!no_wait) ch.conn_.send(ch.id_, queue_delete_ok{std::get<uint32_t>(r)});
-               ch.conn_.conn().flush_soon();
-             });
+  call_shard(
+      conn_.vhost().locate_queue(x.queue),
+      [q = x.queue, if_unused = x.if_unused, if_empty = x.if_empty, conn_id = conn_.id()](
+          broker::vhost& v) { return v.delete_queue(q, if_unused, if_empty, conn_id); },
+      [no_wait](channel& ch, const std::variant<uint32_t, broker::error>& r) {
+        if (auto* e = std::get_if<broker::error>(&r))
+          return ch.fail(*e, queue_delete::amqp_class_id, queue_delete::amqp_method_id);
+        if (!no_wait) ch.conn_.send(ch.id_, queue_delete_ok{std::get<uint32_t>(r)});
+        ch.conn_.conn().flush_soon();
+      });
 }
 
 }  // namespace warren::amqp::server

@@ -29,7 +29,16 @@ inline std::shared_ptr<const broker::access_checks> topic_checks(amqp_connection
 
 template <typename Op, typename Reply>
 void channel::call_vhost(Op op, Reply reply, bool urgent) {
+  call_shard(SIZE_MAX, std::move(op), std::move(reply), urgent);
+}
+
+template <typename Op, typename Reply>
+void channel::call_shard(size_t shard, Op op, Reply reply, bool urgent, bool ordered) {
   broker::vhost* v = &conn_.vhost();
+  if (shard != SIZE_MAX && shard != v->home_worker())
+    v = &v->shard_at(shard);
+  else
+    shard = SIZE_MAX;
   ++pending_;
   // Captures move along rather than copy: every shared_ptr copy is an atomic count that the
   // other worker's cache then has to fetch back.
@@ -46,6 +55,7 @@ void channel::call_vhost(Op op, Reply reply, bool urgent) {
           if (link->ch) link->ch->reply_done();
         });
   };
+  if (shard != SIZE_MAX) return to_shard(shard, std::move(run), urgent, ordered);
   // Both hops are plain calls when the channel runs on the vhost's home worker.
   net::worker& home = conn_.home_of(*v);
   if (home.on_own_thread())
@@ -54,6 +64,28 @@ void channel::call_vhost(Op op, Reply reply, bool urgent) {
     home.post_urgent(std::move(run));
   else
     home.post(std::move(run));
+}
+
+template <typename Task>
+void channel::to_shard(size_t shard, Task task, bool urgent, bool ordered) {
+  net::worker& w = conn_.worker_at(shard);
+  if (ordered && inflight_publishes_ > 0) {
+    // Our publishes still on their way through the home would reach the shard after this: it
+    // follows them there (a basic.get after a publish sees the message, as on one worker).
+    conn_.home_of(conn_.vhost()).run_or_post([&w, task = std::move(task)]() mutable {
+      if (w.on_own_thread())
+        task();
+      else
+        w.post(std::move(task));
+    });
+    return;
+  }
+  if (w.on_own_thread())
+    task();
+  else if (urgent)
+    w.post_urgent(std::move(task));
+  else
+    w.post(std::move(task));
 }
 
 }  // namespace warren::amqp::server

@@ -72,6 +72,8 @@ class amqp_connection final : public net::connection_handler {
   uint64_t id() const { return id_; }
   // The worker that owns a vhost (where broker work for it is posted).
   net::worker& home_of(const broker::vhost& v) const { return ctx_.pool->at(v.home_worker()); }
+  // The worker running shard i of a vhost (a shard's index is its worker's).
+  net::worker& worker_at(size_t i) const { return ctx_.pool->at(i); }
   const auth::user& user() const { return *user_; }
   // What the user may do in the open vhost (null: nothing), as the user store has it now: fetched
   // again only when the store's generation has moved since the last call (one atomic load when it
