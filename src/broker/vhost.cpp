@@ -81,6 +81,14 @@ void vhost::on_shard(size_t s, std::function<void(vhost&)> fn) {
   post_(s, [&target, fn = std::move(fn)] { fn(target); });
 }
 
+void vhost::to_authority(std::function<void(vhost&)> fn) {
+  vhost& a = *authority_;
+  // From a shard's thread: always a post (on_shard would run it here when the target is the
+  // caller), except during recovery, when nothing runs yet.
+  if (a.direct_ || !a.post_) return fn(a);
+  a.post_(a.home_, [&a, fn = std::move(fn)] { fn(a); });
+}
+
 size_t vhost::locate_queue(std::string_view name) const {
   const vhost& a = *authority_;
   if (a.shards_.empty()) return a.home_;
@@ -130,7 +138,7 @@ void vhost::hand_over(size_t s, message_ptr m, std::vector<dest_id> ids, uint64_
 
 void vhost::queue_gone(dest_id id) {
   if (is_authority()) return forget_queue(id);
-  authority_->on_shard(authority_->home_, [id](vhost& a) { a.forget_queue(id); });
+  to_authority([id](vhost& a) { a.forget_queue(id); });
 }
 
 void vhost::forget_queue(dest_id id) {
@@ -770,10 +778,9 @@ void vhost::dead_letter(queue& q, queue::entry e, std::string_view reason, int64
         death_queues.emplace_back(common::table_string(*t, "queue").value_or(""));
   if (!is_authority()) {
     // Routing is the authority's: the message goes there.
-    authority_->on_shard(
-        home_, [m = std::move(m), dq = std::move(death_queues), any_rejected](vhost& a) mutable {
-          a.route_dead_letter(std::move(m), std::move(dq), any_rejected);
-        });
+    to_authority([m = std::move(m), dq = std::move(death_queues), any_rejected](vhost& a) mutable {
+      a.route_dead_letter(std::move(m), std::move(dq), any_rejected);
+    });
     return;
   }
   route_dead_letter(std::move(m), std::move(death_queues), any_rejected);

@@ -437,6 +437,8 @@ class vhost {
   // of them are durable. Returns the store ticket (0: not stored).
   uint64_t enqueue_all(message_ptr m, std::span<const dest_id> targets, int64_t now, bool& rejected,
                        uint64_t publisher);
+  // A shard: fn(authority) on the authority's thread.
+  void to_authority(std::function<void(vhost&)> fn);
   // Shards: runs fn(shard) on shard s's thread (directly until start_shards()).
   void on_shard(size_t s, std::function<void(vhost&)> fn);
   // Authority: the queue's definitions go (journal, routing, the directory); its runtime was

@@ -91,13 +91,18 @@ std::vector<queue_view> vhost::view_queues(std::string_view only, bool with_hist
   std::vector<queue_view> out;
   // A twin (a queue living on another shard) is that shard's to show.
   if (!only.empty()) {
-    if (const queue* q = find_queue(only); q && !twins_.count(q->id()))
+    if (const queue* q = find_queue(only); q && !twins_.count(q->id())) {
       out.push_back(view_of(*q, with_history));
+      out.back().worker = shard_;
+    }
     return out;
   }
   out.reserve(queues_.size());
   for (const auto& [n, q] : queues_)
-    if (twins_.empty() || !twins_.count(q->id())) out.push_back(view_of(*q, with_history));
+    if (twins_.empty() || !twins_.count(q->id())) {
+      out.push_back(view_of(*q, with_history));
+      out.back().worker = shard_;
+    }
   return out;
 }
 
@@ -121,6 +126,7 @@ std::vector<queue_view> vhost::view_queues_window(const std::function<bool(std::
       continue;
     }
     out.push_back(view_of(*q, with_history));
+    out.back().worker = shard_;
   }
   return out;
 }

@@ -30,6 +30,7 @@ struct queue_view {
   bool exclusive = false;
   uint64_t exclusive_owner = 0;  // connection id
   common::field_table arguments;
+  size_t worker = 0;  // the worker (shard) the queue lives on
   uint64_t ready = 0;
   uint64_t unacked = 0;
   uint64_t ready_bytes = 0;

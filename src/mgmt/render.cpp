@@ -44,6 +44,7 @@ json queue_json(const broker::queue_view& q, std::string_view vhost, std::string
   j["arguments"] = to_json(q.arguments);
   if (q.dedup) j["deduplication"] = dedup_json(*q.dedup);
   j["node"] = std::string(node);
+  j["warren_worker"] = q.worker;  // Warren's: the worker thread the queue runs on
   j["state"] = "running";
   j["policy"] = "";
   j["effective_policy_definition"] = json::object();

@@ -1,0 +1,224 @@
+// A vhost's queues spread over shards (docs/architecture.md, "Spreading queues over workers"),
+// driven on one thread: each shard's posted work waits in a queue of its own until the test runs
+// it, so every hand-over between the authority and a shard is visible and in order.
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "broker/vhost.hpp"
+
+namespace warren::broker {
+namespace {
+
+struct recorder : delivery_target {
+  struct delivery {
+    std::string consumer;
+    uint64_t tag;
+    std::string body;
+  };
+  std::vector<delivery> got;
+  std::vector<std::string> cancels;
+  void deliver(const std::string& c, uint64_t tag, bool, const message_ptr& m) override {
+    got.push_back({c, tag, m->body});
+  }
+  void cancelled(const std::string& c) override { cancels.push_back(c); }
+};
+
+message_ptr msg(std::string exchange, std::string key, std::string body) {
+  auto m = std::make_shared<message>();
+  m->exchange = std::move(exchange);
+  m->routing_key = std::move(key);
+  m->body = std::move(body);
+  return m;
+}
+
+class ShardsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    v.enable_shards(2, vhost::placement::hash, [this](size_t s, std::function<void()> fn) {
+      posted[s].push_back(std::move(fn));
+    });
+    v.start_shards();
+    // Names that the hash puts on each shard.
+    for (int i = 0; (home_name.empty() || away_name.empty()) && i < 100; ++i) {
+      std::string n = "probe-" + std::to_string(i);
+      declare(n);
+      (v.locate_queue(n) == 0 ? home_name : away_name) = n;
+      (void)v.delete_queue(n, false, false, 0);
+      run();
+    }
+    ASSERT_FALSE(home_name.empty());
+    ASSERT_FALSE(away_name.empty());
+  }
+
+  // Runs what was posted, shard by shard, until nothing is left.
+  void run() {
+    for (bool more = true; more;) {
+      more = false;
+      for (auto& q : posted)
+        while (!q.empty()) {
+          auto fn = std::move(q.front());
+          q.pop_front();
+          fn();
+          more = true;
+        }
+    }
+  }
+
+  void declare(const std::string& name, common::field_table args = {}, bool exclusive = false,
+               uint64_t conn = 0) {
+    queue_declare_request r;
+    r.name = name;
+    r.arguments = std::move(args);
+    r.exclusive = exclusive;
+    r.connection_id = conn;
+    ASSERT_TRUE(std::holds_alternative<queue_declare_ok>(v.declare_queue(r)));
+    run();
+  }
+
+  // A channel as the AMQP layer opens it: a record on every shard, one shared count.
+  void open(uint64_t cid, std::shared_ptr<recorder> t, uint64_t conn = 1) {
+    auto unacked = std::make_shared<std::atomic<int64_t>>(0);
+    for (size_t s = 0; s < 2; ++s) v.shard_at(s).open_channel(cid, conn, t, unacked);
+  }
+
+  vhost v{"/", 0};
+  std::deque<std::function<void()>> posted[2];
+  std::string home_name, away_name;
+};
+
+TEST_F(ShardsTest, AQueueLivesOnItsShardAndTheAuthorityKeepsItsDeclaration) {
+  declare(away_name);
+  EXPECT_EQ(v.locate_queue(away_name), 1u);
+  EXPECT_EQ(v.located_shard(away_name), 1u);
+  EXPECT_NE(v.shard_at(1).inspect_queue(away_name), nullptr);
+  EXPECT_NE(v.inspect_queue(away_name), nullptr);  // the twin
+  EXPECT_EQ(v.shard_at(1).queue_count(), 1u);
+  // Listed once: by its shard, not by the authority's twin.
+  EXPECT_TRUE(v.view_queues().empty());
+  ASSERT_EQ(v.shard_at(1).view_queues().size(), 1u);
+  // Counted once over the shards.
+  vhost_totals t = v.totals();
+  t.add(v.shard_at(1).totals());
+  EXPECT_EQ(t.queues, 1u);
+}
+
+TEST_F(ShardsTest, APublishIsHandedToTheQueuesShardWhichAnswers) {
+  declare(away_name);
+  declare(home_name);
+  ASSERT_FALSE(v.bind("amq.fanout", *v.routing().queue_id(away_name), "", {}));
+  ASSERT_FALSE(v.bind("amq.fanout", *v.routing().queue_id(home_name), "", {}));
+  int answers = 0;
+  shard_answer answer = [&](uint64_t, bool rejected) {
+    ++answers;
+    EXPECT_FALSE(rejected);
+  };
+  uint32_t remote = 0;
+  auto r = v.publish(msg("amq.fanout", "", "both"), 0, nullptr, &answer, &remote);
+  ASSERT_EQ(std::get<publish_outcome>(r), publish_outcome::routed);
+  EXPECT_EQ(remote, 1u);  // one shard besides the authority's
+  EXPECT_EQ(v.inspect_queue(home_name)->message_count(), 1u);
+  EXPECT_EQ(v.shard_at(1).inspect_queue(away_name)->message_count(), 0u);  // not yet run there
+  EXPECT_EQ(answers, 0);
+  run();
+  EXPECT_EQ(v.shard_at(1).inspect_queue(away_name)->message_count(), 1u);
+  EXPECT_EQ(answers, 1);
+  EXPECT_EQ(v.inspect_queue(away_name)->message_count(), 0u);  // the twin holds nothing
+}
+
+TEST_F(ShardsTest, DeliveryTagsCarryTheirShardAndAcksGoThere) {
+  declare(away_name);
+  auto t = std::make_shared<recorder>();
+  open(7, t);
+  vhost& sh = v.shard_at(1);
+  ASSERT_FALSE(sh.consume(7, away_name, "c", false, false, 0, 1));
+  (void)v.publish(msg("", away_name, "m1"), 0);
+  (void)v.publish(msg("", away_name, "m2"), 0);
+  run();
+  ASSERT_EQ(t->got.size(), 2u);
+  EXPECT_EQ(v.tag_shard(t->got[0].tag), 1u);
+  EXPECT_EQ(t->got[1].tag, t->got[0].tag + 1);
+  // The authority has no such delivery; the shard has both.
+  EXPECT_TRUE(v.ack(7, t->got[1].tag, false).has_value());
+  EXPECT_FALSE(sh.ack(7, t->got[1].tag, true));
+  EXPECT_EQ(sh.inspect_queue(away_name)->unacked, 0u);
+  // Nothing outstanding up to a tag: an error when strict, nothing when not.
+  EXPECT_TRUE(sh.ack(7, t->got[1].tag, true).has_value());
+  EXPECT_FALSE(sh.ack(7, t->got[1].tag, true, false));
+}
+
+TEST_F(ShardsTest, AQueueDeletedOnItsShardIsForgottenByTheAuthority) {
+  declare(away_name);
+  auto r = v.shard_at(1).delete_queue(away_name, false, false, 0);
+  ASSERT_TRUE(std::holds_alternative<uint32_t>(r));
+  EXPECT_NE(v.inspect_queue(away_name), nullptr);  // until the authority runs what was posted
+  run();
+  EXPECT_EQ(v.inspect_queue(away_name), nullptr);
+  EXPECT_EQ(v.locate_queue(away_name), 0u);
+  EXPECT_EQ(v.located_shard(away_name), SIZE_MAX);
+  // The name is free again, and may be placed on the same shard.
+  declare(away_name);
+  EXPECT_EQ(v.locate_queue(away_name), 1u);
+}
+
+TEST_F(ShardsTest, ExclusiveQueuesGoWithTheirConnectionOnEveryShard) {
+  declare(away_name, {}, true, 42);
+  declare(home_name, {}, true, 42);
+  v.close_connection(42);
+  run();
+  EXPECT_EQ(v.inspect_queue(away_name), nullptr);
+  EXPECT_EQ(v.inspect_queue(home_name), nullptr);
+  EXPECT_EQ(v.shard_at(1).queue_count(), 0u);
+}
+
+TEST_F(ShardsTest, ADeadLetterFromAShardIsRoutedByTheAuthority) {
+  declare(home_name);
+  common::field_table args;
+  args.set("x-dead-letter-exchange", std::string(""));
+  args.set("x-dead-letter-routing-key", home_name);
+  declare(away_name, args);
+  auto t = std::make_shared<recorder>();
+  open(8, t);
+  vhost& sh = v.shard_at(1);
+  (void)v.publish(msg("", away_name, "dead"), 0);
+  run();
+  auto got = sh.get(8, away_name, false, 1);
+  ASSERT_TRUE(std::holds_alternative<get_ok>(got));
+  ASSERT_FALSE(sh.reject(8, std::get<get_ok>(got).delivery_tag, false, false));
+  EXPECT_EQ(v.inspect_queue(home_name)->message_count(), 0u);
+  run();
+  ASSERT_EQ(v.inspect_queue(home_name)->message_count(), 1u);
+}
+
+TEST_F(ShardsTest, AGlobalPrefetchLimitsTheChannelOverEveryShard) {
+  declare(home_name);
+  declare(away_name);
+  for (int i = 0; i < 5; ++i) {
+    (void)v.publish(msg("", home_name, "h"), 0);
+    (void)v.publish(msg("", away_name, "a"), 0);
+  }
+  run();
+  auto t = std::make_shared<recorder>();
+  open(9, t);
+  v.set_global_prefetch(9, 3);
+  v.shard_at(1).set_global_prefetch(9, 3);
+  ASSERT_FALSE(v.consume(9, home_name, "h", false, false, 0, 1));
+  ASSERT_FALSE(v.shard_at(1).consume(9, away_name, "a", false, false, 0, 1));
+  v.dispatch_queue(home_name);
+  v.shard_at(1).dispatch_queue(away_name);
+  run();
+  ASSERT_EQ(t->got.size(), 3u);  // not 3 per shard
+  // An ack where the channel was full lets any shard deliver one more.
+  const auto& first = t->got[0];
+  vhost& owner = v.shard_at(v.tag_shard(first.tag));
+  ASSERT_FALSE(owner.ack(9, first.tag, false));
+  run();
+  EXPECT_EQ(t->got.size(), 4u);
+}
+
+}  // namespace
+}  // namespace warren::broker
