@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "amqp/protocol/field_table.hpp"
 #include "amqp/server/convert.hpp"
@@ -473,8 +474,25 @@ void link::on_delivery(amqp::client::delivery&& d) {
   ++status_.forwarded;
   sup_.counters().forwarded.fetch_add(1, std::memory_order_relaxed);
   sup_.pool().at(v->home_worker()).post([v, m = std::move(m), confirm, back, weak, gen, tag] {
+    // On-confirm: the upstream ack waits for every shard that took the message (queues on other
+    // workers answer on theirs), then for the largest store ticket to be on disk.
+    constexpr int64_t unknown = int64_t(1) << 40;  // answers to come, until the home counts them
+    struct gather {
+      std::atomic<int64_t> left{int64_t(1) << 40};
+      std::atomic<uint64_t> ticket{0};
+      std::function<void(uint64_t)> done;
+      void one(uint64_t t) {
+        uint64_t seen = ticket.load();
+        while (t > seen && !ticket.compare_exchange_weak(seen, t)) {
+        }
+        if (left.fetch_sub(1) == 1) done(ticket.load());
+      }
+    };
+    auto g = std::make_shared<gather>();
+    broker::shard_answer on_shard = [g](uint64_t t, bool) { g->one(t); };
     uint64_t ticket = 0;
-    auto r = v->publish(m, 0, &ticket);
+    uint32_t remote = 0;
+    auto r = v->publish(m, 0, &ticket, confirm ? &on_shard : nullptr, &remote);
     bool ok = !std::holds_alternative<broker::error>(r);
     std::string why = ok ? std::string() : std::get<broker::error>(r).text;
     if (!confirm && ok) return;
@@ -489,10 +507,15 @@ void link::on_delivery(amqp::client::delivery&& d) {
         self->conn_->close();
       });
     };
-    if (ok && ticket != 0 && v->get_journal())
-      v->get_journal()->when_synced(ticket, answer);
-    else
-      answer();
+    if (!ok) return answer();
+    g->done = [v, answer](uint64_t t) {
+      if (t != 0 && v->get_journal())
+        v->get_journal()->when_synced(t, answer);  // on the store's thread: answer only posts
+      else
+        answer();
+    };
+    g->left.fetch_add(int64_t(remote) + 1 - unknown);
+    g->one(ticket);  // the home's part
   });
 }
 

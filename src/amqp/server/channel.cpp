@@ -621,46 +621,48 @@ void channel::on_consume(basic_consume& x) {
                  x.amqp_method_id))
     return;
   if (x.consumer_tag.empty()) x.consumer_tag = generated_consumer_tag();
-  broker::vhost* v = &conn_.vhost();
-  size_t shard = v->locate_queue(x.queue);
-  bool placed = consumers_.try_emplace(x.consumer_tag, consumer_place{shard, x.no_ack}).second;
-  v = &v->shard_at(shard);
+  bool placed = consumers_.try_emplace(x.consumer_tag, consumer_place{x.queue, x.no_ack}).second;
   auto link = link_;
   uint64_t cid = global_id_, conn_id = conn_.id();
   uint16_t prefetch = prefetch_count_;
+  bool settled = pending_ == 0 && inflight_publishes_ == 0;
   ++pending_;
   // Custom rather than call_vhost: consume-ok must reach the client before any delivery, so the
   // reply is posted first and the queue dispatched after. On the queue's shard.
-  to_shard(shard, [v, link, cid, conn_id, prefetch, placed, q = x.queue, tag = x.consumer_tag,
-                   no_ack = x.no_ack, exclusive = x.exclusive, no_wait = x.no_wait,
-                   args = std::move(x.arguments)] {
-    broker::maybe_error e = v->consume(cid, q, tag, no_ack, exclusive, prefetch, conn_id, args);
-    link->worker().run_or_post([link, e, tag, no_wait, placed] {
-      if (!link->ch) return;
-      channel& ch = *link->ch;
-      if (e) {
-        if (placed) ch.consumers_.erase(tag);  // else the tag was another consumer's
-        ch.fail(*e, basic_consume::amqp_class_id, basic_consume::amqp_method_id);
-      } else {
-        if (!no_wait) ch.conn_.send(ch.id_, basic_consume_ok{tag});
-        ch.conn_.conn().flush_soon();
-      }
-      if (link->ch) link->ch->reply_done();  // see call_vhost
-    });
-    if (!e) v->dispatch_queue(q);
-  });
+  std::string queue = x.queue;
+  on_queue(
+      queue,
+      [link, cid, conn_id, prefetch, placed, q = x.queue, tag = x.consumer_tag, no_ack = x.no_ack,
+       exclusive = x.exclusive, no_wait = x.no_wait,
+       args = std::move(x.arguments)](broker::vhost* v) {
+        broker::maybe_error e = v->consume(cid, q, tag, no_ack, exclusive, prefetch, conn_id, args);
+        link->worker().run_or_post([link, e, tag, no_wait, placed] {
+          if (!link->ch) return;
+          channel& ch = *link->ch;
+          if (e) {
+            if (placed) ch.consumers_.erase(tag);  // else the tag was another consumer's
+            ch.fail(*e, basic_consume::amqp_class_id, basic_consume::amqp_method_id);
+          } else {
+            if (!no_wait) ch.conn_.send(ch.id_, basic_consume_ok{tag});
+            ch.conn_.conn().flush_soon();
+          }
+          if (link->ch) link->ch->reply_done();  // see call_vhost
+        });
+        if (!e) v->dispatch_queue(q);
+      },
+      settled);
 }
 
 void channel::on_cancel(basic_cancel& x) {
   bool no_wait = x.no_wait;
   std::string tag = x.consumer_tag;
-  size_t shard = SIZE_MAX;
+  std::string queue;  // unknown tag: the home answers (cancel-ok, as RabbitMQ)
   if (auto c = consumers_.find(tag); c != consumers_.end()) {
-    shard = c->second.shard;
+    queue = c->second.queue;
     consumers_.erase(c);
   }
-  call_shard(
-      shard,
+  call_queue(
+      queue,
       [cid = global_id_, tag](broker::vhost& v) {
         v.cancel(cid, tag);
         return true;
@@ -676,8 +678,8 @@ void channel::on_get(basic_get& x) {
   if (!permitted(auth::perm::read, auth::resource::queue, x.queue, x.amqp_class_id,
                  x.amqp_method_id))
     return;
-  call_shard(
-      conn_.vhost().locate_queue(x.queue),
+  call_queue(
+      x.queue,
       [cid = global_id_, q = x.queue, no_ack = x.no_ack, conn_id = conn_.id()](broker::vhost& v) {
         return v.get(cid, q, no_ack, conn_id);
       },

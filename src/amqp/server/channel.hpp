@@ -98,6 +98,17 @@ class channel {
   // `ordered`: after our publishes still on their way to it (to_shard).
   template <typename Op, typename Reply>
   void call_shard(size_t shard, Op op, Reply reply, bool urgent = false, bool ordered = true);
+  // The same on the shard of the queue named `queue`, looked up once what we sent before has
+  // reached the home (a pipelined declaration of the queue included).
+  template <typename Op, typename Reply>
+  void call_queue(const std::string& queue, Op op, Reply reply);
+  // fn(shard) on the worker of the queue's shard: looked up now when `settled` (nothing of ours
+  // on its way through the home), else at the home after what we sent before.
+  template <typename F>
+  void on_queue(const std::string& queue, F fn, bool settled);
+  // op(v) on v's worker, then reply(channel, result) on the channel's (call_vhost's two hops).
+  template <typename Op, typename Reply>
+  static auto bound_call(broker::vhost* v, std::shared_ptr<channel_link> link, Op op, Reply reply);
   // Runs task on shard `shard`'s worker, after any of our publishes still on their way there.
   template <typename Task>
   void to_shard(size_t shard, Task task, bool urgent = false, bool ordered = true);
@@ -200,7 +211,7 @@ class channel {
   std::map<uint64_t, tag_origin> tag_map_;
   // Consumers by tag: their shard and whether they acknowledge (no_ack).
   struct consumer_place {
-    size_t shard;
+    std::string queue;
     bool no_ack;
   };
   std::map<std::string, consumer_place, std::less<>> consumers_;

@@ -277,8 +277,8 @@ void channel::on_queue_purge(queue_purge& x) {
                  x.amqp_method_id))
     return;
   bool no_wait = x.no_wait;
-  call_shard(
-      conn_.vhost().locate_queue(x.queue),
+  call_queue(
+      x.queue,
       [q = x.queue, conn_id = conn_.id()](broker::vhost& v) { return v.purge_queue(q, conn_id); },
       [no_wait](channel& ch, const std::variant<uint32_t, broker::error>& r) {
         if (auto* e = std::get_if<broker::error>(&r))
@@ -294,8 +294,8 @@ void channel::on_queue_delete(queue_delete& x) {
                  x.amqp_method_id))
     return;
   bool no_wait = x.no_wait;
-  call_shard(
-      conn_.vhost().locate_queue(x.queue),
+  call_queue(
+      x.queue,
       [q = x.queue, if_unused = x.if_unused, if_empty = x.if_empty, conn_id = conn_.id()](
           broker::vhost& v) { return v.delete_queue(q, if_unused, if_empty, conn_id); },
       [no_wait](channel& ch, const std::variant<uint32_t, broker::error>& r) {

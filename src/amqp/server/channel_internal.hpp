@@ -40,9 +40,23 @@ void channel::call_shard(size_t shard, Op op, Reply reply, bool urgent, bool ord
   else
     shard = SIZE_MAX;
   ++pending_;
+  auto run = bound_call(v, link_, std::move(op), std::move(reply));
+  if (shard != SIZE_MAX) return to_shard(shard, std::move(run), urgent, ordered);
+  // Both hops are plain calls when the channel runs on the vhost's home worker.
+  net::worker& home = conn_.home_of(*v);
+  if (home.on_own_thread())
+    run();
+  else if (urgent)
+    home.post_urgent(std::move(run));
+  else
+    home.post(std::move(run));
+}
+
+template <typename Op, typename Reply>
+auto channel::bound_call(broker::vhost* v, std::shared_ptr<channel_link> link, Op op, Reply reply) {
   // Captures move along rather than copy: every shared_ptr copy is an atomic count that the
   // other worker's cache then has to fetch back.
-  auto run = [v, link = link_, op = std::move(op), reply = std::move(reply)]() mutable {
+  return [v, link = std::move(link), op = std::move(op), reply = std::move(reply)]() mutable {
     auto result = op(*v);
     net::worker& w = link->worker();
     w.run_or_post(
@@ -55,15 +69,39 @@ void channel::call_shard(size_t shard, Op op, Reply reply, bool urgent, bool ord
           if (link->ch) link->ch->reply_done();
         });
   };
-  if (shard != SIZE_MAX) return to_shard(shard, std::move(run), urgent, ordered);
-  // Both hops are plain calls when the channel runs on the vhost's home worker.
-  net::worker& home = conn_.home_of(*v);
-  if (home.on_own_thread())
-    run();
-  else if (urgent)
-    home.post_urgent(std::move(run));
-  else
-    home.post(std::move(run));
+}
+
+template <typename Op, typename Reply>
+void channel::call_queue(const std::string& queue, Op op, Reply reply) {
+  broker::vhost* a = &conn_.vhost();
+  if (!sharded_) return call_vhost(std::move(op), std::move(reply));
+  if (pending_ == 0) return call_shard(a->locate_queue(queue), std::move(op), std::move(reply));
+  // Something of ours is on its way through the home (the queue's declaration, a publish to it):
+  // the queue's shard is looked up there, after it, and the call goes on from there.
+  ++pending_;
+  on_queue(
+      queue,
+      [link = link_, op = std::move(op), reply = std::move(reply)](broker::vhost* v) mutable {
+        bound_call(v, link, std::move(op), std::move(reply))();
+      },
+      false);
+}
+
+template <typename F>
+void channel::on_queue(const std::string& queue, F fn, bool settled) {
+  broker::vhost* a = &conn_.vhost();
+  net::worker_pool* pool = conn_.context().pool;
+  auto go = [a, pool, queue, fn = std::move(fn)]() mutable {
+    size_t s = a->locate_queue(queue);
+    broker::vhost* v = &a->shard_at(s);
+    net::worker& w = a->shard_count() == 1 ? pool->at(a->home_worker()) : pool->at(s);
+    if (w.on_own_thread())
+      fn(v);
+    else
+      w.post([v, fn = std::move(fn)]() mutable { fn(v); });
+  };
+  if (!sharded_ || settled) return go();
+  conn_.home_of(*a).run_or_post(std::move(go));
 }
 
 template <typename Task>
