@@ -225,3 +225,34 @@ def test_home_placement_keeps_every_queue_on_the_vhost_s_worker(warren_factory):
         for n in names:
             ch.queue_declare(n)
     assert set(workers_of(w, names).values()) == {0}
+
+
+def test_recover_redelivers_on_every_worker_and_the_new_tags_ack(warren):
+    # One queue on each worker, so that one of them runs on the channel's own worker (redelivered inline).
+    conn = connect(warren)
+    ch = conn.channel()
+    names, where = spread_names(warren, ch, prefix="r")
+    pair = [next(n for n in names if where[n] == w) for w in (0, 1)]
+    for n in pair:
+        for i in range(3):
+            ch.basic_publish("", n, f"{n}:{i}".encode())
+    c2 = conn.channel()
+    got = []
+    for n in pair:
+        c2.basic_consume(n, lambda c, m, p, body: got.append((m.delivery_tag, m.redelivered, body)))
+    deadline = time.time() + 5
+    while len(got) < 6 and time.time() < deadline:
+        conn.process_data_events(0.05)
+    c2.basic_recover(requeue=True)
+    deadline = time.time() + 5
+    while len(got) < 12 and time.time() < deadline:
+        conn.process_data_events(0.05)
+    assert len(got) == 12
+    assert [t for t, _, _ in got] == list(range(1, 13))
+    assert all(r for _, r, _ in got[6:])
+    c2.basic_ack(got[-1][0], multiple=True)
+    conn.process_data_events(0.3)
+    c2.close()
+    for n in pair:
+        assert ch.queue_declare(n, passive=True).method.message_count == 0
+    conn.close()

@@ -566,7 +566,8 @@ void channel::give_credit() {
   // A peer that does not read keeps its credit until its output drains (on_output_drained).
   if (!link_ || conn_.conn().queued_bytes() > net::connection::write_high_watermark / 4) return;
   for (size_t s = 0; s < uncredited_away_.size(); ++s) {
-    auto [n, bytes] = uncredited_away_[s];
+    uint32_t n = uncredited_away_[s].first;
+    uint64_t bytes = uncredited_away_[s].second;
     if (n == 0) continue;
     uncredited_away_[s] = {0, 0};
     broker::vhost* v = &conn_.vhost().shard_at(s);
@@ -894,8 +895,9 @@ void channel::handle_method(method& m) {
             return;
           }
           // Everything unacknowledged goes back, on every shard; the tags we numbered go with it.
-          on_other_shards([cid = global_id_](broker::vhost& v) { v.recover(cid); });
+          // Cleared first: a shard on this worker redelivers inline, numbering new tags.
           tag_map_.clear();
+          on_other_shards([cid = global_id_](broker::vhost& v) { v.recover(cid); });
           call_vhost(
               [cid = global_id_](broker::vhost& v) {
                 v.recover(cid);
