@@ -70,6 +70,7 @@ channel::channel(amqp_connection& conn, uint16_t id)
   auto link = link_;
   broker::vhost* v = &conn_.vhost();
   sharded_ = v->shard_count() > 1;
+  first_shard_ = v->home_worker();
   // Inline on the home worker, like the operations that follow (call_vhost): posted there, it
   // would wait behind the mailbox while a method read in the same go ran first and found no
   // channel (a client that pipelines basic.consume after channel.open, or a busy home worker).
@@ -512,16 +513,16 @@ void channel::send_message(const broker::message& m) {
 
 void channel::on_deliver(const std::string& consumer_tag, uint64_t delivery_tag, bool redelivered,
                          const broker::message_ptr& m) {
-  uint64_t tag = delivery_tag;
-  size_t away = SIZE_MAX;  // the delivering shard, if not the home
-  if (mapped_from_ != 0 || delivery_tag != next_tag_ + 1) {
+  uint64_t tag;
+  size_t shard = first_shard_;  // the delivering shard
+  if (mapped_from_ == 0 && delivery_tag == next_tag_ + 1 + tag_offset_) {
+    tag = ++next_tag_;  // one shard so far, in order: its tag less the offset
+  } else {
     auto c = consumers_.find(consumer_tag);
     tag = assign_tag(delivery_tag, c == consumers_.end() || !c->second.no_ack);
-    size_t s = conn_.vhost().tag_shard(delivery_tag);
-    if (s != conn_.vhost().home_worker()) away = s;
-  } else {
-    next_tag_ = delivery_tag;
+    shard = conn_.vhost().tag_shard(delivery_tag);
   }
+  size_t away = shard == conn_.vhost().home_worker() ? SIZE_MAX : shard;
   if (state_ != state::open) return;
   ++stat_delivered_;
   std::string scratch;
@@ -554,8 +555,16 @@ void channel::on_other_shards(std::function<void(broker::vhost&)> fn) {
 }
 
 uint64_t channel::assign_tag(uint64_t shard_tag, bool ack_required) {
-  if (mapped_from_ == 0 && shard_tag == next_tag_ + 1) return next_tag_ = shard_tag;
-  if (mapped_from_ == 0) mapped_from_ = next_tag_ + 1;
+  if (mapped_from_ == 0) {
+    if (next_tag_ == 0) {
+      // The first delivery: its shard numbers the client's tags, less an offset, until another
+      // shard delivers.
+      first_shard_ = conn_.vhost().tag_shard(shard_tag);
+      tag_offset_ = shard_tag - 1;
+    }
+    if (shard_tag == next_tag_ + 1 + tag_offset_) return ++next_tag_;
+    mapped_from_ = next_tag_ + 1;
+  }
   uint64_t t = ++next_tag_;
   if (ack_required) tag_map_.emplace(t, tag_origin{conn_.vhost().tag_shard(shard_tag), shard_tag});
   return t;
@@ -718,13 +727,17 @@ void channel::on_settle(uint64_t tag, bool multiple, bool requeue, bool is_ack, 
 
 void channel::settle(uint64_t tag, bool multiple, bool requeue, bool is_ack, uint16_t class_id,
                      uint16_t method_id, bool urgent) {
-  if (mapped_from_ == 0)
-    return settle_on(SIZE_MAX, tag, multiple, requeue, is_ack, true, class_id, method_id, urgent);
-  // Deliveries came from several shards: the client's tags are ours (assign_tag).
   size_t home = conn_.vhost().home_worker();
+  size_t first = first_shard_ == home ? SIZE_MAX : first_shard_;
+  auto first_tag = [this](uint64_t t) { return t == 0 ? 0 : t + tag_offset_; };
+  if (mapped_from_ == 0)
+    return settle_on(first, first_tag(tag), multiple, requeue, is_ack, true, class_id, method_id,
+                     urgent, tag);
+  // Deliveries came from several shards: the client's tags are ours (assign_tag).
   if (!multiple) {
     if (tag < mapped_from_)
-      return settle_on(SIZE_MAX, tag, false, requeue, is_ack, true, class_id, method_id, urgent);
+      return settle_on(first, first_tag(tag), false, requeue, is_ack, true, class_id, method_id,
+                       urgent, tag);
     auto it = tag_map_.find(tag);
     if (it == tag_map_.end())
       return fail(broker::error{broker::error_code::precondition_failed,
@@ -733,7 +746,7 @@ void channel::settle(uint64_t tag, bool multiple, bool requeue, bool is_ack, uin
     tag_origin o = it->second;
     tag_map_.erase(it);
     return settle_on(o.shard == home ? SIZE_MAX : o.shard, o.tag, false, requeue, is_ack, true,
-                     class_id, method_id, urgent);
+                     class_id, method_id, urgent, tag);
   }
   if (tag > next_tag_)
     return fail(broker::error{broker::error_code::precondition_failed,
@@ -743,8 +756,8 @@ void channel::settle(uint64_t tag, bool multiple, bool requeue, bool is_ack, uin
   // Everything up to `tag`: the home's own tags below mapped_from_, then per shard the largest
   // of its tags we numbered up to `tag` (a shard's tags reach us in its order).
   if (mapped_from_ > 1)
-    settle_on(SIZE_MAX, tag == 0 ? 0 : std::min(upto, mapped_from_ - 1), true, requeue, is_ack,
-              false, class_id, method_id, urgent);
+    settle_on(first, first_tag(std::min(upto, mapped_from_ - 1)), true, requeue, is_ack, false,
+              class_id, method_id, urgent, tag);
   std::vector<tag_origin> last;
   auto end = tag_map_.upper_bound(upto);
   for (auto it = tag_map_.begin(); it != end; ++it) {
@@ -758,19 +771,26 @@ void channel::settle(uint64_t tag, bool multiple, bool requeue, bool is_ack, uin
   tag_map_.erase(tag_map_.begin(), end);
   for (const auto& o : last)
     settle_on(o.shard == home ? SIZE_MAX : o.shard, o.tag, true, requeue, is_ack, false, class_id,
-              method_id, urgent);
+              method_id, urgent, tag);
 }
 
 void channel::settle_on(size_t shard, uint64_t shard_tag, bool multiple, bool requeue, bool is_ack,
-                        bool strict, uint16_t class_id, uint16_t method_id, bool urgent) {
+                        bool strict, uint16_t class_id, uint16_t method_id, bool urgent,
+                        uint64_t client_tag) {
   call_shard(
       shard,
       [cid = global_id_, shard_tag, multiple, requeue, is_ack, strict](broker::vhost& v) {
         return is_ack ? v.ack(cid, shard_tag, multiple, strict)
                       : v.reject(cid, shard_tag, multiple, requeue, strict);
       },
-      [class_id, method_id](channel& ch, const broker::maybe_error& e) {
-        if (e) ch.fail(*e, class_id, method_id);
+      [class_id, method_id, client_tag](channel& ch, const broker::maybe_error& e) {
+        if (!e) return;
+        // The shard names its own tag: the client knows ours.
+        if (e->code == broker::error_code::precondition_failed &&
+            e->text.rfind("unknown delivery tag", 0) == 0)
+          return ch.fail({e->code, fmt::format("unknown delivery tag {}", client_tag)}, class_id,
+                         method_id);
+        ch.fail(*e, class_id, method_id);
       },
       urgent, false);
 }

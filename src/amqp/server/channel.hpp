@@ -119,7 +119,8 @@ class channel {
   void settle(uint64_t tag, bool multiple, bool requeue, bool is_ack, uint16_t class_id,
               uint16_t method_id, bool urgent);
   void settle_on(size_t shard, uint64_t shard_tag, bool multiple, bool requeue, bool is_ack,
-                 bool strict, uint16_t class_id, uint16_t method_id, bool urgent);
+                 bool strict, uint16_t class_id, uint16_t method_id, bool urgent,
+                 uint64_t client_tag);
   // A shard's part of a publish's answer (confirm or transaction mode, queues on other shards).
   void on_shard_answer(uint64_t seq, uint64_t ticket, bool rejected);
   void fail(const broker::error& e, uint16_t class_id, uint16_t method_id);
@@ -204,6 +205,10 @@ class channel {
   // keeps where each unacknowledged one came from.
   uint64_t next_tag_ = 0;
   uint64_t mapped_from_ = 0;  // 0: not mapping
+  // Before mapping: the shard of every delivery so far (the home until one comes), whose tags
+  // less tag_offset_ are the client's.
+  size_t first_shard_ = SIZE_MAX;
+  uint64_t tag_offset_ = 0;
   struct tag_origin {
     size_t shard;
     uint64_t tag;
