@@ -13,6 +13,9 @@
 
 namespace warren::amqp::server {
 
+template <typename Task>
+void run_on(net::worker& w, Task task, bool urgent);
+
 // The checks to carry to the vhost's worker.
 inline broker::access_checks checks_of(amqp_connection& c) {
   return broker::access_checks{c.access(), c.user().name};
@@ -43,13 +46,18 @@ void channel::call_shard(size_t shard, Op op, Reply reply, bool urgent, bool ord
   auto run = bound_call(v, link_, std::move(op), std::move(reply));
   if (shard != SIZE_MAX) return to_shard(shard, std::move(run), urgent, ordered);
   // Both hops are plain calls when the channel runs on the vhost's home worker.
-  net::worker& home = conn_.home_of(*v);
-  if (home.on_own_thread())
-    run();
+  run_on(conn_.home_of(*v), std::move(run), urgent);
+}
+
+// Runs task now when on w's thread, else posts it (ahead of ordinary tasks when urgent).
+template <typename Task>
+void run_on(net::worker& w, Task task, bool urgent) {
+  if (w.on_own_thread())
+    task();
   else if (urgent)
-    home.post_urgent(std::move(run));
+    w.post_urgent(std::move(task));
   else
-    home.post(std::move(run));
+    w.post(std::move(task));
 }
 
 template <typename Op, typename Reply>
@@ -118,12 +126,7 @@ void channel::to_shard(size_t shard, Task task, bool urgent, bool ordered) {
     });
     return;
   }
-  if (w.on_own_thread())
-    task();
-  else if (urgent)
-    w.post_urgent(std::move(task));
-  else
-    w.post(std::move(task));
+  run_on(w, std::move(task), urgent);
 }
 
 }  // namespace warren::amqp::server
