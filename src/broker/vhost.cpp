@@ -90,11 +90,8 @@ void vhost::to_authority(std::function<void(vhost&)> fn) {
 }
 
 size_t vhost::locate_queue(std::string_view name) const {
-  const vhost& a = *authority_;
-  if (a.shards_.empty()) return a.home_;
-  std::shared_lock lk(a.located_mutex_);
-  auto it = a.located_.find(name);
-  return it == a.located_.end() ? a.home_ : it->second;
+  size_t s = located_shard(name);
+  return s == SIZE_MAX ? authority_->home_ : s;
 }
 
 size_t vhost::located_shard(std::string_view name) const {
