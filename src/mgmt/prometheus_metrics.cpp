@@ -637,6 +637,9 @@ std::variant<metrics_request, metrics_refusal> parse_metrics_target(std::string_
 
 std::string render_metrics(const metrics_snapshot& s, const metrics_request& r) {
   prom::text_writer w;
+  // In a cluster each node is scraped on its own: every series says which node it is from, so
+  // that sums and joins across the nodes' scrapes need no relabelling (docs/compatibility.md).
+  if (s.cluster) w.add_common_label("rabbitmq_node", s.node_name);
   bool detailed = r.endpoint == metrics_endpoint::detailed;
   ctx c{w,
         s,

@@ -75,10 +75,21 @@ void text_writer::begin(std::string_view name, metric_type type, std::string_vie
                  type_name(type));
 }
 
+void text_writer::add_common_label(std::string name, std::string value) {
+  common_.emplace_back(std::move(name), std::move(value));
+}
+
 void text_writer::series(std::string_view suffix, std::span<const label> ls, const label* extra) {
   out_ += family_;
   out_ += suffix;
-  if (!ls.empty() || extra) {
+  auto has = [&](std::string_view name) {
+    for (const auto& l : ls)
+      if (l.name == name) return true;
+    return extra && extra->name == name;
+  };
+  bool any_common = false;
+  for (const auto& [name, value] : common_) any_common = any_common || !has(name);
+  if (!ls.empty() || extra || any_common) {
     out_ += '{';
     bool first = true;
     auto add = [&](const label& l) {
@@ -90,6 +101,8 @@ void text_writer::series(std::string_view suffix, std::span<const label> ls, con
       out_ += '"';
     };
     for (const auto& l : ls) add(l);
+    for (const auto& c : common_)
+      if (!has(c.first)) add({c.first, c.second});
     if (extra) add(*extra);
     out_ += '}';
   }

@@ -14,6 +14,8 @@
 #include <string>
 #include <string_view>
 #include <unordered_set>
+#include <utility>
+#include <vector>
 
 namespace warren::mgmt::prom {
 
@@ -54,6 +56,10 @@ class text_writer {
   void histogram(std::span<const label> ls, std::span<const std::string_view> le,
                  std::span<const uint64_t> cumulative, double sum, uint64_t count);
 
+  // A label every series of the document carries from now on, after its own labels, unless the
+  // series already has a label of that name (a cluster's node writes `rabbitmq_node` this way).
+  void add_common_label(std::string name, std::string value);
+
   size_t families() const { return names_.size(); }
   const std::string& text() const { return out_; }
   std::string take() { return std::move(out_); }
@@ -65,6 +71,7 @@ class text_writer {
   std::string family_;
   metric_type type_ = metric_type::untyped;
   std::unordered_set<std::string> names_;
+  std::vector<std::pair<std::string, std::string>> common_;
 };
 
 }  // namespace warren::mgmt::prom

@@ -213,9 +213,12 @@ def make_traffic(amqp_port: int) -> tuple[pika.BlockingConnection, dict]:
 
 
 class PrometheusServer:
-    """Debian's Prometheus on a free port with a temp config scraping warren's three endpoints every second."""
+    """Debian's Prometheus on a free port with a temp config scraping warren's three endpoints every second, on one
+    node or on several (a cluster's nodes are scraped one by one, as RabbitMQ's are)."""
 
-    def __init__(self, target_port: int):
+    def __init__(self, target_port: int | list[int]):
+        ports = target_port if isinstance(target_port, list) else [target_port]
+        targets = ", ".join(f'"127.0.0.1:{p}"' for p in ports)
         self.dir = Path(tempfile.mkdtemp(prefix="warren-prometheus-"))
         self.port = free_port()
         detailed = "".join(f"\n        - {f}" for f in DETAILED_FAMILIES)
@@ -227,15 +230,15 @@ global:
 scrape_configs:
   - job_name: warren-aggregated
     metrics_path: /metrics
-    static_configs: [{{targets: ["127.0.0.1:{target_port}"]}}]
+    static_configs: [{{targets: [{targets}]}}]
   - job_name: warren-per-object
     metrics_path: /metrics/per-object
-    static_configs: [{{targets: ["127.0.0.1:{target_port}"]}}]
+    static_configs: [{{targets: [{targets}]}}]
   - job_name: warren-detailed
     metrics_path: /metrics/detailed
     params:
       family:{detailed}
-    static_configs: [{{targets: ["127.0.0.1:{target_port}"]}}]
+    static_configs: [{{targets: [{targets}]}}]
 """)
         self.log = open(self.dir / "prometheus.log", "wb")
         self.proc = subprocess.Popen(
@@ -293,7 +296,7 @@ scrape_configs:
 def prometheus_of(request):
     started = []
 
-    def make(port: int) -> PrometheusServer:
+    def make(port: int | list[int]) -> PrometheusServer:
         p = PrometheusServer(port)
         started.append(p)
         return p
@@ -482,3 +485,44 @@ def test_prometheus_answers_every_dashboard_query(warren, prometheus_of):
         assert prom.query('rabbitmq_cluster_exchange_name{job="warren-detailed",exchange="amq.topic"}')
     finally:
         conn.close()
+
+
+def test_cluster_nodes_label_every_series_and_dashboards_still_join(warren_factory, prometheus_of):
+    """Two nodes of a cluster (a real etcd): every series of every endpoint carries rabbitmq_node (the node's name),
+    each scrape passes promtool, and Prometheus scraping both nodes sums per node directly and through the dashboard's
+    join with rabbitmq_identity_info (group_left over a label the series already has)."""
+    from support.etcd_process import EtcdProcess
+
+    etcd = EtcdProcess().start()
+    try:
+        nodes = [warren_factory("--node-name", name, "--cluster-name", "promc", "--etcd-endpoints", etcd.endpoint,
+                                "--etcd-lease-ttl", "2", workers=1) for name in ("p1", "p2")]
+        for i, node in enumerate(nodes):
+            conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", node.amqp_port))
+            ch = conn.channel()
+            ch.queue_declare(f"prom.node{i}")
+            for _ in range(i + 2):
+                ch.basic_publish("", f"prom.node{i}", b"x")
+            conn.close()
+        for node, name in zip(nodes, ("p1", "p2")):
+            for path in ("/metrics", "/metrics/per-object",
+                         "/metrics/detailed?family=queue_coarse_metrics&family=exchange_names"):
+                status, _, body = get(node.prometheus_port, path)
+                assert status == 200
+                text = body
+                promtool_check(text)
+                samples = [line for line in text.splitlines() if line and not line.startswith("#")]
+                assert len(samples) > 5, text
+                unlabelled = [line for line in samples if f'rabbitmq_node="{name}"' not in line]
+                assert not unlabelled, f"{path} on {name}: series without rabbitmq_node: {unlabelled[:5]}"
+
+        prom = prometheus_of([n.prometheus_port for n in nodes])
+        ready = 'sum by(rabbitmq_node) (rabbitmq_queue_messages_ready{job="warren-per-object"})'
+        prom.wait_for(f"count({ready}) == 2", "both nodes scraped")
+        got = {s["metric"]["rabbitmq_node"]: float(s["value"][1]) for s in prom.query(ready)}
+        assert got == {"p1": 2.0, "p2": 3.0}
+        joined = prom.query(f'sum(rabbitmq_queue_messages_ready{{job="warren-per-object"}} {J2}) by(rabbitmq_node)'
+                            .replace("$rabbitmq_cluster", "promc").replace("$namespace", "").replace("$endpoint", "per-object"))
+        assert {s["metric"]["rabbitmq_node"]: float(s["value"][1]) for s in joined} == got
+    finally:
+        etcd.cleanup()

@@ -340,6 +340,29 @@ TEST(prometheus_metrics, detailed_cluster_families) {
   EXPECT_EQ(f["rabbitmq_cluster_exchange_name"].samples.size(), 1u);
 }
 
+TEST(prometheus_metrics, a_cluster_node_labels_every_series_with_its_name) {
+  auto s = sample_snapshot();
+  auto single = render_metrics(s, request("/metrics/per-object"));
+  EXPECT_EQ(single.find("rabbitmq_node=\"warren@host\",rabbitmq_cluster"),
+            single.find("rabbitmq_node="))
+      << "only rabbitmq_identity_info names the node of a node outside a cluster";
+  s.node_name = "warren@n2";
+  s.cluster = metrics_snapshot::cluster_part{3, 3, false};
+  for (auto target :
+       {"/metrics", "/metrics/per-object", "/metrics/detailed?family=queue_metrics"}) {
+    auto f = parse(render_metrics(s, request(target)));
+    size_t samples = 0;
+    for (const auto& [name, info] : f)
+      for (const auto& line : info.samples) {
+        ++samples;
+        auto at = line.find("rabbitmq_node=\"warren@n2\"");
+        EXPECT_NE(at, std::string::npos) << target << ": " << line;
+        EXPECT_EQ(line.find("rabbitmq_node=", at + 1), std::string::npos) << "twice: " << line;
+      }
+    EXPECT_GT(samples, 10u) << target;
+  }
+}
+
 TEST(prometheus_metrics, every_detailed_family_renders) {
   std::string target = "/metrics/detailed?";
   for (auto fam : detailed_families()) target += fmt::format("family={}&", fam);

@@ -76,6 +76,33 @@ TEST(prometheus_text, histogram_buckets_sum_and_count) {
             "h_bytes_count{protocol=\"amqp091\"} 4\n");
 }
 
+TEST(prometheus_text, a_common_label_goes_on_every_series_it_is_not_already_on) {
+  text_writer w;
+  w.add_common_label("rabbitmq_node", "n1");
+  w.begin("plain", metric_type::gauge, "no labels");
+  w.sample({}, uint64_t(1));
+  w.begin("own", metric_type::gauge, "own labels");
+  w.sample({{"queue", "q"}}, uint64_t(2));
+  w.sample({{"rabbitmq_node", "other"}}, uint64_t(3));
+  w.begin("h_bytes", metric_type::histogram, "sizes");
+  std::array<std::string_view, 1> le{"+Inf"};
+  std::array<uint64_t, 1> counts{4};
+  w.histogram({}, le, counts, 8, 4);
+  EXPECT_EQ(w.text(),
+            "# HELP plain no labels\n"
+            "# TYPE plain gauge\n"
+            "plain{rabbitmq_node=\"n1\"} 1\n"
+            "# HELP own own labels\n"
+            "# TYPE own gauge\n"
+            "own{queue=\"q\",rabbitmq_node=\"n1\"} 2\n"
+            "own{rabbitmq_node=\"other\"} 3\n"
+            "# HELP h_bytes sizes\n"
+            "# TYPE h_bytes histogram\n"
+            "h_bytes_bucket{rabbitmq_node=\"n1\",le=\"+Inf\"} 4\n"
+            "h_bytes_sum{rabbitmq_node=\"n1\"} 8\n"
+            "h_bytes_count{rabbitmq_node=\"n1\"} 4\n");
+}
+
 TEST(prometheus_text, values) {
   EXPECT_EQ(format_value(0), "0");
   EXPECT_EQ(format_value(1.5), "1.5");
