@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -270,9 +271,16 @@ int run(const app::config& cfg) {
   // Each vhost's durable state comes back from its store before anything can reach it.
   std::mutex vhosts_mutex;  // stores, tickers and vhosts.json, for vhosts created at run time
   std::vector<std::unique_ptr<store::message_store>> stores;
+  store::store_options store_opts;
+  if (const char* unsafe = std::getenv("WARREN_TEST_UNSAFE_CONFIRM"); unsafe && *unsafe == '1') {
+    store_opts.confirm_before_write = true;
+    spdlog::warn(
+        "WARREN_TEST_UNSAFE_CONFIRM=1: publisher confirms and transactions are answered BEFORE "
+        "messages are written; a crash loses confirmed messages. For fault tests only.");
+  }
   auto open_store = [&](broker::vhost& v) {
     auto& st = stores.emplace_back(std::make_unique<store::message_store>(
-        fs::path(cfg.data_dir) / "vhosts" / store_dir_name(v.name())));
+        fs::path(cfg.data_dir) / "vhosts" / store_dir_name(v.name()), store_opts));
     auto r = st->recover(v);
     spdlog::info(
         "vhost '{}': recovered {} queues, {} exchanges and {} messages in {:.3f} s "

@@ -585,6 +585,7 @@ uint64_t message_store::write(const broker::message& m, uint32_t refs,
   m.store_length = uint32_t(out.size() - at);
   active_bytes_ += m.store_length;
   pending_.ticket = ++ticket_;
+  if (opts_.confirm_before_write) synced_.store(ticket_, std::memory_order_release);  // unsafe
   pending_.record_bytes += m.store_length;
   wake_writer();
   wait_for_writer(lk);
@@ -713,7 +714,7 @@ broker::message_ptr message_store::read(uint32_t segment, uint32_t offset, uint3
 }
 
 void message_store::when_synced(uint64_t ticket, std::function<void()> fn) {
-  if (synced_.load(std::memory_order_acquire) >= ticket) {
+  if (opts_.confirm_before_write || synced_.load(std::memory_order_acquire) >= ticket) {
     fn();
     return;
   }
@@ -749,6 +750,11 @@ void message_store::writer_loop() {
       writer_idle_ = true;
       flushed_cv_.notify_all();
       writer_cv_.wait(lk, [&] { return stop_ || flush_requested_ || !pending_.empty(); });
+      // The unsafe test mode is a lazy writer too: a batch waits 200 ms, as a broker that confirms
+      // on arrival and writes on a timer would, so a crash finds confirmed messages unwritten.
+      if (opts_.confirm_before_write)
+        writer_cv_.wait_for(lk, std::chrono::milliseconds(200),
+                            [&] { return stop_ || flush_requested_; });
       writer_idle_ = false;
       if (pending_.empty() && stop_) break;
       std::swap(b, pending_);
@@ -781,7 +787,8 @@ void message_store::writer_loop() {
     std::multimap<uint64_t, std::function<void()>> ready;
     {
       std::lock_guard lk(m_);
-      synced_.store(b.ticket, std::memory_order_release);
+      // (In the unsafe test mode synced_ follows the appends instead.)
+      if (!opts_.confirm_before_write) synced_.store(b.ticket, std::memory_order_release);
       auto end = waiters_.upper_bound(b.ticket);
       ready.insert(std::make_move_iterator(waiters_.begin()), std::make_move_iterator(end));
       waiters_.erase(waiters_.begin(), end);

@@ -90,6 +90,7 @@ uint64_t message_store::write_inbox(inbox_kind kind, int64_t expires_ms, std::st
   at.length = uint32_t(out.size() - start);
   active_bytes_ += at.length;
   pending_.ticket = ++ticket_;
+  if (opts_.confirm_before_write) synced_.store(ticket_, std::memory_order_release);  // unsafe
   wake_writer();
   return ticket_;
 }

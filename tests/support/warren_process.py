@@ -39,8 +39,10 @@ class WarrenProcess:
     so that the pid is warren's."""
 
     def __init__(self, extra_args: list[str] | tuple[str, ...] = (), omit: tuple[str, ...] = (),
-                 workers: int = 2, binary: str | None = None, prefix: list[str] | None = None):
+                 workers: int = 2, binary: str | None = None, prefix: list[str] | None = None,
+                 env: dict[str, str] | None = None):
         self.binary = binary or warren_bin()
+        self.env = {**os.environ, **env} if env else None  # more environment variables for the process
         self.prefix = list(prefix or [])
         self.tmp = Path(tempfile.mkdtemp(prefix="warren-it-"))
         self.data_dir = self.tmp / "data"
@@ -92,7 +94,7 @@ class WarrenProcess:
                 f.flush()
         self.stopped = False
         self.proc = subprocess.Popen([*self.prefix, self.binary, *self.args], stdin=subprocess.DEVNULL,
-                                     stdout=self._stdout, stderr=self._stderr)
+                                     stdout=self._stdout, stderr=self._stderr, env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
