@@ -34,9 +34,10 @@ struct store_options {
   uint64_t segment_bytes = 64ull << 20;  // a new segment file starts after this many bytes
   bool fsync = true;                     // false only for tests that do not care about power cuts
   // Test-only and unsafe: a wait for a ticket is answered at once, and the writer lets a batch
-  // wait 200 ms before writing it, so a publisher confirm no longer means "on disk". Set from the environment variable
-  // WARREN_TEST_UNSAFE_CONFIRM=1 (never a flag or a configuration key); the fault tests use it to
-  // show that their checker catches confirmed messages lost (docs/cluster.md, "Faults, tested").
+  // wait 200 ms before writing it, so a publisher confirm no longer means "on disk". Set from the
+  // environment variable WARREN_TEST_UNSAFE_CONFIRM=1 (never a flag or a configuration key); the
+  // fault tests use it to show that their checker catches confirmed messages lost (docs/cluster.md,
+  // "Faults, tested").
   bool confirm_before_write = false;
 };
 

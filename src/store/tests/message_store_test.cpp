@@ -333,6 +333,23 @@ TEST_F(StoreTest, ConfirmTicketIsSyncedAfterAnFsync) {
   EXPECT_EQ(done.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
 }
 
+// The fault tests' unsafe mode (WARREN_TEST_UNSAFE_CONFIRM): a ticket counts as synced as soon as
+// it is issued (the lazy write that follows is what test_cluster_faults's checker catches).
+TEST_F(StoreTest, TheUnsafeTestModeConfirmsBeforeWriting) {
+  store_options o;
+  o.confirm_before_write = true;
+  life l(dir, o);
+  l.declare("q");
+  uint64_t t = l.publish(msg("q", std::string(1000, 'u')));
+  EXPECT_GT(t, 0u);
+  EXPECT_GE(l.store.synced(), t);
+  bool called = false;
+  l.store.when_synced(t, [&] { called = true; });
+  EXPECT_TRUE(called);  // at once, on this thread
+  l.store.flush();      // and written all the same, later
+  EXPECT_GE(files(".seg"), 1u);
+}
+
 // A duplicate that a deduplicating queue or exchange drops is confirmed, but never before its
 // original is on disk: its ticket is at least the original's (broker/dedup.hpp).
 TEST_F(StoreTest, ADroppedDuplicateIsConfirmedNoSoonerThanItsOriginal) {
