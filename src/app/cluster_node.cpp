@@ -35,6 +35,10 @@ cluster_node::cluster_node(settings s, common::node_fence& fence, net::worker_po
   if (!eps) throw std::runtime_error("--etcd-endpoints: " + err);
   client_ = std::make_shared<cluster::etcd_client>(io_, *eps, request_timeout(s_.lease_ttl));
   fence_.set(true, fmt::format("node '{}' is joining cluster '{}'", s_.node, s_.cluster));
+  fence_.set_lapse_reason(
+      fmt::format("node '{}' of cluster '{}' is fenced: lease not renewed before its deadline "
+                  "(etcd unreachable, or the process was paused)",
+                  s_.node, s_.cluster));
   users_ = std::make_shared<cluster_users>(client_, s_.cluster, users, file);
   definitions_ = std::make_shared<cluster_definitions>(client_, s_.cluster, s_.node, vhosts, pool);
 }
@@ -58,7 +62,8 @@ void cluster_node::join() {
           [this](cluster::node_state st, const std::string& why) { on_state(st, why); },
           [first](cluster::join_result r, const std::string& detail) {
             first->set_value({r, detail});
-          }});
+          },
+          [this](std::chrono::steady_clock::time_point t) { fence_.serve_until(t); }});
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "cluster");
     io_.run();

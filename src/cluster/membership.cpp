@@ -203,6 +203,7 @@ void membership::registered(int64_t lease, int64_t ttl, clock::time_point sent) 
   lease_ = lease;
   ttl_ = std::chrono::seconds(ttl > 0 ? ttl : settings_.lease_ttl.count());
   deadline_ = sent + ttl_ - margin(ttl_);
+  if (events_.on_deadline) events_.on_deadline(deadline_);
   failures_logged_ = 0;
   spdlog::info("cluster '{}': node '{}' registered in etcd under lease {:x} (TTL {} s)",
                settings_.cluster, settings_.node, lease_, ttl_.count());
@@ -274,6 +275,7 @@ void membership::keepalive() {
         auto sent = self->client_->answered_attempt_sent();
         self->deadline_ =
             std::max(self->deadline_, sent + std::chrono::seconds(ttl) - margin(self->ttl_));
+        if (self->events_.on_deadline) self->events_.on_deadline(self->deadline_);
       },
       per_try);
 }

@@ -70,6 +70,9 @@ class membership : public std::enable_shared_from_this<membership> {
     std::function<void(node_state, const std::string& why)> on_state;
     // Once, after the first attempt to register (`detail`: the error text).
     std::function<void(join_result, const std::string& detail)> on_first;
+    // The time until which the node may serve moved (registered, or a lease renewed): before
+    // on_state(serving) when registering. On the client's thread.
+    std::function<void(std::chrono::steady_clock::time_point)> on_deadline;
   };
 
   membership(std::shared_ptr<etcd_client> client, membership_settings s, events e);

@@ -125,8 +125,8 @@ void gateway::accept(std::shared_ptr<net::connection> c) {
   c->start(std::move(h));
   if (!ok)
     raw->refuse_over_limit();
-  else if (deps_.fence && deps_.fence->fenced())
-    raw->refuse_fenced("node is fenced: " + deps_.fence->reason());
+  else if (deps_.fence && deps_.fence->refuses(std::chrono::steady_clock::now()))
+    raw->refuse_fenced("node is fenced: " + deps_.fence->refusal());
 }
 
 }  // namespace warren::web

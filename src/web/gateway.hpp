@@ -86,6 +86,7 @@ class gateway {
 
   // --- for the connection handlers ---
   const gateway_settings& settings() const { return settings_; }
+  const common::node_fence* fence() const { return deps_.fence; }
   const jwt_verifier* verifier() const { return verifier_.get(); }
   hub& the_hub() { return hub_; }
   net::worker& home();

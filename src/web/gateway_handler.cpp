@@ -194,6 +194,12 @@ void gateway_handler::fence(std::string_view reason) {
 
 size_t gateway_handler::on_data(std::span<const uint8_t> data) {
   last_in_ = clock::now();
+  // Past the lease's deadline: as when fenced (docs/cluster.md, "Fencing").
+  if (const auto* f = g_.fence(); f && f->lapsed(last_in_)) {
+    fence(f->refusal());
+    conn().flush();
+    return data.size();
+  }
   ping_sent_ = false;
   size_t used = 0;
   for (;;) {

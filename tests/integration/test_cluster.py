@@ -108,9 +108,10 @@ def test_nodes_join_and_each_lists_all(node_factory):
     # Prometheus: the cluster's gauges.
     with urllib.request.urlopen(f"http://127.0.0.1:{c.prometheus_port}/metrics", timeout=5) as r:
         text = r.read().decode()
-    assert "warren_cluster_nodes 3" in text
-    assert "warren_cluster_nodes_running 3" in text
-    assert "warren_cluster_node_fenced 0" in text
+    # (every series of a cluster's node carries rabbitmq_node: test_prometheus.py)
+    assert 'warren_cluster_nodes{rabbitmq_node="c"} 3' in text
+    assert 'warren_cluster_nodes_running{rabbitmq_node="c"} 3' in text
+    assert 'warren_cluster_node_fenced{rabbitmq_node="c"} 0' in text
     # warrenctl cluster_status, as rabbitmqctl prints it.
     out = subprocess.run([warrenctl_bin(), "--data-dir", str(a.data_dir), "cluster_status"], capture_output=True,
                          text=True, timeout=30)
@@ -137,7 +138,8 @@ def test_dead_node_is_shown_not_running_after_its_ttl(node_factory):
     assert api(b, "/api/nodes/c")["running"] is False
     with urllib.request.urlopen(f"http://127.0.0.1:{a.prometheus_port}/metrics", timeout=5) as r:
         text = r.read().decode()
-    assert "warren_cluster_nodes 3" in text and "warren_cluster_nodes_running 2" in text
+    assert 'warren_cluster_nodes{rabbitmq_node="a"} 3' in text
+    assert 'warren_cluster_nodes_running{rabbitmq_node="a"} 2' in text
     # A clean stop revokes the lease: seen at once (well within the TTL), not after it.
     b.stop()
     wait_for(lambda: running(a) == {"a": True, "b": False, "c": False}, 2.0)
@@ -214,7 +216,7 @@ def test_node_fences_without_etcd_and_serves_again_when_it_returns(node_factory,
     assert me["running"] is False and me["warren_cluster_state"] == "fenced"
     assert "etcd unreachable" in me["warren_fenced_reason"]
     with urllib.request.urlopen(f"http://127.0.0.1:{a.prometheus_port}/metrics", timeout=5) as r:
-        assert "warren_cluster_node_fenced 1" in r.read().decode()
+        assert 'warren_cluster_node_fenced{rabbitmq_node="a"} 1' in r.read().decode()
     assert "fenced" in a.log_tail(80)
 
     etcd.start()

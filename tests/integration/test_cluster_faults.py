@@ -277,7 +277,7 @@ def test_node_cut_from_etcd_fences_and_rejoins_when_healed(cluster, lab):
     assert st == "fenced" and "etcd unreachable" in why
     assert "is fenced" in (refusal(n1) or "accepted")
     with urllib.request.urlopen(f"http://{n1.ip}:{n1.prometheus_port}/metrics", timeout=3) as r:
-        assert "warren_cluster_node_fenced 1" in r.read().decode()
+        assert 'warren_cluster_node_fenced{rabbitmq_node="n1"} 1' in r.read().decode()
     # The others lose n1 once its lease expires in etcd; they never stop serving.
     wait_for(lambda: running(n2) == {"n1": False, "n2": True, "n3": True}, TTL + 3)
     cluster.figures["cut -> n2 lists n1 not running"] = gone = time.monotonic() - cut
@@ -497,14 +497,13 @@ def test_node_paused_longer_than_its_lease_fences_on_waking(cluster):
     e = wait_closed_by_broker(c1, 3)
     cluster.figures["SIGCONT -> n1 closes its clients"] = time.monotonic() - woke
     assert e.reply_code == 320 and "is fenced" in e.reply_text
-    # The request that waited in the socket is the remaining risk (docs/cluster.md, "Limits"): the workers check
-    # the fence at connection.open only, so the worker that wakes may handle it before the cluster thread's check
-    # closes the connection. Measured, not asserted; the close must follow at once.
+    # The request that waited in the socket must not be served: the worker compares its lease's deadline with the
+    # time it reads input, so it refuses before the cluster thread has even noticed (docs/cluster.md, "Fencing").
     first = raw.read_method(timeout=3)
-    cluster.figures["a request sent during the pause, on waking"] = (
-        "served, then the connection closed" if first.method == amqp_raw.CHANNEL_OPEN_OK else "refused (closed)")
-    if first.method != amqp_raw.CONNECTION_CLOSE:
-        assert raw.read_method(timeout=1).method == amqp_raw.CONNECTION_CLOSE
+    assert first.method == amqp_raw.CONNECTION_CLOSE, first.name
+    code, text = first.args["reply_code"], first.args["reply_text"]
+    assert code == amqp_raw.CONNECTION_FORCED and "fenced" in text, (code, text)
+    cluster.figures["a request sent during the pause, on waking"] = f"refused: {code} {text}"
     raw.close()
     wait_for(lambda: refusal(n1) is None, TTL + 5)
     cluster.figures["SIGCONT -> n1 accepts clients again"] = time.monotonic() - woke

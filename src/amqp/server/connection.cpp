@@ -66,6 +66,12 @@ std::string amqp_connection::describe() {
 
 size_t amqp_connection::on_data(std::span<const uint8_t> data) {
   last_recv_ = clock::now();
+  // A node past its lease's deadline handles nothing more (docs/cluster.md, "Fencing"), even
+  // before its cluster thread notices and closes every connection.
+  if (phase_ == phase::open && ctx_.fence && ctx_.fence->lapsed(last_recv_)) {
+    force_close(ctx_.fence->refusal());
+    return data.size();
+  }
   size_t used = 0;
   if (phase_ == phase::header) {
     switch (check_protocol_header(data)) {
@@ -345,11 +351,11 @@ bool amqp_connection::take_connection_slots(broker::vhost* v, const connection_o
     return false;
   };
   // A fenced node serves no one (docs/cluster.md): 320, as a node shutting down.
-  if (ctx_.fence && ctx_.fence->fenced()) {
+  if (ctx_.fence && ctx_.fence->refuses(clock::now())) {
     node_slot_.reset();
     vhost_slot_.reset();
     connection_error(reply_code::connection_forced,
-                     fmt::format("connection refused: {}", ctx_.fence->reason()), m.amqp_class_id,
+                     fmt::format("connection refused: {}", ctx_.fence->refusal()), m.amqp_class_id,
                      m.amqp_method_id);
     return false;
   }
