@@ -91,7 +91,7 @@ class connection : public std::enable_shared_from_this<connection> {
   void flush_soon();
   // Output not yet written, shared slices included.
   size_t queued_bytes() const { return out_.size(); }
-  // Writes handed to the kernel so far (system calls and async writes): output per write.
+  // Writes handed to the kernel so far (each write system call or SSL_write): output per write.
   uint64_t write_calls() const { return write_calls_; }
   // Traffic so far, for the management API.
   uint64_t bytes_received() const { return bytes_received_; }

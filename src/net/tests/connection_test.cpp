@@ -184,8 +184,8 @@ TEST_F(ConnectionTest, PeerCloseIsNoticed) {
   EXPECT_EQ(closed_, 5);
 }
 
-// Answers "burst\n" with 16 MB at once, more than the socket takes: the rest goes out through an
-// async write. Remembers its connection so that the test can look at its buffers.
+// Answers "burst\n" with 16 MB at once, more than the socket takes: the rest goes out once the
+// socket is writable again. Remembers its connection so that the test can look at its buffers.
 class burst_writer : public connection_handler {
  public:
   static constexpr size_t burst = 16 * 1024 * 1024;
