@@ -1,10 +1,11 @@
 // Stream connection mechanics (TCP or Unix). Reads wait for readability and then read into the
-// worker's shared buffer, so an idle connection owns no read buffer; writes are tried synchronously
-// first and fall back to an async write only when the socket buffer is full.
+// worker's shared buffer, so an idle connection owns no read buffer; writes are gather writes
+// from the output queue, tried at once and again when the socket is writable once it was full.
 #include "net/connection.hpp"
 
-#include <boost/asio/write.hpp>
+#include <boost/asio/post.hpp>
 
+#include <array>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
@@ -157,53 +158,58 @@ void connection::flush() {
     flush_tls();
     return;
   }
-  boost::system::error_code ec;
-  ++write_calls_;
-  size_t n = socket_.write_some(boost::asio::buffer(out_), ec);
-  if (ec && ec != boost::asio::error::would_block && ec != boost::asio::error::try_again) {
-    close_now();
-    return;
+  // Gather writes straight from the queue: encoded frames and shared bodies go to the kernel
+  // without being copied into a buffer of ours first. At most write_quantum per turn.
+  size_t written = 0;
+  while (!out_.empty()) {
+    if (written >= write_quantum) {
+      update_read_state();
+      flush_soon();  // the rest after the other connections' turn
+      return;
+    }
+    // 64 is what Asio passes to one sendmsg (its buffer_sequence_adapter's max_buffers).
+    std::array<boost::asio::const_buffer, 64> iov;
+    size_t k = out_.gather(iov.data(), iov.size(), write_quantum - written);
+    boost::system::error_code ec;
+    ++write_calls_;
+    size_t n = socket_.write_some(std::span<const boost::asio::const_buffer>(iov.data(), k), ec);
+    if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) break;
+    if (ec) {
+      close_now();
+      return;
+    }
+    bytes_sent_ += n;
+    written += n;
+    out_.consume(n);
   }
-  bytes_sent_ += n;
-  if (n == out_.size()) {
-    out_.clear();
-    release_if_large(out_);
+  if (out_.empty()) {
+    out_.release_if_large();
     after_drain();
     return;
   }
-  // The socket buffer is full: hand the rest to an async write and queue new output behind it.
-  inflight_.assign(out_, n, std::string::npos);
-  out_.clear();
+  // The socket buffer is full: wait until it takes more. New output queues behind.
   writing_ = true;
   update_read_state();
-  boost::asio::async_write(socket_, boost::asio::buffer(inflight_),
-                           [self = shared_from_this()](const boost::system::error_code& e, size_t) {
-                             self->on_write_done(e);
-                           });
+  arm_write_wait();
+}
+
+void connection::arm_write_wait() {
+  socket_.async_wait(socket_type::wait_write,
+                     [self = shared_from_this()](const boost::system::error_code& ec) {
+                       self->writing_ = false;
+                       if (self->state_ == state::closed) return;
+                       if (ec) {
+                         self->close_now();
+                         return;
+                       }
+                       self->flush();
+                     });
 }
 
 void connection::flush_soon() {
   if (flush_scheduled_ || state_ == state::closed) return;
   flush_scheduled_ = true;
   owner_.schedule_flush(shared_from_this());
-}
-
-void connection::on_write_done(const boost::system::error_code& ec) {
-  writing_ = false;
-  if (!ec) bytes_sent_ += inflight_.size();
-  inflight_.clear();
-  release_if_large(inflight_);
-  if (state_ == state::closed) return;
-  if (ec) {
-    close_now();
-    return;
-  }
-  if (!out_.empty()) {
-    flush();
-    return;
-  }
-  release_if_large(out_);  // it may have grown before or during the async write
-  after_drain();
 }
 
 void connection::after_drain() {
@@ -284,7 +290,7 @@ void connection::close_now() {
   boost::system::error_code ec;
   socket_.close(ec);
   std::string().swap(pending_);
-  std::string().swap(out_);
+  out_.clear();
   owner_.release(this);
   if (handler_) handler_->on_closed();
 }

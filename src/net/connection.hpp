@@ -13,6 +13,8 @@
 #include <span>
 #include <string>
 
+#include "net/output_queue.hpp"
+
 namespace warren::net {
 
 class worker;
@@ -52,6 +54,10 @@ class connection : public std::enable_shared_from_this<connection> {
   // Writes queued beyond this stop reads from the peer until they drain: a peer that does not
   // read cannot make us buffer without bound.
   static constexpr size_t write_high_watermark = 4 * 1024 * 1024;
+  // Bytes one flush hands to the kernel before the connection goes to the back of its worker's
+  // flush queue: a connection with megabytes to write does not hold the loop while others (a
+  // small confirm, a small delivery) wait behind it.
+  static constexpr size_t write_quantum = 256 * 1024;
 
   // The socket type is Asio's generic stream socket, so one connection class serves TCP and
   // Unix sockets alike: the same system calls, no virtual dispatch on the hot path.
@@ -71,15 +77,21 @@ class connection : public std::enable_shared_from_this<connection> {
   void start(std::unique_ptr<connection_handler> handler);
 
   // Append bytes to out() and call flush() once per batch.
-  std::string& out() { return out_; }
+  std::string& out() { return out_.text(); }
+  // Puts `data` on the output after what out() holds now, without copying it: `keep` holds it
+  // alive until written (a message body shared by many consumers). Then out() continues after it.
+  void append_shared(std::shared_ptr<const void> keep, std::string_view data) {
+    out_.append_shared(std::move(keep), data);
+  }
   void flush();
   // Flushes after the worker finishes what it is running now: output produced by a batch of
   // mailbox tasks (deliveries from other workers) goes out in one write. The worker flushes its
   // scheduled connections a slice at a time (worker::run_flushes), so output added before a
   // connection's turn joins the same write.
   void flush_soon();
-  size_t queued_bytes() const { return out_.size() + inflight_.size(); }
-  // Writes handed to the kernel so far (system calls and async writes): output per write.
+  // Output not yet written, shared slices included.
+  size_t queued_bytes() const { return out_.size(); }
+  // Writes handed to the kernel so far (each write system call or SSL_write): output per write.
   uint64_t write_calls() const { return write_calls_; }
   // Traffic so far, for the management API.
   uint64_t bytes_received() const { return bytes_received_; }
@@ -88,9 +100,7 @@ class connection : public std::enable_shared_from_this<connection> {
   // This end's address and port (unspecified if the socket has none).
   boost::asio::ip::tcp::endpoint local_endpoint() const;
   // Memory the connection's buffers hold, used or not (released once a burst has drained).
-  size_t buffer_capacity() const {
-    return out_.capacity() + inflight_.capacity() + pending_.capacity();
-  }
+  size_t buffer_capacity() const { return out_.capacity() + pending_.capacity(); }
 
   // Sends what is queued, then half-closes and discards input until the peer closes or `linger_for`
   // passes. The handler gets no more data.
@@ -128,7 +138,7 @@ class connection : public std::enable_shared_from_this<connection> {
   void arm_read();
   void on_readable();
   void deliver(std::span<const uint8_t> bytes);
-  void on_write_done(const boost::system::error_code& ec);
+  void arm_write_wait();
   void after_drain();
   void update_read_state();
   void linger(std::chrono::milliseconds deadline, bool half_close);
@@ -146,9 +156,8 @@ class connection : public std::enable_shared_from_this<connection> {
   socket_type socket_;
   std::unique_ptr<connection_handler> handler_;
   std::unique_ptr<tls_session> tls_;  // null: plain
-  std::string pending_;   // received bytes the handler has not consumed yet (partial frame)
-  std::string out_;       // queued for writing
-  std::string inflight_;  // being written by an async write
+  std::string pending_;  // received bytes the handler has not consumed yet (partial frame)
+  output_queue out_;     // queued for writing
   std::list<std::shared_ptr<connection>>::iterator worker_slot_;
   std::chrono::steady_clock::time_point linger_deadline_;
   boost::asio::ip::address peer_address_;
@@ -159,7 +168,7 @@ class connection : public std::enable_shared_from_this<connection> {
   uint64_t bytes_sent_ = 0;
   state state_ = state::open;
   bool unix_socket_ = false;
-  bool writing_ = false;
+  bool writing_ = false;  // waiting for the socket (or OpenSSL) to take more
   bool flush_scheduled_ = false;
   bool read_armed_ = false;
   bool paused_by_handler_ = false;

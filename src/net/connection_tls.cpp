@@ -10,8 +10,11 @@
 //   SSL (bad record...)   log, close                        log, close
 //
 // A write that waits is retried with the same length (OpenSSL's rule); output added meanwhile
-// waits behind it in out_, which may move (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER).
+// waits behind it in out_, whose text may move (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER). Output is
+// written piece by piece from the output queue (net/output_queue.hpp), shared bodies included.
 #include <boost/asio/post.hpp>
+
+#include <algorithm>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -26,7 +29,6 @@ namespace warren::net {
 
 namespace {
 constexpr size_t read_budget = 64 * 1024;  // as the plain path: then yield to other connections
-constexpr size_t keep_capacity = 4096;
 }  // namespace
 
 bool connection::use_tls(std::shared_ptr<const tls_context> ctx) {
@@ -148,14 +150,25 @@ void connection::flush_tls() {
   if (!t.established_) return;  // the handshake flushes when it ends
   SSL* ssl = t.native();
   ERR_clear_error();
+  // One SSL_write per contiguous piece of the output (encoded text, or a slice of a shared body):
+  // OpenSSL has no gather write. The piece at the front only grows (text appended) until written.
+  size_t written = 0;
   while (!out_.empty()) {
-    size_t len = t.write_len_ ? t.write_len_ : out_.size();
+    if (written >= write_quantum && !t.write_len_) {
+      update_read_state();
+      flush_soon();  // the rest after the other connections' turn, as the plain path
+      return;
+    }
+    boost::asio::const_buffer front;
+    out_.gather(&front, 1, SIZE_MAX);
+    size_t len = t.write_len_ ? t.write_len_ : std::min(front.size(), write_quantum);
     size_t n = 0;
     ++write_calls_;
-    if (SSL_write_ex(ssl, out_.data(), len, &n) == 1) {
+    if (SSL_write_ex(ssl, front.data(), len, &n) == 1) {
       t.write_len_ = 0;
       bytes_sent_ += n;
-      out_.erase(0, n);
+      written += n;
+      out_.consume(n);
       continue;
     }
     int e = SSL_get_error(ssl, 0);
@@ -178,7 +191,7 @@ void connection::flush_tls() {
     close_now();
     return;
   }
-  if (out_.capacity() > keep_capacity) std::string().swap(out_);
+  out_.release_if_large();
   after_drain();
 }
 

@@ -90,6 +90,12 @@ void write_encoded_content_header_frame(std::string& out, uint16_t channel, uint
 void write_delivery(std::string& out, uint16_t channel, const delivery_view& d,
                     std::string_view encoded_properties, std::string_view body,
                     uint32_t frame_max) {
+  write_delivery_head(out, channel, d, encoded_properties, body.size());
+  write_body_frames(out, channel, body, frame_max);
+}
+
+void write_delivery_head(std::string& out, uint16_t channel, const delivery_view& d,
+                         std::string_view encoded_properties, uint64_t body_size) {
   write_frame(out, frame_method, channel, [&](common::byte_writer& w) {
     w.u16(basic_deliver::amqp_class_id);
     w.u16(basic_deliver::amqp_method_id);
@@ -99,8 +105,7 @@ void write_delivery(std::string& out, uint16_t channel, const delivery_view& d,
     shortstr(w, d.exchange);
     shortstr(w, d.routing_key);
   });
-  write_encoded_content_header_frame(out, channel, body.size(), encoded_properties);
-  write_body_frames(out, channel, body, frame_max);
+  write_encoded_content_header_frame(out, channel, body_size, encoded_properties);
 }
 
 void write_heartbeat_frame(std::string& out) {

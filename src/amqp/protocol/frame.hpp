@@ -79,6 +79,27 @@ struct delivery_view {
 };
 void write_delivery(std::string& out, uint16_t channel, const delivery_view& d,
                     std::string_view encoded_properties, std::string_view body, uint32_t frame_max);
+// The frames of a delivery before its body: basic.deliver and the content header.
+void write_delivery_head(std::string& out, uint16_t channel, const delivery_view& d,
+                         std::string_view encoded_properties, uint64_t body_size);
+// As write_body_frames, without copying the body: each body frame's header and end octet go into
+// `out`, and between them `slice(part)` is called for the frame's part of the body, which the
+// caller puts on the wire by reference (net::connection::append_shared). The bytes on the wire are
+// write_body_frames's.
+template <typename Slice>
+void write_body_frames_by_reference(std::string& out, uint16_t channel, std::string_view body,
+                                    uint32_t frame_max, Slice&& slice) {
+  size_t chunk = frame_max == 0 ? body.size() : frame_max - frame_overhead;
+  for (size_t off = 0; off < body.size(); off += chunk) {
+    std::string_view part = body.substr(off, chunk);
+    common::byte_writer w(out);
+    w.u8(frame_body);
+    w.u16(channel);
+    w.u32(uint32_t(part.size()));
+    slice(part);
+    w.u8(frame_end);
+  }
+}
 // A content header frame of class basic around properties already encoded.
 void write_encoded_content_header_frame(std::string& out, uint16_t channel, uint64_t body_size,
                                         std::string_view encoded_properties);

@@ -528,7 +528,7 @@ void channel::on_deliver(const std::string& consumer_tag, uint64_t delivery_tag,
   std::string scratch;
   conn_.send_delivery(
       id_, protocol::delivery_view{consumer_tag, tag, redelivered, m->exchange, m->routing_key},
-      encoded_properties(*m, scratch), m->body);
+      encoded_properties(*m, scratch), m);
   conn_.conn().flush_soon();
   if (away != SIZE_MAX) {
     if (uncredited_away_.size() <= away) uncredited_away_.resize(away + 1);

@@ -57,9 +57,11 @@ class amqp_connection final : public net::connection_handler {
   }
   void send_encoded_content(uint16_t channel, std::string_view encoded_properties,
                             std::string_view body);
-  // basic.deliver with its content (protocol::write_delivery).
+  // basic.deliver with its content (protocol::write_delivery). A large body is not copied: its
+  // frames point into the message, which the output keeps alive until they are written
+  // (net::connection::append_shared).
   void send_delivery(uint16_t channel, const protocol::delivery_view& d,
-                     std::string_view encoded_properties, std::string_view body);
+                     std::string_view encoded_properties, const broker::message_ptr& m);
   // Soft error: channel.close on that channel; the channel ignores everything until close-ok.
   void channel_error(channel& ch, protocol::reply_code code, std::string_view text,
                      uint16_t class_id, uint16_t method_id);

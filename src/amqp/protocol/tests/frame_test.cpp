@@ -168,6 +168,22 @@ TEST(Frame, DeliveryFromViewsMatchesTheGeneralWriters) {
                    delivery_view{s.tag, d.delivery_tag, s.redelivered, s.exchange, s.routing_key},
                    props, s.body, 4096);
     EXPECT_EQ(got, expected) << s.tag.size() << " " << s.routing_key.size();
+
+    // The head and the body frames by reference, the slices put back where they were handed
+    // over, are the same bytes: each slice goes between its frame's header and end octet.
+    std::string spliced;
+    write_delivery_head(
+        spliced, 7, delivery_view{s.tag, d.delivery_tag, s.redelivered, s.exchange, s.routing_key},
+        props, s.body.size());
+    size_t slices = 0;
+    write_body_frames_by_reference(spliced, 7, s.body, 4096, [&](std::string_view part) {
+      EXPECT_GE(part.data(), s.body.data());  // a view of the body, not a copy
+      EXPECT_LE(part.data() + part.size(), s.body.data() + s.body.size());
+      spliced.append(part);
+      ++slices;
+    });
+    EXPECT_EQ(spliced, expected);
+    EXPECT_EQ(slices, (s.body.size() + 4095 - 8) / (4096 - 8));
   }
 }
 
