@@ -316,25 +316,16 @@ void channel::complete_publish() {
     ++inflight_publishes_;
     inflight_bytes_ += bytes;
     broker::message_ptr returnable = mandatory ? shared : nullptr;
-    // The default exchange routes by the queue's name: a publish to a queue on another shard
-    // goes straight there (inline when this worker runs it) instead of through the home, as
-    // long as none of ours is on its way through the home (the order to one queue is kept).
-    size_t direct = SIZE_MAX;
-    if (sharded_ && !tx_mode_ && home_publishes_ == 0 && shared->exchange.empty())
-      direct = conn_.vhost().located_shard(shared->routing_key);
-    bool via_home = direct == SIZE_MAX;
-    if (via_home) ++home_publishes_;
     // The connection outlives its channels' replies only while open; the reply runs on this
     // worker only if the channel (and so the connection) still exists.
     using outcome = std::variant<broker::publish_outcome, broker::error>;
     using result = std::tuple<outcome, uint64_t, uint32_t>;
-    auto on_reply = [returnable = std::move(returnable), mandatory, seq, bytes, via_home](
-                        channel& ch, const result& res) {
+    auto on_reply = [returnable = std::move(returnable), mandatory, seq, bytes](channel& ch,
+                                                                                const result& res) {
       const auto& r = std::get<0>(res);
       uint64_t ticket = std::get<1>(res);
       uint32_t remote = std::get<2>(res);
       if (ch.sharded_ && seq == 0) ch.remote_outstanding_ += remote;
-      if (via_home) --ch.home_publishes_;
       ch.conn_.publish_finished(1, bytes);
       --ch.inflight_publishes_;
       ch.inflight_bytes_ -= std::min(bytes, ch.inflight_bytes_);
@@ -383,15 +374,26 @@ void channel::complete_publish() {
       }
       ch.conn_.conn().flush_soon();
     };
-    if (!via_home)
-      return call_shard(
-          direct,
-          [shared = std::move(shared), cid = global_id_](broker::vhost& sh) mutable {
-            uint64_t ticket = 0;
-            outcome r = sh.publish_to_queue(std::move(shared), cid, &ticket);
-            return result{std::move(r), ticket, 0};
-          },
-          std::move(on_reply), false, false);
+    // Routed here, on this worker's copy of the routing table (broker/routing_copy.cpp), unless
+    // the channel runs on the home (whose vhost routes inline), the authority must route it (a
+    // transaction, a topic permission; publish_here declines the rest), or something of ours is
+    // still on its way through the home: a declaration or binding the copy may not have yet, or
+    // a publish that one handed over from here could overtake (one channel's publishes to one
+    // queue keep their order).
+    size_t here = link_->worker().index();
+    if (sharded_ && !tx_mode_ && !topic_check && home_calls_ == 0 &&
+        here != conn_.vhost().home_worker()) {
+      uint64_t ticket = 0;
+      uint32_t remote = 0;
+      if (auto r = conn_.vhost().shard_at(here).publish_here(shared, global_id_, &ticket,
+                                                             answer.get(), &remote)) {
+        ++pending_;
+        auto link = link_;  // the reply may close the channel, or the connection
+        on_reply(*this, result{std::move(*r), ticket, remote});
+        if (link->ch) link->ch->reply_done();
+        return;
+      }
+    }
     call_vhost(
         [shared = std::move(shared), cid = global_id_, topic_check = std::move(topic_check),
          answer = std::move(answer)](broker::vhost& v) mutable {

@@ -222,10 +222,10 @@ class channel {
   std::map<std::string, consumer_place, std::less<>> consumers_;
   // Deliveries from shards other than the home not yet credited back, by shard.
   std::vector<std::pair<uint32_t, uint64_t>> uncredited_away_;
-  int64_t remote_outstanding_ = 0;
-  uint32_t home_publishes_ =
-      0;  // publishes on their way through the home (not straight to a shard)  // shard answers to
-          // transactional publishes still to come
+  int64_t remote_outstanding_ = 0;  // shard answers to transactional publishes still to come
+  // Calls to the home (the authority) not yet answered: while there are, publishes go there too
+  // rather than being routed on this worker's copy (complete_publish).
+  uint32_t home_calls_ = 0;
   std::vector<std::function<void()>> after_remote_;  // tx.commit waiting for them
   std::string last_queue_;
   // may_publish's memory: this exchange was allowed at this generation of the user store.
