@@ -102,6 +102,7 @@ void channel::detach_from_vhost() {
   conn_.publish_finished(inflight_publishes_, inflight_bytes_);
   inflight_publishes_ = 0;
   inflight_bytes_ = 0;
+  handed_.clear();
   link_->ch = nullptr;
   link_.reset();
   uint64_t cid = global_id_;
@@ -385,11 +386,21 @@ void channel::complete_publish() {
         here != conn_.vhost().home_worker()) {
       uint64_t ticket = 0;
       uint32_t remote = 0;
-      if (auto r = conn_.vhost().shard_at(here).publish_here(shared, global_id_, &ticket,
-                                                             answer.get(), &remote)) {
+      // Each shard handed the message answers: in confirm mode the confirm's answer, else the
+      // channel's flow answer (see handed_).
+      const broker::shard_answer* ans = seq != 0 ? answer.get() : flow_answer();
+      if (auto r = conn_.vhost().shard_at(here).publish_here(shared, global_id_, &ticket, ans,
+                                                             &remote)) {
         ++pending_;
+        if (remote > 0) {
+          // In flight until the shards have it (on_reply below counts this one out).
+          conn_.publish_started(bytes);
+          ++inflight_publishes_;
+          inflight_bytes_ += bytes;
+          handed_.push_back({seq, remote, bytes});
+        }
         auto link = link_;  // the reply may close the channel, or the connection
-        on_reply(*this, result{std::move(*r), ticket, remote});
+        on_reply(*this, result{std::move(*r), ticket, seq != 0 ? remote : 0});
         if (link->ch) link->ch->reply_done();
         return;
       }
@@ -433,6 +444,7 @@ void channel::confirm_after_sync(uint64_t seq, uint64_t ticket, bool nack) {
 }
 
 void channel::on_shard_answer(uint64_t seq, uint64_t ticket, bool rejected) {
+  if (seq != 0 && !handed_.empty()) on_handed(seq);
   max_ticket_ = std::max(max_ticket_, ticket);
   if (seq == 0) {
     if (--remote_outstanding_ == 0 && !after_remote_.empty()) {

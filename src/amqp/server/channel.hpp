@@ -123,6 +123,10 @@ class channel {
                  uint64_t client_tag);
   // A shard's part of a publish's answer (confirm or transaction mode, queues on other shards).
   void on_shard_answer(uint64_t seq, uint64_t ticket, bool rejected);
+  // channel_handover.cpp: a shard took a publish routed here (seq: its confirm's number, or 0).
+  void on_handed(uint64_t seq);
+  // The answer a shard gives a publish routed here and handed to it outside confirm mode.
+  const broker::shard_answer* flow_answer();
   void fail(const broker::error& e, uint16_t class_id, uint16_t method_id);
   void reply_done();
   void finish_client_close();
@@ -226,6 +230,17 @@ class channel {
   // Calls to the home (the authority) not yet answered: while there are, publishes go there too
   // rather than being routed on this worker's copy (complete_publish).
   uint32_t home_calls_ = 0;
+  // Publishes routed here and handed to other shards: they count as in flight (the connection
+  // stops reading past its limit) until each shard has taken them, so that a publisher cannot
+  // fill another worker's mailbox faster than it runs. Answers are matched to entries by
+  // confirm number, or in order outside confirm mode (a count, for flow control only).
+  struct handed_publish {
+    uint64_t seq;
+    uint32_t remaining;
+    uint64_t bytes;
+  };
+  std::deque<handed_publish> handed_;
+  std::shared_ptr<broker::shard_answer> flow_answer_;
   std::vector<std::function<void()>> after_remote_;  // tx.commit waiting for them
   std::string last_queue_;
   // may_publish's memory: this exchange was allowed at this generation of the user store.
