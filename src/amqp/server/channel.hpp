@@ -123,7 +123,7 @@ class channel {
                  uint64_t client_tag);
   // A shard's part of a publish's answer (confirm or transaction mode, queues on other shards).
   void on_shard_answer(uint64_t seq, uint64_t ticket, bool rejected);
-  // channel_handover.cpp: a shard took a publish routed here (seq: its confirm's number, or 0).
+  // channel_confirms.cpp: a shard took a publish routed here (seq: its confirm's number, or 0).
   void on_handed(uint64_t seq);
   // The answer a shard gives a publish routed here and handed to it outside confirm mode.
   const broker::shard_answer* flow_answer();
