@@ -103,6 +103,10 @@ void channel::detach_from_vhost() {
   inflight_publishes_ = 0;
   inflight_bytes_ = 0;
   handed_.clear();
+  if (handover_paused_) {
+    handover_paused_ = false;
+    conn_.throttle(false);
+  }
   link_->ch = nullptr;
   link_.reset();
   uint64_t cid = global_id_;
@@ -392,12 +396,14 @@ void channel::complete_publish() {
       if (auto r = conn_.vhost().shard_at(here).publish_here(shared, global_id_, &ticket, ans,
                                                              &remote)) {
         ++pending_;
-        if (remote > 0) {
-          // In flight until the shards have it (on_reply below counts this one out).
+        if (remote > 0 && seq != 0) {
+          // In flight until the shards' confirm answers (on_reply below counts this one out).
           conn_.publish_started(bytes);
           ++inflight_publishes_;
           inflight_bytes_ += bytes;
           handed_.push_back({seq, remote, bytes});
+        } else if (remote > 0) {
+          count_handed(remote);
         }
         auto link = link_;  // the reply may close the channel, or the connection
         on_reply(*this, result{std::move(*r), ticket, seq != 0 ? remote : 0});

@@ -93,13 +93,38 @@ void channel::send_pending_confirms() {
 }
 
 const broker::shard_answer* channel::flow_answer() {
-  if (!flow_answer_)
-    flow_answer_ = std::make_shared<broker::shard_answer>([link = link_](uint64_t, bool) {
-      link->worker().run_or_post([link] {
-        if (link->ch) link->ch->on_handed(0);
-      });
-    });
+  if (!flow_answer_) {
+    flow_ = std::make_shared<handover_flow>();
+    // Runs on the shard's worker: one atomic decrement, and a post only for the resume.
+    flow_answer_ =
+        std::make_shared<broker::shard_answer>([link = link_, flow = flow_](uint64_t, bool) {
+          int64_t left = flow->outstanding.fetch_sub(1, std::memory_order_acq_rel) - 1;
+          if (left <= handed_low && flow->waiting.load(std::memory_order_acquire) &&
+              flow->waiting.exchange(false, std::memory_order_acq_rel))
+            link->worker().run_or_post([link] {
+              if (link->ch) link->ch->resume_handed();
+            });
+        });
+  }
   return flow_answer_.get();
+}
+
+void channel::count_handed(uint32_t n) {
+  int64_t now = flow_->outstanding.fetch_add(n, std::memory_order_acq_rel) + n;
+  if (now < handed_high || handover_paused_) return;
+  handover_paused_ = true;
+  conn_.throttle(true);
+  flow_->waiting.store(true, std::memory_order_release);
+  // The shards may have taken them all between the count and the flag: nobody would post.
+  if (flow_->outstanding.load(std::memory_order_acquire) <= handed_low &&
+      flow_->waiting.exchange(false, std::memory_order_acq_rel))
+    resume_handed();
+}
+
+void channel::resume_handed() {
+  if (!handover_paused_) return;
+  handover_paused_ = false;
+  conn_.throttle(false);
 }
 
 void channel::on_handed(uint64_t seq) {
