@@ -412,3 +412,29 @@ def test_an_exchange_deleted_while_a_worker_publishes_to_it(warren):
     assert sum(len(drain(ch, n)) for n in names) == 200 * len(names)
     for c in conns:
         c.close()
+
+
+def test_confirms_and_flow_of_publishes_routed_on_each_worker(warren):
+    conns = one_connection_per_worker(warren)
+    setup = conns[0].channel()
+    names, where = spread_names(warren, setup, prefix="c")
+    setup.exchange_declare("c-fan", "fanout")
+    for n in names:
+        setup.queue_bind(n, "c-fan")
+    for conn in conns:
+        confirmed = conn.channel()
+        confirmed.confirm_delivery()
+        for i in range(100):
+            confirmed.basic_publish("c-fan", "", b"confirmed", pika.BasicProperties(delivery_mode=2))
+        # Without confirms, far past the hand-overs' bound (256 outstanding): held back, not lost.
+        flood = conn.channel()
+        for i in range(3000):
+            flood.basic_publish("c-fan", "", b"flood")
+        flood.close()
+    for n in names:
+        deadline = time.time() + 10
+        while setup.queue_declare(n, passive=True).method.message_count < 6200 and time.time() < deadline:
+            time.sleep(0.05)
+        assert setup.queue_declare(n, passive=True).method.message_count == 6200
+    for c in conns:
+        c.close()
