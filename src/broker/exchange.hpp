@@ -3,6 +3,7 @@
 // (broker/routing.hpp) owns them and keeps the list of bindings. Runs on that table's thread only.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -31,6 +32,18 @@ struct exchange_settings {
   bool auto_delete = false;
   bool internal = false;
   common::field_table arguments;
+};
+
+// Publishes to an exchange routed on other workers' copies of the routing table
+// (broker/routing_copy.cpp): one slot per worker, each written by its worker only (a relaxed load
+// and store, no contended cache line), added to the authority's own counts when read.
+struct copied_counters {
+  explicit copied_counters(size_t workers) : slots(workers) {}
+  struct alignas(64) slot {
+    std::atomic<uint64_t> publish_in{0};
+    std::atomic<uint64_t> publish_out{0};
+  };
+  std::vector<slot> slots;
 };
 
 class exchange {
@@ -66,8 +79,23 @@ class exchange {
   // exchange declared with x-message-deduplication = true; the vhost asks it before routing.
   std::unique_ptr<dedup_filter> dedup;
 
+  // Routing this exchange changes state (its history, a gateway sink, a federation link's
+  // filter): it is routed by the authority only, never on a worker's copy. Deduplication too.
+  virtual bool keeps_state() const { return dedup != nullptr; }
   // Statistics (broker/stats.hpp), on the vhost's worker.
   exchange_counters stats;
+  // Shared by the authority's exchange and its copies on the other workers (null unsharded).
+  std::shared_ptr<copied_counters> copied;
+  // stats plus what the copies counted: the authority reads this.
+  exchange_counters counts() const {
+    exchange_counters c = stats;
+    if (copied)
+      for (const auto& s : copied->slots) {
+        c.publish_in += s.publish_in.load(std::memory_order_relaxed);
+        c.publish_out += s.publish_out.load(std::memory_order_relaxed);
+      }
+    return c;
+  }
   exchange_history samples;
 
  private:
@@ -148,6 +176,7 @@ class recent_history_exchange final : public exchange {
   void route(const message& m, std::vector<dest_id>& out) const override { fanout_.route(m, out); }
   void on_published(const message_ptr& m) override;
   void history(std::vector<message_ptr>& out) const override;
+  bool keeps_state() const override { return true; }
 
  private:
   fanout_exchange fanout_{exchange_settings{}, 0};
@@ -188,6 +217,7 @@ class sink_exchange final : public exchange {
   }
   void route(const message& m, std::vector<dest_id>& out) const override { direct_.route(m, out); }
   bool deliver_external(const message& m) override { return sink_ && sink_(m); }
+  bool keeps_state() const override { return true; }
   void set_sink(sink s) { sink_ = std::move(s); }
 
  private:
@@ -211,6 +241,7 @@ class federation_upstream_exchange final : public exchange {
     fanout_.remove_binding(d, key, args);
   }
   void route(const message& m, std::vector<dest_id>& out) const override;
+  bool keeps_state() const override { return true; }
 
  private:
   fanout_exchange fanout_{exchange_settings{}, 0};

@@ -112,7 +112,11 @@ std::vector<std::string> routing_table::sources_bound_to(dest_id d) const {
 }
 
 bool routing_table::route(exchange& x, const message& m, int64_t now, dest_list& out,
-                          dest_set& seen, bool* duplicate) {
+                          dest_set& seen, bool* duplicate, bool* owner_only) {
+  if (owner_only && x.keeps_state()) {
+    *owner_only = true;
+    return false;
+  }
   if (x.dedup && x.dedup->check_and_remember(m, now)) {
     if (duplicate) *duplicate = true;
     return true;
@@ -133,7 +137,7 @@ bool routing_table::route(exchange& x, const message& m, int64_t now, dest_list&
     dest_id d = scratch_[i];
     if (d & exchange_bit) {
       if (exchange* to = exchange_by_id(d); to && seen.insert(d))
-        external |= route(*to, m, now, out, seen, duplicate);
+        external |= route(*to, m, now, out, seen, duplicate, owner_only);
     } else {
       out.push_back(d);
     }
@@ -142,7 +146,7 @@ bool routing_table::route(exchange& x, const message& m, int64_t now, dest_list&
     // Nothing took it: the exchange's alternate exchange gets a try.
     if (auto ae = common::table_string(x.settings().arguments, "alternate-exchange")) {
       if (exchange* a = find_exchange(*ae); a && seen.insert(a->id()))
-        external |= route(*a, m, now, out, seen, duplicate);
+        external |= route(*a, m, now, out, seen, duplicate, owner_only);
     }
   }
   scratch_.resize(first);

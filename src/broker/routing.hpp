@@ -91,8 +91,10 @@ class routing_table {
   // exchange on the way handed the message to an external sink, or dropped it as a duplicate
   // (broker/dedup.hpp: then `*duplicate` is set, if given; `now` is the deduplication window's
   // clock). Hot path: allocates nothing once its scratch buffer has grown.
+  // On a worker's copy, `owner_only` is given: an exchange on the way that keeps state
+  // (exchange::keeps_state) sets it and stops the routing (the authority routes that message).
   bool route(exchange& x, const message& m, int64_t now, dest_list& out, dest_set& seen,
-             bool* duplicate = nullptr);
+             bool* duplicate = nullptr, bool* owner_only = nullptr);
 
  private:
   void add_exchange(const exchange_settings& s, dest_id id);

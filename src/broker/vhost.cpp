@@ -73,12 +73,20 @@ void vhost::enable_shards(size_t count, placement p, shard_poster post) {
     shards_[i] = sh.get();
     owned_shards_.push_back(std::move(sh));
   }
+  // The built-in exchanges are in every copy from the start; their counts are summed as well.
+  for (auto& [n, x] : routing_.exchanges()) {
+    x->copied = std::make_shared<copied_counters>(count);
+    for (auto& sh : owned_shards_)
+      if (exchange* c = sh->routing_.exchange_by_id(x->id())) c->copied = x->copied;
+  }
 }
 
 void vhost::on_shard(size_t s, std::function<void(vhost&)> fn) {
-  vhost& target = shard_at(s);
-  if (direct_ || !post_ || &target == this) return fn(target);
-  post_(s, [&target, fn = std::move(fn)] { fn(target); });
+  // From the authority or a shard (a publish routed on a worker's copy): the authority's posts.
+  vhost& a = *authority_;
+  vhost& target = a.shard_at(s);
+  if (a.direct_ || !a.post_ || &target == this) return fn(target);
+  a.post_(s, [&target, fn = std::move(fn)] { fn(target); });
 }
 
 void vhost::to_authority(std::function<void(vhost&)> fn) {
@@ -100,20 +108,6 @@ size_t vhost::located_shard(std::string_view name) const {
   std::shared_lock lk(a.located_mutex_);
   auto it = a.located_.find(name);
   return it == a.located_.end() ? SIZE_MAX : it->second;
-}
-
-std::variant<publish_outcome, error> vhost::publish_to_queue(message_ptr m, uint64_t publisher,
-                                                             uint64_t* sync_ticket) {
-  queue* q = find_queue(m->routing_key);
-  if (!q) return publish_outcome::unroutable;
-  count(global_counters::routed);
-  dest_id id = q->id();
-  bool rejected = false;
-  external_ticket_ = 0;
-  uint64_t ticket =
-      enqueue_all(std::move(m), std::span<const dest_id>(&id, 1), now_ms(), rejected, publisher);
-  if (sync_ticket) *sync_ticket = std::max(ticket, external_ticket_);
-  return rejected ? publish_outcome::rejected : publish_outcome::routed;
 }
 
 std::optional<std::pair<uint32_t, uint32_t>> vhost::queue_counts(std::string_view name) {
@@ -306,8 +300,9 @@ maybe_error vhost::unbind(std::string_view source, dest_id dest, const std::stri
   return std::nullopt;
 }
 
-void vhost::change_routing(routing_change c) {
+void vhost::change_routing(routing_change c, size_t place) {
   routing_.apply(c);
+  if (!shards_.empty()) copy_routing(c, place);
   if (routing_observer_) routing_observer_(c);
 }
 
@@ -394,7 +389,6 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
     if (!restoring_) journal_->queue_declared(q->settings(), q->store_id);
   }
   queue_ids_[id] = q.get();
-  change_routing(queue_added{name, id});
   size_t place = home_;
   if (!shards_.empty() && placement_ == placement::hash) {
     // FNV-1a of the vhost's and the queue's names: the same workers put a queue back on the
@@ -427,6 +421,8 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
     if (q->policy().expires_ms) q->list_timed();
     queues_[name] = std::move(q);
   }
+  // After the adoption was posted: a copy routes to the queue only once its shard has it.
+  change_routing(queue_added{name, id}, place);
   count(global_counters::queues_created);
   return queue_declare_ok{name, 0, 0, place == home_ ? SIZE_MAX : place};
 }
@@ -601,9 +597,11 @@ uint64_t vhost::enqueue_all(message_ptr m, std::span<const dest_id> targets, int
   boost::container::small_vector<queue*, 16> qs;
   // Queues living on other shards, by shard: the message is handed over there, once per shard.
   boost::container::small_vector<std::pair<size_t, std::vector<dest_id>>, 4> away;
+  // The authority's twins, or a shard copy's places: queues that live on another shard.
+  const auto& elsewhere = is_authority() ? twins_ : places_;
   for (dest_id d : targets) {
-    if (!twins_.empty())
-      if (auto t = twins_.find(d); t != twins_.end()) {
+    if (!elsewhere.empty())
+      if (auto t = elsewhere.find(d); t != elsewhere.end()) {
         auto g = std::find_if(away.begin(), away.end(),
                               [&](const auto& p) { return p.first == t->second; });
         if (g == away.end()) g = away.insert(away.end(), {t->second, {}});

@@ -378,10 +378,21 @@ class vhost {
   size_t locate_queue(std::string_view name) const;
   // The shard of a queue living away from the home; SIZE_MAX for the home's or none. Any thread.
   size_t located_shard(std::string_view name) const;
-  // On a queue's shard: a publish through the default exchange to the queue named by its routing
-  // key (the channel found it away from the home). Unroutable if it is gone meanwhile.
-  std::variant<publish_outcome, error> publish_to_queue(message_ptr m, uint64_t publisher,
-                                                        uint64_t* sync_ticket);
+  // On a shard other than the authority, on its worker: publish() routed on this worker's copy of
+  // the routing table (broker/routing_copy.cpp), the message handed to each other shard holding
+  // target queues once. Nothing (nullopt, `m` untouched) when the copy cannot route it: it has
+  // not yet applied every change the authority made, or an exchange on the way keeps state or is
+  // missing or internal; the caller then sends the publish to the authority.
+  std::optional<std::variant<publish_outcome, error>> publish_here(message_ptr& m,
+                                                                   uint64_t publisher,
+                                                                   uint64_t* sync_ticket,
+                                                                   const shard_answer* answer,
+                                                                   uint32_t* remote);
+  // True when this shard's copy has applied every routing change the authority made. On the
+  // shard's worker.
+  bool copy_current() const {
+    return copy_version_ == authority_->routing_version_.load(std::memory_order_acquire);
+  }
   // The shard that numbered a delivery tag (the home's tags have no shard bits).
   size_t tag_shard(uint64_t tag) const {
     uint64_t b = tag >> tag_shard_shift;
@@ -406,8 +417,14 @@ class vhost {
   queue* queue_by_id(dest_id id) const;
   exchange* find_exchange(std::string_view name) const { return routing_.find_exchange(name); }
   exchange* exchange_by_id(dest_id id) const { return routing_.exchange_by_id(id); }
-  // Applies a change to the routing table and tells the observer (set_routing_observer).
-  void change_routing(routing_change c);
+  // Applies a change to the routing table and tells the observer (set_routing_observer) and the
+  // other shards' copies (`place`: for queue_added, the shard the queue lives on).
+  void change_routing(routing_change c, size_t place = SIZE_MAX);
+  // routing_copy.cpp. Authority: the change goes to every other shard's copy, in order.
+  void copy_routing(const routing_change& c, size_t place);
+  // A shard: applies the authority's change number `version` to its copy.
+  void apply_copy(const routing_change& c, uint64_t version, size_t place,
+                  const std::shared_ptr<copied_counters>& counters);
   // The exchanges in `sources` that an auto-delete empties go.
   void auto_delete_exchanges(const std::vector<std::string>& sources);
   void dispatch(queue& q);
@@ -486,6 +503,14 @@ class vhost {
   shard_poster post_;
   bool direct_ = true;
   std::map<dest_id, size_t> twins_;  // authority: queues living on other shards
+  // A shard's copy: the queues living on other shards than this one, by id (twins_'s role here).
+  std::map<dest_id, size_t> places_;
+  // Authority: the number of routing changes made, bumped before the change is posted to the
+  // copies (and so before any answer to whoever caused it). On a line of its own: publishers on
+  // every worker read it, the authority writes it only when definitions change.
+  alignas(64) std::atomic<uint64_t> routing_version_{0};
+  // A shard: the last change its copy applied (on its worker).
+  alignas(64) uint64_t copy_version_ = 0;
   mutable std::shared_mutex located_mutex_;
   std::map<std::string, size_t, std::less<>> located_;  // the same by name, for any thread
   uint64_t tag_base_ = 0;

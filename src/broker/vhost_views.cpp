@@ -141,7 +141,7 @@ exchange_view view_of(const exchange& x) {
   v.auto_delete = s.auto_delete;
   v.internal = s.internal;
   v.arguments = s.arguments;
-  v.counters = x.stats;
+  v.counters = x.counts();
   v.rates = {x.samples.rate(0), x.samples.rate(1)};
   v.dedup = dedup_view_of(x.dedup);
   return v;
@@ -245,7 +245,10 @@ void vhost::sample(int64_t wall) {
   uint64_t ready = sampled_totals_.ready, unacked = sampled_totals_.unacked;
   const queue_counters& sum = sampled_totals_.counters;
   for (auto& [n, x] : routing_.exchanges())
-    x->samples.record(wall, {x->stats.publish_in, x->stats.publish_out});
+    if (is_authority()) {
+      auto c = x->counts();
+      x->samples.record(wall, {c.publish_in, c.publish_out});
+    }
   history_.record(wall, sample_of(ready, unacked, sum));
   sampled_ready_.store(ready, std::memory_order_relaxed);
   sampled_unacked_.store(unacked, std::memory_order_relaxed);

@@ -157,6 +157,7 @@ json connection_json(const broker::connection_view& c, std::string_view node) {
   j["node"] = std::string(node);
   j["type"] = "network";
   j["protocol"] = c.protocol;
+  j["warren_worker"] = c.worker;  // Warren's: the worker thread the connection runs on
   j["user"] = c.user;
   j["user_who_performed_action"] = c.user;
   j["vhost"] = c.vhost;

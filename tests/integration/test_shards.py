@@ -256,3 +256,185 @@ def test_recover_redelivers_on_every_worker_and_the_new_tags_ack(warren):
     for n in pair:
         assert ch.queue_declare(n, passive=True).method.message_count == 0
     conn.close()
+
+
+# --- routing on the publisher's worker (each worker's copy of the routing table) ---
+
+def worker_of_connection(warren, conn):
+    port = conn._impl._transport._sock.getsockname()[1]
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        for c in api(warren, "connections"):
+            if c["peer_port"] == port:
+                return c["warren_worker"]
+        time.sleep(0.05)
+    pytest.fail("connection not listed")
+
+
+def one_connection_per_worker(warren):
+    """Opens connections until one runs on each worker (the kernel spreads them); returns [on 0, on 1]."""
+    found, spare = {}, []
+    for _ in range(40):
+        conn = connect(warren)
+        w = worker_of_connection(warren, conn)
+        if w in found:
+            spare.append(conn)
+        else:
+            found[w] = conn
+        if len(found) == 2:
+            break
+    for c in spare:
+        c.close()
+    if len(found) < 2:
+        pytest.fail("40 connections all landed on one worker")
+    return [found[0], found[1]]
+
+
+def drain(ch, queue):
+    bodies = []
+    while True:
+        m = ch.basic_get(queue, auto_ack=True)
+        if m[0] is None:
+            return bodies
+        bodies.append(m[2])
+
+
+def test_a_binding_is_seen_by_the_next_publish_on_every_worker(warren):
+    conns = one_connection_per_worker(warren)
+    setup = conns[0].channel()
+    names, where = spread_names(warren, setup, prefix="b")
+    pair = [next(n for n in names if where[n] == w) for w in (0, 1)]
+    setup.exchange_declare("bx", "direct")
+    chans = [c.channel() for c in conns]
+    for ch in chans:
+        ch.confirm_delivery()
+    sent = {n: 0 for n in pair}
+    # Bound on one worker's connection, published on the same channel or the other worker's
+    # right after bind-ok: mandatory with confirms, so a miss is an UnroutableError.
+    for round_ in range(10):
+        for binder in range(2):
+            for publisher in range(2):
+                for n in pair:
+                    key = f"{n}.{round_}.{binder}.{publisher}"
+                    chans[binder].queue_bind(n, "bx", key)
+                    chans[publisher].basic_publish("bx", key, key.encode(), mandatory=True)
+                    sent[n] += 1
+                    chans[binder].queue_unbind(n, "bx", key)
+                    # Unbound: the next publish, from either worker, finds no route.
+                    with pytest.raises(pika.exceptions.UnroutableError):
+                        chans[publisher].basic_publish("bx", key, b"after unbind", mandatory=True)
+    for n in pair:
+        assert len(drain(setup, n)) == sent[n]
+    for c in conns:
+        c.close()
+
+
+def test_exchange_to_exchange_alternate_exchange_and_returns_from_each_worker(warren):
+    conns = one_connection_per_worker(warren)
+    setup = conns[0].channel()
+    names, where = spread_names(warren, setup, prefix="e")
+    pair = [next(n for n in names if where[n] == w) for w in (0, 1)]
+    setup.exchange_declare("e-ae", "fanout")
+    setup.exchange_declare("e-inner", "direct", arguments={"alternate-exchange": "e-ae"})
+    setup.exchange_declare("e-outer", "topic")
+    setup.exchange_declare("e-empty", "direct")
+    setup.queue_bind(pair[0], "e-ae")
+    setup.queue_bind(pair[1], "e-inner", "hit")
+    setup.exchange_bind("e-inner", "e-outer", "#")
+    for i, conn in enumerate(conns):
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.basic_publish("e-outer", "hit", f"hit{i}".encode(), mandatory=True)
+        ch.basic_publish("e-outer", "miss", f"miss{i}".encode(), mandatory=True)
+        with pytest.raises(pika.exceptions.UnroutableError) as e:
+            ch.basic_publish("e-empty", "nobody", f"ret{i}".encode(), mandatory=True)
+        assert e.value.messages[0].body == f"ret{i}".encode()
+        assert e.value.messages[0].method.reply_code == 312
+    assert drain(setup, pair[1]) == [b"hit0", b"hit1"]
+    assert drain(setup, pair[0]) == [b"miss0", b"miss1"]
+    # Counted by the exchange whichever worker routed them.
+    x = api(warren, "exchanges/%2f/e-outer")
+    assert x["message_stats"]["publish_in"] == 4
+    for c in conns:
+        c.close()
+
+
+def test_one_channel_keeps_its_order_over_stateful_and_plain_exchanges(warren):
+    conns = one_connection_per_worker(warren)
+    setup = conns[0].channel()
+    names, where = spread_names(warren, setup, prefix="m")
+    pair = [next(n for n in names if where[n] == w) for w in (0, 1)]
+    setup.exchange_declare("m-hist", "x-recent-history")
+    setup.exchange_declare("m-plain", "direct")
+    for n in pair:
+        setup.queue_bind(n, "m-hist")
+        setup.queue_bind(n, "m-plain", "k")
+    for conn in conns:
+        ch = conn.channel()
+        for i in range(300):
+            # Stateful (through the home), plain (routed here), the default exchange, in turns.
+            ex = ("m-hist", "m-plain", "")[i % 3]
+            if ex:
+                ch.basic_publish(ex, "k", str(i).encode())
+            else:
+                for n in pair:
+                    ch.basic_publish("", n, str(i).encode())
+        ch.close()
+        for n in pair:
+            deadline = time.time() + 5
+            while setup.queue_declare(n, passive=True).method.message_count < 300 and time.time() < deadline:
+                time.sleep(0.02)
+            assert [int(b) for b in drain(setup, n)] == list(range(300))
+    for c in conns:
+        c.close()
+
+
+def test_an_exchange_deleted_while_a_worker_publishes_to_it(warren):
+    conns = one_connection_per_worker(warren)
+    setup = conns[0].channel()
+    names, where = spread_names(warren, setup, prefix="d")
+    setup.exchange_declare("d-x", "fanout")
+    for n in names:
+        setup.queue_bind(n, "d-x")
+    pub = conns[1].channel()
+    pub.confirm_delivery()  # each publish is routed before the next one is sent
+    for i in range(200):
+        pub.basic_publish("d-x", "", b"before")
+    setup.exchange_delete("d-x")
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            pub.basic_publish("d-x", "", b"after")
+            conns[1].process_data_events(0.01)
+    assert e.value.reply_code == 404
+    # The connection and the queues carry on; what was routed before is there.
+    ch = conns[1].channel()
+    assert sum(len(drain(ch, n)) for n in names) == 200 * len(names)
+    for c in conns:
+        c.close()
+
+
+def test_confirms_and_flow_of_publishes_routed_on_each_worker(warren):
+    conns = one_connection_per_worker(warren)
+    setup = conns[0].channel()
+    names, where = spread_names(warren, setup, prefix="c")
+    setup.exchange_declare("c-fan", "fanout")
+    for n in names:
+        setup.queue_bind(n, "c-fan")
+    for conn in conns:
+        confirmed = conn.channel()
+        confirmed.confirm_delivery()
+        for i in range(100):
+            confirmed.basic_publish("c-fan", "", b"confirmed", pika.BasicProperties(delivery_mode=2))
+        # Without confirms, far past the hand-overs' bound (256 outstanding): held back, not lost.
+        flood = conn.channel()
+        for i in range(3000):
+            flood.basic_publish("c-fan", "", b"flood")
+        flood.close()
+    for n in names:
+        deadline = time.time() + 10
+        while setup.queue_declare(n, passive=True).method.message_count < 6200 and time.time() < deadline:
+            time.sleep(0.05)
+        assert setup.queue_declare(n, passive=True).method.message_count == 6200
+    for c in conns:
+        c.close()

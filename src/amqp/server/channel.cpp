@@ -102,6 +102,11 @@ void channel::detach_from_vhost() {
   conn_.publish_finished(inflight_publishes_, inflight_bytes_);
   inflight_publishes_ = 0;
   inflight_bytes_ = 0;
+  handed_.clear();
+  if (handover_paused_) {
+    handover_paused_ = false;
+    conn_.throttle(false);
+  }
   link_->ch = nullptr;
   link_.reset();
   uint64_t cid = global_id_;
@@ -316,25 +321,16 @@ void channel::complete_publish() {
     ++inflight_publishes_;
     inflight_bytes_ += bytes;
     broker::message_ptr returnable = mandatory ? shared : nullptr;
-    // The default exchange routes by the queue's name: a publish to a queue on another shard
-    // goes straight there (inline when this worker runs it) instead of through the home, as
-    // long as none of ours is on its way through the home (the order to one queue is kept).
-    size_t direct = SIZE_MAX;
-    if (sharded_ && !tx_mode_ && home_publishes_ == 0 && shared->exchange.empty())
-      direct = conn_.vhost().located_shard(shared->routing_key);
-    bool via_home = direct == SIZE_MAX;
-    if (via_home) ++home_publishes_;
     // The connection outlives its channels' replies only while open; the reply runs on this
     // worker only if the channel (and so the connection) still exists.
     using outcome = std::variant<broker::publish_outcome, broker::error>;
     using result = std::tuple<outcome, uint64_t, uint32_t>;
-    auto on_reply = [returnable = std::move(returnable), mandatory, seq, bytes, via_home](
-                        channel& ch, const result& res) {
+    auto on_reply = [returnable = std::move(returnable), mandatory, seq, bytes](channel& ch,
+                                                                                const result& res) {
       const auto& r = std::get<0>(res);
       uint64_t ticket = std::get<1>(res);
       uint32_t remote = std::get<2>(res);
       if (ch.sharded_ && seq == 0) ch.remote_outstanding_ += remote;
-      if (via_home) --ch.home_publishes_;
       ch.conn_.publish_finished(1, bytes);
       --ch.inflight_publishes_;
       ch.inflight_bytes_ -= std::min(bytes, ch.inflight_bytes_);
@@ -383,15 +379,38 @@ void channel::complete_publish() {
       }
       ch.conn_.conn().flush_soon();
     };
-    if (!via_home)
-      return call_shard(
-          direct,
-          [shared = std::move(shared), cid = global_id_](broker::vhost& sh) mutable {
-            uint64_t ticket = 0;
-            outcome r = sh.publish_to_queue(std::move(shared), cid, &ticket);
-            return result{std::move(r), ticket, 0};
-          },
-          std::move(on_reply), false, false);
+    // Routed here, on this worker's copy of the routing table (broker/routing_copy.cpp), unless
+    // the channel runs on the home (whose vhost routes inline), the authority must route it (a
+    // transaction, a topic permission; publish_here declines the rest), or something of ours is
+    // still on its way through the home: a declaration or binding the copy may not have yet, or
+    // a publish that one handed over from here could overtake (one channel's publishes to one
+    // queue keep their order).
+    size_t here = link_->worker().index();
+    if (sharded_ && !tx_mode_ && !topic_check && home_calls_ == 0 &&
+        here != conn_.vhost().home_worker()) {
+      uint64_t ticket = 0;
+      uint32_t remote = 0;
+      // Each shard handed the message answers: in confirm mode the confirm's answer, else the
+      // channel's flow answer (see handed_).
+      const broker::shard_answer* ans = seq != 0 ? answer.get() : flow_answer();
+      if (auto r = conn_.vhost().shard_at(here).publish_here(shared, global_id_, &ticket, ans,
+                                                             &remote)) {
+        ++pending_;
+        if (remote > 0 && seq != 0) {
+          // In flight until the shards' confirm answers (on_reply below counts this one out).
+          conn_.publish_started(bytes);
+          ++inflight_publishes_;
+          inflight_bytes_ += bytes;
+          handed_.push_back({seq, remote, bytes});
+        } else if (remote > 0) {
+          count_handed(remote);
+        }
+        auto link = link_;  // the reply may close the channel, or the connection
+        on_reply(*this, result{std::move(*r), ticket, seq != 0 ? remote : 0});
+        if (link->ch) link->ch->reply_done();
+        return;
+      }
+    }
     call_vhost(
         [shared = std::move(shared), cid = global_id_, topic_check = std::move(topic_check),
          answer = std::move(answer)](broker::vhost& v) mutable {
@@ -410,89 +429,6 @@ void channel::complete_publish() {
     tx_pending_.push_back(std::move(publish));
   else
     publish();
-}
-
-void channel::confirm_later(uint64_t seq) {
-  // Replies come back in publish order, so every sequence number up to `seq` is settled: one
-  // basic.ack with multiple=true covers the batch, sent once the current burst of replies is in.
-  acked_upto_ = seq;
-  if (confirm_flush_scheduled_) return;
-  confirm_flush_scheduled_ = true;
-  link_->worker().post([link = link_] {
-    if (link->ch) link->ch->send_pending_confirms();
-  });
-}
-
-void channel::confirm_after_sync(uint64_t seq, uint64_t ticket, bool nack) {
-  // Confirms go out in sequence order, so one that needs no sync still waits behind those that do.
-  if (!unsynced_.empty()) ticket = std::max(ticket, unsynced_.back().ticket);
-  unsynced_.push_back({seq, ticket, nack});
-  wait_for_sync();
-}
-
-void channel::on_shard_answer(uint64_t seq, uint64_t ticket, bool rejected) {
-  max_ticket_ = std::max(max_ticket_, ticket);
-  if (seq == 0) {
-    if (--remote_outstanding_ == 0 && !after_remote_.empty()) {
-      auto waiting = std::move(after_remote_);
-      after_remote_.clear();
-      for (auto& fn : waiting) fn();
-    }
-    return;
-  }
-  for (auto& c : unsynced_)
-    if (c.seq == seq) {
-      --c.remaining;
-      c.ticket = std::max(c.ticket, ticket);
-      c.nack = c.nack || rejected;
-      break;
-    }
-  on_synced();
-}
-
-void channel::wait_for_sync() {
-  if (sync_wait_ || unsynced_.empty() || !unsynced_.front().counted ||
-      unsynced_.front().remaining != 0)
-    return;
-  broker::journal* j = conn_.vhost().get_journal();
-  if (!j) return;
-  sync_wait_ = true;
-  // The callback may run on the store's writer thread: it only posts back to this worker.
-  j->when_synced(unsynced_.front().ticket, [link = link_] {
-    link->worker().post([link] {
-      if (link->ch) link->ch->on_synced();
-    });
-  });
-}
-
-void channel::on_synced() {
-  sync_wait_ = false;
-  broker::journal* j = conn_.vhost().get_journal();
-  uint64_t synced = j ? j->synced() : UINT64_MAX;
-  while (!unsynced_.empty() && unsynced_.front().counted && unsynced_.front().remaining == 0 &&
-         unsynced_.front().ticket <= synced) {
-    auto c = unsynced_.front();
-    unsynced_.pop_front();
-    if (c.nack) {
-      send_pending_confirms();
-      if (state_ == state::open) conn_.send(id_, basic_nack{c.seq, false, false});
-      acked_upto_ = acked_sent_ = c.seq;
-    } else {
-      acked_upto_ = c.seq;
-    }
-  }
-  send_pending_confirms();
-  wait_for_sync();
-}
-
-void channel::send_pending_confirms() {
-  confirm_flush_scheduled_ = false;
-  if (acked_upto_ <= acked_sent_ || state_ != state::open) return;
-  conn_.send(id_, basic_ack{acked_upto_, acked_upto_ - acked_sent_ > 1});
-  broker::count(broker::global_counters::confirmed, acked_upto_ - acked_sent_);
-  stat_confirmed_ += acked_upto_ - acked_sent_;
-  acked_sent_ = acked_upto_;
-  conn_.conn().flush_soon();
 }
 
 namespace {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -123,6 +124,13 @@ class channel {
                  uint64_t client_tag);
   // A shard's part of a publish's answer (confirm or transaction mode, queues on other shards).
   void on_shard_answer(uint64_t seq, uint64_t ticket, bool rejected);
+  // channel_confirms.cpp: a shard took a publish routed here in confirm mode.
+  void on_handed(uint64_t seq);
+  // The answer a shard gives a publish routed here and handed to it outside confirm mode.
+  const broker::shard_answer* flow_answer();
+  // `n` hand-overs outside confirm mode: past handed_high, reading stops (handover_flow).
+  void count_handed(uint32_t n);
+  void resume_handed();
   void fail(const broker::error& e, uint16_t class_id, uint16_t method_id);
   void reply_done();
   void finish_client_close();
@@ -222,10 +230,32 @@ class channel {
   std::map<std::string, consumer_place, std::less<>> consumers_;
   // Deliveries from shards other than the home not yet credited back, by shard.
   std::vector<std::pair<uint32_t, uint64_t>> uncredited_away_;
-  int64_t remote_outstanding_ = 0;
-  uint32_t home_publishes_ =
-      0;  // publishes on their way through the home (not straight to a shard)  // shard answers to
-          // transactional publishes still to come
+  int64_t remote_outstanding_ = 0;  // shard answers to transactional publishes still to come
+  // Calls to the home (the authority) not yet answered: while there are, publishes go there too
+  // rather than being routed on this worker's copy (complete_publish).
+  uint32_t home_calls_ = 0;
+  // Publishes routed here and handed to other shards, outside confirm mode: counted, not
+  // answered one by one. Each shard takes one off when it has enqueued the message; past
+  // handed_high the connection stops reading until they are down to handed_low, so that a
+  // publisher cannot fill another worker's mailbox faster than it runs. Only the shard that
+  // brings the count down to the low mark posts (the resume), so no post per message comes back.
+  struct handover_flow {
+    std::atomic<int64_t> outstanding{0};
+    std::atomic<bool> waiting{false};  // the channel stopped its connection's reading
+  };
+  static constexpr int64_t handed_high = 256;
+  static constexpr int64_t handed_low = 64;
+  std::shared_ptr<handover_flow> flow_;
+  std::shared_ptr<broker::shard_answer> flow_answer_;
+  bool handover_paused_ = false;
+  // In confirm mode, the publishes routed here and handed over stay in flight until the shards'
+  // confirm answers come (matched by sequence number).
+  struct handed_publish {
+    uint64_t seq;
+    uint32_t remaining;
+    uint64_t bytes;
+  };
+  std::deque<handed_publish> handed_;
   std::vector<std::function<void()>> after_remote_;  // tx.commit waiting for them
   std::string last_queue_;
   // may_publish's memory: this exchange was allowed at this generation of the user store.

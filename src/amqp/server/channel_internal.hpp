@@ -43,8 +43,14 @@ void channel::call_shard(size_t shard, Op op, Reply reply, bool urgent, bool ord
   else
     shard = SIZE_MAX;
   ++pending_;
-  auto run = bound_call(v, link_, std::move(op), std::move(reply));
-  if (shard != SIZE_MAX) return to_shard(shard, std::move(run), urgent, ordered);
+  if (shard != SIZE_MAX)
+    return to_shard(shard, bound_call(v, link_, std::move(op), std::move(reply)), urgent, ordered);
+  ++home_calls_;
+  auto run = bound_call(v, link_, std::move(op),
+                        [reply = std::move(reply)](channel& ch, auto& result) mutable {
+                          --ch.home_calls_;
+                          reply(ch, result);
+                        });
   // Both hops are plain calls when the channel runs on the vhost's home worker.
   run_on(conn_.home_of(*v), std::move(run), urgent);
 }

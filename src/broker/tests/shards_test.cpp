@@ -220,5 +220,129 @@ TEST_F(ShardsTest, AGlobalPrefetchLimitsTheChannelOverEveryShard) {
   EXPECT_EQ(t->got.size(), 4u);
 }
 
+// --- routing on a worker's copy (broker/routing_copy.cpp) ---
+
+// A publish on shard 1's worker, routed on its copy: nullopt when the copy declines it.
+std::optional<std::variant<publish_outcome, error>> publish_on_copy(vhost& v, message_ptr m,
+                                                                    uint32_t* remote = nullptr) {
+  uint32_t n = 0;
+  return v.shard_at(1).publish_here(m, 0, nullptr, nullptr, remote ? remote : &n);
+}
+
+exchange_settings xs(std::string name, std::string type, common::field_table args = {}) {
+  exchange_settings s;
+  s.name = std::move(name);
+  s.type = std::move(type);
+  s.arguments = std::move(args);
+  return s;
+}
+
+TEST_F(ShardsTest, ABindingReachesTheCopyBeforeItRoutesAgain) {
+  declare(away_name);
+  declare(home_name);
+  ASSERT_FALSE(v.bind("amq.direct", *v.routing().queue_id(away_name), "k", {}));
+  ASSERT_FALSE(v.bind("amq.direct", *v.routing().queue_id(home_name), "k", {}));
+  // The change is posted, not applied yet: the copy is behind and declines (the authority routes).
+  EXPECT_FALSE(v.shard_at(1).copy_current());
+  EXPECT_FALSE(publish_on_copy(v, msg("amq.direct", "k", "early")).has_value());
+  run();
+  ASSERT_TRUE(v.shard_at(1).copy_current());
+  uint32_t remote = 0;
+  auto r = publish_on_copy(v, msg("amq.direct", "k", "m"), &remote);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(std::get<publish_outcome>(*r), publish_outcome::routed);
+  EXPECT_EQ(v.shard_at(1).inspect_queue(away_name)->message_count(), 1u);  // here, inline
+  EXPECT_EQ(v.inspect_queue(home_name)->message_count(), 0u);  // handed over, not yet run
+  run();
+  EXPECT_EQ(v.inspect_queue(home_name)->message_count(), 1u);
+  // Counted in the copy's slot, read through the authority's exchange.
+  EXPECT_EQ(v.inspect_exchange("amq.direct")->counts().publish_in, 1u);
+  EXPECT_EQ(v.inspect_exchange("amq.direct")->counts().publish_out, 1u);
+}
+
+TEST_F(ShardsTest, AfterAnUnbindTheCopyFindsNoRoute) {
+  declare(home_name);
+  dest_id q = *v.routing().queue_id(home_name);
+  ASSERT_FALSE(v.bind("amq.direct", q, "k", {}));
+  run();
+  ASSERT_FALSE(v.unbind("amq.direct", q, "k", {}));
+  EXPECT_FALSE(publish_on_copy(v, msg("amq.direct", "k", "behind")).has_value());
+  run();
+  auto r = publish_on_copy(v, msg("amq.direct", "k", "after"));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(std::get<publish_outcome>(*r), publish_outcome::unroutable);
+  run();
+  EXPECT_EQ(v.inspect_queue(home_name)->message_count(), 0u);
+}
+
+TEST_F(ShardsTest, ExchangeToExchangeAndAlternateExchangeOnTheCopy) {
+  declare(home_name);
+  declare(away_name);
+  common::field_table ae;
+  ae.set("alternate-exchange", std::string("ae"));
+  ASSERT_FALSE(v.declare_exchange(xs("ae", "fanout"), false));
+  ASSERT_FALSE(v.declare_exchange(xs("inner", "direct", ae), false));
+  ASSERT_FALSE(v.declare_exchange(xs("outer", "topic"), false));
+  ASSERT_FALSE(v.bind("ae", *v.routing().queue_id(home_name), "", {}));
+  ASSERT_FALSE(v.bind("inner", *v.routing().queue_id(away_name), "hit", {}));
+  ASSERT_FALSE(v.bind("outer", std::get<dest_id>(v.exchange_dest("inner")), "#", {}));
+  run();
+  auto hit = publish_on_copy(v, msg("outer", "hit", "to-away"));
+  auto miss = publish_on_copy(v, msg("outer", "other", "to-home"));
+  ASSERT_TRUE(hit && miss);
+  EXPECT_EQ(std::get<publish_outcome>(*hit), publish_outcome::routed);
+  EXPECT_EQ(std::get<publish_outcome>(*miss), publish_outcome::routed);
+  run();
+  EXPECT_EQ(v.shard_at(1).inspect_queue(away_name)->message_count(), 1u);
+  EXPECT_EQ(v.inspect_queue(home_name)->message_count(), 1u);
+}
+
+TEST_F(ShardsTest, ExchangesWithStateAreLeftToTheAuthority) {
+  declare(away_name);
+  common::field_table dedup;
+  dedup.set("x-message-deduplication", true);
+  ASSERT_FALSE(v.declare_exchange(xs("history", "x-recent-history"), false));
+  ASSERT_FALSE(v.declare_exchange(xs("dedup", "direct", dedup), false));
+  ASSERT_FALSE(v.declare_exchange(xs("front", "fanout"), false));
+  ASSERT_FALSE(v.bind("history", *v.routing().queue_id(away_name), "", {}));
+  ASSERT_FALSE(v.bind("front", std::get<dest_id>(v.exchange_dest("history")), "", {}));
+  run();
+  EXPECT_FALSE(publish_on_copy(v, msg("history", "", "h")).has_value());
+  EXPECT_FALSE(publish_on_copy(v, msg("dedup", "", "d")).has_value());
+  // Reached through an exchange-to-exchange binding as well.
+  EXPECT_FALSE(publish_on_copy(v, msg("front", "", "f")).has_value());
+  EXPECT_EQ(v.shard_at(1).inspect_queue(away_name)->message_count(), 0u);
+}
+
+TEST_F(ShardsTest, ADeletedExchangeIsLeftToTheAuthorityWhichRefusesIt) {
+  ASSERT_FALSE(v.declare_exchange(xs("gone", "direct"), false));
+  run();
+  auto r = publish_on_copy(v, msg("gone", "k", "m"));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(std::get<publish_outcome>(*r), publish_outcome::unroutable);
+  ASSERT_FALSE(v.delete_exchange("gone", false));
+  EXPECT_FALSE(publish_on_copy(v, msg("gone", "k", "behind")).has_value());
+  run();
+  EXPECT_FALSE(publish_on_copy(v, msg("gone", "k", "after")).has_value());
+  EXPECT_TRUE(std::holds_alternative<error>(v.publish(msg("gone", "k", "m"))));
+}
+
+TEST_F(ShardsTest, AQueueDeclaredIsOnItsShardBeforeTheCopyRoutesToIt) {
+  declare(away_name);
+  // The default exchange from shard 1's copy: to the queue here, and to one on the home.
+  ASSERT_TRUE(publish_on_copy(v, msg("", away_name, "a")).has_value());
+  EXPECT_EQ(v.shard_at(1).inspect_queue(away_name)->message_count(), 1u);
+  queue_declare_request r;
+  r.name = home_name;
+  ASSERT_TRUE(std::holds_alternative<queue_declare_ok>(v.declare_queue(r)));
+  EXPECT_FALSE(publish_on_copy(v, msg("", home_name, "behind")).has_value());
+  run();
+  auto to_home = publish_on_copy(v, msg("", home_name, "h"));
+  ASSERT_TRUE(to_home.has_value());
+  EXPECT_EQ(std::get<publish_outcome>(*to_home), publish_outcome::routed);
+  run();
+  EXPECT_EQ(v.inspect_queue(home_name)->message_count(), 1u);
+}
+
 }  // namespace
 }  // namespace warren::broker
