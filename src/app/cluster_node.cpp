@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include <future>
+#include <random>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -35,8 +36,37 @@ cluster_node::cluster_node(settings s, common::node_fence& fence, net::worker_po
   if (!eps) throw std::runtime_error("--etcd-endpoints: " + err);
   client_ = std::make_shared<cluster::etcd_client>(io_, *eps, request_timeout(s_.lease_ttl));
   fence_.set(true, fmt::format("node '{}' is joining cluster '{}'", s_.node, s_.cluster));
+  users_store_ = &users;
   users_ = std::make_shared<cluster_users>(client_, s_.cluster, users, file);
   definitions_ = std::make_shared<cluster_definitions>(client_, s_.cluster, s_.node, vhosts, pool);
+  definitions_->set_links(
+      [info = link_info_](const std::string& node) -> std::optional<node_address> {
+        std::shared_ptr<cluster::membership> m;
+        {
+          std::lock_guard lk(info->mutex);
+          m = info->membership;
+        }
+        auto v = m ? m->view() : nullptr;
+        if (!v) return std::nullopt;
+        for (const auto& n : v->nodes) {
+          if (n.name != node || !n.running) continue;
+          const auto ls = n.info.find("listeners");
+          if (ls == n.info.end() || !ls->is_array()) return std::nullopt;
+          for (const auto& l : *ls) {
+            if (l.value("protocol", "") != "amqp") continue;
+            std::string host = l.value("ip_address", "");
+            // Bound to every address: reached on the loopback (nodes on one machine). Nodes on
+            // other machines need an advertised address, not built yet.
+            if (host.empty() || host == "0.0.0.0" || host == "::") host = "127.0.0.1";
+            return node_address{host, l.value("port", uint16_t(0))};
+          }
+        }
+        return std::nullopt;
+      },
+      [info = link_info_] {
+        std::lock_guard lk(info->mutex);
+        return info->secret;
+      });
 }
 
 cluster_node::~cluster_node() {
@@ -59,11 +89,16 @@ void cluster_node::join() {
           [first](cluster::join_result r, const std::string& detail) {
             first->set_value({r, detail});
           }});
+  {
+    std::lock_guard lk(link_info_->mutex);
+    link_info_->membership = membership_;
+  }
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "cluster");
     io_.run();
   });
-  boost::asio::post(io_, [m = membership_, u = users_, v = vhosts_, d = definitions_] {
+  boost::asio::post(io_, [this, m = membership_, u = users_, v = vhosts_, d = definitions_] {
+    fetch_secret();
     m->start();
     u->start();
     if (v) v->start();
@@ -148,6 +183,41 @@ void cluster_node::leave() {
   // and its sockets: run them now, while the io_context is whole.
   io_.restart();
   io_.poll();
+}
+
+void cluster_node::fetch_secret() {
+  std::string key = fmt::format("/warren/{}/secret", s_.cluster);
+  std::string mine;
+  {
+    std::random_device rd;
+    for (int i = 0; i < 4; ++i) mine += fmt::format("{:016x}", (uint64_t(rd()) << 32) | rd());
+  }
+  using cluster::json;
+  json compare = json::array({cluster::cmp_version_equal(key, 0)});
+  json success = json::array({cluster::op_put(key, mine)});
+  json failure = json::array({cluster::op_range(key)});
+  client_->txn(compare, success, failure,
+               [this, mine](const std::string& err, const cluster::txn_result& r) {
+                 std::string secret;
+                 if (err.empty() && r.succeeded)
+                   secret = mine;
+                 else if (err.empty() && !r.ranges.empty() && !r.ranges[0].kvs.empty())
+                   secret = r.ranges[0].kvs[0].value;
+                 if (secret.empty()) {
+                   if (!secret_timer_)
+                     secret_timer_ = std::make_unique<boost::asio::steady_timer>(io_);
+                   secret_timer_->expires_after(std::chrono::milliseconds(500));
+                   secret_timer_->async_wait([this](const boost::system::error_code& ec) {
+                     if (!ec) fetch_secret();
+                   });
+                   return;
+                 }
+                 {
+                   std::lock_guard lk(link_info_->mutex);
+                   link_info_->secret = secret;
+                 }
+                 users_store_->set_cluster_secret(secret);
+               });
 }
 
 void cluster_node::on_state(cluster::node_state st, const std::string& why) {

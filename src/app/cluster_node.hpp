@@ -9,11 +9,13 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
 #include "app/cluster_definitions.hpp"
@@ -62,6 +64,19 @@ class cluster_node {
 
  private:
   void on_state(cluster::node_state s, const std::string& why);
+  // The cluster's secret for links between nodes: created once in etcd (create-if-absent),
+  // read by every node, given to the user store (cluster thread; tried again until it works).
+  void fetch_secret();
+
+  // What links between nodes ask of the cluster, from their workers (under the mutex).
+  struct link_info {
+    std::mutex mutex;
+    std::string secret;
+    std::shared_ptr<cluster::membership> membership;  // set by join()
+  };
+  std::shared_ptr<link_info> link_info_ = std::make_shared<link_info>();
+  auth::user_store* users_store_ = nullptr;
+  std::unique_ptr<boost::asio::steady_timer> secret_timer_;
 
   settings s_;
   common::node_fence& fence_;

@@ -200,6 +200,7 @@ class channel {
   uint32_t throttles_ = 0;  // shards holding them back
   // Queues on several shards (docs/architecture.md, "Spreading queues over workers").
   bool sharded_ = false;
+  bool counts_answers_ = false;  // publishes may be answered by shards or other nodes
   // Delivery tags: while every delivery came from the home shard, in order, the client's tag is
   // the home's; from the first that did not (mapped_from_), the channel numbers them itself and
   // keeps where each unacknowledged one came from.

@@ -31,6 +31,7 @@
 #include "amqp/server/channel_internal.hpp"
 #include "amqp/server/connection.hpp"
 #include "amqp/server/convert.hpp"
+#include "broker/forward.hpp"
 
 namespace warren::amqp::server {
 
@@ -60,6 +61,14 @@ bool channel::may_publish(const std::string& exchange, bool& topic) {
       exchange == publish_allowed_) {
     topic = publish_allowed_topic_;
     return true;
+  }
+  // The exchange between nodes of a cluster (broker/forward.hpp) is theirs only: to anybody
+  // else it does not exist.
+  if (exchange == broker::forward_exchange && !conn_.user().cluster_node) {
+    fail(broker::error{broker::error_code::not_found, fmt::format("no exchange '{}' in vhost '{}'",
+                                                                  exchange, conn_.vhost().name())},
+         basic_publish::amqp_class_id, basic_publish::amqp_method_id);
+    return false;
   }
   if (!permitted(auth::perm::write, auth::resource::exchange, exchange,
                  basic_publish::amqp_class_id, basic_publish::amqp_method_id))
