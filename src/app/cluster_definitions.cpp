@@ -24,6 +24,16 @@ std::optional<std::string> remote_directory::node_of(const std::string& vhost,
   return q->second.node;
 }
 
+std::optional<queue_record> remote_directory::record_of(const std::string& vhost,
+                                                        std::string_view name) const {
+  std::lock_guard lock(mutex_);
+  auto v = queues_.find(vhost);
+  if (v == queues_.end()) return std::nullopt;
+  auto q = v->second.find(name);
+  if (q == v->second.end()) return std::nullopt;
+  return q->second;
+}
+
 std::vector<queue_record> remote_directory::queues(const std::string* vhost) const {
   std::lock_guard lock(mutex_);
   std::vector<queue_record> out;
@@ -351,7 +361,12 @@ void cluster_definitions::install_tap(const std::string& name) {
       t->observe(c);
     });
     t->v->set_remote_queue_lookup(
-        [dir, name](std::string_view q) { return dir->node_of(name, q); });
+        [dir, name, locate](std::string_view q) -> std::optional<broker::vhost::remote_queue_info> {
+          auto r = dir->record_of(name, q);
+          if (!r) return std::nullopt;
+          return broker::vhost::remote_queue_info{r->node, r->def.durable,
+                                                  locate && locate(r->node).has_value()};
+        });
     auto links = std::make_shared<node_links>(t->home->io(),
                                               node_links::settings{t->node, name, locate, secret});
     t->v->set_remote_sender([links](const std::string& node, const broker::message& m,

@@ -50,6 +50,7 @@ namespace warren::app {
 class remote_directory {
  public:
   std::optional<std::string> node_of(const std::string& vhost, std::string_view name) const;
+  std::optional<queue_record> record_of(const std::string& vhost, std::string_view name) const;
   // Of one vhost, or of all (null).
   std::vector<queue_record> queues(const std::string* vhost) const;
   std::vector<mgmt::binding_def> bindings(const std::string* vhost) const;

@@ -39,34 +39,34 @@ cluster_node::cluster_node(settings s, common::node_fence& fence, net::worker_po
   users_store_ = &users;
   users_ = std::make_shared<cluster_users>(client_, s_.cluster, users, file);
   definitions_ = std::make_shared<cluster_definitions>(client_, s_.cluster, s_.node, vhosts, pool);
-  definitions_->set_links(
-      [info = link_info_](const std::string& node) -> std::optional<node_address> {
-        std::shared_ptr<cluster::membership> m;
-        {
-          std::lock_guard lk(info->mutex);
-          m = info->membership;
-        }
-        auto v = m ? m->view() : nullptr;
-        if (!v) return std::nullopt;
-        for (const auto& n : v->nodes) {
-          if (n.name != node || !n.running) continue;
-          const auto ls = n.info.find("listeners");
-          if (ls == n.info.end() || !ls->is_array()) return std::nullopt;
-          for (const auto& l : *ls) {
-            if (l.value("protocol", "") != "amqp") continue;
-            std::string host = l.value("ip_address", "");
-            // Bound to every address: reached on the loopback (nodes on one machine). Nodes on
-            // other machines need an advertised address, not built yet.
-            if (host.empty() || host == "0.0.0.0" || host == "::") host = "127.0.0.1";
-            return node_address{host, l.value("port", uint16_t(0))};
-          }
-        }
-        return std::nullopt;
-      },
-      [info = link_info_] {
-        std::lock_guard lk(info->mutex);
-        return info->secret;
-      });
+  locate_ = [info = link_info_](const std::string& node) -> std::optional<node_address> {
+    std::shared_ptr<cluster::membership> m;
+    {
+      std::lock_guard lk(info->mutex);
+      m = info->membership;
+    }
+    auto v = m ? m->view() : nullptr;
+    if (!v) return std::nullopt;
+    for (const auto& n : v->nodes) {
+      if (n.name != node || !n.running) continue;
+      const auto ls = n.info.find("listeners");
+      if (ls == n.info.end() || !ls->is_array()) return std::nullopt;
+      for (const auto& l : *ls) {
+        if (l.value("protocol", "") != "amqp") continue;
+        std::string host = l.value("ip_address", "");
+        // Bound to every address: reached on the loopback (nodes on one machine). Nodes on
+        // other machines need an advertised address, not built yet.
+        if (host.empty() || host == "0.0.0.0" || host == "::") host = "127.0.0.1";
+        return node_address{host, l.value("port", uint16_t(0))};
+      }
+    }
+    return std::nullopt;
+  };
+  secret_ = [info = link_info_] {
+    std::lock_guard lk(info->mutex);
+    return info->secret;
+  };
+  definitions_->set_links(locate_, secret_);
 }
 
 cluster_node::~cluster_node() {
@@ -183,6 +183,16 @@ void cluster_node::leave() {
   // and its sockets: run them now, while the io_context is whole.
   io_.restart();
   io_.poll();
+}
+
+decltype(amqp::server::server_context::remote_queue_call) cluster_node::remote_queue_call() const {
+  return [self = s_.node, locate = locate_, secret = secret_](
+             net::worker& on, const std::string& vhost, const std::string& node,
+             amqp::protocol::method m,
+             std::function<void(amqp::server::server_context::remote_result)> done) {
+    call_on_node(on.io(), node_links::settings{self, vhost, locate, secret}, node, std::move(m),
+                 std::move(done));
+  };
 }
 
 void cluster_node::fetch_secret() {

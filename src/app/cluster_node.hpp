@@ -61,6 +61,8 @@ class cluster_node {
   void publish_vhost(const std::string& name, bool exists);
   // Any thread: the queues of other nodes and the bindings to them (cluster_definitions.hpp).
   std::shared_ptr<remote_directory> remote() const { return definitions_->directory(); }
+  // For the AMQP channels (amqp::server::server_context::remote_queue_call).
+  decltype(amqp::server::server_context::remote_queue_call) remote_queue_call() const;
 
  private:
   void on_state(cluster::node_state s, const std::string& why);
@@ -77,6 +79,8 @@ class cluster_node {
   std::shared_ptr<link_info> link_info_ = std::make_shared<link_info>();
   auth::user_store* users_store_ = nullptr;
   std::unique_ptr<boost::asio::steady_timer> secret_timer_;
+  std::function<std::optional<node_address>(const std::string&)> locate_;
+  std::function<std::string()> secret_;
 
   settings s_;
   common::node_fence& fence_;

@@ -608,6 +608,7 @@ int run(const app::config& cfg) {
     cs.info = {{"version", WARREN_VERSION}, {"pid", ::getpid()}, {"listeners", ls}};
     cluster.emplace(std::move(cs), fence, pool, users, &user_file, vhosts);
     user_file.on_saved = [&cluster] { cluster->publish_users(); };
+    ctx.remote_queue_call = cluster->remote_queue_call();
     // Vhosts: the API's functions apply what etcd says; the API's calls publish to etcd.
     auto local_create = api.create_vhost;
     auto local_delete = api.delete_vhost;

@@ -153,4 +153,82 @@ void node_links::start(link& l) {
   l.conn->start();
 }
 
+namespace {
+
+// "channel closed by the peer: 406 PRECONDITION_FAILED - text" (amqp::client::connection): the
+// other node's error as this node's, or nullopt for a failure of the link itself.
+std::optional<broker::error> peer_error(const std::string& why) {
+  for (std::string_view lead :
+       {"channel closed by the peer: ", "connection closed by the peer: "}) {
+    if (!why.starts_with(lead)) continue;
+    std::string_view rest = std::string_view(why).substr(lead.size());
+    int code = 0;
+    size_t i = 0;
+    while (i < rest.size() && rest[i] >= '0' && rest[i] <= '9')
+      code = code * 10 + (rest[i++] - '0');
+    if (code < 400 || i == rest.size()) return std::nullopt;
+    rest.remove_prefix(i + 1);
+    if (auto dash = rest.find(" - "); dash != std::string_view::npos) rest.remove_prefix(dash + 3);
+    return broker::error{broker::error_code(code), std::string(rest)};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+void call_on_node(boost::asio::io_context& io, const node_links::settings& s,
+                  const std::string& node, amqp::protocol::method m,
+                  std::function<void(amqp::server::server_context::remote_result)> done) {
+  auto where = s.locate ? s.locate(node) : std::nullopt;
+  std::string secret = s.secret ? s.secret() : std::string();
+  if (!where || secret.empty()) {
+    boost::asio::post(io, [done = std::move(done), node] {
+      done(fmt::format("node '{}' is not running", node));
+    });
+    return;
+  }
+  struct op {
+    std::shared_ptr<amqp::client::connection> conn;
+    std::function<void(amqp::server::server_context::remote_result)> done;
+    void answer(amqp::server::server_context::remote_result r) {
+      if (!done) return;
+      auto d = std::move(done);
+      done = nullptr;
+      d(std::move(r));
+    }
+  };
+  auto o = std::make_shared<op>();
+  o->done = std::move(done);
+  amqp::client::uri u;
+  u.host = where->host;
+  u.port = where->port;
+  u.user = std::string(auth::cluster_node_user_prefix) + s.self;
+  u.password = secret;
+  u.vhost = s.vhost;
+  u.safe = fmt::format("amqp://{}:{}/ (node '{}')", u.host, u.port, node);
+  amqp::client::events ev;
+  ev.ready = [o, m = std::move(m)] {
+    if (!o->conn) return;
+    std::visit(
+        [&](const auto& x) {
+          o->conn->call(x, [o](const amqp::protocol::method& ok) {
+            o->answer(ok);
+            o->conn->close();
+          });
+        },
+        m);
+  };
+  ev.closed = [o, &io](const std::string& why) {
+    if (auto e = peer_error(why))
+      o->answer(std::move(*e));
+    else
+      o->answer(why.empty() ? std::string("closed") : why);
+    // The connection calls this from its own code: dropped later, not under its feet.
+    boost::asio::post(io, [c = std::move(o->conn)] {});
+  };
+  o->conn = std::make_shared<amqp::client::connection>(
+      io, std::move(u), fmt::format("warren node call {} -> {}", s.self, node), std::move(ev));
+  o->conn->start();
+}
+
 }  // namespace warren::app

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "amqp/client/connection.hpp"
+#include "amqp/server/server_context.hpp"
 #include "broker/message.hpp"
 #include "broker/vhost.hpp"
 
@@ -59,5 +60,12 @@ class node_links : public std::enable_shared_from_this<node_links> {
   settings s_;
   std::map<std::string, std::shared_ptr<link>> links_;  // by node
 };
+
+// A queue method (queue.declare, purge, delete) run on `node` for a client of this node: a
+// connection of its own on `io`, opened for the one call and closed after its answer (these
+// methods are rare; a channel's errors close only this connection). `done` runs on `io`'s thread.
+void call_on_node(boost::asio::io_context& io, const node_links::settings& s,
+                  const std::string& node, amqp::protocol::method m,
+                  std::function<void(amqp::server::server_context::remote_result)> done);
 
 }  // namespace warren::app

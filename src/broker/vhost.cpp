@@ -149,8 +149,19 @@ void vhost::forget_queue(dest_id id) {
 
 maybe_error vhost::remote_queue(std::string_view name) const {
   if (!remote_queue_) return std::nullopt;
-  auto node = remote_queue_(name);
-  if (!node) return std::nullopt;
+  auto info = remote_queue_(name);
+  if (!info) return std::nullopt;
+  const std::string* node = &info->node;
+  // RabbitMQ (rabbit_amqqueue:absent/2, nodedown): a durable queue of a node that is down is
+  // known but absent; a transient one is gone with its node.
+  if (!info->node_running)
+    return info->durable
+               ? error{error_code::not_found,
+                       fmt::format("home node '{}' of durable queue '{}' in vhost '{}' is down or "
+                                   "inaccessible",
+                                   *node, name, name_)}
+               : error{error_code::not_found,
+                       fmt::format("no queue '{}' in vhost '{}'", name, name_)};
   return error{error_code::resource_locked,
                fmt::format("queue '{}' in vhost '{}' lives on node '{}' of this cluster; declare, "
                            "use or delete it on that node (a queue is not yet served from other "

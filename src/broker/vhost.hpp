@@ -352,8 +352,17 @@ class vhost {
   // is another node, else nullopt. Asked only for names this vhost does not have: declaring,
   // using or deleting such a queue here is refused with 405 naming its node (serving a queue
   // from another node is not built yet). Home worker; the function itself may be called there.
-  using remote_queue_fn = std::function<std::optional<std::string>(std::string_view name)>;
+  struct remote_queue_info {
+    std::string node;
+    bool durable = true;
+    bool node_running = true;  // else RabbitMQ's 404 for a queue whose home node is down
+  };
+  using remote_queue_fn = std::function<std::optional<remote_queue_info>(std::string_view name)>;
   void set_remote_queue_lookup(remote_queue_fn fn) { remote_queue_ = std::move(fn); }
+  // Any thread (the function is set when the vhost is tapped, before its clients come).
+  std::optional<remote_queue_info> remote_queue_of(std::string_view name) const {
+    return remote_queue_ ? remote_queue_(name) : std::nullopt;
+  }
 
   // --- queues on other nodes (vhost_remote.cpp; docs/cluster.md, "Queues across nodes") ---
   // Authority only. A queue of another node has an id in the routing table (so bindings and the

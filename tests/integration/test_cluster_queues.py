@@ -121,3 +121,53 @@ def test_publish_to_a_queue_whose_node_is_down_is_nacked(nodes):
     with pytest.raises(pika.exceptions.NackError):
         chb.basic_publish("", "qa", b"lost", pika.BasicProperties(delivery_mode=2), mandatory=True)
     cb.close()
+    # Once b sees a down (its lease expired), using the queue there answers RabbitMQ's 404 for a durable queue
+    # whose home node is down.
+    wait_for(lambda: running(b) == {"a": False, "b": True}, 3 * TTL)
+    down = "NOT_FOUND - home node 'a' of durable queue 'qa' in vhost '/' is down or inaccessible"
+    for op in (lambda ch: ch.queue_declare("qa", passive=True), lambda ch: ch.queue_declare("qa", durable=True),
+               lambda ch: ch.basic_get("qa"), lambda ch: ch.basic_consume("qa", lambda *a: None),
+               lambda ch: ch.queue_purge("qa")):
+        c = connect(b)
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+            op(c.channel())
+        assert (e.value.reply_code, e.value.reply_text) == (404, down)
+        c.close()
+
+
+def test_queue_methods_on_b_for_a_queue_on_a(nodes):
+    a, b = nodes("a"), nodes("b")
+    wait_for(lambda: running(b) == {"a": True, "b": True}, 5)
+    ca = connect(a)
+    cha = ca.channel()
+    cha.queue_declare("qa", durable=True)
+    cha.queue_declare("busy", durable=True)
+    cha.basic_consume("busy", lambda *args: None)
+    for i in range(3):
+        cha.basic_publish("", "qa", f"m{i}".encode())
+    wait_for(lambda: queue_nodes(b).get("qa") == "a" and queue_nodes(b).get("busy") == "a", 5)
+    cb = connect(b)
+    chb = cb.channel()
+    # Passive and equivalent declares are answered by a, with a's counts.
+    ok = chb.queue_declare("qa", passive=True)
+    assert (ok.method.queue, ok.method.message_count, ok.method.consumer_count) == ("qa", 3, 0)
+    assert chb.queue_declare("qa", durable=True).method.message_count == 3
+    assert chb.queue_declare("busy", passive=True).method.consumer_count == 1
+    # A's errors come back as they are: a declare that differs, a delete of a queue in use.
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        chb.queue_declare("qa", durable=False)
+    assert e.value.reply_code == 406 and "durable" in e.value.reply_text
+    chb = cb.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        chb.queue_delete("busy", if_unused=True)
+    assert e.value.reply_code == 406 and e.value.reply_text == "PRECONDITION_FAILED - queue 'busy' in vhost '/' in use"
+    chb = cb.channel()
+    assert chb.queue_purge("qa").method.message_count == 3
+    assert cha.queue_declare("qa", passive=True).method.message_count == 0
+    cha.basic_publish("", "qa", b"x")
+    assert chb.queue_delete("qa").method.message_count == 1
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        cha.queue_declare("qa", passive=True)
+    assert e.value.reply_code == 404
+    ca.close()
+    cb.close()

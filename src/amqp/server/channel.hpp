@@ -124,6 +124,10 @@ class channel {
   // A shard's part of a publish's answer (confirm or transaction mode, queues on other shards).
   void on_shard_answer(uint64_t seq, uint64_t ticket, bool rejected);
   void fail(const broker::error& e, uint16_t class_id, uint16_t method_id);
+  // A queue method on a queue of another node of the cluster: sent there (channel_remote.cpp)
+  // and true; false when the queue is not another running node's (the local path answers).
+  template <typename M>
+  bool forward_queue_method(const std::string& queue, M m);
   void reply_done();
   void finish_client_close();
   void send_message(const broker::message& m);
