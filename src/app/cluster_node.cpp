@@ -43,7 +43,7 @@ cluster_node::cluster_node(settings s, common::node_fence& fence, net::worker_po
     std::shared_ptr<cluster::membership> m;
     {
       std::lock_guard lk(info->mutex);
-      m = info->membership;
+      m = info->membership.lock();
     }
     auto v = m ? m->view() : nullptr;
     if (!v) return std::nullopt;

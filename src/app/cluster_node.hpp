@@ -74,13 +74,11 @@ class cluster_node {
   struct link_info {
     std::mutex mutex;
     std::string secret;
-    std::shared_ptr<cluster::membership> membership;  // set by join()
+    // Weak: the membership (its timers on the cluster thread) must not outlive cluster_node.
+    std::weak_ptr<cluster::membership> membership;  // set by join()
   };
   std::shared_ptr<link_info> link_info_ = std::make_shared<link_info>();
   auth::user_store* users_store_ = nullptr;
-  std::unique_ptr<boost::asio::steady_timer> secret_timer_;
-  std::function<std::optional<node_address>(const std::string&)> locate_;
-  std::function<std::string()> secret_;
 
   settings s_;
   common::node_fence& fence_;
@@ -93,6 +91,10 @@ class cluster_node {
   std::shared_ptr<cluster_vhosts> vhosts_;
   std::shared_ptr<cluster_definitions> definitions_;
   std::thread thread_;
+  // After io_: destroyed before it.
+  std::unique_ptr<boost::asio::steady_timer> secret_timer_;
+  std::function<std::optional<node_address>(const std::string&)> locate_;
+  std::function<std::string()> secret_;
 };
 
 }  // namespace warren::app

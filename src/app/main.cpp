@@ -704,6 +704,13 @@ int run(const app::config& cfg) {
   }
 
   links.stop();  // connection.close to their peers while the workers still run
+  // The links between nodes (app/node_links.hpp) too: their connections belong to the workers.
+  if (cluster)
+    on_every_worker(pool, [&vhosts](net::worker& w) {
+      for (const auto& n : vhosts.names())
+        if (broker::vhost* v = vhosts.find(n); v && v->home_worker() == w.index())
+          v->set_remote_sender(nullptr);
+    });
   amqp_listener.stop();
   if (tls) {
     amqps_listener->stop();
