@@ -24,6 +24,16 @@ std::optional<std::string> remote_directory::node_of(const std::string& vhost,
   return q->second.node;
 }
 
+std::optional<queue_record> remote_directory::record_of(const std::string& vhost,
+                                                        std::string_view name) const {
+  std::lock_guard lock(mutex_);
+  auto v = queues_.find(vhost);
+  if (v == queues_.end()) return std::nullopt;
+  auto q = v->second.find(name);
+  if (q == v->second.end()) return std::nullopt;
+  return q->second;
+}
+
 std::vector<queue_record> remote_directory::queues(const std::string* vhost) const {
   std::lock_guard lock(mutex_);
   std::vector<queue_record> out;
@@ -344,14 +354,26 @@ void cluster_definitions::install_tap(const std::string& name) {
   t->out = sink_;
   t->node = node_;
   taps_[name] = t;
-  t->home->post([t, dir = directory_, name] {
+  t->home->post([t, dir = directory_, name, locate = locate_, secret = secret_] {
     auto chained = t->v->routing_observer();
     t->v->set_routing_observer([t, chained](const broker::routing_change& c) {
       if (chained) chained(c);
       t->observe(c);
     });
     t->v->set_remote_queue_lookup(
-        [dir, name](std::string_view q) { return dir->node_of(name, q); });
+        [dir, name, locate](std::string_view q) -> std::optional<broker::vhost::remote_queue_info> {
+          auto r = dir->record_of(name, q);
+          if (!r) return std::nullopt;
+          return broker::vhost::remote_queue_info{r->node, r->def.durable,
+                                                  locate && locate(r->node).has_value()};
+        });
+    auto links = std::make_shared<node_links>(t->home->io(),
+                                              node_links::settings{t->node, name, locate, secret});
+    t->v->set_remote_sender([links](const std::string& node, const broker::message& m,
+                                    std::vector<std::string> queues,
+                                    const broker::shard_answer* answer) {
+      links->send(node, m, std::move(queues), answer);
+    });
     t->out->post([t, all = t->snapshot()](cluster_definitions& d) mutable {
       d.on_snapshot(*t, std::move(all));
     });
@@ -758,6 +780,7 @@ void cluster_definitions::reconcile(const std::string& key) {
     if (e && std::get<queue_record>(*e).node != node_) {
       const auto& r = std::get<queue_record>(*e);
       directory_->set_queue(r);
+      remote_queue_changed(*vh, r.def.name, r.node);
       if (lv && conflicts_logged_.insert(key).second)
         spdlog::error(
             "cluster: queue '{}' in vhost '{}' exists here and on node '{}', which recorded it "
@@ -769,7 +792,10 @@ void cluster_definitions::reconcile(const std::string& key) {
       // Forget a remote record that went (its name is free here again).
       auto p = key_parts(key);
       if (p.size() == 3)
-        if (auto n = percent_decode(p[2])) directory_->erase_queue(*vh, *n);
+        if (auto n = percent_decode(p[2])) {
+          directory_->erase_queue(*vh, *n);
+          remote_queue_changed(*vh, *n, std::nullopt);
+        }
     }
     if (e && !lv) {
       write_delete(key, *e);  // our own record of a queue we no longer have
@@ -790,14 +816,24 @@ void cluster_definitions::reconcile(const std::string& key) {
       if (const std::string* qv = etcd_value(definition_key(probe))) {
         auto q = parse_definition(definition_key(probe), *qv);
         if (q && std::get<queue_record>(*q).node != node_) {
-          // Bound to another node's queue: that node routes to it; listed for export.
+          // Bound to another node's queue: listed for export, and applied here, where
+          // publishes are routed to that node (vhost::add_remote_queue); never written back.
           directory_->set_binding(key, b);
+          if (remote_bound_.emplace(key, b).second)
+            actions_[*vh].push_back({action::declare, *e, key});
           return;
         }
       }
     }
   }
-  if (kind == key_kind::binding && !e) directory_->erase_binding(key);
+  if (kind == key_kind::binding && !e) {
+    directory_->erase_binding(key);
+    if (auto rb = remote_bound_.find(key); rb != remote_bound_.end()) {
+      actions_[*vh].push_back({action::remove, rb->second, key});
+      remote_bound_.erase(rb);
+      return;
+    }
+  }
 
   if (ev && lv && *ev == *lv) return;
   if (e && !lv) {
@@ -824,6 +860,18 @@ void cluster_definitions::reconcile(const std::string& key) {
     return;
   }
   known_.erase(key);
+}
+
+void cluster_definitions::remote_queue_changed(const std::string& vhost, const std::string& name,
+                                               std::optional<std::string> node) {
+  auto t = taps_.find(vhost);
+  if (t == taps_.end()) return;
+  t->second->home->post([t = t->second, name, node = std::move(node)] {
+    if (node)
+      t->v->add_remote_queue(name, *node);
+    else
+      t->v->remove_remote_queue(name);
+  });
 }
 
 void cluster_definitions::run_actions() {
@@ -853,6 +901,8 @@ void cluster_definitions::run_actions() {
         } else if (auto* b = std::get_if<mgmt::binding_def>(&a.d)) {
           auto dest = b->to_queue ? v.queue_dest(b->destination, 0, false)
                                   : v.exchange_dest(b->destination);
+          if (b->to_queue && std::holds_alternative<broker::error>(dest))
+            if (auto id = v.remote_queue_id(b->destination)) dest = *id;
           if (auto* e = std::get_if<broker::error>(&dest))
             err = *e;
           else if (a.what == action::remove)

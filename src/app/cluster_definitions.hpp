@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "app/cluster_definitions_codec.hpp"
+#include "app/node_links.hpp"
 #include "broker/vhost.hpp"
 #include "cluster/prefix_mirror.hpp"
 #include "net/worker.hpp"
@@ -49,6 +50,7 @@ namespace warren::app {
 class remote_directory {
  public:
   std::optional<std::string> node_of(const std::string& vhost, std::string_view name) const;
+  std::optional<queue_record> record_of(const std::string& vhost, std::string_view name) const;
   // Of one vhost, or of all (null).
   std::vector<queue_record> queues(const std::string* vhost) const;
   std::vector<mgmt::binding_def> bindings(const std::string* vhost) const;
@@ -77,6 +79,13 @@ class cluster_definitions : public std::enable_shared_from_this<cluster_definiti
   // deleted from etcd), else it was deleted in etcd by another node, which deletes them.
   void vhost_deleted(const std::string& name, bool here);
   std::shared_ptr<remote_directory> directory() const { return directory_; }
+  // Before start(): how links between nodes find a node and the cluster's secret
+  // (app/node_links.hpp); every tapped vhost sends publishes for other nodes' queues over them.
+  void set_links(std::function<std::optional<node_address>(const std::string&)> locate,
+                 std::function<std::string()> secret) {
+    locate_ = std::move(locate);
+    secret_ = std::move(secret);
+  }
 
   // A change of this node's definitions, as a tap reports it.
   struct local_change {
@@ -156,6 +165,13 @@ class cluster_definitions : public std::enable_shared_from_this<cluster_definiti
   std::map<std::string, std::optional<std::string>> applying_;
   std::map<std::string, std::vector<action>> actions_;  // by vhost, to post
   std::set<std::string> conflicts_logged_;
+  // Bindings of etcd to other nodes' queues applied here (this node routes to them), by key.
+  std::map<std::string, mgmt::binding_def> remote_bound_;
+  std::function<std::optional<node_address>(const std::string&)> locate_;
+  std::function<std::string()> secret_;
+  // Posts to the vhost's home worker: the queue `name` lives on `node` (nullopt: went).
+  void remote_queue_changed(const std::string& vhost, const std::string& name,
+                            std::optional<std::string> node);
 };
 
 }  // namespace warren::app

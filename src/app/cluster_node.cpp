@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include <future>
+#include <random>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -39,8 +40,37 @@ cluster_node::cluster_node(settings s, common::node_fence& fence, net::worker_po
       fmt::format("node '{}' of cluster '{}' is fenced: lease not renewed before its deadline "
                   "(etcd unreachable, or the process was paused)",
                   s_.node, s_.cluster));
+  users_store_ = &users;
   users_ = std::make_shared<cluster_users>(client_, s_.cluster, users, file);
   definitions_ = std::make_shared<cluster_definitions>(client_, s_.cluster, s_.node, vhosts, pool);
+  locate_ = [info = link_info_](const std::string& node) -> std::optional<node_address> {
+    std::shared_ptr<cluster::membership> m;
+    {
+      std::lock_guard lk(info->mutex);
+      m = info->membership.lock();
+    }
+    auto v = m ? m->view() : nullptr;
+    if (!v) return std::nullopt;
+    for (const auto& n : v->nodes) {
+      if (n.name != node || !n.running) continue;
+      const auto ls = n.info.find("listeners");
+      if (ls == n.info.end() || !ls->is_array()) return std::nullopt;
+      for (const auto& l : *ls) {
+        if (l.value("protocol", "") != "amqp") continue;
+        std::string host = l.value("ip_address", "");
+        // Bound to every address: reached on the loopback (nodes on one machine). Nodes on
+        // other machines need an advertised address, not built yet.
+        if (host.empty() || host == "0.0.0.0" || host == "::") host = "127.0.0.1";
+        return node_address{host, l.value("port", uint16_t(0))};
+      }
+    }
+    return std::nullopt;
+  };
+  secret_ = [info = link_info_] {
+    std::lock_guard lk(info->mutex);
+    return info->secret;
+  };
+  definitions_->set_links(locate_, secret_);
 }
 
 cluster_node::~cluster_node() {
@@ -64,11 +94,16 @@ void cluster_node::join() {
             first->set_value({r, detail});
           },
           [this](std::chrono::steady_clock::time_point t) { fence_.serve_until(t); }});
+  {
+    std::lock_guard lk(link_info_->mutex);
+    link_info_->membership = membership_;
+  }
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "cluster");
     io_.run();
   });
-  boost::asio::post(io_, [m = membership_, u = users_, v = vhosts_, d = definitions_] {
+  boost::asio::post(io_, [this, m = membership_, u = users_, v = vhosts_, d = definitions_] {
+    fetch_secret();
     m->start();
     u->start();
     if (v) v->start();
@@ -153,6 +188,51 @@ void cluster_node::leave() {
   // and its sockets: run them now, while the io_context is whole.
   io_.restart();
   io_.poll();
+}
+
+decltype(amqp::server::server_context::remote_queue_call) cluster_node::remote_queue_call() const {
+  return [self = s_.node, locate = locate_, secret = secret_](
+             net::worker& on, const std::string& vhost, const std::string& node,
+             amqp::protocol::method m,
+             std::function<void(amqp::server::server_context::remote_result)> done) {
+    call_on_node(on.io(), node_links::settings{self, vhost, locate, secret}, node, std::move(m),
+                 std::move(done));
+  };
+}
+
+void cluster_node::fetch_secret() {
+  std::string key = fmt::format("/warren/{}/secret", s_.cluster);
+  std::string mine;
+  {
+    std::random_device rd;
+    for (int i = 0; i < 4; ++i) mine += fmt::format("{:016x}", (uint64_t(rd()) << 32) | rd());
+  }
+  using cluster::json;
+  json compare = json::array({cluster::cmp_version_equal(key, 0)});
+  json success = json::array({cluster::op_put(key, mine)});
+  json failure = json::array({cluster::op_range(key)});
+  client_->txn(compare, success, failure,
+               [this, mine](const std::string& err, const cluster::txn_result& r) {
+                 std::string secret;
+                 if (err.empty() && r.succeeded)
+                   secret = mine;
+                 else if (err.empty() && !r.ranges.empty() && !r.ranges[0].kvs.empty())
+                   secret = r.ranges[0].kvs[0].value;
+                 if (secret.empty()) {
+                   if (!secret_timer_)
+                     secret_timer_ = std::make_unique<boost::asio::steady_timer>(io_);
+                   secret_timer_->expires_after(std::chrono::milliseconds(500));
+                   secret_timer_->async_wait([this](const boost::system::error_code& ec) {
+                     if (!ec) fetch_secret();
+                   });
+                   return;
+                 }
+                 {
+                   std::lock_guard lk(link_info_->mutex);
+                   link_info_->secret = secret;
+                 }
+                 users_store_->set_cluster_secret(secret);
+               });
 }
 
 void cluster_node::on_state(cluster::node_state st, const std::string& why) {

@@ -9,11 +9,13 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
 #include "app/cluster_definitions.hpp"
@@ -59,9 +61,24 @@ class cluster_node {
   void publish_vhost(const std::string& name, bool exists);
   // Any thread: the queues of other nodes and the bindings to them (cluster_definitions.hpp).
   std::shared_ptr<remote_directory> remote() const { return definitions_->directory(); }
+  // For the AMQP channels (amqp::server::server_context::remote_queue_call).
+  decltype(amqp::server::server_context::remote_queue_call) remote_queue_call() const;
 
  private:
   void on_state(cluster::node_state s, const std::string& why);
+  // The cluster's secret for links between nodes: created once in etcd (create-if-absent),
+  // read by every node, given to the user store (cluster thread; tried again until it works).
+  void fetch_secret();
+
+  // What links between nodes ask of the cluster, from their workers (under the mutex).
+  struct link_info {
+    std::mutex mutex;
+    std::string secret;
+    // Weak: the membership (its timers on the cluster thread) must not outlive cluster_node.
+    std::weak_ptr<cluster::membership> membership;  // set by join()
+  };
+  std::shared_ptr<link_info> link_info_ = std::make_shared<link_info>();
+  auth::user_store* users_store_ = nullptr;
 
   settings s_;
   common::node_fence& fence_;
@@ -74,6 +91,10 @@ class cluster_node {
   std::shared_ptr<cluster_vhosts> vhosts_;
   std::shared_ptr<cluster_definitions> definitions_;
   std::thread thread_;
+  // After io_: destroyed before it.
+  std::unique_ptr<boost::asio::steady_timer> secret_timer_;
+  std::function<std::optional<node_address>(const std::string&)> locate_;
+  std::function<std::string()> secret_;
 };
 
 }  // namespace warren::app

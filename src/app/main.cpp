@@ -616,6 +616,7 @@ int run(const app::config& cfg) {
     cs.info = {{"version", WARREN_VERSION}, {"pid", ::getpid()}, {"listeners", ls}};
     cluster.emplace(std::move(cs), fence, pool, users, &user_file, vhosts);
     user_file.on_saved = [&cluster] { cluster->publish_users(); };
+    ctx.remote_queue_call = cluster->remote_queue_call();
     // Vhosts: the API's functions apply what etcd says; the API's calls publish to etcd.
     auto local_create = api.create_vhost;
     auto local_delete = api.delete_vhost;
@@ -711,6 +712,13 @@ int run(const app::config& cfg) {
   }
 
   links.stop();  // connection.close to their peers while the workers still run
+  // The links between nodes (app/node_links.hpp) too: their connections belong to the workers.
+  if (cluster)
+    on_every_worker(pool, [&vhosts](net::worker& w) {
+      for (const auto& n : vhosts.names())
+        if (broker::vhost* v = vhosts.find(n); v && v->home_worker() == w.index())
+          v->set_remote_sender(nullptr);
+    });
   amqp_listener.stop();
   if (tls) {
     amqps_listener->stop();

@@ -74,8 +74,24 @@ void user_store::recompile_locked() {
   generation_.fetch_add(1, std::memory_order_release);
 }
 
+bool is_cluster_node_name(std::string_view name) {
+  return name.starts_with(cluster_node_user_prefix);
+}
+
+void user_store::set_cluster_secret(std::string secret) {
+  std::unique_lock lock(mutex_);
+  cluster_secret_ = std::move(secret);
+}
+
 std::shared_ptr<const vhost_access> user_store::access(std::string_view user,
                                                        std::string_view vhost) const {
+  if (is_cluster_node_name(user)) {
+    std::unique_lock lock(mutex_);
+    if (cluster_secret_.empty()) return nullptr;
+    auto& a = node_access_[std::string(vhost)];
+    if (!a) a = std::make_shared<vhost_access>(permission{}, nullptr, topic_variables{user, vhost});
+    return a;
+  }
   std::shared_lock lock(mutex_);
   auto u = compiled_.find(user);
   if (u == compiled_.end()) return nullptr;
@@ -99,6 +115,23 @@ std::vector<user_ptr> user_store::all() const {
 
 login_result user_store::login(const credentials& c, const boost::asio::ip::address& peer,
                                user_ptr* who) const {
+  if (is_cluster_node_name(c.username)) {
+    std::string secret;
+    {
+      std::shared_lock lock(mutex_);
+      secret = cluster_secret_;
+    }
+    // Compared in constant time: the secret is the only thing between a peer and every vhost.
+    bool same = !secret.empty() && secret.size() == c.password.size();
+    unsigned char diff = 0;
+    for (size_t i = 0; same && i < secret.size(); ++i) diff |= uint8_t(secret[i] ^ c.password[i]);
+    if (!same || diff != 0) return login_result::invalid_credentials;
+    auto u = std::make_shared<user>();
+    u->name = c.username;
+    u->cluster_node = true;
+    *who = std::move(u);
+    return login_result::ok;
+  }
   user_ptr u = find(c.username);
   // Hash even for an unknown user, so timing does not tell which names exist.
   static const std::string dummy = hash_password_with_salt("", "salt");
@@ -114,6 +147,7 @@ login_result user_store::login(const credentials& c, const boost::asio::ip::addr
 login_result user_store::login_without_password(std::string_view username,
                                                 const boost::asio::ip::address& peer,
                                                 user_ptr* who) const {
+  if (is_cluster_node_name(username)) return login_result::invalid_credentials;
   user_ptr u = find(username);
   if (!u) return login_result::invalid_credentials;
   bool loopback_only =
@@ -124,6 +158,7 @@ login_result user_store::login_without_password(std::string_view username,
 }
 
 bool user_store::may_access_vhost(const user& u, std::string_view vhost) {
+  if (u.cluster_node) return true;
   return u.permissions.find(vhost) != u.permissions.end();
 }
 

@@ -53,8 +53,16 @@ struct user {
   std::map<std::string, topic_permissions_by_exchange, std::less<>> topic_permissions;  // by vhost
   // RabbitMQ's user limits as set: "max-connections", "max-channels" (a negative value: no limit).
   std::map<std::string, int64_t, std::less<>> limits;
+  // Another node of this cluster, logged in over a link between nodes (user_store::
+  // set_cluster_secret): every vhost, every permission. Never read from or written to a file.
+  bool cluster_node = false;
   bool operator==(const user&) const = default;
 };
+
+// The user names nodes of a cluster log in with over their links ("warren-node:<node>"); no
+// ordinary user can log in under one.
+inline constexpr std::string_view cluster_node_user_prefix = "warren-node:";
+bool is_cluster_node_name(std::string_view name);
 
 // The names of RabbitMQ's user limits.
 inline constexpr std::string_view user_max_connections = "max-connections";
@@ -108,6 +116,11 @@ class user_store {
   // lifts its limits). Looked up once per AMQP connection.open.
   std::shared_ptr<user_counts> counts(std::string_view name) const;
 
+  // Any thread. The cluster's shared secret (app/cluster_node.cpp keeps it in etcd): from now on
+  // "warren-node:<node>" logs in with it as password, as a user with every permission on every
+  // vhost. Unset (a single node), such names are refused.
+  void set_cluster_secret(std::string secret);
+
   static bool may_access_vhost(const user& u, std::string_view vhost);
   static bool has_tag(const user& u, std::string_view tag);
 
@@ -131,6 +144,9 @@ class user_store {
   // which every reader writes.
   alignas(64) std::atomic<uint64_t> generation_{1};
   std::vector<std::string> loopback_users_{"guest"};
+  std::string cluster_secret_;  // under mutex_
+  // The access of the cluster's node identity, by vhost (made on first use, under mutex_).
+  mutable std::map<std::string, std::shared_ptr<const vhost_access>, std::less<>> node_access_;
   std::vector<ip_network> loopback_networks_;
 };
 

@@ -45,7 +45,9 @@ std::optional<std::variant<publish_outcome, error>> vhost::publish_here(message_
                                                                         uint64_t* sync_ticket,
                                                                         const shard_answer* answer,
                                                                         uint32_t* remote) {
-  if (is_authority() || !copy_current()) return std::nullopt;
+  // In a cluster the authority routes: queues of other nodes are in its table only
+  // (vhost_remote.cpp), not in the copies.
+  if (is_authority() || !copy_current() || authority().in_cluster()) return std::nullopt;
   exchange* x = find_exchange(m->exchange);
   // A missing or internal exchange: the authority says so, in its words.
   if (!x || x->settings().internal) return std::nullopt;

@@ -9,6 +9,8 @@
 #include <ctime>
 #include <random>
 
+#include "broker/forward.hpp"
+
 namespace warren::broker {
 
 namespace {
@@ -141,8 +143,19 @@ void vhost::forget_queue(dest_id id) {
 
 maybe_error vhost::remote_queue(std::string_view name) const {
   if (!remote_queue_) return std::nullopt;
-  auto node = remote_queue_(name);
-  if (!node) return std::nullopt;
+  auto info = remote_queue_(name);
+  if (!info) return std::nullopt;
+  const std::string* node = &info->node;
+  // RabbitMQ (rabbit_amqqueue:absent/2, nodedown): a durable queue of a node that is down is
+  // known but absent; a transient one is gone with its node.
+  if (!info->node_running)
+    return info->durable
+               ? error{error_code::not_found,
+                       fmt::format("home node '{}' of durable queue '{}' in vhost '{}' is down or "
+                                   "inaccessible",
+                                   *node, name, name_)}
+               : error{error_code::not_found,
+                       fmt::format("no queue '{}' in vhost '{}'", name, name_)};
   return error{error_code::resource_locked,
                fmt::format("queue '{}' in vhost '{}' lives on node '{}' of this cluster; declare, "
                            "use or delete it on that node (a queue is not yet served from other "
@@ -553,6 +566,8 @@ bool vhost::attach_sink(std::string_view name, std::function<bool(const message&
 std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publisher,
                                                     uint64_t* sync_ticket,
                                                     const shard_answer* answer, uint32_t* remote) {
+  if (m->exchange == forward_exchange)  // only a node's link gets here (the channel checks)
+    return publish_forwarded(std::move(m), publisher, sync_ticket, answer, remote);
   exchange* x = find_exchange(m->exchange);
   if (!x) return no_exchange(m->exchange);
   if (x->settings().internal)
@@ -597,9 +612,14 @@ uint64_t vhost::enqueue_all(message_ptr m, std::span<const dest_id> targets, int
   boost::container::small_vector<queue*, 16> qs;
   // Queues living on other shards, by shard: the message is handed over there, once per shard.
   boost::container::small_vector<std::pair<size_t, std::vector<dest_id>>, 4> away;
+  std::vector<dest_id> other_nodes;  // queues of other nodes of the cluster (vhost_remote.cpp)
   // The authority's twins, or a shard copy's places: queues that live on another shard.
   const auto& elsewhere = is_authority() ? twins_ : places_;
   for (dest_id d : targets) {
+    if (!remote_ids_.empty() && remote_ids_.count(d)) {
+      other_nodes.push_back(d);
+      continue;
+    }
     if (!elsewhere.empty())
       if (auto t = elsewhere.find(d); t != elsewhere.end()) {
         auto g = std::find_if(away.begin(), away.end(),
@@ -667,6 +687,7 @@ uint64_t vhost::enqueue_all(message_ptr m, std::span<const dest_id> targets, int
   // Then the queues on other shards, each with a message of its own whenever another thread
   // keeps this one (its store fields are written when a queue stores or pages it): a copy when
   // queues here or on another shard took it too, or an exchange keeps it (x-recent-history).
+  if (!other_nodes.empty()) send_remote(*m, other_nodes);
   bool shared = !qs.empty() || away.size() > 1 || keeps_published_;
   for (auto& [sh, ids] : away) {
     if (answer_ && remote_) ++*remote_;

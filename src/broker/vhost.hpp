@@ -352,8 +352,45 @@ class vhost {
   // is another node, else nullopt. Asked only for names this vhost does not have: declaring,
   // using or deleting such a queue here is refused with 405 naming its node (serving a queue
   // from another node is not built yet). Home worker; the function itself may be called there.
-  using remote_queue_fn = std::function<std::optional<std::string>(std::string_view name)>;
+  struct remote_queue_info {
+    std::string node;
+    bool durable = true;
+    bool node_running = true;  // else RabbitMQ's 404 for a queue whose home node is down
+  };
+  using remote_queue_fn = std::function<std::optional<remote_queue_info>(std::string_view name)>;
   void set_remote_queue_lookup(remote_queue_fn fn) { remote_queue_ = std::move(fn); }
+  // Any thread (the function is set when the vhost is tapped, before its clients come).
+  std::optional<remote_queue_info> remote_queue_of(std::string_view name) const {
+    return remote_queue_ ? remote_queue_(name) : std::nullopt;
+  }
+
+  // --- queues on other nodes (vhost_remote.cpp; docs/cluster.md, "Queues across nodes") ---
+  // Authority only. A queue of another node has an id in the routing table (so bindings and the
+  // default exchange route to it) but no queue object here: a publish routed to such queues is
+  // handed to `sender` once per node, with the names of that node's targets, on this thread.
+  // With `answer` (confirm or tx mode) the sender calls it once, from any thread, when the other
+  // node has stored the message (rejected: it did not, or is down).
+  using remote_sender =
+      std::function<void(const std::string& node, const message& m, std::vector<std::string> queues,
+                         const shard_answer* answer)>;
+  void set_remote_sender(remote_sender s) {
+    remote_sender_ = std::move(s);
+    in_cluster_.store(true, std::memory_order_relaxed);
+  }
+  // Any thread: publishes may go to other nodes, whose answers a confirm or tx waits for.
+  bool in_cluster() const { return in_cluster_.load(std::memory_order_relaxed); }
+  // The queue `name` lives on `node` (ignored when a queue of that name lives here).
+  void add_remote_queue(const std::string& name, const std::string& node);
+  // It went (with its bindings here).
+  void remove_remote_queue(std::string_view name);
+  // Its id, for binding to it (the bindings etcd has).
+  std::optional<dest_id> remote_queue_id(std::string_view name) const;
+  // A publish another node forwarded (broker/forward.hpp): into the named queues that exist here,
+  // no routing; rejected when none does.
+  std::variant<publish_outcome, error> publish_forwarded(message_ptr m, uint64_t publisher,
+                                                         uint64_t* sync_ticket,
+                                                         const shard_answer* answer,
+                                                         uint32_t* remote);
 
   // --- shards (docs/architecture.md, "Spreading queues over workers") ---
   // The vhost in the registry is the authority: it runs on its home worker and keeps the
@@ -531,6 +568,16 @@ class vhost {
   routing_table routing_;
   std::function<void(const routing_change&)> routing_observer_;
   remote_queue_fn remote_queue_;
+  struct remote_entry {
+    std::string node, name;
+  };
+  std::map<dest_id, remote_entry> remote_ids_;  // authority: queues of other nodes
+  std::map<std::string, dest_id, std::less<>> remote_names_;
+  remote_sender remote_sender_;
+  std::atomic<bool> in_cluster_{false};
+  // enqueue_all: the targets among `targets` that live on other nodes go there (one send per
+  // node); the rest stay in `targets`.
+  void send_remote(const message& m, std::vector<dest_id>& remote);
   // The refusal of a queue that lives on another node, if `name` is one.
   maybe_error remote_queue(std::string_view name) const;
   std::map<std::string, std::unique_ptr<queue>, std::less<>> queues_;

@@ -70,6 +70,8 @@ channel::channel(amqp_connection& conn, uint16_t id)
   auto link = link_;
   broker::vhost* v = &conn_.vhost();
   sharded_ = v->shard_count() > 1;
+  // Other shards and other nodes of a cluster answer publishes themselves.
+  counts_answers_ = sharded_ || v->in_cluster();
   first_shard_ = v->home_worker();
   // Inline on the home worker, like the operations that follow (call_vhost): posted there, it
   // would wait behind the mailbox while a method read in the same go ran first and found no
@@ -272,7 +274,8 @@ void channel::complete_publish() {
   if (!may_publish(publish_.exchange, topic)) return;
   uint64_t seq = confirm_mode_ ? ++publish_seq_ : 0;
   const auto& uid = header_.properties.user_id;
-  if (uid && *uid != conn_.user().name) {
+  // A node of the cluster forwards other users' messages (broker/forward.hpp).
+  if (uid && *uid != conn_.user().name && !conn_.user().cluster_node) {
     conn_.channel_error(*this, reply_code::precondition_failed,
                         fmt::format("user_id property set to '{}' but authenticated user was '{}'",
                                     *uid, conn_.user().name),
@@ -308,7 +311,7 @@ void channel::complete_publish() {
     uint64_t bytes = shared->body.size();
     // Queues on other shards answer a confirmed or transactional publish themselves.
     std::shared_ptr<broker::shard_answer> answer;
-    if (sharded_ && (seq != 0 || tx_mode_)) {
+    if (counts_answers_ && (seq != 0 || tx_mode_)) {
       answer = std::make_shared<broker::shard_answer>(
           [link = link_, seq](uint64_t ticket, bool rejected) {
             link->worker().run_or_post([link, seq, ticket, rejected] {
@@ -330,7 +333,7 @@ void channel::complete_publish() {
       const auto& r = std::get<0>(res);
       uint64_t ticket = std::get<1>(res);
       uint32_t remote = std::get<2>(res);
-      if (ch.sharded_ && seq == 0) ch.remote_outstanding_ += remote;
+      if (ch.counts_answers_ && seq == 0) ch.remote_outstanding_ += remote;
       ch.conn_.publish_finished(1, bytes);
       --ch.inflight_publishes_;
       ch.inflight_bytes_ -= std::min(bytes, ch.inflight_bytes_);
@@ -354,7 +357,7 @@ void channel::complete_publish() {
         ch.conn_.send(ch.id_, ret);
         ch.send_message(*returnable);
       }
-      if (seq != 0 && ch.sharded_) {
+      if (seq != 0 && ch.counts_answers_) {
         // Its entry waits for this answer and the other shards' (on_shard_answer).
         for (auto& c : ch.unsynced_)
           if (c.seq == seq) {

@@ -132,6 +132,10 @@ class channel {
   void count_handed(uint32_t n);
   void resume_handed();
   void fail(const broker::error& e, uint16_t class_id, uint16_t method_id);
+  // A queue method on a queue of another node of the cluster: sent there (channel_remote.cpp)
+  // and true; false when the queue is not another running node's (the local path answers).
+  template <typename M>
+  bool forward_queue_method(const std::string& queue, M m);
   void reply_done();
   void finish_client_close();
   void send_message(const broker::message& m);
@@ -208,6 +212,7 @@ class channel {
   uint32_t throttles_ = 0;  // shards holding them back
   // Queues on several shards (docs/architecture.md, "Spreading queues over workers").
   bool sharded_ = false;
+  bool counts_answers_ = false;  // publishes may be answered by shards or other nodes
   // Delivery tags: while every delivery came from the home shard, in order, the client's tag is
   // the home's; from the first that did not (mapped_from_), the channel numbers them itself and
   // keeps where each unacknowledged one came from.

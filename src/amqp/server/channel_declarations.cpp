@@ -31,6 +31,7 @@
 #include "amqp/server/channel_internal.hpp"
 #include "amqp/server/connection.hpp"
 #include "amqp/server/convert.hpp"
+#include "broker/forward.hpp"
 
 namespace warren::amqp::server {
 
@@ -60,6 +61,14 @@ bool channel::may_publish(const std::string& exchange, bool& topic) {
       exchange == publish_allowed_) {
     topic = publish_allowed_topic_;
     return true;
+  }
+  // The exchange between nodes of a cluster (broker/forward.hpp) is theirs only: to anybody
+  // else it does not exist.
+  if (exchange == broker::forward_exchange && !conn_.user().cluster_node) {
+    fail(broker::error{broker::error_code::not_found, fmt::format("no exchange '{}' in vhost '{}'",
+                                                                  exchange, conn_.vhost().name())},
+         basic_publish::amqp_class_id, basic_publish::amqp_method_id);
+    return false;
   }
   if (!permitted(auth::perm::write, auth::resource::exchange, exchange,
                  basic_publish::amqp_class_id, basic_publish::amqp_method_id))
@@ -184,6 +193,14 @@ void channel::on_queue_declare(queue_declare& x) {
   if (x.passive &&
       !permitted_any(auth::resource::queue, x.queue, x.amqp_class_id, x.amqp_method_id))
     return;
+  if (auto info = conn_.vhost().remote_queue_of(x.queue); info && info->node_running) {
+    // Another node's queue: declared (or checked) there (channel_remote.cpp).
+    if (!x.passive && !permitted(auth::perm::configure, auth::resource::queue, x.queue,
+                                 x.amqp_class_id, x.amqp_method_id))
+      return;
+    std::string name = x.queue;
+    if (forward_queue_method(name, std::move(x))) return;
+  }
   broker::queue_declare_request r{x.queue,     x.passive,     x.durable,
                                   x.exclusive, x.auto_delete, std::move(x.arguments),
                                   conn_.id()};
@@ -276,6 +293,7 @@ void channel::on_queue_purge(queue_purge& x) {
   if (!permitted(auth::perm::read, auth::resource::queue, x.queue, x.amqp_class_id,
                  x.amqp_method_id))
     return;
+  if (forward_queue_method(x.queue, x)) return;
   bool no_wait = x.no_wait;
   call_queue(
       x.queue,
@@ -293,6 +311,7 @@ void channel::on_queue_delete(queue_delete& x) {
   if (!permitted(auth::perm::configure, auth::resource::queue, x.queue, x.amqp_class_id,
                  x.amqp_method_id))
     return;
+  if (forward_queue_method(x.queue, x)) return;
   bool no_wait = x.no_wait;
   call_queue(
       x.queue,

@@ -4,9 +4,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <variant>
 
 #include "amqp/protocol/field_table.hpp"
+#include "amqp/protocol/methods.hpp"
 #include "auth/user_store.hpp"
 #include "broker/vhost.hpp"
 #include "common/limited_count.hpp"
@@ -42,6 +45,14 @@ struct server_context {
   // In a cluster: fenced (no lease in etcd), the node refuses connection.open. Null: a single
   // node.
   const common::node_fence* fence = nullptr;
+  // In a cluster (app/node_links.hpp): runs a queue method (queue.declare, purge or delete) on
+  // the node the queue lives on, over a connection of `on`'s io_context; `done` runs there with
+  // the -ok, the other node's error, or why the node could not be reached (a string). Null: a
+  // single node. Set before the listeners accept.
+  using remote_result = std::variant<protocol::method, broker::error, std::string>;
+  std::function<void(net::worker& on, const std::string& vhost, const std::string& node,
+                     protocol::method m, std::function<void(remote_result)> done)>
+      remote_queue_call;
 };
 
 // product, version, platform, copyright, information, cluster_name and the capabilities table.

@@ -207,5 +207,31 @@ TEST(UserCounts, FollowTheUsersLimits) {
   EXPECT_EQ(store.counts("nobody")->connections.limit(), common::limited_count::unset);
 }
 
+TEST(UserStore, ClusterNodeIdentityOnlyWithTheSecret) {
+  user_store s;
+  // A user of the store under a node name never logs in as one (nor over EXTERNAL).
+  s.add_user(user{"warren-node:b", hash_password("pw"), {}, {}});
+  user_ptr who;
+  auto peer = make_address("127.0.0.1");
+  EXPECT_EQ(s.login({"warren-node:b", "pw"}, peer, &who), login_result::invalid_credentials);
+  EXPECT_EQ(s.login({"warren-node:b", ""}, peer, &who), login_result::invalid_credentials);
+  EXPECT_EQ(s.access("warren-node:b", "/"), nullptr);
+  s.set_cluster_secret("s3cret");
+  EXPECT_EQ(s.login({"warren-node:b", "s3cret-"}, peer, &who), login_result::invalid_credentials);
+  EXPECT_EQ(s.login({"warren-node:b", "s3cre"}, peer, &who), login_result::invalid_credentials);
+  EXPECT_EQ(s.login_without_password("warren-node:b", peer, &who),
+            login_result::invalid_credentials);
+  ASSERT_EQ(s.login({"warren-node:b", "s3cret"}, peer, &who), login_result::ok);
+  EXPECT_TRUE(who->cluster_node);
+  EXPECT_TRUE(user_store::may_access_vhost(*who, "any"));
+  EXPECT_NE(s.access("warren-node:b", "any"), nullptr);
+  // Ordinary users are not node identities.
+  user_ptr bob;
+  s.add_user(user{"bob", hash_password("pw"), {}, {}});
+  ASSERT_EQ(s.login({"bob", "pw"}, peer, &bob), login_result::ok);
+  EXPECT_FALSE(bob->cluster_node);
+  EXPECT_FALSE(user_store::may_access_vhost(*bob, "any"));
+}
+
 }  // namespace
 }  // namespace warren::auth

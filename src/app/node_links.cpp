@@ -1,0 +1,234 @@
+// Links between nodes (node_links.hpp).
+#include "app/node_links.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
+
+#include "amqp/server/convert.hpp"
+#include "auth/user_store.hpp"
+#include "broker/forward.hpp"
+
+namespace warren::app {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+constexpr auto retry_delay = std::chrono::seconds(1);
+
+}  // namespace
+
+struct node_links::link {
+  enum class state { down, connecting, ready };
+  std::string node;
+  state st = state::down;
+  std::shared_ptr<amqp::client::connection> conn;
+  clock::time_point retry_at{};
+  // Publishes waiting for the connection (sent at ready), then those waiting for their confirm,
+  // by sequence number (in order).
+  struct waiting {
+    amqp::protocol::basic_properties props;
+    std::string body;
+    broker::shard_answer answer;
+  };
+  std::vector<waiting> queued;
+  std::deque<std::pair<uint64_t, broker::shard_answer>> unconfirmed;
+};
+
+node_links::node_links(boost::asio::io_context& io, settings s) : io_(io), s_(std::move(s)) {}
+
+node_links::~node_links() {
+  close();
+}
+
+void node_links::close() {
+  for (auto& [node, l] : links_) {
+    if (l->conn) l->conn->close();
+    l->conn.reset();
+  }
+  links_.clear();
+}
+
+void node_links::reject(broker::shard_answer a) {
+  // Never inline: the publish that called send() has not counted its answers yet.
+  if (a) boost::asio::post(io_, [a = std::move(a)] { a(0, true); });
+}
+
+void node_links::send(const std::string& node, const broker::message& m,
+                      std::vector<std::string> queues, const broker::shard_answer* answer) {
+  auto& lp = links_[node];
+  if (!lp) {
+    lp = std::make_shared<link>();
+    lp->node = node;
+  }
+  link& l = *lp;
+  broker::shard_answer a = answer ? *answer : broker::shard_answer{};
+  if (l.st == link::state::down) {
+    if (clock::now() < l.retry_at) return reject(std::move(a));
+    start(l);
+    if (l.st == link::state::down) return reject(std::move(a));
+  }
+  amqp::protocol::basic_properties props = amqp::server::to_amqp(m.properties);
+  props.headers = broker::forward_headers(
+      m.properties, broker::forward_target{m.exchange, m.routing_key, std::move(queues)});
+  if (l.st == link::state::connecting) {
+    l.queued.push_back({std::move(props), m.body, std::move(a)});
+    return;
+  }
+  uint64_t seq = l.conn->publish(std::string(broker::forward_exchange), "", props, m.body);
+  l.unconfirmed.emplace_back(seq, std::move(a));
+}
+
+void node_links::start(link& l) {
+  auto where = s_.locate ? s_.locate(l.node) : std::nullopt;
+  std::string secret = s_.secret ? s_.secret() : std::string();
+  l.retry_at = clock::now() + retry_delay;
+  if (!where || secret.empty()) return;  // down (its publishes are not stored)
+  amqp::client::uri u;
+  u.host = where->host;
+  u.port = where->port;
+  u.user = std::string(auth::cluster_node_user_prefix) + s_.self;
+  u.password = secret;
+  u.vhost = s_.vhost;
+  u.safe = fmt::format("amqp://{}:{}/ (node '{}')", u.host, u.port, l.node);
+  l.st = link::state::connecting;
+  std::weak_ptr<node_links> self = weak_from_this();
+  std::string node = l.node;
+  auto find = [self, node]() -> link* {
+    auto s = self.lock();
+    if (!s) return nullptr;
+    auto it = s->links_.find(node);
+    return it == s->links_.end() ? nullptr : it->second.get();
+  };
+  amqp::client::events ev;
+  ev.ready = [find] {
+    link* l = find();
+    if (!l || !l->conn) return;
+    l->conn->confirm_select(nullptr);  // publishes may follow at once: they are numbered from 1
+    l->st = link::state::ready;
+    spdlog::info("cluster: link to node '{}' open", l->node);
+    for (auto& w : l->queued) {
+      uint64_t seq = l->conn->publish(std::string(broker::forward_exchange), "", w.props, w.body);
+      l->unconfirmed.emplace_back(seq, std::move(w.answer));
+    }
+    l->queued.clear();
+  };
+  ev.closed = [find, self](const std::string& error) {
+    link* l = find();
+    auto s = self.lock();
+    if (!l || !s) return;
+    if (l->st == link::state::ready || !error.empty())
+      spdlog::warn("cluster: link to node '{}' closed: {}", l->node,
+                   error.empty() ? "closed" : error);
+    l->st = link::state::down;
+    l->retry_at = clock::now() + retry_delay;
+    // What the other node did not confirm is not known to be stored: nacked.
+    for (auto& w : l->queued) s->reject(std::move(w.answer));
+    l->queued.clear();
+    for (auto& [seq, a] : l->unconfirmed) s->reject(std::move(a));
+    l->unconfirmed.clear();
+    // The connection calls this from its own code: it is dropped later, not under its feet.
+    boost::asio::post(s->io_, [c = std::move(l->conn)] {});
+  };
+  ev.confirmed = [find](uint64_t seq, bool multiple, bool ack) {
+    link* l = find();
+    if (!l) return;
+    auto& q = l->unconfirmed;
+    if (multiple) {
+      while (!q.empty() && q.front().first <= seq) {
+        if (q.front().second) q.front().second(0, !ack);
+        q.pop_front();
+      }
+      return;
+    }
+    for (auto it = q.begin(); it != q.end(); ++it)
+      if (it->first == seq) {
+        if (it->second) it->second(0, !ack);
+        q.erase(it);
+        return;
+      }
+  };
+  l.conn = std::make_shared<amqp::client::connection>(
+      io_, std::move(u), fmt::format("warren node link {} -> {}", s_.self, l.node), std::move(ev));
+  l.conn->start();
+}
+
+namespace {
+
+// "channel closed by the peer: 406 PRECONDITION_FAILED - text" (amqp::client::connection): the
+// other node's error as this node's, or nullopt for a failure of the link itself.
+std::optional<broker::error> peer_error(const std::string& why) {
+  for (std::string_view lead :
+       {"channel closed by the peer: ", "connection closed by the peer: "}) {
+    if (!why.starts_with(lead)) continue;
+    std::string_view rest = std::string_view(why).substr(lead.size());
+    int code = 0;
+    size_t i = 0;
+    while (i < rest.size() && rest[i] >= '0' && rest[i] <= '9')
+      code = code * 10 + (rest[i++] - '0');
+    if (code < 400 || i == rest.size()) return std::nullopt;
+    rest.remove_prefix(i + 1);
+    if (auto dash = rest.find(" - "); dash != std::string_view::npos) rest.remove_prefix(dash + 3);
+    return broker::error{broker::error_code(code), std::string(rest)};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+void call_on_node(boost::asio::io_context& io, const node_links::settings& s,
+                  const std::string& node, amqp::protocol::method m,
+                  std::function<void(amqp::server::server_context::remote_result)> done) {
+  auto where = s.locate ? s.locate(node) : std::nullopt;
+  std::string secret = s.secret ? s.secret() : std::string();
+  if (!where || secret.empty()) {
+    boost::asio::post(io, [done = std::move(done), node] {
+      done(fmt::format("node '{}' is not running", node));
+    });
+    return;
+  }
+  struct op {
+    std::shared_ptr<amqp::client::connection> conn;
+    std::function<void(amqp::server::server_context::remote_result)> done;
+    void answer(amqp::server::server_context::remote_result r) {
+      if (!done) return;
+      auto d = std::move(done);
+      done = nullptr;
+      d(std::move(r));
+    }
+  };
+  auto o = std::make_shared<op>();
+  o->done = std::move(done);
+  amqp::client::uri u;
+  u.host = where->host;
+  u.port = where->port;
+  u.user = std::string(auth::cluster_node_user_prefix) + s.self;
+  u.password = secret;
+  u.vhost = s.vhost;
+  u.safe = fmt::format("amqp://{}:{}/ (node '{}')", u.host, u.port, node);
+  amqp::client::events ev;
+  ev.ready = [o, m = std::move(m)] {
+    if (!o->conn) return;
+    std::visit(
+        [&](const auto& x) {
+          o->conn->call(x, [o](const amqp::protocol::method& ok) {
+            o->answer(ok);
+            o->conn->close();
+          });
+        },
+        m);
+  };
+  ev.closed = [o, &io](const std::string& why) {
+    if (auto e = peer_error(why))
+      o->answer(std::move(*e));
+    else
+      o->answer(why.empty() ? std::string("closed") : why);
+    // The connection calls this from its own code: dropped later, not under its feet.
+    boost::asio::post(io, [c = std::move(o->conn)] {});
+  };
+  o->conn = std::make_shared<amqp::client::connection>(
+      io, std::move(u), fmt::format("warren node call {} -> {}", s.self, node), std::move(ev));
+  o->conn->start();
+}
+
+}  // namespace warren::app

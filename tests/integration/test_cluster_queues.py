@@ -1,0 +1,173 @@
+"""Queues on any node, clients on any node (docs/cluster.md, "Queues across nodes"): a publish on node B routed to
+a queue that lives on node A is sent over the link between the nodes, once per node, and confirmed only once A
+has stored it; with A down, such publishes are nacked. A real etcd and real Warren nodes, driven with pika."""
+
+import signal
+import socket
+import time
+
+import pika
+import pytest
+
+from test_cluster import TTL, api, etcd, running, wait_for  # noqa: F401 (fixtures)
+
+
+@pytest.fixture
+def nodes(etcd, warren_factory):
+    """nodes(name, workers=1) starts a node of cluster "c1" on the test's etcd."""
+
+    def make(name, workers=1):
+        return warren_factory("--node-name", name, "--cluster-name", "c1", "--etcd-endpoints", etcd.endpoint,
+                              "--etcd-lease-ttl", str(TTL), workers=workers)
+
+    return make
+
+
+def connect(node):
+    return pika.BlockingConnection(pika.ConnectionParameters(host="127.0.0.1", port=node.amqp_port,
+                                                             connection_attempts=1, socket_timeout=5))
+
+
+def queue_nodes(node):
+    return {q["name"]: q.get("node") for q in api(node, "/api/queues/%2F")}
+
+
+def bound_on(node, source, queue):
+    return any(x["source"] == source and x["destination"] == queue for x in api(node, "/api/bindings/%2F"))
+
+
+def drain(ch, queue, n, timeout=5):
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        m = ch.basic_get(queue, auto_ack=True)
+        if m[0] is None:
+            time.sleep(0.02)
+            continue
+        got.append(m)
+    return got
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_publish_on_b_reaches_a_queue_on_a_with_confirms(nodes, workers):
+    a, b = nodes("a", workers), nodes("b", workers)
+    wait_for(lambda: running(b) == {"a": True, "b": True}, 5)
+    ca, cha = connect(a), None
+    cha = ca.channel()
+    cha.exchange_declare("fan", "fanout", durable=True)
+    cha.queue_declare("qa", durable=True)
+    cha.queue_bind("qa", "fan")
+    # (a declare reaches the other node through etcd: a few milliseconds, docs/cluster.md "Consistency")
+    wait_for(lambda: queue_nodes(b).get("qa") == "a" and "fan" in [x["name"] for x in api(b, "/api/exchanges/%2F")],
+             5)
+    cb = connect(b)
+    chb = cb.channel()
+    chb.queue_declare("qb", durable=True)
+    chb.queue_bind("qb", "fan")
+    wait_for(lambda: bound_on(b, "fan", "qa") and bound_on(a, "fan", "qb"), 5)
+    time.sleep(0.2)  # the bindings applied on b's vhost (posted after the listing)
+    chb.confirm_delivery()
+    n = 300
+    for i in range(n):
+        # Each publish is confirmed (pika raises on a nack): stored by a for qa and by b for qb.
+        chb.basic_publish("fan", "", f"m{i}".encode(), pika.BasicProperties(delivery_mode=2, headers={"i": i}),
+                          mandatory=True)
+    # Through the default exchange too, to a's queue by its name.
+    chb.basic_publish("", "qa", b"direct", pika.BasicProperties(user_id="guest"))
+    got = drain(cha, "qa", n + 1)
+    assert [m[2] for m in got] == [f"m{i}".encode() for i in range(n)] + [b"direct"]  # once each, in order
+    # Consumers see the message as published: its exchange, routing key and headers, no forwarding header.
+    assert got[0][0].exchange == "fan" and got[0][1].headers == {"i": 0}
+    assert got[-1][0].exchange == "" and got[-1][0].routing_key == "qa" and got[-1][1].headers is None
+    assert got[-1][1].user_id == "guest"
+    assert cha.basic_get("qa")[0] is None
+    assert len(drain(chb, "qb", n)) == n
+    # Nobody but a node publishes to the exchange between nodes: to a client it does not exist.
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        chb.basic_publish("amq.warren.forward", "", b"x")
+    assert e.value.reply_code == 404 and "amq.warren.forward" in e.value.reply_text
+    ca.close()
+    cb.close()
+
+
+def test_node_identity_refused_to_clients(nodes):
+    a, b = nodes("a"), nodes("b")
+    wait_for(lambda: running(b) == {"a": True, "b": True}, 5)
+    for password in ("guest", "", "x" * 64):
+        creds = pika.PlainCredentials("warren-node:b", password)
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            pika.BlockingConnection(pika.ConnectionParameters(host="127.0.0.1", port=a.amqp_port, credentials=creds,
+                                                              connection_attempts=1, socket_timeout=5))
+
+
+def test_publish_to_a_queue_whose_node_is_down_is_nacked(nodes):
+    a, b = nodes("a"), nodes("b")
+    wait_for(lambda: running(b) == {"a": True, "b": True}, 5)
+    ca = connect(a)
+    cha = ca.channel()
+    cha.queue_declare("qa", durable=True)
+    wait_for(lambda: queue_nodes(b).get("qa") == "a", 5)
+    cb = connect(b)
+    chb = cb.channel()
+    chb.confirm_delivery()
+    chb.basic_publish("", "qa", b"before", pika.BasicProperties(delivery_mode=2))  # confirmed: a stored it
+    ca.close()
+    a.stop(signum=signal.SIGKILL, check=False)
+    # The link sees the socket close; until then a publish may still be on its way: nacked when it closes.
+    for _ in range(3):
+        with pytest.raises(pika.exceptions.NackError):
+            chb.basic_publish("", "qa", b"lost", pika.BasicProperties(delivery_mode=2))
+    # mandatory: routed to a queue (of a node that is down) is not unroutable; RabbitMQ does the same.
+    with pytest.raises(pika.exceptions.NackError):
+        chb.basic_publish("", "qa", b"lost", pika.BasicProperties(delivery_mode=2), mandatory=True)
+    cb.close()
+    # Once b sees a down (its lease expired), using the queue there answers RabbitMQ's 404 for a durable queue
+    # whose home node is down.
+    wait_for(lambda: running(b) == {"a": False, "b": True}, 3 * TTL)
+    down = "NOT_FOUND - home node 'a' of durable queue 'qa' in vhost '/' is down or inaccessible"
+    for op in (lambda ch: ch.queue_declare("qa", passive=True), lambda ch: ch.queue_declare("qa", durable=True),
+               lambda ch: ch.basic_get("qa"), lambda ch: ch.basic_consume("qa", lambda *a: None),
+               lambda ch: ch.queue_purge("qa")):
+        c = connect(b)
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+            op(c.channel())
+        assert (e.value.reply_code, e.value.reply_text) == (404, down)
+        c.close()
+
+
+def test_queue_methods_on_b_for_a_queue_on_a(nodes):
+    a, b = nodes("a"), nodes("b")
+    wait_for(lambda: running(b) == {"a": True, "b": True}, 5)
+    ca = connect(a)
+    cha = ca.channel()
+    cha.queue_declare("qa", durable=True)
+    cha.queue_declare("busy", durable=True)
+    cha.basic_consume("busy", lambda *args: None)
+    for i in range(3):
+        cha.basic_publish("", "qa", f"m{i}".encode())
+    wait_for(lambda: queue_nodes(b).get("qa") == "a" and queue_nodes(b).get("busy") == "a", 5)
+    cb = connect(b)
+    chb = cb.channel()
+    # Passive and equivalent declares are answered by a, with a's counts.
+    ok = chb.queue_declare("qa", passive=True)
+    assert (ok.method.queue, ok.method.message_count, ok.method.consumer_count) == ("qa", 3, 0)
+    assert chb.queue_declare("qa", durable=True).method.message_count == 3
+    assert chb.queue_declare("busy", passive=True).method.consumer_count == 1
+    # A's errors come back as they are: a declare that differs, a delete of a queue in use.
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        chb.queue_declare("qa", durable=False)
+    assert e.value.reply_code == 406 and "durable" in e.value.reply_text
+    chb = cb.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        chb.queue_delete("busy", if_unused=True)
+    assert e.value.reply_code == 406 and e.value.reply_text == "PRECONDITION_FAILED - queue 'busy' in vhost '/' in use"
+    chb = cb.channel()
+    assert chb.queue_purge("qa").method.message_count == 3
+    assert cha.queue_declare("qa", passive=True).method.message_count == 0
+    cha.basic_publish("", "qa", b"x")
+    assert chb.queue_delete("qa").method.message_count == 1
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        cha.queue_declare("qa", passive=True)
+    assert e.value.reply_code == 404
+    ca.close()
+    cb.close()
