@@ -16,12 +16,9 @@ using nlohmann::json;
 
 std::optional<std::string> remote_directory::node_of(const std::string& vhost,
                                                      std::string_view name) const {
-  std::lock_guard lock(mutex_);
-  auto v = queues_.find(vhost);
-  if (v == queues_.end()) return std::nullopt;
-  auto q = v->second.find(name);
-  if (q == v->second.end()) return std::nullopt;
-  return q->second.node;
+  auto r = record_of(vhost, name);
+  if (!r) return std::nullopt;
+  return r->node;
 }
 
 std::optional<queue_record> remote_directory::record_of(const std::string& vhost,

@@ -33,6 +33,14 @@ logging.getLogger("pika").setLevel(logging.CRITICAL)
 Connect = Callable[[], pika.BlockingConnection]
 
 
+def close_quietly(conn: pika.BlockingConnection) -> None:
+    try:
+        if conn.is_open:
+            conn.close()
+    except Exception:  # noqa: BLE001 - a connection the broker already dropped
+        pass
+
+
 class Publisher(threading.Thread):
     def __init__(self, name: str, connect: Connect, queue: str):
         super().__init__(daemon=True, name=f"publisher {name}")
@@ -81,11 +89,7 @@ class Publisher(threading.Thread):
                 self.failures += 1
                 self.stopping.wait(0.2)
             finally:
-                try:
-                    if conn.is_open:
-                        conn.close()
-                except Exception:  # noqa: BLE001
-                    pass
+                close_quietly(conn)
 
 
 class Consumer(threading.Thread):
@@ -133,11 +137,7 @@ class Consumer(threading.Thread):
                 self.failures += 1
                 self.stopping.wait(0.2)
             finally:
-                try:
-                    if conn.is_open:
-                        conn.close()
-                except Exception:  # noqa: BLE001
-                    pass
+                close_quietly(conn)
 
 
 @dataclass
