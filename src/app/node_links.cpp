@@ -16,6 +16,19 @@ namespace {
 using clock = std::chrono::steady_clock;
 constexpr auto retry_delay = std::chrono::seconds(1);
 
+// The AMQP address of `node`'s listener, logged in as this node's identity (auth::user_store).
+amqp::client::uri node_uri(const node_links::settings& s, const node_address& where,
+                           const std::string& secret, const std::string& node) {
+  amqp::client::uri u;
+  u.host = where.host;
+  u.port = where.port;
+  u.user = std::string(auth::cluster_node_user_prefix) + s.self;
+  u.password = secret;
+  u.vhost = s.vhost;
+  u.safe = fmt::format("amqp://{}:{}/ (node '{}')", u.host, u.port, node);
+  return u;
+}
+
 }  // namespace
 
 struct node_links::link {
@@ -84,13 +97,7 @@ void node_links::start(link& l) {
   std::string secret = s_.secret ? s_.secret() : std::string();
   l.retry_at = clock::now() + retry_delay;
   if (!where || secret.empty()) return;  // down (its publishes are not stored)
-  amqp::client::uri u;
-  u.host = where->host;
-  u.port = where->port;
-  u.user = std::string(auth::cluster_node_user_prefix) + s_.self;
-  u.password = secret;
-  u.vhost = s_.vhost;
-  u.safe = fmt::format("amqp://{}:{}/ (node '{}')", u.host, u.port, l.node);
+  amqp::client::uri u = node_uri(s_, *where, secret, l.node);
   l.st = link::state::connecting;
   std::weak_ptr<node_links> self = weak_from_this();
   std::string node = l.node;
@@ -199,13 +206,7 @@ void call_on_node(boost::asio::io_context& io, const node_links::settings& s,
   };
   auto o = std::make_shared<op>();
   o->done = std::move(done);
-  amqp::client::uri u;
-  u.host = where->host;
-  u.port = where->port;
-  u.user = std::string(auth::cluster_node_user_prefix) + s.self;
-  u.password = secret;
-  u.vhost = s.vhost;
-  u.safe = fmt::format("amqp://{}:{}/ (node '{}')", u.host, u.port, node);
+  amqp::client::uri u = node_uri(s, *where, secret, node);
   amqp::client::events ev;
   ev.ready = [o, m = std::move(m)] {
     if (!o->conn) return;

@@ -4,18 +4,13 @@
 #include <gtest/gtest.h>
 
 #include "broker/forward.hpp"
+#include "broker/tests/test_message.hpp"
 #include "broker/vhost.hpp"
 
 namespace warren::broker {
 namespace {
 
-message_ptr msg(std::string exchange, std::string key, std::string body) {
-  auto m = std::make_shared<message>();
-  m->exchange = std::move(exchange);
-  m->routing_key = std::move(key);
-  m->body = std::move(body);
-  return m;
-}
+using testing::msg;
 
 size_t count(vhost& v, const std::string& q) {
   queue_declare_request r;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/tests/test_message.hpp"
 #include "broker/vhost.hpp"
 
 namespace warren::broker {
@@ -28,13 +29,7 @@ struct recorder : delivery_target {
   void cancelled(const std::string& c) override { cancels.push_back(c); }
 };
 
-message_ptr msg(std::string exchange, std::string key, std::string body) {
-  auto m = std::make_shared<message>();
-  m->exchange = std::move(exchange);
-  m->routing_key = std::move(key);
-  m->body = std::move(body);
-  return m;
-}
+using testing::msg;
 
 class ShardsTest : public ::testing::Test {
  protected:

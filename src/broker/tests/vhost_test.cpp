@@ -2,6 +2,7 @@
 // alternate exchanges), dispatch with prefetch and priorities, requeue order, dead-lettering.
 #include <gtest/gtest.h>
 
+#include "broker/tests/test_message.hpp"
 #include "broker/vhost.hpp"
 
 namespace warren::broker {
@@ -27,13 +28,7 @@ class recorder : public delivery_target {
   bool throttled = false;
 };
 
-message_ptr msg(std::string exchange, std::string key, std::string body) {
-  auto m = std::make_shared<message>();
-  m->exchange = std::move(exchange);
-  m->routing_key = std::move(key);
-  m->body = std::move(body);
-  return m;
-}
+using testing::msg;
 
 class VhostTest : public ::testing::Test {
  protected:
