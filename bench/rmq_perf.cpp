@@ -11,6 +11,7 @@
 //   rmq-perf --port 5672 --size 1024 --persistent --confirm 100
 //   rmq-perf --port 5672 --rate 250000 --ack-every 50          # latency at an offered rate
 //   rmq-perf --port 5672 --producers 8 --consumers 8 --queues 8
+//   rmq-perf --port A --producer-port B --consumer-port C --broker-pid PA --broker-pid PB ...
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 
@@ -37,6 +38,10 @@ namespace {
 struct options {
   std::string host = "127.0.0.1";
   int port = 5672;
+  // 0: --port. Producers and consumers may talk to other nodes of a cluster than the one the
+  // queues are declared on (bench/cluster_perf.py).
+  int producer_port = 0;
+  int consumer_port = 0;
   std::string user = "guest";
   std::string password = "guest";
   std::string vhost = "/";
@@ -55,7 +60,9 @@ struct options {
   double rate = 0;  // messages per second over all producers; 0: as fast as possible
   double duration = 15;
   double warmup = 2;
-  int broker_pid = 0;  // CPU time of this process (all its threads) is read over the window
+  // CPU time of these processes (all their threads) is read over the window; the first is "the
+  // broker" of the summary fields, each gets its own figures (a cluster's nodes).
+  std::vector<int> broker_pids;
 };
 
 int64_t now_ns() {
@@ -79,10 +86,10 @@ void check_rpc(amqp_connection_state_t c, const char* what) {
 struct connection {
   amqp_connection_state_t c = amqp_new_connection();
 
-  explicit connection(const options& o) {
+  connection(const options& o, int port) {
     amqp_socket_t* s = amqp_tcp_socket_new(c);
-    if (!s || amqp_socket_open(s, o.host.c_str(), o.port) != AMQP_STATUS_OK)
-      throw std::runtime_error("cannot connect to " + o.host + ":" + std::to_string(o.port));
+    if (!s || amqp_socket_open(s, o.host.c_str(), port) != AMQP_STATUS_OK)
+      throw std::runtime_error("cannot connect to " + o.host + ":" + std::to_string(port));
     amqp_rpc_reply_t r = amqp_login(c, o.vhost.c_str(), 0, 131072, 0, AMQP_SASL_METHOD_PLAIN,
                                     o.user.c_str(), o.password.c_str());
     if (r.reply_type != AMQP_RESPONSE_NORMAL) throw std::runtime_error("login refused");
@@ -148,7 +155,7 @@ void wait_confirms(amqp_connection_state_t c, uint64_t& acked, uint64_t sent, ui
 
 void producer(const options& o, int index, shared_state& s) {
   try {
-    connection conn(o);
+    connection conn(o, o.producer_port ? o.producer_port : o.port);
     amqp_connection_state_t c = conn.c;
     if (o.confirm > 0) {
       amqp_confirm_select(c, 1);
@@ -189,7 +196,7 @@ void producer(const options& o, int index, shared_state& s) {
 
 void consumer(const options& o, int index, shared_state& s) {
   try {
-    connection conn(o);
+    connection conn(o, o.consumer_port ? o.consumer_port : o.port);
     amqp_connection_state_t c = conn.c;
     bool autoack = o.ack_every == 0;
     if (!autoack) {
@@ -304,13 +311,15 @@ int main(int argc, char** argv) {
   app.add_option("--rate,-r", o.rate, "messages/s over all producers (0: unlimited)");
   app.add_option("--duration,-z", o.duration, "seconds measured");
   app.add_option("--warmup", o.warmup, "seconds before measuring");
-  app.add_option("--broker-pid", o.broker_pid,
+  app.add_option("--producer-port", o.producer_port, "producers connect here (default --port)");
+  app.add_option("--consumer-port", o.consumer_port, "consumers connect here (default --port)");
+  app.add_option("--broker-pid", o.broker_pids,
                  "report this process's CPU time per consumed message over the window, and its "
-                 "busiest threads");
+                 "busiest threads; repeat for several processes (a cluster's nodes)");
   CLI11_PARSE(app, argc, argv);
 
   try {
-    connection setup(o);
+    connection setup(o, o.port);
     if (!o.exchange.empty()) {
       amqp_exchange_declare(setup.c, 1, amqp_cstring_bytes(o.exchange.c_str()),
                             amqp_cstring_bytes("direct"), 0, 0, 0, 0, amqp_empty_table);
@@ -344,21 +353,24 @@ int main(int argc, char** argv) {
     threads.emplace_back(consumer, std::cref(o), i, std::ref(s));
   for (int i = 0; i < o.producers; ++i)
     threads.emplace_back(producer, std::cref(o), i, std::ref(s));
-  std::string broker_stat = "/proc/" + std::to_string(o.broker_pid) + "/stat";
-  double cpu_from = -1, cpu_to = -1;
-  std::vector<std::pair<std::string, double>> threads_from, threads_to;
+  // Each broker process's CPU seconds and threads at the window's start and end.
+  struct sample {
+    double cpu = -1;
+    std::vector<std::pair<std::string, double>> threads;
+  };
+  auto take = [&o] {
+    std::vector<sample> v;
+    for (int pid : o.broker_pids)
+      v.push_back({cpu_seconds("/proc/" + std::to_string(pid) + "/stat"), thread_cpu(pid)});
+    return v;
+  };
+  std::vector<sample> from, to;
   while (!s.stop && now_ns() < s.measure_from)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  if (o.broker_pid > 0) {
-    cpu_from = cpu_seconds(broker_stat);
-    threads_from = thread_cpu(o.broker_pid);
-  }
+  from = take();
   while (!s.stop && now_ns() < s.measure_to)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  if (o.broker_pid > 0) {
-    cpu_to = cpu_seconds(broker_stat);
-    threads_to = thread_cpu(o.broker_pid);
-  }
+  to = take();
   s.stop = true;
   for (auto& t : threads) t.join();
   if (!s.error.empty()) {
@@ -366,7 +378,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {  // leave nothing behind for the next run
-    connection cleanup(o);
+    connection cleanup(o, o.port);
     for (int i = 0; i < o.queues; ++i) {
       amqp_queue_delete(cleanup.c, 1, amqp_cstring_bytes(queue_name(o, i).c_str()), 0, 0);
       check_rpc(cleanup.c, "queue.delete");
@@ -388,23 +400,37 @@ int main(int argc, char** argv) {
         {"p999", percentile(lat, 0.999)},
         {"max", lat.empty() ? 0.0 : double(*std::max_element(lat.begin(), lat.end()))}}},
   };
-  if (o.broker_pid > 0 && cpu_from >= 0 && cpu_to >= 0) {
-    double cpu = cpu_to - cpu_from;
-    out["broker_cpu_seconds"] = cpu;
-    out["broker_cpu_us_per_msg"] = s.consumed.load()
-                                       ? nlohmann::json(cpu * 1e6 / double(s.consumed.load()))
-                                       : nlohmann::json();
-    // Busiest threads first: whether queue work spreads over the workers.
+  // Busiest threads first: whether queue work spreads over the workers.
+  auto busiest = [&o](const sample& before, const sample& after) {
     std::vector<std::pair<double, std::string>> busy;
-    for (const auto& [name, after] : threads_to)
-      for (const auto& [name0, before] : threads_from)
-        if (name0 == name && after >= before) busy.emplace_back(after - before, name);
+    for (const auto& [name, t1] : after.threads)
+      for (const auto& [name0, t0] : before.threads)
+        if (name0 == name && t1 >= t0) busy.emplace_back(t1 - t0, name);
     std::sort(busy.rbegin(), busy.rend());
     nlohmann::json per_thread = nlohmann::json::object();
     for (size_t i = 0; i < busy.size() && i < 8; ++i)
       if (busy[i].first > 0) per_thread[busy[i].second] = busy[i].first / o.duration;
-    out["broker_thread_cores"] = per_thread;  // each thread's share of a core over the window
+    return per_thread;  // each thread's share of a core over the window
+  };
+  auto per_msg = [&s](double cpu) {
+    return s.consumed.load() ? nlohmann::json(cpu * 1e6 / double(s.consumed.load()))
+                             : nlohmann::json();
+  };
+  nlohmann::json by_pid = nlohmann::json::array();
+  for (size_t i = 0; i < o.broker_pids.size(); ++i) {
+    if (from[i].cpu < 0 || to[i].cpu < 0) continue;
+    double cpu = to[i].cpu - from[i].cpu;
+    if (i == 0) {
+      out["broker_cpu_seconds"] = cpu;
+      out["broker_cpu_us_per_msg"] = per_msg(cpu);
+      out["broker_thread_cores"] = busiest(from[i], to[i]);
+    }
+    by_pid.push_back({{"pid", o.broker_pids[i]},
+                      {"cpu_seconds", cpu},
+                      {"cpu_us_per_msg", per_msg(cpu)},
+                      {"thread_cores", busiest(from[i], to[i])}});
   }
+  if (o.broker_pids.size() > 1) out["brokers"] = by_pid;
   std::printf("%s\n", out.dump().c_str());
   return 0;
 }

@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <random>
 
-
 namespace warren::broker {
 
 namespace {
