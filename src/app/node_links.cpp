@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
+#include "amqp/protocol/properties_edit.hpp"
 #include "amqp/server/convert.hpp"
 #include "auth/user_store.hpp"
 #include "broker/forward.hpp"
@@ -40,7 +41,7 @@ struct node_links::link {
   // Publishes waiting for the connection (sent at ready), then those waiting for their confirm,
   // by sequence number (in order).
   struct waiting {
-    amqp::protocol::basic_properties props;
+    std::string props;  // encoded, with the forward header
     std::string body;
     broker::shard_answer answer;
   };
@@ -81,14 +82,26 @@ void node_links::send(const std::string& node, const broker::message& m,
     start(l);
     if (l.st == link::state::down) return reject(std::move(a));
   }
-  amqp::protocol::basic_properties props = amqp::server::to_amqp(m.properties);
-  props.headers = broker::forward_headers(
-      m.properties, broker::forward_target{m.exchange, m.routing_key, std::move(queues)});
+  // The publisher's encoded properties with the forward header put in front of its headers,
+  // without decoding them (the receiving channel takes it out the same way); encoded here when
+  // the message was not published over AMQP.
+  common::field_value header =
+      broker::forward_value({m.exchange, m.routing_key, std::move(queues)});
+  std::string props = m.amqp_properties;
+  if (props.empty() || !amqp::protocol::prepend_header(props, broker::forward_header, header)) {
+    // Not published over AMQP, or with a flags word prepend_header does not edit (a continuation
+    // word, which class basic never needs): encoded afresh.
+    props.clear();
+    common::byte_writer w(props);
+    amqp::protocol::encode_basic_properties(w, amqp::server::to_amqp(m.properties));
+    if (!amqp::protocol::prepend_header(props, broker::forward_header, header))
+      return reject(std::move(a));  // not expected: our own encoding
+  }
   if (l.st == link::state::connecting) {
     l.queued.push_back({std::move(props), m.body, std::move(a)});
     return;
   }
-  uint64_t seq = l.conn->publish(std::string(broker::forward_exchange), "", props, m.body);
+  uint64_t seq = l.conn->publish_encoded(broker::forward_exchange, "", props, m.body);
   l.unconfirmed.emplace_back(seq, std::move(a));
 }
 
@@ -115,7 +128,7 @@ void node_links::start(link& l) {
     l->st = link::state::ready;
     spdlog::info("cluster: link to node '{}' open", l->node);
     for (auto& w : l->queued) {
-      uint64_t seq = l->conn->publish(std::string(broker::forward_exchange), "", w.props, w.body);
+      uint64_t seq = l->conn->publish_encoded(broker::forward_exchange, "", w.props, w.body);
       l->unconfirmed.emplace_back(seq, std::move(w.answer));
     }
     l->queued.clear();

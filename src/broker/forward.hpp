@@ -26,10 +26,18 @@ struct forward_target {
   std::vector<std::string> queues;
 };
 
-// The headers of the forwarded copy of `p`: p's own, with the forward header last.
+// The forward header's value: a table {e: exchange, k: routing key, q: [queue names]}.
+common::field_value forward_value(const forward_target& t);
+// Reads it; nullopt if malformed.
+std::optional<forward_target> read_forward_value(const common::field_value& v);
+
+// The headers of the forwarded copy of `p`: the forward header first, then p's own. The sending
+// node puts the same entry into the publisher's encoded properties without decoding them
+// (amqp/protocol/properties_edit.hpp); the receiving node takes it out of them the same way.
 common::field_table forward_headers(const message_properties& p, const forward_target& t);
-// Takes the forward header out of `p` (the headers go when nothing else was in them) and reads
-// it; nullopt if it is missing or malformed.
+// Takes the forward header out of `p`'s decoded headers (the headers go when nothing else was in
+// them: to consumers an empty table and none are the same) and reads it; nullopt if the first
+// header is not the forward header or it is malformed.
 std::optional<forward_target> take_forward_header(message_properties& p);
 
 }  // namespace warren::broker

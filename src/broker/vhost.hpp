@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "broker/exchange.hpp"
+#include "broker/forward.hpp"
 #include "broker/journal.hpp"
 #include "broker/queue.hpp"
 #include "broker/routing.hpp"
@@ -386,9 +387,11 @@ class vhost {
   // Its id, for binding to it (the bindings etcd has).
   std::optional<dest_id> remote_queue_id(std::string_view name) const;
   // A publish another node forwarded (broker/forward.hpp): into the named queues that exist here,
-  // no routing; rejected when none does.
-  std::variant<publish_outcome, error> publish_forwarded(message_ptr m, uint64_t publisher,
-                                                         uint64_t* sync_ticket,
+  // no routing; rejected when none does. The channel took the forward header out of the
+  // message's encoded properties (`t`); publish() takes it out of decoded ones (forwarded
+  // messages made without encoded properties).
+  std::variant<publish_outcome, error> publish_forwarded(message_ptr m, forward_target t,
+                                                         uint64_t publisher, uint64_t* sync_ticket,
                                                          const shard_answer* answer,
                                                          uint32_t* remote);
 

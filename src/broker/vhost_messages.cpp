@@ -17,8 +17,19 @@ namespace warren::broker {
 std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publisher,
                                                     uint64_t* sync_ticket,
                                                     const shard_answer* answer, uint32_t* remote) {
-  if (m->exchange == forward_exchange)  // only a node's link gets here (the channel checks)
-    return publish_forwarded(std::move(m), publisher, sync_ticket, answer, remote);
+  if (m->exchange == forward_exchange) {  // only a node's link gets here (the channel checks)
+    // The header is in the decoded properties: out of them, and the encoded ones are stale.
+    std::shared_ptr<message> own =
+        m.use_count() == 1 ? std::const_pointer_cast<message>(m) : std::make_shared<message>(*m);
+    m.reset();
+    auto t = take_forward_header(own->properties);
+    if (!t)
+      return error{error_code::precondition_failed,
+                   fmt::format("a publish to '{}' in vhost '{}' needs a valid '{}' header",
+                               forward_exchange, name_, forward_header)};
+    own->amqp_properties.clear();
+    return publish_forwarded(std::move(own), std::move(*t), publisher, sync_ticket, answer, remote);
+  }
   exchange* x = find_exchange(m->exchange);
   if (!x) return no_exchange(m->exchange);
   if (x->settings().internal)

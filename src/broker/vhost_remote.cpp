@@ -60,25 +60,20 @@ void vhost::send_remote(const message& m, std::vector<dest_id>& ids) {
   }
 }
 
-std::variant<publish_outcome, error> vhost::publish_forwarded(message_ptr m, uint64_t publisher,
+std::variant<publish_outcome, error> vhost::publish_forwarded(message_ptr m, forward_target t,
+                                                              uint64_t publisher,
                                                               uint64_t* sync_ticket,
                                                               const shard_answer* answer,
                                                               uint32_t* remote) {
-  // The channel made the message and handed it over: nobody else holds it yet, so its header
-  // is taken out in place rather than by copying the body.
+  // The channel made the message and handed it over: nobody else holds it yet, so it is given
+  // its original exchange and routing key in place rather than by copying the body.
   std::shared_ptr<message> own =
       m.use_count() == 1 ? std::const_pointer_cast<message>(m) : std::make_shared<message>(*m);
   m.reset();
-  auto t = take_forward_header(own->properties);
-  if (!t)
-    return error{error_code::precondition_failed,
-                 fmt::format("a publish to '{}' in vhost '{}' needs a valid '{}' header",
-                             forward_exchange, name_, forward_header)};
-  own->exchange = std::move(t->exchange);
-  own->routing_key = std::move(t->routing_key);
-  own->amqp_properties.clear();  // its headers changed
+  own->exchange = std::move(t.exchange);
+  own->routing_key = std::move(t.routing_key);
   std::vector<dest_id> targets;
-  for (const auto& name : t->queues)
+  for (const auto& name : t.queues)
     if (auto id = routing_.queue_id(name); id && !remote_ids_.count(*id)) targets.push_back(*id);
   if (sync_ticket) *sync_ticket = 0;
   // None of them is here any more (deleted meanwhile): the sender must not confirm it.

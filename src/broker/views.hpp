@@ -105,7 +105,8 @@ struct channel_view {
   bool confirm = false;
   bool transactional = false;
   bool closing = false;
-  bool flow_blocked = false;  // held back by a queue's backlog
+  // Held back by a queue's backlog, or by what it handed to other workers or nodes.
+  bool flow_blocked = false;
   uint16_t prefetch = 0;      // basic.qos for new consumers
   uint64_t unconfirmed = 0;
   uint64_t uncommitted = 0;

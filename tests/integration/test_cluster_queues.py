@@ -2,9 +2,12 @@
 a queue that lives on node A is sent over the link between the nodes, once per node, and confirmed only once A
 has stored it; with A down, such publishes are nacked. A real etcd and real Warren nodes, driven with pika."""
 
+import base64
+import json
 import signal
 import socket
 import time
+import urllib.request
 
 import pika
 import pytest
@@ -86,6 +89,77 @@ def test_publish_on_b_reaches_a_queue_on_a_with_confirms(nodes, workers):
     with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
         chb.basic_publish("amq.warren.forward", "", b"x")
     assert e.value.reply_code == 404 and "amq.warren.forward" in e.value.reply_text
+    ca.close()
+    cb.close()
+
+
+def test_forwarded_messages_keep_every_property_as_published(nodes):
+    """The forward header goes into the publisher's encoded properties and comes out of them on the queue's node
+    (amqp/protocol/properties_edit.hpp): every property arrives as published, a publisher's own header of the same
+    name too; a message published over HTTP (no encoded properties) as well."""
+    a, b = nodes("a"), nodes("b")
+    wait_for(lambda: running(b) == {"a": True, "b": True}, 5)
+    ca = connect(a)
+    cha = ca.channel()
+    cha.queue_declare("props")
+    wait_for(lambda: queue_nodes(b).get("props") == "a", 5)
+    cb = connect(b)
+    chb = cb.channel()
+    chb.confirm_delivery()
+    sent = [
+        pika.BasicProperties(),
+        pika.BasicProperties(content_type="text/plain", content_encoding="utf-8", delivery_mode=1, priority=3,
+                             correlation_id="c-1", reply_to="r", expiration="60000", message_id="m-1",
+                             timestamp=1700000000, type="t", app_id="app",
+                             headers={"x-warren-forward": "a publisher's own", "n": 1, "t": {"deep": [1, "x"]}}),
+        pika.BasicProperties(content_type="application/json", headers={"only": "one"}),
+    ]
+    for i, p in enumerate(sent):
+        chb.basic_publish("", "props", f"p{i}".encode(), p)
+    body = {"routing_key": "props", "payload": "over http", "payload_encoding": "string",
+            "properties": {"content_type": "text/x-http", "headers": {"h": "v"}}}
+    req = urllib.request.Request(f"http://127.0.0.1:{b.http_port}/api/exchanges/%2F/amq.default/publish",
+                                 method="POST", data=json.dumps(body).encode())
+    req.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert json.loads(r.read()) == {"routed": True}
+    got = drain(cha, "props", len(sent) + 1)
+    assert [m[2] for m in got] == [b"p0", b"p1", b"p2", b"over http"]
+    fields = ("content_type", "content_encoding", "headers", "delivery_mode", "priority", "correlation_id",
+              "reply_to", "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id")
+    for (_, props, _), want in zip(got, sent):
+        assert {f: getattr(props, f) for f in fields} == {f: getattr(want, f) for f in fields}
+    assert got[3][1].content_type == "text/x-http" and got[3][1].headers == {"h": "v"}
+    ca.close()
+    cb.close()
+
+
+def test_publishes_without_confirms_wait_for_a_node_that_falls_behind(nodes):
+    """A publisher on b without confirms, to a queue on a: b counts what it handed to the link and stops reading the
+    publisher past a window (its channel shows `flow`, as RabbitMQ's credit flow does) until a has taken it, so a
+    node that falls behind does not make b buffer without bound; everything arrives once a goes on."""
+    a, b = nodes("a"), nodes("b")
+    wait_for(lambda: running(b) == {"a": True, "b": True}, 5)
+    ca = connect(a)
+    cha = ca.channel()
+    cha.queue_declare("slow")
+    wait_for(lambda: queue_nodes(b).get("slow") == "a", 5)
+    cb = connect(b)
+    chb = cb.channel()
+    chb.basic_publish("", "slow", b"first")  # the link is open before a stops
+    assert drain(cha, "slow", 1)
+    n = 3000
+    a.send_signal(signal.SIGSTOP)  # well inside its lease (TTL 2 s)
+    try:
+        for i in range(n):
+            chb.basic_publish("", "slow", b"x" * 1000)
+        cb.process_data_events(0)
+        wait_for(lambda: [c["state"] for c in api(b, "/api/channels")] == ["flow"], 1, step=0.05)
+    finally:
+        a.send_signal(signal.SIGCONT)
+    wait_for(lambda: cha.queue_declare("slow", passive=True).method.message_count == n, 10)
+    wait_for(lambda: [c["state"] for c in api(b, "/api/channels")] == ["running"], 5)
     ca.close()
     cb.close()
 

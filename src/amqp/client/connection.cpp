@@ -144,6 +144,18 @@ uint64_t connection::publish(const std::string& exchange, const std::string& rou
   return confirming_ ? next_seq_++ : 0;
 }
 
+uint64_t connection::publish_encoded(std::string_view exchange, std::string_view routing_key,
+                                     std::string_view encoded_properties, std::string_view body) {
+  protocol::basic_publish p;
+  p.exchange = exchange;
+  p.routing_key = routing_key;
+  protocol::write_method(out_, channel, p);
+  protocol::write_encoded_content_header_frame(out_, channel, body.size(), encoded_properties);
+  protocol::write_body_frames(out_, channel, body, frame_max_);
+  flush();
+  return confirming_ ? next_seq_++ : 0;
+}
+
 void connection::ack(uint64_t tag, bool multiple) {
   protocol::write_method(out_, channel, protocol::basic_ack{tag, multiple});
   flush();

@@ -76,6 +76,9 @@ class connection : public std::enable_shared_from_this<connection> {
   // Returns the publish's sequence number in confirm mode, else 0.
   uint64_t publish(const std::string& exchange, const std::string& routing_key,
                    const protocol::basic_properties& props, std::string_view body);
+  // The same, with the properties already encoded (a content header's property flags and list).
+  uint64_t publish_encoded(std::string_view exchange, std::string_view routing_key,
+                           std::string_view encoded_properties, std::string_view body);
   void ack(uint64_t tag, bool multiple);
   void nack(uint64_t tag, bool multiple, bool requeue);
 

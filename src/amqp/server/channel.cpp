@@ -9,6 +9,7 @@
 #include <atomic>
 #include <random>
 
+#include "amqp/protocol/properties_edit.hpp"
 #include "amqp/server/channel_internal.hpp"
 #include "amqp/server/connection.hpp"
 #include "amqp/server/convert.hpp"
@@ -222,14 +223,37 @@ void channel::handle_header(const frame_view& f) {
                      publish_.amqp_class_id, publish_.amqp_method_id);
     return;
   }
-  if (!decode_content_header(f.payload, header_)) {
+  forward_.reset();
+  bool decoded = false;
+  if (publish_.exchange == broker::forward_exchange && conn_.user().cluster_node &&
+      f.payload.size() >= 12) {
+    // A node's forwarded publish (broker/forward.hpp): its header comes out of the encoded
+    // properties before they are decoded, so that only the publisher's are decoded, and
+    // delivered later as the publisher encoded them. Without a valid one the vhost refuses it.
+    // class, weight and body size take 12 bytes; the property flags and list follow.
+    header_properties_.assign(reinterpret_cast<const char*>(f.payload.data()) + 12,
+                              f.payload.size() - 12);
+    if (auto v = protocol::take_first_header(header_properties_, broker::forward_header))
+      forward_ = broker::read_forward_value(*v);
+    common::byte_reader head(f.payload.data(), 12),
+        props(header_properties_.data(), header_properties_.size());
+    header_.class_id = head.u16();
+    head.u16();  // the weight, checked above
+    header_.body_size = head.u64();
+    header_.properties = {};
+    decoded =
+        head.ok() && protocol::decode_basic_properties(props, header_.properties) && props.at_end();
+  } else {
+    decoded = decode_content_header(f.payload, header_);
+    if (decoded)  // class, weight and body size take 12 bytes; the properties follow
+      header_properties_.assign(reinterpret_cast<const char*>(f.payload.data()) + 12,
+                                f.payload.size() - 12);
+  }
+  if (!decoded) {
     conn_.connection_error(reply_code::frame_error, "cannot decode content header",
                            publish_.amqp_class_id, publish_.amqp_method_id);
     return;
   }
-  // class, weight and body size take 12 bytes; the property flags and list follow.
-  header_properties_.assign(reinterpret_cast<const char*>(f.payload.data()) + 12,
-                            f.payload.size() - 12);
   uint64_t max = conn_.context().settings.max_message_size;
   if (header_.body_size > max) {
     // Differs: RabbitMQ checks after receiving the whole body; refusing at the header spares
@@ -307,7 +331,8 @@ void channel::complete_publish() {
   // Called once (now, or at tx.commit): the message moves on to the vhost, and comes back with
   // the reply only when a basic.return may need it.
   auto publish = [this, shared = broker::message_ptr(std::move(msg)), mandatory, seq,
-                  topic_check = std::move(topic_check)]() mutable {
+                  topic_check = std::move(topic_check),
+                  forward = std::exchange(forward_, std::nullopt)]() mutable {
     uint64_t bytes = shared->body.size();
     // Queues on other shards answer a confirmed or transactional publish themselves.
     std::shared_ptr<broker::shard_answer> answer;
@@ -320,6 +345,15 @@ void channel::complete_publish() {
           });
       if (seq != 0) unsynced_.push_back({seq, 0, false, 0, false});
     }
+    // Outside confirm mode and transactions, what other shards and nodes are handed is counted
+    // by the channel's flow answer (count_handed): past handed_high the connection stops reading,
+    // so that a publisher cannot fill another worker's mailbox or a link to another node faster
+    // than they take it.
+    std::shared_ptr<broker::shard_answer> flow;
+    if (!answer && counts_answers_) {
+      flow_answer();
+      flow = flow_answer_;
+    }
     conn_.publish_started(bytes);
     ++inflight_publishes_;
     inflight_bytes_ += bytes;
@@ -328,12 +362,15 @@ void channel::complete_publish() {
     // worker only if the channel (and so the connection) still exists.
     using outcome = std::variant<broker::publish_outcome, broker::error>;
     using result = std::tuple<outcome, uint64_t, uint32_t>;
-    auto on_reply = [returnable = std::move(returnable), mandatory, seq, bytes](channel& ch,
-                                                                                const result& res) {
+    auto on_reply = [returnable = std::move(returnable), mandatory, seq, bytes,
+                     flow_counted = flow != nullptr](channel& ch, const result& res) {
       const auto& r = std::get<0>(res);
       uint64_t ticket = std::get<1>(res);
       uint32_t remote = std::get<2>(res);
-      if (ch.counts_answers_ && seq == 0) ch.remote_outstanding_ += remote;
+      if (flow_counted && remote > 0)
+        ch.count_handed(remote);
+      else if (ch.counts_answers_ && seq == 0)
+        ch.remote_outstanding_ += remote;
       ch.conn_.publish_finished(1, bytes);
       --ch.inflight_publishes_;
       ch.inflight_bytes_ -= std::min(bytes, ch.inflight_bytes_);
@@ -389,7 +426,7 @@ void channel::complete_publish() {
     // a publish that one handed over from here could overtake (one channel's publishes to one
     // queue keep their order).
     size_t here = link_->worker().index();
-    if (sharded_ && !tx_mode_ && !topic_check && home_calls_ == 0 &&
+    if (sharded_ && !tx_mode_ && !topic_check && !forward && home_calls_ == 0 &&
         here != conn_.vhost().home_worker()) {
       uint64_t ticket = 0;
       uint32_t remote = 0;
@@ -416,14 +453,21 @@ void channel::complete_publish() {
     }
     call_vhost(
         [shared = std::move(shared), cid = global_id_, topic_check = std::move(topic_check),
-         answer = std::move(answer)](broker::vhost& v) mutable {
+         answer = std::move(answer), forward = std::move(forward),
+         flow = std::move(flow)](broker::vhost& v) mutable {
           uint64_t ticket = 0;
           uint32_t remote = 0;
+          const broker::shard_answer* ans = answer ? answer.get() : flow.get();
+          if (forward) {
+            outcome r = v.publish_forwarded(std::move(shared), std::move(*forward), cid, &ticket,
+                                            ans, &remote);
+            return result{std::move(r), ticket, remote};
+          }
           if (topic_check)
             if (auto e =
                     topic_check->topic(auth::perm::write, shared->exchange, shared->routing_key, v))
               return result{outcome(std::move(*e)), ticket, remote};
-          outcome r = v.publish(std::move(shared), cid, &ticket, answer.get(), &remote);
+          outcome r = v.publish(std::move(shared), cid, &ticket, ans, &remote);
           return result{std::move(r), ticket, remote};
         },
         std::move(on_reply));
@@ -925,7 +969,7 @@ void channel::describe(broker::channel_view& v) const {
   v.confirm = confirm_mode_;
   v.transactional = tx_mode_;
   v.closing = state_ != state::open;
-  v.flow_blocked = throttled_;
+  v.flow_blocked = throttled_ || handover_paused_;
   v.prefetch = prefetch_count_;
   v.unconfirmed = publish_seq_ - acked_sent_;
   v.uncommitted = tx_pending_.size();

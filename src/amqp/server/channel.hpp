@@ -283,6 +283,8 @@ class channel {
   protocol::basic_publish publish_;
   protocol::content_header header_;
   std::string header_properties_;  // header_'s properties as the client encoded them
+  // A node's forwarded publish: its target, taken out of the encoded properties (handle_header).
+  std::optional<broker::forward_target> forward_;
   std::string body_;
 };
 
