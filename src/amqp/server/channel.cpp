@@ -222,7 +222,10 @@ void channel::handle_header(const frame_view& f) {
                      publish_.amqp_class_id, publish_.amqp_method_id);
     return;
   }
-  if (!decode_content_header(f.payload, header_)) {
+  // Made at the channel's first publish and kept: an idle or consuming channel does not carry
+  // the decoded properties' 472 bytes (docs/benchmarks.md, "Memory per idle AMQP connection").
+  if (!header_) header_ = std::make_unique<protocol::content_header>();
+  if (!decode_content_header(f.payload, *header_)) {
     conn_.connection_error(reply_code::frame_error, "cannot decode content header",
                            publish_.amqp_class_id, publish_.amqp_method_id);
     return;
@@ -231,33 +234,33 @@ void channel::handle_header(const frame_view& f) {
   header_properties_.assign(reinterpret_cast<const char*>(f.payload.data()) + 12,
                             f.payload.size() - 12);
   uint64_t max = conn_.context().settings.max_message_size;
-  if (header_.body_size > max) {
+  if (header_->body_size > max) {
     // Differs: RabbitMQ checks after receiving the whole body; refusing at the header spares
     // buffering it. The closing channel drops the body frames that follow.
     conn_.channel_error(*this, reply_code::precondition_failed,
                         fmt::format("message size {} is larger than configured max size {}",
-                                    header_.body_size, max),
+                                    header_->body_size, max),
                         publish_.amqp_class_id, publish_.amqp_method_id);
     return;
   }
-  if (header_.body_size == 0) {
+  if (header_->body_size == 0) {
     complete_publish();
     return;
   }
-  body_.reserve(size_t(header_.body_size));
+  body_.reserve(size_t(header_->body_size));
   content_ = content_phase::body;
 }
 
 void channel::handle_body(const frame_view& f) {
-  if (body_.size() + f.payload.size() > header_.body_size) {
+  if (body_.size() + f.payload.size() > header_->body_size) {
     // Differs: RabbitMQ does not check this and waits for a frame that never fits.
-    unexpected_frame(
-        fmt::format("content body frames carry more than the {} bytes declared", header_.body_size),
-        publish_.amqp_class_id, publish_.amqp_method_id);
+    unexpected_frame(fmt::format("content body frames carry more than the {} bytes declared",
+                                 header_->body_size),
+                     publish_.amqp_class_id, publish_.amqp_method_id);
     return;
   }
   body_.append(reinterpret_cast<const char*>(f.payload.data()), f.payload.size());
-  if (body_.size() == header_.body_size) complete_publish();
+  if (body_.size() == header_->body_size) complete_publish();
 }
 
 void channel::complete_publish() {
@@ -273,7 +276,7 @@ void channel::complete_publish() {
   bool topic = false;
   if (!may_publish(publish_.exchange, topic)) return;
   uint64_t seq = confirm_mode_ ? ++publish_seq_ : 0;
-  const auto& uid = header_.properties.user_id;
+  const auto& uid = header_->properties.user_id;
   // A node of the cluster forwards other users' messages (broker/forward.hpp).
   if (uid && *uid != conn_.user().name && !conn_.user().cluster_node) {
     conn_.channel_error(*this, reply_code::precondition_failed,
@@ -283,7 +286,7 @@ void channel::complete_publish() {
     return;
   }
   auto msg = std::make_shared<broker::message>();
-  if (const auto& exp = header_.properties.expiration) {
+  if (const auto& exp = header_->properties.expiration) {
     int64_t ms = 0;
     if (!broker::parse_expiration(*exp, ms)) {
       conn_.channel_error(*this, reply_code::precondition_failed,
@@ -295,7 +298,7 @@ void channel::complete_publish() {
   }
   msg->exchange = std::move(publish_.exchange);
   msg->routing_key = std::move(publish_.routing_key);
-  msg->properties = to_broker(std::move(header_.properties));
+  msg->properties = to_broker(std::move(header_->properties));
   msg->amqp_properties = std::move(header_properties_);
   header_properties_ = std::string();
   msg->body = std::move(body_);
