@@ -5,6 +5,7 @@
 
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -19,6 +20,10 @@ namespace warren::net {
 namespace {
 // Bytes read per readiness event before yielding to other connections on the worker.
 constexpr size_t read_budget = 64 * 1024;
+// A read once the worker's turn budget is spent: a publish of a few KB still gets in.
+constexpr size_t small_read = 4 * 1024;
+// Output up to this size is written whole whatever is left of the worker's turn budget.
+constexpr size_t small_output = 64 * 1024;
 // Buffers above this capacity are released once empty, so a burst does not pin memory.
 constexpr size_t keep_capacity = 4096;
 
@@ -108,8 +113,18 @@ void connection::on_readable() {
   size_t total = 0;
   while (state_ != state::closed) {
     if (state_ == state::open && (paused_by_handler_ || paused_by_writes_)) break;
+    // The worker's read budget for this turn spent: one small read still, then yield, so a small
+    // publish gets in at once while a publisher of large messages takes a small step.
+    size_t want = buf.size();
+    if (owner_.read_budget() < want) {
+      if (total > 0) {
+        yield_reading();
+        return;
+      }
+      want = std::max(owner_.read_budget(), small_read);
+    }
     boost::system::error_code ec;
-    size_t n = socket_.read_some(boost::asio::buffer(buf.data(), buf.size()), ec);
+    size_t n = socket_.read_some(boost::asio::buffer(buf.data(), want), ec);
     if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) break;
     if (ec || n == 0) {  // EOF or error: the peer is gone
       close_now();
@@ -118,23 +133,28 @@ void connection::on_readable() {
     if (state_ == state::lingering) continue;  // discard input while closing
     ++read_calls_;
     bytes_received_ += n;
+    owner_.spend_read_budget(n);
     deliver(buf.subspan(0, n));
     total += n;
     if (total >= read_budget) {
-      // Yield to other connections; come back through the loop.
-      if (state_ == state::open) {
-        read_armed_ = true;
-        boost::asio::post(owner_.io(), [self = shared_from_this()] {
-          self->read_armed_ = false;
-          if (self->state_ != state::closed) self->on_readable();
-        });
-      }
-      flush();
+      yield_reading();
       return;
     }
   }
   flush();
   arm_read();
+}
+
+void connection::yield_reading() {
+  // Come back through the loop, after the other connections' turn.
+  if (state_ == state::open) {
+    read_armed_ = true;
+    boost::asio::post(owner_.io(), [self = shared_from_this()] {
+      self->read_armed_ = false;
+      if (self->state_ != state::closed) self->on_readable();
+    });
+  }
+  flush();
 }
 
 void connection::deliver(std::span<const uint8_t> bytes) {
@@ -159,17 +179,21 @@ void connection::flush() {
     return;
   }
   // Gather writes straight from the queue: encoded frames and shared bodies go to the kernel
-  // without being copied into a buffer of ours first. At most write_quantum per turn.
+  // without being copied into a buffer of ours first. At most write_quantum per flush, and a
+  // large output only within what is left of the worker's budget for this turn; a small one
+  // goes out whole whatever is left: it is what a latency is made of, and costs little.
+  const bool small = out_.size() <= small_output;
   size_t written = 0;
   while (!out_.empty()) {
-    if (written >= write_quantum) {
+    size_t allowed = small ? out_.size() : std::min(write_quantum - written, owner_.write_budget());
+    if (allowed == 0) {
       update_read_state();
       flush_soon();  // the rest after the other connections' turn
       return;
     }
     // 64 is what Asio passes to one sendmsg (its buffer_sequence_adapter's max_buffers).
     std::array<boost::asio::const_buffer, 64> iov;
-    size_t k = out_.gather(iov.data(), iov.size(), write_quantum - written);
+    size_t k = out_.gather(iov.data(), iov.size(), allowed);
     boost::system::error_code ec;
     ++write_calls_;
     size_t n = socket_.write_some(std::span<const boost::asio::const_buffer>(iov.data(), k), ec);
@@ -180,6 +204,7 @@ void connection::flush() {
     }
     bytes_sent_ += n;
     written += n;
+    owner_.spend_write_budget(n);
     out_.consume(n);
   }
   if (out_.empty()) {
@@ -296,6 +321,11 @@ void connection::close_now() {
 }
 
 void connection::tick(std::chrono::steady_clock::time_point now) {
+  // Nothing written since the last tick and nothing queued: the output's small buffer (kept
+  // between writes so that a busy connection does not allocate per message) goes back, so an
+  // idle connection holds no output buffer (the 480-byte connection.start's, for one).
+  if (sent_at_last_tick_ == bytes_sent_ && !writing_) out_.release_all();
+  sent_at_last_tick_ = bytes_sent_;
   if (state_ == state::lingering) {
     if (now >= linger_deadline_) close_now();
     return;

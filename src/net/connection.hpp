@@ -137,6 +137,7 @@ class connection : public std::enable_shared_from_this<connection> {
 
   void arm_read();
   void on_readable();
+  void yield_reading();
   void deliver(std::span<const uint8_t> bytes);
   void arm_write_wait();
   void after_drain();
@@ -166,6 +167,7 @@ class connection : public std::enable_shared_from_this<connection> {
   uint64_t read_calls_ = 0;
   uint64_t bytes_received_ = 0;
   uint64_t bytes_sent_ = 0;
+  uint64_t sent_at_last_tick_ = 0;  // bytes_sent_ at the previous tick: idle since?
   state state_ = state::open;
   bool unix_socket_ = false;
   bool writing_ = false;  // waiting for the socket (or OpenSSL) to take more

@@ -28,7 +28,11 @@
 namespace warren::net {
 
 namespace {
-constexpr size_t read_budget = 64 * 1024;  // as the plain path: then yield to other connections
+// As the plain path (connection.cpp): per readiness event, then yield to other connections; one
+// small step once the worker's budget for the turn is spent; a small output is written whole.
+constexpr size_t read_budget = 64 * 1024;
+constexpr size_t small_read = 4 * 1024;
+constexpr size_t small_output = 64 * 1024;
 }  // namespace
 
 bool connection::use_tls(std::shared_ptr<const tls_context> ctx) {
@@ -88,8 +92,16 @@ void connection::on_readable_tls() {
   auto buf = owner_.read_buffer();
   size_t total = 0;
   while (state_ == state::open && !paused_by_handler_ && !paused_by_writes_) {
+    size_t want = buf.size();
+    if (owner_.read_budget() < want) {
+      if (total > 0) {
+        yield_reading();  // OpenSSL may hold decrypted bytes: come back without waiting
+        return;
+      }
+      want = std::max(owner_.read_budget(), small_read);
+    }
     size_t n = 0;
-    if (SSL_read_ex(ssl, buf.data(), buf.size(), &n) != 1) {
+    if (SSL_read_ex(ssl, buf.data(), want, &n) != 1) {
       int e = SSL_get_error(ssl, 0);
       if (e == SSL_ERROR_WANT_READ) break;
       if (e == SSL_ERROR_WANT_WRITE) {
@@ -108,17 +120,11 @@ void connection::on_readable_tls() {
     }
     ++read_calls_;
     bytes_received_ += n;
+    owner_.spend_read_budget(n);
     deliver(buf.subspan(0, n));
     total += n;
     if (total >= read_budget) {
-      if (state_ == state::open) {
-        read_armed_ = true;
-        boost::asio::post(owner_.io(), [self = shared_from_this()] {
-          self->read_armed_ = false;
-          if (self->state_ != state::closed) self->on_readable();
-        });
-      }
-      flush();
+      yield_reading();
       return;
     }
   }
@@ -152,9 +158,11 @@ void connection::flush_tls() {
   ERR_clear_error();
   // One SSL_write per contiguous piece of the output (encoded text, or a slice of a shared body):
   // OpenSSL has no gather write. The piece at the front only grows (text appended) until written.
+  // A retried SSL_write must be retried whatever the budget (OpenSSL expects the same write).
+  const bool small = out_.size() <= small_output;
   size_t written = 0;
   while (!out_.empty()) {
-    if (written >= write_quantum && !t.write_len_) {
+    if (!t.write_len_ && !small && (written >= write_quantum || owner_.write_budget() == 0)) {
       update_read_state();
       flush_soon();  // the rest after the other connections' turn, as the plain path
       return;
@@ -168,6 +176,7 @@ void connection::flush_tls() {
       t.write_len_ = 0;
       bytes_sent_ += n;
       written += n;
+      owner_.spend_write_budget(n);
       out_.consume(n);
       continue;
     }

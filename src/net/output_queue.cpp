@@ -106,4 +106,10 @@ void output_queue::release_if_large() {
   if (splices_.capacity() > keep_splices) std::vector<splice>().swap(splices_);
 }
 
+void output_queue::release_all() {
+  if (!empty()) return;
+  std::string().swap(text_);
+  std::vector<splice>().swap(splices_);
+}
+
 }  // namespace warren::net

@@ -44,6 +44,8 @@ class output_queue {
   size_t capacity() const { return text_.capacity() + splices_.capacity() * sizeof(splice); }
   // Once empty, gives back buffers a burst grew beyond a small size.
   void release_if_large();
+  // Once empty, gives back all its memory (an idle connection's last small output).
+  void release_all();
 
  private:
   struct splice {

@@ -119,6 +119,30 @@ void worker::schedule_flush(std::shared_ptr<connection> c) {
   boost::asio::post(io_, [this] { run_flushes(); });
 }
 
+void worker::spend_write_budget(size_t n) {
+  write_budget_ -= std::min(n, write_budget_);
+  renew_budgets_next_turn();
+}
+
+void worker::spend_read_budget(size_t n) {
+  read_budget_ -= std::min(n, read_budget_);
+  renew_budgets_next_turn();
+}
+
+void worker::renew_budgets_next_turn() {
+  // A handler posted from inside a turn runs after the loop's next epoll_wait, at the head of the
+  // next turn (Asio's scheduler queues it behind its reactor marker, and the events the wait
+  // returns behind it): so the budgets are renewed once a turn while bytes move, and not at all
+  // while the worker is idle.
+  if (renewal_posted_) return;
+  renewal_posted_ = true;
+  boost::asio::post(io_, [this] {
+    renewal_posted_ = false;
+    write_budget_ = turn_write_budget;
+    read_budget_ = turn_read_budget;
+  });
+}
+
 void worker::run_flushes() {
   // A slice of connections at a time, then whatever was posted meanwhile runs first. A connection
   // that gets more output before its turn (the next message of a room with thousands of members

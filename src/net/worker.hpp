@@ -81,12 +81,28 @@ class worker {
   // Owner thread only: c->flush() once the tasks already waiting have run (connection::flush_soon).
   void schedule_flush(std::shared_ptr<connection> c);
 
+  // Bytes all of this worker's connections together may write to, and read from, their sockets
+  // in one turn of the loop (from one epoll_wait to the next). Once spent, a connection with
+  // more than a small output to write, or a reader past its first read, waits for the next turn
+  // (connection::flush, connection::on_readable), so a turn stays short however many megabytes
+  // the worker has to move, and a small output or a small publish (a confirm, a 256-byte
+  // delivery) waits behind at most about this much bulk rather than behind every bulk
+  // connection's quantum. Seed 000's flood (docs/benchmarks.md) had turns of 30-60 ms of CPU.
+  static constexpr size_t turn_write_budget = 1024 * 1024;
+  static constexpr size_t turn_read_budget = 1024 * 1024;
+  // Owner thread only: what is left of this turn's budgets, and spending them.
+  size_t write_budget() const { return write_budget_; }
+  size_t read_budget() const { return read_budget_; }
+  void spend_write_budget(size_t n);
+  void spend_read_budget(size_t n);
+
  private:
   void arm_tick();
   void on_tick();
   void run_flushes();
   void wake();
   void drain();
+  void renew_budgets_next_turn();
 
   size_t index_;
   mailbox mailbox_;  // declared before io_: outlives the handlers io_ destroys
@@ -102,6 +118,9 @@ class worker {
   std::vector<std::shared_ptr<connection>> flush_queue_;  // from flush_head_ on: not flushed yet
   size_t flush_head_ = 0;
   bool flush_posted_ = false;
+  size_t write_budget_ = turn_write_budget;
+  size_t read_budget_ = turn_read_budget;
+  bool renewal_posted_ = false;
 };
 
 class worker_pool {

@@ -223,6 +223,9 @@ void channel::handle_header(const frame_view& f) {
                      publish_.amqp_class_id, publish_.amqp_method_id);
     return;
   }
+  // Made at the channel's first publish and kept: an idle or consuming channel does not carry
+  // the decoded properties' 472 bytes (docs/benchmarks.md, "Memory per idle AMQP connection").
+  if (!header_) header_ = std::make_unique<protocol::content_header>();
   forward_.reset();
   bool decoded = false;
   if (publish_.exchange == broker::forward_exchange && conn_.user().cluster_node &&
@@ -234,17 +237,18 @@ void channel::handle_header(const frame_view& f) {
     header_properties_.assign(reinterpret_cast<const char*>(f.payload.data()) + 12,
                               f.payload.size() - 12);
     if (auto v = protocol::take_first_header(header_properties_, broker::forward_header))
-      forward_ = broker::read_forward_value(*v);
+      if (auto t = broker::read_forward_value(*v))
+        forward_ = std::make_shared<broker::forward_target>(std::move(*t));
     common::byte_reader head(f.payload.data(), 12),
         props(header_properties_.data(), header_properties_.size());
-    header_.class_id = head.u16();
+    header_->class_id = head.u16();
     head.u16();  // the weight, checked above
-    header_.body_size = head.u64();
-    header_.properties = {};
-    decoded =
-        head.ok() && protocol::decode_basic_properties(props, header_.properties) && props.at_end();
+    header_->body_size = head.u64();
+    header_->properties = {};
+    decoded = head.ok() && protocol::decode_basic_properties(props, header_->properties) &&
+              props.at_end();
   } else {
-    decoded = decode_content_header(f.payload, header_);
+    decoded = decode_content_header(f.payload, *header_);
     if (decoded)  // class, weight and body size take 12 bytes; the properties follow
       header_properties_.assign(reinterpret_cast<const char*>(f.payload.data()) + 12,
                                 f.payload.size() - 12);
@@ -255,33 +259,33 @@ void channel::handle_header(const frame_view& f) {
     return;
   }
   uint64_t max = conn_.context().settings.max_message_size;
-  if (header_.body_size > max) {
+  if (header_->body_size > max) {
     // Differs: RabbitMQ checks after receiving the whole body; refusing at the header spares
     // buffering it. The closing channel drops the body frames that follow.
     conn_.channel_error(*this, reply_code::precondition_failed,
                         fmt::format("message size {} is larger than configured max size {}",
-                                    header_.body_size, max),
+                                    header_->body_size, max),
                         publish_.amqp_class_id, publish_.amqp_method_id);
     return;
   }
-  if (header_.body_size == 0) {
+  if (header_->body_size == 0) {
     complete_publish();
     return;
   }
-  body_.reserve(size_t(header_.body_size));
+  body_.reserve(size_t(header_->body_size));
   content_ = content_phase::body;
 }
 
 void channel::handle_body(const frame_view& f) {
-  if (body_.size() + f.payload.size() > header_.body_size) {
+  if (body_.size() + f.payload.size() > header_->body_size) {
     // Differs: RabbitMQ does not check this and waits for a frame that never fits.
-    unexpected_frame(
-        fmt::format("content body frames carry more than the {} bytes declared", header_.body_size),
-        publish_.amqp_class_id, publish_.amqp_method_id);
+    unexpected_frame(fmt::format("content body frames carry more than the {} bytes declared",
+                                 header_->body_size),
+                     publish_.amqp_class_id, publish_.amqp_method_id);
     return;
   }
   body_.append(reinterpret_cast<const char*>(f.payload.data()), f.payload.size());
-  if (body_.size() == header_.body_size) complete_publish();
+  if (body_.size() == header_->body_size) complete_publish();
 }
 
 void channel::complete_publish() {
@@ -297,7 +301,7 @@ void channel::complete_publish() {
   bool topic = false;
   if (!may_publish(publish_.exchange, topic)) return;
   uint64_t seq = confirm_mode_ ? ++publish_seq_ : 0;
-  const auto& uid = header_.properties.user_id;
+  const auto& uid = header_->properties.user_id;
   // A node of the cluster forwards other users' messages (broker/forward.hpp).
   if (uid && *uid != conn_.user().name && !conn_.user().cluster_node) {
     conn_.channel_error(*this, reply_code::precondition_failed,
@@ -307,7 +311,7 @@ void channel::complete_publish() {
     return;
   }
   auto msg = std::make_shared<broker::message>();
-  if (const auto& exp = header_.properties.expiration) {
+  if (const auto& exp = header_->properties.expiration) {
     int64_t ms = 0;
     if (!broker::parse_expiration(*exp, ms)) {
       conn_.channel_error(*this, reply_code::precondition_failed,
@@ -319,7 +323,7 @@ void channel::complete_publish() {
   }
   msg->exchange = std::move(publish_.exchange);
   msg->routing_key = std::move(publish_.routing_key);
-  msg->properties = to_broker(std::move(header_.properties));
+  msg->properties = to_broker(std::move(header_->properties));
   msg->amqp_properties = std::move(header_properties_);
   header_properties_ = std::string();
   msg->body = std::move(body_);
@@ -332,7 +336,7 @@ void channel::complete_publish() {
   // the reply only when a basic.return may need it.
   auto publish = [this, shared = broker::message_ptr(std::move(msg)), mandatory, seq,
                   topic_check = std::move(topic_check),
-                  forward = std::exchange(forward_, std::nullopt)]() mutable {
+                  forward = std::exchange(forward_, nullptr)]() mutable {
     uint64_t bytes = shared->body.size();
     // Queues on other shards answer a confirmed or transactional publish themselves.
     std::shared_ptr<broker::shard_answer> answer;

@@ -4,10 +4,11 @@
 // a post back (see call_vhost); deliveries arrive the same way through the channel's link.
 #pragma once
 
+#include <boost/container/deque.hpp>
+
 #include <array>
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -202,9 +203,11 @@ class channel {
     int32_t remaining = 0;
     bool counted = true;
   };
-  std::deque<unsynced_confirm> unsynced_;  // in sequence order, waiting for the store
-  bool sync_wait_ = false;                 // a when_synced callback is registered
-  uint64_t max_ticket_ = 0;                // the last store ticket of our publishes (tx.commit)
+  // Boost's deque allocates nothing until its first element; std::deque (libstdc++) takes 576
+  // bytes at construction, twice per channel here, confirm mode or not.
+  boost::container::deque<unsynced_confirm> unsynced_;  // in sequence order, waiting for the store
+  bool sync_wait_ = false;                              // a when_synced callback is registered
+  uint64_t max_ticket_ = 0;        // the last store ticket of our publishes (tx.commit)
   uint32_t uncredited_ = 0;        // deliveries written to the output buffer, not yet credited
   uint64_t uncredited_bytes_ = 0;  // their bodies
   bool credit_scheduled_ = false;
@@ -260,7 +263,7 @@ class channel {
     uint32_t remaining;
     uint64_t bytes;
   };
-  std::deque<handed_publish> handed_;
+  boost::container::deque<handed_publish> handed_;
   std::vector<std::function<void()>> after_remote_;  // tx.commit waiting for them
   std::string last_queue_;
   // may_publish's memory: this exchange was allowed at this generation of the user store.
@@ -281,10 +284,11 @@ class channel {
   std::array<double, 5> rates_{};        // as broker::channel_view::rates
   common::limit_slot user_slot_;
   protocol::basic_publish publish_;
-  protocol::content_header header_;
+  std::unique_ptr<protocol::content_header> header_;  // from the first publish on
   std::string header_properties_;  // header_'s properties as the client encoded them
   // A node's forwarded publish: its target, taken out of the encoded properties (handle_header).
-  std::optional<broker::forward_target> forward_;
+  // A pointer: most channels never carry one.
+  std::shared_ptr<broker::forward_target> forward_;
   std::string body_;
 };
 

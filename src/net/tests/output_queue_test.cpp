@@ -208,5 +208,17 @@ TEST(OutputQueue, ReleasesCapacityAfterBurstOnly) {
   EXPECT_LE(q.capacity(), 4096u);
 }
 
+TEST(OutputQueue, ReleaseAllGivesBackASmallBufferOnceEmpty) {
+  output_queue q;
+  q.text().assign(500, 'x');  // a connection.start, say
+  q.release_all();
+  EXPECT_GE(q.capacity(), 500u) << "not empty: kept";
+  q.consume(500);
+  q.release_if_large();
+  EXPECT_GE(q.capacity(), 500u) << "small: release_if_large keeps it";
+  q.release_all();
+  EXPECT_EQ(q.capacity(), std::string().capacity());
+}
+
 }  // namespace
 }  // namespace warren::net
