@@ -375,6 +375,18 @@ void gateway_handler::on_hub_synced(std::function<hub_answer()> fn) {
         if (self->h) self->h->reply(status, std::move(body));
       });
     };
+    if (r.nodes) {
+      wait_for_nodes(*r.nodes, st, r.ticket, std::move(answer), [self, w] {
+        w->post([self] {
+          if (self->h)
+            self->h->reply(503, error_json("unavailable",
+                                           "a node of the cluster this message was handed to (the "
+                                           "owner of its target) did not store it: it is down or "
+                                           "unreachable"));
+        });
+      });
+      return;
+    }
     // What the answer says was taken is on disk first (the store's group commit).
     if (st && r.ticket)
       st->when_synced(r.ticket, std::move(answer));

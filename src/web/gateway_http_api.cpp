@@ -45,6 +45,51 @@ bool publish(broker::vhost& v, broker::message_ptr m, uint64_t* ticket) {
   return o && *o == broker::publish_outcome::routed;
 }
 
+std::function<void(uint64_t, bool)> node_answers::answer() {
+  return [self = shared_from_this()](uint64_t ticket, bool rejected) {
+    std::unique_lock lk(self->mutex_);
+    ++self->got_;
+    self->ticket_ = std::max(self->ticket_, ticket);
+    self->rejected_ = self->rejected_ || rejected;
+    self->finish_if_complete(lk);
+  };
+}
+
+void node_answers::expect(uint32_t n) {
+  std::unique_lock lk(mutex_);
+  expected_ = n;
+  finish_if_complete(lk);
+}
+
+void node_answers::then(std::function<void(uint64_t, bool)> done) {
+  std::unique_lock lk(mutex_);
+  done_ = std::move(done);
+  finish_if_complete(lk);
+}
+
+void node_answers::finish_if_complete(std::unique_lock<std::mutex>& lk) {
+  if (!expected_ || got_ < *expected_ || !done_) return;
+  auto d = std::move(done_);
+  done_ = nullptr;
+  uint64_t t = ticket_;
+  bool r = rejected_;
+  lk.unlock();
+  d(t, r);
+}
+
+void wait_for_nodes(node_answers& n, store::message_store* st, uint64_t ticket,
+                    std::function<void()> answer, std::function<void()> refused) {
+  n.then([st, ticket, answer = std::move(answer), refused = std::move(refused)](
+             uint64_t theirs, bool rejected) mutable {
+    if (rejected) return refused();
+    uint64_t t = std::max(ticket, theirs);
+    if (st && t)
+      st->when_synced(t, std::move(answer));
+    else
+      answer();
+  });
+}
+
 json members_json(const hub& h, const std::string& room) {
   json list = json::array();
   for (const auto& m : h.members(room))
@@ -204,11 +249,27 @@ void gateway_handler::backend(request& req, std::string_view path,
   };
 
   // Publishes on the hub's worker and answers {"routed": bool} once what it stored is on disk.
+  // In a cluster the message may be handed to the node owning its target: its answer counts too.
   auto answer_routed_when_stored = [&](broker::message_ptr m) {
     on_hub_synced([g, m = std::move(m)]() -> hub_answer {
       uint64_t ticket = 0;
-      bool routed = publish(g->vhost(), m, &ticket);
-      return {200, json{{"routed", routed}}.dump(), ticket};
+      if (!g->vhost().in_cluster()) {
+        bool routed = publish(g->vhost(), m, &ticket);
+        return {200, json{{"routed", routed}}.dump(), ticket, nullptr};
+      }
+      auto nodes = std::make_shared<node_answers>();
+      broker::shard_answer a = nodes->answer();
+      uint32_t remote = 0;
+      auto r = g->vhost().publish(m, 0, &ticket, &a, &remote);
+      auto* o = std::get_if<broker::publish_outcome>(&r);
+      bool routed = o && *o == broker::publish_outcome::routed;
+      if (o && *o == broker::publish_outcome::rejected) routed = false;
+      hub_answer h{200, json{{"routed", routed}}.dump(), ticket, nullptr};
+      if (remote) {
+        nodes->expect(remote);
+        h.nodes = std::move(nodes);
+      }
+      return h;
     });
   };
   if (parts.size() == 1 && parts[0] == "send") {

@@ -157,6 +157,7 @@ void hub::tick() {
     if (inbox* box = inboxes_.find(user)) box->set_live(false);
   }
   sweep(now);
+  if (cluster_) cluster_tick();
   if (store_) store_->expire_inbox(now);
   flush();
 }
@@ -203,6 +204,8 @@ void hub::count_replay(const std::vector<event>& evs) {
 }
 
 void hub::attach(const link_ptr& l, std::optional<uint64_t> since) {
+  if (cluster_)
+    if (auto owner = away_owner(l->user); !owner.empty()) return attach_remote(l, since, owner);
   inbox& box = get_inbox(l->user);
   live& on = go_live(l->user, box);
   if (on.sessions.empty()) ++online_users_;
@@ -220,6 +223,7 @@ void hub::attach(const link_ptr& l, std::optional<uint64_t> since) {
 }
 
 void hub::detach(const link_ptr& l) {
+  if (cluster_ && detach_remote(l)) return;
   inbox* box = find_inbox(l->user);
   live* on = box ? live_of(l->user, *box) : nullptr;
   if (!on) return;
@@ -235,6 +239,7 @@ void hub::detach(const link_ptr& l) {
 }
 
 void hub::catch_up(const link_ptr& l, uint64_t since) {
+  if (cluster_ && catch_up_remote(l, since)) return;
   inbox* box = find_inbox(l->user);
   std::vector<event> evs;
   if (box) evs = replay(*box, live_of(l->user, *box), since);
@@ -374,6 +379,8 @@ std::pair<bool, size_t> hub::presence(const std::string& user) const {
 bool hub::on_user_message(const broker::message& m) {
   // Anonymous connections are read-only rooms members; nobody sends to them.
   if (m.routing_key.starts_with("anonymous:") || m.routing_key.empty()) return false;
+  if (cluster_ && !hopped(m))
+    if (auto owner = away_owner(m.routing_key); !owner.empty()) return forward_to_owner(owner, m);
   send_options o = options_of(m);
   inbox* box = find_inbox(m.routing_key);
   live* on = box ? live_of(m.routing_key, *box) : nullptr;

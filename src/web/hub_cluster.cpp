@@ -1,0 +1,299 @@
+// The hub in a cluster (docs/cluster.md, "The web gateway across nodes"). Each user has one
+// owner node, the slot of its name in the shard map (web/shard_map.hpp); only the owner keeps the
+// user's inbox. A send arriving elsewhere is handed to the owner; a browser connected elsewhere
+// is served through a *proxy* there: the node asks the owner for the events after its `since`
+// and registers its interest (once per user per node, however many tabs), and the owner hands
+// it every new event of the user once, which the node gives its tabs. Nodes talk through the
+// links between nodes (app/node_links), as forwards to the sink exchange `warren.nodes`, whose
+// bodies are small JSON objects:
+//
+//   op (routing key) | from -> to     | body
+//   attach           | node -> owner  | {"u": user, "n": node, "r": request, "s": since?}
+//   replay           | owner -> node  | {"u": user, "r": request, "e": [[seq, tail, transient]...]}
+//   events           | owner -> node  | {"u": user, "e": [...]}
+//   detach           | node -> owner  | {"u": user, "n": node}
+//
+// The owner answers an attach, after its store synced what it holds, with a replay; its later
+// events follow on the same link, so a tab made live at its replay misses nothing and numbers
+// are the owner's. When the map moves a user, the sessions of that user attach again where it
+// now lives, from the newest seq seen: the new owner's inbox never gave that number out, so the
+// tab gets a `reset` first (never a silent gap). On the hub's worker, like the rest of the hub.
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include "broker/vhost.hpp"
+#include "net/worker.hpp"
+#include "web/hub.hpp"
+#include "web/hub_internal.hpp"
+
+namespace warren::web {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Set on a send handed to its owner: the receiving node keeps it whatever its own map says
+// (two nodes whose maps differ for a moment never hand a message back and forth).
+constexpr std::string_view hop_header = "x-warren-hop";
+
+json events_json(const event* evs, size_t n) {
+  json out = json::array();
+  for (size_t i = 0; i < n; ++i)
+    out.push_back(json::array({evs[i].seq, *evs[i].tail, evs[i].transient ? 1 : 0}));
+  return out;
+}
+
+std::vector<event> events_of(const json& j) {
+  std::vector<event> out;
+  if (!j.is_array()) return out;
+  for (const auto& e : j) {
+    if (!e.is_array() || e.size() != 3 || !e[0].is_number_unsigned() || !e[1].is_string()) continue;
+    out.push_back(event{e[0].get<uint64_t>(),
+                        std::make_shared<const std::string>(e[1].get<std::string>()), 0,
+                        e[2] == 1});
+  }
+  return out;
+}
+
+bool drop(std::vector<link_ptr>& v, const link_ptr& l) {
+  auto it = std::find(v.begin(), v.end(), l);
+  if (it == v.end()) return false;
+  v.erase(it);
+  return true;
+}
+
+}  // namespace
+
+void hub::set_cluster(cluster_hooks h) {
+  cluster_ = std::move(h);
+}
+
+std::string hub::away_owner(std::string_view name) const {
+  if (!cluster_ || !cluster_->shards) return {};
+  std::string o = cluster_->shards->owner(name);
+  if (o == cluster_->shards->self()) return {};
+  return o;
+}
+
+bool hub::hopped(const broker::message& m) const {
+  return m.properties.headers &&
+         common::table_bool(*m.properties.headers, hop_header) == std::optional<bool>(true);
+}
+
+bool hub::forward_to_owner(const std::string& node, const broker::message& m) {
+  broker::message copy = m;
+  common::field_table h =
+      copy.properties.headers ? *copy.properties.headers : common::field_table{};
+  h.set(std::string(hop_header), true);
+  copy.properties.headers = std::move(h);
+  copy.amqp_properties.clear();  // its headers changed
+  cluster_->send(node, copy);
+  return true;
+}
+
+void hub::send_node(const std::string& node, std::string_view op, std::string body) {
+  broker::message m;
+  m.exchange = std::string(node_exchange);
+  m.routing_key = std::string(op);
+  m.body = std::move(body);
+  m.properties.content_type = "application/json";
+  cluster_->send(node, m);
+}
+
+void hub::send_events(const std::string& node, const std::string& user, const event* evs,
+                      size_t n) {
+  send_node(node, "events", json{{"u", user}, {"e", events_json(evs, n)}}.dump());
+}
+
+void hub::attach_remote(const link_ptr& l, std::optional<uint64_t> since, const std::string& node) {
+  auto& p = proxies_[l->user];
+  if (!p) {
+    p = std::make_unique<proxy>();
+    p->node = node;
+  }
+  p->pending.push_back(l);
+  if (since) p->last_seq = std::max(p->last_seq, *since);
+  uint64_t r = ++next_request_;
+  requests_[r] = l;
+  json b = {{"u", l->user}, {"n", cluster_->shards->self()}, {"r", r}};
+  if (since) b["s"] = *since;
+  send_node(p->node, "attach", b.dump());
+}
+
+bool hub::detach_remote(const link_ptr& l) {
+  auto it = proxies_.find(l->user);
+  if (it == proxies_.end()) return false;
+  proxy& p = *it->second;
+  if (!drop(p.active, l) && !drop(p.pending, l)) return false;
+  if (p.active.empty() && p.pending.empty()) {
+    send_node(p.node, "detach", json{{"u", l->user}, {"n", cluster_->shards->self()}}.dump());
+    proxies_.erase(it);
+  }
+  return true;
+}
+
+bool hub::catch_up_remote(const link_ptr& l, uint64_t since) {
+  auto it = proxies_.find(l->user);
+  if (it == proxies_.end()) return false;
+  proxy& p = *it->second;
+  if (std::find(p.active.begin(), p.active.end(), l) == p.active.end() &&
+      std::find(p.pending.begin(), p.pending.end(), l) == p.pending.end())
+    return false;
+  uint64_t r = ++next_request_;
+  requests_[r] = l;
+  send_node(p.node, "attach",
+            json{{"u", l->user}, {"n", cluster_->shards->self()}, {"r", r}, {"s", since}}.dump());
+  return true;
+}
+
+bool hub::on_node_message(const broker::message& m) {
+  if (!cluster_) return false;
+  auto j = json::parse(m.body, nullptr, false);
+  if (!j.is_object() || !j.contains("u") || !j["u"].is_string()) return false;
+  std::string user = j["u"].get<std::string>();
+  std::string node = j.value("n", std::string());
+  uint64_t r = j.contains("r") && j["r"].is_number_unsigned() ? j["r"].get<uint64_t>() : 0;
+  const std::string& op = m.routing_key;
+  if (op == "attach" && !node.empty()) {
+    std::optional<uint64_t> since;
+    if (j.contains("s") && j["s"].is_number_unsigned()) since = j["s"].get<uint64_t>();
+    node_attach(node, user, r, since);
+  } else if (op == "detach" && !node.empty()) {
+    node_detach(node, user);
+  } else if (op == "events") {
+    node_events(user, events_of(j.value("e", json::array())), 0);
+  } else if (op == "replay" && r != 0) {
+    node_events(user, events_of(j.value("e", json::array())), r);
+  } else {
+    return false;
+  }
+  flush();
+  return true;
+}
+
+void hub::node_attach(const std::string& node, const std::string& user, uint64_t request,
+                      std::optional<uint64_t> since) {
+  inbox& box = get_inbox(user);
+  live& on = go_live(user, box);
+  auto& slot = interests_[{user, node}];
+  if (!slot) {
+    slot = std::make_unique<interest>();
+    slot->receiver = std::make_unique<node_receiver>(*this, node, user);
+    slot->link = std::make_shared<session_link>();
+    slot->link->receiver = slot->receiver.get();
+    slot->link->worker = home_;
+    slot->link->user = user;
+    slot->link->node = node;
+    if (on.sessions.empty()) ++online_users_;
+    on.sessions.push_back(slot->link);
+  }
+  std::vector<event> evs;
+  if (since) {
+    evs = replay(box, &on, *since);
+    count_replay(evs);
+  }
+  // After what the store must sync, and behind the live events already on their way to the
+  // hub's worker: the node takes its tab live at this answer.
+  release([this, alive = alive_, node, user, request, evs = std::move(evs)]() mutable {
+    home_->post([this, alive, node, user, request, evs = std::move(evs)] {
+      if (!alive->load()) return;
+      send_node(
+          node, "replay",
+          json{{"u", user}, {"r", request}, {"e", events_json(evs.data(), evs.size())}}.dump());
+    });
+  });
+}
+
+void hub::node_detach(const std::string& node, const std::string& user) {
+  auto it = interests_.find({user, node});
+  if (it == interests_.end()) return;
+  link_ptr l = it->second->link;
+  detach(l);
+  l->receiver = nullptr;
+  interests_.erase(it);
+}
+
+void hub::node_events(const std::string& user, std::vector<event> evs, uint64_t request) {
+  auto it = proxies_.find(user);
+  proxy* p = it == proxies_.end() ? nullptr : it->second.get();
+  if (p)
+    for (const auto& e : evs)
+      if (!e.transient) p->last_seq = std::max(p->last_seq, e.seq);
+  if (request) {
+    auto q = requests_.find(request);
+    if (q == requests_.end()) return;
+    link_ptr l = q->second;
+    requests_.erase(q);
+    if (p && drop(p->pending, l)) p->active.push_back(l);
+    l->worker->post([l, evs = std::move(evs)]() mutable {
+      if (l->receiver) l->receiver->on_replay(std::move(evs));
+    });
+    return;
+  }
+  if (!p || evs.empty()) return;
+  auto shared = std::make_shared<const std::vector<event>>(std::move(evs));
+  for (const auto& l : p->active)
+    l->worker->post([l, shared] {
+      if (l->receiver) l->receiver->on_events(shared->data(), shared->size());
+    });
+}
+
+void hub::cluster_tick() {
+  // Interests of nodes that stopped (their lease went): their sessions are gone with them.
+  for (auto it = interests_.begin(); it != interests_.end();) {
+    if (cluster_->running && cluster_->running(it->first.second)) {
+      ++it;
+      continue;
+    }
+    link_ptr l = it->second->link;
+    detach(l);
+    l->receiver = nullptr;
+    it = interests_.erase(it);
+  }
+  rehome();
+}
+
+void hub::rehome() {
+  if (!cluster_) return;
+  const std::string& self = cluster_->shards->self();
+  // Proxies whose user the map gave to another node: their sessions attach there (or here).
+  std::vector<std::string> moved;
+  for (const auto& [user, p] : proxies_) {
+    std::string o = away_owner(user);
+    if (o != p->node && !(o.empty() && cluster_->shards->owner(user).empty()))
+      moved.push_back(user);
+  }
+  for (const auto& user : moved) {
+    auto it = proxies_.find(user);
+    std::unique_ptr<proxy> p = std::move(it->second);
+    proxies_.erase(it);
+    if (cluster_->running && cluster_->running(p->node))
+      send_node(p->node, "detach", json{{"u", user}, {"n", self}}.dump());
+    spdlog::info("web gateway: user '{}' moved from node '{}': {} sessions attach again", user,
+                 p->node, p->active.size() + p->pending.size());
+    // Never from 0: the new owner's inbox then answers with a reset (it never gave out that
+    // number), so a tab learns that events may be missing.
+    uint64_t since = std::max<uint64_t>(p->last_seq, 1);
+    for (const auto& l : p->active) attach(l, since);
+    for (const auto& l : p->pending) attach(l, since);
+  }
+  // Users with sessions here whose inbox now lives on another node.
+  std::vector<std::string> away;
+  for (const auto& [user, on] : lives_)
+    if (!on->sessions.empty() && !away_owner(user).empty()) away.push_back(user);
+  for (const auto& user : away) {
+    inbox* box = find_inbox(user);
+    live* on = box ? live_of(user, *box) : nullptr;
+    if (!on) continue;
+    uint64_t last = std::max<uint64_t>(box->last_seq(), 1);
+    std::vector<link_ptr> tabs;
+    for (const auto& l : on->sessions)
+      if (l->node.empty()) tabs.push_back(l);  // a tab, not another node's interest
+    for (const auto& l : tabs) {
+      detach(l);
+      attach(l, last);
+    }
+  }
+}
+
+}  // namespace warren::web
