@@ -356,6 +356,20 @@ void gateway_handler::on_hub(std::function<std::pair<int, std::string>()> fn) {
   });
 }
 
+void gateway_handler::on_hub_async(std::function<void(std::function<void(int, std::string)>)> fn) {
+  set_mode(mode::waiting);
+  conn().pause_reading(true);
+  auto self = self_;
+  net::worker* w = &conn().owner();
+  g_.home().post([self, w, fn = std::move(fn)] {
+    fn([self, w](int status, std::string body) {
+      w->post([self, status, body = std::move(body)]() mutable {
+        if (self->h) self->h->reply(status, std::move(body));
+      });
+    });
+  });
+}
+
 void gateway_handler::on_hub_synced(std::function<hub_answer()> fn) {
   set_mode(mode::waiting);
   conn().pause_reading(true);
@@ -980,12 +994,13 @@ void gateway_handler::ws_message(std::string_view text) {
   gateway* g = &g_;
   std::string user = session_->user;
   g_.home().post([self, w, g, user, op, room, id, data = std::move(data)]() mutable {
-    auto r = run_room_op(*g, user, op, room, data);
-    w->post(
-        [self, op = std::move(op), room = std::move(room), id = std::move(id), r = std::move(r)] {
-          if (gateway_handler* me = self->h; me && me->ws_ && !me->conn().closing())
-            me->ws_reply(op, room, id, r.code, r.error, r.extra);
-        });
+    run_room_op_async(*g, user, op, room, data, [self, w, op, room, id](op_outcome r) mutable {
+      w->post(
+          [self, op = std::move(op), room = std::move(room), id = std::move(id), r = std::move(r)] {
+            if (gateway_handler* me = self->h; me && me->ws_ && !me->conn().closing())
+              me->ws_reply(op, room, id, r.code, r.error, r.extra);
+          });
+    });
   });
 }
 

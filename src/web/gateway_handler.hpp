@@ -83,6 +83,11 @@ struct op_outcome {
 // WebSocket and the HTTP paths both answer from it.
 op_outcome run_room_op(gateway& g, const std::string& user, const std::string& op,
                        const std::string& room, const std::string& data);
+// The same, asked of the room's owner node in a cluster (hub::room_call) when that is another
+// node; `done` runs on the hub's worker.
+void run_room_op_async(gateway& g, const std::string& user, const std::string& op,
+                       const std::string& room, const std::string& data,
+                       std::function<void(op_outcome)> done);
 
 // What a token lets its user do with rooms (jwt_claims' rooms/publish; docs/web-api.md).
 struct room_rights {
@@ -138,6 +143,8 @@ class gateway_handler final : public net::connection_handler, public event_recei
   void finish_response();
   // Runs fn on the hub's worker; its string result (status, JSON body) comes back as the response.
   void on_hub(std::function<std::pair<int, std::string>()> fn);
+  // The same, for an answer that comes later: fn gets the function that answers (any thread).
+  void on_hub_async(std::function<void(std::function<void(int, std::string)>)> fn);
   // The same, answering only once the store has synced the ticket fn returns (0: at once).
   struct hub_answer {
     int status;

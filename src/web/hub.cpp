@@ -252,6 +252,7 @@ void hub::catch_up(const link_ptr& l, uint64_t since) {
 }
 
 void hub::flush() {
+  if (!handovers_.empty()) flush_handovers();
   if (!outgoing_since_) return;  // nothing queued for a connection
   auto since = *outgoing_since_;
   outgoing_since_.reset();
@@ -288,17 +289,25 @@ void hub::add_stats(gateway_stats& s) const {
 }
 
 op_result hub::join(const std::string& user, const std::string& room_name) {
-  inbox& box = get_inbox(user);
-  live& on = go_live(user, box);
-  if (std::find(on.rooms.begin(), on.rooms.end(), room_name) != on.rooms.end())
-    return op_result{200, {}, true};
+  // In a cluster a member whose inbox another node owns has no live part here: its events are
+  // handed to its owner (deliver), and it stays a member until it leaves (docs/cluster.md).
+  bool away = cluster_ && !away_owner(user).empty();
+  live* on = nullptr;
+  if (!away) {
+    inbox& box = get_inbox(user);
+    on = &go_live(user, box);
+    if (std::find(on->rooms.begin(), on->rooms.end(), room_name) != on->rooms.end())
+      return op_result{200, {}, true};
+  }
   auto& slot = rooms_[room_name];
   if (!slot) {
     slot = std::make_unique<room>();
     slot->name = room_name;
   }
   room& r = *slot;
-  on.rooms.push_back(room_name);
+  if (away && std::binary_search(r.members.begin(), r.members.end(), user))
+    return op_result{200, {}, true};
+  if (on) on->rooms.push_back(room_name);
   r.members.insert(std::lower_bound(r.members.begin(), r.members.end(), user), user);
   // History first (as "history" events), then live messages.
   int64_t now = now_ms();
@@ -309,7 +318,7 @@ op_result hub::join(const std::string& user, const std::string& room_name) {
     t.append(*h.tail, from.size());
     send_options o;
     o.ttl_ms = h.expires_ms ? h.expires_ms - now : -1;
-    push(user, box, std::make_shared<const std::string>(std::move(t)), o);
+    deliver(user, std::make_shared<const std::string>(std::move(t)), o, true);
   }
   presence_event(r, user, true);
   flush();
@@ -324,12 +333,18 @@ void hub::remove_member(room& r, const std::string& user) {
 op_result hub::leave(const std::string& user, const std::string& room_name) {
   auto lit = lives_.find(user);
   auto rit = rooms_.find(room_name);
-  if (lit == lives_.end() || rit == rooms_.end())
+  bool away = cluster_ && !away_owner(user).empty();
+  if ((!away && lit == lives_.end()) || rit == rooms_.end())
     return op_result{404, "not in room '" + room_name + "'"};
-  auto& rooms = lit->second->rooms;
-  auto it = std::find(rooms.begin(), rooms.end(), room_name);
-  if (it == rooms.end()) return op_result{404, "not in room '" + room_name + "'"};
-  rooms.erase(it);
+  if (away) {
+    if (!std::binary_search(rit->second->members.begin(), rit->second->members.end(), user))
+      return op_result{404, "not in room '" + room_name + "'"};
+  } else {
+    auto& rooms = lit->second->rooms;
+    auto it = std::find(rooms.begin(), rooms.end(), room_name);
+    if (it == rooms.end()) return op_result{404, "not in room '" + room_name + "'"};
+    rooms.erase(it);
+  }
   room& r = *rit->second;
   remove_member(r, user);
   presence_event(r, user, false);
@@ -345,8 +360,7 @@ void hub::presence_event(room& r, const std::string& user, bool joined) {
   auto tail = transient_tail(make_tail("presence", &r.name, &user, d.dump(), now_ms()));
   send_options o;
   o.transient = true;
-  for (const auto& m : r.members)
-    if (inbox* box = find_inbox(m)) push(m, *box, tail, o);
+  for (const auto& m : r.members) deliver(m, tail, o, false);
 }
 
 bool hub::room_exists(const std::string& room) const {
@@ -397,6 +411,8 @@ bool hub::on_user_message(const broker::message& m) {
 bool hub::on_room_message(const broker::message& m) {
   const std::string& name = m.routing_key;
   if (name.empty()) return false;
+  if (cluster_ && !hopped(m))
+    if (auto owner = away_owner(name); !owner.empty()) return forward_to_owner(owner, m);
   auto& slot = rooms_[name];
   if (!slot) {
     slot = std::make_unique<room>();
@@ -419,8 +435,7 @@ bool hub::on_room_message(const broker::message& m) {
       note_ticket(store_->write_inbox(store::room_event, expires, body, at), o.persistent);
     }
   }
-  for (const auto& u : r.members)
-    if (inbox* box = find_inbox(u)) push(u, *box, tail, o);
+  for (const auto& u : r.members) deliver(u, tail, o, false);
   flush();
   return true;
 }

@@ -166,6 +166,11 @@ class hub {
     std::function<void(const std::string& node, const broker::message& m)> send;
     // Any thread: whether `node` is running (holds its lease).
     std::function<bool(const std::string& node)> running;
+    // On the hub's worker: runs a browser's room operation here for another node (the room is
+    // this node's), answering {"code": C, "error": E, "extra": {...}} (run_room_op's outcome).
+    std::function<std::string(const std::string& user, const std::string& op,
+                              const std::string& room, const std::string& data)>
+        room_op;
   };
   // Once, before the workers start. Without it the hub is the single node's, as always.
   void set_cluster(cluster_hooks h);
@@ -173,6 +178,12 @@ class hub {
   bool on_node_message(const broker::message& m);
   // The shard map changed: sessions whose user moved to another owner follow it (a reset first).
   void rehome();
+  // A browser's room operation (join, leave, members) on a room another node owns: asked of
+  // that node; `done` runs here with its outcome (code, error, extra fields as JSON), or 503 when
+  // it does not answer within 5 s. False when the room is this node's (the caller runs it).
+  using room_answer = std::function<void(int code, std::string error, std::string extra_json)>;
+  bool room_call(const std::string& user, const std::string& op, const std::string& room,
+                 const std::string& data, room_answer done);
 
  private:
   struct live;
@@ -233,6 +244,24 @@ class hub {
   void node_detach(const std::string& node, const std::string& user);
   void node_events(const std::string& user, std::vector<event> evs, uint64_t request);
   void cluster_tick();
+  // An event for `user`, kept in its inbox: here, or handed to its owner (one hand-over per node
+  // and event, at the next flush). `create`: an inbox is made for a user who has none.
+  void deliver(const std::string& user, const event_tail& tail, const send_options& o, bool create);
+  void flush_handovers();
+  void node_push(const std::vector<std::string>& users, const event_tail& tail,
+                 const send_options& o);
+  struct handover {
+    std::string node;
+    event_tail tail;
+    send_options options;
+    std::vector<std::string> users;
+  };
+  std::vector<handover> handovers_;  // queued by deliver(), sent by flush()
+  struct pending_call {
+    std::chrono::steady_clock::time_point deadline;
+    room_answer done;
+  };
+  std::unordered_map<uint64_t, pending_call> calls_;
 
   std::optional<cluster_hooks> cluster_;
   std::unordered_map<std::string, std::unique_ptr<proxy>> proxies_;  // by user

@@ -12,6 +12,15 @@
 //   replay           | owner -> node  | {"u": user, "r": request, "e": [[seq, tail, transient]...]}
 //   events           | owner -> node  | {"u": user, "e": [...]}
 //   detach           | node -> owner  | {"u": user, "n": node}
+//   push             | room's owner   | {"u": "", "us": [users], "t": tail, "x": ttl ms, "tr":
+//   transient}:
+//                    |  -> user's     |   one event for users the receiving node owns, once per
+//                    node
+//   call             | node -> room's | {"u": user, "n": node, "r": request, "op":
+//   join|leave|members,
+//                    |  owner         |   "room": R, "data": D}: a browser's room operation
+//   answer           | room's owner   | {"u": "", "r": request, "res": {"code", "error", "extra"}}
+//                    |  -> node       |
 //
 // The owner answers an attach, after its store synced what it holds, with a replay; its later
 // events follow on the same link, so a tab made live at its replay misses nothing and numbers
@@ -164,6 +173,30 @@ bool hub::on_node_message(const broker::message& m) {
     node_events(user, events_of(j.value("e", json::array())), 0);
   } else if (op == "replay" && r != 0) {
     node_events(user, events_of(j.value("e", json::array())), r);
+  } else if (op == "push" && j.contains("us") && j["us"].is_array() && j.contains("t") &&
+             j["t"].is_string()) {
+    std::vector<std::string> users;
+    for (const auto& u : j["us"])
+      if (u.is_string()) users.push_back(u.get<std::string>());
+    send_options o;
+    o.ttl_ms = j.value("x", int64_t(-1));
+    o.transient = j.value("tr", false);
+    node_push(users, std::make_shared<const std::string>(j["t"].get<std::string>()), o);
+  } else if (op == "call" && !node.empty() && r != 0) {
+    std::string res =
+        cluster_->room_op
+            ? cluster_->room_op(user, j.value("op", std::string()), j.value("room", std::string()),
+                                j.value("data", std::string("null")))
+            : json{{"code", 503}, {"error", "no room operations here"}}.dump();
+    send_node(node, "answer", json{{"u", ""}, {"r", r}, {"res", json::parse(res)}}.dump());
+  } else if (op == "answer" && r != 0) {
+    auto c = calls_.find(r);
+    if (c == calls_.end()) return true;  // too late: answered 503 already
+    auto done = std::move(c->second.done);
+    calls_.erase(c);
+    const json& res = j.contains("res") ? j["res"] : json();
+    done(res.value("code", 500), res.value("error", std::string()),
+         res.contains("extra") ? res["extra"].dump() : std::string("{}"));
   } else {
     return false;
   }
@@ -238,7 +271,73 @@ void hub::node_events(const std::string& user, std::vector<event> evs, uint64_t 
     });
 }
 
+void hub::deliver(const std::string& user, const event_tail& tail, const send_options& o,
+                  bool create) {
+  if (cluster_)
+    if (auto node = away_owner(user); !node.empty()) {
+      // One hand-over per node and event: the members of a room on node B go in one message.
+      auto it = std::find_if(handovers_.begin(), handovers_.end(),
+                             [&](const handover& h) { return h.node == node && h.tail == tail; });
+      if (it == handovers_.end()) it = handovers_.insert(handovers_.end(), {node, tail, o, {}});
+      it->users.push_back(user);
+      return;
+    }
+  inbox* box = create ? &get_inbox(user) : find_inbox(user);
+  if (box) push(user, *box, tail, o);
+}
+
+void hub::flush_handovers() {
+  auto batch = std::move(handovers_);
+  handovers_.clear();
+  for (auto& h : batch)
+    send_node(h.node, "push",
+              json{{"u", ""},
+                   {"us", std::move(h.users)},
+                   {"t", *h.tail},
+                   {"x", h.options.ttl_ms},
+                   {"tr", h.options.transient}}
+                  .dump());
+}
+
+void hub::node_push(const std::vector<std::string>& users, const event_tail& tail,
+                    const send_options& o) {
+  for (const auto& u : users) {
+    inbox* box = o.transient ? find_inbox(u) : &get_inbox(u);
+    if (box) push(u, *box, tail, o);
+  }
+}
+
+bool hub::room_call(const std::string& user, const std::string& op, const std::string& room,
+                    const std::string& data, room_answer done) {
+  if (!cluster_) return false;
+  std::string node = away_owner(room);
+  if (node.empty()) return false;
+  uint64_t r = ++next_request_;
+  calls_[r] =
+      pending_call{std::chrono::steady_clock::now() + std::chrono::seconds(5), std::move(done)};
+  send_node(node, "call",
+            json{{"u", user},
+                 {"n", cluster_->shards->self()},
+                 {"r", r},
+                 {"op", op},
+                 {"room", room},
+                 {"data", data}}
+                .dump());
+  return true;
+}
+
 void hub::cluster_tick() {
+  // Room operations whose node did not answer (down, or the link lost them).
+  auto now = std::chrono::steady_clock::now();
+  for (auto it = calls_.begin(); it != calls_.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
+    }
+    auto done = std::move(it->second.done);
+    it = calls_.erase(it);
+    done(503, "the node owning this room did not answer", "{}");
+  }
   // Interests of nodes that stopped (their lease went): their sessions are gone with them.
   for (auto it = interests_.begin(); it != interests_.end();) {
     if (cluster_->running && cluster_->running(it->first.second)) {

@@ -190,3 +190,53 @@ def test_owner_away_resets_tabs_and_sends_refused_until_the_map_moves(etcd, node
     assert b.send(user, "after") is True
     assert tab.recv_json(5)["data"] == "after"
     print(f"reset {moved_after:.2f} s after the owner was killed (lease TTL {TTL} s)")
+
+
+def test_rooms_live_on_their_owner_with_members_on_any_node(etcd, nodes):
+    a, b, c = nodes("a"), nodes("b"), nodes("c")
+    wait_for(lambda: running(c.proc) == {"a": True, "b": True, "c": True}, 5)
+    slots = wait_for(lambda: balanced(etcd.endpoint, ["a", "b", "c"]), 5)
+    wait_for(lambda: len(slot_counts(c.proc)) == 3 and slot_counts(b.proc) == slot_counts(c.proc)
+             == slot_counts(a.proc), 5)
+    room = user_owned_by(slots, "a", "lobby")  # the room's owner is a
+    dan, eve, fay = (user_owned_by(slots, "b", "dan"), user_owned_by(slots, "c", "eve"),
+                     user_owned_by(slots, "b", "fay"))
+    # dan (owned by b) joins from a tab on c; eve (owned by c) from a tab on a, over HTTP.
+    t_dan = c.ws(dan, since=0, attached=False)
+    assert t_dan.request({"op": "join", "room": room})["type"] == "ok"
+    t_eve = a.ws(eve, since=0, attached=False)
+    assert a.api("POST", f"/api/rooms/{room}/join", b"", bearer=a.token(eve)).status == 200
+    assert t_dan.request({"op": "join", "room": room}).get("already") is True  # known at the room's node
+    # A publish on b (backend HTTP) and one on c (AMQP): every member gets both, in order.
+    assert b.ok("POST", f"/api/rooms/{room}/publish", {"data": "one", "from": "ci"}) == {"routed": True}
+    conn = amqp(c)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish("warren.rooms", room, b'"two"', pika.BasicProperties(delivery_mode=2, headers={"from": "ops"}))
+    conn.close()
+    for tab in (t_dan, t_eve):
+        got = [tab.recv_json(5) for _ in range(2)]
+        assert [(e["type"], e["room"], e["data"]) for e in got] == [("message", room, "one"),
+                                                                       ("message", room, "two")], got
+    # The members list, asked on any node, is the room's node's.
+    r = t_dan.request({"op": "members", "room": room})
+    assert r["type"] == "ok" and sorted(m["user"] for m in r["members"]) == sorted([dan, eve]), r
+    doc = b.ok("GET", f"/api/rooms/{room}/members")
+    assert sorted(m["user"] for m in doc["members"]) == sorted([dan, eve]), doc
+    # A late joiner on b gets the room's history first.
+    t_fay = b.ws(fay, since=0, attached=False)
+    assert t_fay.request({"op": "join", "room": room})["type"] == "ok"
+    hist = [t_fay.recv_json(5) for _ in range(2)]
+    assert [(e["type"], e["data"]) for e in hist] == [("history", "one"), ("history", "two")], hist
+    # Leaving from c is seen at the room's node; errors come from there too.
+    assert t_dan.request({"op": "leave", "room": room})["type"] == "ok"
+    r = t_dan.request({"op": "leave", "room": room})
+    assert r["type"] == "error" and r["code"] == 404, r
+    r = t_dan.request({"op": "members", "room": room})
+    assert r["type"] == "error" and r["code"] == 403, r  # no longer a member
+    nowhere = user_owned_by(slots, "b", "nowhere")
+    assert c.api("GET", f"/api/rooms/{nowhere}/members").status == 404
+    doc = c.ok("GET", f"/api/rooms/{room}/members")
+    assert sorted(m["user"] for m in doc["members"]) == sorted([eve, fay]), doc
+    for t in (t_dan, t_eve, t_fay):
+        t.close_socket()
