@@ -13,8 +13,8 @@ struct gateway_stats {
   // Open connections per transport.
   uint64_t websocket = 0;
   uint64_t sse = 0;
-  uint64_t stream = 0;        // chunked HTTP stream
-  uint64_t longpoll = 0;      // long-polls waiting at this moment
+  uint64_t stream = 0;    // chunked HTTP stream
+  uint64_t longpoll = 0;  // long-polls waiting at this moment
   uint64_t online_users = 0;  // users with at least one open connection
   uint64_t inboxes = 0;
   uint64_t held_events = 0;  // events kept in all inboxes
