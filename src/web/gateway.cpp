@@ -83,10 +83,9 @@ void gateway::join_cluster(hub::cluster_hooks h) {
                     err->text));
   if (!v.attach_sink(s.name, [this](const broker::message& m) { return hub_.on_node_message(m); }))
     throw std::runtime_error(fmt::format("web gateway: exchange '{}' is not a sink", s.name));
-  h.room_op = [this](const std::string& user, const std::string& op, const std::string& room,
-                     const std::string& data) {
-    op_outcome r = run_room_op(*this, user, op, room, data);
-    return nlohmann::json{{"code", r.code}, {"error", r.error}, {"extra", r.extra}}.dump();
+  h.owner_op = [this](const std::string& user, const std::string& op, const std::string& room,
+                      const std::string& data, std::function<void(std::string)> reply) {
+    owner_op(*this, user, op, room, data, std::move(reply));
   };
   hub_.set_cluster(std::move(h));
 }

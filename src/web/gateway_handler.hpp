@@ -83,11 +83,21 @@ struct op_outcome {
 // WebSocket and the HTTP paths both answer from it.
 op_outcome run_room_op(gateway& g, const std::string& user, const std::string& op,
                        const std::string& room, const std::string& data);
-// The same, asked of the room's owner node in a cluster (hub::room_call) when that is another
+// The same, asked of the room's owner node in a cluster (hub::call_owner) when that is another
 // node; `done` runs on the hub's worker.
 void run_room_op_async(gateway& g, const std::string& user, const std::string& op,
                        const std::string& room, const std::string& data,
                        std::function<void(op_outcome)> done);
+// An operation run where its key lives (docs/cluster.md, "The web gateway across nodes"): a room
+// operation, "presence" (of `user`), "follow"/"unfollow" (`user` follows `room`), "followers" (of
+// `room`), "feed" (a post of `room`'s feed, `data` {"data", "expiration", "transient"}, answered
+// once stored). On the hub's worker; `reply` gets {"code", "error", "extra"} there.
+void owner_op(gateway& g, const std::string& user, const std::string& op, const std::string& room,
+              const std::string& data, std::function<void(std::string)> reply);
+// Runs owner_op here when `key` is this node's (or there is no cluster), else at its owner.
+void at_owner(gateway& g, const std::string& key, const std::string& user, const std::string& op,
+              const std::string& room, const std::string& data,
+              std::function<void(op_outcome)> done);
 
 // What a token lets its user do with rooms (jwt_claims' rooms/publish; docs/web-api.md).
 struct room_rights {

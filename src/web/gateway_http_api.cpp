@@ -126,22 +126,76 @@ op_outcome run_room_op(gateway& g, const std::string& user, const std::string& o
   return r;
 }
 
+void owner_op(gateway& g, const std::string& user, const std::string& op, const std::string& room,
+              const std::string& data, std::function<void(std::string)> reply) {
+  hub& h = g.the_hub();
+  auto answer = [&reply](int code, const std::string& error, json extra) {
+    reply(json{{"code", code}, {"error", error}, {"extra", std::move(extra)}}.dump());
+  };
+  if (op == "presence") {
+    auto [online, n] = h.presence(user);
+    return answer(200, {}, json{{"online", online}, {"connections", n}});
+  }
+  if (op == "follow") return answer(h.follows().follow(user, room) ? 201 : 204, {}, json::object());
+  if (op == "unfollow") {
+    if (h.follows().unfollow(user, room)) return answer(204, {}, json::object());
+    return answer(404, user + " does not follow " + room, json::object());
+  }
+  if (op == "followers") return answer(200, {}, json{{"followers", h.follows().followers(room)}});
+  if (op == "feed") {
+    // A post handed here by the node that took it: published here, answered once stored.
+    auto b = json::parse(data, nullptr, false);
+    if (!b.is_object()) return answer(400, "bad feed post", json::object());
+    auto m = make_message("warren.feed", room, b.value("data", std::string("null")), std::nullopt);
+    if (b.contains("expiration") && b["expiration"].is_string())
+      m->properties.expiration = b["expiration"].get<std::string>();
+    if (b.value("transient", false)) {
+      common::field_table t;
+      t.set("x-warren-transient", true);
+      m->properties.headers = std::move(t);
+    }
+    uint64_t ticket = 0;
+    publish(g.vhost(), m, &ticket);
+    size_t n = h.last_feed_fanout();
+    store::message_store* st = g.store();
+    if (!st || !ticket) return answer(200, {}, json{{"delivered", n}});
+    net::worker* home = &g.home();
+    st->when_synced(ticket, [home, reply = std::move(reply), n]() mutable {
+      home->post([reply = std::move(reply), n] {
+        reply(json{{"code", 200}, {"error", ""}, {"extra", {{"delivered", n}}}}.dump());
+      });
+    });
+    return;
+  }
+  op_outcome r = run_room_op(g, user, op, room, data);
+  answer(r.code, r.error, std::move(r.extra));
+}
+
+void at_owner(gateway& g, const std::string& key, const std::string& user, const std::string& op,
+              const std::string& room, const std::string& data,
+              std::function<void(op_outcome)> done) {
+  auto outcome = [done](int code, std::string error, std::string extra) {
+    op_outcome r;
+    r.code = code;
+    r.error = std::move(error);
+    auto e = json::parse(extra, nullptr, false);
+    if (e.is_object()) r.extra = std::move(e);
+    done(std::move(r));
+  };
+  if (g.the_hub().call_owner(key, user, op, room, data, outcome)) return;
+  owner_op(g, user, op, room, data, [outcome](std::string res) {
+    auto j = json::parse(res, nullptr, false);
+    outcome(j.value("code", 500), j.value("error", std::string()),
+            j.contains("extra") ? j["extra"].dump() : std::string("{}"));
+  });
+}
+
 void run_room_op_async(gateway& g, const std::string& user, const std::string& op,
                        const std::string& room, const std::string& data,
                        std::function<void(op_outcome)> done) {
   // A publish goes to warren.rooms here, which hands it to the room's node itself.
-  if (op != "publish" &&
-      g.the_hub().room_call(user, op, room, data,
-                            [done](int code, std::string error, std::string extra) {
-                              op_outcome r;
-                              r.code = code;
-                              r.error = std::move(error);
-                              auto e = json::parse(extra, nullptr, false);
-                              if (e.is_object()) r.extra = std::move(e);
-                              done(std::move(r));
-                            }))
-    return;
-  done(run_room_op(g, user, op, room, data));
+  if (op == "publish") return done(run_room_op(g, user, op, room, data));
+  at_owner(g, room, user, op, room, data, std::move(done));
 }
 
 namespace {
@@ -344,14 +398,14 @@ void gateway_handler::backend(request& req, std::string_view path,
       respond_error(400, "bad_request", "user ids must be 1-200 bytes without spaces or newlines");
       return;
     }
-    if (method == bhttp::verb::put) {
-      on_hub([g, a, b]() -> std::pair<int, std::string> {
-        return {g->the_hub().follows().follow(a, b) ? 201 : 204, {}};
-      });
-    } else if (method == bhttp::verb::delete_) {
-      on_hub([g, a, b]() -> std::pair<int, std::string> {
-        if (g->the_hub().follows().unfollow(a, b)) return {204, {}};
-        return {404, error_json("not_found", a + " does not follow " + b)};
+    if (method == bhttp::verb::put || method == bhttp::verb::delete_) {
+      // In a cluster the edge A -> B is kept at B's owner, with B's other followers.
+      std::string op = method == bhttp::verb::put ? "follow" : "unfollow";
+      on_hub_async([g, a, b, op](std::function<void(int, std::string)> reply) {
+        at_owner(*g, b, a, op, b, {}, [reply](op_outcome r) {
+          if (r.code >= 400) return reply(r.code, error_json(error_word(r.code), r.error));
+          reply(r.code, {});
+        });
       });
     } else {
       respond_error(405, "method_not_allowed", "use PUT or DELETE", "Allow: PUT, DELETE\r\n");
@@ -397,10 +451,19 @@ void gateway_handler::backend(request& req, std::string_view path,
     if (!need(bhttp::verb::get, "GET")) return;
     std::string who_ = parts[1];
     bool out = parts[0] == "follows";
-    on_hub([g, who_, out]() -> std::pair<int, std::string> {
-      auto& f = g->the_hub().follows();
-      auto list = out ? f.following(who_) : f.followers(who_);
-      return {200, json{{"user", who_}, {out ? "follows" : "followers", list}}.dump()};
+    if (!out) {
+      on_hub_async([g, who_](std::function<void(int, std::string)> reply) {
+        at_owner(*g, who_, who_, "followers", who_, {}, [who_, reply](op_outcome r) {
+          if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
+          reply(200, json{{"user", who_}, {"followers", r.extra["followers"]}}.dump());
+        });
+      });
+      return;
+    }
+    // In a cluster: the edges out of A kept on this node (docs/cluster.md, "Limits").
+    on_hub([g, who_]() -> std::pair<int, std::string> {
+      auto list = g->the_hub().follows().following(who_);
+      return {200, json{{"user", who_}, {"follows", list}}.dump()};
     });
     return;
   }
@@ -414,6 +477,22 @@ void gateway_handler::backend(request& req, std::string_view path,
     if (publishing_refused()) return;
     auto m = make_message("warren.feed", parts[1], data_of(b), std::nullopt);
     if (!send_options(b, *m)) return;
+    if (g->vhost().in_cluster()) {
+      // Posted at B's owner, where B's followers are: its answer says how many took it.
+      json post = {{"data", m->body}, {"transient", false}};
+      if (m->properties.expiration) post["expiration"] = *m->properties.expiration;
+      if (m->properties.headers)
+        post["transient"] =
+            common::table_bool(*m->properties.headers, "x-warren-transient") == std::optional(true);
+      std::string b = parts[1];
+      on_hub_async([g, b, post = post.dump()](std::function<void(int, std::string)> reply) {
+        at_owner(*g, b, b, "feed", b, post, [reply](op_outcome r) {
+          if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
+          reply(200, r.extra.dump());
+        });
+      });
+      return;
+    }
     on_hub_synced([g, m]() -> hub_answer {
       uint64_t ticket = 0;
       publish(g->vhost(), m, &ticket);
@@ -424,9 +503,11 @@ void gateway_handler::backend(request& req, std::string_view path,
   if (parts.size() == 2 && parts[0] == "presence") {
     if (!need(bhttp::verb::get, "GET")) return;
     std::string u = parts[1];
-    on_hub([g, u]() -> std::pair<int, std::string> {
-      auto [online, n] = g->the_hub().presence(u);
-      return {200, json{{"online", online}, {"connections", n}}.dump()};
+    on_hub_async([g, u](std::function<void(int, std::string)> reply) {
+      at_owner(*g, u, u, "presence", {}, {}, [reply](op_outcome r) {
+        if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
+        reply(200, r.extra.dump());
+      });
     });
     return;
   }

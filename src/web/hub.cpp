@@ -443,12 +443,16 @@ bool hub::on_room_message(const broker::message& m) {
 bool hub::on_feed_message(const broker::message& m) {
   const std::string& b = m.routing_key;
   last_feed_fanout_ = 0;
+  // In a cluster the feed's followers are kept at B's owner (its follow graph's edges into B).
+  if (cluster_ && !hopped(m))
+    if (auto owner = away_owner(b); !owner.empty()) return forward_to_owner(owner, m);
   send_options o = options_of(m);
   event_tail tail;
   follows_.for_each_follower(b, [&](std::string_view a) {
     std::string user(a);
-    inbox* box = find_inbox(user);
-    if (!box) {
+    bool away = cluster_ && !away_owner(user).empty();
+    inbox* box = away ? nullptr : find_inbox(user);
+    if (!box && !away) {
       if (o.transient) return;
       box = &get_inbox(user);
     }
@@ -456,7 +460,11 @@ bool hub::on_feed_message(const broker::message& m) {
       tail = make_tail("message", m, nullptr, &b);
       if (o.transient) tail = transient_tail(tail);
     }
-    push(user, *box, tail, o);
+    // A follower another node owns: handed over there, once per node (deliver).
+    if (away)
+      deliver(user, tail, o, !o.transient);
+    else
+      push(user, *box, tail, o);
     ++last_feed_fanout_;
   });
   flush();

@@ -166,11 +166,12 @@ class hub {
     std::function<void(const std::string& node, const broker::message& m)> send;
     // Any thread: whether `node` is running (holds its lease).
     std::function<bool(const std::string& node)> running;
-    // On the hub's worker: runs a browser's room operation here for another node (the room is
-    // this node's), answering {"code": C, "error": E, "extra": {...}} (run_room_op's outcome).
-    std::function<std::string(const std::string& user, const std::string& op,
-                              const std::string& room, const std::string& data)>
-        room_op;
+    // On the hub's worker: runs an operation for another node here, where its key lives (a room,
+    // a user's inbox or presence, a followee's followers: gateway_http_api.cpp, owner_op); calls
+    // `reply` (on the hub's worker) with {"code": C, "error": E, "extra": {...}}.
+    std::function<void(const std::string& user, const std::string& op, const std::string& room,
+                       const std::string& data, std::function<void(std::string)> reply)>
+        owner_op;
   };
   // Once, before the workers start. Without it the hub is the single node's, as always.
   void set_cluster(cluster_hooks h);
@@ -178,12 +179,12 @@ class hub {
   bool on_node_message(const broker::message& m);
   // The shard map changed: sessions whose user moved to another owner follow it (a reset first).
   void rehome();
-  // A browser's room operation (join, leave, members) on a room another node owns: asked of
-  // that node; `done` runs here with its outcome (code, error, extra fields as JSON), or 503 when
-  // it does not answer within 5 s. False when the room is this node's (the caller runs it).
+  // An operation on `key` (a room, or a user) that another node owns: asked of that node (its
+  // owner_op); `done` runs here with its outcome (code, error, extra fields as JSON), or 503 when
+  // it does not answer within 5 s. False when `key` is this node's (the caller runs it here).
   using room_answer = std::function<void(int code, std::string error, std::string extra_json)>;
-  bool room_call(const std::string& user, const std::string& op, const std::string& room,
-                 const std::string& data, room_answer done);
+  bool call_owner(const std::string& key, const std::string& user, const std::string& op,
+                  const std::string& room, const std::string& data, room_answer done);
 
  private:
   struct live;

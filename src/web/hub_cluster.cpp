@@ -183,12 +183,16 @@ bool hub::on_node_message(const broker::message& m) {
     o.transient = j.value("tr", false);
     node_push(users, std::make_shared<const std::string>(j["t"].get<std::string>()), o);
   } else if (op == "call" && !node.empty() && r != 0) {
-    std::string res =
-        cluster_->room_op
-            ? cluster_->room_op(user, j.value("op", std::string()), j.value("room", std::string()),
-                                j.value("data", std::string("null")))
-            : json{{"code", 503}, {"error", "no room operations here"}}.dump();
-    send_node(node, "answer", json{{"u", ""}, {"r", r}, {"res", json::parse(res)}}.dump());
+    auto reply = [this, alive = alive_, node, r](std::string res) {
+      if (!alive->load()) return;
+      auto parsed = json::parse(res, nullptr, false);
+      send_node(node, "answer", json{{"u", ""}, {"r", r}, {"res", std::move(parsed)}}.dump());
+    };
+    if (cluster_->owner_op)
+      cluster_->owner_op(user, j.value("op", std::string()), j.value("room", std::string()),
+                         j.value("data", std::string()), std::move(reply));
+    else
+      reply(json{{"code", 503}, {"error", "no such operation here"}}.dump());
   } else if (op == "answer" && r != 0) {
     auto c = calls_.find(r);
     if (c == calls_.end()) return true;  // too late: answered 503 already
@@ -307,10 +311,10 @@ void hub::node_push(const std::vector<std::string>& users, const event_tail& tai
   }
 }
 
-bool hub::room_call(const std::string& user, const std::string& op, const std::string& room,
-                    const std::string& data, room_answer done) {
+bool hub::call_owner(const std::string& key, const std::string& user, const std::string& op,
+                     const std::string& room, const std::string& data, room_answer done) {
   if (!cluster_) return false;
-  std::string node = away_owner(room);
+  std::string node = away_owner(key);
   if (node.empty()) return false;
   uint64_t r = ++next_request_;
   calls_[r] =
@@ -336,7 +340,7 @@ void hub::cluster_tick() {
     }
     auto done = std::move(it->second.done);
     it = calls_.erase(it);
-    done(503, "the node owning this room did not answer", "{}");
+    done(503, "the node owning it in the cluster did not answer", "{}");
   }
   // Interests of nodes that stopped (their lease went): their sessions are gone with them.
   for (auto it = interests_.begin(); it != interests_.end();) {

@@ -240,3 +240,39 @@ def test_rooms_live_on_their_owner_with_members_on_any_node(etcd, nodes):
     assert sorted(m["user"] for m in doc["members"]) == sorted([eve, fay]), doc
     for t in (t_dan, t_eve, t_fay):
         t.close_socket()
+
+
+def test_follows_kept_at_the_followees_owner_and_feeds_reach_followers_on_every_node(etcd, nodes):
+    a, b, c = nodes("a"), nodes("b"), nodes("c")
+    wait_for(lambda: running(c.proc) == {"a": True, "b": True, "c": True}, 5)
+    slots = wait_for(lambda: balanced(etcd.endpoint, ["a", "b", "c"]), 5)
+    wait_for(lambda: len(slot_counts(c.proc)) == 3 and slot_counts(b.proc) == slot_counts(c.proc)
+             == slot_counts(a.proc), 5)
+    ben = user_owned_by(slots, "a", "ben")
+    ann, cat, dee = (user_owned_by(slots, "b", "ann"), user_owned_by(slots, "c", "cat"),
+                     user_owned_by(slots, "a", "dee"))
+    # Follows written on any node land at ben's owner.
+    assert c.api("PUT", f"/api/follows/{ann}/{ben}").status == 201
+    assert b.api("PUT", f"/api/follows/{cat}/{ben}").status == 201
+    assert a.api("PUT", f"/api/follows/{dee}/{ben}").status == 201
+    assert b.api("PUT", f"/api/follows/{ann}/{ben}").status == 204  # known already, asked on another node
+    assert b.api("DELETE", f"/api/follows/{ann}/nobody-{ben}").status in (404,)
+    for gw in (a, b, c):
+        assert sorted(gw.ok("GET", f"/api/followers/{ben}")["followers"]) == sorted([ann, cat, dee])
+    tabs = {ann: c.ws(ann, since=0, attached=False), cat: b.ws(cat, since=0, attached=False),
+            dee: a.ws(dee, since=0, attached=False)}
+    # A post on c (HTTP) and one on b (AMQP): every follower gets both, wherever its tab is.
+    assert c.ok("POST", f"/api/feed/{ben}", {"data": {"n": 1}}) == {"delivered": 3}
+    conn = amqp(b)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish("warren.feed", ben, b'{"n": 2}', pika.BasicProperties(delivery_mode=2))
+    conn.close()
+    for user, tab in tabs.items():
+        got = [tab.recv_json(5) for _ in range(2)]
+        assert [(e["feed"], e["from"], e["data"]) for e in got] == [(ben, ben, {"n": 1}), (ben, ben, {"n": 2})], got
+    assert b.api("DELETE", f"/api/follows/{cat}/{ben}").status == 204
+    assert sorted(c.ok("GET", f"/api/followers/{ben}")["followers"]) == sorted([ann, dee])
+    assert a.ok("POST", f"/api/feed/{ben}", {"data": 3}) == {"delivered": 2}
+    for t in tabs.values():
+        t.close_socket()
