@@ -1016,14 +1016,18 @@ void gateway_handler::ws_read(const json& req, const json& id) {
   std::string user = session_->user;
   uint64_t seq = req["seq"].get<uint64_t>();
   g_.home().post([self, w, g, user, seq, id] {
-    auto unread = g->the_hub().set_read(user, seq);
-    w->post([self, id, unread] {
-      gateway_handler* me = self->h;
-      if (!me || !me->ws_ || me->conn().closing()) return;
-      if (!unread)
-        me->ws_reply("read", {}, id, 404, "nothing held", json::object());
-      else
-        me->ws_reply("read", {}, id, 200, {}, json{{"unread", *unread}});
+    // In a cluster the read position is kept by the inbox's owner.
+    at_owner(*g, user, user, "read", {}, std::to_string(seq), [self, w, id](op_outcome r) {
+      w->post([self, id, r = std::move(r)] {
+        gateway_handler* me = self->h;
+        if (!me || !me->ws_ || me->conn().closing()) return;
+        if (r.code == 404)
+          me->ws_reply("read", {}, id, 404, "nothing held", json::object());
+        else if (r.code != 200)
+          me->ws_reply("read", {}, id, r.code, r.error, json::object());
+        else
+          me->ws_reply("read", {}, id, 200, {}, json{{"unread", r.extra.value("unread", 0)}});
+      });
     });
   });
 }

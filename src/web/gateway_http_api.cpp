@@ -126,78 +126,6 @@ op_outcome run_room_op(gateway& g, const std::string& user, const std::string& o
   return r;
 }
 
-void owner_op(gateway& g, const std::string& user, const std::string& op, const std::string& room,
-              const std::string& data, std::function<void(std::string)> reply) {
-  hub& h = g.the_hub();
-  auto answer = [&reply](int code, const std::string& error, json extra) {
-    reply(json{{"code", code}, {"error", error}, {"extra", std::move(extra)}}.dump());
-  };
-  if (op == "presence") {
-    auto [online, n] = h.presence(user);
-    return answer(200, {}, json{{"online", online}, {"connections", n}});
-  }
-  if (op == "follow") return answer(h.follows().follow(user, room) ? 201 : 204, {}, json::object());
-  if (op == "unfollow") {
-    if (h.follows().unfollow(user, room)) return answer(204, {}, json::object());
-    return answer(404, user + " does not follow " + room, json::object());
-  }
-  if (op == "followers") return answer(200, {}, json{{"followers", h.follows().followers(room)}});
-  if (op == "feed") {
-    // A post handed here by the node that took it: published here, answered once stored.
-    auto b = json::parse(data, nullptr, false);
-    if (!b.is_object()) return answer(400, "bad feed post", json::object());
-    auto m = make_message("warren.feed", room, b.value("data", std::string("null")), std::nullopt);
-    if (b.contains("expiration") && b["expiration"].is_string())
-      m->properties.expiration = b["expiration"].get<std::string>();
-    if (b.value("transient", false)) {
-      common::field_table t;
-      t.set("x-warren-transient", true);
-      m->properties.headers = std::move(t);
-    }
-    uint64_t ticket = 0;
-    publish(g.vhost(), m, &ticket);
-    size_t n = h.last_feed_fanout();
-    store::message_store* st = g.store();
-    if (!st || !ticket) return answer(200, {}, json{{"delivered", n}});
-    net::worker* home = &g.home();
-    st->when_synced(ticket, [home, reply = std::move(reply), n]() mutable {
-      home->post([reply = std::move(reply), n] {
-        reply(json{{"code", 200}, {"error", ""}, {"extra", {{"delivered", n}}}}.dump());
-      });
-    });
-    return;
-  }
-  op_outcome r = run_room_op(g, user, op, room, data);
-  answer(r.code, r.error, std::move(r.extra));
-}
-
-void at_owner(gateway& g, const std::string& key, const std::string& user, const std::string& op,
-              const std::string& room, const std::string& data,
-              std::function<void(op_outcome)> done) {
-  auto outcome = [done](int code, std::string error, std::string extra) {
-    op_outcome r;
-    r.code = code;
-    r.error = std::move(error);
-    auto e = json::parse(extra, nullptr, false);
-    if (e.is_object()) r.extra = std::move(e);
-    done(std::move(r));
-  };
-  if (g.the_hub().call_owner(key, user, op, room, data, outcome)) return;
-  owner_op(g, user, op, room, data, [outcome](std::string res) {
-    auto j = json::parse(res, nullptr, false);
-    outcome(j.value("code", 500), j.value("error", std::string()),
-            j.contains("extra") ? j["extra"].dump() : std::string("{}"));
-  });
-}
-
-void run_room_op_async(gateway& g, const std::string& user, const std::string& op,
-                       const std::string& room, const std::string& data,
-                       std::function<void(op_outcome)> done) {
-  // A publish goes to warren.rooms here, which hands it to the room's node itself.
-  if (op == "publish") return done(run_room_op(g, user, op, room, data));
-  at_owner(g, room, user, op, room, data, std::move(done));
-}
-
 namespace {
 
 constexpr size_t default_limit = 100;
@@ -592,7 +520,12 @@ void gateway_handler::inbox_api(request& req, const std::vector<std::string>& pa
       return;
     }
     if (method == bhttp::verb::delete_) {
-      on_hub_synced([g, user]() -> hub_answer { return {204, {}, g->the_hub().erase(user)}; });
+      on_hub_async([g, user](std::function<void(int, std::string)> reply) {
+        at_owner(*g, user, user, "erase", {}, {}, [reply](op_outcome r) {
+          if (r.code >= 400) return reply(r.code, error_json(error_word(r.code), r.error));
+          reply(204, {});
+        });
+      });
       return;
     }
     respond_error(405, "method_not_allowed", "use GET or DELETE", "Allow: GET, DELETE\r\n");
@@ -636,8 +569,13 @@ void gateway_handler::answer_inbox_page(request& req, const std::string& user) {
     return;
   }
   gateway* g = &g_;
-  on_hub([g, user, since, limit]() -> std::pair<int, std::string> {
-    return {200, page_json(user, g->the_hub().read_inbox(user, since, limit)).dump()};
+  // In a cluster the inbox is its owner's.
+  on_hub_async([g, user, since, limit](std::function<void(int, std::string)> reply) {
+    at_owner(*g, user, user, "inbox", {}, fmt::format("{} {}", since, limit),
+             [reply](op_outcome r) {
+               if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
+               reply(200, r.extra.dump());
+             });
   });
 }
 
@@ -653,12 +591,110 @@ void gateway_handler::answer_set_read(request& req, const std::string& user) {
     return;
   }
   gateway* g = &g_;
-  on_hub([g, user, s = *seq]() -> std::pair<int, std::string> {
-    auto unread = g->the_hub().set_read(user, s);
-    if (!unread) return {404, error_json("not_found", "nothing held for '" + user + "'")};
-    auto p = g->the_hub().read_inbox(user, 0, 1);
-    return {200, json{{"read_seq", p.read_seq}, {"unread", *unread}}.dump()};
+  on_hub_async([g, user, s = *seq](std::function<void(int, std::string)> reply) {
+    at_owner(*g, user, user, "read", {}, std::to_string(s), [reply](op_outcome r) {
+      if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
+      reply(200, r.extra.dump());
+    });
   });
+}
+
+void owner_op(gateway& g, const std::string& user, const std::string& op, const std::string& room,
+              const std::string& data, std::function<void(std::string)> reply) {
+  hub& h = g.the_hub();
+  auto answer = [&reply](int code, const std::string& error, json extra) {
+    reply(json{{"code", code}, {"error", error}, {"extra", std::move(extra)}}.dump());
+  };
+  if (op == "presence") {
+    auto [online, n] = h.presence(user);
+    return answer(200, {}, json{{"online", online}, {"connections", n}});
+  }
+  if (op == "follow") return answer(h.follows().follow(user, room) ? 201 : 204, {}, json::object());
+  if (op == "unfollow") {
+    if (h.follows().unfollow(user, room)) return answer(204, {}, json::object());
+    return answer(404, user + " does not follow " + room, json::object());
+  }
+  if (op == "followers") return answer(200, {}, json{{"followers", h.follows().followers(room)}});
+  if (op == "inbox") {
+    uint64_t since = 0;
+    size_t limit = default_limit;
+    std::sscanf(data.c_str(), "%lu %zu", &since, &limit);
+    return answer(200, {}, page_json(user, h.read_inbox(user, since, limit)));
+  }
+  if (op == "read") {
+    uint64_t seq = 0;
+    std::sscanf(data.c_str(), "%lu", &seq);
+    auto unread = h.set_read(user, seq);
+    if (!unread) return answer(404, "nothing held for '" + user + "'", json::object());
+    auto p = h.read_inbox(user, 0, 1);
+    return answer(200, {}, json{{"read_seq", p.read_seq}, {"unread", *unread}});
+  }
+  if (op == "erase") {
+    uint64_t ticket = h.erase(user);
+    store::message_store* st = g.store();
+    if (!st || !ticket) return answer(204, {}, json::object());
+    net::worker* home = &g.home();
+    st->when_synced(ticket, [home, reply = std::move(reply)]() mutable {
+      home->post([reply = std::move(reply)] {
+        reply(json{{"code", 204}, {"error", ""}, {"extra", json::object()}}.dump());
+      });
+    });
+    return;
+  }
+  if (op == "feed") {
+    // A post handed here by the node that took it: published here, answered once stored.
+    auto b = json::parse(data, nullptr, false);
+    if (!b.is_object()) return answer(400, "bad feed post", json::object());
+    auto m = make_message("warren.feed", room, b.value("data", std::string("null")), std::nullopt);
+    if (b.contains("expiration") && b["expiration"].is_string())
+      m->properties.expiration = b["expiration"].get<std::string>();
+    if (b.value("transient", false)) {
+      common::field_table t;
+      t.set("x-warren-transient", true);
+      m->properties.headers = std::move(t);
+    }
+    uint64_t ticket = 0;
+    publish(g.vhost(), m, &ticket);
+    size_t n = h.last_feed_fanout();
+    store::message_store* st = g.store();
+    if (!st || !ticket) return answer(200, {}, json{{"delivered", n}});
+    net::worker* home = &g.home();
+    st->when_synced(ticket, [home, reply = std::move(reply), n]() mutable {
+      home->post([reply = std::move(reply), n] {
+        reply(json{{"code", 200}, {"error", ""}, {"extra", {{"delivered", n}}}}.dump());
+      });
+    });
+    return;
+  }
+  op_outcome r = run_room_op(g, user, op, room, data);
+  answer(r.code, r.error, std::move(r.extra));
+}
+
+void at_owner(gateway& g, const std::string& key, const std::string& user, const std::string& op,
+              const std::string& room, const std::string& data,
+              std::function<void(op_outcome)> done) {
+  auto outcome = [done](int code, std::string error, std::string extra) {
+    op_outcome r;
+    r.code = code;
+    r.error = std::move(error);
+    auto e = json::parse(extra, nullptr, false);
+    if (e.is_object()) r.extra = std::move(e);
+    done(std::move(r));
+  };
+  if (g.the_hub().call_owner(key, user, op, room, data, outcome)) return;
+  owner_op(g, user, op, room, data, [outcome](std::string res) {
+    auto j = json::parse(res, nullptr, false);
+    outcome(j.value("code", 500), j.value("error", std::string()),
+            j.contains("extra") ? j["extra"].dump() : std::string("{}"));
+  });
+}
+
+void run_room_op_async(gateway& g, const std::string& user, const std::string& op,
+                       const std::string& room, const std::string& data,
+                       std::function<void(op_outcome)> done) {
+  // A publish goes to warren.rooms here, which hands it to the room's node itself.
+  if (op == "publish") return done(run_room_op(g, user, op, room, data));
+  at_owner(g, room, user, op, room, data, std::move(done));
 }
 
 }  // namespace warren::web

@@ -122,10 +122,18 @@ def test_sends_on_another_node_reach_the_owner_once_in_order(etcd, nodes):
     assert [e["seq"] - got[0]["seq"] for e in got] == list(range(n))
     with pytest.raises(Exception):
         ws.recv_json(0.5)  # once each
-    # The inbox is a's: its API there has them all; b holds none of them.
+    # The inbox is a's: its API answers the same on either node, and a read position set on b is a's.
     page = a.ok("GET", f"/api/inbox/{user}")
     assert [e["data"]["i"] for e in page["events"]] == list(range(n))
-    assert b.ok("GET", f"/api/inbox/{user}")["events"] == []
+    assert b.ok("GET", f"/api/inbox/{user}") == page
+    assert b.ok("PUT", f"/api/inbox/{user}/read", {"seq": got[4]["seq"]}) == {"read_seq": got[4]["seq"],
+                                                                               "unread": n - 5}
+    assert a.ok("GET", f"/api/inbox/{user}?limit=1")["read_seq"] == got[4]["seq"]
+    r = ws.request({"op": "read", "seq": got[9]["seq"]})
+    assert r["type"] == "ok" and r["unread"] == n - 10, r
+    assert b.api("PUT", "/api/inbox/nobody-here/read", {"seq": 1}).status == 404  # answered by its owner
+    assert b.api("DELETE", f"/api/inbox/{user}").status == 204
+    assert a.ok("GET", f"/api/inbox/{user}")["events"] == []
     conn.close()
 
 
