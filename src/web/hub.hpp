@@ -267,8 +267,16 @@ class hub {
   std::optional<cluster_hooks> cluster_;
   std::unordered_map<std::string, std::unique_ptr<proxy>> proxies_;  // by user
   std::map<std::pair<std::string, std::string>, std::unique_ptr<interest>>
-      interests_;                                    // (user, node)
-  std::unordered_map<uint64_t, link_ptr> requests_;  // replays asked of owners, by request id
+      interests_;  // (user, node)
+  // Replays asked of owners, by request id; asked again after 2 s without an answer (the link
+  // to the owner was down, or the owner was starting).
+  struct replay_request {
+    link_ptr link;
+    std::optional<uint64_t> since;
+    std::chrono::steady_clock::time_point sent;
+  };
+  std::unordered_map<uint64_t, replay_request> requests_;
+  void ask_replay(const std::string& node, const link_ptr& l, std::optional<uint64_t> since);
   uint64_t next_request_ = 0;
 
   const gateway_settings& settings_;

@@ -122,11 +122,15 @@ void hub::attach_remote(const link_ptr& l, std::optional<uint64_t> since, const 
   }
   p->pending.push_back(l);
   if (since) p->last_seq = std::max(p->last_seq, *since);
+  ask_replay(p->node, l, since);
+}
+
+void hub::ask_replay(const std::string& node, const link_ptr& l, std::optional<uint64_t> since) {
   uint64_t r = ++next_request_;
-  requests_[r] = l;
+  requests_[r] = replay_request{l, since, std::chrono::steady_clock::now()};
   json b = {{"u", l->user}, {"n", cluster_->shards->self()}, {"r", r}};
   if (since) b["s"] = *since;
-  send_node(p->node, "attach", b.dump());
+  send_node(node, "attach", b.dump());
 }
 
 bool hub::detach_remote(const link_ptr& l) {
@@ -148,10 +152,7 @@ bool hub::catch_up_remote(const link_ptr& l, uint64_t since) {
   if (std::find(p.active.begin(), p.active.end(), l) == p.active.end() &&
       std::find(p.pending.begin(), p.pending.end(), l) == p.pending.end())
     return false;
-  uint64_t r = ++next_request_;
-  requests_[r] = l;
-  send_node(p.node, "attach",
-            json{{"u", l->user}, {"n", cluster_->shards->self()}, {"r", r}, {"s", since}}.dump());
+  ask_replay(p.node, l, since);
   return true;
 }
 
@@ -259,7 +260,7 @@ void hub::node_events(const std::string& user, std::vector<event> evs, uint64_t 
   if (request) {
     auto q = requests_.find(request);
     if (q == requests_.end()) return;
-    link_ptr l = q->second;
+    link_ptr l = q->second.link;
     requests_.erase(q);
     if (p && drop(p->pending, l)) p->active.push_back(l);
     l->worker->post([l, evs = std::move(evs)]() mutable {
@@ -331,8 +332,27 @@ bool hub::call_owner(const std::string& key, const std::string& user, const std:
 }
 
 void hub::cluster_tick() {
-  // Room operations whose node did not answer (down, or the link lost them).
   auto now = std::chrono::steady_clock::now();
+  // Replays not answered: asked again of the proxy's owner, or dropped with their tab.
+  std::vector<replay_request> again;
+  for (auto it = requests_.begin(); it != requests_.end();) {
+    if (now - it->second.sent < std::chrono::seconds(2)) {
+      ++it;
+      continue;
+    }
+    again.push_back(std::move(it->second));
+    it = requests_.erase(it);
+  }
+  for (auto& q : again) {
+    // Only for a tab still attached (a tab that went was detached from its proxy).
+    auto p = proxies_.find(q.link->user);
+    if (p == proxies_.end()) continue;
+    auto& x = *p->second;
+    if (std::find(x.pending.begin(), x.pending.end(), q.link) != x.pending.end() ||
+        std::find(x.active.begin(), x.active.end(), q.link) != x.active.end())
+      ask_replay(x.node, q.link, q.since);
+  }
+  // Room operations whose node did not answer (down, or the link lost them).
   for (auto it = calls_.begin(); it != calls_.end();) {
     if (it->second.deadline > now) {
       ++it;
