@@ -278,6 +278,7 @@ class hub {
   std::unordered_map<uint64_t, replay_request> requests_;
   void ask_replay(const std::string& node, const link_ptr& l, std::optional<uint64_t> since);
   uint64_t next_request_ = 0;
+  int64_t rehomed_version_ = -1;  // the map version the sessions were last placed by
 
   const gateway_settings& settings_;
   broker::vhost& vhost_;

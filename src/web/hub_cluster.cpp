@@ -373,11 +373,14 @@ void hub::cluster_tick() {
     l->receiver = nullptr;
     it = interests_.erase(it);
   }
-  rehome();
+  // The map's changes are posted here (rehome); the tick catches one that came before the hub's
+  // worker ran, without a walk over every session each second.
+  if (cluster_->shards->version() != rehomed_version_) rehome();
 }
 
 void hub::rehome() {
   if (!cluster_) return;
+  rehomed_version_ = cluster_->shards->version();
   const std::string& self = cluster_->shards->self();
   // Proxies whose user the map gave to another node: their sessions attach there (or here).
   std::vector<std::string> moved;
