@@ -243,7 +243,8 @@ class hub {
   void node_attach(const std::string& node, const std::string& user, uint64_t request,
                    std::optional<uint64_t> since);
   void node_detach(const std::string& node, const std::string& user);
-  void node_events(const std::string& user, std::vector<event> evs, uint64_t request);
+  void node_events(const std::string& user, const std::string& from, std::vector<event> evs,
+                   uint64_t request);
   void cluster_tick();
   // An event for `user`, kept in its inbox: here, or handed to its owner (one hand-over per node
   // and event, at the next flush). `create`: an inbox is made for a user who has none.

@@ -9,8 +9,9 @@
 //
 //   op (routing key) | from -> to     | body
 //   attach           | node -> owner  | {"u": user, "n": node, "r": request, "s": since?}
-//   replay           | owner -> node  | {"u": user, "r": request, "e": [[seq, tail, transient]...]}
-//   events           | owner -> node  | {"u": user, "e": [...]}
+//   replay           | owner -> node  | {"u": user, "n": owner, "r": request,
+//                    |                |   "e": [[seq, tail, transient]...]}
+//   events           | owner -> node  | {"u": user, "n": owner, "e": [...]}
 //   detach           | node -> owner  | {"u": user, "n": node}
 //   push             | room's owner   | {"u": "", "us": [users], "t": tail, "x": ttl ms, "tr":
 //   transient}:
@@ -111,7 +112,8 @@ void hub::send_node(const std::string& node, std::string_view op, std::string bo
 
 void hub::send_events(const std::string& node, const std::string& user, const event* evs,
                       size_t n) {
-  send_node(node, "events", json{{"u", user}, {"e", events_json(evs, n)}}.dump());
+  send_node(node, "events",
+            json{{"u", user}, {"n", cluster_->shards->self()}, {"e", events_json(evs, n)}}.dump());
 }
 
 void hub::attach_remote(const link_ptr& l, std::optional<uint64_t> since, const std::string& node) {
@@ -171,9 +173,9 @@ bool hub::on_node_message(const broker::message& m) {
   } else if (op == "detach" && !node.empty()) {
     node_detach(node, user);
   } else if (op == "events") {
-    node_events(user, events_of(j.value("e", json::array())), 0);
+    node_events(user, node, events_of(j.value("e", json::array())), 0);
   } else if (op == "replay" && r != 0) {
-    node_events(user, events_of(j.value("e", json::array())), r);
+    node_events(user, node, events_of(j.value("e", json::array())), r);
   } else if (op == "push" && j.contains("us") && j["us"].is_array() && j.contains("t") &&
              j["t"].is_string()) {
     std::vector<std::string> users;
@@ -235,9 +237,12 @@ void hub::node_attach(const std::string& node, const std::string& user, uint64_t
   release([this, alive = alive_, node, user, request, evs = std::move(evs)]() mutable {
     home_->post([this, alive, node, user, request, evs = std::move(evs)] {
       if (!alive->load()) return;
-      send_node(
-          node, "replay",
-          json{{"u", user}, {"r", request}, {"e", events_json(evs.data(), evs.size())}}.dump());
+      send_node(node, "replay",
+                json{{"u", user},
+                     {"n", cluster_->shards->self()},
+                     {"r", request},
+                     {"e", events_json(evs.data(), evs.size())}}
+                    .dump());
     });
   });
 }
@@ -251,24 +256,30 @@ void hub::node_detach(const std::string& node, const std::string& user) {
   interests_.erase(it);
 }
 
-void hub::node_events(const std::string& user, std::vector<event> evs, uint64_t request) {
+void hub::node_events(const std::string& user, const std::string& from, std::vector<event> evs,
+                      uint64_t request) {
   auto it = proxies_.find(user);
   proxy* p = it == proxies_.end() ? nullptr : it->second.get();
-  if (p)
-    for (const auto& e : evs)
-      if (!e.transient) p->last_seq = std::max(p->last_seq, e.seq);
+  // From a node that no longer owns the user here (the map moved, its detach on its way): its
+  // numbers are not the tabs' any more.
+  if (!p || p->node != from) {
+    if (request) requests_.erase(request);
+    return;
+  }
+  for (const auto& e : evs)
+    if (!e.transient) p->last_seq = std::max(p->last_seq, e.seq);
   if (request) {
     auto q = requests_.find(request);
     if (q == requests_.end()) return;
     link_ptr l = q->second.link;
     requests_.erase(q);
-    if (p && drop(p->pending, l)) p->active.push_back(l);
+    if (drop(p->pending, l)) p->active.push_back(l);
     l->worker->post([l, evs = std::move(evs)]() mutable {
       if (l->receiver) l->receiver->on_replay(std::move(evs));
     });
     return;
   }
-  if (!p || evs.empty()) return;
+  if (evs.empty()) return;
   auto shared = std::make_shared<const std::vector<event>>(std::move(evs));
   for (const auto& l : p->active)
     l->worker->post([l, shared] {
