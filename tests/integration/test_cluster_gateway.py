@@ -284,3 +284,36 @@ def test_follows_kept_at_the_followees_owner_and_feeds_reach_followers_on_every_
     assert a.ok("POST", f"/api/feed/{ben}", {"data": 3}) == {"delivered": 2}
     for t in tabs.values():
         t.close_socket()
+
+
+def test_tabs_follow_their_users_when_a_joining_node_takes_their_slots(etcd, nodes):
+    a, b = nodes("a"), nodes("b")
+    wait_for(lambda: running(b.proc) == {"a": True, "b": True}, 5)
+    two = wait_for(lambda: balanced(etcd.endpoint, ["a", "b"]), 5)
+    wait_for(lambda: slot_counts(b.proc) == {"a": 128, "b": 128} == slot_counts(a.proc), 5)
+    # Tabs on a (the owner) and on b for a's users; a joining node takes about a third of a's slots.
+    users = []
+    for i in range(12):
+        users.append(user_owned_by(two, "a", f"gus{i}-"))
+    tabs = {u: (a.ws(u, since=0, attached=False), b.ws(u, since=0, attached=False)) for u in users}
+    for u in users:
+        assert b.send(u, "before") is True
+    firsts = {u: [t.recv_json(5) for t in tabs[u]] for u in users}
+    for u in users:
+        assert [e["data"] for e in firsts[u]] == ["before", "before"] and firsts[u][0]["seq"] == firsts[u][1]["seq"]
+    c = nodes("c")
+    three = wait_for(lambda: balanced(etcd.endpoint, ["a", "b", "c"]), 5)
+    wait_for(lambda: slot_counts(a.proc) == slot_counts(b.proc) == slot_counts(c.proc), 5)
+    moved = [u for u in users if owner(three, u) == "c"]
+    assert moved, "no user moved (12 users, each with a third of a chance)"
+    for u in users:
+        if u in moved:
+            for t in tabs[u]:
+                r = t.recv_json(5)  # the tab on the old owner and the one elsewhere
+                assert r["type"] == "reset" and r["data"]["after"] == firsts[u][0]["seq"], r
+        assert a.send(u, "after") is True
+        got = [t.recv_json(5) for t in tabs[u]]
+        assert [e["data"] for e in got] == ["after", "after"] and got[0]["seq"] == got[1]["seq"], (u, got)
+    for pair in tabs.values():
+        for t in pair:
+            t.close_socket()
