@@ -4,6 +4,7 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <cstdio>
 #include <sstream>
 
 #include <fmt/format.h>
