@@ -379,14 +379,15 @@ std::vector<member_info> hub::members(const std::string& room) const {
   if (it == rooms_.end()) return out;
   for (const auto& u : it->second->members) {
     auto lit = lives_.find(u);
-    out.push_back(member_info{u, lit != lives_.end() ? lit->second->sessions.size() : 0});
+    out.push_back(
+        member_info{u, lit != lives_.end() ? connections_of(lit->second->sessions, u) : 0});
   }
   return out;
 }
 
 std::pair<bool, size_t> hub::presence(const std::string& user) const {
   auto it = lives_.find(user);
-  size_t n = it != lives_.end() ? it->second->sessions.size() : 0;
+  size_t n = it != lives_.end() ? connections_of(it->second->sessions, user) : 0;
   return {n > 0, n};
 }
 

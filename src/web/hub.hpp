@@ -241,11 +241,14 @@ class hub {
   void send_node(const std::string& node, std::string_view op, std::string body);
   void send_events(const std::string& node, const std::string& user, const event* evs, size_t n);
   void node_attach(const std::string& node, const std::string& user, uint64_t request,
-                   std::optional<uint64_t> since);
+                   std::optional<uint64_t> since, size_t tabs);
   void node_detach(const std::string& node, const std::string& user);
   void node_events(const std::string& user, const std::string& from, std::vector<event> evs,
                    uint64_t request);
   void cluster_tick();
+  // The user's connections on every node: its tabs here and those other nodes reported (an
+  // interest counts its node's tabs). Without a cluster: the sessions here.
+  size_t connections_of(const std::vector<link_ptr>& sessions, const std::string& user) const;
   // An event for `user`, kept in its inbox: here, or handed to its owner (one hand-over per node
   // and event, at the next flush). `create`: an inbox is made for a user who has none.
   void deliver(const std::string& user, const event_tail& tail, const send_options& o, bool create);

@@ -8,8 +8,9 @@
 // bodies are small JSON objects:
 //
 //   op (routing key) | from -> to     | body
-//   attach           | node -> owner  | {"u": user, "n": node, "r": request, "s": since?}
-//   replay           | owner -> node  | {"u": user, "n": owner, "r": request,
+//   attach           | node -> owner  | {"u": user, "n": node, "r": request, "s": since?, "t":
+//   tabs} tabs             | node -> owner  | {"u": user, "n": node, "t": tabs}: the node's tabs,
+//   for presence replay           | owner -> node  | {"u": user, "n": owner, "r": request,
 //                    |                |   "e": [[seq, tail, transient]...]}
 //   events           | owner -> node  | {"u": user, "n": owner, "e": [...]}
 //   detach           | node -> owner  | {"u": user, "n": node}
@@ -127,10 +128,26 @@ void hub::attach_remote(const link_ptr& l, std::optional<uint64_t> since, const 
   ask_replay(p->node, l, since);
 }
 
+size_t hub::connections_of(const std::vector<link_ptr>& sessions, const std::string& user) const {
+  if (interests_.empty()) return sessions.size();
+  size_t n = 0;
+  for (const auto& l : sessions) {
+    if (l->node.empty()) {
+      ++n;
+      continue;
+    }
+    auto it = interests_.find({user, l->node});
+    n += it == interests_.end() ? 1 : it->second->tabs;
+  }
+  return n;
+}
+
 void hub::ask_replay(const std::string& node, const link_ptr& l, std::optional<uint64_t> since) {
   uint64_t r = ++next_request_;
   requests_[r] = replay_request{l, since, std::chrono::steady_clock::now()};
   json b = {{"u", l->user}, {"n", cluster_->shards->self()}, {"r", r}};
+  if (auto p = proxies_.find(l->user); p != proxies_.end())
+    b["t"] = p->second->active.size() + p->second->pending.size();
   if (since) b["s"] = *since;
   send_node(node, "attach", b.dump());
 }
@@ -143,6 +160,12 @@ bool hub::detach_remote(const link_ptr& l) {
   if (p.active.empty() && p.pending.empty()) {
     send_node(p.node, "detach", json{{"u", l->user}, {"n", cluster_->shards->self()}}.dump());
     proxies_.erase(it);
+  } else {
+    send_node(p.node, "tabs",
+              json{{"u", l->user},
+                   {"n", cluster_->shards->self()},
+                   {"t", p.active.size() + p.pending.size()}}
+                  .dump());
   }
   return true;
 }
@@ -169,9 +192,12 @@ bool hub::on_node_message(const broker::message& m) {
   if (op == "attach" && !node.empty()) {
     std::optional<uint64_t> since;
     if (j.contains("s") && j["s"].is_number_unsigned()) since = j["s"].get<uint64_t>();
-    node_attach(node, user, r, since);
+    node_attach(node, user, r, since, j.value("t", size_t(1)));
   } else if (op == "detach" && !node.empty()) {
     node_detach(node, user);
+  } else if (op == "tabs" && !node.empty()) {
+    if (auto it = interests_.find({user, node}); it != interests_.end())
+      it->second->tabs = j.value("t", size_t(1));
   } else if (op == "events") {
     node_events(user, node, events_of(j.value("e", json::array())), 0);
   } else if (op == "replay" && r != 0) {
@@ -212,7 +238,7 @@ bool hub::on_node_message(const broker::message& m) {
 }
 
 void hub::node_attach(const std::string& node, const std::string& user, uint64_t request,
-                      std::optional<uint64_t> since) {
+                      std::optional<uint64_t> since, size_t tabs) {
   inbox& box = get_inbox(user);
   live& on = go_live(user, box);
   auto& slot = interests_[{user, node}];
@@ -227,6 +253,7 @@ void hub::node_attach(const std::string& node, const std::string& user, uint64_t
     if (on.sessions.empty()) ++online_users_;
     on.sessions.push_back(slot->link);
   }
+  slot->tabs = tabs;
   std::vector<event> evs;
   if (since) {
     evs = replay(box, &on, *since);

@@ -115,6 +115,7 @@ class hub::node_receiver final : public event_receiver {
 struct hub::interest {
   link_ptr link;
   std::unique_ptr<node_receiver> receiver;
+  size_t tabs = 1;  // the node's connections of the user, for presence
 };
 
 }  // namespace warren::web

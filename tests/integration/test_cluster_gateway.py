@@ -148,9 +148,9 @@ def test_browsers_on_any_node_share_the_owners_inbox_and_resume_elsewhere(etcd, 
             a.ws(user, since=0, attached=False)]
     sse = b.sse(user, last_event_id=0, attached=False)
     assert sse.status == 200
-    time.sleep(0.3)
-    # Nodes b and c count one connection each at the owner, however many tabs.
-    assert a.presence(user)["connections"] == 3
+    # One interest per node at the owner, however many tabs; presence counts the tabs, asked on any node.
+    wait_for(lambda: a.presence(user)["connections"] == 4, 5)
+    assert b.presence(user) == c.presence(user) == {"online": True, "connections": 4}
     for i in range(5):
         assert b.send(user, {"i": i}) is True
     seen = [[t.recv_json(5) for _ in range(5)] for t in tabs]
@@ -159,6 +159,8 @@ def test_browsers_on_any_node_share_the_owners_inbox_and_resume_elsewhere(etcd, 
         assert [e["data"]["i"] for e in s] == list(range(5)), s
         assert [e["seq"] for e in s] == [e["seq"] for e in seen[0]]  # one inbox: the owner's numbers
     last = seen[0][2]["seq"]
+    tabs[1].close_socket()
+    wait_for(lambda: c.presence(user)["connections"] == 3, 5)
     for t in tabs:
         t.close_socket()
     sse.close()
