@@ -319,3 +319,22 @@ def test_tabs_follow_their_users_when_a_joining_node_takes_their_slots(etcd, nod
     for pair in tabs.values():
         for t in pair:
             t.close_socket()
+
+
+def test_operations_asked_of_an_owner_that_is_gone_answer_503(etcd, nodes):
+    a, b = nodes("a"), nodes("b")
+    wait_for(lambda: running(b.proc) == {"a": True, "b": True}, 5)
+    slots = wait_for(lambda: balanced(etcd.endpoint, ["a", "b"]), 5)
+    wait_for(lambda: slot_counts(b.proc) == {"a": 128, "b": 128}, 5)
+    room, user = user_owned_by(slots, "a", "hall"), user_owned_by(slots, "a", "hal")
+    assert b.ok("POST", f"/api/rooms/{room}/publish", {"data": 1}) == {"routed": True}
+    a.proc.stop(signum=signal.SIGKILL, check=False)
+    # Asked before the map moves: nobody answers for a; after 5 s the asking node says so.
+    t0 = time.monotonic()
+    r = b.api("GET", f"/api/rooms/{room}/members", timeout=15)
+    assert r.status == 503 and "did not answer" in r.json()["reason"], r
+    assert 4 <= time.monotonic() - t0 < 10
+    # Once the map moved, b owns them: answered at once (a fresh room: no such room).
+    wait_for(lambda: balanced(etcd.endpoint, ["b"]), 3 * TTL + 5)
+    assert b.api("GET", f"/api/rooms/{room}/members").status == 404
+    assert b.ok("GET", f"/api/presence/{user}") == {"online": False, "connections": 0}
