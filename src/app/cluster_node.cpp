@@ -98,17 +98,22 @@ void cluster_node::join() {
     std::lock_guard lk(link_info_->mutex);
     link_info_->membership = membership_;
   }
+  if (gateway_table_)
+    gateway_ = std::make_shared<cluster_gateway>(client_, s_.cluster, membership_, gateway_table_,
+                                                 gateway_on_map_);
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "cluster");
     io_.run();
   });
-  boost::asio::post(io_, [this, m = membership_, u = users_, v = vhosts_, d = definitions_] {
-    fetch_secret();
-    m->start();
-    u->start();
-    if (v) v->start();
-    d->start();
-  });
+  boost::asio::post(
+      io_, [this, m = membership_, u = users_, v = vhosts_, d = definitions_, g = gateway_] {
+        fetch_secret();
+        m->start();
+        u->start();
+        if (v) v->start();
+        d->start();
+        if (g) g->start();
+      });
   spdlog::info("cluster '{}': node '{}' joining through etcd at {}", s_.cluster, s_.node,
                s_.endpoints);
   // Each endpoint is tried once or twice per call, and registering is three calls; a name still
@@ -151,6 +156,12 @@ void cluster_node::set_vhost_ops(cluster_vhosts::local_ops ops) {
   vhosts_ = std::make_shared<cluster_vhosts>(client_, s_.cluster, std::move(ops));
 }
 
+void cluster_node::keep_gateway_map(std::shared_ptr<web::shard_table> table,
+                                    std::function<void()> on_map) {
+  gateway_table_ = std::move(table);
+  gateway_on_map_ = std::move(on_map);
+}
+
 void cluster_node::publish_vhost(const std::string& name, bool exists) {
   vhosts_->publish(name, exists);
   if (exists)
@@ -167,6 +178,7 @@ void cluster_node::leave() {
     users_->stop();
     if (vhosts_) vhosts_->stop();
     definitions_->stop();
+    if (gateway_) gateway_->stop();
     membership_->leave([this, &left](const std::string& err) {
       client_->close();
       left.set_value(err);
@@ -279,6 +291,12 @@ mgmt::cluster_status cluster_node::status() const {
   out.reason = v->state_reason;
   out.synced = v->synced;
   for (const auto& n : v->nodes) out.members.push_back({n.name, n.running, n.info});
+  if (gateway_table_)
+    if (auto slots = gateway_table_->get()) {
+      for (const auto& owner : *slots)
+        if (!owner.empty()) ++out.gateway_slots[owner];
+      out.gateway_map_version = gateway_table_->version();
+    }
   return out;
 }
 

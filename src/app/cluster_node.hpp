@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/cluster_definitions.hpp"
+#include "app/cluster_gateway.hpp"
 #include "app/cluster_users.hpp"
 #include "app/cluster_vhosts.hpp"
 #include "cluster/membership.hpp"
@@ -61,6 +62,15 @@ class cluster_node {
   void publish_vhost(const std::string& name, bool exists);
   // Any thread: the queues of other nodes and the bindings to them (cluster_definitions.hpp).
   std::shared_ptr<remote_directory> remote() const { return definitions_->directory(); }
+  // Before join(): keep the web gateway's shard map in `table` (app/cluster_gateway.hpp);
+  // `on_map` runs on the cluster thread after each change.
+  void keep_gateway_map(std::shared_ptr<web::shard_table> table, std::function<void()> on_map);
+  // Any thread: whether a node holds its lease, as this node last read (the function outlives
+  // this object safely).
+  std::function<bool(const std::string&)> running_check() const {
+    return
+        [locate = locate_](const std::string& node) { return locate && locate(node).has_value(); };
+  }
   // For the AMQP channels (amqp::server::server_context::remote_queue_call).
   decltype(amqp::server::server_context::remote_queue_call) remote_queue_call() const;
 
@@ -90,6 +100,9 @@ class cluster_node {
   std::shared_ptr<cluster_users> users_;
   std::shared_ptr<cluster_vhosts> vhosts_;
   std::shared_ptr<cluster_definitions> definitions_;
+  std::shared_ptr<web::shard_table> gateway_table_;
+  std::function<void()> gateway_on_map_;
+  std::shared_ptr<cluster_gateway> gateway_;
   std::thread thread_;
   // After io_: destroyed before it.
   std::unique_ptr<boost::asio::steady_timer> secret_timer_;

@@ -637,6 +637,17 @@ int run(const app::config& cfg) {
       });
     };
     api.cluster = [&cluster] { return cluster->status(); };
+    // The web gateway across nodes (web/hub_cluster.cpp): users and rooms have an owner node by
+    // the shard map in etcd; the hub hands sends and events to other nodes over their links.
+    auto shards = std::make_shared<web::shard_table>(api.node_name);
+    cluster->keep_gateway_map(
+        shards, [&gateway] { gateway.home().post([&gateway] { gateway.the_hub().rehome(); }); });
+    gateway.join_cluster(
+        web::hub::cluster_hooks{shards,
+                                [gw_vhost](const std::string& node, const broker::message& m) {
+                                  gw_vhost->send_to_node(node, m);
+                                },
+                                cluster->running_check()});
     // Exchanges, bindings and queue records (app/cluster_definitions.hpp): other nodes' queues
     // are listed and exported here.
     api.remote_queues = [dir = cluster->remote()](const std::string* vhost) {

@@ -386,9 +386,14 @@ class vhost {
   void remove_remote_queue(std::string_view name);
   // Its id, for binding to it (the bindings etcd has).
   std::optional<dest_id> remote_queue_id(std::string_view name) const;
+  // A sink hands `m` to `node` (the web gateway's owner of a user: web/hub_cluster.cpp), as a
+  // forward naming no queue: that node's sink exchange `m.exchange` takes it (publish_forwarded).
+  // During a publish, that publish's confirm waits for the node's answer as for a queue there.
+  void send_to_node(const std::string& node, const message& m);
   // A publish another node forwarded (broker/forward.hpp): into the named queues that exist here,
-  // no routing; rejected when none does. The channel took the forward header out of the
-  // message's encoded properties (`t`); publish() takes it out of decoded ones (forwarded
+  // no routing; rejected when none does. Naming no queue, it goes to the sink of the sink
+  // exchange it names (the web gateway's), only to it. The channel took the forward header out of
+  // the message's encoded properties (`t`); publish() takes it out of decoded ones (forwarded
   // messages made without encoded properties).
   std::variant<publish_outcome, error> publish_forwarded(message_ptr m, forward_target t,
                                                          uint64_t publisher, uint64_t* sync_ticket,

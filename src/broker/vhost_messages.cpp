@@ -43,7 +43,12 @@ std::variant<publish_outcome, error> vhost::publish(message_ptr m, uint64_t publ
   // A duplicate an exchange on the way drops counts as taken: no basic.return, and its confirm
   // waits for what was stored before it, the original included.
   bool duplicate = false;
+  // A sink may hand the message to another node (send_to_node), whose answer the publish counts.
+  answer_ = answer;
+  remote_ = remote;
   bool external = routing_.route(*x, *m, now_ms(), targets, seen, &duplicate);
+  answer_ = nullptr;
+  remote_ = nullptr;
   if (duplicate) external_stored(last_write_ticket_);
   if (sync_ticket) *sync_ticket = external_ticket_;
   x->on_published(m);

@@ -60,6 +60,14 @@ void vhost::send_remote(const message& m, std::vector<dest_id>& ids) {
   }
 }
 
+void vhost::send_to_node(const std::string& node, const message& m) {
+  if (answer_ && remote_) ++*remote_;
+  if (remote_sender_)
+    remote_sender_(node, m, {}, answer_);
+  else if (answer_)
+    (*answer_)(0, true);  // no link: not stored
+}
+
 std::variant<publish_outcome, error> vhost::publish_forwarded(message_ptr m, forward_target t,
                                                               uint64_t publisher,
                                                               uint64_t* sync_ticket,
@@ -72,6 +80,17 @@ std::variant<publish_outcome, error> vhost::publish_forwarded(message_ptr m, for
   m.reset();
   own->exchange = std::move(t.exchange);
   own->routing_key = std::move(t.routing_key);
+  if (t.queues.empty()) {
+    // For the web gateway's hub here (send_to_node): its sink only; the sending node routed the
+    // message to the queues bound to that exchange already.
+    auto* x = dynamic_cast<sink_exchange*>(find_exchange(own->exchange));
+    if (sync_ticket) *sync_ticket = 0;
+    if (!x) return publish_outcome::rejected;
+    external_ticket_ = 0;
+    bool taken = x->deliver_external(*own);
+    if (sync_ticket) *sync_ticket = external_ticket_;
+    return taken ? publish_outcome::routed : publish_outcome::unroutable;
+  }
   std::vector<dest_id> targets;
   for (const auto& name : t.queues)
     if (auto id = routing_.queue_id(name); id && !remote_ids_.count(*id)) targets.push_back(*id);

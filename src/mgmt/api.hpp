@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <mutex>
 
 #include <boost/asio/ip/address.hpp>
@@ -94,6 +95,10 @@ struct cluster_status {
   std::string reason;   // why fenced
   bool synced = false;  // the view follows etcd (false: etcd unreachable, the last one read)
   std::vector<cluster_member> members;  // sorted by name, this node included
+  // The web gateway's shard map (docs/cluster.md): slots per node, and the map's version in etcd
+  // (0: none read yet).
+  std::map<std::string, size_t> gateway_slots;
+  int64_t gateway_map_version = 0;
 };
 
 // Built by main before the listeners start; read-only afterwards (the user store it points to

@@ -224,6 +224,10 @@ void get_nodes(const call_ptr& c, bool one) {
       for (const auto& m : cs.members)
         if (m.name != n["name"] && m.running) links.push_back({{"name", m.name}});
       n["cluster_links"] = std::move(links);
+      // How many of the web gateway's 256 shard slots the node owns (docs/cluster.md).
+      auto g = cs.gateway_slots.find(n["name"].get<std::string>());
+      n["warren_gateway_slots"] = g == cs.gateway_slots.end() ? 0 : g->second;
+      n["warren_gateway_map_version"] = cs.gateway_map_version;
     }
   }
   if (one) {

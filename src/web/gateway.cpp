@@ -70,6 +70,26 @@ void gateway::prepare() {
   hub_.start(home());
 }
 
+void gateway::join_cluster(hub::cluster_hooks h) {
+  broker::vhost& v = *deps_.vhost;
+  broker::exchange_settings s;
+  s.name = std::string(node_exchange);
+  s.type = "x-warren-inbox";  // a sink exchange; only its sink is ever called (vhost_remote.cpp)
+  s.durable = false;
+  s.internal = true;  // no client publishes to it: nodes reach it by forwarding
+  if (auto err = v.declare_builtin_exchange(s))
+    throw std::runtime_error(
+        fmt::format("web gateway: cannot declare exchange '{}' in vhost '{}': {}", s.name, v.name(),
+                    err->text));
+  if (!v.attach_sink(s.name, [this](const broker::message& m) { return hub_.on_node_message(m); }))
+    throw std::runtime_error(fmt::format("web gateway: exchange '{}' is not a sink", s.name));
+  h.owner_op = [this](const std::string& user, const std::string& op, const std::string& room,
+                      const std::string& data, std::function<void(std::string)> reply) {
+    owner_op(*this, user, op, room, data, std::move(reply));
+  };
+  hub_.set_cluster(std::move(h));
+}
+
 bool gateway::alarm_on(size_t w) const {
   return deps_.alarms && deps_.alarms->on(w).any();
 }

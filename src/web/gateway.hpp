@@ -77,6 +77,9 @@ class gateway {
   // the hub to them, loads the follow graph and recovers the inboxes from the store. Throws
   // std::runtime_error as declare_exchanges, or if the follows log cannot be read.
   void prepare();
+  // In a cluster, after prepare() and before the workers start: declares the internal exchange
+  // warren.nodes (hub_cluster.cpp) and hands the hub its hooks.
+  void join_cluster(hub::cluster_hooks h);
   // The listener's callback (on the accepting worker).
   void accept(std::shared_ptr<net::connection> c);
   // The gateway's statistics: each worker's counters and the hub's figures, gathered by posting

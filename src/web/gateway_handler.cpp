@@ -356,6 +356,20 @@ void gateway_handler::on_hub(std::function<std::pair<int, std::string>()> fn) {
   });
 }
 
+void gateway_handler::on_hub_async(std::function<void(std::function<void(int, std::string)>)> fn) {
+  set_mode(mode::waiting);
+  conn().pause_reading(true);
+  auto self = self_;
+  net::worker* w = &conn().owner();
+  g_.home().post([self, w, fn = std::move(fn)] {
+    fn([self, w](int status, std::string body) {
+      w->post([self, status, body = std::move(body)]() mutable {
+        if (self->h) self->h->reply(status, std::move(body));
+      });
+    });
+  });
+}
+
 void gateway_handler::on_hub_synced(std::function<hub_answer()> fn) {
   set_mode(mode::waiting);
   conn().pause_reading(true);
@@ -375,6 +389,18 @@ void gateway_handler::on_hub_synced(std::function<hub_answer()> fn) {
         if (self->h) self->h->reply(status, std::move(body));
       });
     };
+    if (r.nodes) {
+      wait_for_nodes(*r.nodes, st, r.ticket, std::move(answer), [self, w] {
+        w->post([self] {
+          if (self->h)
+            self->h->reply(503, error_json("unavailable",
+                                           "a node of the cluster this message was handed to (the "
+                                           "owner of its target) did not store it: it is down or "
+                                           "unreachable"));
+        });
+      });
+      return;
+    }
     // What the answer says was taken is on disk first (the store's group commit).
     if (st && r.ticket)
       st->when_synced(r.ticket, std::move(answer));
@@ -968,12 +994,13 @@ void gateway_handler::ws_message(std::string_view text) {
   gateway* g = &g_;
   std::string user = session_->user;
   g_.home().post([self, w, g, user, op, room, id, data = std::move(data)]() mutable {
-    auto r = run_room_op(*g, user, op, room, data);
-    w->post(
-        [self, op = std::move(op), room = std::move(room), id = std::move(id), r = std::move(r)] {
-          if (gateway_handler* me = self->h; me && me->ws_ && !me->conn().closing())
-            me->ws_reply(op, room, id, r.code, r.error, r.extra);
-        });
+    run_room_op_async(*g, user, op, room, data, [self, w, op, room, id](op_outcome r) mutable {
+      w->post(
+          [self, op = std::move(op), room = std::move(room), id = std::move(id), r = std::move(r)] {
+            if (gateway_handler* me = self->h; me && me->ws_ && !me->conn().closing())
+              me->ws_reply(op, room, id, r.code, r.error, r.extra);
+          });
+    });
   });
 }
 
@@ -989,14 +1016,18 @@ void gateway_handler::ws_read(const json& req, const json& id) {
   std::string user = session_->user;
   uint64_t seq = req["seq"].get<uint64_t>();
   g_.home().post([self, w, g, user, seq, id] {
-    auto unread = g->the_hub().set_read(user, seq);
-    w->post([self, id, unread] {
-      gateway_handler* me = self->h;
-      if (!me || !me->ws_ || me->conn().closing()) return;
-      if (!unread)
-        me->ws_reply("read", {}, id, 404, "nothing held", json::object());
-      else
-        me->ws_reply("read", {}, id, 200, {}, json{{"unread", *unread}});
+    // In a cluster the read position is kept by the inbox's owner.
+    at_owner(*g, user, user, "read", {}, std::to_string(seq), [self, w, id](op_outcome r) {
+      w->post([self, id, r = std::move(r)] {
+        gateway_handler* me = self->h;
+        if (!me || !me->ws_ || me->conn().closing()) return;
+        if (r.code == 404)
+          me->ws_reply("read", {}, id, 404, "nothing held", json::object());
+        else if (r.code != 200)
+          me->ws_reply("read", {}, id, r.code, r.error, json::object());
+        else
+          me->ws_reply("read", {}, id, 200, {}, json{{"unread", r.extra.value("unread", 0)}});
+      });
     });
   });
 }

@@ -13,7 +13,9 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -37,6 +39,29 @@ inline constexpr size_t max_name = 200;  // user ids and room names, in bytes
 std::optional<uint64_t> parse_u64(std::string_view s);
 bool valid_name(std::string_view s);
 std::string error_json(std::string_view error, std::string_view reason);
+
+// The answers a publish of the HTTP API waits for besides its store: those of the nodes it was
+// handed to (broker::vhost::send_to_node) and of other shards. answer() is the publish's
+// broker::shard_answer (called from any thread); expect() says, once the publish returned, how
+// many answers come; then()'s function runs once, on whichever thread completes the count.
+struct node_answers : std::enable_shared_from_this<node_answers> {
+  std::function<void(uint64_t ticket, bool rejected)> answer();  // a broker::shard_answer
+  void expect(uint32_t n);
+  void then(std::function<void(uint64_t ticket, bool rejected)> done);
+
+ private:
+  void finish_if_complete(std::unique_lock<std::mutex>& lk);
+  std::mutex mutex_;
+  uint32_t got_ = 0;
+  std::optional<uint32_t> expected_;
+  uint64_t ticket_ = 0;
+  bool rejected_ = false;
+  std::function<void(uint64_t, bool)> done_;
+};
+// Runs `answer` once every node answered and the store synced `ticket` and theirs; `refused` when
+// one did not store it.
+void wait_for_nodes(node_answers& n, store::message_store* st, uint64_t ticket,
+                    std::function<void()> answer, std::function<void()> refused);
 // A message as the HTTP APIs publish it (JSON, persistent, `from` in a header).
 std::shared_ptr<broker::message> make_message(std::string exchange, std::string key,
                                               std::string body,
@@ -58,6 +83,21 @@ struct op_outcome {
 // WebSocket and the HTTP paths both answer from it.
 op_outcome run_room_op(gateway& g, const std::string& user, const std::string& op,
                        const std::string& room, const std::string& data);
+// The same, asked of the room's owner node in a cluster (hub::call_owner) when that is another
+// node; `done` runs on the hub's worker.
+void run_room_op_async(gateway& g, const std::string& user, const std::string& op,
+                       const std::string& room, const std::string& data,
+                       std::function<void(op_outcome)> done);
+// An operation run where its key lives (docs/cluster.md, "The web gateway across nodes"): a room
+// operation, "presence" (of `user`), "follow"/"unfollow" (`user` follows `room`), "followers" (of
+// `room`), "feed" (a post of `room`'s feed, `data` {"data", "expiration", "transient"}, answered
+// once stored). On the hub's worker; `reply` gets {"code", "error", "extra"} there.
+void owner_op(gateway& g, const std::string& user, const std::string& op, const std::string& room,
+              const std::string& data, std::function<void(std::string)> reply);
+// Runs owner_op here when `key` is this node's (or there is no cluster), else at its owner.
+void at_owner(gateway& g, const std::string& key, const std::string& user, const std::string& op,
+              const std::string& room, const std::string& data,
+              std::function<void(op_outcome)> done);
 
 // What a token lets its user do with rooms (jwt_claims' rooms/publish; docs/web-api.md).
 struct room_rights {
@@ -113,11 +153,16 @@ class gateway_handler final : public net::connection_handler, public event_recei
   void finish_response();
   // Runs fn on the hub's worker; its string result (status, JSON body) comes back as the response.
   void on_hub(std::function<std::pair<int, std::string>()> fn);
+  // The same, for an answer that comes later: fn gets the function that answers (any thread).
+  void on_hub_async(std::function<void(std::function<void(int, std::string)>)> fn);
   // The same, answering only once the store has synced the ticket fn returns (0: at once).
   struct hub_answer {
     int status;
     std::string body;
     uint64_t ticket = 0;
+    // In a cluster: the answers of the nodes the publish was handed to (another node owning the
+    // user), waited for too; a node that did not store it makes the answer a 503.
+    std::shared_ptr<web::node_answers> nodes;
   };
   void on_hub_synced(std::function<hub_answer()> fn);
   // A backend send's "ttl" (seconds) and "transient" into the message; false (answered 400) if

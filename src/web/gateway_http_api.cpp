@@ -4,6 +4,7 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <cstdio>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -45,6 +46,51 @@ bool publish(broker::vhost& v, broker::message_ptr m, uint64_t* ticket) {
   return o && *o == broker::publish_outcome::routed;
 }
 
+std::function<void(uint64_t, bool)> node_answers::answer() {
+  return [self = shared_from_this()](uint64_t ticket, bool rejected) {
+    std::unique_lock lk(self->mutex_);
+    ++self->got_;
+    self->ticket_ = std::max(self->ticket_, ticket);
+    self->rejected_ = self->rejected_ || rejected;
+    self->finish_if_complete(lk);
+  };
+}
+
+void node_answers::expect(uint32_t n) {
+  std::unique_lock lk(mutex_);
+  expected_ = n;
+  finish_if_complete(lk);
+}
+
+void node_answers::then(std::function<void(uint64_t, bool)> done) {
+  std::unique_lock lk(mutex_);
+  done_ = std::move(done);
+  finish_if_complete(lk);
+}
+
+void node_answers::finish_if_complete(std::unique_lock<std::mutex>& lk) {
+  if (!expected_ || got_ < *expected_ || !done_) return;
+  auto d = std::move(done_);
+  done_ = nullptr;
+  uint64_t t = ticket_;
+  bool r = rejected_;
+  lk.unlock();
+  d(t, r);
+}
+
+void wait_for_nodes(node_answers& n, store::message_store* st, uint64_t ticket,
+                    std::function<void()> answer, std::function<void()> refused) {
+  n.then([st, ticket, answer = std::move(answer), refused = std::move(refused)](
+             uint64_t theirs, bool rejected) mutable {
+    if (rejected) return refused();
+    uint64_t t = std::max(ticket, theirs);
+    if (st && t)
+      st->when_synced(t, std::move(answer));
+    else
+      answer();
+  });
+}
+
 json members_json(const hub& h, const std::string& room) {
   json list = json::array();
   for (const auto& m : h.members(room))
@@ -72,7 +118,7 @@ op_outcome run_room_op(gateway& g, const std::string& user, const std::string& o
   } else if (!h.room_exists(room)) {
     r.code = 404;
     r.error = "no room '" + room + "'";
-  } else if (!h.is_member(user, room)) {
+  } else if (op != "list" && !h.is_member(user, room)) {
     r.code = 403;
     r.error = "only members see who is in a room";
   } else {
@@ -204,11 +250,27 @@ void gateway_handler::backend(request& req, std::string_view path,
   };
 
   // Publishes on the hub's worker and answers {"routed": bool} once what it stored is on disk.
+  // In a cluster the message may be handed to the node owning its target: its answer counts too.
   auto answer_routed_when_stored = [&](broker::message_ptr m) {
     on_hub_synced([g, m = std::move(m)]() -> hub_answer {
       uint64_t ticket = 0;
-      bool routed = publish(g->vhost(), m, &ticket);
-      return {200, json{{"routed", routed}}.dump(), ticket};
+      if (!g->vhost().in_cluster()) {
+        bool routed = publish(g->vhost(), m, &ticket);
+        return {200, json{{"routed", routed}}.dump(), ticket, nullptr};
+      }
+      auto nodes = std::make_shared<node_answers>();
+      broker::shard_answer a = nodes->answer();
+      uint32_t remote = 0;
+      auto r = g->vhost().publish(m, 0, &ticket, &a, &remote);
+      auto* o = std::get_if<broker::publish_outcome>(&r);
+      bool routed = o && *o == broker::publish_outcome::routed;
+      if (o && *o == broker::publish_outcome::rejected) routed = false;
+      hub_answer h{200, json{{"routed", routed}}.dump(), ticket, nullptr};
+      if (remote) {
+        nodes->expect(remote);
+        h.nodes = std::move(nodes);
+      }
+      return h;
     });
   };
   if (parts.size() == 1 && parts[0] == "send") {
@@ -246,10 +308,14 @@ void gateway_handler::backend(request& req, std::string_view path,
   if (parts.size() == 3 && parts[0] == "rooms" && parts[2] == "members") {
     if (!need(bhttp::verb::get, "GET")) return;
     std::string room = parts[1];
-    on_hub([g, room]() -> std::pair<int, std::string> {
-      if (!g->the_hub().room_exists(room))
-        return {404, error_json("not_found", "no room '" + room + "'")};
-      return {200, json{{"room", room}, {"members", members_json(g->the_hub(), room)}}.dump()};
+    // "list": the members op without the membership check (a backend is no member).
+    on_hub_async([g, room](std::function<void(int, std::string)> reply) {
+      run_room_op_async(*g, std::string(), "list", room, std::string(),
+                        [room, reply](op_outcome r) {
+                          if (r.code != 200)
+                            return reply(r.code, error_json(error_word(r.code), r.error));
+                          reply(200, json{{"room", room}, {"members", r.extra["members"]}}.dump());
+                        });
     });
     return;
   }
@@ -261,14 +327,14 @@ void gateway_handler::backend(request& req, std::string_view path,
       respond_error(400, "bad_request", "user ids must be 1-200 bytes without spaces or newlines");
       return;
     }
-    if (method == bhttp::verb::put) {
-      on_hub([g, a, b]() -> std::pair<int, std::string> {
-        return {g->the_hub().follows().follow(a, b) ? 201 : 204, {}};
-      });
-    } else if (method == bhttp::verb::delete_) {
-      on_hub([g, a, b]() -> std::pair<int, std::string> {
-        if (g->the_hub().follows().unfollow(a, b)) return {204, {}};
-        return {404, error_json("not_found", a + " does not follow " + b)};
+    if (method == bhttp::verb::put || method == bhttp::verb::delete_) {
+      // In a cluster the edge A -> B is kept at B's owner, with B's other followers.
+      std::string op = method == bhttp::verb::put ? "follow" : "unfollow";
+      on_hub_async([g, a, b, op](std::function<void(int, std::string)> reply) {
+        at_owner(*g, b, a, op, b, {}, [reply](op_outcome r) {
+          if (r.code >= 400) return reply(r.code, error_json(error_word(r.code), r.error));
+          reply(r.code, {});
+        });
       });
     } else {
       respond_error(405, "method_not_allowed", "use PUT or DELETE", "Allow: PUT, DELETE\r\n");
@@ -314,10 +380,19 @@ void gateway_handler::backend(request& req, std::string_view path,
     if (!need(bhttp::verb::get, "GET")) return;
     std::string who_ = parts[1];
     bool out = parts[0] == "follows";
-    on_hub([g, who_, out]() -> std::pair<int, std::string> {
-      auto& f = g->the_hub().follows();
-      auto list = out ? f.following(who_) : f.followers(who_);
-      return {200, json{{"user", who_}, {out ? "follows" : "followers", list}}.dump()};
+    if (!out) {
+      on_hub_async([g, who_](std::function<void(int, std::string)> reply) {
+        at_owner(*g, who_, who_, "followers", who_, {}, [who_, reply](op_outcome r) {
+          if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
+          reply(200, json{{"user", who_}, {"followers", r.extra["followers"]}}.dump());
+        });
+      });
+      return;
+    }
+    // In a cluster: the edges out of A kept on this node (docs/cluster.md, "Limits").
+    on_hub([g, who_]() -> std::pair<int, std::string> {
+      auto list = g->the_hub().follows().following(who_);
+      return {200, json{{"user", who_}, {"follows", list}}.dump()};
     });
     return;
   }
@@ -331,6 +406,22 @@ void gateway_handler::backend(request& req, std::string_view path,
     if (publishing_refused()) return;
     auto m = make_message("warren.feed", parts[1], data_of(b), std::nullopt);
     if (!send_options(b, *m)) return;
+    if (g->vhost().in_cluster()) {
+      // Posted at B's owner, where B's followers are: its answer says how many took it.
+      json post = {{"data", m->body}, {"transient", false}};
+      if (m->properties.expiration) post["expiration"] = *m->properties.expiration;
+      if (m->properties.headers)
+        post["transient"] =
+            common::table_bool(*m->properties.headers, "x-warren-transient") == std::optional(true);
+      std::string b = parts[1];
+      on_hub_async([g, b, post = post.dump()](std::function<void(int, std::string)> reply) {
+        at_owner(*g, b, b, "feed", b, post, [reply](op_outcome r) {
+          if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
+          reply(200, r.extra.dump());
+        });
+      });
+      return;
+    }
     on_hub_synced([g, m]() -> hub_answer {
       uint64_t ticket = 0;
       publish(g->vhost(), m, &ticket);
@@ -341,9 +432,11 @@ void gateway_handler::backend(request& req, std::string_view path,
   if (parts.size() == 2 && parts[0] == "presence") {
     if (!need(bhttp::verb::get, "GET")) return;
     std::string u = parts[1];
-    on_hub([g, u]() -> std::pair<int, std::string> {
-      auto [online, n] = g->the_hub().presence(u);
-      return {200, json{{"online", online}, {"connections", n}}.dump()};
+    on_hub_async([g, u](std::function<void(int, std::string)> reply) {
+      at_owner(*g, u, u, "presence", {}, {}, [reply](op_outcome r) {
+        if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
+        reply(200, r.extra.dump());
+      });
     });
     return;
   }
@@ -400,14 +493,17 @@ void gateway_handler::browser_http_op(request& req, const std::vector<std::strin
   }
   gateway* g = &g_;
   std::string user = session_->user;
-  on_hub([g, user, room, op, data = std::move(data)]() -> std::pair<int, std::string> {
-    auto r = run_room_op(*g, user, op, room, data);
-    if (r.code != 200) return {r.code, error_json(error_word(r.code), r.error)};
-    if (op == "members") return {200, json{{"room", room}, {"members", r.extra["members"]}}.dump()};
-    json body = {{"ok", true}};
-    body.update(r.extra);
-    return {200, body.dump()};
-  });
+  on_hub_async(
+      [g, user, room, op, data = std::move(data)](std::function<void(int, std::string)> reply) {
+        run_room_op_async(*g, user, op, room, data, [room, op, reply](op_outcome r) {
+          if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
+          if (op == "members")
+            return reply(200, json{{"room", room}, {"members", r.extra["members"]}}.dump());
+          json body = {{"ok", true}};
+          body.update(r.extra);
+          reply(200, body.dump());
+        });
+      });
 }
 
 void gateway_handler::inbox_api(request& req, const std::vector<std::string>& parts) {
@@ -425,7 +521,12 @@ void gateway_handler::inbox_api(request& req, const std::vector<std::string>& pa
       return;
     }
     if (method == bhttp::verb::delete_) {
-      on_hub_synced([g, user]() -> hub_answer { return {204, {}, g->the_hub().erase(user)}; });
+      on_hub_async([g, user](std::function<void(int, std::string)> reply) {
+        at_owner(*g, user, user, "erase", {}, {}, [reply](op_outcome r) {
+          if (r.code >= 400) return reply(r.code, error_json(error_word(r.code), r.error));
+          reply(204, {});
+        });
+      });
       return;
     }
     respond_error(405, "method_not_allowed", "use GET or DELETE", "Allow: GET, DELETE\r\n");
@@ -469,8 +570,13 @@ void gateway_handler::answer_inbox_page(request& req, const std::string& user) {
     return;
   }
   gateway* g = &g_;
-  on_hub([g, user, since, limit]() -> std::pair<int, std::string> {
-    return {200, page_json(user, g->the_hub().read_inbox(user, since, limit)).dump()};
+  // In a cluster the inbox is its owner's.
+  on_hub_async([g, user, since, limit](std::function<void(int, std::string)> reply) {
+    at_owner(*g, user, user, "inbox", {}, fmt::format("{} {}", since, limit),
+             [reply](op_outcome r) {
+               if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
+               reply(200, r.extra.dump());
+             });
   });
 }
 
@@ -486,12 +592,110 @@ void gateway_handler::answer_set_read(request& req, const std::string& user) {
     return;
   }
   gateway* g = &g_;
-  on_hub([g, user, s = *seq]() -> std::pair<int, std::string> {
-    auto unread = g->the_hub().set_read(user, s);
-    if (!unread) return {404, error_json("not_found", "nothing held for '" + user + "'")};
-    auto p = g->the_hub().read_inbox(user, 0, 1);
-    return {200, json{{"read_seq", p.read_seq}, {"unread", *unread}}.dump()};
+  on_hub_async([g, user, s = *seq](std::function<void(int, std::string)> reply) {
+    at_owner(*g, user, user, "read", {}, std::to_string(s), [reply](op_outcome r) {
+      if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
+      reply(200, r.extra.dump());
+    });
   });
+}
+
+void owner_op(gateway& g, const std::string& user, const std::string& op, const std::string& room,
+              const std::string& data, std::function<void(std::string)> reply) {
+  hub& h = g.the_hub();
+  auto answer = [&reply](int code, const std::string& error, json extra) {
+    reply(json{{"code", code}, {"error", error}, {"extra", std::move(extra)}}.dump());
+  };
+  if (op == "presence") {
+    auto [online, n] = h.presence(user);
+    return answer(200, {}, json{{"online", online}, {"connections", n}});
+  }
+  if (op == "follow") return answer(h.follows().follow(user, room) ? 201 : 204, {}, json::object());
+  if (op == "unfollow") {
+    if (h.follows().unfollow(user, room)) return answer(204, {}, json::object());
+    return answer(404, user + " does not follow " + room, json::object());
+  }
+  if (op == "followers") return answer(200, {}, json{{"followers", h.follows().followers(room)}});
+  if (op == "inbox") {
+    uint64_t since = 0;
+    size_t limit = default_limit;
+    std::sscanf(data.c_str(), "%lu %zu", &since, &limit);
+    return answer(200, {}, page_json(user, h.read_inbox(user, since, limit)));
+  }
+  if (op == "read") {
+    uint64_t seq = 0;
+    std::sscanf(data.c_str(), "%lu", &seq);
+    auto unread = h.set_read(user, seq);
+    if (!unread) return answer(404, "nothing held for '" + user + "'", json::object());
+    auto p = h.read_inbox(user, 0, 1);
+    return answer(200, {}, json{{"read_seq", p.read_seq}, {"unread", *unread}});
+  }
+  if (op == "erase") {
+    uint64_t ticket = h.erase(user);
+    store::message_store* st = g.store();
+    if (!st || !ticket) return answer(204, {}, json::object());
+    net::worker* home = &g.home();
+    st->when_synced(ticket, [home, reply = std::move(reply)]() mutable {
+      home->post([reply = std::move(reply)] {
+        reply(json{{"code", 204}, {"error", ""}, {"extra", json::object()}}.dump());
+      });
+    });
+    return;
+  }
+  if (op == "feed") {
+    // A post handed here by the node that took it: published here, answered once stored.
+    auto b = json::parse(data, nullptr, false);
+    if (!b.is_object()) return answer(400, "bad feed post", json::object());
+    auto m = make_message("warren.feed", room, b.value("data", std::string("null")), std::nullopt);
+    if (b.contains("expiration") && b["expiration"].is_string())
+      m->properties.expiration = b["expiration"].get<std::string>();
+    if (b.value("transient", false)) {
+      common::field_table t;
+      t.set("x-warren-transient", true);
+      m->properties.headers = std::move(t);
+    }
+    uint64_t ticket = 0;
+    publish(g.vhost(), m, &ticket);
+    size_t n = h.last_feed_fanout();
+    store::message_store* st = g.store();
+    if (!st || !ticket) return answer(200, {}, json{{"delivered", n}});
+    net::worker* home = &g.home();
+    st->when_synced(ticket, [home, reply = std::move(reply), n]() mutable {
+      home->post([reply = std::move(reply), n] {
+        reply(json{{"code", 200}, {"error", ""}, {"extra", {{"delivered", n}}}}.dump());
+      });
+    });
+    return;
+  }
+  op_outcome r = run_room_op(g, user, op, room, data);
+  answer(r.code, r.error, std::move(r.extra));
+}
+
+void at_owner(gateway& g, const std::string& key, const std::string& user, const std::string& op,
+              const std::string& room, const std::string& data,
+              std::function<void(op_outcome)> done) {
+  auto outcome = [done](int code, std::string error, std::string extra) {
+    op_outcome r;
+    r.code = code;
+    r.error = std::move(error);
+    auto e = json::parse(extra, nullptr, false);
+    if (e.is_object()) r.extra = std::move(e);
+    done(std::move(r));
+  };
+  if (g.the_hub().call_owner(key, user, op, room, data, outcome)) return;
+  owner_op(g, user, op, room, data, [outcome](std::string res) {
+    auto j = json::parse(res, nullptr, false);
+    outcome(j.value("code", 500), j.value("error", std::string()),
+            j.contains("extra") ? j["extra"].dump() : std::string("{}"));
+  });
+}
+
+void run_room_op_async(gateway& g, const std::string& user, const std::string& op,
+                       const std::string& room, const std::string& data,
+                       std::function<void(op_outcome)> done) {
+  // A publish goes to warren.rooms here, which hands it to the room's node itself.
+  if (op == "publish") return done(run_room_op(g, user, op, room, data));
+  at_owner(g, room, user, op, room, data, std::move(done));
 }
 
 }  // namespace warren::web

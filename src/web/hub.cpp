@@ -157,6 +157,7 @@ void hub::tick() {
     if (inbox* box = inboxes_.find(user)) box->set_live(false);
   }
   sweep(now);
+  if (cluster_) cluster_tick();
   if (store_) store_->expire_inbox(now);
   flush();
 }
@@ -203,6 +204,8 @@ void hub::count_replay(const std::vector<event>& evs) {
 }
 
 void hub::attach(const link_ptr& l, std::optional<uint64_t> since) {
+  if (cluster_)
+    if (auto owner = away_owner(l->user); !owner.empty()) return attach_remote(l, since, owner);
   inbox& box = get_inbox(l->user);
   live& on = go_live(l->user, box);
   if (on.sessions.empty()) ++online_users_;
@@ -220,6 +223,7 @@ void hub::attach(const link_ptr& l, std::optional<uint64_t> since) {
 }
 
 void hub::detach(const link_ptr& l) {
+  if (cluster_ && detach_remote(l)) return;
   inbox* box = find_inbox(l->user);
   live* on = box ? live_of(l->user, *box) : nullptr;
   if (!on) return;
@@ -235,6 +239,7 @@ void hub::detach(const link_ptr& l) {
 }
 
 void hub::catch_up(const link_ptr& l, uint64_t since) {
+  if (cluster_ && catch_up_remote(l, since)) return;
   inbox* box = find_inbox(l->user);
   std::vector<event> evs;
   if (box) evs = replay(*box, live_of(l->user, *box), since);
@@ -247,6 +252,7 @@ void hub::catch_up(const link_ptr& l, uint64_t since) {
 }
 
 void hub::flush() {
+  if (!handovers_.empty()) flush_handovers();
   if (!outgoing_since_) return;  // nothing queued for a connection
   auto since = *outgoing_since_;
   outgoing_since_.reset();
@@ -283,17 +289,25 @@ void hub::add_stats(gateway_stats& s) const {
 }
 
 op_result hub::join(const std::string& user, const std::string& room_name) {
-  inbox& box = get_inbox(user);
-  live& on = go_live(user, box);
-  if (std::find(on.rooms.begin(), on.rooms.end(), room_name) != on.rooms.end())
-    return op_result{200, {}, true};
+  // In a cluster a member whose inbox another node owns has no live part here: its events are
+  // handed to its owner (deliver), and it stays a member until it leaves (docs/cluster.md).
+  bool away = cluster_ && !away_owner(user).empty();
+  live* on = nullptr;
+  if (!away) {
+    inbox& box = get_inbox(user);
+    on = &go_live(user, box);
+    if (std::find(on->rooms.begin(), on->rooms.end(), room_name) != on->rooms.end())
+      return op_result{200, {}, true};
+  }
   auto& slot = rooms_[room_name];
   if (!slot) {
     slot = std::make_unique<room>();
     slot->name = room_name;
   }
   room& r = *slot;
-  on.rooms.push_back(room_name);
+  if (away && std::binary_search(r.members.begin(), r.members.end(), user))
+    return op_result{200, {}, true};
+  if (on) on->rooms.push_back(room_name);
   r.members.insert(std::lower_bound(r.members.begin(), r.members.end(), user), user);
   // History first (as "history" events), then live messages.
   int64_t now = now_ms();
@@ -304,7 +318,7 @@ op_result hub::join(const std::string& user, const std::string& room_name) {
     t.append(*h.tail, from.size());
     send_options o;
     o.ttl_ms = h.expires_ms ? h.expires_ms - now : -1;
-    push(user, box, std::make_shared<const std::string>(std::move(t)), o);
+    deliver(user, std::make_shared<const std::string>(std::move(t)), o, true);
   }
   presence_event(r, user, true);
   flush();
@@ -319,12 +333,18 @@ void hub::remove_member(room& r, const std::string& user) {
 op_result hub::leave(const std::string& user, const std::string& room_name) {
   auto lit = lives_.find(user);
   auto rit = rooms_.find(room_name);
-  if (lit == lives_.end() || rit == rooms_.end())
+  bool away = cluster_ && !away_owner(user).empty();
+  if ((!away && lit == lives_.end()) || rit == rooms_.end())
     return op_result{404, "not in room '" + room_name + "'"};
-  auto& rooms = lit->second->rooms;
-  auto it = std::find(rooms.begin(), rooms.end(), room_name);
-  if (it == rooms.end()) return op_result{404, "not in room '" + room_name + "'"};
-  rooms.erase(it);
+  if (away) {
+    if (!std::binary_search(rit->second->members.begin(), rit->second->members.end(), user))
+      return op_result{404, "not in room '" + room_name + "'"};
+  } else {
+    auto& rooms = lit->second->rooms;
+    auto it = std::find(rooms.begin(), rooms.end(), room_name);
+    if (it == rooms.end()) return op_result{404, "not in room '" + room_name + "'"};
+    rooms.erase(it);
+  }
   room& r = *rit->second;
   remove_member(r, user);
   presence_event(r, user, false);
@@ -340,8 +360,7 @@ void hub::presence_event(room& r, const std::string& user, bool joined) {
   auto tail = transient_tail(make_tail("presence", &r.name, &user, d.dump(), now_ms()));
   send_options o;
   o.transient = true;
-  for (const auto& m : r.members)
-    if (inbox* box = find_inbox(m)) push(m, *box, tail, o);
+  for (const auto& m : r.members) deliver(m, tail, o, false);
 }
 
 bool hub::room_exists(const std::string& room) const {
@@ -360,20 +379,23 @@ std::vector<member_info> hub::members(const std::string& room) const {
   if (it == rooms_.end()) return out;
   for (const auto& u : it->second->members) {
     auto lit = lives_.find(u);
-    out.push_back(member_info{u, lit != lives_.end() ? lit->second->sessions.size() : 0});
+    out.push_back(
+        member_info{u, lit != lives_.end() ? connections_of(lit->second->sessions, u) : 0});
   }
   return out;
 }
 
 std::pair<bool, size_t> hub::presence(const std::string& user) const {
   auto it = lives_.find(user);
-  size_t n = it != lives_.end() ? it->second->sessions.size() : 0;
+  size_t n = it != lives_.end() ? connections_of(it->second->sessions, user) : 0;
   return {n > 0, n};
 }
 
 bool hub::on_user_message(const broker::message& m) {
   // Anonymous connections are read-only rooms members; nobody sends to them.
   if (m.routing_key.starts_with("anonymous:") || m.routing_key.empty()) return false;
+  if (cluster_ && !hopped(m))
+    if (auto owner = away_owner(m.routing_key); !owner.empty()) return forward_to_owner(owner, m);
   send_options o = options_of(m);
   inbox* box = find_inbox(m.routing_key);
   live* on = box ? live_of(m.routing_key, *box) : nullptr;
@@ -390,6 +412,8 @@ bool hub::on_user_message(const broker::message& m) {
 bool hub::on_room_message(const broker::message& m) {
   const std::string& name = m.routing_key;
   if (name.empty()) return false;
+  if (cluster_ && !hopped(m))
+    if (auto owner = away_owner(name); !owner.empty()) return forward_to_owner(owner, m);
   auto& slot = rooms_[name];
   if (!slot) {
     slot = std::make_unique<room>();
@@ -412,8 +436,7 @@ bool hub::on_room_message(const broker::message& m) {
       note_ticket(store_->write_inbox(store::room_event, expires, body, at), o.persistent);
     }
   }
-  for (const auto& u : r.members)
-    if (inbox* box = find_inbox(u)) push(u, *box, tail, o);
+  for (const auto& u : r.members) deliver(u, tail, o, false);
   flush();
   return true;
 }
@@ -421,12 +444,16 @@ bool hub::on_room_message(const broker::message& m) {
 bool hub::on_feed_message(const broker::message& m) {
   const std::string& b = m.routing_key;
   last_feed_fanout_ = 0;
+  // In a cluster the feed's followers are kept at B's owner (its follow graph's edges into B).
+  if (cluster_ && !hopped(m))
+    if (auto owner = away_owner(b); !owner.empty()) return forward_to_owner(owner, m);
   send_options o = options_of(m);
   event_tail tail;
   follows_.for_each_follower(b, [&](std::string_view a) {
     std::string user(a);
-    inbox* box = find_inbox(user);
-    if (!box) {
+    bool away = cluster_ && !away_owner(user).empty();
+    inbox* box = away ? nullptr : find_inbox(user);
+    if (!box && !away) {
       if (o.transient) return;
       box = &get_inbox(user);
     }
@@ -434,7 +461,11 @@ bool hub::on_feed_message(const broker::message& m) {
       tail = make_tail("message", m, nullptr, &b);
       if (o.transient) tail = transient_tail(tail);
     }
-    push(user, *box, tail, o);
+    // A follower another node owns: handed over there, once per node (deliver).
+    if (away)
+      deliver(user, tail, o, !o.transient);
+    else
+      push(user, *box, tail, o);
     ++last_feed_fanout_;
   });
   flush();

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -43,6 +44,7 @@
 #include "web/gateway_settings.hpp"
 #include "web/gateway_stats.hpp"
 #include "web/inbox_entry.hpp"
+#include "web/shard_map.hpp"
 #include "web/user_table.hpp"
 
 namespace warren::net {
@@ -55,6 +57,10 @@ class vhost;
 }
 
 namespace warren::web {
+
+// In a cluster: the exchange through which nodes' hubs talk to each other (hub_cluster.cpp),
+// internal (no client publishes to it), declared only with --etcd-endpoints.
+inline constexpr std::string_view node_exchange = "warren.nodes";
 
 // What a transport connection implements to receive events (called on its own worker).
 class event_receiver {
@@ -72,6 +78,7 @@ struct session_link {
   event_receiver* receiver = nullptr;  // the connection's worker only; null once it is gone
   net::worker* worker = nullptr;       // the connection's
   std::string user;                    // set before the link is shared; read-only afterwards
+  std::string node;  // in a cluster: the node an owner's session stands for (empty: a tab)
 };
 using link_ptr = std::shared_ptr<session_link>;
 
@@ -151,6 +158,34 @@ class hub {
   // Starts the linger timer (call once, before or after the workers start).
   void start(net::worker& home);
 
+  // --- in a cluster (hub_cluster.cpp; docs/cluster.md, "The web gateway across nodes") ---
+  struct cluster_hooks {
+    std::shared_ptr<const shard_table> shards;
+    // On the hub's worker: hands `m` to the hub of `node` (its exchange names the sink there);
+    // during a publish, the publish's confirm waits for that node's answer.
+    std::function<void(const std::string& node, const broker::message& m)> send;
+    // Any thread: whether `node` is running (holds its lease).
+    std::function<bool(const std::string& node)> running;
+    // On the hub's worker: runs an operation for another node here, where its key lives (a room,
+    // a user's inbox or presence, a followee's followers: gateway_http_api.cpp, owner_op); calls
+    // `reply` (on the hub's worker) with {"code": C, "error": E, "extra": {...}}.
+    std::function<void(const std::string& user, const std::string& op, const std::string& room,
+                       const std::string& data, std::function<void(std::string)> reply)>
+        owner_op;
+  };
+  // Once, before the workers start. Without it the hub is the single node's, as always.
+  void set_cluster(cluster_hooks h);
+  // The sink of the node exchange (warren.nodes): what other nodes' hubs hand this one.
+  bool on_node_message(const broker::message& m);
+  // The shard map changed: sessions whose user moved to another owner follow it (a reset first).
+  void rehome();
+  // An operation on `key` (a room, or a user) that another node owns: asked of that node (its
+  // owner_op); `done` runs here with its outcome (code, error, extra fields as JSON), or 503 when
+  // it does not answer within 5 s. False when `key` is this node's (the caller runs it here).
+  using room_answer = std::function<void(int code, std::string error, std::string extra_json)>;
+  bool call_owner(const std::string& key, const std::string& user, const std::string& op,
+                  const std::string& room, const std::string& data, room_answer done);
+
  private:
   struct live;
   struct room;
@@ -191,6 +226,63 @@ class hub {
   void remove_member(room& r, const std::string& user);
   void tick();
   void arm();
+
+  // --- cluster (hub_cluster.cpp) ---
+  struct proxy;     // the sessions here of a user another node owns
+  struct interest;  // another node's sessions of a user owned here
+  class node_receiver;
+  // The node owning `name` when that is not this one; empty when it is (or no map is known).
+  std::string away_owner(std::string_view name) const;
+  bool hopped(const broker::message& m) const;  // handed over by another node already
+  bool forward_to_owner(const std::string& node, const broker::message& m);
+  void attach_remote(const link_ptr& l, std::optional<uint64_t> since, const std::string& node);
+  bool detach_remote(const link_ptr& l);
+  bool catch_up_remote(const link_ptr& l, uint64_t since);
+  void send_node(const std::string& node, std::string_view op, std::string body);
+  void send_events(const std::string& node, const std::string& user, const event* evs, size_t n);
+  void node_attach(const std::string& node, const std::string& user, uint64_t request,
+                   std::optional<uint64_t> since, size_t tabs);
+  void node_detach(const std::string& node, const std::string& user);
+  void node_events(const std::string& user, const std::string& from, std::vector<event> evs,
+                   uint64_t request);
+  void cluster_tick();
+  // The user's connections on every node: its tabs here and those other nodes reported (an
+  // interest counts its node's tabs). Without a cluster: the sessions here.
+  size_t connections_of(const std::vector<link_ptr>& sessions, const std::string& user) const;
+  // An event for `user`, kept in its inbox: here, or handed to its owner (one hand-over per node
+  // and event, at the next flush). `create`: an inbox is made for a user who has none.
+  void deliver(const std::string& user, const event_tail& tail, const send_options& o, bool create);
+  void flush_handovers();
+  void node_push(const std::vector<std::string>& users, const event_tail& tail,
+                 const send_options& o);
+  struct handover {
+    std::string node;
+    event_tail tail;
+    send_options options;
+    std::vector<std::string> users;
+  };
+  std::vector<handover> handovers_;  // queued by deliver(), sent by flush()
+  struct pending_call {
+    std::chrono::steady_clock::time_point deadline;
+    room_answer done;
+  };
+  std::unordered_map<uint64_t, pending_call> calls_;
+
+  std::optional<cluster_hooks> cluster_;
+  std::unordered_map<std::string, std::unique_ptr<proxy>> proxies_;  // by user
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<interest>>
+      interests_;  // (user, node)
+  // Replays asked of owners, by request id; asked again after 2 s without an answer (the link
+  // to the owner was down, or the owner was starting).
+  struct replay_request {
+    link_ptr link;
+    std::optional<uint64_t> since;
+    std::chrono::steady_clock::time_point sent;
+  };
+  std::unordered_map<uint64_t, replay_request> requests_;
+  void ask_replay(const std::string& node, const link_ptr& l, std::optional<uint64_t> since);
+  uint64_t next_request_ = 0;
+  int64_t rehomed_version_ = -1;  // the map version the sessions were last placed by
 
   const gateway_settings& settings_;
   broker::vhost& vhost_;

@@ -88,4 +88,34 @@ struct hub::room {
   std::vector<std::string> members;  // sorted
 };
 
+// In a cluster (hub_cluster.cpp): the sessions here of a user another node owns.
+struct hub::proxy {
+  std::string node;               // the owner its sessions are attached to
+  std::vector<link_ptr> active;   // taking the owner's live events
+  std::vector<link_ptr> pending;  // waiting for their replay
+  uint64_t last_seq = 0;          // the newest seq seen from the owner, or asked from
+};
+
+// The owner's session standing for another node's interest in a user.
+class hub::node_receiver final : public event_receiver {
+ public:
+  node_receiver(hub& h, std::string node, std::string user)
+      : hub_(h), node_(std::move(node)), user_(std::move(user)) {}
+  size_t on_events(const event* evs, size_t n) override {
+    hub_.send_events(node_, user_, evs, n);
+    return n;
+  }
+  void on_replay(std::vector<event>) override {}
+
+ private:
+  hub& hub_;
+  std::string node_, user_;
+};
+
+struct hub::interest {
+  link_ptr link;
+  std::unique_ptr<node_receiver> receiver;
+  size_t tabs = 1;  // the node's connections of the user, for presence
+};
+
 }  // namespace warren::web
