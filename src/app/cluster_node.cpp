@@ -200,6 +200,15 @@ decltype(amqp::server::server_context::remote_queue_call) cluster_node::remote_q
   };
 }
 
+decltype(amqp::server::server_context::node_connection) cluster_node::node_connection() const {
+  return [self = s_.node, locate = locate_, secret = secret_](
+             net::worker& on, const std::string& vhost, const std::string& node, std::string name,
+             amqp::client::events ev) {
+    return connect_to_node(on.io(), node_links::settings{self, vhost, locate, secret}, node,
+                           std::move(name), std::move(ev));
+  };
+}
+
 void cluster_node::fetch_secret() {
   std::string key = fmt::format("/warren/{}/secret", s_.cluster);
   std::string mine;

@@ -63,6 +63,7 @@ class cluster_node {
   std::shared_ptr<remote_directory> remote() const { return definitions_->directory(); }
   // For the AMQP channels (amqp::server::server_context::remote_queue_call).
   decltype(amqp::server::server_context::remote_queue_call) remote_queue_call() const;
+  decltype(amqp::server::server_context::node_connection) node_connection() const;
 
  private:
   void on_state(cluster::node_state s, const std::string& why);

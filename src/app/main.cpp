@@ -617,6 +617,7 @@ int run(const app::config& cfg) {
     cluster.emplace(std::move(cs), fence, pool, users, &user_file, vhosts);
     user_file.on_saved = [&cluster] { cluster->publish_users(); };
     ctx.remote_queue_call = cluster->remote_queue_call();
+    ctx.node_connection = cluster->node_connection();
     // Vhosts: the API's functions apply what etcd says; the API's calls publish to etcd.
     auto local_create = api.create_vhost;
     auto local_delete = api.delete_vhost;

@@ -148,14 +148,13 @@ def test_queues_are_listed_everywhere_and_refused_off_their_node(node_factory, e
     assert "mine" not in queues(b) and "mine" not in etcd_keys(etcd, "/warren/c1/definitions/%2F/queues/")
     assert api(b, "/api/queues/%2F/orders")["node"] == "a"
     assert [(x["source"], x["routing_key"]) for x in api(b, "/api/queues/%2F/orders/bindings")] == [("", "orders")]
-    # On b, a's queue is declared (even passively) through a (test_cluster_queues.py), but not yet consumed,
-    # fetched or bound.
+    # On b, a's queue is declared (even passively), consumed and fetched through a (test_cluster_queues.py,
+    # test_cluster_consume.py), but not yet bound.
     cb = pika.BlockingConnection(pika.ConnectionParameters(host="127.0.0.1", port=b.amqp_port))
     assert cb.channel().queue_declare("orders", durable=True, arguments={"x-max-length": 10}).method.queue == "orders"
     assert cb.channel().queue_declare("orders", passive=True).method.message_count == 0
+    assert cb.channel().basic_get("orders")[0] is None
     attempts = [
-        lambda ch: ch.basic_get("orders"),
-        lambda ch: ch.basic_consume("orders", lambda *x: None),
         lambda ch: ch.queue_bind("orders", "amq.direct", "k"),
     ]
     for attempt in attempts:

@@ -8,6 +8,7 @@
 #include <string>
 #include <variant>
 
+#include "amqp/client/connection.hpp"
 #include "amqp/protocol/field_table.hpp"
 #include "amqp/protocol/methods.hpp"
 #include "auth/user_store.hpp"
@@ -53,6 +54,14 @@ struct server_context {
   std::function<void(net::worker& on, const std::string& vhost, const std::string& node,
                      protocol::method m, std::function<void(remote_result)> done)>
       remote_queue_call;
+  // In a cluster (app/node_links.hpp): a connection of its own to `node`'s AMQP listener for
+  // `vhost`, logged in as this node, on `on`'s io_context, started; its events run there. Null
+  // when the node is not running or not reachable yet. For consumers and basic.get on another
+  // node's queue (channel_remote_consume.cpp). Unset: a single node.
+  std::function<std::shared_ptr<client::connection>(net::worker& on, const std::string& vhost,
+                                                    const std::string& node, std::string name,
+                                                    client::events ev)>
+      node_connection;
 };
 
 // product, version, platform, copyright, information, cluster_name and the capabilities table.
