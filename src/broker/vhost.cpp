@@ -155,9 +155,8 @@ maybe_error vhost::remote_queue(std::string_view name) const {
                : error{error_code::not_found,
                        fmt::format("no queue '{}' in vhost '{}'", name, name_)};
   return error{error_code::resource_locked,
-               fmt::format("queue '{}' in vhost '{}' lives on node '{}' of this cluster; declare, "
-                           "use or delete it on that node (a queue is not yet served from other "
-                           "nodes)",
+               fmt::format("queue '{}' in vhost '{}' lives on node '{}' of this cluster; this "
+                           "operation is served on that node only",
                            name, name_, *node)};
 }
 

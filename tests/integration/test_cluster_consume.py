@@ -46,6 +46,10 @@ def connect(node, **kw):
                                                              connection_attempts=1, socket_timeout=5, **kw))
 
 
+def bound_on(node, source, queue):
+    return any(x["source"] == source and x["destination"] == queue for x in api(node, "/api/bindings/%2F"))
+
+
 def queue_nodes(node):
     return {q["name"]: q.get("node") for q in api(node, "/api/queues/%2F")}
 
@@ -311,4 +315,47 @@ def test_a_consumer_when_the_queues_node_goes_down_and_comes_back(cluster):
     got2.wait(cb, 1)
     settle(cb, 0.2)
     assert [body for _, _, body in got2.got] in ([b"k2"], [b"k1", b"k2"])
+    cb.close()
+
+
+def test_bind_and_unbind_on_b_for_a_queue_on_a(cluster):
+    a, b = cluster
+    cb = connect(b)
+    ch = cb.channel()
+    ch.exchange_declare("bx", "direct", durable=True)
+    declare_on_a(cluster, "bq")
+    wait_for(lambda: "bx" in [x["name"] for x in api(a, "/api/exchanges/%2F")], 5)
+    ch.queue_bind("bq", "bx", "k")
+    # Routed at once on b (no wait for etcd), and on a, which bound its queue.
+    ca = connect(a)
+    cha = ca.channel()
+    for c, body in ((ch, b"from b"), (cha, b"from a")):
+        c.confirm_delivery()
+        c.basic_publish("bx", "k", body, mandatory=True)
+    assert [m for _, m in remaining(a, "bq")] == [b"from b", b"from a"]
+    assert bound_on(a, "bx", "bq") and bound_on(b, "bx", "bq")
+    ch.queue_unbind("bq", "bx", "k")
+    for c in (ch, cha):
+        with pytest.raises(pika.exceptions.UnroutableError):
+            c.basic_publish("bx", "k", b"nowhere", mandatory=True)
+    wait_for(lambda: not bound_on(b, "bx", "bq"), 5)
+    # RabbitMQ's errors: a missing exchange (b's own check), the default exchange.
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        cb.channel().queue_bind("bq", "missing", "k")
+    assert (e.value.reply_code, e.value.reply_text) == (404, "NOT_FOUND - no exchange 'missing' in vhost '/'")
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        cb.channel().queue_bind("bq", "", "k")
+    assert e.value.reply_code == 403
+    # An exchange b has and a does not have yet (declared on b, a moment before etcd reached a): a's 404.
+    ch = cb.channel()
+    ch.exchange_declare("late", "fanout")
+    try:
+        ch.queue_bind("bq", "late")
+        raced = False
+    except pika.exceptions.ChannelClosedByBroker as x:
+        raced = True
+        assert x.reply_code == 404 and "late" in x.reply_text
+    if not raced:  # a knew it already: bound on both
+        assert bound_on(a, "late", "bq")
+    ca.close()
     cb.close()

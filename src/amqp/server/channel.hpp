@@ -139,6 +139,9 @@ class channel {
   // and true; false when the queue is not another running node's (the local path answers).
   template <typename M>
   bool forward_queue_method(const std::string& queue, M m);
+  // queue.bind or queue.unbind of another node's queue (channel_remote.cpp); false as above.
+  template <typename M>
+  bool forward_binding(M& x);
   // --- consumers and basic.get on another node's queue (channel_remote_consume.cpp) ---
   // The node of `queue` when it is another running node's and this node can reach others.
   std::optional<std::string> remote_home(const std::string& queue);

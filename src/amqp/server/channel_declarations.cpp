@@ -250,6 +250,7 @@ bool channel::permitted_binding(const std::string& queue, const std::string& exc
 void channel::on_queue_bind(queue_bind& x) {
   if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
   if (!permitted_binding(x.queue, x.exchange, x.amqp_class_id, x.amqp_method_id)) return;
+  if (forward_binding(x)) return;  // another node's queue (channel_remote.cpp)
   bool no_wait = x.no_wait;
   auto checks = topic_checks(conn_, x.exchange);
   call_vhost(
@@ -271,6 +272,7 @@ void channel::on_queue_bind(queue_bind& x) {
 void channel::on_queue_unbind(queue_unbind& x) {
   if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
   if (!permitted_binding(x.queue, x.exchange, x.amqp_class_id, x.amqp_method_id)) return;
+  if (forward_binding(x)) return;  // another node's queue (channel_remote.cpp)
   auto checks = topic_checks(conn_, x.exchange);
   call_vhost(
       [q = x.queue, ex = x.exchange, key = x.routing_key, args = std::move(x.arguments),
