@@ -277,6 +277,70 @@ def test_amqp_tools_consume_and_get_on_b(cluster):
     assert remaining(a, "t1") == []
 
 
+def test_bind_and_unbind_on_b_for_a_queue_on_a(cluster):
+    a, b = cluster
+    cb = connect(b)
+    ch = cb.channel()
+    ch.exchange_declare("bx", "direct", durable=True)
+    declare_on_a(cluster, "bq")
+    wait_for(lambda: "bx" in [x["name"] for x in api(a, "/api/exchanges/%2F")], 5)
+    ch.queue_bind("bq", "bx", "k")
+    # Routed at once on b (no wait for etcd), and on a, which bound its queue.
+    ca = connect(a)
+    cha = ca.channel()
+    for c, body in ((ch, b"from b"), (cha, b"from a")):
+        c.confirm_delivery()
+        c.basic_publish("bx", "k", body, mandatory=True)
+    assert [m for _, m in remaining(a, "bq")] == [b"from b", b"from a"]
+    assert bound_on(a, "bx", "bq")
+    wait_for(lambda: bound_on(b, "bx", "bq"), 5)  # b lists it from etcd
+    ch.queue_unbind("bq", "bx", "k")
+    for c in (ch, cha):
+        with pytest.raises(pika.exceptions.UnroutableError):
+            c.basic_publish("bx", "k", b"nowhere", mandatory=True)
+    wait_for(lambda: not bound_on(b, "bx", "bq"), 5)
+    # RabbitMQ's errors: a missing exchange (b's own check), the default exchange.
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        cb.channel().queue_bind("bq", "missing", "k")
+    assert (e.value.reply_code, e.value.reply_text) == (404, "NOT_FOUND - no exchange 'missing' in vhost '/'")
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        cb.channel().queue_bind("bq", "", "k")
+    assert e.value.reply_code == 403
+    # An exchange b has and a does not have yet (declared on b, a moment before etcd reached a): a's 404.
+    ch = cb.channel()
+    ch.exchange_declare("late", "fanout")
+    try:
+        ch.queue_bind("bq", "late")
+        raced = False
+    except pika.exceptions.ChannelClosedByBroker as x:
+        raced = True
+        assert x.reply_code == 404 and "late" in x.reply_text
+    if not raced:  # a knew it already: bound on both
+        assert bound_on(a, "late", "bq")
+    ca.close()
+    cb.close()
+
+
+def test_an_auto_delete_queue_goes_with_its_last_consumer_on_b(cluster):
+    a, b = cluster
+    declare_on_a(cluster, "ad1", auto_delete=True)
+    cb = connect(b)
+    ch = cb.channel()
+    ch.basic_consume("ad1", lambda *x: None, consumer_tag="x1")
+    ch.basic_consume("ad1", lambda *x: None, consumer_tag="x2")
+    ch.basic_cancel("x1")
+    settle(cb, 0.2)
+    assert "ad1" in queue_nodes(a)  # one consumer left
+    ch.basic_cancel("x2")  # the last: a deletes it
+    wait_for(lambda: "ad1" not in queue_nodes(a) and "ad1" not in queue_nodes(b), 5)
+    # And when the consuming channel closes rather than cancels.
+    declare_on_a(cluster, "ad2", auto_delete=True)
+    ch.basic_consume("ad2", lambda *x: None)
+    ch.close()
+    wait_for(lambda: "ad2" not in queue_nodes(a), 5)
+    cb.close()
+
+
 def test_a_consumer_when_the_queues_node_goes_down_and_comes_back(cluster):
     """Last in the module: a is killed and started again."""
     a, b = cluster
@@ -315,47 +379,4 @@ def test_a_consumer_when_the_queues_node_goes_down_and_comes_back(cluster):
     got2.wait(cb, 1)
     settle(cb, 0.2)
     assert [body for _, _, body in got2.got] in ([b"k2"], [b"k1", b"k2"])
-    cb.close()
-
-
-def test_bind_and_unbind_on_b_for_a_queue_on_a(cluster):
-    a, b = cluster
-    cb = connect(b)
-    ch = cb.channel()
-    ch.exchange_declare("bx", "direct", durable=True)
-    declare_on_a(cluster, "bq")
-    wait_for(lambda: "bx" in [x["name"] for x in api(a, "/api/exchanges/%2F")], 5)
-    ch.queue_bind("bq", "bx", "k")
-    # Routed at once on b (no wait for etcd), and on a, which bound its queue.
-    ca = connect(a)
-    cha = ca.channel()
-    for c, body in ((ch, b"from b"), (cha, b"from a")):
-        c.confirm_delivery()
-        c.basic_publish("bx", "k", body, mandatory=True)
-    assert [m for _, m in remaining(a, "bq")] == [b"from b", b"from a"]
-    assert bound_on(a, "bx", "bq") and bound_on(b, "bx", "bq")
-    ch.queue_unbind("bq", "bx", "k")
-    for c in (ch, cha):
-        with pytest.raises(pika.exceptions.UnroutableError):
-            c.basic_publish("bx", "k", b"nowhere", mandatory=True)
-    wait_for(lambda: not bound_on(b, "bx", "bq"), 5)
-    # RabbitMQ's errors: a missing exchange (b's own check), the default exchange.
-    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
-        cb.channel().queue_bind("bq", "missing", "k")
-    assert (e.value.reply_code, e.value.reply_text) == (404, "NOT_FOUND - no exchange 'missing' in vhost '/'")
-    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
-        cb.channel().queue_bind("bq", "", "k")
-    assert e.value.reply_code == 403
-    # An exchange b has and a does not have yet (declared on b, a moment before etcd reached a): a's 404.
-    ch = cb.channel()
-    ch.exchange_declare("late", "fanout")
-    try:
-        ch.queue_bind("bq", "late")
-        raced = False
-    except pika.exceptions.ChannelClosedByBroker as x:
-        raced = True
-        assert x.reply_code == 404 and "late" in x.reply_text
-    if not raced:  # a knew it already: bound on both
-        assert bound_on(a, "late", "bq")
-    ca.close()
     cb.close()
