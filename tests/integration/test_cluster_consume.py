@@ -11,7 +11,7 @@ import pytest
 
 from support.etcd_process import EtcdProcess
 from support.warren_process import WarrenProcess
-from test_cluster import TTL, api, running, wait_for
+from test_cluster import TTL, api, put_json, running, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -262,6 +262,22 @@ def test_consume_errors(cluster):
         cb.channel().basic_consume("nope", lambda *x: None)
     assert e.value.reply_code == 404
     cb.close()
+
+
+def test_permissions_are_checked_on_b(cluster):
+    a, b = cluster
+    declare_on_a(cluster, "p1")
+    put_json(b, "/api/users/reader", {"password": "pw", "tags": ""})
+    put_json(b, "/api/permissions/%2F/reader", {"configure": ".*", "write": "^$", "read": "^$"})
+    c = connect(b, credentials=pika.PlainCredentials("reader", "pw"))
+    refused = "ACCESS_REFUSED - {} access to queue 'p1' in vhost '/' refused for user 'reader'"
+    for op, perm in ((lambda ch: ch.basic_consume("p1", lambda *x: None), "read"),
+                     (lambda ch: ch.basic_get("p1"), "read"),
+                     (lambda ch: ch.queue_bind("p1", "amq.direct", "k"), "write")):
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+            op(c.channel())
+        assert (e.value.reply_code, e.value.reply_text) == (403, refused.format(perm))
+    c.close()
 
 
 def test_amqp_tools_consume_and_get_on_b(cluster):

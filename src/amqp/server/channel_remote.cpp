@@ -105,6 +105,7 @@ bool channel::forward_binding(M& x) {
                     if constexpr (bind) {
                       if (!no_wait) ch.conn_.send(ch.id_, queue_bind_ok{});
                     } else {
+                      (void)no_wait;  // queue.unbind has no no-wait
                       ch.conn_.send(ch.id_, queue_unbind_ok{});
                     }
                     ch.conn_.conn().flush_soon();
