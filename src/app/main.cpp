@@ -618,6 +618,8 @@ int run(const app::config& cfg) {
     user_file.on_saved = [&cluster] { cluster->publish_users(); };
     ctx.remote_queue_call = cluster->remote_queue_call();
     ctx.node_connection = cluster->node_connection();
+    ctx.balanced_node = cluster->balanced_node();
+    ctx.remote_queue_declared = cluster->remote_queue_declared();
     // Vhosts: the API's functions apply what etcd says; the API's calls publish to etcd.
     auto local_create = api.create_vhost;
     auto local_delete = api.delete_vhost;

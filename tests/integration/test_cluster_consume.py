@@ -337,6 +337,47 @@ def test_bind_and_unbind_on_b_for_a_queue_on_a(cluster):
     cb.close()
 
 
+def test_queue_leader_locator(cluster):
+    a, b = cluster
+    # A vhost of its own, so that the counts of queues per node start at 0.
+    put_json(b, "/api/vhosts/lb", {})
+    put_json(b, "/api/permissions/lb/guest", {"configure": ".*", "write": ".*", "read": ".*"})
+    wait_for(lambda: "lb" in [v["name"] for v in api(a, "/api/vhosts")], 5)
+    wait_for(lambda: connect_vhost(a, "lb") is not None, 5)
+    cb = pika.BlockingConnection(pika.ConnectionParameters(host="127.0.0.1", port=b.amqp_port, virtual_host="lb"))
+    ch = cb.channel()
+    balanced = {"x-queue-leader-locator": "balanced"}
+    # Fewest queues among the running nodes, this node on a tie: b (0, 0), a (1, 0), b (1, 1), a (2, 1).
+    for name in ("l1", "l2", "l3", "l4"):
+        assert ch.queue_declare(name, durable=True, arguments=balanced).method.queue == name
+    ch.queue_declare("l5", arguments={"x-queue-leader-locator": "client-local"})
+    where = {q["name"]: q.get("node") for q in api(b, "/api/queues/lb")}
+    assert where == {"l1": "b", "l2": "a", "l3": "b", "l4": "a", "l5": "b"}
+    # Usable from b at once: a publish routed there, a consumer served from a.
+    ch.confirm_delivery()
+    ch.basic_publish("", "l2", b"placed", mandatory=True)
+    got = Collector()
+    ch.basic_consume("l2", got, auto_ack=True)
+    assert [body for _, _, body in got.wait(cb, 1)] == [b"placed"]
+    # Redeclared with the same arguments: an equivalent declare, answered where the queue is.
+    assert ch.queue_declare("l2", durable=True, arguments=balanced).method.queue == "l2"
+    # RabbitMQ's two values only.
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        cb.channel().queue_declare("l9", arguments={"x-queue-leader-locator": "random"})
+    assert e.value.reply_code == 406 and "x-queue-leader-locator" in e.value.reply_text
+    cb.close()
+
+
+def connect_vhost(node, vhost):
+    try:
+        c = pika.BlockingConnection(pika.ConnectionParameters(host="127.0.0.1", port=node.amqp_port,
+                                                              virtual_host=vhost, connection_attempts=1))
+    except pika.exceptions.AMQPError:
+        return None
+    c.close()
+    return True
+
+
 def test_an_auto_delete_queue_goes_with_its_last_consumer_on_b(cluster):
     a, b = cluster
     declare_on_a(cluster, "ad1", auto_delete=True)

@@ -139,6 +139,11 @@ class channel {
   // and true; false when the queue is not another running node's (the local path answers).
   template <typename M>
   bool forward_queue_method(const std::string& queue, M m);
+  // A queue.declare with x-queue-leader-locator "balanced" of a queue no node has: placed on the
+  // running node with the fewest queues, declared there if that is another (channel_remote.cpp);
+  // false when it is declared here as any (declare_here).
+  bool place_balanced(protocol::queue_declare& x);
+  void declare_here(protocol::queue_declare& x);
   // queue.bind or queue.unbind of another node's queue (channel_remote.cpp); false as above.
   template <typename M>
   bool forward_binding(M& x);

@@ -201,6 +201,12 @@ void channel::on_queue_declare(queue_declare& x) {
     std::string name = x.queue;
     if (forward_queue_method(name, std::move(x))) return;
   }
+  // x-queue-leader-locator "balanced": maybe on another node (channel_remote.cpp).
+  if (!x.passive && place_balanced(x)) return;
+  declare_here(x);
+}
+
+void channel::declare_here(queue_declare& x) {
   broker::queue_declare_request r{x.queue,     x.passive,     x.durable,
                                   x.exclusive, x.auto_delete, std::move(x.arguments),
                                   conn_.id()};

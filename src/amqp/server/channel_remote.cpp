@@ -115,6 +115,66 @@ bool channel::forward_binding(M& x) {
   return true;
 }
 
+bool channel::place_balanced(queue_declare& x) {
+  const auto& ctx = conn_.context();
+  if (!ctx.balanced_node || !ctx.remote_queue_call || !ctx.remote_queue_declared) return false;
+  auto locator = common::table_string(x.arguments, "x-queue-leader-locator");
+  // Exclusive and server-named queues stay with their connection, as "client-local"; a declare
+  // another node sends for its client is declared here, where it chose.
+  if (!locator || *locator != "balanced" || x.exclusive || x.queue.empty() ||
+      auth::is_cluster_node_name(conn_.user().name))
+    return false;
+  // The declare's own checks (arguments, the configure permission) answer first, as here.
+  queue_declare m = x;
+  call_vhost(
+      [name = x.queue](broker::vhost& v) -> std::optional<size_t> {
+        if (v.inspect_queue(name)) return std::nullopt;  // redeclared here
+        return v.queue_count();
+      },
+      [m = std::move(m)](channel& ch, const std::optional<size_t>& here) mutable {
+        if (ch.state_ != state::open) return;
+        std::string node;
+        if (here) node = ch.conn_.context().balanced_node(ch.conn_.vhost().name(), *here);
+        if (node.empty()) return ch.declare_here(m);
+        broker::queue_policy p;
+        if (auto e = broker::parse_queue_arguments(m.arguments, p))
+          return ch.fail(*e, queue_declare::amqp_class_id, queue_declare::amqp_method_id);
+        if (!ch.permitted(auth::perm::configure, auth::resource::queue, m.queue,
+                          queue_declare::amqp_class_id, queue_declare::amqp_method_id))
+          return;
+        bool no_wait = m.no_wait;
+        m.no_wait = false;
+        queue_declare sent = m;
+        ch.conn_.context().remote_queue_call(
+            ch.conn_.conn().owner(), ch.conn_.vhost().name(), node, method(std::move(sent)),
+            [link = ch.link_, m = std::move(m), node, no_wait](server_context::remote_result r) {
+              channel* c = link->ch;
+              if (!c || c->state_ != state::open) return;
+              if (auto* err = std::get_if<broker::error>(&r))
+                return c->fail(*err, queue_declare::amqp_class_id, queue_declare::amqp_method_id);
+              if (std::get_if<std::string>(&r)) {  // chosen, then gone: declared here after all
+                queue_declare here = m;
+                here.no_wait = no_wait;
+                return c->declare_here(here);
+              }
+              auto ok = std::get<queue_declare_ok>(std::get<method>(r));
+              c->conn_.context().remote_queue_declared(c->conn_.vhost().name(), m.queue, node,
+                                                       m.durable, m.auto_delete, m.arguments);
+              c->call_vhost(
+                  [name = m.queue, node](broker::vhost& v) {
+                    v.add_remote_queue(name, node);
+                    return true;
+                  },
+                  [ok, no_wait](channel& ch, bool) {
+                    ch.last_queue_ = ok.queue;
+                    if (!no_wait) ch.conn_.send(ch.id_, ok);
+                    ch.conn_.conn().flush_soon();
+                  });
+            });
+      });
+  return true;
+}
+
 template bool channel::forward_binding(queue_bind&);
 template bool channel::forward_binding(queue_unbind&);
 template bool channel::forward_queue_method(const std::string&, queue_declare);

@@ -62,6 +62,14 @@ struct server_context {
                                                     const std::string& node, std::string name,
                                                     client::events ev)>
       node_connection;
+  // In a cluster: x-queue-leader-locator "balanced" (any thread). `node_for` gives the running
+  // node with the fewest queues in `vhost`, given this node's count (this node on a tie; empty:
+  // this node). `declared` records at once a queue another node declared for a client of this
+  // one, so that the client's next method finds it (etcd's echo comes later).
+  std::function<std::string(const std::string& vhost, size_t here)> balanced_node;
+  std::function<void(const std::string& vhost, const std::string& queue, const std::string& node,
+                     bool durable, bool auto_delete, const protocol::field_table& args)>
+      remote_queue_declared;
 };
 
 // product, version, platform, copyright, information, cluster_name and the capabilities table.
