@@ -645,6 +645,7 @@ int run(const app::config& cfg) {
     api.remote_queues = [dir = cluster->remote()](const std::string* vhost) {
       std::vector<mgmt::queue_def> out;
       for (auto& r : dir->queues(vhost)) {
+        if (r.exclusive) continue;  // another node's connection's: listed there only
         r.def.node = r.node;
         out.push_back(std::move(r.def));
       }

@@ -378,6 +378,43 @@ def connect_vhost(node, vhost):
     return True
 
 
+def refusal(node, op):
+    """The (code, text) op(channel) on a new connection to node closes its channel with."""
+    c = connect(node)
+    try:
+        op(c.channel())
+    except pika.exceptions.ChannelClosedByBroker as e:
+        return e.reply_code, e.reply_text
+    finally:
+        if c.is_open:
+            c.close()
+    return None
+
+
+def test_an_exclusive_queue_of_a_is_locked_on_b(cluster):
+    a, b = cluster
+    ca = connect(a)
+    cha = ca.channel()
+    cha.queue_declare("ex1", exclusive=True)
+    # b learns of it through etcd (its record says "exclusive"); until then it is unknown there (404).
+    consume = lambda ch: ch.basic_consume("ex1", lambda *x: None)  # noqa: E731
+    wait_for(lambda: (refusal(b, consume) or (0,))[0] == 405, 5)
+    locked = ("RESOURCE_LOCKED - cannot obtain exclusive access to locked queue 'ex1' in vhost '/'. It could be "
+              "originally declared on another connection or the exclusive property value does not match that of "
+              "the original declaration.")
+    for op in (consume, lambda ch: ch.basic_get("ex1"), lambda ch: ch.queue_bind("ex1", "amq.fanout"),
+               lambda ch: ch.queue_declare("ex1", passive=True), lambda ch: ch.queue_purge("ex1"),
+               lambda ch: ch.queue_delete("ex1"), lambda ch: ch.queue_declare("ex1", exclusive=True)):
+        assert refusal(b, op) == (405, locked)
+    # Not listed on b (it is a's connection's), but a publish on b reaches it, as in RabbitMQ.
+    assert "ex1" not in queue_nodes(b)
+    publish(b, "ex1", [b"to the owner"])
+    assert cha.basic_get("ex1", auto_ack=True)[2] == b"to the owner"
+    # Its connection gone, so is the queue, everywhere.
+    ca.close()
+    wait_for(lambda: (refusal(b, consume) or (0,))[0] == 404, 5)
+
+
 def test_an_auto_delete_queue_goes_with_its_last_consumer_on_b(cluster):
     a, b = cluster
     declare_on_a(cluster, "ad1", auto_delete=True)

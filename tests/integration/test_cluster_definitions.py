@@ -133,12 +133,16 @@ def test_queues_are_listed_everywhere_and_refused_off_their_node(node_factory, e
     ca, cha = channel(a)
     cha.queue_declare("orders", durable=True, arguments={"x-max-length": 10})
     cha.queue_declare("scratch", auto_delete=False)
-    cha.queue_declare("mine", exclusive=True)  # lives and dies with its connection: not recorded
+    cha.queue_declare("mine", exclusive=True)  # lives and dies with its connection: recorded as exclusive
     wait_for(lambda: "orders" in queues(b) and "scratch" in queues(b), 5)
     q = queues(b)["orders"]
     assert q["node"] == "a" and q["durable"] is True and q["arguments"] == {"x-max-length": 10}
     assert queues(a)["orders"]["node"] == "a"
-    assert "mine" not in queues(b) and "mine" not in etcd_keys(etcd, "/warren/c1/definitions/%2F/queues/")
+    assert "mine" not in queues(b)  # listed on its connection's node only
+    wait_for(lambda: "mine" in etcd_keys(etcd, "/warren/c1/definitions/%2F/queues/"), 5)
+    mine = etcd_keys(etcd, "/warren/c1/definitions/%2F/queues/")["mine"]
+    assert mine["exclusive"] is True and mine["node"] == "a"
+    assert "exclusive" not in etcd_keys(etcd, "/warren/c1/definitions/%2F/queues/")["orders"]
     assert api(b, "/api/queues/%2F/orders")["node"] == "a"
     assert [(x["source"], x["routing_key"]) for x in api(b, "/api/queues/%2F/orders/bindings")] == [("", "orders")]
     # On b, a's queue is declared (even passively), consumed, fetched and bound through a (test_cluster_queues.py,

@@ -193,7 +193,8 @@ void channel::on_queue_declare(queue_declare& x) {
   if (x.passive &&
       !permitted_any(auth::resource::queue, x.queue, x.amqp_class_id, x.amqp_method_id))
     return;
-  if (auto info = conn_.vhost().remote_queue_of(x.queue); info && info->node_running) {
+  if (auto info = conn_.vhost().remote_queue_of(x.queue);
+      info && info->node_running && !info->exclusive) {
     // Another node's queue: declared (or checked) there (channel_remote.cpp).
     if (!x.passive && !permitted(auth::perm::configure, auth::resource::queue, x.queue,
                                  x.amqp_class_id, x.amqp_method_id))

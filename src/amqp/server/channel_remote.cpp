@@ -19,8 +19,8 @@ bool channel::forward_queue_method(const std::string& queue, M m) {
   const auto& call = conn_.context().remote_queue_call;
   if (!call || queue.empty()) return false;
   auto info = conn_.vhost().remote_queue_of(queue);
-  // A queue whose node is down gets RabbitMQ's 404 from the vhost.
-  if (!info || !info->node_running) return false;
+  // A queue whose node is down gets RabbitMQ's 404 from the vhost, an exclusive one its 405.
+  if (!info || !info->node_running || info->exclusive) return false;
   bool no_wait = m.no_wait;
   m.no_wait = false;  // the other node answers: its errors come back
   call(conn_.conn().owner(), conn_.vhost().name(), info->node, method(std::move(m)),
@@ -56,7 +56,7 @@ bool channel::forward_binding(M& x) {
   const auto& call = conn_.context().remote_queue_call;
   if (!call || x.queue.empty()) return false;
   auto info = conn_.vhost().remote_queue_of(x.queue);
-  if (!info || !info->node_running) return false;
+  if (!info || !info->node_running || info->exclusive) return false;
   auto checks = topic_checks(conn_, x.exchange);
   M m = x;
   call_vhost(

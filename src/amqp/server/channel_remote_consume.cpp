@@ -39,8 +39,9 @@ struct channel::remote_origin {
 std::optional<std::string> channel::remote_home(const std::string& queue) {
   if (!conn_.context().node_connection || queue.empty()) return std::nullopt;
   auto info = conn_.vhost().remote_queue_of(queue);
-  // A queue whose node is down gets RabbitMQ's 404 from the vhost.
-  if (!info || !info->node_running) return std::nullopt;
+  // A queue whose node is down gets RabbitMQ's 404 from the vhost; an exclusive queue of another
+  // node's connection its 405.
+  if (!info || !info->node_running || info->exclusive) return std::nullopt;
   return info->node;
 }
 
