@@ -147,6 +147,14 @@ void channel::on_remote_closed(size_t index, const std::string& why) {
   // that announced consumer_cancel_notify). Outstanding tags of this origin settle as nothing.
   if (!why.empty())
     spdlog::info("consumer link of channel {} to node '{}' closed: {}", id_, o.node, why);
+  // Calls first: a consume still unanswered fails the channel (404), and is not a consumer to
+  // cancel.
+  std::weak_ptr<channel_link> alive = link_;  // an answer may end the channel (reply_done)
+  for (auto& c : calls) {
+    if (state_ != state::open) return;
+    if (c.lost) c.lost(*this);
+    if (auto l = alive.lock(); !l || !l->ch) return;
+  }
   for (auto it = consumers_.begin(); it != consumers_.end();) {
     if (it->second.remote != index) {
       ++it;
@@ -155,10 +163,6 @@ void channel::on_remote_closed(size_t index, const std::string& why) {
     std::string tag = it->first;
     it = consumers_.erase(it);
     on_cancelled(tag);
-  }
-  for (auto& c : calls) {
-    if (state_ != state::open) return;
-    if (c.lost) c.lost(*this);
   }
 }
 
