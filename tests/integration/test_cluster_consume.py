@@ -264,6 +264,26 @@ def test_consume_errors(cluster):
     cb.close()
 
 
+def test_a_consumer_tag_in_use_is_refused_on_b(cluster):
+    """pika refuses a duplicate tag itself: a raw client sends it (RabbitMQ: 530, a connection error)."""
+    import struct
+
+    from support.amqp_raw import RawClient, encode_bits, encode_table, shortstr
+    a, b = cluster
+    declare_on_a(cluster, "e2")
+    c = RawClient(b.amqp_port)
+    c.handshake()
+    c.open_channel(1)
+    consume = struct.pack(">H", 0) + shortstr("e2") + shortstr("same") + encode_bits(False, False, False, False) + \
+        encode_table({})
+    c.send_method(1, (60, 20), consume)
+    c.expect_method(1, (60, 21))  # consume-ok, served by a
+    c.send_method(1, (60, 20), consume)
+    code, text, class_id, method_id = c.expect_connection_close(530)
+    assert (text, class_id, method_id) == ("NOT_ALLOWED - attempt to reuse consumer tag 'same'", 60, 20)
+    c.close()
+
+
 def test_permissions_are_checked_on_b(cluster):
     a, b = cluster
     declare_on_a(cluster, "p1")
@@ -439,7 +459,18 @@ def test_a_consumer_when_the_queues_node_goes_down_and_comes_back(cluster):
     """Last in the module: a is killed and started again."""
     a, b = cluster
     declare_on_a(cluster, "d1", durable=True)
+    declare_on_a(cluster, "d2")
     publish(a, "d1", [b"k1", b"k2"], persistent=True)
+    # A client that does not announce consumer_cancel_notify: told nothing, as RabbitMQ does.
+    import struct
+
+    from support.amqp_raw import RawClient, encode_bits, encode_table, shortstr
+    raw = RawClient(b.amqp_port)
+    raw.handshake(client_properties={"product": "raw"})
+    raw.open_channel(1)
+    raw.send_method(1, (60, 20), struct.pack(">H", 0) + shortstr("d2") + shortstr("quiet") +
+                    encode_bits(False, True, False, False) + encode_table({}))
+    raw.expect_method(1, (60, 21))
     cancelled = []
     cb = connect(b)
     ch = cb.channel()
@@ -454,6 +485,8 @@ def test_a_consumer_when_the_queues_node_goes_down_and_comes_back(cluster):
     while not cancelled and time.monotonic() < deadline:
         cb.process_data_events(time_limit=0.05)
     assert cancelled and cancelled[0].method.consumer_tag == "dt"
+    raw.expect_silence(0.3)
+    raw.close()
     ch.basic_ack(2)  # an outstanding tag of the gone consumer: harmless
     settle(cb, 0.2)
     assert ch.is_open
