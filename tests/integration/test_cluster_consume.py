@@ -435,6 +435,25 @@ def test_an_exclusive_queue_of_a_is_locked_on_b(cluster):
     wait_for(lambda: (refusal(b, consume) or (0,))[0] == 404, 5)
 
 
+def test_a_queue_deleted_on_a_cancels_its_consumer_on_b(cluster):
+    a, b = cluster
+    declare_on_a(cluster, "del1")
+    cb = connect(b)
+    ch = cb.channel()
+    cancelled = []
+    ch.add_on_cancel_callback(cancelled.append)
+    ch.basic_consume("del1", lambda *x: None, consumer_tag="gone")
+    ca = connect(a)
+    ca.channel().queue_delete("del1")
+    ca.close()
+    deadline = time.monotonic() + 5
+    while not cancelled and time.monotonic() < deadline:
+        cb.process_data_events(time_limit=0.05)
+    assert [m.method.consumer_tag for m in cancelled] == ["gone"]
+    assert ch.is_open
+    cb.close()
+
+
 def test_an_auto_delete_queue_goes_with_its_last_consumer_on_b(cluster):
     a, b = cluster
     declare_on_a(cluster, "ad1", auto_delete=True)
