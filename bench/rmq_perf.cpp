@@ -339,6 +339,11 @@ int main(int argc, char** argv) {
         check_rpc(setup.c, ("queue.bind " + q).c_str());
       }
     }
+    // In a cluster, queues declared on one node reach the others through etcd a few milliseconds
+    // later (docs/cluster.md, "Consistency"): a consumer on another node waits for that.
+    if ((o.consumer_port && o.consumer_port != o.port) ||
+        (o.producer_port && o.producer_port != o.port))
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "rmq-perf: %s\n", e.what());
     return 1;

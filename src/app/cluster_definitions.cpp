@@ -189,10 +189,10 @@ struct cluster_definitions::tap : std::enable_shared_from_this<tap> {
 
   std::optional<queue_record> record_of(const std::string& name, broker::dest_id id) const {
     const broker::queue* q = v->inspect_queue(name);
-    if (!q || q->id() != id || q->settings().exclusive) return std::nullopt;
+    if (!q || q->id() != id) return std::nullopt;
     const auto& s = q->settings();
     return queue_record{mgmt::queue_def{v->name(), s.name, s.durable, s.auto_delete, s.arguments},
-                        node};
+                        node, s.exclusive};
   }
 
   void observe(const broker::routing_change& c) {
@@ -361,8 +361,8 @@ void cluster_definitions::install_tap(const std::string& name) {
         [dir, name, locate](std::string_view q) -> std::optional<broker::vhost::remote_queue_info> {
           auto r = dir->record_of(name, q);
           if (!r) return std::nullopt;
-          return broker::vhost::remote_queue_info{r->node, r->def.durable,
-                                                  locate && locate(r->node).has_value()};
+          return broker::vhost::remote_queue_info{
+              r->node, r->def.durable, locate && locate(r->node).has_value(), r->exclusive};
         });
     auto links = std::make_shared<node_links>(t->home->io(),
                                               node_links::settings{t->node, name, locate, secret});

@@ -101,13 +101,15 @@ std::string definition_value(const definition& d) {
                 {"durable", x->durable},   {"auto_delete", x->auto_delete},
                 {"internal", x->internal}, {"arguments", mgmt::to_json(x->arguments)}}
         .dump();
-  if (auto* q = std::get_if<queue_record>(&d))
-    return json{{"name", q->def.name},
-                {"durable", q->def.durable},
-                {"auto_delete", q->def.auto_delete},
-                {"arguments", mgmt::to_json(q->def.arguments)},
-                {"node", q->node}}
-        .dump();
+  if (auto* q = std::get_if<queue_record>(&d)) {
+    json j{{"name", q->def.name},
+           {"durable", q->def.durable},
+           {"auto_delete", q->def.auto_delete},
+           {"arguments", mgmt::to_json(q->def.arguments)},
+           {"node", q->node}};
+    if (q->exclusive) j["exclusive"] = true;
+    return j.dump();
+  }
   const auto& b = std::get<mgmt::binding_def>(d);
   return json{{"source", b.source},
               {"destination", b.destination},
@@ -148,6 +150,7 @@ std::optional<definition> parse_definition(std::string_view key, std::string_vie
       if (!args) return std::nullopt;
       q.def.arguments = std::move(*args);
       q.node = j.at("node").get<std::string>();
+      if (auto e = j.find("exclusive"); e != j.end()) q.exclusive = e->get<bool>();
       out = std::move(q);
     } else if (parts[1] == "bindings") {
       mgmt::binding_def b;

@@ -27,8 +27,11 @@
 namespace warren::app {
 
 struct queue_record {
-  mgmt::queue_def def;  // exclusive queues are not recorded
-  std::string node;     // the node the queue lives on
+  mgmt::queue_def def;
+  std::string node;  // the node the queue lives on
+  // Exclusive to a connection of its node: other nodes refuse its use (405, as RabbitMQ) and
+  // route to it; not listed or exported there. Written as "exclusive" only when true.
+  bool exclusive = false;
   bool operator==(const queue_record&) const = default;
 };
 

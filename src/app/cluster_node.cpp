@@ -212,6 +212,51 @@ decltype(amqp::server::server_context::remote_queue_call) cluster_node::remote_q
   };
 }
 
+decltype(amqp::server::server_context::node_connection) cluster_node::node_connection() const {
+  return [self = s_.node, locate = locate_, secret = secret_](
+             net::worker& on, const std::string& vhost, const std::string& node, std::string name,
+             amqp::client::events ev) {
+    return connect_to_node(on.io(), node_links::settings{self, vhost, locate, secret}, node,
+                           std::move(name), std::move(ev));
+  };
+}
+
+decltype(amqp::server::server_context::balanced_node) cluster_node::balanced_node() const {
+  return [self = s_.node, info = link_info_, dir = definitions_->directory()](
+             const std::string& vhost, size_t here) -> std::string {
+    std::shared_ptr<cluster::membership> m;
+    {
+      std::lock_guard lk(info->mutex);
+      m = info->membership.lock();
+    }
+    auto view = m ? m->view() : nullptr;
+    if (!view) return {};
+    std::map<std::string, size_t> count;  // running nodes: their queues in the vhost
+    for (const auto& n : view->nodes)
+      if (n.running && n.name != self) count[n.name] = 0;
+    for (const auto& q : dir->queues(&vhost))
+      if (auto it = count.find(q.node); it != count.end()) ++it->second;
+    std::string best;  // this node unless another has fewer
+    size_t fewest = here;
+    for (const auto& [node, n] : count)
+      if (n < fewest) {
+        fewest = n;
+        best = node;
+      }
+    return best;
+  };
+}
+
+decltype(amqp::server::server_context::remote_queue_declared) cluster_node::remote_queue_declared()
+    const {
+  return [dir = definitions_->directory()](const std::string& vhost, const std::string& queue,
+                                           const std::string& node, bool durable, bool auto_delete,
+                                           const amqp::protocol::field_table& args) {
+    dir->set_queue(
+        queue_record{mgmt::queue_def{vhost, queue, durable, auto_delete, args, node}, node});
+  };
+}
+
 void cluster_node::fetch_secret() {
   std::string key = fmt::format("/warren/{}/secret", s_.cluster);
   std::string mine;

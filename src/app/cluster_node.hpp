@@ -73,6 +73,9 @@ class cluster_node {
   }
   // For the AMQP channels (amqp::server::server_context::remote_queue_call).
   decltype(amqp::server::server_context::remote_queue_call) remote_queue_call() const;
+  decltype(amqp::server::server_context::node_connection) node_connection() const;
+  decltype(amqp::server::server_context::balanced_node) balanced_node() const;
+  decltype(amqp::server::server_context::remote_queue_declared) remote_queue_declared() const;
 
  private:
   void on_state(cluster::node_state s, const std::string& why);

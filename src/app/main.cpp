@@ -617,6 +617,9 @@ int run(const app::config& cfg) {
     cluster.emplace(std::move(cs), fence, pool, users, &user_file, vhosts);
     user_file.on_saved = [&cluster] { cluster->publish_users(); };
     ctx.remote_queue_call = cluster->remote_queue_call();
+    ctx.node_connection = cluster->node_connection();
+    ctx.balanced_node = cluster->balanced_node();
+    ctx.remote_queue_declared = cluster->remote_queue_declared();
     // Vhosts: the API's functions apply what etcd says; the API's calls publish to etcd.
     auto local_create = api.create_vhost;
     auto local_delete = api.delete_vhost;
@@ -653,6 +656,7 @@ int run(const app::config& cfg) {
     api.remote_queues = [dir = cluster->remote()](const std::string* vhost) {
       std::vector<mgmt::queue_def> out;
       for (auto& r : dir->queues(vhost)) {
+        if (r.exclusive) continue;  // another node's connection's: listed there only
         r.def.node = r.node;
         out.push_back(std::move(r.def));
       }

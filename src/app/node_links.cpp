@@ -175,26 +175,27 @@ void node_links::start(link& l) {
 
 namespace {
 
-// "channel closed by the peer: 406 PRECONDITION_FAILED - text" (amqp::client::connection): the
-// other node's error as this node's, or nullopt for a failure of the link itself.
+// The other node's error as this node's, or nullopt for a failure of the link itself.
 std::optional<broker::error> peer_error(const std::string& why) {
-  for (std::string_view lead :
-       {"channel closed by the peer: ", "connection closed by the peer: "}) {
-    if (!why.starts_with(lead)) continue;
-    std::string_view rest = std::string_view(why).substr(lead.size());
-    int code = 0;
-    size_t i = 0;
-    while (i < rest.size() && rest[i] >= '0' && rest[i] <= '9')
-      code = code * 10 + (rest[i++] - '0');
-    if (code < 400 || i == rest.size()) return std::nullopt;
-    rest.remove_prefix(i + 1);
-    if (auto dash = rest.find(" - "); dash != std::string_view::npos) rest.remove_prefix(dash + 3);
-    return broker::error{broker::error_code(code), std::string(rest)};
-  }
-  return std::nullopt;
+  auto p = amqp::client::peer_error(why);
+  if (!p) return std::nullopt;
+  return broker::error{broker::error_code(p->code), std::move(p->text)};
 }
 
 }  // namespace
+
+std::shared_ptr<amqp::client::connection> connect_to_node(boost::asio::io_context& io,
+                                                          const node_links::settings& s,
+                                                          const std::string& node, std::string name,
+                                                          amqp::client::events ev) {
+  auto where = s.locate ? s.locate(node) : std::nullopt;
+  std::string secret = s.secret ? s.secret() : std::string();
+  if (!where || secret.empty()) return nullptr;
+  auto c = std::make_shared<amqp::client::connection>(io, node_uri(s, *where, secret, node),
+                                                      std::move(name), std::move(ev));
+  c->start();
+  return c;
+}
 
 void call_on_node(boost::asio::io_context& io, const node_links::settings& s,
                   const std::string& node, amqp::protocol::method m,

@@ -68,4 +68,12 @@ void call_on_node(boost::asio::io_context& io, const node_links::settings& s,
                   const std::string& node, amqp::protocol::method m,
                   std::function<void(amqp::server::server_context::remote_result)> done);
 
+// A connection of its own to `node` (logged in as this node), on `io`, started: for a client's
+// consumer or basic.get on that node's queue (amqp/server/channel_remote_consume.cpp). Null when
+// the node is not running or the cluster's secret is not known yet.
+std::shared_ptr<amqp::client::connection> connect_to_node(boost::asio::io_context& io,
+                                                          const node_links::settings& s,
+                                                          const std::string& node, std::string name,
+                                                          amqp::client::events ev);
+
 }  // namespace warren::app

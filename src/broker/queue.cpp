@@ -59,6 +59,10 @@ maybe_error parse_queue_arguments(const common::field_table& args, queue_policy&
       auto b = e.value.get_if<bool>();
       if (!b) return bad_arg(k, "a boolean");
       p.single_active_consumer = *b;
+    } else if (k == "x-queue-leader-locator") {
+      // Where a cluster places a new queue (docs/cluster.md): RabbitMQ's two values.
+      if (!s || (*s != "client-local" && *s != "balanced"))
+        return bad_arg(k, "client-local or balanced");
     } else if (k == "x-queue-type") {
       if (!s || *s != "classic")
         return error{error_code::precondition_failed,

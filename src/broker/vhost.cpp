@@ -154,10 +154,16 @@ maybe_error vhost::remote_queue(std::string_view name) const {
                                    *node, name, name_)}
                : error{error_code::not_found,
                        fmt::format("no queue '{}' in vhost '{}'", name, name_)};
+  if (info->exclusive)  // no connection of this node owns it (check_exclusive's text)
+    return error{error_code::resource_locked,
+                 fmt::format("cannot obtain exclusive access to locked queue '{}' in vhost '{}'. "
+                             "It could be originally declared on another connection or the "
+                             "exclusive property value does not match that of the original "
+                             "declaration.",
+                             name, name_)};
   return error{error_code::resource_locked,
-               fmt::format("queue '{}' in vhost '{}' lives on node '{}' of this cluster; declare, "
-                           "use or delete it on that node (a queue is not yet served from other "
-                           "nodes)",
+               fmt::format("queue '{}' in vhost '{}' lives on node '{}' of this cluster; this "
+                           "operation is served on that node only",
                            name, name_, *node)};
 }
 

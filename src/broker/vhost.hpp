@@ -357,6 +357,7 @@ class vhost {
     std::string node;
     bool durable = true;
     bool node_running = true;  // else RabbitMQ's 404 for a queue whose home node is down
+    bool exclusive = false;    // exclusive to a connection there: RabbitMQ's 405 here
   };
   using remote_queue_fn = std::function<std::optional<remote_queue_info>(std::string_view name)>;
   void set_remote_queue_lookup(remote_queue_fn fn) { remote_queue_ = std::move(fn); }

@@ -23,6 +23,23 @@ struct connection::tls_stream {
   boost::asio::ssl::stream<boost::asio::ip::tcp::socket&> stream;
 };
 
+std::optional<peer_close> peer_error(const std::string& why) {
+  for (std::string_view lead :
+       {"channel closed by the peer: ", "connection closed by the peer: "}) {
+    if (!why.starts_with(lead)) continue;
+    std::string_view rest = std::string_view(why).substr(lead.size());
+    int code = 0;
+    size_t i = 0;
+    while (i < rest.size() && i < 4 && rest[i] >= '0' && rest[i] <= '9')
+      code = code * 10 + (rest[i++] - '0');
+    if (code < 400 || i == rest.size()) return std::nullopt;
+    rest.remove_prefix(i + 1);
+    if (auto dash = rest.find(" - "); dash != std::string_view::npos) rest.remove_prefix(dash + 3);
+    return peer_close{uint16_t(code), std::string(rest)};
+  }
+  return std::nullopt;
+}
+
 connection::connection(boost::asio::io_context& io, uri u, std::string name, events ev)
     : uri_(std::move(u)),
       name_(std::move(name)),
@@ -121,6 +138,7 @@ void connection::shut() {
   resolver_.cancel();
   timer_.cancel();
   pending_.clear();
+  gets_.clear();
 }
 
 void connection::confirm_select(reply on_ok) {
@@ -154,6 +172,18 @@ uint64_t connection::publish_encoded(std::string_view exchange, std::string_view
   protocol::write_body_frames(out_, channel, body, frame_max_);
   flush();
   return confirming_ ? next_seq_++ : 0;
+}
+
+void connection::get(const protocol::basic_get& g,
+                     std::function<void(std::optional<delivery>, uint32_t)> done) {
+  gets_.push_back(std::move(done));
+  // get-empty is a reply like any; get-ok is answered once its content is in (handle_frame).
+  call(g, [this](const protocol::method& m) {
+    if (!std::holds_alternative<protocol::basic_get_empty>(m) || gets_.empty()) return;
+    auto fn = std::move(gets_.front());
+    gets_.pop_front();
+    if (fn) fn(std::nullopt, 0);
+  });
 }
 
 void connection::ack(uint64_t tag, bool multiple) {
@@ -265,7 +295,17 @@ void connection::handle_frame(const protocol::frame_view& f) {
   }
   if (in_content_ && f.type != protocol::frame_method && content_left_ == 0) {
     in_content_ = false;
-    if (content_is_delivery_ && events_.delivered) events_.delivered(std::move(current_));
+    if (content_is_get_) {
+      content_is_get_ = false;
+      if (!pending_.empty()) pending_.pop_front();  // the get's reply slot
+      if (!gets_.empty()) {
+        auto fn = std::move(gets_.front());
+        gets_.pop_front();
+        if (fn) fn(std::move(current_), get_count_);
+      }
+    } else if (content_is_delivery_ && events_.delivered) {
+      events_.delivered(std::move(current_));
+    }
     current_ = delivery{};
   }
 }
@@ -332,16 +372,32 @@ void connection::handle_method(uint16_t ch, protocol::method&& m) {
           [&](protocol::basic_deliver& d) {
             in_content_ = true;
             content_is_delivery_ = true;
+            content_is_get_ = false;
             content_left_ = 0;
             current_ = delivery{};
+            current_.consumer_tag = std::move(d.consumer_tag);
             current_.tag = d.delivery_tag;
             current_.redelivered = d.redelivered;
             current_.exchange = std::move(d.exchange);
             current_.routing_key = std::move(d.routing_key);
           },
+          [&](protocol::basic_get_ok& g) {
+            in_content_ = true;
+            content_is_delivery_ = false;
+            content_is_get_ = true;
+            content_left_ = 0;
+            get_count_ = g.message_count;
+            current_ = delivery{};
+            current_.tag = g.delivery_tag;
+            current_.redelivered = g.redelivered;
+            current_.exchange = std::move(g.exchange);
+            current_.routing_key = std::move(g.routing_key);
+          },
+          [&](const protocol::basic_get_empty&) { reply_arrived(); },
           [&](const protocol::basic_return&) {
             in_content_ = true;
             content_is_delivery_ = false;
+            content_is_get_ = false;
             content_left_ = 0;
           },
           [&](const protocol::basic_ack& a) {
@@ -350,7 +406,10 @@ void connection::handle_method(uint16_t ch, protocol::method&& m) {
           [&](const protocol::basic_nack& n) {
             if (events_.confirmed) events_.confirmed(n.delivery_tag, n.multiple, false);
           },
-          [&](const protocol::basic_cancel&) { fail("the peer cancelled the consumer"); },
+          [&](const protocol::basic_cancel& c) {
+            if (!events_.cancelled) return fail("the peer cancelled the consumer");
+            events_.cancelled(c.consumer_tag);
+          },
           [&](const protocol::channel_flow& f) {
             protocol::write_method(out_, ch, protocol::channel_flow_ok{f.active});
           },

@@ -16,6 +16,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,7 @@ namespace warren::amqp::client {
 namespace protocol = amqp::protocol;
 
 struct delivery {
+  std::string consumer_tag;  // empty for a basic.get's message
   uint64_t tag = 0;
   bool redelivered = false;
   std::string exchange;
@@ -48,7 +50,19 @@ struct events {
   std::function<void(delivery&&)> delivered;
   // basic.ack / basic.nack from the peer for our publishes (confirm mode).
   std::function<void(uint64_t seq, bool multiple, bool ack)> confirmed;
+  // basic.cancel from the peer (its queue went). Unset: the connection ends with an error, as a
+  // federation link wants.
+  std::function<void(const std::string& consumer_tag)> cancelled;
 };
+
+// The peer's channel or connection error in a `closed` event's text ("channel closed by the
+// peer: 406 PRECONDITION_FAILED - text"): its code (400 and above) and text, or nullopt when the
+// connection ended otherwise (a socket error, a 320, a close of ours).
+struct peer_close {
+  uint16_t code = 0;
+  std::string text;
+};
+std::optional<peer_close> peer_error(const std::string& why);
 
 class connection : public std::enable_shared_from_this<connection> {
  public:
@@ -79,6 +93,9 @@ class connection : public std::enable_shared_from_this<connection> {
   // The same, with the properties already encoded (a content header's property flags and list).
   uint64_t publish_encoded(std::string_view exchange, std::string_view routing_key,
                            std::string_view encoded_properties, std::string_view body);
+  // basic.get: `done` gets the message, or nullopt for get-empty, and the message count.
+  void get(const protocol::basic_get& g,
+           std::function<void(std::optional<delivery>, uint32_t message_count)> done);
   void ack(uint64_t tag, bool multiple);
   void nack(uint64_t tag, bool multiple, bool requeue);
 
@@ -129,6 +146,9 @@ class connection : public std::enable_shared_from_this<connection> {
   // The content after a basic.deliver (or a basic.return, dropped).
   bool in_content_ = false;
   bool content_is_delivery_ = false;
+  bool content_is_get_ = false;
+  uint32_t get_count_ = 0;
+  std::deque<std::function<void(std::optional<delivery>, uint32_t)>> gets_;
   uint64_t content_left_ = 0;
   delivery current_;
 };

@@ -112,6 +112,7 @@ void channel::detach_from_vhost() {
   }
   link_->ch = nullptr;
   link_.reset();
+  close_remotes();
   uint64_t cid = global_id_;
   broker::vhost* v = &conn_.vhost();
   conn_.home_of(*v).post([v, cid] { v->close_channel(cid); });
@@ -618,6 +619,13 @@ void channel::on_consume(basic_consume& x) {
                  x.amqp_method_id))
     return;
   if (x.consumer_tag.empty()) x.consumer_tag = generated_consumer_tag();
+  if (auto node = remote_home(x.queue)) {  // another node's queue (channel_remote_consume.cpp)
+    if (consumers_.count(x.consumer_tag))
+      return fail({broker::error_code::not_allowed,
+                   fmt::format("attempt to reuse consumer tag '{}'", x.consumer_tag)},
+                  x.amqp_class_id, x.amqp_method_id);
+    return consume_remote(*node, x);
+  }
   bool placed = consumers_.try_emplace(x.consumer_tag, consumer_place{x.queue, x.no_ack}).second;
   auto link = link_;
   uint64_t cid = global_id_, conn_id = conn_.id();
@@ -656,7 +664,9 @@ void channel::on_cancel(basic_cancel& x) {
   std::string queue;  // unknown tag: the home answers (cancel-ok, as RabbitMQ)
   if (auto c = consumers_.find(tag); c != consumers_.end()) {
     queue = c->second.queue;
+    size_t remote = c->second.remote;
     consumers_.erase(c);
+    if (remote != SIZE_MAX) return cancel_remote(remote, tag, no_wait);
   }
   call_queue(
       queue,
@@ -675,6 +685,7 @@ void channel::on_get(basic_get& x) {
   if (!permitted(auth::perm::read, auth::resource::queue, x.queue, x.amqp_class_id,
                  x.amqp_method_id))
     return;
+  if (auto node = remote_home(x.queue)) return get_remote(*node, x);  // another node's queue
   call_queue(
       x.queue,
       [cid = global_id_, q = x.queue, no_ack = x.no_ack, conn_id = conn_.id()](broker::vhost& v) {
@@ -764,6 +775,8 @@ void channel::settle(uint64_t tag, bool multiple, bool requeue, bool is_ack, uin
 void channel::settle_on(size_t shard, uint64_t shard_tag, bool multiple, bool requeue, bool is_ack,
                         bool strict, uint16_t class_id, uint16_t method_id, bool urgent,
                         uint64_t client_tag) {
+  if (shard != SIZE_MAX && shard >= remote_base)
+    return settle_remote(shard - remote_base, shard_tag, multiple, requeue, is_ack);
   call_shard(
       shard,
       [cid = global_id_, shard_tag, multiple, requeue, is_ack, strict](broker::vhost& v) {
@@ -889,6 +902,7 @@ void channel::handle_method(method& m) {
             on_other_shards([cid = global_id_, n = x.prefetch_count](broker::vhost& v) {
               v.set_global_prefetch(cid, n);
             });
+            qos_remote(x.prefetch_count);
           } else {
             prefetch_count_ = x.prefetch_count;
           }
@@ -905,6 +919,7 @@ void channel::handle_method(method& m) {
           // Cleared first: a shard on this worker redelivers inline, numbering new tags.
           tag_map_.clear();
           on_other_shards([cid = global_id_](broker::vhost& v) { v.recover(cid); });
+          recover_remote();
           call_vhost(
               [cid = global_id_](broker::vhost& v) {
                 v.recover(cid);

@@ -12,9 +12,11 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "amqp/client/connection.hpp"
 #include "amqp/protocol/frame.hpp"
 #include "auth/permissions.hpp"
 #include "broker/vhost.hpp"
@@ -137,6 +139,38 @@ class channel {
   // and true; false when the queue is not another running node's (the local path answers).
   template <typename M>
   bool forward_queue_method(const std::string& queue, M m);
+  // A queue.declare with x-queue-leader-locator "balanced" of a queue no node has: placed on the
+  // running node with the fewest queues, declared there if that is another (channel_remote.cpp);
+  // false when it is declared here as any (declare_here).
+  bool place_balanced(protocol::queue_declare& x);
+  void declare_here(protocol::queue_declare& x);
+  // queue.bind or queue.unbind of another node's queue (channel_remote.cpp); false as above.
+  template <typename M>
+  bool forward_binding(M& x);
+  // --- consumers and basic.get on another node's queue (channel_remote_consume.cpp) ---
+  // The node of `queue` when it is another running node's and this node can reach others.
+  std::optional<std::string> remote_home(const std::string& queue);
+  void consume_remote(const std::string& node, protocol::basic_consume& x);
+  void cancel_remote(size_t origin, const std::string& tag, bool no_wait);
+  void get_remote(const std::string& node, protocol::basic_get& x);
+  void settle_remote(size_t origin, uint64_t tag, bool multiple, bool requeue, bool is_ack);
+  void recover_remote();
+  void qos_remote(uint16_t prefetch);
+  void close_remotes();
+  // The origin (index in remotes_) open to `node`, opened if none is.
+  size_t origin_for(const std::string& node);
+  // A synchronous method on an origin: `ok` gets its reply; `lost` runs instead when the
+  // origin's connection went without an error of the other node (that node is down).
+  void remote_call(size_t origin, protocol::method m, std::function<void(channel&)> ok,
+                   std::function<void(channel&)> lost);
+  void on_remote_ready(size_t origin);
+  void on_remote_delivery(size_t origin, client::delivery&& d);
+  void on_remote_cancelled(size_t origin, const std::string& tag);
+  void on_remote_closed(size_t origin, const std::string& why);
+  // The client's tag for delivery `tag` of origin `origin` (always numbered by the channel).
+  uint64_t assign_remote_tag(size_t origin, uint64_t tag, bool ack_required);
+  void send_remote_message(const client::delivery& d);
+  broker::error node_down(const std::string& node, const std::string& queue);
   void reply_done();
   void finish_client_close();
   void send_message(const broker::message& m);
@@ -234,6 +268,7 @@ class channel {
   struct consumer_place {
     std::string queue;
     bool no_ack;
+    size_t remote = SIZE_MAX;  // else its origin in remotes_
   };
   std::map<std::string, consumer_place, std::less<>> consumers_;
   // Deliveries from shards other than the home not yet credited back, by shard.
@@ -265,6 +300,14 @@ class channel {
   };
   boost::container::deque<handed_publish> handed_;
   std::vector<std::function<void()>> after_remote_;  // tx.commit waiting for them
+  // Origins on other nodes of the cluster: one connection per node this channel consumes or
+  // gets from, opened at the first use, closed with the channel (the other node requeues what
+  // was not acknowledged). In tag_map_ an origin is the "shard" remote_base + its index; an
+  // origin whose node went stays in place (its tags settle as nothing), a new one is appended.
+  struct remote_origin;
+  static constexpr size_t remote_base = size_t(1) << 24;
+  std::vector<std::shared_ptr<remote_origin>> remotes_;
+  uint16_t remote_global_prefetch_ = 0;  // basic.qos global, applied to each origin
   std::string last_queue_;
   // may_publish's memory: this exchange was allowed at this generation of the user store.
   std::string publish_allowed_;

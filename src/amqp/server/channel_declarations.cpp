@@ -193,7 +193,8 @@ void channel::on_queue_declare(queue_declare& x) {
   if (x.passive &&
       !permitted_any(auth::resource::queue, x.queue, x.amqp_class_id, x.amqp_method_id))
     return;
-  if (auto info = conn_.vhost().remote_queue_of(x.queue); info && info->node_running) {
+  if (auto info = conn_.vhost().remote_queue_of(x.queue);
+      info && info->node_running && !info->exclusive) {
     // Another node's queue: declared (or checked) there (channel_remote.cpp).
     if (!x.passive && !permitted(auth::perm::configure, auth::resource::queue, x.queue,
                                  x.amqp_class_id, x.amqp_method_id))
@@ -201,6 +202,12 @@ void channel::on_queue_declare(queue_declare& x) {
     std::string name = x.queue;
     if (forward_queue_method(name, std::move(x))) return;
   }
+  // x-queue-leader-locator "balanced": maybe on another node (channel_remote.cpp).
+  if (!x.passive && place_balanced(x)) return;
+  declare_here(x);
+}
+
+void channel::declare_here(queue_declare& x) {
   broker::queue_declare_request r{x.queue,     x.passive,     x.durable,
                                   x.exclusive, x.auto_delete, std::move(x.arguments),
                                   conn_.id()};
@@ -250,6 +257,7 @@ bool channel::permitted_binding(const std::string& queue, const std::string& exc
 void channel::on_queue_bind(queue_bind& x) {
   if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
   if (!permitted_binding(x.queue, x.exchange, x.amqp_class_id, x.amqp_method_id)) return;
+  if (forward_binding(x)) return;  // another node's queue (channel_remote.cpp)
   bool no_wait = x.no_wait;
   auto checks = topic_checks(conn_, x.exchange);
   call_vhost(
@@ -271,6 +279,7 @@ void channel::on_queue_bind(queue_bind& x) {
 void channel::on_queue_unbind(queue_unbind& x) {
   if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
   if (!permitted_binding(x.queue, x.exchange, x.amqp_class_id, x.amqp_method_id)) return;
+  if (forward_binding(x)) return;  // another node's queue (channel_remote.cpp)
   auto checks = topic_checks(conn_, x.exchange);
   call_vhost(
       [q = x.queue, ex = x.exchange, key = x.routing_key, args = std::move(x.arguments),

@@ -8,6 +8,7 @@
 #include <string>
 #include <variant>
 
+#include "amqp/client/connection.hpp"
 #include "amqp/protocol/field_table.hpp"
 #include "amqp/protocol/methods.hpp"
 #include "auth/user_store.hpp"
@@ -53,6 +54,22 @@ struct server_context {
   std::function<void(net::worker& on, const std::string& vhost, const std::string& node,
                      protocol::method m, std::function<void(remote_result)> done)>
       remote_queue_call;
+  // In a cluster (app/node_links.hpp): a connection of its own to `node`'s AMQP listener for
+  // `vhost`, logged in as this node, on `on`'s io_context, started; its events run there. Null
+  // when the node is not running or not reachable yet. For consumers and basic.get on another
+  // node's queue (channel_remote_consume.cpp). Unset: a single node.
+  std::function<std::shared_ptr<client::connection>(net::worker& on, const std::string& vhost,
+                                                    const std::string& node, std::string name,
+                                                    client::events ev)>
+      node_connection;
+  // In a cluster: x-queue-leader-locator "balanced" (any thread). `node_for` gives the running
+  // node with the fewest queues in `vhost`, given this node's count (this node on a tie; empty:
+  // this node). `declared` records at once a queue another node declared for a client of this
+  // one, so that the client's next method finds it (etcd's echo comes later).
+  std::function<std::string(const std::string& vhost, size_t here)> balanced_node;
+  std::function<void(const std::string& vhost, const std::string& queue, const std::string& node,
+                     bool durable, bool auto_delete, const protocol::field_table& args)>
+      remote_queue_declared;
 };
 
 // product, version, platform, copyright, information, cluster_name and the capabilities table.

@@ -32,8 +32,24 @@ TEST(ClusterDefinitions, RoundTrips) {
   args.set("x-n", int32_t(5));
   round_trip(mgmt::exchange_def{"/", "logs/a%b", "topic", true, false, true, args});
   round_trip(queue_record{mgmt::queue_def{"v 2", "q/1", false, true, args}, "node-a"});
+  round_trip(queue_record{mgmt::queue_def{"/", "mine", false, false, {}}, "node-a", true});
   round_trip(mgmt::binding_def{"/", "x", "q/1", true, "", {}});
   round_trip(mgmt::binding_def{"/", "x", "y", false, "a.#/b", args});
+}
+
+TEST(ClusterDefinitions, ExclusiveIsWrittenOnlyWhenTrue) {
+  // A record written before exclusive queues were recorded reads back as not exclusive.
+  std::string plain =
+      definition_value(queue_record{mgmt::queue_def{"/", "q", true, false, {}}, "a"});
+  EXPECT_EQ(plain.find("exclusive"), std::string::npos);
+  auto d = parse_definition("%2F/queues/q", plain);
+  ASSERT_TRUE(d);
+  EXPECT_FALSE(std::get<queue_record>(*d).exclusive);
+  std::string mine =
+      definition_value(queue_record{mgmt::queue_def{"/", "q", false, false, {}}, "a", true});
+  d = parse_definition("%2F/queues/q", mine);
+  ASSERT_TRUE(d);
+  EXPECT_TRUE(std::get<queue_record>(*d).exclusive);
 }
 
 TEST(ClusterDefinitions, Keys) {

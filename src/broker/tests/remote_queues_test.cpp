@@ -152,5 +152,28 @@ TEST(RemoteQueues, AForwardedPublishGoesIntoExactlyTheNamedQueues) {
   EXPECT_TRUE(std::holds_alternative<error>(v.publish(msg(std::string(forward_exchange), "", ""))));
 }
 
+TEST(RemoteQueues, LeaderLocatorTakesRabbitMQsTwoValues) {
+  for (const char* ok : {"client-local", "balanced"}) {
+    common::field_table args;
+    args.set("x-queue-leader-locator", std::string(ok));
+    queue_policy p;
+    EXPECT_FALSE(parse_queue_arguments(args, p)) << ok;
+  }
+  for (const char* bad : {"random", "min-masters", ""}) {
+    common::field_table args;
+    args.set("x-queue-leader-locator", std::string(bad));
+    queue_policy p;
+    auto e = parse_queue_arguments(args, p);
+    ASSERT_TRUE(e) << bad;
+    EXPECT_EQ(e->code, error_code::precondition_failed);
+    EXPECT_EQ(e->text,
+              "invalid arg 'x-queue-leader-locator' for queue: expected client-local or balanced");
+  }
+  common::field_table args;
+  args.set("x-queue-leader-locator", int64_t(1));
+  queue_policy p;
+  EXPECT_TRUE(parse_queue_arguments(args, p));
+}
+
 }  // namespace
 }  // namespace warren::broker
