@@ -565,24 +565,57 @@ def assert_safe(counts):
         assert c.confirmed > 0
 
 
-def test_under_load_kill9_and_back_loses_no_confirmed_message(cluster):
-    cluster.start_etcd(["e1"])
-    n1, n2, n3 = cluster.start_nodes()
-    load, where = start_load(cluster, [n1, n2])
+def kill9_and_back(cluster, n1, load, label, while_down=None):
+    """Under load for a while, n1 killed with SIGKILL, `while_down` run, n1 started again, and the load for a while
+    more once n1's queue confirms again; the times go to the report."""
     time.sleep(LOAD_SECONDS)
     n1.kill9()
     killed = time.monotonic()
-    # n2's queue is not held up by n1's death.
-    cluster.figures["n1 killed: 100 confirms on n2's queue in"] = load.wait_confirmed("load.n2", 100, 10)
+    if while_down:
+        while_down()
     time.sleep(LOAD_SECONDS / 2)
     n1.start()
     started = time.monotonic()
     wait_for(lambda: refusal(n1) is None, TTL + 10)
     load.wait_confirmed("load.n1", 1, 15)
-    cluster.figures["started again -> confirms on n1's queue again"] = time.monotonic() - started
-    cluster.figures["kill -9 -> started again"] = started - killed
+    cluster.figures[f"{label}started again -> confirms on n1's queue again"] = time.monotonic() - started
+    cluster.figures[f"{label}kill -9 -> started again"] = started - killed
     time.sleep(LOAD_SECONDS)
+
+
+def test_under_load_kill9_and_back_loses_no_confirmed_message(cluster):
+    cluster.start_etcd(["e1"])
+    n1, n2, n3 = cluster.start_nodes()
+    load, where = start_load(cluster, [n1, n2])
+    def n2_goes_on():  # n2's queue is not held up by n1's death
+        cluster.figures["n1 killed: 100 confirms on n2's queue in"] = load.wait_confirmed("load.n2", 100, 10)
+
+    kill9_and_back(cluster, n1, load, "", while_down=n2_goes_on)
     assert_safe(finish_load(cluster, load, where, "kill -9 of a node under load, and back"))
+
+
+def test_under_load_across_nodes_kill9_and_back_loses_no_confirmed_message(cluster):
+    """The same with the clients away from the queue: n1's queue published to on n2 (routed there, sent over n2's
+    link, confirmed once n1 stored it) and consumed on n3 (served by n1 over n3's connection to it). While n1 is
+    down, n2 nacks and n3 cancels the consumer, which consumes again once n1 is back."""
+    cluster.start_etcd(["e1"])
+    n1, n2, n3 = cluster.start_nodes()
+    conn = connect(n1)
+    conn.channel().queue_declare("load.n1", durable=True)
+    conn.close()
+    wait_for(lambda: queue_depth(n2, "load.n1") == 0 and queue_depth(n3, "load.n1") == 0, 5)
+    where = {"load.n1": n1}
+    load = delivery_checker.Load({"load.n1": lambda: connect(n2)},
+                                 consumers_on={"load.n1": lambda: connect(n3)}).start()
+    load.wait_confirmed("load.n1", 50, 10)
+    consumer = load.consumers["load.n1"]
+    kill9_and_back(cluster, n1, load, "across nodes: ")
+    before = consumer.count()
+    wait_for(lambda: consumer.count() > before, 15)
+    cluster.figures["across nodes: n3's consumer cancelled and back (times)"] = consumer.failures
+    counts = finish_load(cluster, load, where, "kill -9 of a queue's node, clients on the two other nodes")
+    assert_safe(counts)
+    assert consumer.failures >= 1, "n3's consumer was never cancelled or cut while n1 was down"
 
 
 def test_checker_catches_an_unsafe_node(cluster):

@@ -12,6 +12,7 @@ import urllib.request
 import pika
 import pytest
 
+from support import delivery_checker
 from test_cluster import TTL, api, etcd, running, wait_for  # noqa: F401 (fixtures)
 
 
@@ -207,6 +208,31 @@ def test_publish_to_a_queue_whose_node_is_down_is_nacked(nodes):
             op(c.channel())
         assert (e.value.reply_code, e.value.reply_text) == (404, down)
         c.close()
+
+
+def test_publishes_in_flight_when_the_queues_node_dies_are_nacked_at_once(nodes):
+    """A publisher with confirms on b, publishing one message after another to a's queue when a is killed: the
+    message b had sent over its link and a never confirmed is nacked, and the nack reaches the client at once (it
+    waits for nothing else of the client's); once a is back, publishes are confirmed again."""
+    a, b = nodes("a"), nodes("b")
+    wait_for(lambda: running(b) == {"a": True, "b": True}, 5)
+    ca = connect(a)
+    ca.channel().queue_declare("inflight", durable=True)
+    ca.close()
+    wait_for(lambda: queue_nodes(b).get("inflight") == "a", 5)
+    pub = delivery_checker.Publisher("p", lambda: connect(b), "inflight")
+    pub.start()
+    try:
+        wait_for(lambda: pub.confirmed_count() >= 50, 10)
+        a.stop(signum=signal.SIGKILL, check=False)
+        wait_for(lambda: len(pub.refused) > 0, 3)
+        a.start()
+        confirmed = pub.confirmed_count()
+        wait_for(lambda: pub.confirmed_count() > confirmed, 15)
+    finally:
+        pub.stopping.set()
+        pub.join(10)
+    assert pub.failures == 0  # answered every time, never cut
 
 
 def test_queue_methods_on_b_for_a_queue_on_a(nodes):

@@ -130,9 +130,16 @@ class Consumer(threading.Thread):
                         self.last_delivery = time.monotonic()
                     c.basic_ack(method.delivery_tag)
 
+                # A consumer on another node than its queue is cancelled when the queue's node goes (basic.cancel,
+                # as RabbitMQ does): consume again, on a new connection.
+                cancelled = threading.Event()
+                ch.add_on_cancel_callback(lambda _frame: cancelled.set())
                 ch.basic_consume(self.queue, on_message)
-                while not self.stopping.is_set():
+                while not self.stopping.is_set() and not cancelled.is_set():
                     conn.process_data_events(time_limit=0.1)
+                if cancelled.is_set():
+                    self.failures += 1
+                    self.stopping.wait(0.2)
             except Exception:  # noqa: BLE001
                 self.failures += 1
                 self.stopping.wait(0.2)
@@ -158,13 +165,15 @@ class Count:
 
 
 class Load:
-    """`queues` maps each queue to a function returning a connection to the queue's node (called at each
-    (re)connection); `publishers` threads publish to each queue and one consumer consumes it, from the start or, with
-    `consume=False`, only from `drain` on (so that messages wait in the queue meanwhile)."""
+    """`queues` maps each queue to a function returning a connection to the node its publishers use (called at each
+    (re)connection), and `consumers_on`, if given, to the one its consumer uses (by default the same); `publishers`
+    threads publish to each queue and one consumer consumes it, from the start or, with `consume=False`, only from
+    `drain` on (so that messages wait in the queue meanwhile)."""
 
-    def __init__(self, queues: dict[str, Connect], publishers: int = 2, consume: bool = True):
+    def __init__(self, queues: dict[str, Connect], publishers: int = 2, consume: bool = True,
+                 consumers_on: dict[str, Connect] | None = None):
         self.publishers = {q: [Publisher(f"{q}.p{i}", c, q) for i in range(publishers)] for q, c in queues.items()}
-        self.consumers = {q: Consumer(c, q) for q, c in queues.items()}
+        self.consumers = {q: Consumer((consumers_on or queues)[q], q) for q in queues}
         self.consume = consume
 
     def start(self) -> "Load":

@@ -73,6 +73,9 @@ void channel::on_synced() {
     if (c.nack) {
       send_pending_confirms();
       if (state_ == state::open) conn_.send(id_, basic_nack{c.seq, false, false});
+      // Written now: a publisher waiting for this answer sends nothing else that would flush it
+      // (a node's link that closed nacks its publishes here, outside any reply).
+      conn_.conn().flush_soon();
       acked_upto_ = acked_sent_ = c.seq;
     } else {
       acked_upto_ = c.seq;
