@@ -5,7 +5,6 @@ has stored it; with A down, such publishes are nacked. A real etcd and real Warr
 import base64
 import json
 import signal
-import socket
 import time
 import urllib.request
 
@@ -50,6 +49,17 @@ def drain(ch, queue, n, timeout=5):
             continue
         got.append(m)
     return got
+
+
+def queue_on_a(nodes, queue, durable=False):
+    """Nodes a and b, and `queue` declared on a (so living there) once b knows where it lives; returns a, b and a
+    channel on a."""
+    a, b = nodes("a"), nodes("b")
+    wait_for(lambda: running(b) == {"a": True, "b": True}, 5)
+    cha = connect(a).channel()
+    cha.queue_declare(queue, durable=durable)
+    wait_for(lambda: queue_nodes(b).get(queue) == "a", 5)
+    return a, b, cha
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -98,12 +108,7 @@ def test_forwarded_messages_keep_every_property_as_published(nodes):
     """The forward header goes into the publisher's encoded properties and comes out of them on the queue's node
     (amqp/protocol/properties_edit.hpp): every property arrives as published, a publisher's own header of the same
     name too; a message published over HTTP (no encoded properties) as well."""
-    a, b = nodes("a"), nodes("b")
-    wait_for(lambda: running(b) == {"a": True, "b": True}, 5)
-    ca = connect(a)
-    cha = ca.channel()
-    cha.queue_declare("props")
-    wait_for(lambda: queue_nodes(b).get("props") == "a", 5)
+    a, b, cha = queue_on_a(nodes, "props")
     cb = connect(b)
     chb = cb.channel()
     chb.confirm_delivery()
@@ -132,7 +137,7 @@ def test_forwarded_messages_keep_every_property_as_published(nodes):
     for (_, props, _), want in zip(got, sent):
         assert {f: getattr(props, f) for f in fields} == {f: getattr(want, f) for f in fields}
     assert got[3][1].content_type == "text/x-http" and got[3][1].headers == {"h": "v"}
-    ca.close()
+    cha.connection.close()
     cb.close()
 
 
@@ -140,12 +145,7 @@ def test_publishes_without_confirms_wait_for_a_node_that_falls_behind(nodes):
     """A publisher on b without confirms, to a queue on a: b counts what it handed to the link and stops reading the
     publisher past a window (its channel shows `flow`, as RabbitMQ's credit flow does) until a has taken it, so a
     node that falls behind does not make b buffer without bound; everything arrives once a goes on."""
-    a, b = nodes("a"), nodes("b")
-    wait_for(lambda: running(b) == {"a": True, "b": True}, 5)
-    ca = connect(a)
-    cha = ca.channel()
-    cha.queue_declare("slow")
-    wait_for(lambda: queue_nodes(b).get("slow") == "a", 5)
+    a, b, cha = queue_on_a(nodes, "slow")
     cb = connect(b)
     chb = cb.channel()
     chb.basic_publish("", "slow", b"first")  # the link is open before a stops
@@ -161,7 +161,7 @@ def test_publishes_without_confirms_wait_for_a_node_that_falls_behind(nodes):
         a.send_signal(signal.SIGCONT)
     wait_for(lambda: cha.queue_declare("slow", passive=True).method.message_count == n, 10)
     wait_for(lambda: [c["state"] for c in api(b, "/api/channels")] == ["running"], 5)
-    ca.close()
+    cha.connection.close()
     cb.close()
 
 
@@ -214,12 +214,8 @@ def test_publishes_in_flight_when_the_queues_node_dies_are_nacked_at_once(nodes)
     """A publisher with confirms on b, publishing one message after another to a's queue when a is killed: the
     message b had sent over its link and a never confirmed is nacked, and the nack reaches the client at once (it
     waits for nothing else of the client's); once a is back, publishes are confirmed again."""
-    a, b = nodes("a"), nodes("b")
-    wait_for(lambda: running(b) == {"a": True, "b": True}, 5)
-    ca = connect(a)
-    ca.channel().queue_declare("inflight", durable=True)
-    ca.close()
-    wait_for(lambda: queue_nodes(b).get("inflight") == "a", 5)
+    a, b, cha = queue_on_a(nodes, "inflight", durable=True)
+    cha.connection.close()
     pub = delivery_checker.Publisher("p", lambda: connect(b), "inflight")
     pub.start()
     try:
