@@ -100,11 +100,18 @@ def test_shard_map_balanced_moves_few_and_is_shown(etcd, nodes):
     assert shard_map(etcd.endpoint)[1] == version  # settled: nobody rewrites a balanced map
 
 
-def test_sends_on_another_node_reach_the_owner_once_in_order(etcd, nodes):
+def two_balanced_nodes(etcd, nodes):
+    """Nodes a and b running, the shard map balanced between them and seen by b; returns a, b and the map's
+    slots."""
     a, b = nodes("a"), nodes("b")
     wait_for(lambda: running(b.proc) == {"a": True, "b": True}, 5)
     slots = wait_for(lambda: balanced(etcd.endpoint, ["a", "b"]), 5)
     wait_for(lambda: slot_counts(b.proc) == {"a": 128, "b": 128}, 5)
+    return a, b, slots
+
+
+def test_sends_on_another_node_reach_the_owner_once_in_order(etcd, nodes):
+    a, b, slots = two_balanced_nodes(etcd, nodes)
     user = user_owned_by(slots, "a", "alice")
     ws = a.ws(user, since=0, attached=False)
     conn = amqp(b)
@@ -178,10 +185,7 @@ def test_browsers_on_any_node_share_the_owners_inbox_and_resume_elsewhere(etcd, 
 
 
 def test_owner_away_resets_tabs_and_sends_refused_until_the_map_moves(etcd, nodes):
-    a, b = nodes("a"), nodes("b")
-    wait_for(lambda: running(b.proc) == {"a": True, "b": True}, 5)
-    slots = wait_for(lambda: balanced(etcd.endpoint, ["a", "b"]), 5)
-    wait_for(lambda: slot_counts(b.proc) == {"a": 128, "b": 128}, 5)
+    a, b, slots = two_balanced_nodes(etcd, nodes)
     user = user_owned_by(slots, "a", "carol")
     tab = b.ws(user, since=0, attached=False)
     assert b.send(user, "before") is True
@@ -322,10 +326,7 @@ def test_tabs_follow_their_users_when_a_joining_node_takes_their_slots(etcd, nod
 
 
 def test_operations_asked_of_an_owner_that_is_gone_answer_503(etcd, nodes):
-    a, b = nodes("a"), nodes("b")
-    wait_for(lambda: running(b.proc) == {"a": True, "b": True}, 5)
-    slots = wait_for(lambda: balanced(etcd.endpoint, ["a", "b"]), 5)
-    wait_for(lambda: slot_counts(b.proc) == {"a": 128, "b": 128}, 5)
+    a, b, slots = two_balanced_nodes(etcd, nodes)
     room, user = user_owned_by(slots, "a", "hall"), user_owned_by(slots, "a", "hal")
     assert b.ok("POST", f"/api/rooms/{room}/publish", {"data": 1}) == {"routed": True}
     a.proc.stop(signum=signal.SIGKILL, check=False)

@@ -389,13 +389,20 @@ def test_one_channel_keeps_its_order_over_stateful_and_plain_exchanges(warren):
         c.close()
 
 
-def test_an_exchange_deleted_while_a_worker_publishes_to_it(warren):
+def spread_under_fanout(warren, prefix):
+    """One connection per worker, queues `<prefix><i>` spread over the workers (spread_names), and a fanout exchange
+    `<prefix>-x` bound to each; returns the connections, a channel on the first, and the queues' names."""
     conns = one_connection_per_worker(warren)
     setup = conns[0].channel()
-    names, where = spread_names(warren, setup, prefix="d")
-    setup.exchange_declare("d-x", "fanout")
+    names, _ = spread_names(warren, setup, prefix=prefix)
+    setup.exchange_declare(f"{prefix}-x", "fanout")
     for n in names:
-        setup.queue_bind(n, "d-x")
+        setup.queue_bind(n, f"{prefix}-x")
+    return conns, setup, names
+
+
+def test_an_exchange_deleted_while_a_worker_publishes_to_it(warren):
+    conns, setup, names = spread_under_fanout(warren, "d")
     pub = conns[1].channel()
     pub.confirm_delivery()  # each publish is routed before the next one is sent
     for i in range(200):
@@ -415,21 +422,16 @@ def test_an_exchange_deleted_while_a_worker_publishes_to_it(warren):
 
 
 def test_confirms_and_flow_of_publishes_routed_on_each_worker(warren):
-    conns = one_connection_per_worker(warren)
-    setup = conns[0].channel()
-    names, where = spread_names(warren, setup, prefix="c")
-    setup.exchange_declare("c-fan", "fanout")
-    for n in names:
-        setup.queue_bind(n, "c-fan")
+    conns, setup, names = spread_under_fanout(warren, "c")
     for conn in conns:
         confirmed = conn.channel()
         confirmed.confirm_delivery()
         for i in range(100):
-            confirmed.basic_publish("c-fan", "", b"confirmed", pika.BasicProperties(delivery_mode=2))
+            confirmed.basic_publish("c-x", "", b"confirmed", pika.BasicProperties(delivery_mode=2))
         # Without confirms, far past the hand-overs' bound (256 outstanding): held back, not lost.
         flood = conn.channel()
         for i in range(3000):
-            flood.basic_publish("c-fan", "", b"flood")
+            flood.basic_publish("c-x", "", b"flood")
         flood.close()
     for n in names:
         deadline = time.time() + 10

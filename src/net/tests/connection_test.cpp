@@ -333,81 +333,6 @@ class silent : public connection_handler {
   std::function<void(connection*)> ready_;
 };
 
-TEST(ConnectionFlushes, OutputAddedBeforeAConnectionsTurnGoesInTheSameWrite) {
-  // A worker flushes the connections scheduled with flush_soon a slice at a time and runs what
-  // was posted in between: a second message fanned out to 200 connections while the first is
-  // being written joins the first in one write for those whose turn has not come yet.
-  constexpr size_t n = 200;
-  worker_pool pool(1);
-  std::mutex m;
-  std::vector<connection*> conns;
-  listener lst(
-      pool, tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),
-      [&](std::shared_ptr<connection> c) {
-        auto h = std::make_unique<silent>([&](connection* me) {
-          std::lock_guard lock(m);
-          conns.push_back(me);
-        });
-        silent* raw = h.get();
-        c->start(std::move(h));
-        raw->start();
-      },
-      "test");
-  lst.start();
-  pool.start();
-  boost::asio::io_context io;
-  std::vector<tcp::socket> clients;
-  for (size_t i = 0; i < n; ++i) {
-    clients.emplace_back(io);
-    clients.back().connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), lst.port()));
-  }
-  for (int i = 0; i < 500; ++i) {
-    {
-      std::lock_guard lock(m);
-      if (conns.size() == n) break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_EQ(conns.size(), n);
-  worker& w = pool.at(0);
-  w.post([&] {
-    for (connection* c : conns) {
-      c->out() += 'a';
-      c->flush_soon();
-    }
-    // Straight onto the loop, behind the flushes just scheduled (as a batch from another
-    // worker arrives while this one is writing).
-    boost::asio::post(w.io(), [&] {
-      for (connection* c : conns) {
-        c->out() += 'b';
-        c->flush_soon();
-      }
-    });
-  });
-  for (auto& s : clients) {
-    std::string got(2, '\0');
-    boost::asio::read(s, boost::asio::buffer(got));
-    EXPECT_EQ(got, "ab");
-  }
-  std::promise<std::vector<uint64_t>> calls;
-  w.post([&] {
-    std::vector<uint64_t> v;
-    for (connection* c : conns) v.push_back(c->write_calls());
-    calls.set_value(v);
-  });
-  std::vector<uint64_t> v = calls.get_future().get();
-  size_t one_write = size_t(std::count(v.begin(), v.end(), 1u));
-  size_t two_writes = size_t(std::count(v.begin(), v.end(), 2u));
-  EXPECT_EQ(one_write + two_writes, n);
-  // The first slice went out before the second message existed; everyone after it took both at
-  // once.
-  EXPECT_GE(one_write, n / 2);
-  EXPECT_GE(two_writes, 1u);
-  lst.stop();
-  pool.stop();
-  pool.join();
-}
-
 // n connections on one worker whose clients are connected but read nothing yet; their server
 // ends, once all are up.
 struct silent_crowd {
@@ -460,6 +385,50 @@ struct silent_crowd {
   boost::asio::io_context io;
   std::vector<tcp::socket> clients;
 };
+
+TEST(ConnectionFlushes, OutputAddedBeforeAConnectionsTurnGoesInTheSameWrite) {
+  // A worker flushes the connections scheduled with flush_soon a slice at a time and runs what
+  // was posted in between: a second message fanned out to 200 connections while the first is
+  // being written joins the first in one write for those whose turn has not come yet.
+  constexpr size_t n = 200;
+  silent_crowd crowd(n);
+  ASSERT_EQ(crowd.size(), n);
+  std::vector<connection*>& conns = crowd.conns;
+  worker& w = crowd.pool.at(0);
+  w.post([&] {
+    for (connection* c : conns) {
+      c->out() += 'a';
+      c->flush_soon();
+    }
+    // Straight onto the loop, behind the flushes just scheduled (as a batch from another
+    // worker arrives while this one is writing).
+    boost::asio::post(w.io(), [&] {
+      for (connection* c : conns) {
+        c->out() += 'b';
+        c->flush_soon();
+      }
+    });
+  });
+  for (auto& s : crowd.clients) {
+    std::string got(2, '\0');
+    boost::asio::read(s, boost::asio::buffer(got));
+    EXPECT_EQ(got, "ab");
+  }
+  std::promise<std::vector<uint64_t>> calls;
+  w.post([&] {
+    std::vector<uint64_t> v;
+    for (connection* c : conns) v.push_back(c->write_calls());
+    calls.set_value(v);
+  });
+  std::vector<uint64_t> v = calls.get_future().get();
+  size_t one_write = size_t(std::count(v.begin(), v.end(), 1u));
+  size_t two_writes = size_t(std::count(v.begin(), v.end(), 2u));
+  EXPECT_EQ(one_write + two_writes, n);
+  // The first slice went out before the second message existed; everyone after it took both at
+  // once.
+  EXPECT_GE(one_write, n / 2);
+  EXPECT_GE(two_writes, 1u);
+}
 
 TEST(ConnectionFlushes, LargeOutputsShareOneBudgetPerTurnAndSmallOnesGoFirst) {
   // Eight connections with 1 MB each to write, flushed in one handler (one turn of the loop):
