@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # A/B of broker CPU per message between warren binaries, interleaved on the same machine: each run
 # starts a fresh warren on a temporary data dir and drives it with rmq-perf (a rabbitmq-c client),
-# reading the broker's CPU time over the measured window. Prints every run, then the medians.
+# reading the broker's CPU time over the measured window. Prints every run with where its producer,
+# queue and consumer ran (their workers, from the management API: "P0 Q1 C0" is two crossings),
+# then the medians per binary, and per binary and number of worker crossings (with 2 workers the
+# kernel spreads connections by their ports, so each run lands on one of these at random).
 #
 # Usage: bench/ab_cpu.sh [--runs N] [--workers W] [--seconds S] BINARY... [-- rmq-perf args]
 #   e.g. bench/ab_cpu.sh --workers 1 /tmp/warren-old build/warren -- -s 16 -q 200 --ack-every 50
@@ -24,16 +27,40 @@ done
 [ -x "$RMQ_PERF" ] || { echo "ab_cpu: $RMQ_PERF not found (cmake --build build)" >&2; exit 2; }
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
-one_run() {  # one_run BINARY: prints "consumed_per_s cpu_us_per_msg"
-  local dir pid port
+one_run() {  # one_run BINARY: prints "consumed_per_s cpu_us_per_msg placement"
+  local dir pid port http out placement
   dir=$(mktemp -d)
   "$1" --data-dir "$dir/data" --amqp-port 0 --http-port 0 --web-port 0 --prometheus-port 0 \
     --bind 127.0.0.1 --ports-file "$dir/ports" --log-level warn --workers "$workers" &
   pid=$!
   for _ in $(seq 100); do [ -s "$dir/ports" ] && break; sleep 0.1; done
   port=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["amqp"])' "$dir/ports")
-  "$RMQ_PERF" --port "$port" -z "$seconds" --warmup 2 --broker-pid "$pid" "${extra[@]}" |
-    python3 -c 'import json,sys; j=json.load(sys.stdin); print(round(j["consume_rate"]), j["broker_cpu_us_per_msg"])'
+  http=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http"])' "$dir/ports")
+  out=$(mktemp)
+  "$RMQ_PERF" --port "$port" -z "$seconds" --warmup 2 --broker-pid "$pid" "${extra[@]}" >"$out" &
+  local rp=$!
+  sleep 1.5
+  # A producer's connection receives more than it sends; a consumer's the other way round.
+  placement=$(python3 - "$http" <<'PY'
+import base64, json, sys, urllib.request
+def get(path):
+    r = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}{path}")
+    r.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
+    return json.load(urllib.request.urlopen(r, timeout=10))
+try:
+    conns = get("/api/connections")
+    queues = get("/api/queues")
+    ps = sorted(c["warren_worker"] for c in conns if c.get("recv_oct", 0) > c.get("send_oct", 0))
+    cs = sorted(c["warren_worker"] for c in conns if c.get("recv_oct", 0) <= c.get("send_oct", 0))
+    qs = sorted(q["warren_worker"] for q in queues)
+    print("P" + ",".join(map(str, ps)), "Q" + ",".join(map(str, qs)), "C" + ",".join(map(str, cs)), sep="-")
+except Exception:
+    print("?")
+PY
+)
+  wait "$rp"
+  python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(round(j["consume_rate"]), j["broker_cpu_us_per_msg"], sys.argv[2])' "$out" "$placement"
+  rm -f "$out"
   kill "$pid"
   wait "$pid" 2>/dev/null || true
   rm -rf "$dir"
@@ -47,12 +74,29 @@ for r in $(seq 1 "$runs"); do
 done
 python3 - "$results" <<'PY'
 import statistics, sys
-by = {}
+by, by_crossings = {}, {}
+def crossings(placement):
+    # One producer, queue and consumer (P0-Q1-C0): how many of the hops publisher -> queue ->
+    # consumer change worker. Other shapes: not counted.
+    parts = placement.split("-")
+    if len(parts) != 3 or any("," in p or len(p) < 2 for p in parts):
+        return None
+    p, q, c = (x[1:] for x in parts)
+    return (p != q) + (q != c)
 for line in open(sys.argv[1]):
-    b, rate, cpu = line.split()
+    b, rate, cpu, placement = line.split()
     by.setdefault(b, []).append((float(rate), float(cpu)))
-print("| binary | consumed msg/s (median) | broker CPU us/msg (median) |")
-print("| --- | ---: | ---: |")
+    n = crossings(placement)
+    if n is not None:
+        by_crossings.setdefault((b, n), []).append((float(rate), float(cpu)))
+print("| binary | runs | consumed msg/s (median) | broker CPU us/msg (median) |")
+print("| --- | ---: | ---: | ---: |")
 for b, v in by.items():
-    print(f"| {b} | {statistics.median(r for r, _ in v):,.0f} | {statistics.median(c for _, c in v):.3f} |")
+    print(f"| {b} | {len(v)} | {statistics.median(r for r, _ in v):,.0f} | {statistics.median(c for _, c in v):.3f} |")
+if by_crossings:
+    print()
+    print("| binary | worker crossings | runs | consumed msg/s (median) | broker CPU us/msg (median) |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for (b, n), v in sorted(by_crossings.items()):
+        print(f"| {b} | {n} | {len(v)} | {statistics.median(r for r, _ in v):,.0f} | {statistics.median(c for _, c in v):.3f} |")
 PY

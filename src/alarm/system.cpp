@@ -1,7 +1,8 @@
 // /proc, /sys/fs/cgroup and statvfs readings for the alarms.
 #include "alarm/system.hpp"
 
-#include <malloc.h>
+#include "common/memory.hpp"
+
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -12,21 +13,6 @@
 #include <sstream>
 #include <string_view>
 #include <vector>
-
-// AddressSanitizer (clang's __has_feature, GCC's __SANITIZE_ADDRESS__): see release_free_memory.
-#if defined(__SANITIZE_ADDRESS__)
-#define WARREN_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define WARREN_ASAN 1
-#endif
-#endif
-#ifndef WARREN_ASAN
-#define WARREN_ASAN 0
-#endif
-#if WARREN_ASAN
-#include <sanitizer/allocator_interface.h>
-#endif
 
 namespace warren::alarm {
 
@@ -161,14 +147,7 @@ std::optional<uint64_t> disk_free(const std::string& dir) {
 }
 
 void release_free_memory() {
-#if WARREN_ASAN
-  // Under AddressSanitizer malloc is ASan's allocator, which keeps freed chunks resident (in its
-  // quarantine and size-class regions) where malloc_trim cannot reach them: ask it directly, so
-  // that RSS follows the heap under ASan as it does in a normal build (test_alarms relies on it).
-  __sanitizer_purge_allocator();
-#else
-  ::malloc_trim(0);
-#endif
+  warren::release_free_memory();
 }
 
 }  // namespace warren::alarm

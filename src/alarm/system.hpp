@@ -39,7 +39,7 @@ std::optional<uint64_t> process_rss(const system_paths& p = {});
 // f_bavail * f_frsize, what df shows as available).
 std::optional<uint64_t> disk_free(const std::string& dir);
 
-// Hands memory that malloc keeps on its free lists back to the kernel (glibc's malloc_trim):
+// Hands memory that malloc keeps on its free lists back to the kernel (common/memory.hpp):
 // without it, a drained queue's memory would stay resident and the memory alarm would not clear.
 void release_free_memory();
 

@@ -36,6 +36,7 @@
 #include "app/config.hpp"
 #include "auth/password.hpp"
 #include "common/log.hpp"
+#include "common/memory.hpp"
 #include "federation/parameters.hpp"
 #include "federation/supervisor.hpp"
 #include "mgmt/limits.hpp"
@@ -256,10 +257,14 @@ int run(const app::config& cfg) {
   auto placement = cfg.queue_placement == "hash" ? broker::vhost::placement::hash
                                                  : broker::vhost::placement::home;
   auto enable_shards = [&](broker::vhost& v) {
-    v.enable_shards(cfg.queue_placement == "hash" ? cfg.workers : 1, placement,
-                    [&shard_pool](size_t i, std::function<void()> fn) {
-                      shard_pool->at(i).post(std::move(fn));
-                    });
+    v.enable_shards(
+        cfg.queue_placement == "hash" ? cfg.workers : 1, placement,
+        [&shard_pool](size_t i, std::function<void()> fn) {
+          shard_pool->at(i).post(std::move(fn));
+        },
+        [&shard_pool](size_t i, std::function<void()> fn) {
+          shard_pool->at(i).defer(std::move(fn));
+        });
   };
   for (size_t i = 0; i < vhost_names.size(); ++i)
     enable_shards(vhosts.add(vhost_names[i], i % cfg.workers));
@@ -693,10 +698,11 @@ int run(const app::config& cfg) {
   }
   spdlog::info(
       "Warren {} started: AMQP on {}, HTTP on {}, web gateway on {}, Prometheus on {}{}, {} "
-      "workers, data in {}",
+      "workers, data in {}, allocator {}",
       WARREN_VERSION, where(amqp_listener.port()), where(http_listener.port()),
       where(web_listener.port()), where(prometheus_listener.port()),
-      dual_stack ? " (IPv6 and IPv4)" : "", cfg.workers, cfg.data_dir);
+      dual_stack ? " (IPv6 and IPv4)" : "", cfg.workers, cfg.data_dir,
+      using_jemalloc() ? "jemalloc" : "glibc");
   if (tls)
     spdlog::info("TLS: AMQPS on {}, HTTPS on {}, web gateway on {}", where(amqps_listener->port()),
                  where(https_listener->port()), where(web_tls_listener->port()));

@@ -54,9 +54,10 @@ vhost::vhost(std::string name, size_t home_worker)
 
 // ----------------------------------------------------------------------------- shards
 
-void vhost::enable_shards(size_t count, placement p, shard_poster post) {
+void vhost::enable_shards(size_t count, placement p, shard_poster post, shard_poster defer) {
   placement_ = p;
   post_ = std::move(post);
+  defer_ = std::move(defer);
   if (count <= 1 || !shards_.empty()) return;
   shards_.resize(count);
   for (size_t i = 0; i < count; ++i) {
@@ -119,12 +120,45 @@ std::optional<std::pair<uint32_t, uint32_t>> vhost::queue_counts(std::string_vie
 
 void vhost::hand_over(size_t s, message_ptr m, std::vector<dest_id> ids, uint64_t publisher,
                       const shard_answer* answer) {
-  on_shard(s, [m = std::move(m), ids = std::move(ids), publisher,
-               answer = answer ? *answer : shard_answer{}](vhost& sh) mutable {
-    bool rejected = false;
-    uint64_t ticket = sh.enqueue_all(std::move(m), ids, now_ms(), rejected, publisher);
-    if (answer) answer(ticket, rejected);
-  });
+  vhost& a = *authority_;
+  if (a.direct_ || !a.post_ || !a.defer_) {
+    on_shard(s, [m = std::move(m), ids = std::move(ids), publisher,
+                 answer = answer ? *answer : shard_answer{}](vhost& sh) mutable {
+      bool rejected = false;
+      uint64_t ticket = sh.enqueue_all(std::move(m), ids, now_ms(), rejected, publisher);
+      if (answer) answer(ticket, rejected);
+    });
+    return;
+  }
+  // Gathered, and sent when this worker's handler returns (a socket read's worth of publishes:
+  // one mailbox message per destination instead of one per publish, and a wake-up of the other
+  // worker per batch). The worker sends them before anything else it posts, so a publish a
+  // channel sends later another way (through the authority, or after a basic.get posted to the
+  // queue's shard) still comes after these.
+  if (outgoing_.size() < a.shard_count()) outgoing_.resize(a.shard_count());
+  outgoing_[s].push_back(
+      {std::move(m), std::move(ids), publisher, answer ? *answer : shard_answer{}});
+  if (flush_armed_) return;
+  flush_armed_ = true;
+  a.defer_(shard_, [this] { flush_hand_overs(); });
+}
+
+void vhost::flush_hand_overs() {
+  flush_armed_ = false;
+  for (size_t s = 0; s < outgoing_.size(); ++s) {
+    if (outgoing_[s].empty()) continue;
+    std::vector<pending_hand_over> batch;
+    batch.swap(outgoing_[s]);
+    outgoing_[s].reserve(batch.size());
+    on_shard(s, [batch = std::move(batch)](vhost& sh) mutable {
+      uint64_t now = now_ms();
+      for (auto& h : batch) {
+        bool rejected = false;
+        uint64_t ticket = sh.enqueue_all(std::move(h.m), h.ids, now, rejected, h.publisher);
+        if (h.answer) h.answer(ticket, rejected);
+      }
+    });
+  }
 }
 
 void vhost::queue_gone(dest_id id) {

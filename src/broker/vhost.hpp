@@ -412,7 +412,11 @@ class vhost {
   // `post(i, fn)` runs fn on worker i's thread. Authority only, once, before recovery: until
   // start_shards() the shards are called directly (recovery runs before the workers do).
   using shard_poster = std::function<void(size_t, std::function<void()>)>;
-  void enable_shards(size_t count, placement p, shard_poster post);
+  // `defer(i, fn)`, called on worker i's thread, runs fn there once the handler running now
+  // returns, or before that thread next posts anything (net::worker::defer). Given, hand-overs
+  // to another shard made during one handler go there as one message (hand_over); without it,
+  // one post each.
+  void enable_shards(size_t count, placement p, shard_poster post, shard_poster defer = {});
   void start_shards() { direct_ = false; }
   size_t shard_count() const { return shards_.empty() ? 1 : shards_.size(); }
   // This object's shard: the worker it runs on.
@@ -519,9 +523,12 @@ class vhost {
   }
   // A shard takes a queue the authority placed on it.
   void adopt(std::unique_ptr<queue> q);
-  // The message goes to the queues `ids` of shard s (enqueue_all there).
+  // The message goes to the queues `ids` of shard s (enqueue_all there). With a deferrer, in
+  // one message with the other hand-overs from this shard to s during this handler.
   void hand_over(size_t s, message_ptr m, std::vector<dest_id> ids, uint64_t publisher,
                  const shard_answer* answer);
+  // Sends the hand-overs gathered since the last call, one message per destination shard.
+  void flush_hand_overs();
 
   // The queue is done with this message for good: the store forgets it there.
   void release(const queue& q, const queue::entry& e) {
@@ -547,7 +554,18 @@ class vhost {
   std::vector<vhost*> shards_;  // by worker, the authority included; empty: not sharded
   placement placement_ = placement::home;
   shard_poster post_;
+  shard_poster defer_;
   bool direct_ = true;
+  // Hand-overs from this object's worker to other shards not sent yet, by destination shard
+  // (hand_over); flush_hand_overs is armed to run when the worker's handler returns.
+  struct pending_hand_over {
+    message_ptr m;
+    std::vector<dest_id> ids;
+    uint64_t publisher;
+    shard_answer answer;
+  };
+  std::vector<std::vector<pending_hand_over>> outgoing_;
+  bool flush_armed_ = false;
   std::map<dest_id, size_t> twins_;  // authority: queues living on other shards
   // A shard's copy: the queues living on other shards than this one, by id (twins_'s role here).
   std::map<dest_id, size_t> places_;

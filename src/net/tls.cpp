@@ -3,6 +3,8 @@
 // connection_tls.cpp, beside the plain connection's.
 #include "net/tls.hpp"
 
+#include "common/memory.hpp"
+
 #include <boost/asio/ssl/context.hpp>
 
 #include <openssl/err.h>
@@ -12,8 +14,6 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
-
-#include <malloc.h>
 
 #include <algorithm>
 #include <atomic>
@@ -320,7 +320,7 @@ bool trim_after_handshakes() {
   if (steady_ms() - last_handshake_ms.load(std::memory_order_relaxed) < 1000) return false;
   // One worker wins the trim; the others see 0.
   if (handshakes_since_trim.exchange(0, std::memory_order_relaxed) == 0) return false;
-  ::malloc_trim(0);
+  release_free_memory();
   return true;
 }
 

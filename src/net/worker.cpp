@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include <spdlog/spdlog.h>
 
@@ -75,13 +76,74 @@ void worker::start() {
     // Named for top -H, perf and the benchmarks' per-thread CPU (at most 15 bytes).
     pthread_setname_np(pthread_self(), ("worker-" + std::to_string(index_)).c_str());
     thread_id_.store(std::this_thread::get_id());
+    current_ = this;
     io_.run();
   });
 }
 
 size_t worker::poll() {
   thread_id_.store(std::this_thread::get_id());
-  return io_.poll();
+  // Tests may drive several workers from one thread: this one is the poster while it polls.
+  worker* before = current_;
+  current_ = this;
+  size_t n = io_.poll();
+  current_ = before;
+  return n;
+}
+
+thread_local worker* worker::current_ = nullptr;
+
+void worker::defer(std::function<void()> fn) {
+  // Another thread's deferred work would race with this one's: a caller's bug, never a state.
+  if (!on_own_thread()) {
+    spdlog::critical("worker {}: defer called from another thread", index_);
+    std::abort();
+  }
+  deferred_.push_back(std::move(fn));
+  if (deferred_scheduled_) return;
+  deferred_scheduled_ = true;
+  // Posted from the worker's own thread: Asio queues it without waking anything, and it runs
+  // after the handler running now.
+  boost::asio::post(io_, [this] {
+    deferred_scheduled_ = false;
+    run_deferred();
+  });
+}
+
+void worker::post_batched(std::function<void()> fn) {
+  worker* from = current_;
+  if (!from || from == this) return post(std::move(fn));
+  auto it = std::find_if(from->outbox_.begin(), from->outbox_.end(),
+                         [this](const auto& o) { return o.first == this; });
+  if (it == from->outbox_.end()) {
+    from->outbox_.emplace_back(this, std::vector<std::function<void()>>{});
+    it = std::prev(from->outbox_.end());
+  }
+  it->second.push_back(std::move(fn));
+  if (from->outbox_armed_) return;
+  from->outbox_armed_ = true;
+  from->defer([from] { from->send_outbox(); });
+}
+
+void worker::send_outbox() {
+  outbox_armed_ = false;
+  for (auto& [to, tasks] : outbox_) {
+    if (tasks.empty()) continue;
+    std::vector<std::function<void()>> batch;
+    batch.swap(tasks);
+    tasks.reserve(batch.size());
+    to->post([batch = std::move(batch)]() mutable {
+      for (auto& fn : batch) fn();
+    });
+  }
+}
+
+void worker::run_deferred() {
+  if (deferred_.empty()) return;
+  // Taken out first: what the deferred work posts must not run it again.
+  std::vector<std::function<void()>> now;
+  now.swap(deferred_);
+  for (auto& fn : now) fn();
 }
 
 void worker::stop() {

@@ -35,8 +35,10 @@ class worker {
   boost::asio::io_context& io() { return io_; }
 
   // Any thread: runs fn on this worker's thread. Wakes the loop only when the mailbox was idle.
+  // Called on a worker's thread, first runs what that worker deferred (defer, below).
   template <typename F>
   void post(F&& fn) {
+    run_deferred_here();
     mailbox_.push(std::forward<F>(fn));
     wake();
   }
@@ -44,9 +46,20 @@ class worker {
   // run before any ordinary task still waiting, so consumers are not starved by a publish flood.
   template <typename F>
   void post_urgent(F&& fn) {
+    run_deferred_here();
     urgent_.push(std::forward<F>(fn));
     wake();
   }
+  // Owner thread only: runs fn on this thread once the handler running now returns, or sooner,
+  // just before this thread next posts to any worker, whichever comes first. For work gathered
+  // during one handler (the hand-overs of the publishes of one socket read) and sent on as one
+  // message per destination: it reaches its destination before anything this thread posts
+  // afterwards, so a sender's order across workers is kept.
+  void defer(std::function<void()> fn);
+  // Any thread: like post, but from another worker's thread the task waits with the others that
+  // thread sends here during its current handler, and they go as one mailbox message when the
+  // handler returns (defer): one push and at most one wake-up for a batch of deliveries.
+  void post_batched(std::function<void()> fn);
   // Runs fn now when called on this worker's thread, else posts it. Callers must not depend on
   // fn running after what they do next.
   template <typename F>
@@ -99,6 +112,11 @@ class worker {
  private:
   void arm_tick();
   void on_tick();
+  // On a worker's thread with deferred work: runs it (defer).
+  static void run_deferred_here() {
+    if (worker* w = current_; w && !w->deferred_.empty()) w->run_deferred();
+  }
+  void run_deferred();
   void run_flushes();
   void wake();
   void drain();
@@ -121,6 +139,15 @@ class worker {
   size_t write_budget_ = turn_write_budget;
   size_t read_budget_ = turn_read_budget;
   bool renewal_posted_ = false;
+  std::vector<std::function<void()>> deferred_;
+  bool deferred_scheduled_ = false;
+  // Tasks this worker's thread sends other workers with post_batched, by destination (a null
+  // worker: none), not sent yet.
+  std::vector<std::pair<worker*, std::vector<std::function<void()>>>> outbox_;
+  bool outbox_armed_ = false;
+  void send_outbox();
+  // The worker whose thread this is (null on other threads): start() and poll() set it.
+  static thread_local worker* current_;
 };
 
 class worker_pool {

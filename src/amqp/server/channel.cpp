@@ -43,7 +43,8 @@ void channel_link::deliver(const std::string& consumer_tag, uint64_t delivery_ta
     if (ch) ch->on_deliver(consumer_tag, delivery_tag, redelivered, m);
     return;
   }
-  worker_.post([self = shared_from_this(), consumer_tag, delivery_tag, redelivered, m] {
+  // With the other deliveries this thread makes to that worker in its current handler.
+  worker_.post_batched([self = shared_from_this(), consumer_tag, delivery_tag, redelivered, m] {
     if (self->ch) self->ch->on_deliver(consumer_tag, delivery_tag, redelivered, m);
   });
 }

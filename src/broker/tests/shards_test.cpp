@@ -125,6 +125,46 @@ TEST_F(ShardsTest, APublishIsHandedToTheQueuesShardWhichAnswers) {
   EXPECT_EQ(v.inspect_queue(away_name)->message_count(), 0u);  // the twin holds nothing
 }
 
+TEST_F(ShardsTest, HandOversOfOneHandlerGoToTheirShardAsOneMessageInOrder) {
+  // With a deferrer, as the broker runs (net::worker::defer): what one handler hands over waits
+  // for the handler's end, then goes as one post per destination shard.
+  std::vector<std::function<void()>> deferred;
+  v.enable_shards(
+      2, vhost::placement::hash,
+      [this](size_t s, std::function<void()> fn) { posted[s].push_back(std::move(fn)); },
+      [&deferred](size_t s, std::function<void()> fn) {
+        EXPECT_EQ(s, 0u);  // the authority's worker, where these publishes are routed
+        deferred.push_back(std::move(fn));
+      });
+  declare(away_name);
+  auto t = std::make_shared<recorder>();
+  open(7, t);
+  ASSERT_FALSE(v.shard_at(1).consume(7, away_name, "c", true, false, 0, 1));
+  run();
+  int answers = 0;
+  shard_answer answer = [&](uint64_t, bool) { ++answers; };
+  for (int i = 0; i < 5; ++i) {
+    uint32_t remote = 0;
+    (void)v.publish(msg("", away_name, std::to_string(i)), 0, nullptr, &answer, &remote);
+    EXPECT_EQ(remote, 1u);
+  }
+  EXPECT_TRUE(posted[1].empty());  // held until the handler returns
+  ASSERT_EQ(deferred.size(), 1u);  // armed once
+  deferred.front()();
+  EXPECT_EQ(posted[1].size(), 1u);  // one message for the five
+  run();
+  EXPECT_EQ(answers, 5);
+  ASSERT_EQ(t->got.size(), 5u);
+  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(t->got[i].body, std::to_string(i));
+  // The next handler's hand-overs arm it again.
+  (void)v.publish(msg("", away_name, "5"), 0, nullptr, &answer, nullptr);
+  ASSERT_EQ(deferred.size(), 2u);
+  deferred.back()();
+  run();
+  ASSERT_EQ(t->got.size(), 6u);
+  EXPECT_EQ(answers, 6);
+}
+
 TEST_F(ShardsTest, DeliveryTagsCarryTheirShardAndAcksGoThere) {
   declare(away_name);
   auto t = std::make_shared<recorder>();

@@ -132,5 +132,84 @@ TEST(Worker, AnUrgentTaskRunsBeforeAnOrdinaryTaskPostedAfterIt) {
   EXPECT_EQ(seen, (std::vector<std::string>{"urgent", "ordinary"}));
 }
 
+// Two workers driven by poll() on the test's thread: what each ran, in order.
+struct two_workers {
+  worker a{0}, b{1};
+  std::vector<std::string> seen;
+  void run() {
+    while (a.poll() + b.poll() > 0) {
+    }
+  }
+};
+
+TEST(WorkerDefer, DeferredWorkRunsWhenTheHandlerReturns) {
+  two_workers t;
+  t.a.post([&] {
+    t.a.defer([&] { t.seen.push_back("deferred"); });
+    t.a.defer([&] { t.seen.push_back("deferred 2"); });
+    t.seen.push_back("handler");
+  });
+  t.run();
+  EXPECT_EQ(t.seen, (std::vector<std::string>{"handler", "deferred", "deferred 2"}));
+}
+
+TEST(WorkerDefer, APostFromTheSameThreadSendsWhatWasDeferredFirst) {
+  // A batch of hand-overs deferred to the end of a handler, then a post to the same worker in
+  // that handler: the batch must arrive first (a channel's publishes, then its basic.get).
+  two_workers t;
+  t.a.post([&] {
+    t.a.defer([&] { t.b.post([&] { t.seen.push_back("batch"); }); });
+    t.b.post([&] { t.seen.push_back("later post"); });
+  });
+  t.run();
+  EXPECT_EQ(t.seen, (std::vector<std::string>{"batch", "later post"}));
+}
+
+TEST(WorkerDefer, BatchedPostsGoAsOneMessageWhenTheHandlerReturns) {
+  two_workers t;
+  bool in_handler = false;
+  t.a.post([&] {
+    in_handler = true;
+    for (int i = 0; i < 3; ++i)
+      t.b.post_batched([&, i] {
+        EXPECT_FALSE(in_handler);
+        t.seen.push_back("batched " + std::to_string(i));
+      });
+    EXPECT_EQ(t.b.poll(), 0u);  // nothing reached b yet
+    in_handler = false;
+  });
+  EXPECT_EQ(t.a.poll(), 2u);  // the handler, then the send of the batch
+  EXPECT_EQ(t.b.poll(), 1u);  // one message for the three
+  EXPECT_EQ(t.seen, (std::vector<std::string>{"batched 0", "batched 1", "batched 2"}));
+}
+
+TEST(WorkerDefer, APostAfterBatchedPostsArrivesAfterThem) {
+  two_workers t;
+  t.a.post([&] {
+    t.b.post_batched([&] { t.seen.push_back("batched"); });
+    t.b.post([&] { t.seen.push_back("posted"); });
+  });
+  t.run();
+  EXPECT_EQ(t.seen, (std::vector<std::string>{"batched", "posted"}));
+}
+
+TEST(WorkerDefer, BatchedPostsFromOtherThreadsArePlainPosts) {
+  two_workers t;
+  t.b.post_batched([&] { t.seen.push_back("from the test's thread"); });
+  EXPECT_EQ(t.b.poll(), 1u);
+  EXPECT_EQ(t.seen.size(), 1u);
+}
+
+TEST(WorkerDefer, WorkDeferredAfterAnEarlyRunStillRuns) {
+  two_workers t;
+  t.a.post([&] {
+    t.a.defer([&] { t.seen.push_back("first"); });
+    t.b.post([&] { t.seen.push_back("post"); });  // runs "first" now
+    t.a.defer([&] { t.seen.push_back("second"); });
+  });
+  t.run();
+  EXPECT_EQ(t.seen, (std::vector<std::string>{"first", "second", "post"}));
+}
+
 }  // namespace
 }  // namespace warren::net
