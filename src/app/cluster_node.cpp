@@ -57,9 +57,10 @@ cluster_node::cluster_node(settings s, common::node_fence& fence, net::worker_po
       if (ls == n.info.end() || !ls->is_array()) return std::nullopt;
       for (const auto& l : *ls) {
         if (l.value("protocol", "") != "amqp") continue;
-        std::string host = l.value("ip_address", "");
-        // Bound to every address: reached on the loopback (nodes on one machine). Nodes on
-        // other machines need an advertised address, not built yet.
+        // The address the node advertises (--advertise-address), else the one it is bound to;
+        // bound to every address, the loopback (nodes on one machine).
+        std::string host = n.info.value("advertise_address", "");
+        if (host.empty()) host = l.value("ip_address", "");
         if (host.empty() || host == "0.0.0.0" || host == "::") host = "127.0.0.1";
         return node_address{host, l.value("port", uint16_t(0))};
       }

@@ -270,6 +270,10 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
   bind_option(app, b, cli, &config::etcd_endpoints, "etcd_endpoints",
               "Join a cluster coordinated by etcd at these endpoints, comma-separated "
               "(http://host:port,...); none: a single node");
+  bind_option(app, b, cli, &config::advertise_address, "advertise_address",
+              "With --etcd-endpoints: the host name or IP address the other nodes reach this "
+              "node on (default: the address it is bound to; bound to every address, 127.0.0.1, "
+              "which serves nodes on this machine only)");
   bind_option(app, b, cli, &config::etcd_lease_ttl, "etcd_lease_ttl",
               "Seconds of the node's lease in etcd: a node that cannot renew it within this time "
               "stops serving clients (fencing), and others see it as not running");
@@ -321,6 +325,18 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
                                        "only (at most 255)\n",
                                        cfg.cluster_name)};
   if (!cfg.etcd_endpoints.empty() && cfg.cluster_name.empty()) cfg.cluster_name = "warren";
+  if (!cfg.advertise_address.empty()) {
+    if (cfg.etcd_endpoints.empty())
+      return exit_request{2, "--advertise-address: only in a cluster (with --etcd-endpoints)\n"};
+    // A host name (letters, digits, dots, hyphens) or an IPv4 or IPv6 address.
+    const auto& a = cfg.advertise_address;
+    if (a.size() > 253 ||
+        a.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:") !=
+            std::string::npos)
+      return exit_request{2, fmt::format("--advertise-address '{}': a host name or an IP address "
+                                         "(letters, digits, . - and : only, at most 253)\n",
+                                         a)};
+  }
   if (cfg.etcd_lease_ttl < 1 || cfg.etcd_lease_ttl > 3600)
     return exit_request{2, "--etcd-lease-ttl: from 1 to 3600 seconds\n"};
   if (cfg.workers == 0) cfg.workers = std::max(1u, std::thread::hardware_concurrency());

@@ -84,6 +84,10 @@ struct config {
   std::string cluster_name;
   std::string etcd_endpoints;    // http://host:port[,...]
   uint32_t etcd_lease_ttl = 10;  // seconds; etcd 3.4 grants at least about 2
+  // The host name or address the other nodes reach this node's AMQP listener on, published with
+  // its lease. Empty: the address the listener is bound to, or 127.0.0.1 when it is bound to
+  // every address (nodes on one machine).
+  std::string advertise_address;
   std::string config_file;
 };
 

@@ -619,6 +619,13 @@ int run(const app::config& cfg) {
     for (const auto& l : api.listeners)
       ls.push_back({{"protocol", l.protocol}, {"ip_address", l.ip_address}, {"port", l.port}});
     cs.info = {{"version", WARREN_VERSION}, {"pid", ::getpid()}, {"listeners", ls}};
+    // Where the other nodes reach this one (app::cluster_node's locate).
+    if (!cfg.advertise_address.empty())
+      cs.info["advertise_address"] = cfg.advertise_address;
+    else if (bound == "::" || bound == "0.0.0.0")
+      spdlog::warn(
+          "cluster node bound to every address without --advertise-address: the other nodes "
+          "reach it on 127.0.0.1, which serves only nodes on this machine");
     cluster.emplace(std::move(cs), fence, pool, users, &user_file, vhosts);
     user_file.on_saved = [&cluster] { cluster->publish_users(); };
     ctx.remote_queue_call = cluster->remote_queue_call();

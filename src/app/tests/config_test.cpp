@@ -251,5 +251,34 @@ TEST(Config, ClusterKeysFlagsAndNames) {
   ASSERT_TRUE(std::holds_alternative<exit_request>(r));
 }
 
+TEST(Config, AdvertiseAddress) {
+  const char* etcd = "http://127.0.0.1:2379";
+  auto r = parse({"--etcd-endpoints", etcd});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).advertise_address, "");
+  for (const char* a : {"10.0.0.7", "node-1.example.com", "fd00::7"}) {
+    r = parse({"--etcd-endpoints", etcd, "--advertise-address", a});
+    ASSERT_TRUE(std::holds_alternative<config>(r)) << a;
+    EXPECT_EQ(std::get<config>(r).advertise_address, a);
+  }
+  std::string path = write_toml(
+      "etcd_endpoints = \"http://127.0.0.1:2379\"\n"
+      "advertise_address = \"10.0.0.8\"\n");
+  r = parse({"--config", path});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).advertise_address, "10.0.0.8");
+  // Not a host: refused, naming the flag.
+  for (const char* a : {"http://10.0.0.7", "a b", "10.0.0.7/24"}) {
+    r = parse({"--etcd-endpoints", etcd, "--advertise-address", a});
+    ASSERT_TRUE(std::holds_alternative<exit_request>(r)) << a;
+    EXPECT_EQ(std::get<exit_request>(r).code, 2);
+    EXPECT_NE(std::get<exit_request>(r).text.find("--advertise-address"), std::string::npos);
+  }
+  // Only in a cluster.
+  r = parse({"--advertise-address", "10.0.0.7"});
+  ASSERT_TRUE(std::holds_alternative<exit_request>(r));
+  EXPECT_NE(std::get<exit_request>(r).text.find("only in a cluster"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace warren::app
