@@ -1,6 +1,8 @@
 // Links between nodes (node_links.hpp).
 #include "app/node_links.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
@@ -27,6 +29,11 @@ amqp::client::uri node_uri(const node_links::settings& s, const node_address& wh
   u.password = secret;
   u.vhost = s.vhost;
   u.safe = fmt::format("amqp://{}:{}/ (node '{}')", u.host, u.port, node);
+  if (s.liveness.count() > 0) {
+    // Silent for two intervals: given up (amqp::client::connection).
+    u.heartbeat = uint16_t(std::max<int64_t>(1, s.liveness.count() / 2));
+    u.connection_timeout = std::max<std::chrono::milliseconds>(s.liveness, std::chrono::seconds(2));
+  }
   return u;
 }
 
