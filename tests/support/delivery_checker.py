@@ -14,8 +14,8 @@ The count, per queue: **lost** (confirmed, never delivered), **unexpected** (del
 **duplicates** (delivered more than once: legitimate after a crash, since AMQP 0-9-1 acks are not confirmed, and
 reported as a figure), of which **unflagged** (a second delivery without the `redelivered` flag: at-least-once
 allows a repeat only of a message handed out before and not known to be acknowledged, which the broker flags, so an
-unflagged one means the message was stored twice or served from two places; Warren recovers a durable queue after a
-crash without flags, so scenarios with a crash of the queue's node allow them, the others assert none), **order broken** (a message first delivered after a later one of the same publisher: one
+unflagged one means the message was stored twice or served from two places; Warren flags every message it recovers
+after a crash, as RabbitMQ does for messages it may have delivered), **order broken** (a message first delivered after a later one of the same publisher: one
 channel's messages to one queue keep their order, redeliveries apart).
 """
 
@@ -55,6 +55,7 @@ class Publisher(threading.Thread):
         self.attempted: set[int] = set()
         self.confirmed: set[int] = set()
         self.refused: set[int] = set()  # nacked or returned
+        self.sent_at: dict[int, float] = {}  # monotonic time each seq was handed to pika
         self.failures = 0  # connections lost or refused
         self.last_confirm = 0.0  # monotonic time of the newest confirm
 
@@ -79,6 +80,7 @@ class Publisher(threading.Thread):
                     seq += 1
                     with self.lock:
                         self.attempted.add(seq)
+                        self.sent_at[seq] = time.monotonic()
                     try:
                         ch.basic_publish("", self.queue, f"{self.pub}:{seq}".encode(), props, mandatory=True)
                     except (pika.exceptions.NackError, pika.exceptions.UnroutableError):
@@ -202,6 +204,14 @@ class Load:
                                      f"({self.confirmed(queue)} of {target})")
             time.sleep(0.02)
         return time.monotonic() - started
+
+    def confirmed_sent_between(self, queue: str, start: float, end: float) -> list[str]:
+        """The confirmed messages to `queue` that were sent between `start` and `end` (monotonic times)."""
+        out = []
+        for p in self.publishers[queue]:
+            with p.lock:
+                out += [f"{p.pub}:{s}" for s in sorted(p.confirmed) if start <= p.sent_at.get(s, -1.0) <= end]
+        return out
 
     def stop_publishing(self) -> None:
         for ps in self.publishers.values():
