@@ -857,9 +857,17 @@ def test_under_load_losing_an_etcd_member_costs_nothing(cluster):
     leader = cluster.etcd_leader()
     cluster.etcd[leader].stop()  # SIGKILL
     lost = time.monotonic()
-    for q in where:
-        load.wait_confirmed(q, 100, 10)
-    cluster.figures["etcd leader killed: 100 confirms on each queue in"] = time.monotonic() - lost
+    # Each queue's time to 100 more confirms, measured side by side.
+    targets = {q: load.confirmed(q) + 100 for q in where}
+    took = {}
+    while len(took) < len(targets):
+        assert time.monotonic() - lost < 10, f"100 confirms not seen within 10 s on {set(targets) - set(took)}"
+        for q, t in targets.items():
+            if q not in took and load.confirmed(q) >= t:
+                took[q] = time.monotonic() - lost
+        time.sleep(0.01)
+    for q, t in took.items():
+        cluster.figures[f"etcd leader killed: 100 confirms on {q} in"] = t
     cluster.figures["etcd leader killed: n3's consumer of n1's queue delivers in"] = \
         delivers_again(load, ACROSS, 10)
     time.sleep(3 + LOAD_SECONDS)  # a lease renewal or two through the new leader
