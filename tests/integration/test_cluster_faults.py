@@ -8,12 +8,16 @@ killed with SIGKILL or stopped with SIGSTOP. Every test stops by itself within s
      loses two: every node fences; quorum back: every node serves again; a node that reaches only one member of
      three serves on;
   c. a node killed with SIGKILL is listed not running after its TTL, and rejoins when started again;
-  d. an asymmetric cut (etcd's answers lost, the node's requests arriving), a node paused (SIGSTOP) longer than
-     its lease, and nodes cut from each other but not from etcd (nothing changes: today they talk only to etcd);
-  e. under load (publishers with confirms, consumers, durable queues on two nodes; tests/support/delivery_checker.py
-     counts confirmed messages lost, unexpected, duplicated, out of order): kill -9 and back, a pause longer than the
-     lease, a cut from etcd, etcd's leader killed: 0 lost, 0 unexpected, order kept; and a node started with
-     WARREN_TEST_UNSAFE_CONFIRM=1 (confirms before it writes) is caught losing confirmed messages.
+  d. an asymmetric cut (etcd's answers lost, the node's requests arriving), and a node paused (SIGSTOP) longer than
+     its lease;
+  e. under load (publishers with confirms, consumers, durable queues on two nodes with their clients there, and one
+     on n1 with its publishers on n2 and its consumer on n3; tests/support/delivery_checker.py counts confirmed
+     messages lost, unexpected, duplicated with and without the redelivered flag, out of order): kill -9 and back,
+     a pause longer than the lease, a cut from etcd, a cut from everything, nodes cut from each other while etcd
+     stays reachable (links and consumers' connections given up within the TTL, back on healing), etcd's leader
+     killed: 0 lost, 0 unexpected, 0 unflagged duplicates, order kept, and the away node's queue served by nobody;
+     and a node started with WARREN_TEST_UNSAFE_CONFIRM=1 (confirms before it writes) is caught losing confirmed
+     messages, with its clients on it and on the other nodes.
 
 The figures (time to fence after a cut, to be listed not running, to serve again after healing) are printed at the
 end of each test (pytest -rP shows them; docs/cluster.md records them). Skipped where namespaces cannot be made."""
