@@ -32,7 +32,10 @@ amqp::client::uri node_uri(const node_links::settings& s, const node_address& wh
   if (s.liveness.count() > 0) {
     // Silent for two intervals: given up (amqp::client::connection).
     u.heartbeat = uint16_t(std::max<int64_t>(1, s.liveness.count() / 2));
-    u.connection_timeout = std::max<std::chrono::milliseconds>(s.liveness, std::chrono::seconds(2));
+    // Connecting (TCP and the handshake: a fresh connection per forwarded queue method) gets at
+    // least 5 s: a node on a loaded machine may take seconds to answer a handshake, and one that
+    // is cut off is found out by then, or by its lease.
+    u.connection_timeout = std::max<std::chrono::milliseconds>(s.liveness, std::chrono::seconds(5));
   }
   return u;
 }

@@ -44,11 +44,12 @@ class node_links : public std::enable_shared_from_this<node_links> {
     // Any thread: the cluster's secret (empty: not known yet).
     std::function<std::string()> secret;
     // How long a node may stay silent before its connection is given up (0: the client's
-    // defaults): the heartbeat interval is half of it and connecting (TCP and handshake) must
-    // take less. The lease's TTL, so that a node cut from this one while both still reach etcd
-    // (no fence on either side) is found out as fast as etcd finds a dead node: publishes sent to
-    // it are nacked, consumers of its queues cancelled (docs/cluster.md, "Partitions between
-    // nodes"), instead of waiting for TCP to give up, which takes minutes.
+    // defaults): the heartbeat interval is half of it, and connecting (TCP and handshake) must
+    // take less than it or 5 s, whichever is longer. The lease's TTL, so that a node cut from this
+    // one while both still reach etcd (no fence on either side) is found out as fast as etcd finds
+    // a dead node: publishes sent to it are nacked, consumers of its queues cancelled
+    // (docs/cluster.md, "Partitions between nodes"), instead of waiting for TCP to give up, which
+    // takes minutes.
     std::chrono::seconds liveness{0};
   };
   node_links(boost::asio::io_context& io, settings s);
