@@ -1,7 +1,7 @@
 // The client's deadline for connecting and the handshake (uri::connection_timeout): a peer that
 // accepts and never answers, as a node cut off mid-handshake or paused does, must end the
-// connection within the deadline the owner chose (a cluster's links use the lease's TTL), not
-// after the default.
+// connection within the deadline the owner chose (links between nodes: the lease's TTL, at
+// least 5 s), not after the default.
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
