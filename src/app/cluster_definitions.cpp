@@ -351,7 +351,8 @@ void cluster_definitions::install_tap(const std::string& name) {
   t->out = sink_;
   t->node = node_;
   taps_[name] = t;
-  t->home->post([t, dir = directory_, name, locate = locate_, secret = secret_] {
+  t->home->post([t, dir = directory_, name, locate = locate_, secret = secret_,
+                 liveness = liveness_] {
     auto chained = t->v->routing_observer();
     t->v->set_routing_observer([t, chained](const broker::routing_change& c) {
       if (chained) chained(c);
@@ -364,8 +365,8 @@ void cluster_definitions::install_tap(const std::string& name) {
           return broker::vhost::remote_queue_info{
               r->node, r->def.durable, locate && locate(r->node).has_value(), r->exclusive};
         });
-    auto links = std::make_shared<node_links>(t->home->io(),
-                                              node_links::settings{t->node, name, locate, secret});
+    auto links = std::make_shared<node_links>(
+        t->home->io(), node_links::settings{t->node, name, locate, secret, liveness});
     t->v->set_remote_sender([links](const std::string& node, const broker::message& m,
                                     std::vector<std::string> queues,
                                     const broker::shard_answer* answer) {

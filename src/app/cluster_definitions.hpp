@@ -82,9 +82,10 @@ class cluster_definitions : public std::enable_shared_from_this<cluster_definiti
   // Before start(): how links between nodes find a node and the cluster's secret
   // (app/node_links.hpp); every tapped vhost sends publishes for other nodes' queues over them.
   void set_links(std::function<std::optional<node_address>(const std::string&)> locate,
-                 std::function<std::string()> secret) {
+                 std::function<std::string()> secret, std::chrono::seconds liveness) {
     locate_ = std::move(locate);
     secret_ = std::move(secret);
+    liveness_ = liveness;
   }
 
   // A change of this node's definitions, as a tap reports it.
@@ -169,6 +170,7 @@ class cluster_definitions : public std::enable_shared_from_this<cluster_definiti
   std::map<std::string, mgmt::binding_def> remote_bound_;
   std::function<std::optional<node_address>(const std::string&)> locate_;
   std::function<std::string()> secret_;
+  std::chrono::seconds liveness_{0};  // node_links::settings::liveness
   // Posts to the vhost's home worker: the queue `name` lives on `node` (nullopt: went).
   void remote_queue_changed(const std::string& vhost, const std::string& name,
                             std::optional<std::string> node);

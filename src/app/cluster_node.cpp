@@ -71,7 +71,7 @@ cluster_node::cluster_node(settings s, common::node_fence& fence, net::worker_po
     std::lock_guard lk(info->mutex);
     return info->secret;
   };
-  definitions_->set_links(locate_, secret_);
+  definitions_->set_links(locate_, secret_, s_.lease_ttl);
 }
 
 cluster_node::~cluster_node() {
@@ -204,20 +204,20 @@ void cluster_node::leave() {
 }
 
 decltype(amqp::server::server_context::remote_queue_call) cluster_node::remote_queue_call() const {
-  return [self = s_.node, locate = locate_, secret = secret_](
+  return [self = s_.node, locate = locate_, secret = secret_, ttl = s_.lease_ttl](
              net::worker& on, const std::string& vhost, const std::string& node,
              amqp::protocol::method m,
              std::function<void(amqp::server::server_context::remote_result)> done) {
-    call_on_node(on.io(), node_links::settings{self, vhost, locate, secret}, node, std::move(m),
-                 std::move(done));
+    call_on_node(on.io(), node_links::settings{self, vhost, locate, secret, ttl}, node,
+                 std::move(m), std::move(done));
   };
 }
 
 decltype(amqp::server::server_context::node_connection) cluster_node::node_connection() const {
-  return [self = s_.node, locate = locate_, secret = secret_](
+  return [self = s_.node, locate = locate_, secret = secret_, ttl = s_.lease_ttl](
              net::worker& on, const std::string& vhost, const std::string& node, std::string name,
              amqp::client::events ev) {
-    return connect_to_node(on.io(), node_links::settings{self, vhost, locate, secret}, node,
+    return connect_to_node(on.io(), node_links::settings{self, vhost, locate, secret, ttl}, node,
                            std::move(name), std::move(ev));
   };
 }

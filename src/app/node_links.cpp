@@ -1,6 +1,8 @@
 // Links between nodes (node_links.hpp).
 #include "app/node_links.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
@@ -27,6 +29,14 @@ amqp::client::uri node_uri(const node_links::settings& s, const node_address& wh
   u.password = secret;
   u.vhost = s.vhost;
   u.safe = fmt::format("amqp://{}:{}/ (node '{}')", u.host, u.port, node);
+  if (s.liveness.count() > 0) {
+    // Silent for two intervals: given up (amqp::client::connection).
+    u.heartbeat = uint16_t(std::max<int64_t>(1, s.liveness.count() / 2));
+    // Connecting (TCP and the handshake: a fresh connection per forwarded queue method) gets at
+    // least 5 s: a node on a loaded machine may take seconds to answer a handshake, and one that
+    // is cut off is found out by then, or by its lease.
+    u.connection_timeout = std::max<std::chrono::milliseconds>(s.liveness, std::chrono::seconds(5));
+  }
   return u;
 }
 

@@ -7,7 +7,8 @@
 //
 // Owned by the vhost's remote sender, on the vhost's home worker: every call and event runs on
 // that worker's thread. A link that is down answers "not stored" (a nack) at once, and tries to
-// connect again at the next publish after a second.
+// connect again at the next publish after a second. A link whose peer stays silent for the
+// settings' `liveness` (heartbeats) closes and nacks what was not confirmed.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -42,6 +43,14 @@ class node_links : public std::enable_shared_from_this<node_links> {
     std::function<std::optional<node_address>(const std::string& node)> locate;
     // Any thread: the cluster's secret (empty: not known yet).
     std::function<std::string()> secret;
+    // How long a node may stay silent before its connection is given up (0: the client's
+    // defaults): the heartbeat interval is half of it, and connecting (TCP and handshake) must
+    // take less than it or 5 s, whichever is longer. The lease's TTL, so that a node cut from this
+    // one while both still reach etcd (no fence on either side) is found out as fast as etcd finds
+    // a dead node: publishes sent to it are nacked, consumers of its queues cancelled
+    // (docs/cluster.md, "Partitions between nodes"), instead of waiting for TCP to give up, which
+    // takes minutes.
+    std::chrono::seconds liveness{0};
   };
   node_links(boost::asio::io_context& io, settings s);
   ~node_links();

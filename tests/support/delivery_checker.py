@@ -12,7 +12,10 @@ has then (a node started again gets a new one), so a node that comes back is use
 
 The count, per queue: **lost** (confirmed, never delivered), **unexpected** (delivered, never published),
 **duplicates** (delivered more than once: legitimate after a crash, since AMQP 0-9-1 acks are not confirmed, and
-reported as a figure), **order broken** (a message first delivered after a later one of the same publisher: one
+reported as a figure), of which **unflagged** (a second delivery without the `redelivered` flag: at-least-once
+allows a repeat only of a message handed out before and not known to be acknowledged, which the broker flags, so an
+unflagged one means the message was stored twice or served from two places; Warren flags every message it recovers
+after a crash, as RabbitMQ does for messages it may have delivered), **order broken** (a message first delivered after a later one of the same publisher: one
 channel's messages to one queue keep their order, redeliveries apart).
 """
 
@@ -52,6 +55,7 @@ class Publisher(threading.Thread):
         self.attempted: set[int] = set()
         self.confirmed: set[int] = set()
         self.refused: set[int] = set()  # nacked or returned
+        self.sent_at: dict[int, float] = {}  # monotonic time each seq was handed to pika
         self.failures = 0  # connections lost or refused
         self.last_confirm = 0.0  # monotonic time of the newest confirm
 
@@ -76,11 +80,13 @@ class Publisher(threading.Thread):
                     seq += 1
                     with self.lock:
                         self.attempted.add(seq)
+                        self.sent_at[seq] = time.monotonic()
                     try:
                         ch.basic_publish("", self.queue, f"{self.pub}:{seq}".encode(), props, mandatory=True)
                     except (pika.exceptions.NackError, pika.exceptions.UnroutableError):
                         with self.lock:
                             self.refused.add(seq)
+                        self.stopping.wait(0.01)  # a node away nacks at once: no busy loop on 2 cores
                         continue
                     with self.lock:
                         self.confirmed.add(seq)
@@ -102,6 +108,7 @@ class Consumer(threading.Thread):
         self.deliveries: list[tuple[str, int, bool]] = []  # (publisher, seq, redelivered), in delivery order
         self.other: list[bytes] = []  # bodies that are not "<publisher>:<seq>"
         self.failures = 0
+        self.cancels = 0  # basic.cancel from the broker (consumer_cancel_notify)
         self.last_delivery = 0.0
 
     def count(self) -> int:
@@ -139,6 +146,7 @@ class Consumer(threading.Thread):
                     conn.process_data_events(time_limit=0.1)
                 if cancelled.is_set():
                     self.failures += 1
+                    self.cancels += 1
                     self.stopping.wait(0.2)
             except Exception:  # noqa: BLE001
                 self.failures += 1
@@ -155,13 +163,14 @@ class Count:
     lost: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     duplicates: int = 0
+    unflagged: list[str] = field(default_factory=list)  # duplicates delivered without the redelivered flag
     order_broken: list[str] = field(default_factory=list)
     refused: int = 0
 
     def line(self) -> str:
         return (f"confirmed {self.confirmed} of {self.attempted} published ({self.refused} refused), delivered "
                 f"{self.delivered}: lost {len(self.lost)}, unexpected {len(self.unexpected)}, duplicates "
-                f"{self.duplicates}, order broken {len(self.order_broken)}")
+                f"{self.duplicates} ({len(self.unflagged)} unflagged), order broken {len(self.order_broken)}")
 
 
 class Load:
@@ -195,6 +204,14 @@ class Load:
                                      f"({self.confirmed(queue)} of {target})")
             time.sleep(0.02)
         return time.monotonic() - started
+
+    def confirmed_sent_between(self, queue: str, start: float, end: float) -> list[str]:
+        """The confirmed messages to `queue` that were sent between `start` and `end` (monotonic times)."""
+        out = []
+        for p in self.publishers[queue]:
+            with p.lock:
+                out += [f"{p.pub}:{s}" for s in sorted(p.confirmed) if start <= p.sent_at.get(s, -1.0) <= end]
+        return out
 
     def stop_publishing(self) -> None:
         for ps in self.publishers.values():
@@ -235,11 +252,13 @@ class Load:
             c = self.consumers[q]
             seen: collections.Counter = collections.Counter()
             newest: dict[str, int] = {}
-            for pub, seq, _redelivered in c.deliveries:
+            for pub, seq, redelivered in c.deliveries:
                 n.delivered += 1
                 seen[(pub, seq)] += 1
                 if seen[(pub, seq)] > 1:
                     n.duplicates += 1
+                    if not redelivered:
+                        n.unflagged.append(f"{pub}:{seq}")
                     continue
                 p = known.get(pub)
                 if p is None or seq not in p.attempted:

@@ -16,7 +16,6 @@ namespace warren::amqp::client {
 namespace {
 constexpr size_t read_chunk = 64 * 1024;
 constexpr auto close_timeout = std::chrono::seconds(3);
-constexpr auto handshake_timeout = std::chrono::seconds(15);
 }  // namespace
 
 struct connection::tls_stream {
@@ -55,12 +54,12 @@ void connection::start() {
   // Connecting and the handshake get a deadline: a peer that accepts and never answers (or a
   // black-holed address) must not keep a link "starting" for ever. Heartbeats take the timer over
   // once open.
-  timer_.expires_after(handshake_timeout);
+  timer_.expires_after(uri_.connection_timeout);
   timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     if (ec || self->state_ == state::open || self->state_ == state::closed) return;
     if (self->state_ == state::closing) return self->fail("");
-    self->fail("no connection and handshake within " + std::to_string(handshake_timeout.count()) +
-               " s");
+    self->fail("no connection and handshake within " +
+               std::to_string(self->uri_.connection_timeout.count()) + " ms");
   });
   resolver_.async_resolve(
       uri_.host, std::to_string(uri_.port),

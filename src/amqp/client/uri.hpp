@@ -4,6 +4,7 @@
 // Warren's client has the setting, otherwise ignored. Pure: no sockets.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -20,6 +21,9 @@ struct uri {
   std::string password = "guest";
   std::string vhost = "/";
   uint16_t heartbeat = 10;  // seconds; ?heartbeat=N
+  // The TCP connection and the AMQP handshake must be done within it (a black-holed address
+  // must not keep a link starting for ever). Not read from the URI yet.
+  std::chrono::milliseconds connection_timeout{15000};
   bool verify_peer = true;  // amqps: ?verify=verify_none turns it off
 
   // The URI without its credentials (RabbitMQ's amqp_uri:remove_credentials): what status pages
