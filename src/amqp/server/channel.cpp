@@ -363,13 +363,17 @@ void channel::complete_publish() {
     conn_.publish_started(bytes);
     ++inflight_publishes_;
     inflight_bytes_ += bytes;
+    // Confirmed and routed by the authority: in flight until every shard or node it reaches has
+    // answered (handed_), not only until the reply.
+    bool held = seq != 0 && counts_answers_;
+    if (held) handed_.push_back({seq, 0, bytes, false});
     broker::message_ptr returnable = mandatory ? shared : nullptr;
     // The connection outlives its channels' replies only while open; the reply runs on this
     // worker only if the channel (and so the connection) still exists.
     using outcome = std::variant<broker::publish_outcome, broker::error>;
     using result = std::tuple<outcome, uint64_t, uint32_t>;
     auto on_reply = [returnable = std::move(returnable), mandatory, seq, bytes,
-                     flow_counted = flow != nullptr](channel& ch, const result& res) {
+                     flow_counted = flow != nullptr, held](channel& ch, const result& res) {
       const auto& r = std::get<0>(res);
       uint64_t ticket = std::get<1>(res);
       uint32_t remote = std::get<2>(res);
@@ -377,9 +381,20 @@ void channel::complete_publish() {
         ch.count_handed(remote);
       else if (ch.counts_answers_ && seq == 0)
         ch.remote_outstanding_ += remote;
-      ch.conn_.publish_finished(1, bytes);
-      --ch.inflight_publishes_;
-      ch.inflight_bytes_ -= std::min(bytes, ch.inflight_bytes_);
+      if (held) {
+        // The answers may have come first: they counted the entry down below zero.
+        for (auto& h : ch.handed_)
+          if (h.seq == seq && !h.counted) {
+            h.remaining += int32_t(remote);
+            h.counted = true;
+            break;
+          }
+        ch.pop_handed();
+      } else {
+        ch.conn_.publish_finished(1, bytes);
+        --ch.inflight_publishes_;
+        ch.inflight_bytes_ -= std::min(bytes, ch.inflight_bytes_);
+      }
       ch.max_ticket_ = std::max(ch.max_ticket_, ticket);
       if (auto* e = std::get_if<broker::error>(&r)) {
         ch.fail(*e, basic_publish::amqp_class_id, basic_publish::amqp_method_id);
@@ -442,15 +457,9 @@ void channel::complete_publish() {
       if (auto r = conn_.vhost().shard_at(here).publish_here(shared, global_id_, &ticket, ans,
                                                              &remote)) {
         ++pending_;
-        if (remote > 0 && seq != 0) {
-          // In flight until the shards' confirm answers (on_reply below counts this one out).
-          conn_.publish_started(bytes);
-          ++inflight_publishes_;
-          inflight_bytes_ += bytes;
-          handed_.push_back({seq, remote, bytes});
-        } else if (remote > 0) {
-          count_handed(remote);
-        }
+        // In confirm mode the publish is already held in flight until the shards answer (held,
+        // above; on_reply counts them in); without, the flow answers count it.
+        if (remote > 0 && seq == 0) count_handed(remote);
         auto link = link_;  // the reply may close the channel, or the connection
         on_reply(*this, result{std::move(*r), ticket, seq != 0 ? remote : 0});
         if (link->ch) link->ch->reply_done();
@@ -989,7 +998,8 @@ void channel::describe(broker::channel_view& v) const {
   v.confirm = confirm_mode_;
   v.transactional = tx_mode_;
   v.closing = state_ != state::open;
-  v.flow_blocked = throttled_ || handover_paused_;
+  // Held back itself, or its publishes in flight hold its connection's reading.
+  v.flow_blocked = throttled_ || handover_paused_ || (inflight_publishes_ > 0 && conn_.in_flow());
   v.prefetch = prefetch_count_;
   v.unconfirmed = publish_seq_ - acked_sent_;
   v.uncommitted = tx_pending_.size();

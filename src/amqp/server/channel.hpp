@@ -129,6 +129,7 @@ class channel {
   void on_shard_answer(uint64_t seq, uint64_t ticket, bool rejected);
   // channel_confirms.cpp: a shard took a publish routed here in confirm mode.
   void on_handed(uint64_t seq);
+  void pop_handed();  // the in-flight accounting of the answered publishes at the front
   // The answer a shard gives a publish routed here and handed to it outside confirm mode.
   const broker::shard_answer* flow_answer();
   // `n` hand-overs outside confirm mode: past handed_high, reading stops (handover_flow).
@@ -291,12 +292,16 @@ class channel {
   std::shared_ptr<handover_flow> flow_;
   std::shared_ptr<broker::shard_answer> flow_answer_;
   bool handover_paused_ = false;
-  // In confirm mode, the publishes routed here and handed over stay in flight until the shards'
-  // confirm answers come (matched by sequence number).
+  // In confirm mode, the publishes handed over to other shards or nodes stay in flight until
+  // their confirm answers come (matched by sequence number): those routed here from the start,
+  // those the authority routes from its reply on (entered uncounted when sent: an answer may
+  // come before the reply), so that a publisher pipelining confirmed publishes to a slow node
+  // is held back by the connection's flow control like one without confirms.
   struct handed_publish {
     uint64_t seq;
-    uint32_t remaining;
+    int32_t remaining;  // answers still to come; below 0 while answers beat the count
     uint64_t bytes;
+    bool counted = true;  // false until the authority's reply says how many will answer
   };
   boost::container::deque<handed_publish> handed_;
   std::vector<std::function<void()>> after_remote_;  // tx.commit waiting for them

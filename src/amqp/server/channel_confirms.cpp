@@ -132,11 +132,15 @@ void channel::resume_handed() {
 
 void channel::on_handed(uint64_t seq) {
   for (auto& h : handed_)
-    if (h.seq == seq && h.remaining > 0) {
+    if (h.seq == seq && (h.remaining > 0 || !h.counted)) {
       --h.remaining;
       break;
     }
-  while (!handed_.empty() && handed_.front().remaining == 0) {
+  pop_handed();
+}
+
+void channel::pop_handed() {
+  while (!handed_.empty() && handed_.front().counted && handed_.front().remaining <= 0) {
     uint64_t bytes = handed_.front().bytes;
     handed_.pop_front();
     conn_.publish_finished(1, bytes);

@@ -748,7 +748,9 @@ void amqp_connection::describe(broker::connection_view& v) const {
       v.state = "opening";
       break;
     case phase::open:
-      v.state = blocked_ ? (reading_paused_ ? "blocked" : "blocking") : "running";
+      // RabbitMQ's states: "flow" while credit flow holds the publishers back.
+      v.state =
+          blocked_ ? (reading_paused_ ? "blocked" : "blocking") : (in_flow() ? "flow" : "running");
       break;
     case phase::closing:
       v.state = "closing";

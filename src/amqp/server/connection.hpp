@@ -93,6 +93,8 @@ class amqp_connection final : public net::connection_handler {
   // connection waiting in the home worker's mailbox.
   void publish_started(uint64_t bytes);
   void publish_finished(uint32_t n, uint64_t bytes);
+  // Reading paused by flow control: too many publishes in flight, or a channel held back.
+  bool in_flow() const { return flow_paused_ || throttled_channels_ > 0; }
   // A channel's queue backlog holds its publishes back: stop reading while any channel is held.
   void throttle(bool on);
   // 540 for unknown method ids, 501 for arguments that do not decode.
