@@ -81,7 +81,9 @@ void hub::set_cluster(cluster_hooks h) {
 
 std::string hub::away_owner(std::string_view name) const {
   if (!cluster_ || !cluster_->shards) return {};
-  std::string o = cluster_->shards->owner(name);
+  // The map this hub last acted on (rehome), not a newer one the cluster thread just set: what is
+  // owned here is what the hand-overs and stale drops were done for.
+  std::string o = placed_ ? (*placed_)[slot_of(name)] : cluster_->shards->owner(name);
   if (o == cluster_->shards->self()) return {};
   return o;
 }
