@@ -10,12 +10,15 @@
 // what the node held for them (it is stale: the slot may have been served elsewhere meanwhile), so
 // that a browser gets a `reset`, never old history as if complete. On the hub's worker.
 //
-//   op (routing key) | from -> to       | body
-//   adopt            | old -> new owner | {"u": "", "n": old, "us": [{"u": user, "next": next seq,
-//                    |                  |   "read": read seq, "e": [[seq, tail, expires ms]...]}],
-//                    |                  |   "rs": [{"r": room, "m": [members], "h": [[tail,
-//                    expires]]}]}
-//   handed           | old -> new owner | {"u": "", "n": old, "s": [slots]}: all of them sent
+// clang-format off
+//   op      | from -> to       | body
+//   adopt   | old -> new owner | {"u": "", "n": old,
+//           |                  |  "us": [{"u": user, "next": next seq, "read": read seq,
+//           |                  |          "e": [[seq, tail, expires ms]...]}],
+//           |                  |  "rs": [{"r": room, "m": [members], "h": [[tail, expires ms]...]}],
+//           |                  |  "fs": [{"b": followee, "f": [followers]}]}
+//   handed  | old -> new owner | {"u": "", "n": old, "s": [slots]}: all of them sent
+// clang-format on
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
@@ -228,8 +231,26 @@ void hub::hand_over(const std::string& node, const std::vector<size_t>& slots) {
     bytes += name.size() + 64;
     if (bytes > batch_bytes) send();
   }
+  // The followers of the slots' users (edges live at the followee's owner).
+  json follows = json::array();
+  std::vector<std::string> followees;
+  for (const auto& b : follows_.followees()) {
+    if (!mask[slot_of(b)]) continue;
+    followees.push_back(b);
+    auto f = follows_.followers(b);
+    for (const auto& a : f) bytes += a.size() + 4;
+    follows.push_back(json{{"b", b}, {"f", std::move(f)}});
+    if (bytes > batch_bytes) {
+      send_node(node, "adopt", json{{"u", ""}, {"n", self}, {"fs", std::move(follows)}}.dump());
+      follows = json::array();
+      bytes = 0;
+    }
+  }
   send();
+  if (!follows.empty())
+    send_node(node, "adopt", json{{"u", ""}, {"n", self}, {"fs", std::move(follows)}}.dump());
   send_node(node, "handed", json{{"u", ""}, {"n", self}, {"s", slots}}.dump());
+  for (const auto& b : followees) follows_.drop_followers(b);
   handed_out_ += users;
   spdlog::info("web gateway: {} slots handed to node '{}' with {} inboxes", slots.size(), node,
                users);
@@ -240,6 +261,7 @@ void hub::node_adopt(const std::string& from, const std::string& body) {
   if (!j.is_object()) return;
   const json& us = j.contains("us") && j["us"].is_array() ? j["us"] : json::array();
   const json& rs = j.contains("rs") && j["rs"].is_array() ? j["rs"] : json::array();
+  const json& fs = j.contains("fs") && j["fs"].is_array() ? j["fs"] : json::array();
   // A slot whose first part arrives before this node's map gave it the slot: kept back from now
   // on, what was held here for it forgotten (it is stale), as rehome() does.
   std::vector<bool> fresh(shard_slots);
@@ -254,6 +276,8 @@ void hub::node_adopt(const std::string& from, const std::string& body) {
     if (x.is_object() && x.contains("u") && x["u"].is_string()) note(x["u"].get<std::string>());
   for (const auto& x : rs)
     if (x.is_object() && x.contains("r") && x["r"].is_string()) note(x["r"].get<std::string>());
+  for (const auto& x : fs)
+    if (x.is_object() && x.contains("b") && x["b"].is_string()) note(x["b"].get<std::string>());
   if (any) forget_slots(fresh);
   int64_t now = now_ms();
   for (const auto& x : us) {
@@ -312,6 +336,20 @@ void hub::node_adopt(const std::string& from, const std::string& body) {
         r->history.push_back(room_entry{std::move(tail), expires});
       }
     rooms_[r->name] = std::move(r);
+  }
+  // The followers of the slots' users: the old owner's edges replace what was here.
+  std::vector<std::pair<std::string, std::string>> edges;
+  for (const auto& x : fs) {
+    if (!x.is_object() || !x.contains("b") || !x["b"].is_string()) continue;
+    std::string b = x["b"].get<std::string>();
+    follows_.drop_followers(b);
+    if (x.contains("f") && x["f"].is_array())
+      for (const auto& a : x["f"])
+        if (a.is_string()) edges.emplace_back(a.get<std::string>(), b);
+  }
+  if (!edges.empty()) {
+    std::vector<std::pair<std::string_view, std::string_view>> views(edges.begin(), edges.end());
+    follows_.follow_all(views);
   }
 }
 

@@ -395,6 +395,10 @@ def test_inboxes_and_rooms_move_with_their_slots_while_the_old_owner_is_up(etcd,
     for u in users[:2]:
         for t in tabs[u]:
             drain_until(t, f"hist-{rooms[-1]}")
+    # Followers of every user (kept at each followee's owner).
+    fan = user_owned_by(two, "a", "fan")
+    for u in users:
+        assert b.api("PUT", f"/api/follows/{fan}/{u}").status == 201
     # Sends keep coming (HTTP on a and b, in turn) while c joins and takes a third of the slots.
     acked = {u: [] for u in users}
     stop = threading.Event()
@@ -456,6 +460,12 @@ def test_inboxes_and_rooms_move_with_their_slots_while_the_old_owner_is_up(etcd,
         h = t.recv_json(5)
         assert (h["type"], h["data"]) == ("history", f"hist-{r}"), (r, h)
         t.close_socket()
+    # The followers moved with their followees: feeds reach them, asked on any node.
+    for u in users:
+        for g in (a, b, c):
+            assert g.ok("GET", f"/api/followers/{u}")["followers"] == [fan], (u, owner(three, u))
+        assert c.ok("POST", f"/api/feed/{u}", {"data": "post"}) == {"delivered": 1}, (u, owner(three, u))
+    assert c.ok("GET", f"/api/follows/{fan}")["follows"] == sorted(users)
     print(f"{len(moved)} of {len(users)} users moved; {sum(len(v) for v in acked.values())} sends during the join")
     for pair in tabs.values():
         for t in pair:
