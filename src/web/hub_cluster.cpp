@@ -541,7 +541,9 @@ void hub::rehome() {
   // Rooms whose owner went with its members list: the members that joined through this node
   // join again at the new owner (each node does so for its own), so the list stays whole.
   if (any_orphaned)
-    for (const auto& [name, users] : joined_) {
+    for (const auto& entry : joined_) {
+      const std::string& name = entry.first;
+      const auto& users = entry.second;
       if (!orphaned[slot_of(name)]) continue;
       for (const auto& u : users) {
         if (away_owner(name).empty()) {

@@ -403,12 +403,15 @@ def test_inboxes_and_rooms_move_with_their_slots_while_the_old_owner_is_up(etcd,
     acked = {u: [] for u in users}
     stop = threading.Event()
     errors = []
+    latencies = []
 
     def sender():
         i = 0
         while not stop.is_set():
             for u in users:
+                t0 = time.monotonic()
                 r = (a, b)[i % 2].api("POST", "/api/send", {"user": u, "data": f"during{i}"})
+                latencies.append(time.monotonic() - t0)
                 if r.status == 200 and r.json()["routed"]:
                     acked[u].append(f"during{i}")
                 else:
@@ -466,7 +469,10 @@ def test_inboxes_and_rooms_move_with_their_slots_while_the_old_owner_is_up(etcd,
             assert g.ok("GET", f"/api/followers/{u}")["followers"] == [fan], (u, owner(three, u))
         assert c.ok("POST", f"/api/feed/{u}", {"data": "post"}) == {"delivered": 1}, (u, owner(three, u))
     assert c.ok("GET", f"/api/follows/{fan}")["follows"] == sorted(users)
-    print(f"{len(moved)} of {len(users)} users moved; {sum(len(v) for v in acked.values())} sends during the join")
+    latencies.sort()
+    print(f"{len(moved)} of {len(users)} users moved; {sum(len(v) for v in acked.values())} sends during the join, "
+          f"answered in {1000 * latencies[len(latencies) // 2]:.1f} ms (median), "
+          f"{1000 * latencies[int(len(latencies) * 0.99)]:.1f} ms (p99), {1000 * latencies[-1]:.1f} ms (max)")
     for pair in tabs.values():
         for t in pair:
             t.close_socket()
