@@ -7,28 +7,29 @@
 // links between nodes (app/node_links), as forwards to the sink exchange `warren.nodes`, whose
 // bodies are small JSON objects:
 //
-//   op (routing key) | from -> to     | body
-//   attach           | node -> owner  | {"u": user, "n": node, "r": request, "s": since?, "t":
-//   tabs} tabs             | node -> owner  | {"u": user, "n": node, "t": tabs}: the node's tabs,
-//   for presence replay           | owner -> node  | {"u": user, "n": owner, "r": request,
-//                    |                |   "e": [[seq, tail, transient]...]}
-//   events           | owner -> node  | {"u": user, "n": owner, "e": [...]}
-//   detach           | node -> owner  | {"u": user, "n": node}
-//   push             | room's owner   | {"u": "", "us": [users], "t": tail, "x": ttl ms, "tr":
-//   transient}:
-//                    |  -> user's     |   one event for users the receiving node owns, once per
-//                    node
-//   call             | node -> room's | {"u": user, "n": node, "r": request, "op":
-//   join|leave|members,
-//                    |  owner         |   "room": R, "data": D}: a browser's room operation
-//   answer           | room's owner   | {"u": "", "r": request, "res": {"code", "error", "extra"}}
-//                    |  -> node       |
+// clang-format off
+//   op      | from -> to           | body
+//   attach  | node -> owner        | {"u": user, "n": node, "r": request, "s": since?, "t": tabs}
+//   tabs    | node -> owner        | {"u": user, "n": node, "t": tabs}: the node's tabs, for presence
+//   replay  | owner -> node        | {"u": user, "n": owner, "r": request, "e": [[seq, tail, transient]...]}
+//   events  | owner -> node        | {"u": user, "n": owner, "e": [...]}
+//   detach  | node -> owner        | {"u": user, "n": node}
+//   push    | room's owner ->      | {"u": "", "us": [users], "t": tail, "x": ttl ms, "tr": transient}:
+//           |   user's owner       |   one event for the users the receiving node owns, once per node
+//   call    | node -> key's owner  | {"u": user, "n": node, "r": request, "k": key, "op": op, "room": R,
+//           |                      |  "data": D}: an operation run where its key lives (owner_op)
+//   answer  | key's owner -> node  | {"u": "", "r": request, "res": {"code", "error", "extra"}}
+//   adopt, handed: a slot's state handed to its new owner (hub_handover.cpp)
+// clang-format on
+// Every one carries the sender's map version (header x-warren-map, hub_handover.cpp).
 //
 // The owner answers an attach, after its store synced what it holds, with a replay; its later
 // events follow on the same link, so a tab made live at its replay misses nothing and numbers
 // are the owner's. When the map moves a user, the sessions of that user attach again where it
-// now lives, from the newest seq seen: the new owner's inbox never gave that number out, so the
-// tab gets a `reset` first (never a silent gap). On the hub's worker, like the rest of the hub.
+// now lives, from the newest seq seen: when the old owner was running it handed the inbox over
+// first (same numbers, nothing missed); else the new owner's inbox never gave that number out,
+// so the tab gets a `reset` first (never a silent gap). On the hub's worker, like the rest of
+// the hub.
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
