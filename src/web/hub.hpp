@@ -304,8 +304,10 @@ class hub {
     std::chrono::steady_clock::time_point deadline;
     std::vector<std::function<void()>> held;
   };
-  std::map<size_t, incoming_slot> incoming_;    // slots being handed here, by slot
-  std::map<size_t, std::string> handed_early_;  // handed here before this node's map said so
+  std::map<size_t, incoming_slot> incoming_;  // slots being handed here, by slot
+  // Handed here before this node's map said so, and when (forgotten after 10 s: a map that gives
+  // the slot later must not take what came then for current).
+  std::map<size_t, std::chrono::steady_clock::time_point> handed_early_;
   struct waiting_op {
     int64_t version;
     std::chrono::steady_clock::time_point deadline;

@@ -358,7 +358,8 @@ void hub::node_handed(const std::string& from, const std::vector<size_t>& slots)
   for (size_t s : slots) {
     if (s >= shard_slots) continue;
     // Handed before this node's map gave it the slot: rehome() must not forget what came.
-    if (!placed_ || (*placed_)[s] != cluster_->shards->self()) handed_early_[s] = from;
+    if (!placed_ || (*placed_)[s] != cluster_->shards->self())
+      handed_early_[s] = std::chrono::steady_clock::now();
     if (incoming_.count(s)) {
       release_slot(s);
       ++done;
@@ -402,6 +403,8 @@ void hub::handover_tick() {
     in.deadline = std::chrono::steady_clock::time_point::min();
     release_slot(s);
   }
+  for (auto it = handed_early_.begin(); it != handed_early_.end();)
+    it = now - it->second > std::chrono::seconds(10) ? handed_early_.erase(it) : std::next(it);
   std::vector<std::function<void()>> due;
   for (auto it = waiting_map_.begin(); it != waiting_map_.end();) {
     if (it->deadline > now) {
