@@ -279,6 +279,14 @@ class vhost {
   // A sink that wrote the message being published to the store says so: publish reports the
   // ticket through its `sync_ticket`, so that a confirm or an answer waits for the disk.
   void external_stored(uint64_t ticket) { external_ticket_ = std::max(external_ticket_, ticket); }
+  // During a publish with an answer: that answer, counted as one more node's, for a sink that
+  // keeps the message back and stores it later (the web gateway's slot hand-over); the sink calls
+  // it once with its ticket. Empty outside such a publish.
+  shard_answer defer_answer() {
+    if (!answer_ || !remote_) return {};
+    ++*remote_;
+    return *answer_;
+  }
   // An exchange the broker itself provides (the gateway's warren.*): declared at every start
   // before recovery, never journalled or exported, and not deletable; bindings to it are
   // journalled as usual. Like declare_exchange otherwise (an existing equivalent one is fine).

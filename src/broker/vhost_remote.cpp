@@ -87,7 +87,13 @@ std::variant<publish_outcome, error> vhost::publish_forwarded(message_ptr m, for
     if (sync_ticket) *sync_ticket = 0;
     if (!x) return publish_outcome::rejected;
     external_ticket_ = 0;
+    // What the sink hands on to other nodes (a room's or a feed's members there) counts in this
+    // publish's answer, as on the node that took the publish.
+    answer_ = answer;
+    remote_ = remote;
     bool taken = x->deliver_external(*own);
+    answer_ = nullptr;
+    remote_ = nullptr;
     if (sync_ticket) *sync_ticket = external_ticket_;
     return taken ? publish_outcome::routed : publish_outcome::unroutable;
   }

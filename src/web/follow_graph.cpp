@@ -234,6 +234,31 @@ follow_graph::bulk_result follow_graph::follow_all(
   return r;
 }
 
+size_t follow_graph::drop_followers(std::string_view b) {
+  auto ib = ids_.find(std::string(b));
+  if (ib == ids_.end() || followers_[ib->second].empty()) return 0;
+  std::string lines;
+  size_t n = 0;
+  for (uint32_t a : followers_[ib->second]) {
+    sorted_erase(following_[a], ib->second);
+    lines.append(names_[a]).append(" ").append(b).append("\n");
+    ++n;
+  }
+  followers_[ib->second].clear();
+  edges_ -= n;
+  append_record('-', lines);
+  log_edges_ += n;
+  maybe_compact();
+  return n;
+}
+
+std::vector<std::string> follow_graph::followees() const {
+  std::vector<std::string> out;
+  for (uint32_t i = 0; i < followers_.size(); ++i)
+    if (!followers_[i].empty()) out.push_back(names_[i]);
+  return out;
+}
+
 std::vector<std::string> follow_graph::following(std::string_view a) const {
   std::vector<std::string> out;
   auto it = ids_.find(std::string(a));

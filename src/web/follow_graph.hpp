@@ -45,6 +45,12 @@ class follow_graph {
   // Adds many edges in one pass and one log write (pairs may repeat).
   bulk_result follow_all(const std::vector<std::pair<std::string_view, std::string_view>>& edges);
 
+  // Removes every edge into b in one log record (its followers moved to another node with b's
+  // slot: web/hub_handover.cpp); returns how many went.
+  size_t drop_followers(std::string_view b);
+  // The users who have followers.
+  std::vector<std::string> followees() const;
+
   std::vector<std::string> following(std::string_view a) const;
   std::vector<std::string> followers(std::string_view b) const;
   // Calls fn for each follower of b.

@@ -5,6 +5,7 @@
 #include <boost/beast/http/write.hpp>
 
 #include <cstdio>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -389,10 +390,41 @@ void gateway_handler::backend(request& req, std::string_view path,
       });
       return;
     }
-    // In a cluster: the edges out of A kept on this node (docs/cluster.md, "Limits").
-    on_hub([g, who_]() -> std::pair<int, std::string> {
-      auto list = g->the_hub().follows().following(who_);
-      return {200, json{{"user", who_}, {"follows", list}}.dump()};
+    // In a cluster the edges out of A are kept at each followee's owner: every node of the map
+    // is asked, and the answer is their union, or 503 when one of them does not answer (never a
+    // list silently missing a node's part).
+    on_hub_async([g, who_](std::function<void(int, std::string)> reply) {
+      struct gather {
+        std::set<std::string> list;
+        size_t left = 0;
+        int code = 200;
+        std::string error;
+      };
+      auto acc = std::make_shared<gather>();
+      for (auto& f : g->the_hub().follows().following(who_)) acc->list.insert(std::move(f));
+      auto nodes = g->the_hub().other_nodes();
+      auto finish = [acc, who_, reply] {
+        if (acc->code != 200)
+          return reply(acc->code, error_json(error_word(acc->code), acc->error));
+        reply(200, json{{"user", who_}, {"follows", acc->list}}.dump());
+      };
+      if (nodes.empty()) return finish();
+      acc->left = nodes.size();
+      for (const auto& n : nodes)
+        g->the_hub().call_node(
+            n, who_, who_, "following", {}, {},
+            [acc, finish, n](int code, std::string error, std::string extra) {
+              if (code != 200) {
+                acc->code = code;
+                acc->error = "node '" + n + "': " + error;
+              } else {
+                auto e = json::parse(extra, nullptr, false);
+                if (e.is_object() && e.contains("follows") && e["follows"].is_array())
+                  for (const auto& f : e["follows"])
+                    if (f.is_string()) acc->list.insert(f.get<std::string>());
+              }
+              if (--acc->left == 0) finish();
+            });
     });
     return;
   }
@@ -616,6 +648,7 @@ void owner_op(gateway& g, const std::string& user, const std::string& op, const 
     return answer(404, user + " does not follow " + room, json::object());
   }
   if (op == "followers") return answer(200, {}, json{{"followers", h.follows().followers(room)}});
+  if (op == "following") return answer(200, {}, json{{"follows", h.follows().following(user)}});
   if (op == "inbox") {
     uint64_t since = 0;
     size_t limit = default_limit;
@@ -654,17 +687,35 @@ void owner_op(gateway& g, const std::string& user, const std::string& op, const 
       t.set("x-warren-transient", true);
       m->properties.headers = std::move(t);
     }
+    // Answered once stored here and at every node it was handed to (followers' owners).
     uint64_t ticket = 0;
-    publish(g.vhost(), m, &ticket);
+    uint32_t remote = 0;
+    auto nodes = std::make_shared<node_answers>();
+    broker::shard_answer handed = nodes->answer();
+    g.vhost().publish(m, 0, &ticket, &handed, &remote);
     size_t n = h.last_feed_fanout();
-    store::message_store* st = g.store();
-    if (!st || !ticket) return answer(200, {}, json{{"delivered", n}});
+    nodes->expect(remote);
     net::worker* home = &g.home();
-    st->when_synced(ticket, [home, reply = std::move(reply), n]() mutable {
-      home->post([reply = std::move(reply), n] {
-        reply(json{{"code", 200}, {"error", ""}, {"extra", {{"delivered", n}}}}.dump());
-      });
-    });
+    auto shared_reply = std::make_shared<std::function<void(std::string)>>(std::move(reply));
+    wait_for_nodes(
+        *nodes, g.store(), ticket,
+        [home, shared_reply, n] {
+          home->post([shared_reply, n] {
+            (*shared_reply)(
+                json{{"code", 200}, {"error", ""}, {"extra", {{"delivered", n}}}}.dump());
+          });
+        },
+        [home, shared_reply] {
+          home->post([shared_reply] {
+            (*shared_reply)(json{{"code", 503},
+                                 {"error",
+                                  "a node of the cluster this post was handed to (the owner of "
+                                  "some of its followers) did not store it: it is down or "
+                                  "unreachable"},
+                                 {"extra", json::object()}}
+                                .dump());
+          });
+        });
     return;
   }
   op_outcome r = run_room_op(g, user, op, room, data);
@@ -683,6 +734,11 @@ void at_owner(gateway& g, const std::string& key, const std::string& user, const
     done(std::move(r));
   };
   if (g.the_hub().call_owner(key, user, op, room, data, outcome)) return;
+  // Owned here, but being handed here by its old owner: asked again once it is.
+  if (g.the_hub().hold_local(key, [&g, key, user, op, room, data, done] {
+        at_owner(g, key, user, op, room, data, done);
+      }))
+    return;
   owner_op(g, user, op, room, data, [outcome](std::string res) {
     auto j = json::parse(res, nullptr, false);
     outcome(j.value("code", 500), j.value("error", std::string()),
@@ -695,6 +751,13 @@ void run_room_op_async(gateway& g, const std::string& user, const std::string& o
                        std::function<void(op_outcome)> done) {
   // A publish goes to warren.rooms here, which hands it to the room's node itself.
   if (op == "publish") return done(run_room_op(g, user, op, room, data));
+  if (op == "join" || op == "leave") {
+    // Remembered where the member's connection is, to join again if the room's owner goes.
+    done = [&g, user, op, room, done = std::move(done)](op_outcome r) {
+      if (r.code == 200) g.the_hub().remember_member(room, user, op == "join");
+      done(std::move(r));
+    };
+  }
   at_owner(g, room, user, op, room, data, std::move(done));
 }
 

@@ -204,8 +204,16 @@ void hub::count_replay(const std::vector<event>& evs) {
 }
 
 void hub::attach(const link_ptr& l, std::optional<uint64_t> since) {
-  if (cluster_)
+  if (cluster_) {
     if (auto owner = away_owner(l->user); !owner.empty()) return attach_remote(l, since, owner);
+    // Its inbox is being handed here: the tab waits for it (unless it goes meanwhile).
+    if (gate(l->user, 0, [this, l, since] {
+          if (held_tabs_.erase(l)) attach(l, since);
+        })) {
+      held_tabs_.insert(l);
+      return;
+    }
+  }
   inbox& box = get_inbox(l->user);
   live& on = go_live(l->user, box);
   if (on.sessions.empty()) ++online_users_;
@@ -223,7 +231,7 @@ void hub::attach(const link_ptr& l, std::optional<uint64_t> since) {
 }
 
 void hub::detach(const link_ptr& l) {
-  if (cluster_ && detach_remote(l)) return;
+  if (cluster_ && (held_tabs_.erase(l) || detach_remote(l))) return;
   inbox* box = find_inbox(l->user);
   live* on = box ? live_of(l->user, *box) : nullptr;
   if (!on) return;
@@ -240,6 +248,7 @@ void hub::detach(const link_ptr& l) {
 
 void hub::catch_up(const link_ptr& l, uint64_t since) {
   if (cluster_ && catch_up_remote(l, since)) return;
+  if (cluster_ && gate(l->user, 0, [this, l, since] { catch_up(l, since); })) return;
   inbox* box = find_inbox(l->user);
   std::vector<event> evs;
   if (box) evs = replay(*box, live_of(l->user, *box), since);
@@ -394,8 +403,10 @@ std::pair<bool, size_t> hub::presence(const std::string& user) const {
 bool hub::on_user_message(const broker::message& m) {
   // Anonymous connections are read-only rooms members; nobody sends to them.
   if (m.routing_key.starts_with("anonymous:") || m.routing_key.empty()) return false;
-  if (cluster_ && !hopped(m))
+  if (cluster_) {
+    if (gate_message(m.routing_key, version_of(m), m)) return true;
     if (auto owner = away_owner(m.routing_key); !owner.empty()) return forward_to_owner(owner, m);
+  }
   send_options o = options_of(m);
   inbox* box = find_inbox(m.routing_key);
   live* on = box ? live_of(m.routing_key, *box) : nullptr;
@@ -412,8 +423,10 @@ bool hub::on_user_message(const broker::message& m) {
 bool hub::on_room_message(const broker::message& m) {
   const std::string& name = m.routing_key;
   if (name.empty()) return false;
-  if (cluster_ && !hopped(m))
+  if (cluster_) {
+    if (gate_message(name, version_of(m), m)) return true;
     if (auto owner = away_owner(name); !owner.empty()) return forward_to_owner(owner, m);
+  }
   auto& slot = rooms_[name];
   if (!slot) {
     slot = std::make_unique<room>();
@@ -445,8 +458,10 @@ bool hub::on_feed_message(const broker::message& m) {
   const std::string& b = m.routing_key;
   last_feed_fanout_ = 0;
   // In a cluster the feed's followers are kept at B's owner (its follow graph's edges into B).
-  if (cluster_ && !hopped(m))
+  if (cluster_) {
+    if (gate_message(b, version_of(m), m)) return true;
     if (auto owner = away_owner(b); !owner.empty()) return forward_to_owner(owner, m);
+  }
   send_options o = options_of(m);
   event_tail tail;
   follows_.for_each_follower(b, [&](std::string_view a) {
@@ -465,7 +480,7 @@ bool hub::on_feed_message(const broker::message& m) {
     if (away)
       deliver(user, tail, o, !o.transient);
     else
-      push(user, *box, tail, o);
+      push_owned(user, box, tail, o, !o.transient);
     ++last_feed_fanout_;
   });
   flush();

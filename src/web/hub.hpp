@@ -29,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -177,14 +178,27 @@ class hub {
   void set_cluster(cluster_hooks h);
   // The sink of the node exchange (warren.nodes): what other nodes' hubs hand this one.
   bool on_node_message(const broker::message& m);
-  // The shard map changed: sessions whose user moved to another owner follow it (a reset first).
+  // The shard map changed: the inboxes and rooms of slots this node gave to another running
+  // node are handed to it (hub_handover.cpp), and sessions whose user moved follow it.
   void rehome();
+  // An operation on `key` asked here while its slot is being handed to this node: kept back and
+  // run (`again`) once the hand-over is complete. False (nothing kept) otherwise.
+  bool hold_local(std::string_view key, std::function<void()> again);
   // An operation on `key` (a room, or a user) that another node owns: asked of that node (its
   // owner_op); `done` runs here with its outcome (code, error, extra fields as JSON), or 503 when
   // it does not answer within 5 s. False when `key` is this node's (the caller runs it here).
   using room_answer = std::function<void(int code, std::string error, std::string extra_json)>;
   bool call_owner(const std::string& key, const std::string& user, const std::string& op,
                   const std::string& room, const std::string& data, room_answer done);
+  // The same, asked of `node` whatever the map says (`key` picks what it waits for there).
+  void call_node(const std::string& node, const std::string& key, const std::string& user,
+                 const std::string& op, const std::string& room, const std::string& data,
+                 room_answer done);
+  // The nodes of the shard map other than this one (none without a cluster).
+  std::vector<std::string> other_nodes() const;
+  // In a cluster: `user` joined (or left) `room` through this node, which joins it again at the
+  // room's new owner if the owner goes (rehome).
+  void remember_member(const std::string& room, const std::string& user, bool joined);
 
  private:
   struct live;
@@ -233,7 +247,6 @@ class hub {
   class node_receiver;
   // The node owning `name` when that is not this one; empty when it is (or no map is known).
   std::string away_owner(std::string_view name) const;
-  bool hopped(const broker::message& m) const;  // handed over by another node already
   bool forward_to_owner(const std::string& node, const broker::message& m);
   void attach_remote(const link_ptr& l, std::optional<uint64_t> since, const std::string& node);
   bool detach_remote(const link_ptr& l);
@@ -262,6 +275,50 @@ class hub {
     std::vector<std::string> users;
   };
   std::vector<handover> handovers_;  // queued by deliver(), sent by flush()
+
+  // --- hand-over of moved slots (hub_handover.cpp; docs/cluster.md, "Slots moving") ---
+  int64_t map_version() const;
+  // A message about `key` from a node whose map had `version`: kept back (true) while the slot
+  // is being handed here, or while this node's map is older than the sender's; `again` runs it
+  // once that is over (or after 3 s).
+  bool gate(std::string_view key, int64_t version, std::function<void()> again);
+  // gate() for a message being published to a sink: the publish's answer waits for it.
+  bool gate_message(std::string_view key, int64_t version, const broker::message& m);
+  // push() for an owned user, unless its slot is being handed here (then kept back, the
+  // publish's answer waiting for it).
+  void push_owned(const std::string& user, inbox* box, const event_tail& tail,
+                  const send_options& o, bool create);
+  int64_t version_of(const broker::message& m) const;  // the sender's map version (0: none)
+  void hand_over(const std::string& node, const std::vector<size_t>& slots);
+  // Forgets what is held here for those slots (inboxes, with an erase record each; rooms).
+  void forget_slots(const std::vector<bool>& slots);
+  void forget_inbox(const std::string& user);
+  void node_adopt(const std::string& from, const std::string& body);
+  void node_handed(const std::string& from, const std::vector<size_t>& slots);
+  void release_slot(size_t slot);
+  void run_later(std::vector<std::function<void()>> fns);
+  void handover_tick();
+  void write_event(const std::string& user, inbox& box, const event& e);
+  struct incoming_slot {
+    std::string from;
+    std::chrono::steady_clock::time_point deadline;
+    std::vector<std::function<void()>> held;
+  };
+  std::map<size_t, incoming_slot> incoming_;  // slots being handed here, by slot
+  // Handed here before this node's map said so, and when (forgotten after 10 s: a map that gives
+  // the slot later must not take what came then for current).
+  std::map<size_t, std::chrono::steady_clock::time_point> handed_early_;
+  struct waiting_op {
+    int64_t version;
+    std::chrono::steady_clock::time_point deadline;
+    std::function<void()> again;
+  };
+  std::vector<waiting_op> waiting_map_;  // from nodes with a newer map than this one's
+  bool no_wait_ = false;                 // running waiting_map_ entries that timed out
+  std::set<link_ptr> held_tabs_;         // tabs waiting for their inbox's hand-over
+  std::map<std::string, std::set<std::string>> joined_;  // room -> users joined through here
+  std::shared_ptr<const slot_list> placed_;  // the map inboxes and sessions were placed by
+  uint64_t handed_out_ = 0, handed_in_ = 0;  // inboxes handed to other nodes, and taken
   struct pending_call {
     std::chrono::steady_clock::time_point deadline;
     room_answer done;

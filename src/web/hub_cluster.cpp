@@ -7,28 +7,29 @@
 // links between nodes (app/node_links), as forwards to the sink exchange `warren.nodes`, whose
 // bodies are small JSON objects:
 //
-//   op (routing key) | from -> to     | body
-//   attach           | node -> owner  | {"u": user, "n": node, "r": request, "s": since?, "t":
-//   tabs} tabs             | node -> owner  | {"u": user, "n": node, "t": tabs}: the node's tabs,
-//   for presence replay           | owner -> node  | {"u": user, "n": owner, "r": request,
-//                    |                |   "e": [[seq, tail, transient]...]}
-//   events           | owner -> node  | {"u": user, "n": owner, "e": [...]}
-//   detach           | node -> owner  | {"u": user, "n": node}
-//   push             | room's owner   | {"u": "", "us": [users], "t": tail, "x": ttl ms, "tr":
-//   transient}:
-//                    |  -> user's     |   one event for users the receiving node owns, once per
-//                    node
-//   call             | node -> room's | {"u": user, "n": node, "r": request, "op":
-//   join|leave|members,
-//                    |  owner         |   "room": R, "data": D}: a browser's room operation
-//   answer           | room's owner   | {"u": "", "r": request, "res": {"code", "error", "extra"}}
-//                    |  -> node       |
+// clang-format off
+//   op      | from -> to           | body
+//   attach  | node -> owner        | {"u": user, "n": node, "r": request, "s": since?, "t": tabs}
+//   tabs    | node -> owner        | {"u": user, "n": node, "t": tabs}: the node's tabs, for presence
+//   replay  | owner -> node        | {"u": user, "n": owner, "r": request, "e": [[seq, tail, transient]...]}
+//   events  | owner -> node        | {"u": user, "n": owner, "e": [...]}
+//   detach  | node -> owner        | {"u": user, "n": node}
+//   push    | room's owner ->      | {"u": "", "us": [users], "t": tail, "x": ttl ms, "tr": transient}:
+//           |   user's owner       |   one event for the users the receiving node owns, once per node
+//   call    | node -> key's owner  | {"u": user, "n": node, "r": request, "k": key, "op": op, "room": R,
+//           |                      |  "data": D}: an operation run where its key lives (owner_op)
+//   answer  | key's owner -> node  | {"u": "", "r": request, "res": {"code", "error", "extra"}}
+//   adopt, handed: a slot's state handed to its new owner (hub_handover.cpp)
+// clang-format on
+// Every one carries the sender's map version (header x-warren-map, hub_handover.cpp).
 //
 // The owner answers an attach, after its store synced what it holds, with a replay; its later
 // events follow on the same link, so a tab made live at its replay misses nothing and numbers
 // are the owner's. When the map moves a user, the sessions of that user attach again where it
-// now lives, from the newest seq seen: the new owner's inbox never gave that number out, so the
-// tab gets a `reset` first (never a silent gap). On the hub's worker, like the rest of the hub.
+// now lives, from the newest seq seen: when the old owner was running it handed the inbox over
+// first (same numbers, nothing missed); else the new owner's inbox never gave that number out,
+// so the tab gets a `reset` first (never a silent gap). On the hub's worker, like the rest of
+// the hub.
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
@@ -81,14 +82,11 @@ void hub::set_cluster(cluster_hooks h) {
 
 std::string hub::away_owner(std::string_view name) const {
   if (!cluster_ || !cluster_->shards) return {};
-  std::string o = cluster_->shards->owner(name);
+  // The map this hub last acted on (rehome), not a newer one the cluster thread just set: what is
+  // owned here is what the hand-overs and stale drops were done for.
+  std::string o = placed_ ? (*placed_)[slot_of(name)] : cluster_->shards->owner(name);
   if (o == cluster_->shards->self()) return {};
   return o;
-}
-
-bool hub::hopped(const broker::message& m) const {
-  return m.properties.headers &&
-         common::table_bool(*m.properties.headers, hop_header) == std::optional<bool>(true);
 }
 
 bool hub::forward_to_owner(const std::string& node, const broker::message& m) {
@@ -96,6 +94,7 @@ bool hub::forward_to_owner(const std::string& node, const broker::message& m) {
   common::field_table h =
       copy.properties.headers ? *copy.properties.headers : common::field_table{};
   h.set(std::string(hop_header), true);
+  h.set(std::string(map_header), map_version());
   copy.properties.headers = std::move(h);
   copy.amqp_properties.clear();  // its headers changed
   cluster_->send(node, copy);
@@ -108,6 +107,9 @@ void hub::send_node(const std::string& node, std::string_view op, std::string bo
   m.routing_key = std::string(op);
   m.body = std::move(body);
   m.properties.content_type = "application/json";
+  common::field_table h;
+  h.set(std::string(map_header), map_version());
+  m.properties.headers = std::move(h);
   cluster_->send(node, m);
 }
 
@@ -189,7 +191,12 @@ bool hub::on_node_message(const broker::message& m) {
   std::string node = j.value("n", std::string());
   uint64_t r = j.contains("r") && j["r"].is_number_unsigned() ? j["r"].get<uint64_t>() : 0;
   const std::string& op = m.routing_key;
+  int64_t version = version_of(m);
+  auto again = [this, copy = std::make_shared<broker::message>(m)] { on_node_message(*copy); };
   if (op == "attach" && !node.empty()) {
+    if (gate(user, version, again)) return true;
+    // Asked by a node whose map is older than this one's: its own rehome() asks the owner.
+    if (!away_owner(user).empty()) return true;
     std::optional<uint64_t> since;
     if (j.contains("s") && j["s"].is_number_unsigned()) since = j["s"].get<uint64_t>();
     node_attach(node, user, r, since, j.value("t", size_t(1)));
@@ -212,6 +219,7 @@ bool hub::on_node_message(const broker::message& m) {
     o.transient = j.value("tr", false);
     node_push(users, std::make_shared<const std::string>(j["t"].get<std::string>()), o);
   } else if (op == "call" && !node.empty() && r != 0) {
+    if (gate(j.value("k", std::string()), version, again)) return true;
     auto reply = [this, alive = alive_, node, r](std::string res) {
       if (!alive->load()) return;
       auto parsed = json::parse(res, nullptr, false);
@@ -222,6 +230,13 @@ bool hub::on_node_message(const broker::message& m) {
                          j.value("data", std::string()), std::move(reply));
     else
       reply(json{{"code", 503}, {"error", "no such operation here"}}.dump());
+  } else if (op == "adopt" && !node.empty()) {
+    node_adopt(node, m.body);
+  } else if (op == "handed" && !node.empty() && j.contains("s") && j["s"].is_array()) {
+    std::vector<size_t> slots;
+    for (const auto& s : j["s"])
+      if (s.is_number_unsigned()) slots.push_back(s.get<size_t>());
+    node_handed(node, slots);
   } else if (op == "answer" && r != 0) {
     auto c = calls_.find(r);
     if (c == calls_.end()) return true;  // too late: answered 503 already
@@ -325,8 +340,7 @@ void hub::deliver(const std::string& user, const event_tail& tail, const send_op
       it->users.push_back(user);
       return;
     }
-  inbox* box = create ? &get_inbox(user) : find_inbox(user);
-  if (box) push(user, *box, tail, o);
+  push_owned(user, nullptr, tail, o, create);
 }
 
 void hub::flush_handovers() {
@@ -344,10 +358,8 @@ void hub::flush_handovers() {
 
 void hub::node_push(const std::vector<std::string>& users, const event_tail& tail,
                     const send_options& o) {
-  for (const auto& u : users) {
-    inbox* box = o.transient ? find_inbox(u) : &get_inbox(u);
-    if (box) push(u, *box, tail, o);
-  }
+  // A user this node no longer owns (its map is newer than the room's node's) is handed on.
+  for (const auto& u : users) deliver(u, tail, o, !o.transient);
 }
 
 bool hub::call_owner(const std::string& key, const std::string& user, const std::string& op,
@@ -355,6 +367,37 @@ bool hub::call_owner(const std::string& key, const std::string& user, const std:
   if (!cluster_) return false;
   std::string node = away_owner(key);
   if (node.empty()) return false;
+  call_node(node, key, user, op, room, data, std::move(done));
+  return true;
+}
+
+void hub::remember_member(const std::string& room, const std::string& user, bool joined) {
+  if (!cluster_) return;
+  if (joined) {
+    joined_[room].insert(user);
+    return;
+  }
+  auto it = joined_.find(room);
+  if (it == joined_.end()) return;
+  it->second.erase(user);
+  if (it->second.empty()) joined_.erase(it);
+}
+
+std::vector<std::string> hub::other_nodes() const {
+  std::vector<std::string> out;
+  if (!cluster_ || !cluster_->shards) return out;
+  auto map = cluster_->shards->get();
+  if (!map) return out;
+  for (const auto& n : *map)
+    if (!n.empty() && n != cluster_->shards->self() &&
+        std::find(out.begin(), out.end(), n) == out.end())
+      out.push_back(n);
+  return out;
+}
+
+void hub::call_node(const std::string& node, const std::string& key, const std::string& user,
+                    const std::string& op, const std::string& room, const std::string& data,
+                    room_answer done) {
   uint64_t r = ++next_request_;
   calls_[r] =
       pending_call{std::chrono::steady_clock::now() + std::chrono::seconds(5), std::move(done)};
@@ -362,11 +405,11 @@ bool hub::call_owner(const std::string& key, const std::string& user, const std:
             json{{"u", user},
                  {"n", cluster_->shards->self()},
                  {"r", r},
+                 {"k", key},
                  {"op", op},
                  {"room", room},
                  {"data", data}}
                 .dump());
-  return true;
 }
 
 void hub::cluster_tick() {
@@ -414,12 +457,48 @@ void hub::cluster_tick() {
   // The map's changes are posted here (rehome); the tick catches one that came before the hub's
   // worker ran, without a walk over every session each second.
   if (cluster_->shards->version() != rehomed_version_) rehome();
+  handover_tick();
 }
 
 void hub::rehome() {
   if (!cluster_) return;
   rehomed_version_ = cluster_->shards->version();
   const std::string& self = cluster_->shards->self();
+  // Slots that changed owner since the map this node last acted on (hub_handover.cpp): those it
+  // gave to another node are handed there, before the sessions below ask that node for them;
+  // those it took from a running node are kept back until handed; what it held for slots it took
+  // otherwise (and, at its first map, for every slot not its own) is stale and goes.
+  auto map = cluster_->shards->get();
+  std::vector<bool> gone(shard_slots), stale(shard_slots), orphaned(shard_slots);
+  bool any_gone = false, any_stale = false, any_orphaned = false;
+  if (map && map->size() == shard_slots) {
+    std::map<std::string, std::vector<size_t>> out;
+    auto now = std::chrono::steady_clock::now();
+    for (size_t s = 0; s < shard_slots; ++s) {
+      const std::string& owner = (*map)[s];
+      if (!placed_) {
+        if (owner != self) stale[s] = any_stale = true;
+        continue;
+      }
+      const std::string& was = (*placed_)[s];
+      if (was == owner) continue;
+      if (!was.empty() && !owner.empty() && was != self &&
+          !(cluster_->running && cluster_->running(was)))
+        orphaned[s] = any_orphaned = true;
+      if (was == self && !owner.empty()) {
+        out[owner].push_back(s);
+        gone[s] = any_gone = true;
+      } else if (owner == self) {
+        if (handed_early_.erase(s) || incoming_.count(s)) continue;  // its hand-over came first
+        stale[s] = any_stale = true;
+        if (!was.empty() && cluster_->running && cluster_->running(was))
+          incoming_[s] = incoming_slot{was, now + std::chrono::seconds(5), {}};
+      }
+    }
+    if (any_stale) forget_slots(stale);
+    for (const auto& [node, slots] : out) hand_over(node, slots);
+    placed_ = map;
+  }
   // Proxies whose user the map gave to another node: their sessions attach there (or here).
   std::vector<std::string> moved;
   for (const auto& [user, p] : proxies_) {
@@ -458,6 +537,42 @@ void hub::rehome() {
       attach(l, last);
     }
   }
+  // Handed over: no longer held here (the sessions above moved first).
+  if (any_gone) forget_slots(gone);
+  // Rooms whose owner went with its members list: the members that joined through this node
+  // join again at the new owner (each node does so for its own), so the list stays whole.
+  if (any_orphaned)
+    for (const auto& entry : joined_) {
+      const std::string& name = entry.first;
+      const auto& users = entry.second;
+      if (!orphaned[slot_of(name)]) continue;
+      for (const auto& u : users) {
+        if (away_owner(name).empty()) {
+          join(u, name);
+        } else {
+          call_owner(
+              name, u, "join", name, {}, [name, u](int code, std::string error, std::string) {
+                if (code != 200)
+                  spdlog::warn(
+                      "web gateway: '{}' could not join room '{}' again at its new owner: {}", u,
+                      name, error);
+              });
+        }
+      }
+      spdlog::info("web gateway: {} members of room '{}' joined again at its new owner",
+                   users.size(), name);
+    }
+  // Messages from nodes whose map this one has now caught up with.
+  std::vector<std::function<void()>> ready;
+  for (auto it = waiting_map_.begin(); it != waiting_map_.end();) {
+    if (it->version > map_version()) {
+      ++it;
+      continue;
+    }
+    ready.push_back(std::move(it->again));
+    it = waiting_map_.erase(it);
+  }
+  run_later(std::move(ready));
 }
 
 }  // namespace warren::web

@@ -101,26 +101,31 @@ void hub::push(const std::string& user, inbox& box, const event_tail& tail, cons
   }
   int64_t expires = expiry(o, now_ms());
   held_events_ -= box.held();
-  store::inbox_location prev = box.newest();
   event e{box.take_seq(settings_.inbox_size), tail, expires, false};
   held_events_ += box.held();
   if (store_) {
-    std::string body;
-    body.reserve(40 + user.size() + tail->size());
-    common::byte_writer w(body);
-    w.u64(e.seq);
-    w.u32(prev.segment);
-    w.u32(prev.offset);
-    w.u32(prev.length);
-    put_str(w, user);
-    put_str(w, *tail);
-    store::inbox_location at;
-    note_ticket(store_->write_inbox(store::inbox_event, expires, body, at), o.persistent);
-    box.set_newest(at);
+    write_event(user, box, e);
+    if (o.persistent) vhost_.external_stored(written_ticket_);
   }
   box.hold_until(expires);
   deliver(e);
   if (on) on->cache.push(std::move(e), settings_.inbox_size);
+}
+
+void hub::write_event(const std::string& user, inbox& box, const event& e) {
+  store::inbox_location prev = box.newest();
+  std::string body;
+  body.reserve(40 + user.size() + e.tail->size());
+  common::byte_writer w(body);
+  w.u64(e.seq);
+  w.u32(prev.segment);
+  w.u32(prev.offset);
+  w.u32(prev.length);
+  put_str(w, user);
+  put_str(w, *e.tail);
+  store::inbox_location at;
+  note_ticket(store_->write_inbox(store::inbox_event, e.expires_ms, body, at), false);
+  box.set_newest(at);
 }
 
 std::vector<event> hub::held_from(inbox& box, live* on, uint64_t from, size_t limit, bool& more) {

@@ -11,6 +11,10 @@
 
 namespace warren::web {
 
+// On every message a node hands another (forwarded sends, warren.nodes): the version of the
+// sender's shard map, so that a node whose map is older waits for it (hub_handover.cpp).
+inline constexpr std::string_view map_header = "x-warren-map";
+
 inline int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())

@@ -7,6 +7,7 @@ driven by browsers' transports (WebSocket, SSE), the HTTP API and pika."""
 import base64
 import json
 import signal
+import threading
 import time
 import urllib.request
 
@@ -273,6 +274,13 @@ def test_follows_kept_at_the_followees_owner_and_feeds_reach_followers_on_every_
     assert b.api("DELETE", f"/api/follows/{ann}/nobody-{ben}").status in (404,)
     for gw in (a, b, c):
         assert sorted(gw.ok("GET", f"/api/followers/{ben}")["followers"]) == sorted([ann, cat, dee])
+    # Whom ann follows, asked on any node: the edges kept at every followee's owner.
+    bo, cy = user_owned_by(slots, "b", "bo"), user_owned_by(slots, "c", "cy")
+    assert a.api("PUT", f"/api/follows/{ann}/{bo}").status == 201
+    assert a.api("PUT", f"/api/follows/{ann}/{cy}").status == 201
+    for gw in (a, b, c):
+        assert gw.ok("GET", f"/api/follows/{ann}") == {"user": ann, "follows": sorted([ben, bo, cy])}
+    assert b.ok("GET", f"/api/follows/{dee}") == {"user": dee, "follows": [ben]}
     tabs = {ann: c.ws(ann, since=0, attached=False), cat: b.ws(cat, since=0, attached=False),
             dee: a.ws(dee, since=0, attached=False)}
     # A post on c (HTTP) and one on b (AMQP): every follower gets both, wherever its tab is.
@@ -292,7 +300,7 @@ def test_follows_kept_at_the_followees_owner_and_feeds_reach_followers_on_every_
         t.close_socket()
 
 
-def test_tabs_follow_their_users_when_a_joining_node_takes_their_slots(etcd, nodes):
+def test_tabs_follow_their_users_without_a_reset_when_a_joining_node_takes_their_slots(etcd, nodes):
     a, b = nodes("a"), nodes("b")
     wait_for(lambda: running(b.proc) == {"a": True, "b": True}, 5)
     two = wait_for(lambda: balanced(etcd.endpoint, ["a", "b"]), 5)
@@ -312,14 +320,13 @@ def test_tabs_follow_their_users_when_a_joining_node_takes_their_slots(etcd, nod
     wait_for(lambda: slot_counts(a.proc) == slot_counts(b.proc) == slot_counts(c.proc), 5)
     moved = [u for u in users if owner(three, u) == "c"]
     assert moved, "no user moved (12 users, each with a third of a chance)"
+    # The inboxes moved with their slots (a was up): the tabs on the old owner and elsewhere go on without a reset,
+    # in the same numbering.
     for u in users:
-        if u in moved:
-            for t in tabs[u]:
-                r = t.recv_json(5)  # the tab on the old owner and the one elsewhere
-                assert r["type"] == "reset" and r["data"]["after"] == firsts[u][0]["seq"], r
         assert a.send(u, "after") is True
         got = [t.recv_json(5) for t in tabs[u]]
-        assert [e["data"] for e in got] == ["after", "after"] and got[0]["seq"] == got[1]["seq"], (u, got)
+        assert [e["data"] for e in got] == ["after", "after"], (u, got)
+        assert got[0]["seq"] == got[1]["seq"] == firsts[u][0]["seq"] + 1, (u, got)
     for pair in tabs.values():
         for t in pair:
             t.close_socket()
@@ -329,13 +336,241 @@ def test_operations_asked_of_an_owner_that_is_gone_answer_503(etcd, nodes):
     a, b, slots = two_balanced_nodes(etcd, nodes)
     room, user = user_owned_by(slots, "a", "hall"), user_owned_by(slots, "a", "hal")
     assert b.ok("POST", f"/api/rooms/{room}/publish", {"data": 1}) == {"routed": True}
+    assert b.ok("GET", f"/api/follows/{user}") == {"user": user, "follows": []}
     a.proc.stop(signum=signal.SIGKILL, check=False)
-    # Asked before the map moves: nobody answers for a; after 5 s the asking node says so.
+    # Asked before the map moves: nobody answers for a; after 5 s the asking node says so. Whom a user follows is
+    # asked of every node: one that does not answer makes it a 503, never a list missing its part.
+    follows = {}
+    th = threading.Thread(target=lambda: follows.update(r=b.api("GET", f"/api/follows/{user}", timeout=15)))
+    th.start()
     t0 = time.monotonic()
     r = b.api("GET", f"/api/rooms/{room}/members", timeout=15)
     assert r.status == 503 and "did not answer" in r.json()["reason"], r
     assert 4 <= time.monotonic() - t0 < 10
+    th.join()
+    assert follows["r"].status == 503 and "node 'a'" in follows["r"].json()["reason"], follows
     # Once the map moved, b owns them: answered at once (a fresh room: no such room).
     wait_for(lambda: balanced(etcd.endpoint, ["b"]), 3 * TTL + 5)
     assert b.api("GET", f"/api/rooms/{room}/members").status == 404
     assert b.ok("GET", f"/api/presence/{user}") == {"online": False, "connections": 0}
+
+
+def drain_until(tab, data, timeout=5):
+    """The tab's events up to and including the first whose data is `data`."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while True:
+        e = tab.recv_json(max(0.1, deadline - time.monotonic()))
+        got.append(e)
+        if e.get("data") == data:
+            return got
+
+
+def test_inboxes_and_rooms_move_with_their_slots_while_the_old_owner_is_up(etcd, nodes):
+    a, b, two = two_balanced_nodes(etcd, nodes)
+    wait_for(lambda: slot_counts(a.proc) == {"a": 128, "b": 128}, 5)
+    # Users of both nodes, each with a tab on its owner and one on the other node.
+    users = [user_owned_by(two, n, f"hal{i}-{n}-") for i in range(8) for n in ("a", "b")]
+    other = {"a": b, "b": a}
+    gw = {"a": a, "b": b}
+    tabs = {u: (gw[owner(two, u)].ws(u, since=0, attached=False), other[owner(two, u)].ws(u, since=0, attached=False))
+            for u in users}
+    for i in range(3):
+        for u in users:
+            assert b.send(u, f"before{i}") is True
+    firsts = {}
+    for u in users:
+        for t in tabs[u]:
+            got = [t.recv_json(5) for _ in range(3)]
+            assert [e["data"] for e in got] == ["before0", "before1", "before2"], got
+            firsts[u] = got[0]["seq"]
+    reader = users[0]
+    assert a.ok("PUT", f"/api/inbox/{reader}/read", {"seq": firsts[reader] + 1})["read_seq"] == firsts[reader] + 1
+    # Rooms of both nodes with members and history.
+    rooms = [user_owned_by(two, n, f"den{i}-{n}-") for i in range(3) for n in ("a", "b")]
+    for r in rooms:
+        for u in users[:2]:
+            assert a.api("POST", f"/api/rooms/{r}/join", b"", bearer=a.token(u)).status == 200
+        assert b.ok("POST", f"/api/rooms/{r}/publish", {"data": f"hist-{r}"}) == {"routed": True}
+    for u in users[:2]:
+        for t in tabs[u]:
+            drain_until(t, f"hist-{rooms[-1]}")
+    # Followers of every user (kept at each followee's owner).
+    fan = user_owned_by(two, "a", "fan")
+    for u in users:
+        assert b.api("PUT", f"/api/follows/{fan}/{u}").status == 201
+    # Sends keep coming (HTTP on a and b, in turn) while c joins and takes a third of the slots.
+    acked = {u: [] for u in users}
+    stop = threading.Event()
+    errors = []
+    latencies = []
+
+    def sender():
+        i = 0
+        while not stop.is_set():
+            for u in users:
+                t0 = time.monotonic()
+                r = (a, b)[i % 2].api("POST", "/api/send", {"user": u, "data": f"during{i}"})
+                latencies.append(time.monotonic() - t0)
+                if r.status == 200 and r.json()["routed"]:
+                    acked[u].append(f"during{i}")
+                else:
+                    errors.append(r)
+            i += 1
+
+    th = threading.Thread(target=sender)
+    th.start()
+    try:
+        time.sleep(0.3)
+        c = nodes("c")
+        three = wait_for(lambda: balanced(etcd.endpoint, ["a", "b", "c"]), 5)
+        wait_for(lambda: slot_counts(a.proc) == slot_counts(b.proc) == slot_counts(c.proc), 5)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        th.join()
+    assert not errors, errors  # no send refused during the hand-over
+    moved = [u for u in users if owner(three, u) == "c"]
+    assert moved, "no user moved (16 users, each with a third of a chance)"
+    for u in users:
+        assert b.send(u, "after") is True
+    for u in users:
+        want = ["before0", "before1", "before2"] + acked[u] + ["after"]
+        for t in tabs[u]:
+            got = drain_until(t, "after")
+            assert "reset" not in [e["type"] for e in got], (u, u in moved, got)
+            assert [e["data"] for e in got if e["type"] == "message" and e["room"] is None] == want[3:], (u, got)
+        # The inbox, asked on any node: every event since the first, one numbering, in order, once.
+        for g in (a, b, c):
+            page = g.ok("GET", f"/api/inbox/{u}?limit=1000")
+            assert [e["data"] for e in page["events"] if e["room"] is None] == want, (u, g.proc, page)
+            seqs = [e["seq"] for e in page["events"]]
+            assert seqs == list(range(firsts[u], firsts[u] + len(seqs))), (u, seqs)
+        # A browser resuming on the new owner (or any node) from its `since`: what followed, no reset.
+        again = c.ws(u, since=firsts[u] + 2, attached=False)
+        got = drain_until(again, "after")
+        assert [e["data"] for e in got if e["type"] == "message" and e["room"] is None] == want[3:], (u, got)
+        assert got[0]["seq"] == firsts[u] + 3, got[0]
+        again.close_socket()
+    assert c.ok("GET", f"/api/inbox/{reader}?limit=1")["read_seq"] == firsts[reader] + 1
+    # Rooms that moved keep their members and history at their new owner.
+    for r in rooms:
+        doc = c.ok("GET", f"/api/rooms/{r}/members")
+        assert sorted(m["user"] for m in doc["members"]) == sorted(users[:2]), (r, owner(three, r), doc)
+        late = user_owned_by(three, "c", f"late-{r}-")
+        t = c.ws(late, since=0, attached=False)
+        assert t.request({"op": "join", "room": r})["type"] == "ok"
+        h = t.recv_json(5)
+        assert (h["type"], h["data"]) == ("history", f"hist-{r}"), (r, h)
+        t.close_socket()
+    # The followers moved with their followees: feeds reach them, asked on any node.
+    for u in users:
+        for g in (a, b, c):
+            assert g.ok("GET", f"/api/followers/{u}")["followers"] == [fan], (u, owner(three, u))
+        assert c.ok("POST", f"/api/feed/{u}", {"data": "post"}) == {"delivered": 1}, (u, owner(three, u))
+    assert c.ok("GET", f"/api/follows/{fan}")["follows"] == sorted(users)
+    latencies.sort()
+    print(f"{len(moved)} of {len(users)} users moved; {sum(len(v) for v in acked.values())} sends during the join, "
+          f"answered in {1000 * latencies[len(latencies) // 2]:.1f} ms (median), "
+          f"{1000 * latencies[int(len(latencies) * 0.99)]:.1f} ms (p99), {1000 * latencies[-1]:.1f} ms (max)")
+    for pair in tabs.values():
+        for t in pair:
+            t.close_socket()
+
+
+def test_a_returning_node_never_serves_its_stale_inboxes(etcd, nodes):
+    a, b, two = two_balanced_nodes(etcd, nodes)
+    user = user_owned_by(two, "a", "ivy")
+    tab = b.ws(user, since=0, attached=False)
+    for i in range(3):
+        assert b.send(user, f"old{i}") is True
+    old = [tab.recv_json(5) for _ in range(3)]
+    a.proc.stop(signum=signal.SIGKILL, check=False)
+    assert tab.recv_json(3 * TTL + 5)["type"] == "reset"
+    assert b.send(user, "while-a-was-down") is True
+    assert tab.recv_json(5)["data"] == "while-a-was-down"
+    tab.close_socket()
+    # a comes back with its inboxes on disk, then b stops: every slot goes to a, from a node that is not running.
+    a.proc.start()
+    wait_for(lambda: balanced(etcd.endpoint, ["a", "b"]), 3 * TTL + 5)
+    b.proc.stop(signum=signal.SIGKILL, check=False)
+    wait_for(lambda: balanced(etcd.endpoint, ["a"]), 3 * TTL + 5)
+    wait_for(lambda: slot_counts(a.proc) == {"a": 256}, 5)
+    # A browser resuming from a's old numbering gets a reset, never old history as if nothing followed.
+    again = a.ws(user, since=old[1]["seq"], attached=False)
+    first = again.recv_json(5)
+    assert first["type"] == "reset", first
+    assert a.send(user, "now") is True
+    assert again.recv_json(5)["data"] == "now"
+    page = a.ok("GET", f"/api/inbox/{user}")
+    assert [e["data"] for e in page["events"]] == ["now"], page
+    again.close_socket()
+
+
+def three_balanced_nodes(etcd, nodes):
+    a, b, c = nodes("a"), nodes("b"), nodes("c")
+    wait_for(lambda: running(c.proc) == {"a": True, "b": True, "c": True}, 5)
+    slots = wait_for(lambda: balanced(etcd.endpoint, ["a", "b", "c"]), 5)
+    wait_for(lambda: len(slot_counts(c.proc)) == 3 and slot_counts(b.proc) == slot_counts(c.proc)
+             == slot_counts(a.proc), 5)
+    return a, b, c, slots
+
+
+def test_room_and_feed_events_handed_to_other_owners_are_awaited(etcd, nodes):
+    a, b, c, slots = three_balanced_nodes(etcd, nodes)
+    room, ben = user_owned_by(slots, "a", "forum"), user_owned_by(slots, "a", "benny")
+    on_b, on_c = user_owned_by(slots, "b", "mia"), user_owned_by(slots, "c", "noa")
+    for u in (on_b, on_c):
+        assert b.api("POST", f"/api/rooms/{room}/join", b"", bearer=b.token(u)).status == 200
+        assert b.api("PUT", f"/api/follows/{u}/{ben}").status == 201
+    # All owners up: answered once every member's owner stored its copy.
+    assert b.ok("POST", f"/api/rooms/{room}/publish", {"data": 1}) == {"routed": True}
+    assert b.ok("POST", f"/api/feed/{ben}", {"data": 1}) == {"delivered": 2}
+    assert [e["data"] for e in c.ok("GET", f"/api/inbox/{on_c}")["events"]] == [1, 1]
+    c.proc.stop(signum=signal.SIGKILL, check=False)
+    # c (a member's and a follower's owner) is gone and its slots have not moved yet: the room's node stored the
+    # message, but not every member got it; the answer says so instead of a 200.
+    r = b.api("POST", f"/api/rooms/{room}/publish", {"data": 2})
+    assert r.status == 503 and "did not store" in r.json()["reason"], r
+    r = b.api("POST", f"/api/feed/{ben}", {"data": 2})
+    assert r.status == 503 and "did not store" in r.json()["reason"], r
+    conn = amqp(b)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    with pytest.raises(pika.exceptions.NackError):
+        ch.basic_publish("warren.rooms", room, b'3', pika.BasicProperties(delivery_mode=2))
+    conn.close()
+    # Once c's slots moved, every owner is up again: 200.
+    wait_for(lambda: balanced(etcd.endpoint, ["a", "b"]), 3 * TTL + 5)
+    wait_for(lambda: len(slot_counts(a.proc)) == 2 and slot_counts(a.proc) == slot_counts(b.proc), 5)
+    assert b.ok("POST", f"/api/rooms/{room}/publish", {"data": 4}) == {"routed": True}
+
+
+def test_room_members_join_again_at_the_new_owner_when_the_rooms_owner_dies(etcd, nodes):
+    a, b, c, slots = three_balanced_nodes(etcd, nodes)
+    room = user_owned_by(slots, "a", "agora")
+    dan, eve = user_owned_by(slots, "b", "dana"), user_owned_by(slots, "c", "evan")
+    t_dan, t_eve = c.ws(dan, since=0, attached=False), b.ws(eve, since=0, attached=False)
+    assert t_dan.request({"op": "join", "room": room})["type"] == "ok"
+    assert b.api("POST", f"/api/rooms/{room}/join", b"", bearer=b.token(eve)).status == 200
+    doc = b.ok("GET", f"/api/rooms/{room}/members")
+    assert sorted(m["user"] for m in doc["members"]) == sorted([dan, eve])
+    a.proc.stop(signum=signal.SIGKILL, check=False)
+    wait_for(lambda: balanced(etcd.endpoint, ["b", "c"]), 3 * TTL + 5)
+    new_owner = owner(shard_map(etcd.endpoint)[0], room)
+
+    def members(gw):
+        r = gw.api("GET", f"/api/rooms/{room}/members")
+        return sorted(m["user"] for m in r.json()["members"]) if r.status == 200 else None
+
+    # The nodes holding the members' connections joined them again at the room's new owner.
+    wait_for(lambda: members(b) == members(c) == sorted([dan, eve]), 5)
+    assert b.ok("POST", f"/api/rooms/{room}/publish", {"data": "after"}) == {"routed": True}
+    for t in (t_dan, t_eve):
+        e = t.recv_json(5)
+        while e["type"] != "message":
+            e = t.recv_json(5)
+        assert (e["room"], e["data"]) == (room, "after"), e
+    print(f"room {room} now at {new_owner}")
+    t_dan.close_socket()
+    t_eve.close_socket()

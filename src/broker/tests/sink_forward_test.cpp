@@ -112,5 +112,51 @@ TEST(SinkForward, NoLinkMeansNotStored) {
   EXPECT_TRUE(rejected);
 }
 
+TEST(SinkForward, AHandOverWhileTakingAForwardIsCountedAmongItsAnswers) {
+  // A room's node takes a message another node forwarded and hands it on to a member's owner:
+  // the forward's answer waits for that owner too.
+  vhost v("/", 0);
+  declare_sink(v, "warren.rooms");
+  std::vector<bool> with_answer;
+  v.set_remote_sender([&](const std::string&, const message&, std::vector<std::string>,
+                          const shard_answer* a) { with_answer.push_back(a != nullptr); });
+  ASSERT_TRUE(v.attach_sink("warren.rooms", [&](const message& m) {
+    v.send_to_node("c", m);
+    return true;
+  }));
+  shard_answer answer = [](uint64_t, bool) {};
+  uint32_t remote = 0;
+  EXPECT_EQ(std::get<publish_outcome>(
+                v.publish(forward_to("warren.rooms", "lobby"), 0, nullptr, &answer, &remote)),
+            publish_outcome::routed);
+  EXPECT_EQ(remote, 1u);
+  ASSERT_EQ(with_answer.size(), 1u);
+  EXPECT_TRUE(with_answer[0]);
+}
+
+TEST(SinkForward, ASinkKeepingAMessageBackDefersTheAnswer) {
+  vhost v("/", 0);
+  declare_sink(v, "warren.users");
+  shard_answer kept;
+  ASSERT_TRUE(v.attach_sink("warren.users", [&](const message&) {
+    kept = v.defer_answer();
+    return true;
+  }));
+  std::vector<std::pair<uint64_t, bool>> answers;
+  shard_answer answer = [&](uint64_t t, bool r) { answers.emplace_back(t, r); };
+  uint32_t remote = 0;
+  v.publish(forward_to("warren.users", "bob"), 0, nullptr, &answer, &remote);
+  EXPECT_EQ(remote, 1u);  // the publish waits for one more answer
+  ASSERT_TRUE(kept);
+  EXPECT_TRUE(answers.empty());
+  kept(42, false);  // the sink stored it later
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0], std::make_pair(uint64_t(42), false));
+  // Without an answer (no confirm asked): nothing to defer.
+  kept = nullptr;
+  v.publish(forward_to("warren.users", "bob"));
+  EXPECT_FALSE(kept);
+}
+
 }  // namespace
 }  // namespace warren::broker

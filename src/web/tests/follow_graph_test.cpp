@@ -81,6 +81,29 @@ TEST_F(FollowGraphTest, EdgesSurviveARestartAndUnfollowsToo) {
   EXPECT_EQ(sorted(g.followers("y")), (std::vector<std::string>{"x", "z"}));
 }
 
+TEST_F(FollowGraphTest, DroppingAFolloweesFollowersIsOneRecordAndSurvivesARestart) {
+  {
+    follow_graph g(log());
+    g.load();
+    g.follow("alice", "bob");
+    g.follow("carol", "bob");
+    g.follow("alice", "dan");
+    EXPECT_EQ(sorted(g.followees()), (std::vector<std::string>{"bob", "dan"}));
+    EXPECT_EQ(g.drop_followers("bob"), 2u);
+    EXPECT_EQ(g.drop_followers("bob"), 0u);
+    EXPECT_EQ(g.drop_followers("nobody"), 0u);
+    EXPECT_TRUE(g.followers("bob").empty());
+    EXPECT_EQ(g.following("alice"), (std::vector<std::string>{"dan"}));
+    EXPECT_TRUE(g.following("carol").empty());
+    EXPECT_EQ(g.followees(), (std::vector<std::string>{"dan"}));
+    EXPECT_EQ(g.edge_count(), 1u);
+  }
+  follow_graph g(log());
+  EXPECT_EQ(g.load(), 1u);
+  EXPECT_TRUE(g.followers("bob").empty());
+  EXPECT_EQ(g.followers("dan"), (std::vector<std::string>{"alice"}));
+}
+
 TEST_F(FollowGraphTest, TornTailIsCutAndEverythingBeforeItKept) {
   {
     follow_graph g(log());
