@@ -563,6 +563,7 @@ void message_store::wait_for_writer(std::unique_lock<std::mutex>& lk) {
 
 uint64_t message_store::write(const broker::message& m, uint32_t refs,
                               std::span<const uint32_t> durable_queues) {
+  std::lock_guard shards(shards_m_);
   if (active_bytes_ >= opts_.segment_bytes) roll_segment();
   m.store_id = next_id_++;
   m.store_segment = active_seg_;
@@ -593,6 +594,7 @@ uint64_t message_store::write(const broker::message& m, uint32_t refs,
 }
 
 void message_store::release(uint32_t segment, uint32_t offset, uint32_t queue_id) {
+  std::lock_guard shards(shards_m_);
   if (queue_id != 0) {
     std::unique_lock lk(m_);
     std::string& out = pending_.acks[segment];
@@ -634,6 +636,7 @@ void message_store::read_many(std::span<const location> where,
                               std::vector<broker::message_ptr>& out) {
   constexpr uint32_t max_span = 1 << 20;  // bytes per pread
   constexpr uint32_t max_gap = 64 << 10;  // other records between two wanted ones, read and skipped
+  std::lock_guard shards(shards_m_);
   out.assign(where.size(), nullptr);
   std::string buf;
   std::vector<uint32_t> queues;
@@ -650,7 +653,7 @@ void message_store::read_many(std::span<const location> where,
       ++j;
     }
     if (j == i + 1) {
-      out[i] = read(where[i].segment, where[i].offset, where[i].length);
+      out[i] = read_locked(where[i].segment, where[i].offset, where[i].length);
       ++i;
       continue;
     }
@@ -667,7 +670,7 @@ void message_store::read_many(std::span<const location> where,
     }
     if (!ok) {
       for (size_t k = i; k < j; ++k)
-        out[k] = read(where[k].segment, where[k].offset, where[k].length);
+        out[k] = read_locked(where[k].segment, where[k].offset, where[k].length);
       i = j;
       continue;
     }
@@ -687,6 +690,11 @@ void message_store::read_many(std::span<const location> where,
 }
 
 broker::message_ptr message_store::read(uint32_t segment, uint32_t offset, uint32_t length) {
+  std::lock_guard shards(shards_m_);
+  return read_locked(segment, offset, length);
+}
+
+broker::message_ptr message_store::read_locked(uint32_t segment, uint32_t offset, uint32_t length) {
   int fd = read_fd(segment);
   if (fd < 0) return nullptr;
   std::string buf(length, '\0');
