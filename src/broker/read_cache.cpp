@@ -1,6 +1,8 @@
 // A shard's cache of message records read back from the store (read_cache.hpp).
 #include "broker/read_cache.hpp"
 
+#include <spdlog/spdlog.h>
+
 namespace warren::broker {
 
 message_ptr read_cache::lookup(const journal::location& l) {
@@ -92,6 +94,12 @@ void read_cache::read_many(journal& j, std::span<const journal::location> where,
     out[miss_index_[k]] = std::move(miss_got_[k]);
   }
   miss_got_.clear();
+}
+
+read_cache::~read_cache() {
+  if (stats_.misses == 0) return;
+  spdlog::info("paging reads: {} records from the store, {} from the cache ({} held, {} alive)",
+               stats_.misses, stats_.hits + stats_.seen_hits, stats_.hits, stats_.seen_hits);
 }
 
 void read_cache::trim() {

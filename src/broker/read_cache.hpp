@@ -36,6 +36,7 @@ class read_cache {
 
   explicit read_cache(size_t max_bytes = default_max_bytes, size_t max_seen = default_max_seen)
       : max_bytes_(max_bytes), max_seen_(max_seen) {}
+  ~read_cache();  // logs what it saved, if it served any paging read
   read_cache(const read_cache&) = delete;
   read_cache& operator=(const read_cache&) = delete;
 

@@ -7,8 +7,8 @@
 // batch, writes it, syncs it (one fsync for the whole batch: group commit) and then wakes whoever
 // waits for it (publisher confirms). Files are written only by that thread once recovery is over.
 // The shards' side (record numbering, segment references, the paging reads' descriptors) is under
-// shards_m_, taken once per call: shards on several workers write, release and read records of the
-// same store.
+// shards_m_, held only while it changes (not during a read, nor while waiting for the writer):
+// shards on several workers write, release and read records of the same store.
 #pragma once
 
 #include <atomic>
@@ -163,9 +163,17 @@ class message_store final : public broker::journal {
   static int64_t inbox_now_ms();
   // Appends a record to the pending batch's chunk for the active segment; returns its offset.
   std::string& record_chunk(size_t reserve);
-  // shards_m_ held:
-  int read_fd(uint32_t segment);  // opened on first use; -1 if it cannot be (logged)
-  broker::message_ptr read_locked(uint32_t segment, uint32_t offset, uint32_t length);
+  // A segment's descriptor for paging reads, closed when the last reader lets go of it (the
+  // segment may be deleted, or the cache of descriptors emptied, while another worker reads).
+  struct read_handle {
+    int fd = -1;
+    explicit read_handle(int f) : fd(f) {}
+    ~read_handle();
+    read_handle(const read_handle&) = delete;
+    read_handle& operator=(const read_handle&) = delete;
+  };
+  // Opened on first use; null if it cannot be (logged). Takes shards_m_ for the lookup only.
+  std::shared_ptr<read_handle> read_fd(uint32_t segment);
   void wake_writer();                                      // m_ held
   void wait_for_writer(std::unique_lock<std::mutex>& lk);  // m_ held: bounds the batch
   void writer_loop();
@@ -180,8 +188,8 @@ class message_store final : public broker::journal {
   mutable std::mutex shards_m_;
   uint64_t next_id_ = 1;
   uint32_t active_seg_ = 1;
-  uint64_t active_bytes_ = 0;                    // = the offset of its next record
-  std::unordered_map<uint32_t, int> read_fds_;   // segments being paged in
+  uint64_t active_bytes_ = 0;  // = the offset of its next record
+  std::unordered_map<uint32_t, std::shared_ptr<read_handle>> read_fds_;  // being paged in
   std::unordered_map<uint32_t, uint64_t> live_;  // segment -> references not yet released
   std::string* capture_ = nullptr;               // snapshotting definitions into a string
   // Segments holding inbox records -> when the last of them (and of every earlier one) expires,

@@ -98,10 +98,13 @@ uint64_t message_store::write_inbox(inbox_kind kind, int64_t expires_ms, std::st
 
 bool message_store::read_inbox(const inbox_location& at, inbox_kind& kind, int64_t& expires_ms,
                                std::string& body) {
-  std::lock_guard shards(shards_m_);
-  if (!at || !live_.count(at.segment) || at.length < 17) return false;
-  int fd = read_fd(at.segment);
-  if (fd < 0) return false;
+  {
+    std::lock_guard shards(shards_m_);
+    if (!at || !live_.count(at.segment) || at.length < 17) return false;
+  }
+  auto handle = read_fd(at.segment);
+  if (!handle) return false;
+  int fd = handle->fd;
   std::string buf(at.length, '\0');
   ssize_t n = ::pread(fd, buf.data(), buf.size(), off_t(at.offset));
   if (n != ssize_t(buf.size())) {
