@@ -206,7 +206,10 @@ void queue::refill(uint8_t lvl) {
   paged_count_ -= lost;
   count_ -= lost;
   std::vector<message_ptr> got;
-  pager->read_many(where, got);
+  if (reads)
+    reads->read_many(*pager, where, got);
+  else
+    pager->read_many(where, got);
   for (size_t i = 0; i < taken.size(); ++i) {
     const paged& p = taken[i];
     --paged_count_;

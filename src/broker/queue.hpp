@@ -23,6 +23,8 @@
 
 namespace warren::broker {
 
+class read_cache;
+
 struct queue_settings {
   std::string name;
   bool durable = false;
@@ -134,6 +136,9 @@ class queue {
   // Paging: reads records back, releases unreadable ones. Set by the vhost for every queue
   // when it has a store.
   journal* pager = nullptr;
+  // The shard's cache of records read back (fanout messages paged by several queues are read
+  // once); null: every read goes to the pager.
+  read_cache* reads = nullptr;
   // Where the paged indexes keep their blocks (the pager's spool file); null: in RAM.
   std::shared_ptr<index_spool> spool;
   size_t page_threshold = 0;

@@ -429,6 +429,7 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
   dest_id id = next_id_++;
   auto q = std::make_unique<queue>(std::move(s), std::move(policy), id);
   q->pager = journal_;
+  q->reads = &read_cache_;
   if (journal_) q->spool = journal_->paged_index_spool();
   q->page_threshold = memory_pressure_ ? queue::read_ahead : page_threshold_;
   q->page_threshold_bytes = memory_pressure_ ? queue::read_ahead_bytes : SIZE_MAX;
@@ -572,6 +573,7 @@ void vhost::drop_definition(queue& q) {
 
 void vhost::adopt(std::unique_ptr<queue> q) {
   q->pager = journal_;
+  q->reads = &read_cache_;
   if (journal_) q->spool = journal_->paged_index_spool();
   q->page_threshold = memory_pressure_ ? queue::read_ahead : page_threshold_;
   q->page_threshold_bytes = memory_pressure_ ? queue::read_ahead_bytes : SIZE_MAX;

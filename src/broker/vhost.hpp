@@ -26,6 +26,7 @@
 #include "broker/forward.hpp"
 #include "broker/journal.hpp"
 #include "broker/queue.hpp"
+#include "broker/read_cache.hpp"
 #include "broker/routing.hpp"
 #include "broker/views.hpp"
 #include "common/limited_count.hpp"
@@ -430,6 +431,8 @@ class vhost {
   // This object's shard: the worker it runs on.
   size_t shard_index() const { return shard_; }
   vhost& shard_at(size_t i) { return shards_.empty() ? *this : *shards_[i]; }
+  // This shard's cache of records its paging queues read back (read_cache.hpp).
+  const read_cache& paging_reads() const { return read_cache_; }
   bool is_authority() const { return authority_ == this; }
   vhost& authority() const { return *authority_; }
   // The shard the queue of that name lives on (the home's when there is none). Any thread.
@@ -590,6 +593,7 @@ class vhost {
   bool keeps_published_ = false;          // during publish(): the exchange keeps the message
   uint32_t* remote_ = nullptr;  // shards other than the home number their deliveries from here
   journal* journal_ = nullptr;
+  read_cache read_cache_;         // this shard's paging reads (read_cache.hpp)
   uint64_t external_ticket_ = 0;  // set by sinks during one publish
   // The store's ticket of the last durable message written: a dropped duplicate's confirm
   // waits for it, so it never comes before the original's (broker/dedup.hpp).

@@ -332,6 +332,7 @@ void vhost::set_memory_pressure(bool on) {
       on_shard(sh->shard_, [on](vhost& v) { v.set_memory_pressure(on); });
   memory_pressure_ = on;
   page_cursor_.clear();
+  if (on) read_cache_.trim();  // what it holds alive goes first; it fills again as queues read
   for (auto& [name, q] : queues_) {
     q->page_threshold = on ? queue::read_ahead : page_threshold_;
     q->page_threshold_bytes = on ? queue::read_ahead_bytes : SIZE_MAX;

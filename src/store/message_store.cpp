@@ -512,10 +512,7 @@ void message_store::unref_segment(uint32_t seg, uint64_t n) {
   if (it->second == 0 && seg != active_seg_) {
     // Every message in it is released everywhere: the files go (after what is pending).
     live_.erase(it);
-    if (auto r = read_fds_.find(seg); r != read_fds_.end()) {
-      ::close(r->second);
-      read_fds_.erase(r);
-    }
+    read_fds_.erase(seg);  // closed once no reader holds it
     std::lock_guard lk(m_);
     pending_.deletes.push_back(seg);
     wake_writer();
@@ -563,6 +560,7 @@ void message_store::wait_for_writer(std::unique_lock<std::mutex>& lk) {
 
 uint64_t message_store::write(const broker::message& m, uint32_t refs,
                               std::span<const uint32_t> durable_queues) {
+  std::unique_lock shards(shards_m_);
   if (active_bytes_ >= opts_.segment_bytes) roll_segment();
   m.store_id = next_id_++;
   m.store_segment = active_seg_;
@@ -588,11 +586,13 @@ uint64_t message_store::write(const broker::message& m, uint32_t refs,
   if (opts_.confirm_before_write) synced_.store(ticket_, std::memory_order_release);  // unsafe
   pending_.record_bytes += m.store_length;
   wake_writer();
+  shards.unlock();  // the other workers need not wait for the writer with this one
   wait_for_writer(lk);
   return ticket_;
 }
 
 void message_store::release(uint32_t segment, uint32_t offset, uint32_t queue_id) {
+  std::unique_lock shards(shards_m_);
   if (queue_id != 0) {
     std::unique_lock lk(m_);
     std::string& out = pending_.acks[segment];
@@ -605,18 +605,25 @@ void message_store::release(uint32_t segment, uint32_t offset, uint32_t queue_id
     // Written at once (not synced): a processed ack must survive a kill -9, whose page cache
     // is kept. Only a power cut can lose it, and that means a redelivery, never a loss.
     wake_writer();
+    lk.unlock();
+    unref_segment(segment, 1);  // after its ack record: a segment deleted takes its acks along
+    shards.unlock();
+    lk.lock();
     wait_for_writer(lk);  // a purge of a deep durable queue writes an ack per message
+    return;
   }
   unref_segment(segment, 1);
 }
 
-int message_store::read_fd(uint32_t segment) {
+message_store::read_handle::~read_handle() {
+  if (fd >= 0) ::close(fd);
+}
+
+std::shared_ptr<message_store::read_handle> message_store::read_fd(uint32_t segment) {
+  std::lock_guard shards(shards_m_);
   auto it = read_fds_.find(segment);
   if (it != read_fds_.end()) return it->second;
-  if (read_fds_.size() >= 64) {
-    for (auto& [s, fd] : read_fds_) ::close(fd);
-    read_fds_.clear();
-  }
+  if (read_fds_.size() >= 64) read_fds_.clear();  // each closes once its readers are done
   int fd = ::open(segment_path(segment, false).c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     flush();  // a segment the writer has not created yet
@@ -624,10 +631,11 @@ int message_store::read_fd(uint32_t segment) {
   }
   if (fd < 0) {
     spdlog::error("message store {}: cannot open segment {} to page in", dir_.string(), segment);
-    return -1;
+    return nullptr;
   }
-  read_fds_.emplace(segment, fd);
-  return fd;
+  auto h = std::make_shared<read_handle>(fd);
+  read_fds_.emplace(segment, h);
+  return h;
 }
 
 void message_store::read_many(std::span<const location> where,
@@ -654,7 +662,8 @@ void message_store::read_many(std::span<const location> where,
       ++i;
       continue;
     }
-    int fd = read_fd(where[i].segment);
+    auto h = read_fd(where[i].segment);
+    int fd = h ? h->fd : -1;
     bool ok = fd >= 0;
     if (ok) {
       buf.resize(end - begin);
@@ -687,8 +696,9 @@ void message_store::read_many(std::span<const location> where,
 }
 
 broker::message_ptr message_store::read(uint32_t segment, uint32_t offset, uint32_t length) {
-  int fd = read_fd(segment);
-  if (fd < 0) return nullptr;
+  auto handle = read_fd(segment);
+  if (!handle) return nullptr;
+  int fd = handle->fd;
   std::string buf(length, '\0');
   for (int attempt = 0;; ++attempt) {
     ssize_t n = ::pread(fd, buf.data(), length, off_t(offset));
@@ -869,7 +879,6 @@ void message_store::close_files() {
     if (opts_.fsync) ::fdatasync(fd);
     ::close(fd);
   }
-  for (auto& [s, fd] : read_fds_) ::close(fd);
   read_fds_.clear();
   if (defs_fd_ >= 0) ::close(defs_fd_);
   seg_fd_ = defs_fd_ = -1;

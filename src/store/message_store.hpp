@@ -2,10 +2,13 @@
 // persistent messages with, beside each segment, a file of the acknowledgements of its messages.
 // The on-disk format is documented in docs/storage.md.
 //
-// Threads: the journal calls come from the vhost's home worker and only append to an in-memory
-// batch; the store's own writer thread takes the batch, writes it, syncs it (one fsync for the
-// whole batch: group commit) and then wakes whoever waits for it (publisher confirms). Files are
-// touched only by that thread once recovery is over.
+// Threads: the journal calls come from the vhost's shards, one per worker (the home worker has
+// the definitions), and only append to an in-memory batch; the store's own writer thread takes the
+// batch, writes it, syncs it (one fsync for the whole batch: group commit) and then wakes whoever
+// waits for it (publisher confirms). Files are written only by that thread once recovery is over.
+// The shards' side (record numbering, segment references, the paging reads' descriptors) is under
+// shards_m_, held only while it changes (not during a read, nor while waiting for the writer):
+// shards on several workers write, release and read records of the same store.
 #pragma once
 
 #include <atomic>
@@ -81,7 +84,10 @@ class message_store final : public broker::journal {
   void flush();
 
   // Segment files that still hold unacknowledged messages (vhost's worker only).
-  size_t live_segments() const { return live_.size(); }
+  size_t live_segments() const {
+    std::lock_guard lk(shards_m_);
+    return live_.size();
+  }
 
   // broker::journal (vhost's worker)
   void exchange_declared(const broker::exchange_settings& s) override;
@@ -95,13 +101,13 @@ class message_store final : public broker::journal {
                  std::span<const uint32_t> durable_queues) override;
   void release(uint32_t segment, uint32_t offset, uint32_t queue_id) override;
   bool retain(uint32_t segment) override {
+    std::lock_guard lk(shards_m_);
     auto it = live_.find(segment);
     if (it == live_.end()) return false;
     ++it->second;
     return true;
   }
   broker::message_ptr read(uint32_t segment, uint32_t offset, uint32_t length) override;
-  int read_fd(uint32_t segment);  // opened on first use; -1 if it cannot be (logged)
   // Records close together in one segment (a paged queue's usually are: they were appended in
   // order) are read with one pread of up to 1 MB: one system call for hundreds of messages.
   void read_many(std::span<const location> where, std::vector<broker::message_ptr>& out) override;
@@ -157,6 +163,17 @@ class message_store final : public broker::journal {
   static int64_t inbox_now_ms();
   // Appends a record to the pending batch's chunk for the active segment; returns its offset.
   std::string& record_chunk(size_t reserve);
+  // A segment's descriptor for paging reads, closed when the last reader lets go of it (the
+  // segment may be deleted, or the cache of descriptors emptied, while another worker reads).
+  struct read_handle {
+    int fd = -1;
+    explicit read_handle(int f) : fd(f) {}
+    ~read_handle();
+    read_handle(const read_handle&) = delete;
+    read_handle& operator=(const read_handle&) = delete;
+  };
+  // Opened on first use; null if it cannot be (logged). Takes shards_m_ for the lookup only.
+  std::shared_ptr<read_handle> read_fd(uint32_t segment);
   void wake_writer();                                      // m_ held
   void wait_for_writer(std::unique_lock<std::mutex>& lk);  // m_ held: bounds the batch
   void writer_loop();
@@ -167,11 +184,12 @@ class message_store final : public broker::journal {
   const std::filesystem::path msg_dir_;
   const store_options opts_;
 
-  // vhost's worker only
+  // The shards' side: any worker, under shards_m_ (taken before m_, never after it).
+  mutable std::mutex shards_m_;
   uint64_t next_id_ = 1;
   uint32_t active_seg_ = 1;
-  uint64_t active_bytes_ = 0;                    // = the offset of its next record
-  std::unordered_map<uint32_t, int> read_fds_;   // segments being paged in
+  uint64_t active_bytes_ = 0;  // = the offset of its next record
+  std::unordered_map<uint32_t, std::shared_ptr<read_handle>> read_fds_;  // being paged in
   std::unordered_map<uint32_t, uint64_t> live_;  // segment -> references not yet released
   std::string* capture_ = nullptr;               // snapshotting definitions into a string
   // Segments holding inbox records -> when the last of them (and of every earlier one) expires,

@@ -67,6 +67,7 @@ void message_store::hold_inbox_segments() {
 
 uint64_t message_store::write_inbox(inbox_kind kind, int64_t expires_ms, std::string_view body,
                                     inbox_location& at) {
+  std::lock_guard shards(shards_m_);
   if (active_bytes_ >= opts_.segment_bytes) roll_segment();
   auto [it, fresh] = inbox_expiry_.emplace(active_seg_, expires_ms);
   if (fresh) {
@@ -97,9 +98,13 @@ uint64_t message_store::write_inbox(inbox_kind kind, int64_t expires_ms, std::st
 
 bool message_store::read_inbox(const inbox_location& at, inbox_kind& kind, int64_t& expires_ms,
                                std::string& body) {
-  if (!at || !live_.count(at.segment) || at.length < 17) return false;
-  int fd = read_fd(at.segment);
-  if (fd < 0) return false;
+  {
+    std::lock_guard shards(shards_m_);
+    if (!at || !live_.count(at.segment) || at.length < 17) return false;
+  }
+  auto handle = read_fd(at.segment);
+  if (!handle) return false;
+  int fd = handle->fd;
   std::string buf(at.length, '\0');
   ssize_t n = ::pread(fd, buf.data(), buf.size(), off_t(at.offset));
   if (n != ssize_t(buf.size())) {
@@ -137,6 +142,7 @@ void message_store::recover_inbox(
 }
 
 void message_store::expire_inbox(int64_t now_ms) {
+  std::lock_guard shards(shards_m_);
   while (!inbox_expiry_.empty() && inbox_expiry_.begin()->second <= now_ms) {
     uint32_t seg = inbox_expiry_.begin()->first;
     if (seg == active_seg_) {

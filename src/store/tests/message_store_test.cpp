@@ -10,6 +10,8 @@
 #include <set>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "broker/vhost.hpp"
 #include "store/message_store.hpp"
 #include "store/record_file.hpp"
@@ -773,6 +775,45 @@ TEST(RecordCrc, IsZlibsCrc32AtEveryLengthAndAlignment) {
       ASSERT_EQ(crc(s), uint32_t(::crc32(0L, reinterpret_cast<const Bytef*>(s.data()), uInt(n))))
           << start << " " << n;
     }
+}
+
+// The shards of a vhost on two workers write, read back and release records through one store at
+// once (each of its queues pages on its own worker): every record reads back as written, and once
+// all are released every segment but the active one is gone.
+TEST_F(StoreTest, TwoWorkersWriteReadAndReleaseThroughOneStore) {
+  vhost v{"/", 0};
+  message_store s(dir, {.segment_bytes = 8192, .fsync = false});
+  s.recover(v);
+  auto worker = [&s](int w, std::vector<std::string>& bad) {
+    std::vector<std::pair<journal::location, std::string>> mine;
+    for (int i = 0; i < 1500; ++i) {
+      message m;
+      m.body = fmt::format("w{}-{}", w, i);
+      m.body.append(size_t(i % 200), '.');
+      s.write(m, 1, {});
+      mine.push_back({{m.store_segment, m.store_offset, m.store_length}, m.body});
+      if (i % 50 == 49) {  // read back and release what is 50 behind, as a paging queue would
+        std::vector<journal::location> where;
+        for (size_t k = mine.size() - 50; k < mine.size(); ++k) where.push_back(mine[k].first);
+        std::vector<message_ptr> got;
+        s.read_many(where, got);
+        for (size_t k = 0; k < where.size(); ++k) {
+          const auto& want = mine[mine.size() - 50 + k].second;
+          if (!got[k] || got[k]->body != want) bad.push_back(want);
+          s.release(where[k].segment, where[k].offset, 0);
+        }
+      }
+    }
+  };
+  std::vector<std::string> bad0, bad1;
+  std::thread t0(worker, 0, std::ref(bad0)), t1(worker, 1, std::ref(bad1));
+  t0.join();
+  t1.join();
+  EXPECT_TRUE(bad0.empty()) << bad0.size() << " wrong, first " << bad0.front();
+  EXPECT_TRUE(bad1.empty()) << bad1.size() << " wrong, first " << bad1.front();
+  s.flush();
+  EXPECT_LE(s.live_segments(), 1u);
+  EXPECT_LE(files(".seg"), 1u);
 }
 
 }  // namespace
