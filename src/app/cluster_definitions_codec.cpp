@@ -22,7 +22,7 @@ int hex_digit(char c) {
 }
 
 std::string args_text(const common::field_table& t) {
-  return mgmt::to_json(t).dump();
+  return mgmt::to_json(t).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 // Splits on '/', keeping empty parts.
@@ -100,7 +100,7 @@ std::string definition_value(const definition& d) {
     return json{{"name", x->name},         {"type", x->type},
                 {"durable", x->durable},   {"auto_delete", x->auto_delete},
                 {"internal", x->internal}, {"arguments", mgmt::to_json(x->arguments)}}
-        .dump();
+        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (auto* q = std::get_if<queue_record>(&d)) {
     json j{{"name", q->def.name},
            {"durable", q->def.durable},
@@ -108,7 +108,7 @@ std::string definition_value(const definition& d) {
            {"arguments", mgmt::to_json(q->def.arguments)},
            {"node", q->node}};
     if (q->exclusive) j["exclusive"] = true;
-    return j.dump();
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
   const auto& b = std::get<mgmt::binding_def>(d);
   return json{{"source", b.source},
@@ -116,7 +116,7 @@ std::string definition_value(const definition& d) {
               {"destination_type", b.to_queue ? "queue" : "exchange"},
               {"routing_key", b.routing_key},
               {"arguments", mgmt::to_json(b.arguments)}}
-      .dump();
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::optional<definition> parse_definition(std::string_view key, std::string_view value) {

@@ -16,6 +16,7 @@
 #include "http/url.hpp"
 #include "net/worker.hpp"
 #include "web/gateway.hpp"
+#include "web/utf8.hpp"
 #include "web/ws_deflate.hpp"
 #include "web/ws_frame.hpp"
 #include "web/ws_handshake.hpp"
@@ -37,7 +38,11 @@ std::optional<uint64_t> parse_u64(std::string_view s) {
 }
 
 bool valid_name(std::string_view s) {
-  return !s.empty() && s.size() <= max_name;
+  if (s.empty() || s.size() > max_name) return false;
+  // Names from a path are percent-decoded bytes; they go into JSON answers and events, which
+  // must be UTF-8 (nlohmann's dump throws on anything else).
+  utf8_validator v;
+  return v.feed(s) && v.complete();
 }
 
 std::string_view error_word(int status) {
@@ -60,7 +65,8 @@ std::string_view error_word(int status) {
 }
 
 std::string error_json(std::string_view error, std::string_view reason) {
-  return json{{"error", error}, {"reason", reason}}.dump();
+  return json{{"error", error}, {"reason", reason}}.dump(-1, ' ', false,
+                                                         json::error_handler_t::replace);
 }
 
 namespace {
@@ -535,7 +541,8 @@ void gateway_handler::handle(request req) {
                         std::chrono::system_clock::now().time_since_epoch())
                         .count();
       json claims = {{"sub", body["user"]}, {"iat", now}, {"exp", now + 86400}};
-      respond_json(200, json{{"token", jwt_sign_hs256(claims, s.jwt_secret)}}.dump());
+      respond_json(200, json{{"token", jwt_sign_hs256(claims, s.jwt_secret)}}.dump(
+                            -1, ' ', false, json::error_handler_t::replace));
       return;
     }
     auto auth = req[bhttp::field::authorization];

@@ -257,7 +257,8 @@ void gateway_handler::backend(request& req, std::string_view path,
       uint64_t ticket = 0;
       if (!g->vhost().in_cluster()) {
         bool routed = publish(g->vhost(), m, &ticket);
-        return {200, json{{"routed", routed}}.dump(), ticket, nullptr};
+        return {200, json{{"routed", routed}}.dump(-1, ' ', false, json::error_handler_t::replace),
+                ticket, nullptr};
       }
       auto nodes = std::make_shared<node_answers>();
       broker::shard_answer a = nodes->answer();
@@ -266,7 +267,9 @@ void gateway_handler::backend(request& req, std::string_view path,
       auto* o = std::get_if<broker::publish_outcome>(&r);
       bool routed = o && *o == broker::publish_outcome::routed;
       if (o && *o == broker::publish_outcome::rejected) routed = false;
-      hub_answer h{200, json{{"routed", routed}}.dump(), ticket, nullptr};
+      hub_answer h{200,
+                   json{{"routed", routed}}.dump(-1, ' ', false, json::error_handler_t::replace),
+                   ticket, nullptr};
       if (remote) {
         nodes->expect(remote);
         h.nodes = std::move(nodes);
@@ -308,6 +311,10 @@ void gateway_handler::backend(request& req, std::string_view path,
   }
   if (parts.size() == 3 && parts[0] == "rooms" && parts[2] == "members") {
     if (!need(bhttp::verb::get, "GET")) return;
+    if (!valid_name(parts[1])) {
+      respond_error(400, "bad_request", "invalid room name");
+      return;
+    }
     std::string room = parts[1];
     // "list": the members op without the membership check (a backend is no member).
     on_hub_async([g, room](std::function<void(int, std::string)> reply) {
@@ -315,7 +322,8 @@ void gateway_handler::backend(request& req, std::string_view path,
                         [room, reply](op_outcome r) {
                           if (r.code != 200)
                             return reply(r.code, error_json(error_word(r.code), r.error));
-                          reply(200, json{{"room", room}, {"members", r.extra["members"]}}.dump());
+                          reply(200, json{{"room", room}, {"members", r.extra["members"]}}.dump(
+                                         -1, ' ', false, json::error_handler_t::replace));
                         });
     });
     return;
@@ -373,19 +381,25 @@ void gateway_handler::backend(request& req, std::string_view path,
         edges.emplace_back(a, b);
       }
       auto r = g->the_hub().follows().follow_all(edges);
-      return {200, json{{"added", r.added}, {"existing", r.existing}}.dump()};
+      return {200, json{{"added", r.added}, {"existing", r.existing}}.dump(
+                       -1, ' ', false, json::error_handler_t::replace)};
     });
     return;
   }
   if (parts.size() == 2 && (parts[0] == "follows" || parts[0] == "followers")) {
     if (!need(bhttp::verb::get, "GET")) return;
+    if (!valid_name(parts[1])) {
+      respond_error(400, "bad_request", "invalid user id");
+      return;
+    }
     std::string who_ = parts[1];
     bool out = parts[0] == "follows";
     if (!out) {
       on_hub_async([g, who_](std::function<void(int, std::string)> reply) {
         at_owner(*g, who_, who_, "followers", who_, {}, [who_, reply](op_outcome r) {
           if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
-          reply(200, json{{"user", who_}, {"followers", r.extra["followers"]}}.dump());
+          reply(200, json{{"user", who_}, {"followers", r.extra["followers"]}}.dump(
+                         -1, ' ', false, json::error_handler_t::replace));
         });
       });
       return;
@@ -406,7 +420,8 @@ void gateway_handler::backend(request& req, std::string_view path,
       auto finish = [acc, who_, reply] {
         if (acc->code != 200)
           return reply(acc->code, error_json(error_word(acc->code), acc->error));
-        reply(200, json{{"user", who_}, {"follows", acc->list}}.dump());
+        reply(200, json{{"user", who_}, {"follows", acc->list}}.dump(
+                       -1, ' ', false, json::error_handler_t::replace));
       };
       if (nodes.empty()) return finish();
       acc->left = nodes.size();
@@ -446,10 +461,11 @@ void gateway_handler::backend(request& req, std::string_view path,
         post["transient"] =
             common::table_bool(*m->properties.headers, "x-warren-transient") == std::optional(true);
       std::string b = parts[1];
-      on_hub_async([g, b, post = post.dump()](std::function<void(int, std::string)> reply) {
+      on_hub_async([g, b, post = post.dump(-1, ' ', false, json::error_handler_t::replace)](
+                       std::function<void(int, std::string)> reply) {
         at_owner(*g, b, b, "feed", b, post, [reply](op_outcome r) {
           if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
-          reply(200, r.extra.dump());
+          reply(200, r.extra.dump(-1, ' ', false, json::error_handler_t::replace));
         });
       });
       return;
@@ -457,17 +473,24 @@ void gateway_handler::backend(request& req, std::string_view path,
     on_hub_synced([g, m]() -> hub_answer {
       uint64_t ticket = 0;
       publish(g->vhost(), m, &ticket);
-      return {200, json{{"delivered", g->the_hub().last_feed_fanout()}}.dump(), ticket};
+      return {200,
+              json{{"delivered", g->the_hub().last_feed_fanout()}}.dump(
+                  -1, ' ', false, json::error_handler_t::replace),
+              ticket};
     });
     return;
   }
   if (parts.size() == 2 && parts[0] == "presence") {
     if (!need(bhttp::verb::get, "GET")) return;
+    if (!valid_name(parts[1])) {
+      respond_error(400, "bad_request", "invalid user id");
+      return;
+    }
     std::string u = parts[1];
     on_hub_async([g, u](std::function<void(int, std::string)> reply) {
       at_owner(*g, u, u, "presence", {}, {}, [reply](op_outcome r) {
         if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
-        reply(200, r.extra.dump());
+        reply(200, r.extra.dump(-1, ' ', false, json::error_handler_t::replace));
       });
     });
     return;
@@ -530,10 +553,11 @@ void gateway_handler::browser_http_op(request& req, const std::vector<std::strin
         run_room_op_async(*g, user, op, room, data, [room, op, reply](op_outcome r) {
           if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
           if (op == "members")
-            return reply(200, json{{"room", room}, {"members", r.extra["members"]}}.dump());
+            return reply(200, json{{"room", room}, {"members", r.extra["members"]}}.dump(
+                                  -1, ' ', false, json::error_handler_t::replace));
           json body = {{"ok", true}};
           body.update(r.extra);
-          reply(200, body.dump());
+          reply(200, body.dump(-1, ' ', false, json::error_handler_t::replace));
         });
       });
 }
@@ -607,7 +631,7 @@ void gateway_handler::answer_inbox_page(request& req, const std::string& user) {
     at_owner(*g, user, user, "inbox", {}, fmt::format("{} {}", since, limit),
              [reply](op_outcome r) {
                if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
-               reply(200, r.extra.dump());
+               reply(200, r.extra.dump(-1, ' ', false, json::error_handler_t::replace));
              });
   });
 }
@@ -627,7 +651,7 @@ void gateway_handler::answer_set_read(request& req, const std::string& user) {
   on_hub_async([g, user, s = *seq](std::function<void(int, std::string)> reply) {
     at_owner(*g, user, user, "read", {}, std::to_string(s), [reply](op_outcome r) {
       if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
-      reply(200, r.extra.dump());
+      reply(200, r.extra.dump(-1, ' ', false, json::error_handler_t::replace));
     });
   });
 }
@@ -636,7 +660,8 @@ void owner_op(gateway& g, const std::string& user, const std::string& op, const 
               const std::string& data, std::function<void(std::string)> reply) {
   hub& h = g.the_hub();
   auto answer = [&reply](int code, const std::string& error, json extra) {
-    reply(json{{"code", code}, {"error", error}, {"extra", std::move(extra)}}.dump());
+    reply(json{{"code", code}, {"error", error}, {"extra", std::move(extra)}}.dump(
+        -1, ' ', false, json::error_handler_t::replace));
   };
   if (op == "presence") {
     auto [online, n] = h.presence(user);
@@ -670,7 +695,8 @@ void owner_op(gateway& g, const std::string& user, const std::string& op, const 
     net::worker* home = &g.home();
     st->when_synced(ticket, [home, reply = std::move(reply)]() mutable {
       home->post([reply = std::move(reply)] {
-        reply(json{{"code", 204}, {"error", ""}, {"extra", json::object()}}.dump());
+        reply(json{{"code", 204}, {"error", ""}, {"extra", json::object()}}.dump(
+            -1, ' ', false, json::error_handler_t::replace));
       });
     });
     return;
@@ -701,8 +727,8 @@ void owner_op(gateway& g, const std::string& user, const std::string& op, const 
         *nodes, g.store(), ticket,
         [home, shared_reply, n] {
           home->post([shared_reply, n] {
-            (*shared_reply)(
-                json{{"code", 200}, {"error", ""}, {"extra", {{"delivered", n}}}}.dump());
+            (*shared_reply)(json{{"code", 200}, {"error", ""}, {"extra", {{"delivered", n}}}}.dump(
+                -1, ' ', false, json::error_handler_t::replace));
           });
         },
         [home, shared_reply] {
@@ -713,7 +739,7 @@ void owner_op(gateway& g, const std::string& user, const std::string& op, const 
                                   "some of its followers) did not store it: it is down or "
                                   "unreachable"},
                                  {"extra", json::object()}}
-                                .dump());
+                                .dump(-1, ' ', false, json::error_handler_t::replace));
           });
         });
     return;
@@ -742,7 +768,8 @@ void at_owner(gateway& g, const std::string& key, const std::string& user, const
   owner_op(g, user, op, room, data, [outcome](std::string res) {
     auto j = json::parse(res, nullptr, false);
     outcome(j.value("code", 500), j.value("error", std::string()),
-            j.contains("extra") ? j["extra"].dump() : std::string("{}"));
+            j.contains("extra") ? j["extra"].dump(-1, ' ', false, json::error_handler_t::replace)
+                                : std::string("{}"));
   });
 }
 

@@ -366,7 +366,9 @@ void hub::presence_event(room& r, const std::string& user, bool joined) {
   if (!settings_.room_presence_events) return;
   // Presence matters only live: never held.
   nlohmann::json d = {{"event", joined ? "join" : "leave"}, {"user", user}};
-  auto tail = transient_tail(make_tail("presence", &r.name, &user, d.dump(), now_ms()));
+  auto tail = transient_tail(
+      make_tail("presence", &r.name, &user,
+                d.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), now_ms()));
   send_options o;
   o.transient = true;
   for (const auto& m : r.members) deliver(m, tail, o, false);

@@ -116,7 +116,8 @@ void hub::send_node(const std::string& node, std::string_view op, std::string bo
 void hub::send_events(const std::string& node, const std::string& user, const event* evs,
                       size_t n) {
   send_node(node, "events",
-            json{{"u", user}, {"n", cluster_->shards->self()}, {"e", events_json(evs, n)}}.dump());
+            json{{"u", user}, {"n", cluster_->shards->self()}, {"e", events_json(evs, n)}}.dump(
+                -1, ' ', false, json::error_handler_t::replace));
 }
 
 void hub::attach_remote(const link_ptr& l, std::optional<uint64_t> since, const std::string& node) {
@@ -151,7 +152,7 @@ void hub::ask_replay(const std::string& node, const link_ptr& l, std::optional<u
   if (auto p = proxies_.find(l->user); p != proxies_.end())
     b["t"] = p->second->active.size() + p->second->pending.size();
   if (since) b["s"] = *since;
-  send_node(node, "attach", b.dump());
+  send_node(node, "attach", b.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 bool hub::detach_remote(const link_ptr& l) {
@@ -160,14 +161,16 @@ bool hub::detach_remote(const link_ptr& l) {
   proxy& p = *it->second;
   if (!drop(p.active, l) && !drop(p.pending, l)) return false;
   if (p.active.empty() && p.pending.empty()) {
-    send_node(p.node, "detach", json{{"u", l->user}, {"n", cluster_->shards->self()}}.dump());
+    send_node(p.node, "detach",
+              json{{"u", l->user}, {"n", cluster_->shards->self()}}.dump(
+                  -1, ' ', false, json::error_handler_t::replace));
     proxies_.erase(it);
   } else {
     send_node(p.node, "tabs",
               json{{"u", l->user},
                    {"n", cluster_->shards->self()},
                    {"t", p.active.size() + p.pending.size()}}
-                  .dump());
+                  .dump(-1, ' ', false, json::error_handler_t::replace));
   }
   return true;
 }
@@ -223,13 +226,16 @@ bool hub::on_node_message(const broker::message& m) {
     auto reply = [this, alive = alive_, node, r](std::string res) {
       if (!alive->load()) return;
       auto parsed = json::parse(res, nullptr, false);
-      send_node(node, "answer", json{{"u", ""}, {"r", r}, {"res", std::move(parsed)}}.dump());
+      send_node(node, "answer",
+                json{{"u", ""}, {"r", r}, {"res", std::move(parsed)}}.dump(
+                    -1, ' ', false, json::error_handler_t::replace));
     };
     if (cluster_->owner_op)
       cluster_->owner_op(user, j.value("op", std::string()), j.value("room", std::string()),
                          j.value("data", std::string()), std::move(reply));
     else
-      reply(json{{"code", 503}, {"error", "no such operation here"}}.dump());
+      reply(json{{"code", 503}, {"error", "no such operation here"}}.dump(
+          -1, ' ', false, json::error_handler_t::replace));
   } else if (op == "adopt" && !node.empty()) {
     node_adopt(node, m.body);
   } else if (op == "handed" && !node.empty() && j.contains("s") && j["s"].is_array()) {
@@ -244,7 +250,8 @@ bool hub::on_node_message(const broker::message& m) {
     calls_.erase(c);
     const json& res = j.contains("res") ? j["res"] : json();
     done(res.value("code", 500), res.value("error", std::string()),
-         res.contains("extra") ? res["extra"].dump() : std::string("{}"));
+         res.contains("extra") ? res["extra"].dump(-1, ' ', false, json::error_handler_t::replace)
+                               : std::string("{}"));
   } else {
     return false;
   }
@@ -284,7 +291,7 @@ void hub::node_attach(const std::string& node, const std::string& user, uint64_t
                      {"n", cluster_->shards->self()},
                      {"r", request},
                      {"e", events_json(evs.data(), evs.size())}}
-                    .dump());
+                    .dump(-1, ' ', false, json::error_handler_t::replace));
     });
   });
 }
@@ -353,7 +360,7 @@ void hub::flush_handovers() {
                    {"t", *h.tail},
                    {"x", h.options.ttl_ms},
                    {"tr", h.options.transient}}
-                  .dump());
+                  .dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 void hub::node_push(const std::vector<std::string>& users, const event_tail& tail,
@@ -409,7 +416,7 @@ void hub::call_node(const std::string& node, const std::string& key, const std::
                  {"op", op},
                  {"room", room},
                  {"data", data}}
-                .dump());
+                .dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 void hub::cluster_tick() {
@@ -511,7 +518,9 @@ void hub::rehome() {
     std::unique_ptr<proxy> p = std::move(it->second);
     proxies_.erase(it);
     if (cluster_->running && cluster_->running(p->node))
-      send_node(p->node, "detach", json{{"u", user}, {"n", self}}.dump());
+      send_node(
+          p->node, "detach",
+          json{{"u", user}, {"n", self}}.dump(-1, ' ', false, json::error_handler_t::replace));
     spdlog::info("web gateway: user '{}' moved from node '{}': {} sessions attach again", user,
                  p->node, p->active.size() + p->pending.size());
     // Never from 0: the new owner's inbox then answers with a reset (it never gave out that

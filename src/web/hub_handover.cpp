@@ -193,9 +193,9 @@ void hub::hand_over(const std::string& node, const std::vector<size_t>& slots) {
   size_t bytes = 0, users = 0;
   auto send = [&] {
     if (batch.empty() && rooms.empty()) return;
-    send_node(
-        node, "adopt",
-        json{{"u", ""}, {"n", self}, {"us", std::move(batch)}, {"rs", std::move(rooms)}}.dump());
+    send_node(node, "adopt",
+              json{{"u", ""}, {"n", self}, {"us", std::move(batch)}, {"rs", std::move(rooms)}}.dump(
+                  -1, ' ', false, json::error_handler_t::replace));
     batch = json::array();
     rooms = json::array();
     bytes = 0;
@@ -241,15 +241,21 @@ void hub::hand_over(const std::string& node, const std::vector<size_t>& slots) {
     for (const auto& a : f) bytes += a.size() + 4;
     follows.push_back(json{{"b", b}, {"f", std::move(f)}});
     if (bytes > batch_bytes) {
-      send_node(node, "adopt", json{{"u", ""}, {"n", self}, {"fs", std::move(follows)}}.dump());
+      send_node(node, "adopt",
+                json{{"u", ""}, {"n", self}, {"fs", std::move(follows)}}.dump(
+                    -1, ' ', false, json::error_handler_t::replace));
       follows = json::array();
       bytes = 0;
     }
   }
   send();
   if (!follows.empty())
-    send_node(node, "adopt", json{{"u", ""}, {"n", self}, {"fs", std::move(follows)}}.dump());
-  send_node(node, "handed", json{{"u", ""}, {"n", self}, {"s", slots}}.dump());
+    send_node(node, "adopt",
+              json{{"u", ""}, {"n", self}, {"fs", std::move(follows)}}.dump(
+                  -1, ' ', false, json::error_handler_t::replace));
+  send_node(node, "handed",
+            json{{"u", ""}, {"n", self}, {"s", slots}}.dump(-1, ' ', false,
+                                                            json::error_handler_t::replace));
   for (const auto& b : followees) follows_.drop_followers(b);
   handed_out_ += users;
   spdlog::info("web gateway: {} slots handed to node '{}' with {} inboxes", slots.size(), node,

@@ -46,7 +46,9 @@ bool decode_event_record(std::string_view body, event_record& e) {
 
 event reset_event(uint64_t seq, std::string_view reason, uint64_t after) {
   nlohmann::json d = {{"reason", reason}, {"after", after}, {"missed_to", seq}};
-  return event{seq, make_tail("reset", nullptr, nullptr, d.dump(), now_ms())};
+  return event{
+      seq, make_tail("reset", nullptr, nullptr,
+                     d.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), now_ms())};
 }
 
 bool expired(const event& e, int64_t now) {

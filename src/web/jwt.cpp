@@ -76,7 +76,8 @@ bool verify_hs256(std::string_view secret, std::string_view signing_input, std::
 
 std::string jwt_sign_hs256(const nlohmann::json& claims, std::string_view secret) {
   std::string input =
-      base64url_encode(R"({"alg":"HS256","typ":"JWT"})") + "." + base64url_encode(claims.dump());
+      base64url_encode(R"({"alg":"HS256","typ":"JWT"})") + "." +
+      base64url_encode(claims.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   HMAC(EVP_sha256(), secret.data(), int(secret.size()),

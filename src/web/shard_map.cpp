@@ -53,7 +53,8 @@ size_t slots_moved(const slot_list& a, const slot_list& b) {
 }
 
 std::string encode_slots(const slot_list& s) {
-  return nlohmann::json{{"slots", s}}.dump();
+  return nlohmann::json{{"slots", s}}.dump(-1, ' ', false,
+                                           nlohmann::json::error_handler_t::replace);
 }
 
 std::optional<slot_list> decode_slots(std::string_view text) {

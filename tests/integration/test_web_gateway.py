@@ -670,6 +670,17 @@ def test_follow_api(gw):
     assert gw.ok("GET", "/api/followers/ben") == {"user": "ben", "followers": []}
 
 
+def test_ids_that_are_not_utf8_are_refused_not_fatal(gw):
+    # Found by the http_gateway fuzzer: a user id percent-decoded to bytes that are not UTF-8 went into the JSON
+    # answer, whose encoder threw, and the gateway's worker terminated. Every path that takes an id refuses it.
+    for method, path in (("GET", "/api/followers/%95lice"), ("GET", "/api/follows/%95lice"),
+                         ("PUT", "/api/follows/ann/%C0%AF"), ("GET", "/api/presence/%FF"),
+                         ("GET", "/api/rooms/%95dev/members"), ("GET", "/api/inbox/%95lice")):
+        r = gw.api(method, path)
+        assert r.status == 400, (method, path, r.status)
+    assert gw.ok("GET", "/api/followers/ben") == {"user": "ben", "followers": []}  # still serving
+
+
 def test_bulk_follows_skip_comments_and_count_existing(gw):
     body = "# who follows whom\n\nann ben\nann cat\n   \nben cat\n# done\n"
     assert gw.ok("POST", "/api/follows", body, headers={"Content-Type": "text/plain"}) == {"added": 3, "existing": 0}
