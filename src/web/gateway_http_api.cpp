@@ -354,7 +354,7 @@ void gateway_handler::backend(request& req, std::string_view path,
     if (!need(bhttp::verb::post, "POST")) return;
     // Parsed on the hub's worker, over the body in place (no copy per edge).
     auto body = std::make_shared<std::string>(std::move(req.body()));
-    on_hub([g, body]() -> std::pair<int, std::string> {
+    on_hub_async([g, body](std::function<void(int, std::string)> reply) {
       std::vector<std::pair<std::string_view, std::string_view>> edges;
       std::string_view rest = *body;
       size_t line_no = 0;
@@ -376,13 +376,47 @@ void gateway_handler::backend(request& req, std::string_view path,
           while (!b.empty() && (b.back() == ' ' || b.back() == '\t')) b.remove_suffix(1);
         }
         if (!valid_name(a) || !valid_name(b) || b.find_first_of(" \t") != std::string_view::npos)
-          return {400, error_json("bad_request",
-                                  fmt::format("line {}: expected \"A B\" (A follows B)", line_no))};
+          return reply(400, error_json("bad_request", fmt::format("line {}: expected \"A B\" (A "
+                                                                  "follows B)",
+                                                                  line_no)));
         edges.emplace_back(a, b);
       }
-      auto r = g->the_hub().follows().follow_all(edges);
-      return {200, json{{"added", r.added}, {"existing", r.existing}}.dump(
-                       -1, ' ', false, json::error_handler_t::replace)};
+      auto counts = [](size_t added, size_t existing) {
+        return json{{"added", added}, {"existing", existing}}.dump(-1, ' ', false,
+                                                                   json::error_handler_t::replace);
+      };
+      if (g->the_hub().other_nodes().empty()) {
+        auto r = g->the_hub().follows().follow_all(edges);
+        return reply(200, counts(r.added, r.existing));
+      }
+      // In a cluster each edge A -> B is kept at B's owner, as PUT /api/follows/A/B keeps it: one
+      // operation per edge, answered once all are (a 503 naming the first that failed).
+      struct tally {
+        size_t left = 0, added = 0, existing = 0;
+        int code = 200;
+        std::string error;
+        std::function<void(int, std::string)> reply;
+      };
+      auto t = std::make_shared<tally>();
+      t->left = edges.size();
+      t->reply = std::move(reply);
+      if (edges.empty()) return t->reply(200, counts(0, 0));
+      for (const auto& [a, b] : edges) {
+        std::string follower(a), followee(b);
+        at_owner(*g, followee, follower, "follow", followee, {}, [t, counts](op_outcome r) {
+          if (r.code == 201)
+            ++t->added;
+          else if (r.code == 204)
+            ++t->existing;
+          else if (t->code == 200) {
+            t->code = r.code >= 400 ? r.code : 503;
+            t->error = r.error;
+          }
+          if (--t->left > 0) return;
+          if (t->code != 200) return t->reply(t->code, error_json(error_word(t->code), t->error));
+          t->reply(200, counts(t->added, t->existing));
+        });
+      }
     });
     return;
   }

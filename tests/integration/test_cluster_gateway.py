@@ -296,6 +296,14 @@ def test_follows_kept_at_the_followees_owner_and_feeds_reach_followers_on_every_
     assert b.api("DELETE", f"/api/follows/{cat}/{ben}").status == 204
     assert sorted(c.ok("GET", f"/api/followers/{ben}")["followers"]) == sorted([ann, dee])
     assert a.ok("POST", f"/api/feed/{ben}", {"data": 3}) == {"delivered": 2}
+    # A bulk import on any node: each edge kept at its followee's owner, as PUT keeps it.
+    text = {"Content-Type": "text/plain"}
+    assert b.ok("POST", "/api/follows", f"# imported\n{cat} {ben}\n{cat} {bo}\n{cat} {cy}\n{ann} {bo}\n",
+                headers=text) == {"added": 3, "existing": 1}
+    for gw in (a, b, c):
+        assert sorted(gw.ok("GET", f"/api/followers/{ben}")["followers"]) == sorted([ann, cat, dee])
+        assert gw.ok("GET", f"/api/follows/{cat}") == {"user": cat, "follows": sorted([ben, bo, cy])}
+    assert c.api("POST", "/api/follows", f"{cat}\n", headers=text).status == 400
     for t in tabs.values():
         t.close_socket()
 
