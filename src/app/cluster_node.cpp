@@ -335,6 +335,12 @@ mgmt::cluster_status cluster_node::status() const {
   if (!v) return out;
   out.state = cluster::to_string(v->state);
   out.reason = v->state_reason;
+  // The workers refuse clients from the lease's deadline on, a moment before the cluster thread
+  // fences the node: say what they do.
+  if (!fence_.fenced() && fence_.lapsed(common::node_fence::clock::now())) {
+    out.state = "fenced";
+    out.reason = fence_.refusal();
+  }
   out.synced = v->synced;
   for (const auto& n : v->nodes) out.members.push_back({n.name, n.running, n.info});
   if (gateway_table_)
