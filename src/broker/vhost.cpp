@@ -121,23 +121,16 @@ std::optional<std::pair<uint32_t, uint32_t>> vhost::queue_counts(std::string_vie
 void vhost::hand_over(size_t s, message_ptr m, std::vector<dest_id> ids, uint64_t publisher,
                       const shard_answer* answer) {
   vhost& a = *authority_;
-  if (a.direct_ || !a.post_ || !a.defer_) {
-    on_shard(s, [m = std::move(m), ids = std::move(ids), publisher,
-                 answer = answer ? *answer : shard_answer{}](vhost& sh) mutable {
-      bool rejected = false;
-      uint64_t ticket = sh.enqueue_all(std::move(m), ids, now_ms(), rejected, publisher);
-      if (answer) answer(ticket, rejected);
-    });
-    return;
-  }
   // Gathered, and sent when this worker's handler returns (a socket read's worth of publishes:
   // one mailbox message per destination instead of one per publish, and a wake-up of the other
   // worker per batch). The worker sends them before anything else it posts, so a publish a
   // channel sends later another way (through the authority, or after a basic.get posted to the
-  // queue's shard) still comes after these.
+  // queue's shard) still comes after these. Without a deferrer (recovery, tests driving shards by
+  // hand), sent at once.
   if (outgoing_.size() < a.shard_count()) outgoing_.resize(a.shard_count());
   outgoing_[s].push_back(
       {std::move(m), std::move(ids), publisher, answer ? *answer : shard_answer{}});
+  if (a.direct_ || !a.post_ || !a.defer_) return flush_hand_overs();
   if (flush_armed_) return;
   flush_armed_ = true;
   a.defer_(shard_, [this] { flush_hand_overs(); });

@@ -22,11 +22,7 @@ pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd (Debi
 
 @pytest.fixture(scope="module")
 def lab():
-    reason = netns.unavailable_reason()
-    if reason:
-        pytest.skip(f"network namespaces unavailable here: {reason}")
-    with netns.Lab(["e1", "n1", "n2"]) as lab:
-        yield lab
+    yield from netns.lab_for_tests(["e1", "n1", "n2"])
 
 
 @pytest.fixture

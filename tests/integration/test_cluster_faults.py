@@ -57,11 +57,7 @@ pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd (Debi
 
 @pytest.fixture(scope="module")
 def lab():
-    reason = netns.unavailable_reason()
-    if reason:
-        pytest.skip(f"network namespaces unavailable here: {reason}")
-    with netns.Lab(ETCD_HOSTS + NODE_HOSTS) as lab:
-        yield lab
+    yield from netns.lab_for_tests(ETCD_HOSTS + NODE_HOSTS)
 
 
 class Cluster:

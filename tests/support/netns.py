@@ -310,3 +310,16 @@ class Lab:
 
     def cuts(self) -> set[tuple[str, str]]:
         return set(self._cuts)
+
+
+def lab_for_tests(hosts: list[str]):
+    """A pytest fixture's body: yields a Lab of these hosts, or skips the test (saying why) where namespaces cannot
+    be made here."""
+    import pytest  # only the tests need it
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"network namespaces unavailable here: {reason}")
+    with Lab(hosts) as lab:
+        yield lab
+
