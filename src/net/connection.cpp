@@ -140,6 +140,12 @@ void connection::on_readable() {
       yield_reading();
       return;
     }
+    // A short read took everything the socket held: another read would only say EAGAIN, a
+    // system call that costs as much as a small read. Bytes arriving from now on make the
+    // socket readable again, and this thread's next epoll_wait, after the wait armed below,
+    // reports it (Asio's reactor registers sockets edge-triggered, and only this thread waits
+    // on them).
+    if (n < want) break;
   }
   flush();
   arm_read();
