@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <random>
 
+#include "common/utf8.hpp"
+
 namespace warren::broker {
 
 namespace {
@@ -23,6 +25,12 @@ error inequivalent(std::string_view what, std::string_view arg, std::string_view
                fmt::format("inequivalent arg '{}' for {} '{}' in vhost '{}': received '{}' but "
                            "current is '{}'",
                            arg, what, name, vhost, received, current)};
+}
+
+// A name that is not UTF-8 could not be shown by the management API, written to JSON definitions
+// or to a cluster's etcd as it is: refused when the queue or exchange would be created.
+error invalid_name(std::string_view what) {
+  return error{error_code::precondition_failed, fmt::format("{} name is not valid UTF-8", what)};
 }
 
 // "amq.gen-" and 22 URL-safe base64 characters, like RabbitMQ's server-named queues.
@@ -243,6 +251,7 @@ maybe_error vhost::declare_exchange(const exchange_settings& s, bool passive) {
   if (!x && s.name.rfind("amq.", 0) == 0)
     return error{error_code::access_refused,
                  fmt::format("exchange name '{}' contains reserved prefix 'amq.*'", s.name)};
+  if (!x && !common::is_valid_utf8(s.name)) return invalid_name("exchange");
   if (!is_known_exchange_type(s.type))
     return error{error_code::command_invalid, fmt::format("unknown exchange type '{}'", s.type)};
   if (auto e = check_exchange_arguments(s)) return e;
@@ -378,6 +387,8 @@ std::variant<queue_declare_ok, error> vhost::declare_queue(const queue_declare_r
   } else if (name.rfind("amq.", 0) == 0) {
     return error{error_code::access_refused,
                  fmt::format("queue name '{}' contains reserved prefix 'amq.*'", name)};
+  } else if (!common::is_valid_utf8(name) && !find_queue(name)) {
+    return invalid_name("queue");
   }
   if (!restoring_ && !find_queue(name))
     if (auto e = remote_queue(name)) return *e;

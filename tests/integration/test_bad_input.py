@@ -4,6 +4,8 @@ broker keeps serving other connections afterwards (checked after every test by `
 import random
 import struct
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -508,3 +510,40 @@ def test_garbage_after_handshake_never_crashes(warren):
         c.handshake()
         c.open_channel(1)
         c.close_connection()
+
+
+# --- names that are not UTF-8 -----------------------------------------------------------------------------------
+
+def _exchange_declare_args(name: bytes, kind: str) -> bytes:
+    return struct.pack(">H", 0) + shortstr(name) + shortstr(kind) + bytes([0]) + struct.pack(">I", 0)
+
+
+@pytest.mark.parametrize("name", [b"orders-\xff", b"\xe2\x82", b"\xc0\xaf", b"\xed\xa0\x80"])
+def test_names_that_are_not_utf8_are_refused_at_declare(conn, warren, name):
+    """Such a name could not be shown by the management API, exported or written to a cluster's etcd as it is:
+    RabbitMQ takes it and then fails to list it; Warren refuses it when the queue or exchange would be created
+    (docs/compatibility.md)."""
+    conn.open_channel(1)
+    conn.send_method(1, (50, 10), struct.pack(">H", 0) + shortstr(name) + bytes([0]) + struct.pack(">I", 0))
+    code, text, class_id, method_id = conn.expect_channel_close(1, 406)
+    assert text == "PRECONDITION_FAILED - queue name is not valid UTF-8"
+    assert (class_id, method_id) == (50, 10)
+    conn.open_channel(1)
+    conn.send_method(1, (40, 10), _exchange_declare_args(name, "fanout"))
+    code, text, class_id, method_id = conn.expect_channel_close(1, 406)
+    assert text == "PRECONDITION_FAILED - exchange name is not valid UTF-8"
+    # The same over the management API, the name percent-encoded in the path.
+    quoted = "".join(f"%{b:02X}" for b in name)
+    for kind, body in (("queues", b"{}"), ("exchanges", b'{"type":"fanout"}')):
+        req = urllib.request.Request(f"http://127.0.0.1:{warren.http_port}/api/{kind}/%2F/{quoted}", data=body,
+                                     method="PUT", headers={"Content-Type": "application/json",
+                                                            "Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q="})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=10)
+        assert err.value.code == 400, kind
+        assert b"not valid UTF-8" in err.value.read(), kind
+    # Well-formed names of any script are fine.
+    conn.open_channel(1)
+    assert declare_queue(conn, 1, "commandes-été-€")["queue"] == "commandes-été-€"
+    conn.send_method(1, (40, 10), _exchange_declare_args("事件".encode(), "topic"))
+    conn.expect_method(1, (40, 11))

@@ -67,6 +67,25 @@ TEST_F(VhostTest, DefaultExchangeRoutesByQueueName) {
   EXPECT_EQ(std::get<error>(e).code, error_code::not_found);
 }
 
+TEST_F(VhostTest, NamesThatAreNotUtf8AreRefusedAtCreation) {
+  queue_declare_request r;
+  r.name = "orders-\xff";
+  r.connection_id = 100;
+  auto q = v.declare_queue(r);
+  ASSERT_TRUE(std::holds_alternative<error>(q));
+  EXPECT_EQ(std::get<error>(q).code, error_code::precondition_failed);
+  EXPECT_EQ(std::get<error>(q).text, "queue name is not valid UTF-8");
+  r.name = "\xe2\x82";  // cut inside a character
+  EXPECT_TRUE(std::holds_alternative<error>(v.declare_queue(r)));
+  auto x = v.declare_exchange({"events-\xc0\xaf", "fanout"}, false);
+  ASSERT_TRUE(x);
+  EXPECT_EQ(x->code, error_code::precondition_failed);
+  EXPECT_EQ(x->text, "exchange name is not valid UTF-8");
+  // Any well-formed UTF-8 is a name, as in RabbitMQ.
+  declare("commandes-\xc3\xa9t\xc3\xa9-\xe2\x82\xac");
+  EXPECT_FALSE(v.declare_exchange({"\xe4\xba\x8b\xe4\xbb\xb6", "topic"}, false));
+}
+
 TEST_F(VhostTest, ExchangeToExchangeWithCycleDeliversOnce) {
   declare("q");
   ASSERT_FALSE(v.declare_exchange({"x1", "fanout"}, false));

@@ -1,11 +1,11 @@
 // The table in utf8.hpp as a transition table built at compile time, with a fast path that
 // skips eight ASCII bytes at a time (chat text is mostly ASCII).
-#include "web/utf8.hpp"
+#include "common/utf8.hpp"
 
 #include <array>
 #include <cstring>
 
-namespace warren::web {
+namespace warren::common {
 namespace {
 
 using st = utf8_validator::state;
@@ -87,4 +87,4 @@ bool is_valid_utf8(std::string_view s) {
   return v.feed(s) && v.complete();
 }
 
-}  // namespace warren::web
+}  // namespace warren::common
