@@ -336,8 +336,9 @@ mgmt::cluster_status cluster_node::status() const {
   out.state = cluster::to_string(v->state);
   out.reason = v->state_reason;
   // The workers refuse clients from the lease's deadline on, a moment before the cluster thread
-  // fences the node: say what they do.
-  if (!fence_.fenced() && fence_.lapsed(common::node_fence::clock::now())) {
+  // fences the node, and once it has, a moment before the view says so (a renewal that fails
+  // fences the node before the deadline): say what they do.
+  if (v->state != cluster::node_state::fenced && fence_.refuses(common::node_fence::clock::now())) {
     out.state = "fenced";
     out.reason = fence_.refusal();
   }
