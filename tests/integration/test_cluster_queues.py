@@ -19,11 +19,11 @@ from test_cluster import TTL, api, etcd, running, wait_for  # noqa: F401 (fixtur
 
 @pytest.fixture
 def nodes(etcd, warren_factory):
-    """nodes(name, workers=1) starts a node of cluster "c1" on the test's etcd."""
+    """nodes(name, workers=1, ttl=TTL) starts a node of cluster "c1" on the test's etcd."""
 
-    def make(name, workers=1):
+    def make(name, workers=1, ttl=TTL):
         return warren_factory("--node-name", name, "--cluster-name", "c1", "--etcd-endpoints", etcd.endpoint,
-                              "--etcd-lease-ttl", str(TTL), workers=workers)
+                              "--etcd-lease-ttl", str(ttl), workers=workers)
 
     return make
 
@@ -53,10 +53,16 @@ def drain(ch, queue, n, timeout=5):
     return got
 
 
-def queue_on_a(nodes, queue, durable=False):
+# For the tests that stop a node with SIGSTOP and wait for the other to react: a pause well inside the lease
+# however slowly a loaded machine runs the test (at TTL 2 s these failed under load: a 1 s wait for b's reaction
+# inside a 2 s pause).
+PAUSE_TTL = 8
+
+
+def queue_on_a(nodes, queue, durable=False, ttl=TTL):
     """Nodes a and b, and `queue` declared on a (so living there) once b knows where it lives; returns a, b and a
     channel on a."""
-    a, b = nodes("a"), nodes("b")
+    a, b = nodes("a", ttl=ttl), nodes("b", ttl=ttl)
     wait_for(lambda: running(b) == {"a": True, "b": True}, 5)
     cha = connect(a).channel()
     cha.queue_declare(queue, durable=durable)
@@ -147,18 +153,18 @@ def test_publishes_without_confirms_wait_for_a_node_that_falls_behind(nodes):
     """A publisher on b without confirms, to a queue on a: b counts what it handed to the link and stops reading the
     publisher past a window (its channel shows `flow`, as RabbitMQ's credit flow does) until a has taken it, so a
     node that falls behind does not make b buffer without bound; everything arrives once a goes on."""
-    a, b, cha = queue_on_a(nodes, "slow")
+    a, b, cha = queue_on_a(nodes, "slow", ttl=PAUSE_TTL)
     cb = connect(b)
     chb = cb.channel()
     chb.basic_publish("", "slow", b"first")  # the link is open before a stops
     assert drain(cha, "slow", 1)
     n = 3000
-    a.send_signal(signal.SIGSTOP)  # well inside its lease (TTL 2 s)
+    a.send_signal(signal.SIGSTOP)  # well inside its lease (PAUSE_TTL)
     try:
         for i in range(n):
             chb.basic_publish("", "slow", b"x" * 1000)
         cb.process_data_events(0)
-        wait_for(lambda: [c["state"] for c in api(b, "/api/channels")] == ["flow"], 1, step=0.05)
+        wait_for(lambda: [c["state"] for c in api(b, "/api/channels")] == ["flow"], 4, step=0.05)
     finally:
         a.send_signal(signal.SIGCONT)
     wait_for(lambda: cha.queue_declare("slow", passive=True).method.message_count == n, 10)
@@ -172,7 +178,7 @@ def test_confirmed_publishes_pipelined_to_a_node_that_falls_behind_are_held_back
     publishes stay in flight on b until a has answered for them, so past the connection's window b stops reading
     it (its channel shows `flow`) rather than buffering the link without bound; once a goes on, every message
     arrives and every one is confirmed."""
-    a, b, cha = queue_on_a(nodes, "slow-confirmed")
+    a, b, cha = queue_on_a(nodes, "slow-confirmed", ttl=PAUSE_TTL)
     n = 3000
     raw = amqp_raw.RawClient(b.amqp_port, timeout=20).connect()
     raw.handshake()
@@ -201,11 +207,11 @@ def test_confirmed_publishes_pipelined_to_a_node_that_falls_behind_are_held_back
     publish(1)  # the link is open before a stops
     assert confirmed_upto(1, 5) == 1
     assert drain(cha, "slow-confirmed", 1)
-    a.send_signal(signal.SIGSTOP)  # well inside its lease (TTL 2 s)
+    a.send_signal(signal.SIGSTOP)  # well inside its lease (PAUSE_TTL)
     sender = threading.Thread(target=publish, args=(n,), daemon=True)
     try:
         sender.start()
-        wait_for(lambda: [c["state"] for c in api(b, "/api/channels")] == ["flow"], 3, step=0.05)
+        wait_for(lambda: [c["state"] for c in api(b, "/api/channels")] == ["flow"], 4, step=0.05)
         time.sleep(0.5)
         # Held back: b stopped reading the publisher's socket well short of the 3 MB sent (its connection shows
         # RabbitMQ's "flow" state too).
