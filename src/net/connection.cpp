@@ -125,7 +125,10 @@ void connection::on_readable() {
     }
     boost::system::error_code ec;
     size_t n = socket_.read_some(boost::asio::buffer(buf.data(), want), ec);
-    if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) break;
+    if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) {
+      ++empty_reads_;
+      break;
+    }
     if (ec || n == 0) {  // EOF or error: the peer is gone
       close_now();
       return;

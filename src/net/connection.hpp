@@ -97,6 +97,9 @@ class connection : public std::enable_shared_from_this<connection> {
   uint64_t bytes_received() const { return bytes_received_; }
   uint64_t bytes_sent() const { return bytes_sent_; }
   uint64_t read_calls() const { return read_calls_; }
+  // Reads that found the socket empty (EAGAIN): a wake-up that brought nothing. A read that comes
+  // back short ends the loop, so these are rare (on_readable).
+  uint64_t empty_reads() const { return empty_reads_; }
   // This end's address and port (unspecified if the socket has none).
   boost::asio::ip::tcp::endpoint local_endpoint() const;
   // Memory the connection's buffers hold, used or not (released once a burst has drained).
@@ -165,6 +168,7 @@ class connection : public std::enable_shared_from_this<connection> {
   uint16_t peer_port_ = 0;
   uint64_t write_calls_ = 0;
   uint64_t read_calls_ = 0;
+  uint64_t empty_reads_ = 0;
   uint64_t bytes_received_ = 0;
   uint64_t bytes_sent_ = 0;
   uint64_t sent_at_last_tick_ = 0;  // bytes_sent_ at the previous tick: idle since?
