@@ -1,5 +1,6 @@
 // Definitions as etcd keys and values (see cluster_definitions_codec.hpp).
 #include "app/cluster_definitions_codec.hpp"
+#include "mgmt/definitions_json.hpp"
 
 #include <fmt/format.h>
 
@@ -22,7 +23,7 @@ int hex_digit(char c) {
 }
 
 std::string args_text(const common::field_table& t) {
-  return mgmt::to_json(t).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return mgmt::dump(mgmt::to_json(t));
 }
 
 // Splits on '/', keeping empty parts.
@@ -97,10 +98,12 @@ std::optional<std::string> key_vhost(std::string_view key) {
 
 std::string definition_value(const definition& d) {
   if (auto* x = std::get_if<mgmt::exchange_def>(&d))
-    return json{{"name", x->name},         {"type", x->type},
-                {"durable", x->durable},   {"auto_delete", x->auto_delete},
-                {"internal", x->internal}, {"arguments", mgmt::to_json(x->arguments)}}
-        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return mgmt::dump(json{{"name", x->name},
+                           {"type", x->type},
+                           {"durable", x->durable},
+                           {"auto_delete", x->auto_delete},
+                           {"internal", x->internal},
+                           {"arguments", mgmt::to_json(x->arguments)}});
   if (auto* q = std::get_if<queue_record>(&d)) {
     json j{{"name", q->def.name},
            {"durable", q->def.durable},
@@ -108,15 +111,14 @@ std::string definition_value(const definition& d) {
            {"arguments", mgmt::to_json(q->def.arguments)},
            {"node", q->node}};
     if (q->exclusive) j["exclusive"] = true;
-    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return mgmt::dump(j);
   }
   const auto& b = std::get<mgmt::binding_def>(d);
-  return json{{"source", b.source},
-              {"destination", b.destination},
-              {"destination_type", b.to_queue ? "queue" : "exchange"},
-              {"routing_key", b.routing_key},
-              {"arguments", mgmt::to_json(b.arguments)}}
-      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return mgmt::dump(json{{"source", b.source},
+                         {"destination", b.destination},
+                         {"destination_type", b.to_queue ? "queue" : "exchange"},
+                         {"routing_key", b.routing_key},
+                         {"arguments", mgmt::to_json(b.arguments)}});
 }
 
 std::optional<definition> parse_definition(std::string_view key, std::string_view value) {

@@ -14,6 +14,7 @@
 
 #include "broker/vhost.hpp"
 #include "http/url.hpp"
+#include "mgmt/definitions_json.hpp"
 #include "net/worker.hpp"
 #include "web/gateway.hpp"
 #include "web/utf8.hpp"
@@ -65,8 +66,7 @@ std::string_view error_word(int status) {
 }
 
 std::string error_json(std::string_view error, std::string_view reason) {
-  return json{{"error", error}, {"reason", reason}}.dump(-1, ' ', false,
-                                                         json::error_handler_t::replace);
+  return mgmt::dump(json{{"error", error}, {"reason", reason}});
 }
 
 namespace {
@@ -541,8 +541,7 @@ void gateway_handler::handle(request req) {
                         std::chrono::system_clock::now().time_since_epoch())
                         .count();
       json claims = {{"sub", body["user"]}, {"iat", now}, {"exp", now + 86400}};
-      respond_json(200, json{{"token", jwt_sign_hs256(claims, s.jwt_secret)}}.dump(
-                            -1, ' ', false, json::error_handler_t::replace));
+      respond_json(200, mgmt::dump(json{{"token", jwt_sign_hs256(claims, s.jwt_secret)}}));
       return;
     }
     auto auth = req[bhttp::field::authorization];

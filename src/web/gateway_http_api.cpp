@@ -15,6 +15,7 @@
 #include "broker/vhost.hpp"
 #include "http/url.hpp"
 #include "mgmt/api.hpp"
+#include "mgmt/definitions_json.hpp"
 #include "web/gateway.hpp"
 #include "web/gateway_handler.hpp"
 
@@ -246,8 +247,7 @@ void gateway_handler::backend(request& req, std::string_view path,
     return std::nullopt;
   };
   auto data_of = [](const json& b) {
-    return (b.contains("data") ? b["data"] : json(nullptr))
-        .dump(-1, ' ', false, json::error_handler_t::replace);
+    return mgmt::dump((b.contains("data") ? b["data"] : json(nullptr)));
   };
 
   // Publishes on the hub's worker and answers {"routed": bool} once what it stored is on disk.
@@ -257,8 +257,7 @@ void gateway_handler::backend(request& req, std::string_view path,
       uint64_t ticket = 0;
       if (!g->vhost().in_cluster()) {
         bool routed = publish(g->vhost(), m, &ticket);
-        return {200, json{{"routed", routed}}.dump(-1, ' ', false, json::error_handler_t::replace),
-                ticket, nullptr};
+        return {200, mgmt::dump(json{{"routed", routed}}), ticket, nullptr};
       }
       auto nodes = std::make_shared<node_answers>();
       broker::shard_answer a = nodes->answer();
@@ -267,9 +266,7 @@ void gateway_handler::backend(request& req, std::string_view path,
       auto* o = std::get_if<broker::publish_outcome>(&r);
       bool routed = o && *o == broker::publish_outcome::routed;
       if (o && *o == broker::publish_outcome::rejected) routed = false;
-      hub_answer h{200,
-                   json{{"routed", routed}}.dump(-1, ' ', false, json::error_handler_t::replace),
-                   ticket, nullptr};
+      hub_answer h{200, mgmt::dump(json{{"routed", routed}}), ticket, nullptr};
       if (remote) {
         nodes->expect(remote);
         h.nodes = std::move(nodes);
@@ -318,13 +315,11 @@ void gateway_handler::backend(request& req, std::string_view path,
     std::string room = parts[1];
     // "list": the members op without the membership check (a backend is no member).
     on_hub_async([g, room](std::function<void(int, std::string)> reply) {
-      run_room_op_async(*g, std::string(), "list", room, std::string(),
-                        [room, reply](op_outcome r) {
-                          if (r.code != 200)
-                            return reply(r.code, error_json(error_word(r.code), r.error));
-                          reply(200, json{{"room", room}, {"members", r.extra["members"]}}.dump(
-                                         -1, ' ', false, json::error_handler_t::replace));
-                        });
+      run_room_op_async(
+          *g, std::string(), "list", room, std::string(), [room, reply](op_outcome r) {
+            if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
+            reply(200, mgmt::dump(json{{"room", room}, {"members", r.extra["members"]}}));
+          });
     });
     return;
   }
@@ -382,8 +377,7 @@ void gateway_handler::backend(request& req, std::string_view path,
         edges.emplace_back(a, b);
       }
       auto counts = [](size_t added, size_t existing) {
-        return json{{"added", added}, {"existing", existing}}.dump(-1, ' ', false,
-                                                                   json::error_handler_t::replace);
+        return mgmt::dump(json{{"added", added}, {"existing", existing}});
       };
       if (g->the_hub().other_nodes().empty()) {
         auto r = g->the_hub().follows().follow_all(edges);
@@ -432,8 +426,7 @@ void gateway_handler::backend(request& req, std::string_view path,
       on_hub_async([g, who_](std::function<void(int, std::string)> reply) {
         at_owner(*g, who_, who_, "followers", who_, {}, [who_, reply](op_outcome r) {
           if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
-          reply(200, json{{"user", who_}, {"followers", r.extra["followers"]}}.dump(
-                         -1, ' ', false, json::error_handler_t::replace));
+          reply(200, mgmt::dump(json{{"user", who_}, {"followers", r.extra["followers"]}}));
         });
       });
       return;
@@ -454,8 +447,7 @@ void gateway_handler::backend(request& req, std::string_view path,
       auto finish = [acc, who_, reply] {
         if (acc->code != 200)
           return reply(acc->code, error_json(error_word(acc->code), acc->error));
-        reply(200, json{{"user", who_}, {"follows", acc->list}}.dump(
-                       -1, ' ', false, json::error_handler_t::replace));
+        reply(200, mgmt::dump(json{{"user", who_}, {"follows", acc->list}}));
       };
       if (nodes.empty()) return finish();
       acc->left = nodes.size();
@@ -495,11 +487,10 @@ void gateway_handler::backend(request& req, std::string_view path,
         post["transient"] =
             common::table_bool(*m->properties.headers, "x-warren-transient") == std::optional(true);
       std::string b = parts[1];
-      on_hub_async([g, b, post = post.dump(-1, ' ', false, json::error_handler_t::replace)](
-                       std::function<void(int, std::string)> reply) {
+      on_hub_async([g, b, post = mgmt::dump(post)](std::function<void(int, std::string)> reply) {
         at_owner(*g, b, b, "feed", b, post, [reply](op_outcome r) {
           if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
-          reply(200, r.extra.dump(-1, ' ', false, json::error_handler_t::replace));
+          reply(200, mgmt::dump(r.extra));
         });
       });
       return;
@@ -507,10 +498,7 @@ void gateway_handler::backend(request& req, std::string_view path,
     on_hub_synced([g, m]() -> hub_answer {
       uint64_t ticket = 0;
       publish(g->vhost(), m, &ticket);
-      return {200,
-              json{{"delivered", g->the_hub().last_feed_fanout()}}.dump(
-                  -1, ' ', false, json::error_handler_t::replace),
-              ticket};
+      return {200, mgmt::dump(json{{"delivered", g->the_hub().last_feed_fanout()}}), ticket};
     });
     return;
   }
@@ -524,7 +512,7 @@ void gateway_handler::backend(request& req, std::string_view path,
     on_hub_async([g, u](std::function<void(int, std::string)> reply) {
       at_owner(*g, u, u, "presence", {}, {}, [reply](op_outcome r) {
         if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
-        reply(200, r.extra.dump(-1, ' ', false, json::error_handler_t::replace));
+        reply(200, mgmt::dump(r.extra));
       });
     });
     return;
@@ -577,8 +565,7 @@ void gateway_handler::browser_http_op(request& req, const std::vector<std::strin
       respond_error(400, "bad_request", "expected {\"data\": ...}");
       return;
     }
-    data = (body.contains("data") ? body["data"] : json(nullptr))
-               .dump(-1, ' ', false, json::error_handler_t::replace);
+    data = mgmt::dump((body.contains("data") ? body["data"] : json(nullptr)));
   }
   gateway* g = &g_;
   std::string user = session_->user;
@@ -587,11 +574,10 @@ void gateway_handler::browser_http_op(request& req, const std::vector<std::strin
         run_room_op_async(*g, user, op, room, data, [room, op, reply](op_outcome r) {
           if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
           if (op == "members")
-            return reply(200, json{{"room", room}, {"members", r.extra["members"]}}.dump(
-                                  -1, ' ', false, json::error_handler_t::replace));
+            return reply(200, mgmt::dump(json{{"room", room}, {"members", r.extra["members"]}}));
           json body = {{"ok", true}};
           body.update(r.extra);
-          reply(200, body.dump(-1, ' ', false, json::error_handler_t::replace));
+          reply(200, mgmt::dump(body));
         });
       });
 }
@@ -665,7 +651,7 @@ void gateway_handler::answer_inbox_page(request& req, const std::string& user) {
     at_owner(*g, user, user, "inbox", {}, fmt::format("{} {}", since, limit),
              [reply](op_outcome r) {
                if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
-               reply(200, r.extra.dump(-1, ' ', false, json::error_handler_t::replace));
+               reply(200, mgmt::dump(r.extra));
              });
   });
 }
@@ -685,7 +671,7 @@ void gateway_handler::answer_set_read(request& req, const std::string& user) {
   on_hub_async([g, user, s = *seq](std::function<void(int, std::string)> reply) {
     at_owner(*g, user, user, "read", {}, std::to_string(s), [reply](op_outcome r) {
       if (r.code != 200) return reply(r.code, error_json(error_word(r.code), r.error));
-      reply(200, r.extra.dump(-1, ' ', false, json::error_handler_t::replace));
+      reply(200, mgmt::dump(r.extra));
     });
   });
 }
@@ -694,8 +680,7 @@ void owner_op(gateway& g, const std::string& user, const std::string& op, const 
               const std::string& data, std::function<void(std::string)> reply) {
   hub& h = g.the_hub();
   auto answer = [&reply](int code, const std::string& error, json extra) {
-    reply(json{{"code", code}, {"error", error}, {"extra", std::move(extra)}}.dump(
-        -1, ' ', false, json::error_handler_t::replace));
+    reply(mgmt::dump(json{{"code", code}, {"error", error}, {"extra", std::move(extra)}}));
   };
   if (op == "presence") {
     auto [online, n] = h.presence(user);
@@ -729,8 +714,7 @@ void owner_op(gateway& g, const std::string& user, const std::string& op, const 
     net::worker* home = &g.home();
     st->when_synced(ticket, [home, reply = std::move(reply)]() mutable {
       home->post([reply = std::move(reply)] {
-        reply(json{{"code", 204}, {"error", ""}, {"extra", json::object()}}.dump(
-            -1, ' ', false, json::error_handler_t::replace));
+        reply(mgmt::dump(json{{"code", 204}, {"error", ""}, {"extra", json::object()}}));
       });
     });
     return;
@@ -761,19 +745,19 @@ void owner_op(gateway& g, const std::string& user, const std::string& op, const 
         *nodes, g.store(), ticket,
         [home, shared_reply, n] {
           home->post([shared_reply, n] {
-            (*shared_reply)(json{{"code", 200}, {"error", ""}, {"extra", {{"delivered", n}}}}.dump(
-                -1, ' ', false, json::error_handler_t::replace));
+            (*shared_reply)(
+                mgmt::dump(json{{"code", 200}, {"error", ""}, {"extra", {{"delivered", n}}}}));
           });
         },
         [home, shared_reply] {
           home->post([shared_reply] {
-            (*shared_reply)(json{{"code", 503},
-                                 {"error",
-                                  "a node of the cluster this post was handed to (the owner of "
-                                  "some of its followers) did not store it: it is down or "
-                                  "unreachable"},
-                                 {"extra", json::object()}}
-                                .dump(-1, ' ', false, json::error_handler_t::replace));
+            (*shared_reply)(
+                mgmt::dump(json{{"code", 503},
+                                {"error",
+                                 "a node of the cluster this post was handed to (the owner of "
+                                 "some of its followers) did not store it: it is down or "
+                                 "unreachable"},
+                                {"extra", json::object()}}));
           });
         });
     return;
@@ -802,8 +786,7 @@ void at_owner(gateway& g, const std::string& key, const std::string& user, const
   owner_op(g, user, op, room, data, [outcome](std::string res) {
     auto j = json::parse(res, nullptr, false);
     outcome(j.value("code", 500), j.value("error", std::string()),
-            j.contains("extra") ? j["extra"].dump(-1, ' ', false, json::error_handler_t::replace)
-                                : std::string("{}"));
+            j.contains("extra") ? mgmt::dump(j["extra"]) : std::string("{}"));
   });
 }
 

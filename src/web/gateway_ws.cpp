@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "mgmt/definitions_json.hpp"
 #include "net/worker.hpp"
 #include "web/gateway.hpp"
 #include "web/gateway_handler.hpp"
@@ -113,9 +114,9 @@ void gateway_handler::ws_message(std::string_view text) {
     return answer(400, "missing \"data\"", json::object());
   if (op == "publish" && g_.alarm_on(conn().owner().index()))
     return answer(503, "publishing is refused while a resource alarm is on", json::object());
-  std::string data = op == "publish" ? (req.contains("data") ? req["data"] : json(nullptr))
-                                           .dump(-1, ' ', false, json::error_handler_t::replace)
-                                     : std::string();
+  std::string data = op == "publish"
+                         ? mgmt::dump((req.contains("data") ? req["data"] : json(nullptr)))
+                         : std::string();
   auto self = self_;
   net::worker* w = &conn().owner();
   gateway* g = &g_;
@@ -171,7 +172,7 @@ void gateway_handler::ws_reply(const std::string& op, const std::string& room, c
   }
   if (!id.is_null()) r["id"] = id;
   for (auto& [k, v] : extra.items()) r[k] = v;
-  ws_send(r.dump(-1, ' ', false, json::error_handler_t::replace));
+  ws_send(mgmt::dump(r));
   conn().flush_soon();
 }
 

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "broker/vhost.hpp"
+#include "mgmt/definitions_json.hpp"
 #include "net/worker.hpp"
 
 namespace warren::web {
@@ -17,16 +18,14 @@ namespace warren::web {
 namespace {
 
 std::string json_string(std::string_view s) {
-  return nlohmann::json(std::string(s))
-      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return mgmt::dump(nlohmann::json(std::string(s)));
 }
 
 // The body as compact JSON if it is JSON, else as a JSON string.
 std::string data_json(const std::string& body) {
   if (!body.empty()) {
     auto parsed = nlohmann::json::parse(body, nullptr, false);
-    if (!parsed.is_discarded())
-      return parsed.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (!parsed.is_discarded()) return mgmt::dump(parsed);
   }
   return json_string(body);
 }
@@ -366,9 +365,7 @@ void hub::presence_event(room& r, const std::string& user, bool joined) {
   if (!settings_.room_presence_events) return;
   // Presence matters only live: never held.
   nlohmann::json d = {{"event", joined ? "join" : "leave"}, {"user", user}};
-  auto tail = transient_tail(
-      make_tail("presence", &r.name, &user,
-                d.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), now_ms()));
+  auto tail = transient_tail(make_tail("presence", &r.name, &user, mgmt::dump(d), now_ms()));
   send_options o;
   o.transient = true;
   for (const auto& m : r.members) deliver(m, tail, o, false);

@@ -34,6 +34,7 @@
 #include <nlohmann/json.hpp>
 
 #include "broker/vhost.hpp"
+#include "mgmt/definitions_json.hpp"
 #include "net/worker.hpp"
 #include "web/hub.hpp"
 #include "web/hub_internal.hpp"
@@ -115,9 +116,9 @@ void hub::send_node(const std::string& node, std::string_view op, std::string bo
 
 void hub::send_events(const std::string& node, const std::string& user, const event* evs,
                       size_t n) {
-  send_node(node, "events",
-            json{{"u", user}, {"n", cluster_->shards->self()}, {"e", events_json(evs, n)}}.dump(
-                -1, ' ', false, json::error_handler_t::replace));
+  send_node(
+      node, "events",
+      mgmt::dump(json{{"u", user}, {"n", cluster_->shards->self()}, {"e", events_json(evs, n)}}));
 }
 
 void hub::attach_remote(const link_ptr& l, std::optional<uint64_t> since, const std::string& node) {
@@ -152,7 +153,7 @@ void hub::ask_replay(const std::string& node, const link_ptr& l, std::optional<u
   if (auto p = proxies_.find(l->user); p != proxies_.end())
     b["t"] = p->second->active.size() + p->second->pending.size();
   if (since) b["s"] = *since;
-  send_node(node, "attach", b.dump(-1, ' ', false, json::error_handler_t::replace));
+  send_node(node, "attach", mgmt::dump(b));
 }
 
 bool hub::detach_remote(const link_ptr& l) {
@@ -161,16 +162,13 @@ bool hub::detach_remote(const link_ptr& l) {
   proxy& p = *it->second;
   if (!drop(p.active, l) && !drop(p.pending, l)) return false;
   if (p.active.empty() && p.pending.empty()) {
-    send_node(p.node, "detach",
-              json{{"u", l->user}, {"n", cluster_->shards->self()}}.dump(
-                  -1, ' ', false, json::error_handler_t::replace));
+    send_node(p.node, "detach", mgmt::dump(json{{"u", l->user}, {"n", cluster_->shards->self()}}));
     proxies_.erase(it);
   } else {
     send_node(p.node, "tabs",
-              json{{"u", l->user},
-                   {"n", cluster_->shards->self()},
-                   {"t", p.active.size() + p.pending.size()}}
-                  .dump(-1, ' ', false, json::error_handler_t::replace));
+              mgmt::dump(json{{"u", l->user},
+                              {"n", cluster_->shards->self()},
+                              {"t", p.active.size() + p.pending.size()}}));
   }
   return true;
 }
@@ -226,16 +224,13 @@ bool hub::on_node_message(const broker::message& m) {
     auto reply = [this, alive = alive_, node, r](std::string res) {
       if (!alive->load()) return;
       auto parsed = json::parse(res, nullptr, false);
-      send_node(node, "answer",
-                json{{"u", ""}, {"r", r}, {"res", std::move(parsed)}}.dump(
-                    -1, ' ', false, json::error_handler_t::replace));
+      send_node(node, "answer", mgmt::dump(json{{"u", ""}, {"r", r}, {"res", std::move(parsed)}}));
     };
     if (cluster_->owner_op)
       cluster_->owner_op(user, j.value("op", std::string()), j.value("room", std::string()),
                          j.value("data", std::string()), std::move(reply));
     else
-      reply(json{{"code", 503}, {"error", "no such operation here"}}.dump(
-          -1, ' ', false, json::error_handler_t::replace));
+      reply(mgmt::dump(json{{"code", 503}, {"error", "no such operation here"}}));
   } else if (op == "adopt" && !node.empty()) {
     node_adopt(node, m.body);
   } else if (op == "handed" && !node.empty() && j.contains("s") && j["s"].is_array()) {
@@ -250,8 +245,7 @@ bool hub::on_node_message(const broker::message& m) {
     calls_.erase(c);
     const json& res = j.contains("res") ? j["res"] : json();
     done(res.value("code", 500), res.value("error", std::string()),
-         res.contains("extra") ? res["extra"].dump(-1, ' ', false, json::error_handler_t::replace)
-                               : std::string("{}"));
+         res.contains("extra") ? mgmt::dump(res["extra"]) : std::string("{}"));
   } else {
     return false;
   }
@@ -287,11 +281,10 @@ void hub::node_attach(const std::string& node, const std::string& user, uint64_t
     home_->post([this, alive, node, user, request, evs = std::move(evs)] {
       if (!alive->load()) return;
       send_node(node, "replay",
-                json{{"u", user},
-                     {"n", cluster_->shards->self()},
-                     {"r", request},
-                     {"e", events_json(evs.data(), evs.size())}}
-                    .dump(-1, ' ', false, json::error_handler_t::replace));
+                mgmt::dump(json{{"u", user},
+                                {"n", cluster_->shards->self()},
+                                {"r", request},
+                                {"e", events_json(evs.data(), evs.size())}}));
     });
   });
 }
@@ -355,12 +348,11 @@ void hub::flush_handovers() {
   handovers_.clear();
   for (auto& h : batch)
     send_node(h.node, "push",
-              json{{"u", ""},
-                   {"us", std::move(h.users)},
-                   {"t", *h.tail},
-                   {"x", h.options.ttl_ms},
-                   {"tr", h.options.transient}}
-                  .dump(-1, ' ', false, json::error_handler_t::replace));
+              mgmt::dump(json{{"u", ""},
+                              {"us", std::move(h.users)},
+                              {"t", *h.tail},
+                              {"x", h.options.ttl_ms},
+                              {"tr", h.options.transient}}));
 }
 
 void hub::node_push(const std::vector<std::string>& users, const event_tail& tail,
@@ -409,14 +401,13 @@ void hub::call_node(const std::string& node, const std::string& key, const std::
   calls_[r] =
       pending_call{std::chrono::steady_clock::now() + std::chrono::seconds(5), std::move(done)};
   send_node(node, "call",
-            json{{"u", user},
-                 {"n", cluster_->shards->self()},
-                 {"r", r},
-                 {"k", key},
-                 {"op", op},
-                 {"room", room},
-                 {"data", data}}
-                .dump(-1, ' ', false, json::error_handler_t::replace));
+            mgmt::dump(json{{"u", user},
+                            {"n", cluster_->shards->self()},
+                            {"r", r},
+                            {"k", key},
+                            {"op", op},
+                            {"room", room},
+                            {"data", data}}));
 }
 
 void hub::cluster_tick() {
@@ -518,9 +509,7 @@ void hub::rehome() {
     std::unique_ptr<proxy> p = std::move(it->second);
     proxies_.erase(it);
     if (cluster_->running && cluster_->running(p->node))
-      send_node(
-          p->node, "detach",
-          json{{"u", user}, {"n", self}}.dump(-1, ' ', false, json::error_handler_t::replace));
+      send_node(p->node, "detach", mgmt::dump(json{{"u", user}, {"n", self}}));
     spdlog::info("web gateway: user '{}' moved from node '{}': {} sessions attach again", user,
                  p->node, p->active.size() + p->pending.size());
     // Never from 0: the new owner's inbox then answers with a reset (it never gave out that

@@ -27,6 +27,7 @@
 
 #include "broker/forward.hpp"
 #include "broker/vhost.hpp"
+#include "mgmt/definitions_json.hpp"
 #include "net/worker.hpp"
 #include "web/hub.hpp"
 #include "web/hub_internal.hpp"
@@ -194,8 +195,8 @@ void hub::hand_over(const std::string& node, const std::vector<size_t>& slots) {
   auto send = [&] {
     if (batch.empty() && rooms.empty()) return;
     send_node(node, "adopt",
-              json{{"u", ""}, {"n", self}, {"us", std::move(batch)}, {"rs", std::move(rooms)}}.dump(
-                  -1, ' ', false, json::error_handler_t::replace));
+              mgmt::dump(json{
+                  {"u", ""}, {"n", self}, {"us", std::move(batch)}, {"rs", std::move(rooms)}}));
     batch = json::array();
     rooms = json::array();
     bytes = 0;
@@ -242,20 +243,15 @@ void hub::hand_over(const std::string& node, const std::vector<size_t>& slots) {
     follows.push_back(json{{"b", b}, {"f", std::move(f)}});
     if (bytes > batch_bytes) {
       send_node(node, "adopt",
-                json{{"u", ""}, {"n", self}, {"fs", std::move(follows)}}.dump(
-                    -1, ' ', false, json::error_handler_t::replace));
+                mgmt::dump(json{{"u", ""}, {"n", self}, {"fs", std::move(follows)}}));
       follows = json::array();
       bytes = 0;
     }
   }
   send();
   if (!follows.empty())
-    send_node(node, "adopt",
-              json{{"u", ""}, {"n", self}, {"fs", std::move(follows)}}.dump(
-                  -1, ' ', false, json::error_handler_t::replace));
-  send_node(node, "handed",
-            json{{"u", ""}, {"n", self}, {"s", slots}}.dump(-1, ' ', false,
-                                                            json::error_handler_t::replace));
+    send_node(node, "adopt", mgmt::dump(json{{"u", ""}, {"n", self}, {"fs", std::move(follows)}}));
+  send_node(node, "handed", mgmt::dump(json{{"u", ""}, {"n", self}, {"s", slots}}));
   for (const auto& b : followees) follows_.drop_followers(b);
   handed_out_ += users;
   spdlog::info("web gateway: {} slots handed to node '{}' with {} inboxes", slots.size(), node,

@@ -8,6 +8,7 @@
 
 #include "broker/vhost.hpp"
 #include "common/byte_io.hpp"
+#include "mgmt/definitions_json.hpp"
 #include "net/worker.hpp"
 #include "web/hub.hpp"
 #include "web/hub_internal.hpp"
@@ -46,9 +47,7 @@ bool decode_event_record(std::string_view body, event_record& e) {
 
 event reset_event(uint64_t seq, std::string_view reason, uint64_t after) {
   nlohmann::json d = {{"reason", reason}, {"after", after}, {"missed_to", seq}};
-  return event{
-      seq, make_tail("reset", nullptr, nullptr,
-                     d.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), now_ms())};
+  return event{seq, make_tail("reset", nullptr, nullptr, mgmt::dump(d), now_ms())};
 }
 
 bool expired(const event& e, int64_t now) {

@@ -1,5 +1,6 @@
 // The shard map's rule and form (shard_map.hpp).
 #include "web/shard_map.hpp"
+#include "mgmt/definitions_json.hpp"
 
 #include <algorithm>
 #include <map>
@@ -53,8 +54,7 @@ size_t slots_moved(const slot_list& a, const slot_list& b) {
 }
 
 std::string encode_slots(const slot_list& s) {
-  return nlohmann::json{{"slots", s}}.dump(-1, ' ', false,
-                                           nlohmann::json::error_handler_t::replace);
+  return mgmt::dump(nlohmann::json{{"slots", s}});
 }
 
 std::optional<slot_list> decode_slots(std::string_view text) {
