@@ -89,6 +89,7 @@ struct etcd_client::pending {
   std::string body;
   callback cb;
   std::chrono::milliseconds timeout{0};
+  lane* in = nullptr;  // calls_ or renewals_ of the client, which outlives its calls
   size_t tries = 0;
   std::chrono::steady_clock::time_point sent{};  // of the current try
 };
@@ -119,9 +120,11 @@ etcd_client::~etcd_client() {
 
 void etcd_client::close() {
   closed_ = true;
-  queue_.clear();
-  if (conn_) conn_->close();
-  conn_.reset();
+  for (lane* l : {&calls_, &renewals_}) {
+    l->queue.clear();
+    if (l->conn) l->conn->close();
+    l->conn.reset();
+  }
 }
 
 void etcd_client::call(std::string path, json body, callback cb, etcd_call_options opts) {
@@ -131,26 +134,32 @@ void etcd_client::call(std::string path, json body, callback cb, etcd_call_optio
   p->body = body.dump();
   p->cb = std::move(cb);
   p->timeout = opts.attempt_timeout.count() > 0 ? opts.attempt_timeout : timeout_;
+  p->in = opts.renewal ? &renewals_ : &calls_;
   if (opts.first)
-    queue_.push_front(std::move(p));
+    p->in->queue.push_front(std::move(p));
   else
-    queue_.push_back(std::move(p));
-  pump();
+    p->in->queue.push_back(std::move(p));
+  pump(opts.renewal ? renewals_ : calls_);
 }
 
-void etcd_client::pump() {
-  if (busy_ || closed_ || queue_.empty()) return;
-  busy_ = true;
-  auto p = std::move(queue_.front());
-  queue_.pop_front();
+void etcd_client::pump(lane& l) {
+  if (l.busy || closed_ || l.queue.empty()) return;
+  l.busy = true;
+  auto p = std::move(l.queue.front());
+  l.queue.pop_front();
   attempt(std::move(p));
 }
 
 void etcd_client::attempt(std::shared_ptr<pending> p) {
-  if (!conn_) conn_ = std::make_shared<connection>(io_);
-  auto c = conn_;
+  lane& l = *p->in;
+  if (!l.conn) {
+    l.conn = std::make_shared<connection>(io_);
+    // A new connection starts where the client last went, whichever lane went there.
+    if (p->tries == 0) l.endpoint = current_;
+  }
+  auto c = l.conn;
   auto self = shared_from_this();
-  const etcd_endpoint& ep = endpoints_[current_];
+  const etcd_endpoint& ep = endpoints_[l.endpoint];
   // A kept-alive connection the endpoint closed while idle fails its next request at once: not a
   // sign that the endpoint is down.
   bool reused = c->open;
@@ -162,17 +171,17 @@ void etcd_client::attempt(std::shared_ptr<pending> p) {
     p->sent = std::chrono::steady_clock::now();
     c->stream.expires_after(p->timeout);
     http::async_write(c->stream, c->req, [self, c, p, lost](beast::error_code ec, size_t) {
-      if (self->closed_ || c != self->conn_) return;
+      if (self->closed_ || c != p->in->conn) return;
       if (ec) return self->fail_over(p, "write: " + ec.message(), lost(ec));
       c->res = {};
       http::async_read(c->stream, c->buf, c->res, [self, c, p, lost](beast::error_code ec, size_t) {
-        if (self->closed_ || c != self->conn_) return;
+        if (self->closed_ || c != p->in->conn) return;
         if (ec) return self->fail_over(p, "read: " + ec.message(), lost(ec));
         c->stream.expires_never();
         json j = json::parse(c->res.body(), nullptr, false);
         if (!c->res.keep_alive()) {
           c->close();
-          self->conn_.reset();
+          p->in->conn.reset();
         }
         if (c->res.result() == http::status::ok && !j.is_discarded()) return self->finish(p, {}, j);
         std::string err = gateway_error(j).value_or(
@@ -190,11 +199,11 @@ void etcd_client::attempt(std::shared_ptr<pending> p) {
   c->resolver.async_resolve(
       ep.host, ep.port,
       [self, c, p, send](beast::error_code ec, const tcp::resolver::results_type& results) {
-        if (self->closed_ || c != self->conn_) return;
+        if (self->closed_ || c != p->in->conn) return;
         if (ec) return self->fail_over(p, "resolve: " + ec.message());
         c->stream.async_connect(results,
                                 [self, c, p, send](beast::error_code ec, const tcp::endpoint&) {
-                                  if (self->closed_ || c != self->conn_) return;
+                                  if (self->closed_ || c != p->in->conn) return;
                                   if (ec) return self->fail_over(p, "connect: " + ec.message());
                                   c->open = true;
                                   send();
@@ -203,27 +212,31 @@ void etcd_client::attempt(std::shared_ptr<pending> p) {
 }
 
 void etcd_client::fail_over(std::shared_ptr<pending> p, const std::string& why, bool suspect) {
-  if (conn_) conn_->close();
-  conn_.reset();
-  std::string where = endpoints_[current_].text();
-  if (suspect) end_watches_on(current_, fmt::format("a call to {} failed: {}", where, why));
+  lane& l = *p->in;
+  if (l.conn) l.conn->close();
+  l.conn.reset();
+  std::string where = endpoints_[l.endpoint].text();
+  if (suspect) end_watches_on(l.endpoint, fmt::format("a call to {} failed: {}", where, why));
   // A kept-alive connection the server closed meanwhile fails the first try on a live endpoint,
   // so a call gets one try more than there are endpoints.
   if (++p->tries > endpoints_.size()) {
-    current_ = (current_ + 1) % endpoints_.size();
+    current_ = l.endpoint = (l.endpoint + 1) % endpoints_.size();
     return finish(p, fmt::format("etcd unreachable ({}): {}: {}", describe(endpoints_), where, why),
                   json());
   }
-  if (p->tries > 1 || endpoints_.size() > 1) current_ = (current_ + 1) % endpoints_.size();
+  if (p->tries > 1 || endpoints_.size() > 1)
+    current_ = l.endpoint = (l.endpoint + 1) % endpoints_.size();
   attempt(std::move(p));
 }
 
 void etcd_client::finish(std::shared_ptr<pending> p, const std::string& error, const json& answer) {
-  busy_ = false;
+  lane& l = *p->in;
+  l.busy = false;
+  if (p->tries <= endpoints_.size()) current_ = l.endpoint;  // answered there
   auto self = shared_from_this();  // the callback may drop the last other reference
   answered_sent_ = p->sent;
   p->cb(error, answer);
-  pump();
+  pump(l);
 }
 
 void etcd_client::range(std::string_view key, std::string_view range_end,
@@ -285,7 +298,7 @@ void etcd_client::lease_keepalive(int64_t id, std::function<void(const std::stri
         if (!ttl) return cb("bad keepalive answer: " + perr, 0);
         cb({}, *ttl);
       },
-      etcd_call_options{attempt_timeout, true});
+      etcd_call_options{attempt_timeout, true, true});
 }
 
 void etcd_client::lease_revoke(int64_t id, std::function<void(const std::string&)> cb) {

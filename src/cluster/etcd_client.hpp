@@ -5,8 +5,10 @@
 // Owned by one thread, the one running its io_context (in warren: the `cluster` thread); every
 // method is called there and every callback runs there.
 //
-// Unary calls (range, put, txn, delete, lease grant/keepalive/revoke) go one at a time, in the
-// order asked, over one keep-alive connection to the current endpoint. A transport failure
+// Unary calls (range, put, txn, delete, lease grant/revoke) go one at a time, in the order asked,
+// over one keep-alive connection to the current endpoint. Lease renewals go the same way in a lane
+// of their own (a second connection), so that a call that waits out a silent endpoint never holds
+// a renewal back past the lease's deadline. A transport failure
 // (refused, reset, timed out) or an etcd "unavailable" answer moves to the next endpoint and
 // tries again, each endpoint once per call; then the call fails. A write retried after a
 // time-out may have been applied by the first endpoint: callers make their writes conditional
@@ -41,11 +43,12 @@ std::optional<std::vector<etcd_endpoint>> parse_endpoints(std::string_view list,
 class etcd_watch;
 
 // How one call is made. `attempt_timeout`: how long each try on an endpoint may take (0: the
-// client's request timeout). `first`: queued before every call not yet sent (a lease renewal must
-// not wait behind a resync's reads).
+// client's request timeout). `first`: queued before every call of its lane not yet sent.
+// `renewal`: in the renewals' lane (its own connection and queue), not behind other calls.
 struct etcd_call_options {
   std::chrono::milliseconds attempt_timeout{0};
   bool first = false;
+  bool renewal = false;
 };
 
 class etcd_client : public std::enable_shared_from_this<etcd_client> {
@@ -71,9 +74,9 @@ class etcd_client : public std::enable_shared_from_this<etcd_client> {
                     std::function<void(const std::string&)> cb);
   void lease_grant(int64_t ttl_seconds,
                    std::function<void(const std::string&, lease_grant_result)> cb);
-  // ttl: the lease's TTL after the renewal; 0 when etcd no longer has the lease. Sent before every
-  // queued call; each try on an endpoint may take `attempt_timeout` (0: the request timeout), so
-  // that a silent endpoint costs a renewal little of the lease's time.
+  // ttl: the lease's TTL after the renewal; 0 when etcd no longer has the lease. In the renewals'
+  // lane, beside other calls; each try on an endpoint may take `attempt_timeout` (0: the request
+  // timeout), so that a silent endpoint costs a renewal little of the lease's time.
   void lease_keepalive(int64_t id, std::function<void(const std::string&, int64_t ttl)> cb,
                        std::chrono::milliseconds attempt_timeout = {});
   void lease_revoke(int64_t id, std::function<void(const std::string&)> cb);
@@ -89,10 +92,12 @@ class etcd_client : public std::enable_shared_from_this<etcd_client> {
                                     std::function<void(const watch_message&)> on_message,
                                     std::function<void(const std::string&)> on_end);
 
-  // Drops queued calls without calling them back and closes the connection; callbacks of calls
+  // Drops queued calls without calling them back and closes the connections; callbacks of calls
   // in flight are not called either.
   void close();
 
+  // The endpoint last moved to or answered by, in either lane: where a new watch or a lane's new
+  // connection starts.
   const etcd_endpoint& current_endpoint() const { return endpoints_[current_]; }
   const std::vector<etcd_endpoint>& endpoints() const { return endpoints_; }
   boost::asio::io_context& io() { return io_; }
@@ -104,7 +109,15 @@ class etcd_client : public std::enable_shared_from_this<etcd_client> {
  private:
   struct pending;
   struct connection;
-  void pump();
+  // Calls that go one at a time over one connection: the lane's endpoint is where that connection
+  // goes (or its next try).
+  struct lane {
+    std::deque<std::shared_ptr<pending>> queue;
+    bool busy = false;
+    std::shared_ptr<connection> conn;  // the keep-alive connection, if open
+    size_t endpoint = 0;
+  };
+  void pump(lane& l);
   void attempt(std::shared_ptr<pending> p);
   void finish(std::shared_ptr<pending> p, const std::string& error, const json& answer);
   // `suspect`: the endpoint itself failed (no answer in time, refused, unavailable), rather than
@@ -117,10 +130,8 @@ class etcd_client : public std::enable_shared_from_this<etcd_client> {
   std::vector<etcd_endpoint> endpoints_;
   size_t current_ = 0;
   std::chrono::milliseconds timeout_;
-  std::deque<std::shared_ptr<pending>> queue_;
-  bool busy_ = false;
+  lane calls_, renewals_;
   bool closed_ = false;
-  std::shared_ptr<connection> conn_;  // the keep-alive connection, if open
   std::chrono::steady_clock::time_point answered_sent_{};
   std::vector<std::weak_ptr<etcd_watch>> watches_;
 };
