@@ -303,7 +303,8 @@ void cluster_node::on_state(cluster::node_state st, const std::string& why) {
   std::string text =
       fmt::format("node '{}' of cluster '{}' is fenced: {}", s_.node, s_.cluster, why);
   fence_.set(true, text);
-  // Each worker closes its clients: AMQP with connection.close 320 and the reason, the web
+  // Each worker closes its clients: AMQP with connection.close 320 and the reason (one still in
+  // its handshake is refused so at connection.open, the fence being set now), the web
   // gateway's with 1001 and the reason (WebSocket) or an ended stream. The management API stays up,
   // so an operator can see why (GET /api/nodes).
   for (size_t i = 0; i < pool_.size(); ++i) {
@@ -313,8 +314,7 @@ void cluster_node::on_state(cluster::node_state st, const std::string& why) {
       w.for_each_connection([&](net::connection& c) {
         if (c.closed()) return;
         if (auto* a = dynamic_cast<amqp::server::amqp_connection*>(c.handler())) {
-          a->force_close(text);
-          ++closed;
+          if (a->fence(text)) ++closed;
         } else if (auto* g = dynamic_cast<web::gateway_handler*>(c.handler())) {
           g->fence(text);
           c.flush();

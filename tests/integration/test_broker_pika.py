@@ -798,6 +798,27 @@ def test_auto_delete_queue_goes_when_its_consumer_cancels(conn, ch):
     assert wait_until(lambda: not queue_exists(conn, "q")), "auto-delete queue outlived its last consumer"
 
 
+def test_an_auto_delete_queue_is_gone_when_its_consumers_close_returns(warren, conn):
+    """Closing the channel or the connection of an auto-delete queue's only consumer deletes the queue before the
+    close returns (as RabbitMQ, whose channel waits for its queues): declared again at once, as a client that
+    reconnects does, it is a new queue that takes a consumer, never the old one about to go (then a 404)."""
+    for i in range(20):
+        for how in ("channel", "connection"):
+            q = f"ad-{how}-{i}"
+            c = connect(warren)
+            cch = c.channel()
+            cch.queue_declare(q, auto_delete=True)
+            cch.basic_consume(q, Deliveries())
+            cch.close() if how == "channel" else c.close()
+            assert not queue_exists(conn, q), f"{q} outlived its consumer's {how} close"
+            again = conn.channel()
+            again.queue_declare(q, auto_delete=True)
+            again.basic_consume(q, Deliveries())
+            again.close()
+            if c.is_open:
+                c.close()
+
+
 # --- publisher confirms -----------------------------------------------------------------------------------------
 
 

@@ -95,7 +95,11 @@ channel::~channel() {
   detach_from_vhost();
 }
 
-void channel::detach_from_vhost() {
+void close_barrier::arrive() {
+  if (left_.fetch_sub(1, std::memory_order_acq_rel) == 1) back_.post(std::move(done_));
+}
+
+void channel::detach_from_vhost(const std::shared_ptr<close_barrier>& barrier) {
   if (!link_) return;
   throttles_ = 0;
   if (throttled_) {
@@ -116,11 +120,18 @@ void channel::detach_from_vhost() {
   close_remotes();
   uint64_t cid = global_id_;
   broker::vhost* v = &conn_.vhost();
-  conn_.home_of(*v).post([v, cid] { v->close_channel(cid); });
+  std::shared_ptr<close_barrier> wait = asked_for_deliveries_ ? barrier : nullptr;
+  auto close_on = [&](net::worker& w, broker::vhost* shard) {
+    if (wait) wait->add();
+    w.post([shard, cid, wait] {
+      shard->close_channel(cid);  // an auto-delete queue left without consumers goes here
+      if (wait) wait->arrive();
+    });
+  };
+  close_on(conn_.home_of(*v), v);
   if (sharded_)
     for (size_t s = 0; s < v->shard_count(); ++s)
-      if (broker::vhost* sh = &v->shard_at(s); sh != v)
-        conn_.worker_at(s).post([sh, cid] { sh->close_channel(cid); });
+      if (broker::vhost* sh = &v->shard_at(s); sh != v) close_on(conn_.worker_at(s), sh);
 }
 
 void channel::mark_closing() {
@@ -144,14 +155,39 @@ void channel::reply_done() {
 
 void channel::finish_client_close() {
   close_requested_ = false;
+  if (state_ != state::open) {
+    // A pending reply closed the channel meanwhile (our channel.close crossed the client's): the
+    // channel stays until the client's close-ok.
+    conn_.send(id_, channel_close_ok{});
+    conn_.conn().flush_soon();
+    conn_.channel_idle();
+    return;
+  }
+  // As RabbitMQ, whose channel waits for its queues to drop its consumers before close-ok: an
+  // auto-delete queue they held is gone, and its vhost knows it, before the client can act on
+  // the close-ok (declare the queue again, on this connection or another one).
+  detaching_ = true;
+  if (!asked_for_deliveries_) {
+    // Nothing of it on any worker to wait for (no consumer, no unacknowledged delivery): a
+    // channel that only published or declared closes at once, without a round trip.
+    detach_from_vhost();
+    return on_detached();
+  }
+  auto done = [c = conn_.conn().shared_from_this(), &conn = conn_, id = id_, gid = global_id_] {
+    if (c->closing()) return;
+    if (channel* ch = conn.find_channel(id); ch && ch->global_id_ == gid) ch->on_detached();
+  };
+  auto barrier = std::make_shared<close_barrier>(conn_.conn().owner(), std::move(done));
+  detach_from_vhost(barrier);
+  barrier->arrive();
+}
+
+void channel::on_detached() {
+  if (!detaching_) return;
+  detaching_ = false;
   conn_.send(id_, channel_close_ok{});
   conn_.conn().flush_soon();
-  // If a pending reply closed the channel meanwhile (our channel.close crossed the client's),
-  // the channel stays until the client's close-ok; otherwise it is gone now.
-  if (state_ == state::open)
-    conn_.close_channel(id_);
-  else
-    conn_.channel_idle();
+  conn_.close_channel(id_);  // the connection erases this channel: nothing of `this` after
 }
 
 void channel::fail(const broker::error& e, uint16_t class_id, uint16_t method_id) {
@@ -172,6 +208,7 @@ void channel::reset_content() {
 }
 
 void channel::handle_frame(const frame_view& f) {
+  if (detaching_) return;  // the client closed the channel: nothing more may come before close-ok
   switch (content_) {
     case content_phase::header:
       if (f.type != frame_header) {
@@ -624,6 +661,7 @@ void channel::on_cancelled(const std::string& consumer_tag) {
 // ------------------------------------------------------------------------------ basic class
 
 void channel::on_consume(basic_consume& x) {
+  asked_for_deliveries_ = true;
   if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
   if (!permitted(auth::perm::read, auth::resource::queue, x.queue, x.amqp_class_id,
                  x.amqp_method_id))
@@ -691,6 +729,7 @@ void channel::on_cancel(basic_cancel& x) {
 }
 
 void channel::on_get(basic_get& x) {
+  asked_for_deliveries_ = true;
   if (!resolve_queue(x.queue, x.amqp_class_id, x.amqp_method_id)) return;
   if (!permitted(auth::perm::read, auth::resource::queue, x.queue, x.amqp_class_id,
                  x.amqp_method_id))
@@ -869,9 +908,7 @@ void channel::handle_method(method& m) {
             close_requested_ = true;  // finish_client_close runs when the replies are in
             return;
           }
-          conn_.send(id_, channel_close_ok{});
-          // The connection erases this channel; nothing may touch `this` afterwards.
-          conn_.close_channel(id_);
+          finish_client_close();
         } else if constexpr (std::is_same_v<T, channel_close_ok>) {
           // Not closing: nothing to acknowledge. Ignored.
         } else if constexpr (std::is_same_v<T, channel_flow>) {

@@ -50,6 +50,22 @@ class channel_link final : public broker::delivery_target,
   net::worker& worker_;
 };
 
+// A close that waits for every worker holding a part of some channels (their consumers,
+// unacknowledged deliveries) to let go of them: one count per worker task, and the last task to
+// finish posts `done` to the connection's worker. Tasks that never run (shutdown) leave it waiting.
+class close_barrier {
+ public:
+  close_barrier(net::worker& back, std::function<void()> done)
+      : back_(back), done_(std::move(done)) {}
+  void add() { left_.fetch_add(1, std::memory_order_relaxed); }
+  void arrive();
+
+ private:
+  std::atomic<int> left_{1};  // the closer's own count, given back once it has sent every task
+  net::worker& back_;
+  std::function<void()> done_;
+};
+
 class channel {
  public:
   enum class state : uint8_t { open, closing };
@@ -67,7 +83,18 @@ class channel {
   void handle_frame(const protocol::frame_view& f);
   // Broker requests sent and not yet answered: a client's close waits for them, so that an
   // error they cause (e.g. 404 for a publish) reaches the client before close-ok, as in RabbitMQ.
-  bool busy() const { return pending_ > 0; }
+  // A client's channel.close waiting for the vhost to let go counts as busy too.
+  bool busy() const { return pending_ > 0 || detaching_; }
+
+  // The channel lets go of the vhost now: the workers holding its consumers and unacknowledged
+  // deliveries remove them (an auto-delete queue they held is deleted, and its vhost forgets
+  // it), each then arriving at `barrier` if given and if the channel ever asked for deliveries
+  // (a channel that never did holds nothing there to wait for). Nothing the vhost sends reaches
+  // the channel afterwards. A second call does nothing (the destructor calls it too).
+  void detach_from_vhost(const std::shared_ptr<close_barrier>& barrier = nullptr);
+  // Whether the channel ever sent basic.consume or basic.get: only then can a worker hold its
+  // consumers or unacknowledged deliveries, which a close must wait for.
+  bool asked_for_deliveries() const { return asked_for_deliveries_; }
 
   // From the vhost, through the link.
   void on_deliver(const std::string& consumer_tag, uint64_t delivery_tag, bool redelivered,
@@ -92,7 +119,6 @@ class channel {
   void complete_publish();
   void reset_content();
   void unexpected_frame(std::string_view what, uint16_t class_id, uint16_t method_id);
-  void detach_from_vhost();
   // Runs op(vhost) on the vhost's worker, then reply(channel, result) back on this one (dropped
   // if the channel has gone by then).
   // `urgent` for acknowledgements: they free credit, so they go ahead of queued publishes.
@@ -173,7 +199,10 @@ class channel {
   void send_remote_message(const client::delivery& d);
   broker::error node_down(const std::string& node, const std::string& queue);
   void reply_done();
+  // The client's channel.close, once no broker reply is pending: close-ok once detached.
   void finish_client_close();
+  // The vhost has let go after the client's close: close-ok, and the connection erases us.
+  void on_detached();
   void send_message(const broker::message& m);
   void confirm_later(uint64_t seq);
   void give_credit();
@@ -322,6 +351,8 @@ class channel {
   uint32_t inflight_publishes_ = 0;  // of pending_, the publishes (counted by the connection)
   uint64_t inflight_bytes_ = 0;      // their bodies
   bool close_requested_ = false;     // the client sent channel.close while replies were pending
+  bool detaching_ = false;           // the client's close waits for the vhost to let go
+  bool asked_for_deliveries_ = false;
   // Statistics for the management API.
   uint64_t stat_publish_ = 0;
   uint64_t stat_confirmed_ = 0;

@@ -423,9 +423,29 @@ void amqp_connection::handle_channel_frame(const frame_view& f) {
 }
 
 void amqp_connection::channel_idle() {
-  if (!client_close_pending_ || phase_ == phase::closing) return;
+  if (!client_close_pending_ || phase_ == phase::closing || detaching_channels_) return;
   for (const auto& c : channels_)
     if (c->busy()) return;
+  // As RabbitMQ, whose channels wait for their queues before the connection's close-ok: the
+  // workers holding the channels' consumers drop them first, so an auto-delete queue they held
+  // is gone, and its vhost knows it, before the client can declare it again elsewhere.
+  detaching_channels_ = true;
+  if (std::none_of(channels_.begin(), channels_.end(),
+                   [](const auto& c) { return c->asked_for_deliveries(); })) {
+    // Nothing of them on any worker to wait for: close-ok at once, without a round trip.
+    for (const auto& c : channels_) c->detach_from_vhost();
+    return finish_client_close();
+  }
+  auto barrier =
+      std::make_shared<close_barrier>(conn().owner(), [c = conn().shared_from_this(), this] {
+        if (!c->closing()) finish_client_close();
+      });
+  for (const auto& c : channels_) c->detach_from_vhost(barrier);
+  barrier->arrive();
+}
+
+void amqp_connection::finish_client_close() {
+  if (phase_ == phase::closing) return;
   client_close_pending_ = false;
   send(0, connection_close_ok{});
   phase_ = phase::closing;
@@ -792,6 +812,13 @@ void amqp_connection::force_close(std::string_view reason) {
   connection_error(reply_code::connection_forced,
                    reason.empty() ? std::string_view("Closed via management plugin") : reason);
   conn().flush();
+}
+
+bool amqp_connection::fence(std::string_view reason) {
+  // In its handshake: refused at connection.open (take_connection_slots); closing: on its way.
+  if (phase_ != phase::open) return false;
+  force_close(reason);
+  return true;
 }
 
 void amqp_connection::describe_all(net::worker& w, std::vector<broker::connection_view>& out) {

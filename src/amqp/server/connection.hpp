@@ -42,6 +42,10 @@ class amqp_connection final : public net::connection_handler {
   void describe(broker::connection_view& v) const;
   // The management API closes the connection: connection.close 320 CONNECTION_FORCED.
   void force_close(std::string_view reason);
+  // The node fenced itself (its fence is set before this runs): an open connection is closed with
+  // 320 and the reason. One still in its handshake is left to be refused at connection.open, with
+  // the same code and reason, rather than dropped without a word. True if it was closed now.
+  bool fence(std::string_view reason);
   // Every AMQP connection of worker `w` (call on w's thread).
   static void describe_all(net::worker& w, std::vector<broker::connection_view>& out);
   // Closes the connection `id` if it is on worker `w` (call on w's thread). True if found.
@@ -106,6 +110,7 @@ class amqp_connection final : public net::connection_handler {
   }
   // A channel has no broker replies outstanding: a deferred connection.close may complete.
   void channel_idle();
+  channel* find_channel(uint16_t id);
 
  private:
   enum class phase : uint8_t { header, start_ok, tune_ok, open_wait, open, closing };
@@ -120,7 +125,6 @@ class amqp_connection final : public net::connection_handler {
   bool take_connection_slots(broker::vhost* v, const protocol::connection_open& m);
   void handle_channel_frame(const protocol::frame_view& f);
   void open_channel(uint16_t id);
-  channel* find_channel(uint16_t id);
   void erase_channel(uint16_t id);
   // A framing error leaves the byte stream unusable: reply 501 and read nothing more.
   void fatal_frame_error(std::string_view text);
@@ -130,6 +134,8 @@ class amqp_connection final : public net::connection_handler {
   void refuse_login(std::string_view mechanism, std::string_view why);
   // The connection is done with its vhost: its exclusive queues are deleted. Once only.
   void leave_vhost();
+  // The client's connection.close once every channel is detached from the vhost: close-ok.
+  void finish_client_close();
   // channel_idle after the current call returns: a channel closed by a broker reply while a
   // client close waits may be in the middle of its own code.
   void channel_idle_soon();
@@ -147,6 +153,7 @@ class amqp_connection final : public net::connection_handler {
   bool reading_paused_ = false;  // by us: the peer's silence is not a missed heartbeat
   bool published_ = false;
   bool client_close_pending_ = false;
+  bool detaching_channels_ = false;  // the client's close waits for the vhost to let go of them
   bool left_vhost_ = false;
   bool flow_paused_ = false;
   uint32_t inflight_publishes_ = 0;

@@ -8,8 +8,10 @@
 #include <boost/asio/write.hpp>
 
 #include <future>
+#include <mutex>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "amqp/protocol/frame.hpp"
 #include "amqp/server/alarm_board.hpp"
@@ -21,23 +23,36 @@ namespace warren::amqp::server::testing {
 
 class test_server {
  public:
-  test_server() {
+  // `workers` > 1: the vhost's queues are spread over them (hash placement), as warren runs.
+  // `fence`: the node's fence, as in a cluster (null: a single node).
+  explicit test_server(size_t workers = 1, const common::node_fence* fence = nullptr)
+      : pool_(workers), alarms_(workers, {}) {
     auth::user u{"guest", auth::hash_password("guest"), {}, {}};
     u.permissions["/"] = auth::permission{};
     users_.add_user(u);
     users_.set_loopback_networks(*auth::parse_ip_networks("127.0.0.0/8"));
-    vhosts_.add("/");
+    broker::vhost& v = vhosts_.add("/");
+    if (workers > 1)
+      v.enable_shards(
+          workers, broker::vhost::placement::hash,
+          [this](size_t i, std::function<void()> fn) { pool_.at(i).post(std::move(fn)); });
     ctx_.users = &users_;
     ctx_.vhosts = &vhosts_;
     ctx_.pool = &pool_;
     ctx_.alarms = &alarms_;
+    ctx_.fence = fence;
     ctx_.server_properties = make_server_properties(ctx_.settings);
     listener_.emplace(
         pool_, boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),
         [this](std::shared_ptr<net::connection> c) {
+          {
+            std::lock_guard lk(accepted_mutex_);
+            accepted_on_.push_back(c->owner().index());
+          }
           c->start(std::make_unique<amqp_connection>(ctx_));
         },
         "amqp");
+    v.start_shards();
     pool_.start();
     listener_->start();
   }
@@ -58,9 +73,22 @@ class test_server {
   }
   // Keeps the worker busy for `d` (without waiting for it): what clients send meanwhile is read
   // in one go afterwards.
-  void stall(std::chrono::milliseconds d) {
-    pool_.at(0).post([d] { std::this_thread::sleep_for(d); });
+  void stall(std::chrono::milliseconds d, size_t worker = 0) {
+    pool_.at(worker).post([d] { std::this_thread::sleep_for(d); });
   }
+  // The worker of the connection accepted `n`-th (from 0), once it has been accepted.
+  std::optional<size_t> accepted_on(size_t n) {
+    for (int i = 0; i < 500; ++i) {
+      {
+        std::lock_guard lk(accepted_mutex_);
+        if (n < accepted_on_.size()) return accepted_on_[n];
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return std::nullopt;
+  }
+  // The worker whose shard holds the queue of that name (any thread).
+  size_t queue_worker(std::string_view name) { return vhosts_.find("/")->locate_queue(name); }
   // Runs fn on every AMQP connection, on its worker, and waits.
   void for_each_amqp(const std::function<void(amqp_connection&)>& fn) {
     std::promise<void> done;
@@ -77,9 +105,11 @@ class test_server {
   auth::user_store users_;
   broker::vhost_registry vhosts_;
   server_context ctx_;
-  net::worker_pool pool_{1};
-  alarm_board alarms_{1, {}};
+  net::worker_pool pool_;
+  alarm_board alarms_;
   std::optional<net::listener> listener_;
+  std::mutex accepted_mutex_;
+  std::vector<size_t> accepted_on_;
 };
 
 struct frame {
@@ -159,6 +189,14 @@ class test_client {
   // Handshake as guest up to connection.open-ok; `blocked_capability` announces
   // connection.blocked; `heartbeat` is the client's choice in tune-ok.
   bool open_connection(bool blocked_capability, uint16_t heartbeat = 0) {
+    if (!tune(blocked_capability, heartbeat)) return false;
+    protocol::connection_open open;
+    open.virtual_host = "/";
+    send(0, open);
+    return expect<protocol::connection_open_ok>().has_value();
+  }
+  // The handshake up to tune-ok: connection.open is still to be sent.
+  bool tune(bool blocked_capability = false, uint16_t heartbeat = 0) {
     boost::asio::write(socket_, boost::asio::buffer(protocol::protocol_header));
     if (!expect<protocol::connection_start>()) return false;
     protocol::connection_start_ok ok;
@@ -172,10 +210,7 @@ class test_client {
     auto tune = expect<protocol::connection_tune>();
     if (!tune) return false;
     send(0, protocol::connection_tune_ok{tune->channel_max, tune->frame_max, heartbeat});
-    protocol::connection_open open;
-    open.virtual_host = "/";
-    send(0, open);
-    return expect<protocol::connection_open_ok>().has_value();
+    return true;
   }
   // Full handshake as guest, and channel 1 opened.
   bool handshake(bool blocked_capability, uint16_t heartbeat = 0) {
