@@ -177,6 +177,10 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
               "Unix socket serving the management API to warrenctl without a password (mode "
               "0600: the file's permissions are the access control; empty: none)");
   bind_option(app, b, cli, &config::workers, "workers", "Worker threads (0: one per core)");
+  bind_option(app, b, cli, &config::busy_wait_us, "busy_wait_us",
+              "Microseconds a worker keeps polling for work before it sleeps (0: it sleeps at "
+              "once; at most 100000). Spends CPU to spare wake-ups, which virtual machines "
+              "make dear, as Erlang's scheduler busy wait does for RabbitMQ");
   bind_checked_option(
       app, b, cli, &config::queue_placement, "queue_placement",
       "Where a vhost's queues run: home (all on the vhost's home worker) or hash (spread over the "
@@ -339,6 +343,8 @@ std::variant<config, exit_request> parse_config(int argc, char** argv) {
   }
   if (cfg.etcd_lease_ttl < 1 || cfg.etcd_lease_ttl > 3600)
     return exit_request{2, "--etcd-lease-ttl: from 1 to 3600 seconds\n"};
+  if (cfg.busy_wait_us > 100000)
+    return exit_request{2, "--busy-wait-us: from 0 to 100000 microseconds\n"};
   if (cfg.workers == 0) cfg.workers = std::max(1u, std::thread::hardware_concurrency());
   return cfg;
 }

@@ -33,6 +33,9 @@ struct config {
   // default (the placeholder below) is resolved to <data_dir>/warren.sock; empty: none.
   std::string ctl_socket = std::string(ctl_socket_in_data_dir);
   unsigned workers = 0;  // 0: one per core
+  // How long a worker keeps polling after its last piece of work before it sleeps (net::worker::
+  // set_busy_wait); 0: it sleeps at once.
+  unsigned busy_wait_us = 0;
   // Where a vhost's queues live: "home" (its home worker), or "hash" (spread over the workers by
   // a hash of the vhost's and the queue's names). docs/architecture.md.
   std::string queue_placement = "hash";

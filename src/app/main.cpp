@@ -340,6 +340,7 @@ int run(const app::config& cfg) {
   ::signal(SIGPIPE, SIG_IGN);
 
   net::worker_pool pool(cfg.workers);
+  pool.set_busy_wait(std::chrono::microseconds(cfg.busy_wait_us));
   shard_pool = &pool;
   for (const auto& name : vhost_names) vhosts.find(name)->start_shards();
   ctx.pool = &pool;

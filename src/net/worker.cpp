@@ -77,8 +77,26 @@ void worker::start() {
     pthread_setname_np(pthread_self(), ("worker-" + std::to_string(index_)).c_str());
     thread_id_.store(std::this_thread::get_id());
     current_ = this;
-    io_.run();
+    run_loop();
   });
+}
+
+void worker::run_loop() {
+  if (busy_wait_.count() <= 0) {
+    io_.run();
+    return;
+  }
+  // poll() runs the ready handlers after an epoll_wait that does not block; run_one() sleeps
+  // until one is ready. A clock read per empty poll costs nothing next to its epoll_wait.
+  auto last_work = std::chrono::steady_clock::now();
+  while (!io_.stopped()) {
+    if (io_.poll() > 0) {
+      last_work = std::chrono::steady_clock::now();
+    } else if (std::chrono::steady_clock::now() - last_work >= busy_wait_) {
+      io_.run_one();
+      last_work = std::chrono::steady_clock::now();
+    }
+  }
 }
 
 size_t worker::poll() {
@@ -252,6 +270,10 @@ worker_pool::~worker_pool() {
   stop();
   join();
   for (auto& w : workers_) w->close_all_connections();
+}
+
+void worker_pool::set_busy_wait(std::chrono::microseconds d) {
+  for (auto& w : workers_) w->set_busy_wait(d);
 }
 
 void worker_pool::start() {

@@ -70,6 +70,13 @@ class worker {
       post(std::forward<F>(fn));
   }
 
+  // Before start(): how long the loop keeps polling (handlers ready, sockets with epoll_wait and
+  // a zero timeout) after its last handler before it sleeps in epoll_wait. 0: it sleeps at once.
+  // Where waking a sleeping thread is dear (a virtual machine whose halted CPUs are woken by the
+  // hypervisor), a busy wait saves more than it spends on a busy broker, and spends on a lightly
+  // loaded one; Erlang's schedulers, and so RabbitMQ, busy-wait by default (docs/benchmarks.md,
+  // "Busy waiting before sleeping").
+  void set_busy_wait(std::chrono::microseconds d) { busy_wait_ = d; }
   void start();  // spawns the thread
   // Instead of start(), for tests and fuzzers that drive a worker by hand: runs the handlers that
   // are ready on the calling thread, which becomes the worker's own thread, until none is left,
@@ -122,7 +129,10 @@ class worker {
   void drain();
   void renew_budgets_next_turn();
 
+  void run_loop();
+
   size_t index_;
+  std::chrono::microseconds busy_wait_{0};
   mailbox mailbox_;  // declared before io_: outlives the handlers io_ destroys
   mailbox urgent_;
   boost::asio::io_context io_;
@@ -158,6 +168,7 @@ class worker_pool {
   ~worker_pool();
   size_t size() const { return workers_.size(); }
   worker& at(size_t i) { return *workers_[i]; }
+  void set_busy_wait(std::chrono::microseconds d);
   void start();
   void stop();
   void join();

@@ -209,6 +209,25 @@ TEST(Config, TlsVerifyIsNoneOrPeer) {
   EXPECT_NE(std::get<exit_request>(file).text.find("none or peer"), std::string::npos);
 }
 
+TEST(Config, BusyWaitIsMicrosecondsUpToATenthOfASecond) {
+  auto r = parse({});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).busy_wait_us, config{}.busy_wait_us);
+  r = parse({"--busy-wait-us", "0"});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).busy_wait_us, 0u);
+  r = parse({"--config", write_toml("busy_wait_us = 250\n")});
+  ASSERT_TRUE(std::holds_alternative<config>(r));
+  EXPECT_EQ(std::get<config>(r).busy_wait_us, 250u);
+  auto big = parse({"--busy-wait-us", "100001"});
+  ASSERT_TRUE(std::holds_alternative<exit_request>(big));
+  EXPECT_EQ(std::get<exit_request>(big).code, 2);
+  EXPECT_NE(std::get<exit_request>(big).text.find("from 0 to 100000"), std::string::npos);
+  auto negative = parse({"--busy-wait-us", "-5"});
+  ASSERT_TRUE(std::holds_alternative<exit_request>(negative));
+  EXPECT_NE(std::get<exit_request>(negative).code, 0);
+}
+
 TEST(Config, HelpListsTheOptionsAndUnknownFlagsFail) {
   auto help = parse({"--help"});
   ASSERT_TRUE(std::holds_alternative<exit_request>(help));

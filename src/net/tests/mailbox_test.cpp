@@ -2,8 +2,10 @@
 #include <gtest/gtest.h>
 
 #include <pthread.h>
+#include <time.h>
 
 #include <atomic>
+#include <chrono>
 #include <future>
 #include <memory>
 #include <string>
@@ -92,6 +94,55 @@ TEST(Worker, ItsThreadIsNamedAfterItsIndex) {
   EXPECT_EQ(f.get(), "worker-3");
   w.stop();
   w.join();
+}
+
+// With a busy wait the loop keeps polling for that long after its last task, then sleeps; without
+// one it sleeps at once. Seen in the worker thread's CPU time; a task posted meanwhile runs.
+TEST(Worker, ABusyWaitPollsForThatLongAfterItsLastTaskThenSleeps) {
+  using namespace std::chrono_literals;
+  auto cpu_ms = [](clockid_t c) {
+    timespec ts{};
+    clock_gettime(c, &ts);
+    return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) / 1e6;
+  };
+  auto thread_clock = [](worker& w) {
+    std::promise<clockid_t> p;
+    w.post([&] {
+      clockid_t c{};
+      pthread_getcpuclockid(pthread_self(), &c);
+      p.set_value(c);
+    });
+    return p.get_future().get();
+  };
+  {
+    worker w(0);
+    w.set_busy_wait(100ms);
+    w.start();
+    clockid_t c = thread_clock(w);
+    double t0 = cpu_ms(c);
+    std::this_thread::sleep_for(80ms);
+    EXPECT_GE(cpu_ms(c) - t0, 10.0);  // about 80 on a core of its own, 0 without the busy wait
+    std::promise<void> ran;
+    w.post([&] { ran.set_value(); });
+    EXPECT_EQ(ran.get_future().wait_for(5s), std::future_status::ready);
+    // Then it sleeps, but for its tick (every 250 ms), each followed by a busy wait: about 400 ms
+    // of CPU a second, against 1000 for a loop that never sleeps.
+    double t1 = cpu_ms(c);
+    std::this_thread::sleep_for(1000ms);
+    EXPECT_LT(cpu_ms(c) - t1, 650.0);
+    w.stop();
+    w.join();
+  }
+  {
+    worker w(0);
+    w.start();
+    clockid_t c = thread_clock(w);
+    double t0 = cpu_ms(c);
+    std::this_thread::sleep_for(150ms);
+    EXPECT_LT(cpu_ms(c) - t0, 20.0);
+    w.stop();
+    w.join();
+  }
 }
 
 // A task that owns what it captured (move-only) runs once and is destroyed after it ran; a task
