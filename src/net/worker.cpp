@@ -41,13 +41,21 @@ void worker::close_all_connections() {
 
 void worker::wake() {
   // Only the first post after a drain wakes the loop; the drain clears the flag before running
-  // tasks, so a task pushed during a drain is never stranded.
+  // tasks, so a task pushed during a drain is never stranded. That takes a sequentially
+  // consistent fence on both sides (store the task, fence, read the flag; clear the flag, fence,
+  // read the mailbox): either the drain sees the task or this post sees the flag clear. With a
+  // plain store to clear it, the CPU may let the drain read an empty mailbox before its store is
+  // visible (x86 reorders a store with later loads), and the post then reads the old flag: the
+  // task waits for the next post to this worker, forever if none comes (a shutdown waiting on
+  // every worker would hang).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   if (!wake_pending_.exchange(true, std::memory_order_acq_rel))
     boost::asio::post(io_, [this] { drain(); });
 }
 
 void worker::drain() {
-  wake_pending_.store(false, std::memory_order_release);
+  wake_pending_.store(false, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // see wake()
   // Urgent tasks first and between batches; ordinary tasks in batches, and past a few batches
   // the rest waits for the next turn of the loop so that socket events are served meanwhile.
   constexpr size_t batch = 64, batches_per_turn = 8;

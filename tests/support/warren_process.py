@@ -172,9 +172,10 @@ class WarrenProcess:
             self.proc.send_signal(signum)
             rc = self.wait(timeout)
             if rc is None:
+                stacks = self.thread_stacks()
                 self.proc.kill()
                 self.proc.wait()
-                problem = f"warren did not exit within {timeout} s of {signal.Signals(signum).name}"
+                problem = f"warren did not exit within {timeout} s of {signal.Signals(signum).name}\n{stacks}"
             elif rc != 0:
                 problem = f"warren exited with {rc} after {signal.Signals(signum).name}"
         self._close_logs()
@@ -215,6 +216,21 @@ class WarrenProcess:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # --- debugging ----------------------------------------------------------------------------------------
+
+    def thread_stacks(self) -> str:
+        """Every thread's stack of the running warren, by gdb (scripts/install-deps installs it): what a hang
+        waits on, for a failure seen once in CI. Empty if gdb is missing or cannot attach."""
+        if self.proc is None or self.proc.poll() is not None or shutil.which("gdb") is None:
+            return ""
+        try:
+            out = subprocess.run(
+                ["gdb", "-p", str(self.proc.pid), "-batch", "-nx", "-ex", "set pagination off",
+                 "-ex", "thread apply all bt"],
+                capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"--- gdb could not list the threads: {e} ---"
+        lines = [l for l in out.stdout.splitlines() if l.startswith(("Thread ", "#"))]
+        return "--- warren's threads (gdb) ---\n" + "\n".join(lines)
 
     def log_tail(self, lines: int = 40) -> str:
         out = []
