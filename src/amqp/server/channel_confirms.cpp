@@ -101,8 +101,9 @@ const broker::shard_answer* channel::flow_answer() {
     // Runs on the shard's worker: one atomic decrement, and a post only for the resume.
     flow_answer_ =
         std::make_shared<broker::shard_answer>([link = link_, flow = flow_](uint64_t, bool) {
-          int64_t left = flow->outstanding.fetch_sub(1, std::memory_order_acq_rel) - 1;
-          if (left <= handed_low && flow->waiting.load(std::memory_order_acquire) &&
+          // Sequentially consistent, as the channel's side in count_handed: see there.
+          int64_t left = flow->outstanding.fetch_sub(1, std::memory_order_seq_cst) - 1;
+          if (left <= handed_low && flow->waiting.load(std::memory_order_seq_cst) &&
               flow->waiting.exchange(false, std::memory_order_acq_rel))
             link->worker().run_or_post([link] {
               if (link->ch) link->ch->resume_handed();
@@ -117,9 +118,12 @@ void channel::count_handed(uint32_t n) {
   if (now < handed_high || handover_paused_) return;
   handover_paused_ = true;
   conn_.throttle(true);
-  flow_->waiting.store(true, std::memory_order_release);
-  // The shards may have taken them all between the count and the flag: nobody would post.
-  if (flow_->outstanding.load(std::memory_order_acquire) <= handed_low &&
+  // The shards may have taken them all between the count and the flag: nobody would post. The
+  // flag's store and the count's load here, the count's decrement and the flag's load on the
+  // shard, are sequentially consistent: with release and acquire only, x86 may let this load run
+  // before the store is visible, and each side would miss the other (a publisher held forever).
+  flow_->waiting.store(true, std::memory_order_seq_cst);
+  if (flow_->outstanding.load(std::memory_order_seq_cst) <= handed_low &&
       flow_->waiting.exchange(false, std::memory_order_acq_rel))
     resume_handed();
 }
