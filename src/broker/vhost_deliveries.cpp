@@ -181,9 +181,9 @@ void vhost::dispatch(queue& q) {
     auto e = q.take(now, expired);
     consumer* c = *chosen;
     if (!e) {
-      channel_record& ch = *c->channel;
-      if (!c->no_ack && ch.global_unacked)
-        ch.global_unacked->fetch_sub(1, std::memory_order_relaxed);  // the slot it reserved
+      // The slot it reserved goes back, and a consumer of the channel on another shard that
+      // found the limit reached meanwhile is told, as for an acknowledgement.
+      if (!c->no_ack) released_global(*c->channel);
       break;
     }
     if (!q.policy().single_active_consumer) q.rotate(chosen);
@@ -306,6 +306,13 @@ maybe_error vhost::settle_range(uint64_t channel_id, uint64_t tag, bool multiple
   auto cit = channels_.find(channel_id);
   if (cit == channels_.end()) return std::nullopt;
   channel_record& ch = cit->second;
+  // The channel's global limit is shared by its consumers of every queue: room made here may be
+  // for a consumer of another queue than those the settled messages came from. Other shards are
+  // told by released_global; this one's queues of the channel are dispatched below.
+  bool was_full =
+      ch.global_prefetch != 0 &&
+      (ch.global_unacked ? ch.global_unacked->load(std::memory_order_relaxed) >= ch.global_prefetch
+                         : ch.unacked_count >= ch.global_prefetch);
   std::vector<queue*> touched;
   if (multiple) {
     // tag 0 with multiple: everything outstanding.
@@ -319,9 +326,12 @@ maybe_error vhost::settle_range(uint64_t channel_id, uint64_t tag, bool multiple
       return error{error_code::precondition_failed, fmt::format("unknown delivery tag {}", tag)};
     settle(ch, it, requeue, touched, dead);
   }
+  if (was_full)
+    for (auto& [consumer_tag, c] : ch.consumers) touched.push_back(c->q);
   std::sort(touched.begin(), touched.end());
   touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
-  for (queue* q : touched) dispatch(*q);
+  for (queue* q : touched)
+    if (queue_by_id(q->id()) == q) dispatch(*q);
   return std::nullopt;
 }
 

@@ -616,6 +616,37 @@ def test_global_qos_limits_across_the_channels_consumers(conn, ch):
     assert len(got) == 4, got.bodies
 
 
+# With two workers, queues are placed by a hash of their names (FNV-1a, docs/architecture.md): q1 and q3 are on the
+# same worker, q1 and q2 on different ones. With one worker the vhost has no shards at all.
+@pytest.mark.parametrize("workers,other", [(1, "q2"), (2, "q3"), (2, "q2")],
+                         ids=["one-worker", "same-worker", "other-worker"])
+def test_global_qos_room_made_by_one_queue_goes_to_the_channels_other_queues(warren_factory, workers, other):
+    """The channel's limit is shared, so room made by acking the last messages of one queue must wake its consumers
+    of the others, on the same worker as on another: q1's three are acked, q1 is then empty, the other queue
+    waits (it waited until its next publish when both were on one worker)."""
+    conn = connect(warren_factory(workers=workers))
+    try:
+        ch = new_channel(conn)
+        for q in ("q1", other):
+            declare(ch, q)
+        publish_all(ch, "", "q1", bodies(3, "q1"))
+        publish_all(ch, "", other, bodies(5, other))
+        cch = new_channel(conn)
+        cch.basic_qos(prefetch_count=3, global_qos=True)
+        got = Deliveries()
+        cch.basic_consume("q1", got)
+        assert pump(conn, lambda: len(got) >= 3)
+        cch.basic_consume(other, got)
+        settle(conn)
+        assert got.bodies == bodies(3, "q1"), got.bodies  # the limit is reached: the other queue waits
+        cch.basic_ack(got.items[2][0].delivery_tag, multiple=True)
+        assert pump(conn, lambda: len(got) >= 6), got.bodies
+        settle(conn)
+        assert got.bodies == bodies(3, "q1") + bodies(3, other), got.bodies
+    finally:
+        conn.close()
+
+
 def test_ack_multiple_acks_everything_up_to_the_tag(conn, ch):
     declare(ch, "q")
     publish_all(ch, "", "q", bodies(5))
