@@ -100,17 +100,32 @@ std::string store_dir_name(std::string_view vhost) {
   return out.empty() ? "%" : out;
 }
 
-// Runs fn on every worker and waits for all of them.
+// Runs fn on every worker and waits for all of them. A worker that has not run it after a few
+// seconds is named in the log (once), so that a stuck worker is seen, not only a broker that does
+// not stop.
 void on_every_worker(net::worker_pool& pool, const std::function<void(net::worker&)>& fn) {
   std::atomic<size_t> left{pool.size()};
+  std::vector<std::atomic<bool>> done(pool.size());
   for (size_t i = 0; i < pool.size(); ++i) {
     net::worker& w = pool.at(i);
-    w.post([&fn, &w, &left] {
+    w.post([&fn, &w, &left, &flag = done[i]] {
       fn(w);
+      flag = true;
       --left;
     });
   }
-  while (left > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto since = std::chrono::steady_clock::now();
+  bool told = false;
+  while (left > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (told || std::chrono::steady_clock::now() - since < std::chrono::seconds(3)) continue;
+    told = true;
+    std::string which;
+    for (size_t i = 0; i < done.size(); ++i)
+      if (!done[i]) which += fmt::format("{}{}", which.empty() ? "" : ", ", i);
+    spdlog::warn("waiting for worker(s) {} for 3 s: not yet run a task posted to every worker",
+                 which);
+  }
 }
 
 // Drives a vhost's housekeeping (TTL expiry, x-expires) on its home worker, every 100 ms.
