@@ -104,27 +104,27 @@ std::string store_dir_name(std::string_view vhost) {
 // seconds is named in the log (once), so that a stuck worker is seen, not only a broker that does
 // not stop.
 void on_every_worker(net::worker_pool& pool, const std::function<void(net::worker&)>& fn) {
-  std::atomic<size_t> left{pool.size()};
   std::vector<std::atomic<bool>> done(pool.size());
   for (size_t i = 0; i < pool.size(); ++i) {
     net::worker& w = pool.at(i);
-    w.post([&fn, &w, &left, &flag = done[i]] {
+    w.post([&fn, &w, &flag = done[i]] {
       fn(w);
       flag = true;
-      --left;
     });
   }
   auto since = std::chrono::steady_clock::now();
   bool told = false;
-  while (left > 0) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    if (told || std::chrono::steady_clock::now() - since < std::chrono::seconds(3)) continue;
-    told = true;
-    std::string which;
+  for (;;) {
+    std::string waiting;
     for (size_t i = 0; i < done.size(); ++i)
-      if (!done[i]) which += fmt::format("{}{}", which.empty() ? "" : ", ", i);
-    spdlog::warn("waiting for worker(s) {} for 3 s: not yet run a task posted to every worker",
-                 which);
+      if (!done[i]) waiting += fmt::format("{}{}", waiting.empty() ? "" : ", ", i);
+    if (waiting.empty()) return;
+    if (!told && std::chrono::steady_clock::now() - since >= std::chrono::seconds(3)) {
+      told = true;
+      spdlog::warn("waiting for worker(s) {} for 3 s: not yet run a task posted to every worker",
+                   waiting);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 }
 
